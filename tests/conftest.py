@@ -1,0 +1,43 @@
+"""Shared fixtures: tiny models and synthetic protein families (no ../shared, no network)."""
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from sedd import checkpoint
+from sedd.alphabet import PROTEIN
+from sedd.model import ScoreNetwork, preset
+from sedd.schedule import LogLinearSchedule
+
+torch.set_num_threads(1)
+
+
+def profile_family(n: int, length: int, seed: int = 0, sharpness: float = 3.0) -> tuple[list[str], torch.Tensor]:
+    """Sequences drawn from a random position-specific profile: returns (sequences, profile [L, 20])."""
+    gen = torch.Generator().manual_seed(seed)
+    profile = torch.softmax(sharpness * torch.randn(length, PROTEIN.size, generator=gen), dim=-1)
+    idx = torch.multinomial(profile, n, replacement=True, generator=gen).T          # [n, L]
+    return ["".join(PROTEIN.residues[i] for i in row) for row in idx.tolist()], profile
+
+
+def write_fasta(path, sequences, prefix="seq") -> None:
+    path.write_text("".join(f">{prefix}{i} synthetic\n{s}\n" for i, s in enumerate(sequences)))
+
+
+@pytest.fixture
+def tiny_model() -> ScoreNetwork:
+    torch.manual_seed(0)
+    return ScoreNetwork(preset("tiny", vocab_size=PROTEIN.size, dropout=0.0)).eval()
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path, tiny_model):
+    return checkpoint.save(tmp_path / "ckpt", tiny_model, PROTEIN, LogLinearSchedule(), {40: 3, 50: 2},
+                           meta={"training": {"note": "random tiny model for tests"}})
+
+
+@pytest.fixture
+def rng() -> random.Random:
+    return random.Random(0)

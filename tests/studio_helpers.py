@@ -1,0 +1,53 @@
+"""Small models and a running app for the studio tests (no network, no ../shared)."""
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import torch
+
+from sedd import checkpoint
+from sedd.alphabet import PROTEIN
+from sedd.model import ScoreNetwork, preset
+from sedd.schedule import LogLinearSchedule
+
+ESM_VOCAB = ("<cls> <pad> <eos> <unk> L A G V S E R T I D P K Q N F Y M H W C X B U Z O . - <null_1> <mask>").split()
+
+
+def tiny_esmfold(seed: int = 0):
+    """A random ``EsmForProteinFolding`` of ~0.1 M parameters: real code path, meaningless structures."""
+    from transformers import EsmConfig, EsmForProteinFolding
+
+    config = EsmConfig(
+        vocab_size=len(ESM_VOCAB), hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=37,
+        pad_token_id=1, mask_token_id=32, is_folding_model=True, vocab_list=ESM_VOCAB,
+        esmfold_config={"fp16_esm": False, "lddt_head_hid_dim": 16, "trunk": {
+            "num_blocks": 1, "sequence_state_dim": 32, "pairwise_state_dim": 16, "sequence_head_width": 8,
+            "pairwise_head_width": 8, "position_bins": 4, "chunk_size": 16, "max_recycles": 1,
+            "structure_module": {"sequence_dim": 32, "pairwise_dim": 16, "ipa_dim": 8, "resnet_dim": 8,
+                                 "num_heads_ipa": 2, "num_qk_points": 2, "num_v_points": 2, "num_blocks": 1}}})
+    torch.manual_seed(seed)
+    model = EsmForProteinFolding(config).eval()
+    with torch.no_grad():   # the lDDT head starts at zero (every pLDDT 0.5); give it some spread
+        for p in model.lddt_head.parameters():
+            p.normal_(0, 0.5)
+    return model
+
+
+def save_tiny_esmfold(directory: Path) -> Path:
+    tiny_esmfold().save_pretrained(directory)
+    return directory
+
+
+def tiny_checkpoint_dir(directory: Path, max_len: int = 128) -> Path:
+    """A random tiny score model saved as a checkpoint directory."""
+    torch.manual_seed(0)
+    net = ScoreNetwork(preset("tiny", vocab_size=PROTEIN.size, dropout=0.0, max_len=max_len)).eval()
+    return checkpoint.save(directory, net, PROTEIN, LogLinearSchedule(), {40: 3, 50: 2},
+                           meta={"training": {"note": "random tiny model for tests"}})
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,0 +1,85 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from sedd import checkpoint
+from sedd.alphabet import PROTEIN
+
+
+def test_round_trip_gives_identical_logits(tiny_model, tiny_checkpoint):
+    loaded = checkpoint.load(tiny_checkpoint)
+    x = torch.randint(0, 22, (3, 40))
+    torch.testing.assert_close(loaded.model(x), tiny_model(x), rtol=0, atol=0)
+    assert loaded.alphabet == PROTEIN
+    assert loaded.length_histogram == {40: 3, 50: 2}
+    assert loaded.meta["training"]["note"].startswith("random")
+    assert not loaded.model.training and next(loaded.model.parameters()).dtype == torch.float32
+
+
+def test_files_are_config_json_and_safetensors_only(tiny_checkpoint):
+    assert sorted(p.name for p in tiny_checkpoint.iterdir()) == ["config.json", "model.safetensors"]
+    config = json.loads((tiny_checkpoint / "config.json").read_text())
+    assert {"model", "alphabet", "schedule", "length_histogram"} <= set(config)
+
+
+def test_missing_and_unexpected_keys_are_listed(tiny_checkpoint):
+    path = tiny_checkpoint / "model.safetensors"
+    state = load_file(path)
+    state["extra.weight"] = torch.zeros(2)
+    del state["head.bias"]
+    save_file(state, path)
+    with pytest.raises(ValueError, match=r"missing keys \['head.bias'\].*unexpected keys \['extra.weight'\]"):
+        checkpoint.load(tiny_checkpoint)
+
+
+def test_mismatched_config_names_the_shape(tiny_checkpoint):
+    config = json.loads((tiny_checkpoint / "config.json").read_text())
+    config["model"]["d_ff"] = 128
+    (tiny_checkpoint / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"shape mismatches \[.*mlp.0.weight"):
+        checkpoint.load(tiny_checkpoint)
+
+
+@pytest.mark.parametrize("damage,message", [
+    (lambda d: (d / "model.safetensors").write_bytes(b"not a safetensors file"), "not a readable safetensors"),
+    (lambda d: (d / "model.safetensors").unlink(), "holds no model.safetensors"),
+    (lambda d: (d / "config.json").write_text("{broken"), "not valid JSON"),
+    (lambda d: (d / "config.json").write_text('{"format": "other"}'), "is not a sedd-protein/1 config"),
+    (lambda d: (d / "config.json").unlink(), "holds no config.json"),
+])
+def test_tampered_checkpoint_gives_a_clear_error(tiny_checkpoint, damage, message):
+    damage(tiny_checkpoint)
+    with pytest.raises(ValueError, match=message):
+        checkpoint.load(tiny_checkpoint)
+
+
+def test_not_a_directory_or_repo_id(tmp_path):
+    f = tmp_path / "weights.bin"
+    f.write_bytes(b"x")
+    with pytest.raises(ValueError, match="is a file"):
+        checkpoint.load(f)
+    with pytest.raises(ValueError, match="neither a local directory nor a valid"):
+        checkpoint.load("not a/valid//repo id")
+
+
+def test_hub_repo_id_is_downloaded_through_huggingface_hub(tiny_checkpoint, monkeypatch):
+    calls = []
+
+    def fake_snapshot_download(repo_id, allow_patterns):
+        calls.append((repo_id, allow_patterns))
+        return str(tiny_checkpoint)
+
+    import huggingface_hub
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    loaded = checkpoint.load("someone/sedd-acyp")
+    assert calls and calls[0][0] == "someone/sedd-acyp" and "model.safetensors" in calls[0][1]
+    assert loaded.source == "someone/sedd-acyp"
+
+
+def test_inference_path_never_unpickles(tiny_checkpoint, monkeypatch):
+    def forbidden(*a, **k):
+        raise AssertionError("torch.load called on the inference path")
+    monkeypatch.setattr(torch, "load", forbidden)
+    checkpoint.load(tiny_checkpoint)

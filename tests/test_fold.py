@@ -1,0 +1,136 @@
+"""Folding backends: a tiny random ESMFold (real transformers code path) and a fake Atlas web service."""
+from __future__ import annotations
+
+import pytest
+import requests
+import torch
+
+from sedd.fold import (ATLAS_MAX_LENGTH, ESMAtlasBackend, ESMFoldBackend, FoldError, pdb_ca_bfactors,
+                       rescale_pdb_bfactors)
+from studio_helpers import save_tiny_esmfold, tiny_esmfold
+
+SEQ = "MKVLAGGGSTRDEWY"
+
+
+@pytest.fixture(scope="module")
+def esmfold():
+    return ESMFoldBackend(model=tiny_esmfold(), device="cpu")
+
+
+def test_esmfold_result_is_on_the_0_100_scale(esmfold):
+    [res] = esmfold.fold([SEQ])
+    assert res.sequence == SEQ and len(res.plddt) == len(SEQ)
+    assert all(0.0 <= p <= 100.0 for p in res.plddt)
+    assert max(res.plddt) > 1.0, "pLDDT must be rescaled from transformers' 0–1"
+    assert res.mean_plddt == pytest.approx(sum(res.plddt) / len(SEQ))
+    assert 0.0 <= res.ptm <= 1.0
+    # The PDB's B-factor column carries the same 0–100 values, one Cα per residue.
+    assert pdb_ca_bfactors(res.pdb) == pytest.approx(res.plddt, abs=0.006)
+
+
+def test_esmfold_runs_fp32_on_cpu(esmfold):
+    assert {p.dtype for p in esmfold._model.parameters()} == {torch.float32}
+
+
+def test_fold_cache_by_sequence(esmfold, monkeypatch):
+    calls = []
+    real = esmfold._model.infer
+    monkeypatch.setattr(esmfold._model, "infer", lambda s: calls.append(s) or real(s))
+    a = esmfold.fold(["ACDEFGHIK"])[0]
+    b, c = esmfold.fold(["acdefghik", "ACDEFGHIK"])
+    assert calls == ["ACDEFGHIK"] and a is b is c
+
+
+def test_weights_load_lazily_and_once(tmp_path, monkeypatch):
+    from transformers import EsmForProteinFolding
+    save_tiny_esmfold(tmp_path / "esmfold")
+    loads = []
+    real = EsmForProteinFolding.from_pretrained
+    monkeypatch.setattr(EsmForProteinFolding, "from_pretrained", lambda name: loads.append(name) or real(name))
+    backend = ESMFoldBackend(str(tmp_path / "esmfold"), device="cpu")
+    assert loads == [] and backend._model is None
+    backend.fold(["MKV", "GGSA"])
+    backend.fold(["WWW"])
+    assert loads == [str(tmp_path / "esmfold")]
+
+
+def test_missing_weights_name_the_model_and_reason(tmp_path):
+    backend = ESMFoldBackend(str(tmp_path / "no-such-model"), device="cpu")
+    with pytest.raises(FoldError, match="no-such-model.*not available") as e:
+        backend.fold([SEQ])
+    assert e.value.reason == "no_weights"
+
+
+def test_too_long_names_the_limit(esmfold):
+    short = ESMFoldBackend(model=esmfold._model, device="cpu", max_length=10)
+    with pytest.raises(FoldError, match="1 to 10 residues; this design has 15") as e:
+        short.fold([SEQ])
+    assert e.value.reason == "too_long"
+
+
+def test_out_of_memory_is_reported_and_the_next_fold_works(monkeypatch):
+    backend = ESMFoldBackend(model=tiny_esmfold(), device="cpu")
+    real = backend._model.infer
+    failures = iter([torch.cuda.OutOfMemoryError("CUDA out of memory")])
+
+    def flaky(seq):
+        for err in failures:
+            raise err
+        return real(seq)
+
+    monkeypatch.setattr(backend._model, "infer", flaky)
+    with pytest.raises(FoldError, match="ran out of memory") as e:
+        backend.fold([SEQ])
+    assert e.value.reason == "out_of_memory"
+    assert backend.fold([SEQ])[0].sequence == SEQ
+
+
+# ---- ESM Atlas API, against a fake session ------------------------------------------------------
+
+def _pdb(seq: str, bfactor: float) -> str:
+    return "".join(f"ATOM  {i:5d}  CA  ALA A{i:4d}    {0.0:8.3f}{0.0:8.3f}{0.0:8.3f}  1.00{bfactor:6.2f}           C\n"
+                   for i in range(1, len(seq) + 1)) + "END\n"
+
+
+class FakeSession:
+    def __init__(self, answer=None, error=None, status=200):
+        self.answer, self.error, self.status, self.calls = answer, error, status, []
+
+    def post(self, url, data, timeout):
+        self.calls.append(data)
+        if self.error:
+            raise self.error
+        return type("Response", (), {"status_code": self.status, "text": self.answer})()
+
+
+def test_atlas_rescales_0_1_bfactors_to_0_100():
+    backend = ESMAtlasBackend(session=FakeSession(_pdb(SEQ, 0.83)))
+    [res] = backend.fold([SEQ])
+    assert res.plddt == pytest.approx([83.0] * len(SEQ)) and res.ptm is None
+    assert pdb_ca_bfactors(res.pdb) == pytest.approx([83.0] * len(SEQ))
+
+
+@pytest.mark.parametrize("error, reason, words", [
+    (requests.exceptions.ConnectionError("no route"), "no_network", "cannot be reached"),
+    (requests.exceptions.SSLError("bad cert"), "no_network", "certificate"),
+])
+def test_atlas_network_failures(error, reason, words):
+    with pytest.raises(FoldError, match=words) as e:
+        ESMAtlasBackend(session=FakeSession(error=error)).fold([SEQ])
+    assert e.value.reason == reason and "ESM Atlas API" in str(e.value)
+
+
+def test_atlas_http_error_and_length_limit():
+    with pytest.raises(FoldError, match="HTTP 503"):
+        ESMAtlasBackend(session=FakeSession("busy", status=503)).fold([SEQ])
+    session = FakeSession(_pdb("A" * 401, 90.0))
+    with pytest.raises(FoldError, match=f"1 to {ATLAS_MAX_LENGTH} residues") as e:
+        ESMAtlasBackend(session=session).fold(["A" * 401])
+    assert e.value.reason == "too_long" and session.calls == []
+
+
+def test_rescale_pdb_bfactors_keeps_the_layout():
+    pdb = _pdb("AAA", 0.5)
+    out = rescale_pdb_bfactors(pdb, 100.0)
+    assert pdb_ca_bfactors(out) == [50.0, 50.0, 50.0]
+    assert [len(l) for l in out.splitlines()] == [len(l) for l in pdb.splitlines()]

@@ -1,0 +1,48 @@
+import torch
+import torch.nn.functional as F
+
+from sedd.loss import diffusion_loss, masked_cross_entropy, sample_times, score_entropy
+from sedd.process import corrupt, log_score, score_scale
+from sedd.schedule import LogLinearSchedule
+
+S = LogLinearSchedule()
+
+
+def test_score_entropy_equals_one_over_t_weighted_masked_cross_entropy():
+    """DESIGN decision 2: σ(t)·score-entropy on the factorised score = (1/t)·masked CE."""
+    gen = torch.Generator().manual_seed(0)
+    B, L, V = 16, 30, 20
+    x0 = torch.randint(0, V, (B, L), generator=gen)
+    t = torch.linspace(S.eps, 1.0, B, dtype=torch.float64)
+    x_t = corrupt(x0, t, S, V, torch.ones_like(x0, dtype=torch.bool), gen)
+    logits = torch.randn(B, L, V, generator=gen, dtype=torch.float64)
+    sigma_bar = S.total_noise(t)
+    per_pos = score_entropy(log_score(F.log_softmax(logits, -1), sigma_bar).double(), x0, score_scale(sigma_bar))
+    se = S.rate(t) * (per_pos.double() * (x_t == V)).sum(-1)
+    ce = masked_cross_entropy(logits.double(), x0, x_t == V).double() / t
+    torch.testing.assert_close(se, ce, rtol=1e-5, atol=1e-5)
+
+
+def test_loss_finite_at_both_ends(tiny_model):
+    x0 = torch.randint(0, 20, (4, 40))
+    lengths = torch.tensor([40, 35, 30, 25])
+    for t in (S.eps, 1.0):
+        loss = diffusion_loss(tiny_model, x0, lengths, S, 20, t=torch.full((4,), t))
+        assert torch.isfinite(loss).all()
+
+
+def test_loss_ignores_padding(tiny_model):
+    torch.manual_seed(0)
+    x0 = torch.randint(0, 20, (1, 30))
+    padded = torch.cat([x0, torch.full((1, 10), 21)], 1)
+    t = torch.full((1,), 0.5)
+    a = diffusion_loss(tiny_model, x0, torch.tensor([30]), S, 20, t=t, generator=torch.Generator().manual_seed(1))
+    b = diffusion_loss(tiny_model, padded, torch.tensor([30]), S, 20, t=t, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_stratified_times_cover_the_interval():
+    t = sample_times(64, S, torch.Generator().manual_seed(0))
+    assert ((t >= S.eps) & (t <= 1)).all()
+    hist = torch.histc(t, bins=8, min=S.eps, max=1.0)
+    assert (hist == 8).all()
