@@ -1,0 +1,272 @@
+"""Evaluation metrics and ``python -m sedd.evaluate``: tiny random models, synthetic families, no network."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from sedd import checkpoint
+from sedd import evaluate as ev
+from sedd.alphabet import PROTEIN
+from sedd.data import Dataset, read_fasta
+from sedd.model import ScoreNetwork, preset
+from sedd.schedule import LogLinearSchedule
+
+REPO = Path(__file__).resolve().parent.parent
+MOTIF_SITE = "GAVQGVAFR"
+
+
+def profile_sequences(n: int, lengths: tuple[int, int], seed: int = 0) -> list[str]:
+    """Sequences from a random position-specific profile (a toy family), the motif planted in the middle."""
+    gen = torch.Generator().manual_seed(seed)
+    profile = torch.softmax(2.0 * torch.randn(lengths[1], PROTEIN.size, generator=gen), dim=-1)
+    rows = torch.multinomial(profile, n, replacement=True, generator=gen).T.tolist()     # [n, L_max]
+    rng = random.Random(seed)
+    out = []
+    for row in rows:
+        length = rng.randint(*lengths)
+        seq = "".join(PROTEIN.residues[i] for i in row[:length])
+        mid = length // 2 - len(MOTIF_SITE) // 2
+        out.append(seq[:mid] + MOTIF_SITE + seq[mid + len(MOTIF_SITE):])
+    return out
+
+
+def write_fasta(path: Path, sequences: list[str]) -> Path:
+    path.write_text("".join(f">s{i}\n{s}\n" for i, s in enumerate(sequences)))
+    return path
+
+
+@pytest.fixture
+def ckpt_dir(tmp_path) -> Path:
+    torch.manual_seed(0)
+    net = ScoreNetwork(preset("tiny", vocab_size=PROTEIN.size))
+    return checkpoint.save(tmp_path / "ckpt", net, PROTEIN, LogLinearSchedule(), {40: 3, 50: 2})
+
+
+@pytest.fixture
+def family_fasta(tmp_path) -> Path:
+    return write_fasta(tmp_path / "family.fasta", profile_sequences(24, (40, 50)))
+
+
+def as_dataset(sequences: list[str]) -> Dataset:
+    return Dataset([f"s{i}" for i in range(len(sequences))], [PROTEIN.encode(s) for s in sequences])
+
+
+# ---- likelihood ------------------------------------------------------------------------------------
+def test_untrained_elbo_is_near_log20_with_stderr_below_001(ckpt_dir):
+    model = checkpoint.load(ckpt_dir)
+    data = as_dataset(profile_sequences(40, (55, 65), seed=1))
+    result = ev.elbo_to_precision(model.model, data, model.schedule, PROTEIN.mask_id, t_samples=4,
+                                  target_stderr=0.01, seed=0)
+    # an untrained network predicts ≈ uniform residues: −log p ≈ log 20 per residue
+    assert abs(result["elbo_nats_per_residue"] - math.log(20)) < 0.15
+    assert result["elbo_stderr"] < 0.01 and result["elbo_target_met"]
+    assert result["t_samples"] > 4          # K was raised: 4 t samples cannot reach 0.01 on 2,400 residues
+    assert result["num_residues"] == data.num_residues()
+
+
+def test_elbo_stderr_matches_the_spread_of_independent_estimates(ckpt_dir):
+    model = checkpoint.load(ckpt_dir)
+    data = as_dataset(profile_sequences(16, (40, 50), seed=2))
+    runs = [ev.estimate_elbo(model.model, data, model.schedule, PROTEIN.mask_id, t_samples=4, seed=s) for s in range(20)]
+    spread = torch.tensor([r["elbo_nats_per_residue"] for r in runs]).std().item()
+    claimed = sum(r["elbo_stderr"] for r in runs) / len(runs)
+    assert 0.5 < claimed / spread < 2.5, (claimed, spread)   # an honest error bar (conservative side allowed)
+
+
+# ---- identity, composition, motif -----------------------------------------------------------------
+def test_alignment_identity_definition():
+    seq = profile_sequences(1, (60, 60), seed=3)[0]
+    assert ev.alignment_identity(seq, seq) == 1.0
+    mutant = seq[:10] + ("A" if seq[10] != "A" else "C") + seq[11:]
+    assert ev.alignment_identity(seq, mutant) == pytest.approx(59 / 60)
+    assert ev.alignment_identity(seq[5:35], seq) == 1.0            # divided by the shorter; end gaps are free
+    unrelated = profile_sequences(1, (60, 60), seed=4)[0]
+    assert ev.alignment_identity(seq, unrelated) < 0.5
+
+
+def test_nearest_reference_finds_a_planted_relative_among_many():
+    rng = random.Random(5)
+    references = ["".join(rng.choice(PROTEIN.residues) for _ in range(rng.randint(64, 127))) for _ in range(600)]
+    query = references[417]
+    relative = "".join(c if rng.random() > 0.2 else rng.choice(PROTEIN.residues) for c in query)
+    search = ev.NearestReference(references, PROTEIN.residues)
+    assert 417 in search.candidates_for(relative)[:3].tolist()
+    identity, index = search.nearest(relative)
+    assert index == 417 and identity == pytest.approx(ev.alignment_identity(relative, query))
+    assert search.nearest(query) == (1.0, 417)
+
+
+def test_composition_kl():
+    data = ["ACDEFGHIKL", "MNPQRSTVWY"]
+    assert ev.composition_kl(data, list(data), PROTEIN.residues) == pytest.approx(0.0, abs=1e-12)
+    assert ev.composition_kl(data, ["".join(data)], PROTEIN.residues) == pytest.approx(0.0, abs=1e-12)
+    # KL(data ‖ samples) with add-one smoothing, by hand: data uniform, samples 10×A
+    p = torch.full((20,), 1 / 20, dtype=torch.float64)
+    q = torch.ones(20, dtype=torch.float64)
+    q[0] += 10
+    q /= q.sum()
+    expected = float((p * (p / q).log()).sum())
+    assert ev.composition_kl(["".join(PROTEIN.residues)], ["A" * 10], PROTEIN.residues) == pytest.approx(expected)
+
+
+def test_motif_rate():
+    assert ev.motif_rate(["MKGAVQGVTFRLL", "GSVQGIAYR", "GAVQGLAFR", "AAAA"]) == 0.5   # L is not V/I
+    assert ev.motif_rate(["gavqgvafr"]) == 0.0                                        # residues are upper case
+
+
+def test_sample_metrics_of_copies_of_the_references():
+    references = profile_sequences(30, (60, 80), seed=6)
+    m = ev.sample_metrics(references[:10], references, PROTEIN.residues)
+    assert m["validity"] == 1.0 and m["novelty"] == 0.0
+    assert m["median_nearest_identity"] == 1.0 and m["nearest_identities"] == [1.0] * 10
+    assert m["motif_rate"] == 1.0 and m["reference_motif_rate"] == 1.0
+    assert 0.0 < m["mean_pairwise_identity"] < 1.0 and m["pairs"] == 45
+    assert ev.sample_metrics(references, references, PROTEIN.residues)["composition_kl"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_sample_metrics_count_invalid_and_novel_samples():
+    references = profile_sequences(20, (60, 70), seed=7)
+    novel = references[0][:-1] + ("W" if references[0][-1] != "W" else "Y")
+    m = ev.sample_metrics([references[1], novel, "ACD_EF", "ACDBEF"], references, PROTEIN.residues)
+    assert m["validity"] == 0.5                      # the mask and B are not residues
+    assert m["novelty"] == 0.5                       # of the valid ones, one is a copy
+    assert sorted(m["nearest_identities"]) == pytest.approx([(len(novel) - 1) / len(novel), 1.0])
+
+
+# ---- infill recovery -------------------------------------------------------------------------------
+class Oracle(torch.nn.Module):
+    """A perfect denoiser for a known set of sequences: it finds the one consistent with the unmasked
+    residues of each row and puts all probability on its residues."""
+
+    def __init__(self, sequences: list[list[int]], mask_id: int, wrong: int | None = None):
+        super().__init__()
+        self.mask_id, self.pad_id, self.wrong = mask_id, mask_id + 1, wrong
+        L = max(len(s) for s in sequences)
+        self.truth = torch.full((len(sequences), L), self.pad_id)
+        for i, s in enumerate(sequences):
+            self.truth[i, :len(s)] = torch.tensor(s)
+        self.dummy = torch.nn.Parameter(torch.zeros(1))          # the sampler reads the device from here
+
+    def forward(self, x_t: torch.LongTensor) -> torch.Tensor:
+        B, L = x_t.shape
+        if self.wrong is not None:     # always the same residue: no matching (its own outputs match nothing)
+            return 50.0 * torch.nn.functional.one_hot(torch.full_like(x_t, self.wrong), self.mask_id).float()
+        truth = torch.full((len(self.truth), max(L, self.truth.shape[1])), self.pad_id)
+        truth[:, :self.truth.shape[1]] = self.truth
+        known = x_t != self.mask_id                                                      # [B, L]
+        agree = ((truth[None, :, :L] == x_t[:, None]) | ~known[:, None]).all(-1)         # [B, N]
+        agree &= (truth[:, L:] == self.pad_id).all(-1)[None]
+        assert (agree.sum(-1) == 1).all(), "each row must match exactly one sequence"
+        target = truth[agree.int().argmax(-1), :L].clamp(max=self.mask_id - 1)           # [B, L]
+        return 50.0 * torch.nn.functional.one_hot(target, self.mask_id).float()
+
+
+def test_infill_recovery_is_one_for_a_perfect_denoiser_and_zero_for_a_wrong_one(ckpt_dir):
+    sequences = [s.replace("W", "Y") for s in profile_sequences(20, (40, 50), seed=8)]
+    data = as_dataset(sequences)
+    model = checkpoint.load(ckpt_dir)
+    expected_masked = sum(max(1, round(0.3 * len(s))) for s in sequences)
+
+    model.model = Oracle(data.tokens, PROTEIN.mask_id)
+    perfect = ev.infill_recovery(model, data, batch_size=8)
+    assert perfect == {"infill_recovery": 1.0, "infill_masked_residues": expected_masked}
+
+    model.model = Oracle(data.tokens, PROTEIN.mask_id, wrong=PROTEIN.encode("W")[0])   # W never occurs
+    assert ev.infill_recovery(model, data, batch_size=8)["infill_recovery"] == 0.0
+
+
+def test_infill_recovery_of_an_untrained_model_is_near_chance(ckpt_dir):
+    model = checkpoint.load(ckpt_dir)
+    data = as_dataset(profile_sequences(30, (40, 50), seed=9))
+    result = ev.infill_recovery(model, data, seed=1)
+    assert 0.0 <= result["infill_recovery"] < 0.2                  # 1/20 = 0.05 by chance
+    assert result == ev.infill_recovery(model, data, seed=1)        # seeded
+
+
+# ---- ESMFold metrics ---------------------------------------------------------------------------------
+def test_fold_metrics_average_and_per_sequence_failures(monkeypatch):
+    from sedd import fold
+
+    def fake_fold(self, sequences):
+        if len(sequences[0]) > 5:
+            raise fold.FoldError("too long for this test backend", "too_long")
+        return [fold.FoldResult(s, "", [50.0] * len(s), 10.0 * len(s), 0.1 * len(s)) for s in sequences]
+
+    monkeypatch.setattr(fold.ESMFoldBackend, "fold", fake_fold)
+    result = ev.fold_metrics(["AC", "ACDE", "ACDEFGH"])
+    assert result["mean_plddt"] == pytest.approx(30.0) and result["mean_ptm"] == pytest.approx(0.3)
+    assert result["folded"] == 2 and result["failures"][0]["sequence"] == "ACDEFGH"
+
+
+# ---- command line ----------------------------------------------------------------------------------
+def test_cli_json_keys_and_types(ckpt_dir, family_fasta, capsys):
+    code = ev.main(["--checkpoint", str(ckpt_dir), "--data", str(family_fasta), "--max-seqs", "10",
+                    "--target-stderr", "0.1", "--json"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    for key, kind in [("elbo_nats_per_residue", float), ("elbo_stderr", float), ("length_nats_per_residue", float),
+                      ("num_sequences", int), ("num_residues", int), ("infill_recovery", float), ("t_samples", int)]:
+        assert isinstance(out[key], kind), key
+    assert out["num_sequences"] == 10 and 400 <= out["num_residues"] <= 500
+    assert out["elbo_stderr"] < 0.1 and 0.0 <= out["infill_recovery"] <= 1.0
+    # lengths 40–50 under the histogram {40: 3, 50: 2} with add-one smoothing over 40…50: about 2 nats per sequence
+    assert 0.01 < out["length_nats_per_residue"] < 0.1
+
+
+def test_cli_samples_report_and_fold_without_weights(ckpt_dir, family_fasta, tmp_path):
+    """The real ESMFold backend, offline with an empty cache: the error is reported, the run succeeds."""
+    report = tmp_path / "out" / "eval.md"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "sedd.evaluate", "--checkpoint", str(ckpt_dir), "--data",
+                           str(family_fasta), "--max-seqs", "6", "--target-stderr", "0.2", "--samples", "6",
+                           "--reference", str(family_fasta), "--fold", "--report", str(report), "--json"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert "weights" in out["fold"]["error"] and set(out["fold"]) == {"error"}
+    samples = out["samples"]
+    assert samples["num_samples"] == 6 and samples["validity"] == 1.0 and samples["novelty"] == 1.0
+    assert len(samples["nearest_identities"]) == 6 and 0.0 < samples["median_nearest_identity"] < 1.0
+    assert samples["reference_motif_rate"] == 1.0
+    assert report.is_file() and "ESMFold" in report.read_text() and "eval_identity.png" in report.read_text()
+    assert (tmp_path / "out" / "eval_identity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    drawn = read_fasta(tmp_path / "out" / "eval_samples.fasta", PROTEIN)
+    assert len(drawn) == 6 and {len(t) for t in drawn.tokens} <= {40, 50}       # lengths from the histogram
+
+
+@pytest.mark.parametrize("case", ["missing_data", "empty_fasta", "not_a_checkpoint", "missing_checkpoint"])
+def test_bad_input_is_one_line_and_exit_code_2(case, ckpt_dir, family_fasta, tmp_path, capsys):
+    data, model = str(family_fasta), str(ckpt_dir)
+    if case == "missing_data":
+        data = str(tmp_path / "nope.fasta")
+    elif case == "empty_fasta":
+        data = str(write_fasta(tmp_path / "empty.fasta", []))
+    elif case == "not_a_checkpoint":
+        model = str(tmp_path)
+    else:
+        model = str(tmp_path / "no" / "such" / "dir")
+    assert ev.main(["--checkpoint", model, "--data", data, "--json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), captured.err
+
+
+def test_bad_input_from_the_shell_has_no_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "sedd.evaluate", "--checkpoint", str(tmp_path),
+                           "--data", str(tmp_path / "x.fasta")], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and proc.stderr.startswith("error: ")
+
+
+def test_fold_needs_samples(ckpt_dir, family_fasta):
+    with pytest.raises(SystemExit) as exit_info:
+        ev.main(["--checkpoint", str(ckpt_dir), "--data", str(family_fasta), "--fold"])
+    assert exit_info.value.code == 2
