@@ -1,0 +1,216 @@
+"""Structure prediction for designs: ESMFold through ``transformers``, or the ESM Atlas web API (opt-in).
+
+ESMFold (Lin et al. 2023) runs locally as ``EsmForProteinFolding`` (``facebook/esmfold_v1``), loaded
+lazily, once, on the first fold. On a GPU the ESM-2 language-model stem runs in fp16 and the folding
+trunk is chunked to bound memory; on a CPU everything stays fp32. fair-esm's ESMFold needs openfold
+(a CUDA build, old torch), so it is not used.
+
+transformers reports pLDDT on a 0–1 scale; every ``FoldResult`` (and the B-factor column of its PDB)
+is on the usual 0–100 scale, so the 50/70/90 confidence bands apply as they do everywhere else.
+
+Every failure a user can meet (no weights, no network, GPU out of memory, a sequence too long for
+the backend) is a ``FoldError`` whose message says which backend failed and why; ``reason`` names
+the case for code and tests. Results are cached by sequence, so a design folded once is free after.
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+ESMFOLD_MODEL = "facebook/esmfold_v1"
+ATLAS_URL = "https://api.esmatlas.com/foldSequence/v1/pdb/"
+ATLAS_MAX_LENGTH = 400          # the Atlas API refuses longer sequences
+CA_ATOM = 1                     # index of Cα in the atom37 layout (N, CA, C, CB, O, …)
+
+
+@dataclass
+class FoldResult:
+    sequence: str
+    pdb: str              # PDB text; B-factor column = per-residue pLDDT on 0–100
+    plddt: list[float]    # per residue, 0–100
+    mean_plddt: float     # 0–100
+    ptm: float | None     # predicted TM-score, 0–1, where the backend reports it
+    backend: str = ""
+
+
+class FoldError(RuntimeError):
+    """A fold that could not be done; the message is written for the user.
+
+    reason: ``"no_weights"``, ``"no_network"``, ``"out_of_memory"``, ``"too_long"`` or ``"failed"``.
+    """
+
+    def __init__(self, message: str, reason: str = "failed"):
+        super().__init__(message)
+        self.reason = reason
+
+
+class _CachedBackend:
+    """Length check, per-sequence cache and the list API shared by the backends."""
+
+    name = "backend"
+
+    def __init__(self, max_length: int, cache_size: int = 256):
+        self.max_length = max_length
+        self._cache: OrderedDict[str, FoldResult] = OrderedDict()
+        self._cache_size = cache_size
+        self._cache_lock = threading.Lock()
+
+    def _fold_one(self, sequence: str) -> FoldResult:
+        raise NotImplementedError(f"{type(self).__name__} must implement _fold_one")
+
+    def cached(self, sequence: str) -> FoldResult | None:
+        with self._cache_lock:
+            if sequence in self._cache:
+                self._cache.move_to_end(sequence)
+                return self._cache[sequence]
+        return None
+
+    def fold(self, sequences: Sequence[str]) -> list[FoldResult]:
+        """Fold each sequence (cached by sequence). Raises ``FoldError`` on the first failure."""
+        results = []
+        for seq in sequences:
+            seq = seq.upper()
+            if not 1 <= len(seq) <= self.max_length:
+                raise FoldError(f"{self.name} folds 1 to {self.max_length} residues; this design has {len(seq)}.",
+                                "too_long")
+            result = self.cached(seq)
+            if result is None:
+                result = self._fold_one(seq)
+                with self._cache_lock:
+                    self._cache[seq] = result
+                    while len(self._cache) > self._cache_size:
+                        self._cache.popitem(last=False)
+            results.append(result)
+        return results
+
+
+def plddt_to_100(values: torch.Tensor) -> torch.Tensor:
+    """transformers' ESMFold gives pLDDT in [0, 1]; the bands 50/70/90 are on [0, 100]."""
+    return values * 100.0
+
+
+class ESMFoldBackend(_CachedBackend):
+    """ESMFold via ``transformers.EsmForProteinFolding``, loaded lazily once.
+
+    ``model`` may be given directly (tests pass a tiny random one); otherwise ``model_name`` (a Hub id
+    or a local directory) is loaded on the first fold. ``tokenizer`` is accepted for callers that
+    hold the pair ``from_pretrained`` returns, but is not needed: ``EsmForProteinFolding.infer`` maps
+    residues to its own (AlphaFold) residue order.
+    """
+
+    name = "ESMFold (local)"
+
+    def __init__(self, model_name: str = ESMFOLD_MODEL, device: str | torch.device | None = None,
+                 model: torch.nn.Module | None = None, tokenizer=None, max_length: int = 1024,
+                 chunk_size: int = 64, cache_size: int = 256):
+        super().__init__(max_length, cache_size)
+        self.model_name = model_name
+        self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.chunk_size = chunk_size
+        self.tokenizer = tokenizer
+        self._model = self._prepare(model) if model is not None else None
+        self._lock = threading.Lock()       # one load, one fold at a time (GPU memory)
+
+    def _prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+        model = model.to(self.device).eval()
+        if self.device.type == "cuda":
+            model.esm.half()                       # fp16 language-model stem (the bulk of the weights)
+            model.trunk.set_chunk_size(self.chunk_size)   # chunked triangular attention bounds memory
+        else:
+            model.float()
+        return model
+
+    def _load(self) -> torch.nn.Module:
+        if self._model is None:
+            from transformers import EsmForProteinFolding
+            try:
+                model = EsmForProteinFolding.from_pretrained(self.model_name)
+            except (OSError, ValueError) as e:   # transformers reports a missing or unreachable repo as OSError
+                raise FoldError(f"{self.name}: the weights of {self.model_name!r} are not available here and could "
+                                f"not be downloaded ({type(e).__name__}: {str(e).splitlines()[0][:300]}). "
+                                "Install them (e.g. `huggingface-cli download facebook/esmfold_v1`) or choose "
+                                "another folding backend.", "no_weights") from e
+            self._model = self._prepare(model)
+        return self._model
+
+    def _fold_one(self, sequence: str) -> FoldResult:
+        with self._lock:
+            model = self._load()
+            try:
+                output = model.infer(sequence)
+            except torch.cuda.OutOfMemoryError as e:
+                torch.cuda.empty_cache()
+                raise FoldError(f"{self.name}: the GPU ran out of memory folding {len(sequence)} residues. "
+                                "Try fewer or shorter designs, or fold later.", "out_of_memory") from e
+        return self._result(sequence, model, output)
+
+    def _result(self, sequence: str, model, output) -> FoldResult:
+        # Rescale before writing the PDB so its B-factors are 0–100 too.
+        output = {k: v for k, v in output.items() if isinstance(v, torch.Tensor)}
+        output["plddt"] = plddt_to_100(output["plddt"].float())
+        pdb = model.output_to_pdb(output)[0]
+        per_residue = output["plddt"][0, :len(sequence), CA_ATOM].tolist()
+        return FoldResult(sequence, pdb, per_residue, sum(per_residue) / len(per_residue),
+                          float(output["ptm"].reshape(-1)[0]), self.name)
+
+
+def pdb_ca_bfactors(pdb: str) -> list[float]:
+    """The B-factor of every Cα atom, in file order (PDB columns 61–66)."""
+    return [float(line[60:66]) for line in pdb.splitlines()
+            if line.startswith("ATOM") and line[12:16].strip() == "CA"]
+
+
+def rescale_pdb_bfactors(pdb: str, factor: float) -> str:
+    """Multiply the B-factor column of ATOM/HETATM records by ``factor``."""
+    out = []
+    for line in pdb.splitlines():
+        if line.startswith(("ATOM", "HETATM")) and len(line) >= 66:
+            line = f"{line[:60]}{float(line[60:66]) * factor:6.2f}{line[66:]}"
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+class ESMAtlasBackend(_CachedBackend):
+    """The ESM Atlas ``foldSequence`` web API: opt-in, at most 400 residues, no pTM.
+
+    The service's certificate has been unreliable; it is still verified, and a failure says so
+    rather than folding over an unchecked connection.
+    """
+
+    name = "ESM Atlas API"
+
+    def __init__(self, url: str = ATLAS_URL, timeout: float = 60.0, session=None, cache_size: int = 256):
+        super().__init__(ATLAS_MAX_LENGTH, cache_size)
+        self.url = url
+        self.timeout = timeout
+        self._session = session
+
+    def _post(self, sequence: str):
+        import requests
+        session = self._session or requests
+        try:
+            response = session.post(self.url, data=sequence, timeout=self.timeout)
+        except requests.exceptions.SSLError as e:
+            raise FoldError(f"{self.name}: the server's certificate could not be verified ({e}).", "no_network") from e
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as e:
+            raise FoldError(f"{self.name}: the service cannot be reached from here "
+                            f"({type(e).__name__}). Use ESMFold (local) or fold later.", "no_network") from e
+        if response.status_code != 200:
+            raise FoldError(f"{self.name}: the service answered HTTP {response.status_code} "
+                            f"({response.text[:200].strip()!r}).", "failed")
+        return response.text
+
+    def _fold_one(self, sequence: str) -> FoldResult:
+        pdb = self._post(sequence)
+        plddt = pdb_ca_bfactors(pdb)
+        if len(plddt) != len(sequence):
+            raise FoldError(f"{self.name}: the answer holds {len(plddt)} residues for a sequence of "
+                            f"{len(sequence)}; it is not a structure of this design.", "failed")
+        if max(plddt) <= 1.0:              # the API has served both scales; make it 0–100
+            pdb = rescale_pdb_bfactors(pdb, 100.0)
+            plddt = [100.0 * p for p in plddt]
+        return FoldResult(sequence, pdb, plddt, sum(plddt) / len(plddt), None, self.name)

@@ -1,0 +1,216 @@
+"""The studio's work without the UI: checked requests, a streamed run, folding, ranking, downloads.
+
+``app.py`` turns these objects into Gradio components; everything here is plain Python, so the
+tests drive it without a browser. One ``Run`` is one user request: it owns its seeded sampler
+(one ``torch.Generator`` per request, DESIGN decision 7), so concurrent users never share state.
+"""
+from __future__ import annotations
+
+import json
+import math
+import secrets
+import shlex
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+from . import render
+from .alphabet import Template
+from .checkpoint import Checkpoint
+from .fold import FoldError, FoldResult
+from .sample import Request, decode_rows, stream, to_fasta
+
+FOLD_BACKENDS = ("ESMFold (local)", "ESM Atlas API", "off")
+# A failure that will repeat for every design of the request: stop asking the backend.
+_REQUEST_WIDE_FAILURES = ("no_weights", "no_network")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-request caps; a request over a cap is refused with the cap named."""
+
+    max_designs: int = 8
+    min_steps: int = 16
+    max_steps: int = 1024
+    min_temperature: float = 0.1
+    max_temperature: float = 2.0
+    max_seed: int = 2**31 - 1
+
+
+@dataclass
+class Settings:
+    """Everything that reproduces a run (the seed actually used included)."""
+
+    template: str           # normalised: residues, with ``_`` at designed positions
+    num_samples: int
+    steps: int
+    temperature: float
+    seed: int
+    fold: str
+    checkpoint: str
+    notices: list[str] = field(default_factory=list)
+
+    def command(self) -> str:
+        """The ``python -m sedd.sample`` command that draws the same designs."""
+        return shlex.join(["python", "-m", "sedd.sample", "--checkpoint", self.checkpoint,
+                           "--template", self.template, "--num-samples", str(self.num_samples),
+                           "--steps", str(self.steps), "--temperature", repr(self.temperature),
+                           "--seed", str(self.seed)])
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "command": self.command()}
+
+
+def _whole_number(value, what: str, allowed: str) -> int:
+    """An int from an API or slider value; anything else is refused with the allowed range."""
+    if isinstance(value, bool) or value is None:
+        raise ValueError(f"{what} must be a whole number, {allowed}; got {value!r}")
+    if isinstance(value, str):
+        value = value.strip()
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be a whole number, {allowed}; got {value!r}") from None
+    if not math.isfinite(number) or number != int(number):
+        raise ValueError(f"{what} must be a whole number, {allowed}; got {value!r}")
+    return int(number)
+
+
+def _in_range(value, what: str, low: int, high: int, extra: str = "") -> int:
+    allowed = f"{low} to {high}{extra}"
+    number = _whole_number(value, what, allowed)
+    if not low <= number <= high:
+        raise ValueError(f"{what} must be {allowed}; got {number}")
+    return number
+
+
+def check_request(model: Checkpoint, template: str, num_samples, steps, temperature, seed, fold: str = "off",
+                  limits: Limits = Limits()) -> tuple[Template, Settings]:
+    """Parse and check one request; a ``ValueError`` says what was wrong and what is allowed."""
+    num_samples = _in_range(num_samples, "number of designs", 1, limits.max_designs)
+    steps = _in_range(steps, "steps", limits.min_steps, limits.max_steps)
+    try:
+        temperature = float(temperature)
+    except (TypeError, ValueError):
+        temperature = float("nan")
+    if not limits.min_temperature <= temperature <= limits.max_temperature:
+        raise ValueError(f"temperature must be a number from {limits.min_temperature} to "
+                         f"{limits.max_temperature}; got {temperature!r}")
+    if seed is None or (isinstance(seed, str) and not seed.strip()):
+        seed = secrets.randbelow(limits.max_seed + 1)
+    seed = _in_range(seed, "seed", 0, limits.max_seed, " (or blank for a random seed)")
+    if fold not in FOLD_BACKENDS:
+        raise ValueError(f"folding backend must be one of {', '.join(FOLD_BACKENDS)}; got {fold!r}")
+    parsed = model.alphabet.parse_template(template, model.max_len)
+    settings = Settings(model.alphabet.decode(parsed.tokens, mask_char="_"), num_samples, steps, temperature,
+                        seed, fold, model.source, list(parsed.notices))
+    return parsed, settings
+
+
+@dataclass
+class View:
+    """What the page shows at one moment of the denoising."""
+
+    sequences: list[str]     # ``_`` at masked positions
+    states: list[str]        # per position: render.FIXED / DESIGNED / NEW / MASKED
+    step: int
+    steps: int
+    nfe: int
+    done: bool
+
+
+@dataclass
+class Design:
+    index: int                  # 1-based, in the order the sampler drew it
+    sequence: str
+    designed: list[bool]
+    identity: float             # share of positions equal to the template's residue (0–1)
+    fold: FoldResult | None = None
+    fold_error: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"design_{self.index}"
+
+
+def identity_to_template(sequence: str, template: str) -> float:
+    """Share of positions where the design has the template's residue (designed positions never do)."""
+    return sum(a == b for a, b in zip(sequence, template)) / len(template)
+
+
+class Run:
+    """One request: sample with streaming, record the trajectory, fold, rank and write the downloads."""
+
+    def __init__(self, model: Checkpoint, template: Template, settings: Settings):
+        self.model, self.template, self.settings = model, template, settings
+        self.trajectory: list[dict] = []
+        self.designs: list[Design] = []
+
+    def _states(self, tokens: torch.Tensor, new: torch.Tensor) -> list[str]:
+        fixed = torch.tensor([not d for d in self.template.designed])
+        masked = tokens == self.template.mask_id
+        codes = []
+        for row_masked, row_new in zip(masked.tolist(), new.tolist()):
+            codes.append("".join(render.FIXED if f else render.MASKED if m else render.NEW if n else render.DESIGNED
+                                 for f, m, n in zip(fixed.tolist(), row_masked, row_new)))
+        return codes
+
+    def denoise(self, min_interval: float = 0.1) -> Iterator[View]:
+        """Stream the sampler's states, at most one per ``min_interval`` seconds (the last always).
+
+        Every state in which something changed goes into the trajectory, shown or not; positions
+        revealed in skipped states count as new in the next state shown.
+        """
+        s = self.settings
+        request = Request([self.template] * s.num_samples, s.steps, s.temperature, s.seed)
+        lengths = [len(self.template)] * s.num_samples
+        new, last_shown = None, -math.inf
+        for frame in stream(self.model, request):
+            new = frame.changed.cpu() if new is None else new | frame.changed.cpu()
+            if frame.step > 0 and not frame.changed.any() and not frame.done:
+                continue
+            sequences = decode_rows(self.model, frame, lengths)
+            self.trajectory.append({"step": frame.step, "t": frame.t, "nfe": frame.nfe, "sequences": sequences})
+            if frame.done or time.monotonic() - last_shown >= min_interval:
+                yield View(sequences, self._states(frame.tokens.cpu(), new), frame.step, s.steps, frame.nfe, frame.done)
+                new, last_shown = torch.zeros_like(new), time.monotonic()
+        self.designs = [Design(i + 1, seq, self.template.designed, identity_to_template(seq, s.template))
+                        for i, seq in enumerate(self.trajectory[-1]["sequences"])]
+
+    def fold(self, backend) -> Iterator[Design]:
+        """Fold each design in turn, yielding it; a failure is recorded on the design, never raised."""
+        shared_error = None
+        for design in self.designs:
+            if shared_error:
+                design.fold_error = shared_error
+            else:
+                try:
+                    design.fold = backend.fold([design.sequence])[0]
+                except FoldError as e:
+                    design.fold_error = str(e)
+                    shared_error = str(e) if e.reason in _REQUEST_WIDE_FAILURES else None
+            yield design
+
+    def ranked(self) -> list[Design]:
+        """Folded designs by mean pLDDT, best first; unfolded ones after, in sampling order."""
+        return sorted(self.designs, key=lambda d: (d.fold is None, -(d.fold.mean_plddt if d.fold else 0.0), d.index))
+
+    def fasta(self) -> str:
+        return to_fasta([d.sequence for d in self.designs])
+
+    def write_files(self, directory: Path) -> list[Path]:
+        """FASTA of all designs, a PDB per folded design, the trajectory and the settings."""
+        directory.mkdir(parents=True, exist_ok=True)
+        settings = self.settings.to_dict()
+        paths = [directory / "designs.fasta", directory / "settings.json", directory / "trajectory.json"]
+        paths[0].write_text(self.fasta())
+        paths[1].write_text(json.dumps(settings, indent=2) + "\n")
+        paths[2].write_text(json.dumps({"settings": settings, "frames": self.trajectory}) + "\n")
+        for d in self.designs:
+            if d.fold is not None:
+                paths.append(directory / f"{d.name}.pdb")
+                paths[-1].write_text(d.fold.pdb)
+        return paths

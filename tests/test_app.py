@@ -1,0 +1,141 @@
+"""The studio's callbacks with a tiny score model and a tiny random ESMFold: no server, no browser."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import gradio as gr
+import pytest
+import torch
+
+import app
+from sedd import checkpoint, sample as sample_cli
+from sedd.fold import ESMFoldBackend, pdb_ca_bfactors
+from studio_helpers import tiny_checkpoint_dir, tiny_esmfold
+
+TEMPLATE = ">test\nMKV__GF_R____LLAGW__KDE"
+ESMFOLD = "ESMFold (local)"
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return checkpoint.load(tiny_checkpoint_dir(tmp_path_factory.mktemp("ckpt")))
+
+
+@pytest.fixture(scope="module")
+def esmfold():
+    return ESMFoldBackend(model=tiny_esmfold(), device="cpu")
+
+
+@pytest.fixture
+def cb(model, esmfold, tmp_path):
+    return app.StudioCallbacks(model, {ESMFOLD: esmfold, "off": None}, min_interval=0.0, output_root=tmp_path)
+
+
+def fasta_sequences(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line and not line.startswith(">")]
+
+
+def fixed_positions(template: str) -> dict[int, str]:
+    body = template.split("\n", 1)[1]
+    return {i: c for i, c in enumerate(body) if c != "_"}
+
+
+def test_frames_stream_then_designs_keep_fixed_residues(cb):
+    outputs = list(cb.generate(TEMPLATE, 3, 16, 5, 1.0, ESMFOLD))
+    frames = [o[1] for o in outputs if isinstance(o[1], str) and "frame-counters" in o[1]]
+    steps = [int(re.search(r'data-step="(\d+)"', f).group(1)) for f in frames]
+    assert len(frames) >= 3 and steps == sorted(steps) and steps[0] == 0 and steps[-1] == 16
+    assert len(set(frames)) == len(frames), "a frame is only sent when something changed"
+    rows = [f.split('class="frame-legend"')[0] for f in frames]       # the legend shows every state
+    assert "res-masked" in rows[0] and "res-masked" not in rows[-1] and "res-new" in rows[1]
+    fasta, *_rest = outputs[-1]
+    designs = fasta_sequences(fasta)
+    assert len(designs) == 3
+    for seq in designs:
+        assert all(seq[i] == c for i, c in fixed_positions(TEMPLATE).items())
+        assert "_" not in seq and len(seq) == 23
+
+
+def test_final_outputs_rank_fold_and_download(cb):
+    *_, final = cb.generate(TEMPLATE, 2, 16, 11, 1.0, ESMFOLD)
+    fasta, _frames, status, seed_used, table, structure, plot, files, ranked = final
+    assert seed_used == 11 and "seed 11" in status
+    assert [row[0] for row in table] == [1, 2]
+    plddts = [float(row[2]) for row in table]
+    assert plddts == sorted(plddts, reverse=True)
+    assert "<iframe" in structure and "srcdoc=" in structure and "very high" in structure
+    assert plot is not None
+    names = sorted(Path(f).name for f in files)
+    assert names == ["design_1.pdb", "design_2.pdb", "designs.fasta", "settings.json", "trajectory.json"]
+    pdb = Path(next(f for f in files if f.endswith("design_1.pdb"))).read_text()
+    bf = pdb_ca_bfactors(pdb)
+    assert len(bf) == 23 and all(0 <= b <= 100 for b in bf) and max(bf) > 1.0
+    traj = json.loads(Path(next(f for f in files if f.endswith("trajectory.json"))).read_text())
+    assert traj["frames"][0]["step"] == 0 and traj["frames"][-1]["sequences"] == fasta_sequences(fasta)
+
+
+def test_settings_reproduce_the_run_with_the_cli(cb, model, capsys):
+    *_, final = cb.generate(TEMPLATE, 2, 20, None, 0.9, "off")
+    files = final[7]
+    settings = json.loads(Path(next(f for f in files if f.endswith("settings.json"))).read_text())
+    assert settings["seed"] == final[3] and settings["steps"] == 20 and settings["temperature"] == 0.9
+    argv = settings["command"].split()[3:]          # after "python -m sedd.sample"
+    assert sample_cli.main(argv) == 0
+    assert fasta_sequences(capsys.readouterr().out) == fasta_sequences(final[0])
+
+
+def test_fold_cache_spares_the_second_run(cb, esmfold, monkeypatch):
+    list(cb.generate(TEMPLATE, 2, 16, 3, 1.0, ESMFOLD))
+    calls = []
+    real = esmfold._model.infer
+    monkeypatch.setattr(esmfold._model, "infer", lambda s: calls.append(s) or real(s))
+    *_, final = cb.generate(TEMPLATE, 2, 16, 3, 1.0, ESMFOLD)
+    assert calls == [] and all(row[6] == "ok" for row in final[4])
+
+
+def test_without_weights_the_designs_still_come(model, tmp_path):
+    missing = ESMFoldBackend(str(tmp_path / "no-weights"), device="cpu")
+    cb = app.StudioCallbacks(model, {ESMFOLD: missing}, min_interval=0.0, output_root=tmp_path / "out")
+    *_, final = cb.generate(TEMPLATE, 2, 16, 1, 1.0, ESMFOLD)
+    fasta, _f, status, _s, table, structure, plot, files, _r = final
+    assert len(fasta_sequences(fasta)) == 2
+    assert "no-weights" in status and "not available" in status
+    assert "No structure for design_1" in structure and "still in the FASTA box" in structure and plot is None
+    assert [row[6] for row in table] == ["failed", "failed"]
+    assert not any(f.endswith(".pdb") for f in files) and any(f.endswith("designs.fasta") for f in files)
+
+
+def test_stop_ends_the_sampling_not_just_the_display(model, tmp_path):
+    calls = []
+    real_forward = model.model.forward
+    model.model.forward = lambda x: calls.append(len(x)) or real_forward(x)
+    try:
+        cb = app.StudioCallbacks(model, {}, min_interval=0.0, output_root=tmp_path)
+        gen = cb.generate("_" * 40, 2, 512, 0, 1.0, "off")
+        for _ in range(4):
+            next(gen)
+        gen.close()              # what Gradio does when Stop cancels the event
+        n = len(calls)
+        assert 0 < n < 40
+        # the sampler generator is finished: nothing evaluates the network any more
+        assert len(calls) == n and not list(gen)
+    finally:
+        del model.model.forward
+
+
+def test_selecting_a_row_and_recolouring(cb):
+    *_, final = cb.generate(TEMPLATE, 2, 16, 4, 1.0, ESMFOLD)
+    ranked = final[8]
+    evt = gr.SelectData(None, {"index": [1, 0], "value": 2})
+    structure, plot, row = cb.select(ranked, "pLDDT", evt)
+    assert row == 1 and ranked[1].name in structure and plot is not None
+    designed, _ = cb.recolor(ranked, 1, "designed vs fixed")
+    assert "designed positions" in designed and "#e4572e" in designed
+
+
+def test_no_mask_returns_the_sequence_unchanged(cb):
+    *_, final = cb.generate("MKVLAGW", 1, 16, 0, 1.0, "off")
+    assert fasta_sequences(final[0]) == ["MKVLAGW"]
+    assert "Folding is off" in final[5]
