@@ -1,0 +1,71 @@
+"""HTML and figures: escaping, frame states, pLDDT bands, the sandboxed 3D iframe."""
+from __future__ import annotations
+
+import html
+import re
+
+import pytest
+
+from sedd import render
+from sedd.render import DESIGNED, FIXED, MASKED, NEW
+
+
+def test_frame_html_marks_each_state_and_counts():
+    out = render.frame_html(["MK_A", "MKGA"], [FIXED + FIXED + MASKED + NEW, FIXED + FIXED + NEW + DESIGNED],
+                            step=3, steps=16, nfe=5)
+    rows = out.split('class="frame-legend"')[0]
+    assert '<span class="res-fixed">MK</span><span class="res-masked">_</span><span class="res-new">A</span>' in rows
+    assert '<span class="res-new">G</span><span class="res-designed">A</span>' in rows
+    assert "step 3 / 16" in out and "network evaluations 5 (2.5 per design)" in out
+    assert "1 positions still masked" in out
+
+
+def test_user_text_is_escaped_everywhere():
+    evil = '<script>alert("x")</script>'
+    assert "<script>" not in render.message_html(evil)
+    assert html.escape(evil) in render.message_html(evil)
+    assert "<script>" not in render.frame_html([evil], [FIXED * len(evil)], 0, 16, 0, note=evil)
+    page = render.structure_html("ATOM\n", [50.0], [True], title=evil)
+    assert "<script>alert" not in page.split("srcdoc=")[0]
+
+
+@pytest.mark.parametrize("value, color", [(95, "#0053d6"), (90, "#0053d6"), (89.9, "#65cbf3"), (70, "#65cbf3"),
+                                          (69, "#ffdb13"), (50, "#ffdb13"), (49.9, "#ff7d45"), (0, "#ff7d45")])
+def test_plddt_bands(value, color):
+    assert render.plddt_color(value) == color
+
+
+PDB = "".join(f"ATOM  {i:5d}  CA  ALA A{i:4d}    {i * 3.8:8.3f}{0.0:8.3f}{0.0:8.3f}  1.00{p:6.2f}           C\n"
+              for i, p in zip(range(1, 5), (95, 75, 55, 20)))
+
+
+def test_viewer_page_colours_residues_by_band_and_by_design():
+    page = render.viewer_page(PDB, [95, 75, 55, 20], [False, True, True, False], js_url="local/3Dmol-min.js")
+    assert "local/3Dmol-min.js" in page
+    for resi, color in ((1, "#0053d6"), (2, "#65cbf3"), (3, "#ffdb13"), (4, "#ff7d45")):
+        assert re.search(rf'setStyle\(\{{"resi": \[{resi}\]\}},\{{"cartoon": \{{"color": "{color}"', page)
+    designed = render.viewer_page(PDB, [95, 75, 55, 20], [False, True, True, False], color_by="designed")
+    assert '{"resi": [2, 3]},{"cartoon": {"color": "#e4572e"' in designed
+    assert '{"resi": [1, 4]},{"cartoon": {"color": "#b8c4cc"' in designed
+
+
+def test_structure_is_a_sandboxed_srcdoc_iframe_with_a_legend():
+    out = render.structure_html(PDB, [95, 75, 55, 20], [False, True, True, False], "design_1")
+    assert re.search(r'<iframe[^>]+sandbox="allow-scripts"[^>]+srcdoc="', out)
+    srcdoc = html.unescape(re.search(r'srcdoc="([^"]*)"', out).group(1))
+    assert "$3Dmol.createViewer" in srcdoc and "ALA" in srcdoc
+    assert all(html.escape(label) in out for _, _, label in render.PLDDT_BANDS)
+
+
+def test_markup_in_a_pdb_never_reaches_the_page():
+    bad = PDB + "REMARK </script><script>alert(1)</script>\nATOM  </script>\n"
+    page = render.viewer_page(bad, [95, 75, 55, 20], [False] * 4)
+    assert "alert(1)" not in page and "</script><script>" not in page
+
+
+def test_plddt_figure_marks_designed_positions():
+    fig = render.plddt_figure([95, 75, 55, 20], [False, True, True, False], "design_1")
+    ax = fig.axes[0]
+    assert ax.get_ylim() == (0, 100)
+    [points] = [c for c in ax.collections if c.get_label() == "designed position"]
+    assert points.get_offsets()[:, 0].tolist() == [2, 3]
