@@ -1,0 +1,101 @@
+"""Training throughput: residues (tokens) per second of the real training step, per model preset.
+
+    python benchmarks/train_speed.py                       # small, mini, tiny; ~10 s each on a CPU
+    python benchmarks/train_speed.py --presets small --seconds 60 --threads 2
+
+Each preset gets a ``sedd.train.Trainer`` (AdamW, warm-up LR, grad clip, EMA update — exactly
+``Trainer.train_step``) built on a throw-away synthetic FASTA, then is fed synthetic batches shaped
+like the bucketed ACYP batches: a longest length L ~ N(97, 8²) clipped to 64–127 (ACYP lengths are
+64–127, median 92, 10–90 % range 89–101), the others within 8 residues below it, and
+⌊tokens_per_batch / L⌋ sequences (≈ 85 × 93 at 8,192 tokens; padding is not counted). The first ``--warmup``
+steps (allocator, autograd graph caches) are not timed. tokens/s counts real residues, not padding,
+as ``train.py``'s own ``tok_s`` does:
+    tokens/s = Σ_timed steps Σ_seq length / wall seconds of the timed steps.
+Numbers are only comparable on an otherwise idle machine; say so when they were not.
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a checkout without installing
+
+from sedd.alphabet import PROTEIN  # noqa: E402
+from sedd.train import Trainer, TrainConfig  # noqa: E402
+
+
+def synthetic_batch(rng: random.Random, tokens_per_batch: int, lengths: tuple[int, int] = (64, 127)) -> list[list[int]]:
+    """One length-bucketed batch of random residue ids: ⌊tokens_per_batch / L⌋ sequences of length L−8…L."""
+    longest = min(lengths[1], max(lengths[0], round(rng.gauss(97, 8))))
+    count = max(1, tokens_per_batch // longest)
+    return [[rng.randrange(PROTEIN.size) for _ in range(rng.randint(max(lengths[0], longest - 8), longest))]
+            for _ in range(count)]
+
+
+def make_trainer(preset: str, workdir: Path, tokens_per_batch: int) -> Trainer:
+    """A real Trainer on a small synthetic FASTA (it only needs one to build its splits)."""
+    fasta = workdir / "synthetic.fasta"
+    rng = random.Random(0)
+    fasta.write_text("".join(f">s{i}\n{''.join(rng.choice(PROTEIN.residues) for _ in range(100))}\n" for i in range(40)))
+    cfg = TrainConfig(data=str(fasta), out=str(workdir / preset), preset=preset, device="cpu",
+                      tokens_per_batch=tokens_per_batch, max_steps=10**9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")      # the by-sequence split warning is irrelevant here
+        return Trainer(cfg)
+
+
+def measure(preset: str, *, seconds: float, warmup: int, max_steps: int, tokens_per_batch: int, workdir: Path) -> dict:
+    """Time ``Trainer.train_step`` on synthetic batches until ``seconds`` or ``max_steps`` (warm-up excluded)."""
+    trainer = make_trainer(preset, workdir, tokens_per_batch)
+    rng = random.Random(1)
+    for _ in range(warmup):
+        trainer.train_step(synthetic_batch(rng, tokens_per_batch))
+    steps, tokens, sequences, start = 0, 0, 0, time.perf_counter()
+    while steps < max_steps and time.perf_counter() - start < seconds:
+        batch = synthetic_batch(rng, tokens_per_batch)
+        if trainer.train_step(batch) is None:
+            raise FloatingPointError(f"{preset}: a non-finite step in the benchmark")
+        steps, tokens, sequences = steps + 1, tokens + sum(map(len, batch)), sequences + len(batch)
+    elapsed = time.perf_counter() - start
+    return {"preset": preset, "parameters": trainer.model.num_parameters(), "steps": steps,
+            "sequences_per_step": sequences / steps, "tokens_per_step": tokens / steps,
+            "seconds_per_step": elapsed / steps, "tokens_per_second": tokens / elapsed}
+
+
+def table(rows: list[dict]) -> str:
+    head = "| preset | parameters | timed steps | seqs/step | tokens/step | s/step | tokens/s |\n|---|---:|---:|---:|---:|---:|---:|"
+    body = [f"| {r['preset']} | {r['parameters'] / 1e6:.2f} M | {r['steps']} | {r['sequences_per_step']:.0f} | "
+            f"{r['tokens_per_step']:,.0f} | {r['seconds_per_step']:.2f} | {r['tokens_per_second']:,.0f} |" for r in rows]
+    return "\n".join([head, *body])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--presets", default="small,mini,tiny", help="comma-separated model presets")
+    p.add_argument("--seconds", type=float, default=10.0, help="timed wall-clock seconds per preset")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps first")
+    p.add_argument("--max-steps", type=int, default=200, help="timed steps at most per preset")
+    p.add_argument("--tokens-per-batch", type=int, default=TrainConfig.tokens_per_batch)
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    a = p.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    print(f"torch {torch.__version__}, CPU, {torch.get_num_threads()} threads, "
+          f"{a.tokens_per_batch} tokens per batch, {a.warmup} warm-up steps excluded", file=sys.stderr)
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = [measure(name.strip(), seconds=a.seconds, warmup=a.warmup, max_steps=a.max_steps,
+                        tokens_per_batch=a.tokens_per_batch, workdir=Path(tmp)) for name in a.presets.split(",")]
+    print(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
