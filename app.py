@@ -167,13 +167,13 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
                 with gr.Row():
                     temperature = RangeCheckedSlider(lim.min_temperature, lim.max_temperature, value=1.0, step=0.05,
                                                      label="Temperature")
-                    seed = gr.Number(label="Seed (blank = random)", value=None, precision=0, elem_id="seed")
+                    seed = gr.Number(label="Seed (blank = random)", value=None, precision=0, placeholder="random", elem_id="seed")
                 fold = gr.Radio(list(studio.FOLD_BACKENDS), value=default_fold, label="Folding backend")
                 with gr.Row():
                     run_btn = gr.Button("Generate", variant="primary", elem_id="generate")
                     stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
                 with gr.Row():
-                    seed_used = gr.Number(label="Seed used", interactive=False, precision=0, elem_id="seed-used")
+                    seed_used = gr.Number(label="Seed used", interactive=False, precision=0, placeholder="–", elem_id="seed-used")
                     reuse = gr.Button("Reuse this seed", size="sm")
             with gr.Column(scale=3):
                 status = gr.HTML(elem_id="status")

@@ -51,3 +51,14 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def launch_app(model, backends: dict, concurrency: int = 2, max_queue: int = 32, **callback_kwargs):
+    """Build the studio over ``model`` and serve it on a free local port; returns (demo, url)."""
+    import app
+
+    cb = app.StudioCallbacks(model, backends, min_interval=0.0, **callback_kwargs)
+    demo = app.build_demo(cb, "off", concurrency=concurrency, max_queue=max_queue)
+    port = free_port()
+    app.launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    return demo, f"http://127.0.0.1:{port}/"

@@ -1,0 +1,67 @@
+"""The ``generate`` API endpoint through gradio_client, against the app served on a free local port."""
+from __future__ import annotations
+
+import pytest
+from gradio_client import Client
+
+import app
+from sedd import checkpoint
+from studio_helpers import launch_app, tiny_checkpoint_dir
+
+TEMPLATE = "MKV__GF_R____LLAGW__KDE"
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return checkpoint.load(tiny_checkpoint_dir(tmp_path_factory.mktemp("ckpt")))
+
+
+@pytest.fixture(scope="module")
+def served(model):
+    demo, url = launch_app(model, {"off": None})
+    yield url
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(served):
+    return Client(served, verbose=False)
+
+
+def solo_fasta(model, tmp_path, **kwargs) -> str:
+    cb = app.StudioCallbacks(model, {"off": None}, min_interval=0.0, output_root=tmp_path)
+    *_, final = cb.generate(**kwargs)
+    return final[0]
+
+
+def test_generate_is_documented_with_the_contract_parameters(client):
+    info = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    assert set(info) == {"/generate"}, "only generate is part of the API"
+    params = [p["parameter_name"] for p in info["/generate"]["parameters"]]
+    assert params[:4] == ["template", "num_samples", "steps", "seed"]
+    assert all(p["parameter_has_default"] for p in info["/generate"]["parameters"][1:])
+
+
+def test_generate_streams_and_ends_with_the_fasta(client, model, tmp_path):
+    job = client.submit(TEMPLATE, 3, 16, 42, api_name="/generate")
+    final = job.result()
+    outputs = job.outputs()
+    assert len(outputs) >= 3, "intermediate frames are streamed"
+    assert "(step " in outputs[1][0] and "_" in outputs[1][0]
+    fasta = final[0]
+    sequences = fasta.splitlines()[1::2]
+    assert fasta.count(">design_") == 3 and len(sequences) == 3 and not any("_" in s for s in sequences)
+    assert fasta == solo_fasta(model, tmp_path, template=TEMPLATE, num_samples=3, steps=16, seed=42)
+    assert final[3] == 42
+
+
+def test_generate_defaults_and_named_arguments(client):
+    fasta = client.predict(template="_" * 12, seed=1, api_name="/generate")[0]
+    assert fasta.count(">design_") == 4      # the page's default number of designs
+
+
+def test_bad_request_is_an_api_error_that_says_what_is_allowed(client):
+    with pytest.raises(Exception, match="steps must be 16 to 1024; got 0"):
+        client.predict(TEMPLATE, 2, 0, 1, api_name="/generate")
+    # the app keeps serving
+    assert client.predict(TEMPLATE, 1, 16, 1, api_name="/generate")[0].startswith(">design_1")
