@@ -70,7 +70,8 @@ def measure(preset: str, *, seconds: float, warmup: int, max_steps: int, tokens_
 
 
 def table(rows: list[dict]) -> str:
-    head = "| preset | parameters | timed steps | seqs/step | tokens/step | s/step | tokens/s |\n|---|---:|---:|---:|---:|---:|---:|"
+    head = ("| preset | parameters | timed steps | seqs/step | tokens/step | s/step | tokens/s |\n"
+            "|---|---:|---:|---:|---:|---:|---:|")
     body = [f"| {r['preset']} | {r['parameters'] / 1e6:.2f} M | {r['steps']} | {r['sequences_per_step']:.0f} | "
             f"{r['tokens_per_step']:,.0f} | {r['seconds_per_step']:.2f} | {r['tokens_per_second']:,.0f} |" for r in rows]
     return "\n".join([head, *body])

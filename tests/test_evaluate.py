@@ -177,7 +177,7 @@ def test_infill_recovery_is_one_for_a_perfect_denoiser_and_zero_for_a_wrong_one(
 
     model.model = Oracle(data.tokens, PROTEIN.mask_id)
     perfect = ev.infill_recovery(model, data, batch_size=8)
-    assert perfect == {"infill_recovery": 1.0, "infill_masked_residues": expected_masked}
+    assert perfect == {"infill_recovery": 1.0, "infill_masked_residues": expected_masked, "infill_fraction": 0.3}
 
     model.model = Oracle(data.tokens, PROTEIN.mask_id, wrong=PROTEIN.encode("W")[0])   # W never occurs
     assert ev.infill_recovery(model, data, batch_size=8)["infill_recovery"] == 0.0
@@ -216,7 +216,8 @@ def test_cli_json_keys_and_types(ckpt_dir, family_fasta, capsys):
                       ("num_sequences", int), ("num_residues", int), ("infill_recovery", float), ("t_samples", int)]:
         assert isinstance(out[key], kind), key
     assert out["num_sequences"] == 10 and 400 <= out["num_residues"] <= 500
-    assert out["elbo_stderr"] < 0.1 and 0.0 <= out["infill_recovery"] <= 1.0
+    assert out["elbo_stderr"] < 0.1 and out["elbo_target_met"] is True and 0.0 <= out["infill_recovery"] <= 1.0
+    assert out["seconds"]["total"] > 0 and "samples" not in out and "fold" not in out
     # lengths 40–50 under the histogram {40: 3, 50: 2} with add-one smoothing over 40…50: about 2 nats per sequence
     assert 0.01 < out["length_nats_per_residue"] < 0.1
 
