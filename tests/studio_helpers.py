@@ -57,7 +57,7 @@ def launch_app(model, backends: dict, concurrency: int = 2, max_queue: int = 32,
     """Build the studio over ``model`` and serve it on a free local port; returns (demo, url)."""
     import app
 
-    cb = app.StudioCallbacks(model, backends, min_interval=0.0, **callback_kwargs)
+    cb = app.StudioCallbacks(model, backends, min_interval=0.0, js_url=app.js_url_for_3dmol(), **callback_kwargs)
     demo = app.build_demo(cb, "off", concurrency=concurrency, max_queue=max_queue)
     port = free_port()
     app.launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)

@@ -1,0 +1,231 @@
+"""Reliability of the studio: bad input, caps and the queue, concurrent users, failing folds, no leaks."""
+from __future__ import annotations
+
+import re
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import gradio as gr
+import pytest
+import requests
+from gradio_client import Client
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+import app
+from sedd import checkpoint, render
+from sedd.fold import ESMAtlasBackend, ESMFoldBackend, FoldError
+from studio_helpers import launch_app, tiny_checkpoint_dir
+
+ROOT = Path(__file__).resolve().parent.parent
+OK = "MKV__GF_R____LLAGW__KDE"
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return checkpoint.load(tiny_checkpoint_dir(tmp_path_factory.mktemp("ckpt")))
+
+
+@pytest.fixture(scope="module")
+def cb(model, tmp_path_factory):
+    return app.StudioCallbacks(model, {"off": None}, min_interval=0.0, output_root=tmp_path_factory.mktemp("out"))
+
+
+def final_of(cb, template, num_samples=2, steps=16, seed=0, temperature=1.0, fold="off"):
+    *_, final = cb.generate(template, num_samples, steps, seed, temperature, fold)
+    return final
+
+
+def sequences(fasta: str) -> list[str]:
+    return [line for line in fasta.splitlines() if line and not line.startswith(">")]
+
+
+# ---- bad input: a specific message, in the page and as the API error --------------------------------
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(template=""), "template is empty: type residues and designed positions (_ ? # X), 1 to 128 in all"),
+    (dict(template="  \n\t  "), "template is empty"),
+    (dict(template="A" * 129), "template has 129 positions; the model's maximum is 128"),
+    (dict(template="MKV!L__"), "invalid character '!' at position 4; allowed: residues ACDEFGHIKLMNPQRSTVWY"),
+    (dict(template=">only a header"), "FASTA header line but no sequence"),
+    (dict(template=OK, steps=0), "steps must be 16 to 1024; got 0"),
+    (dict(template=OK, steps=5000), "steps must be 16 to 1024; got 5000"),
+    (dict(template=OK, num_samples=10**6), "number of designs must be 1 to 8; got 1000000"),
+    (dict(template=OK, num_samples=0), "number of designs must be 1 to 8; got 0"),
+    (dict(template=OK, num_samples=2.5), "number of designs must be a whole number, 1 to 8; got 2.5"),
+    (dict(template=OK, seed=-1), "seed must be 0 to 2147483647 (or blank for a random seed); got -1"),
+    (dict(template=OK, seed=10**30), "seed must be 0 to 2147483647 (or blank for a random seed); got 10000"),
+    (dict(template=OK, seed="abc"), "seed must be a whole number, 0 to 2147483647"),
+    (dict(template=OK, temperature=0), "temperature must be a number from 0.1 to 2.0; got 0.0"),
+    (dict(template=OK, fold="AlphaFold"), "folding backend must be one of ESMFold (local), ESM Atlas API, off"),
+])
+def test_bad_input_gets_a_specific_message(cb, kwargs, message):
+    with pytest.raises(gr.Error) as e:
+        final_of(cb, **kwargs)
+    assert message.replace("<", "&lt;") in e.value.message
+
+
+@pytest.mark.parametrize("template, expected", [
+    ("mkv__gf", "MKV??GF"),                                        # lowercase
+    (">sp|P07311|ACYP1 test\nMKV__GF", "MKV??GF"),                 # a FASTA header
+    ("        1 mkv__gfrkh tq\n       11 aegk*", "MKV??GFRKHTQAEGK"),   # GenBank style
+    ("____", "????"),                                              # all masks
+    ("MKVLAG", "MKVLAG"),                                          # no masks: unchanged
+])
+def test_accepted_inputs(cb, template, expected):
+    for seq in sequences(final_of(cb, template)[0]):
+        assert len(seq) == len(expected) and all(e in ("?", s) for s, e in zip(seq, expected))
+
+
+def test_multi_fasta_uses_the_first_record_and_says_so(cb):
+    final = final_of(cb, ">a\nMKV__\n>b\nGGGGGGGG\n>c\nAA")
+    assert all(len(s) == 5 and s.startswith("MKV") for s in sequences(final[0]))
+    assert "the input holds 3 FASTA records; using the first one only" in final[2]
+
+
+@given(text=st.one_of(st.text(max_size=160),
+                      st.text(alphabet="ACDEFGHIKLMNPQRSTVWYacdwy_?#Xx \n\t>*0123456789<&|-.", max_size=160)))
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_any_text_gives_designs_or_a_clear_error(cb, model, text):
+    try:
+        parsed = model.alphabet.parse_template(text, model.max_len)
+    except ValueError as e:
+        with pytest.raises(gr.Error) as err:
+            final_of(cb, text, num_samples=1)
+        assert err.value.message == render.html.escape(str(e), quote=False)
+        return
+    [seq] = sequences(final_of(cb, text, num_samples=1)[0])
+    assert len(seq) == len(parsed)
+    assert all(d or model.alphabet.encode(c)[0] == tok for c, tok, d in zip(seq, parsed.tokens, parsed.designed))
+
+
+# ---- limits: caps, the queue, concurrency --------------------------------------------------------------
+
+def test_queue_and_concurrency_limits_are_set(model):
+    cb = app.StudioCallbacks(model, {"off": None})
+    demo = app.build_demo(cb, concurrency=3, max_queue=7)
+    [generate] = [d for d in demo.fns.values() if d.api_name == "generate"]
+    assert generate.concurrency_limit == 3 and demo._queue.max_size == 7
+
+
+def test_a_full_queue_refuses_and_the_app_recovers(model):
+    demo, url = launch_app(model, {"off": None}, concurrency=1, max_queue=1)
+    try:
+        client = Client(url, verbose=False)
+        jobs = [client.submit("_" * 128, 8, 1024, i, api_name="/generate") for i in range(5)]
+        errors = []
+        for job in jobs:
+            try:
+                job.result()
+            except Exception as e:          # gradio_client raises a plain Exception subclass
+                errors.append(str(e))
+        assert errors and all("queue is full" in e.lower() for e in errors), errors
+        assert len(errors) < len(jobs)
+        assert sequences(client.predict(OK, 1, 16, 0, api_name="/generate")[0])
+    finally:
+        demo.close()
+
+
+# ---- load: concurrent users, no cross-talk ------------------------------------------------------------
+
+def test_eight_concurrent_requests_equal_their_solo_runs(model, cb):
+    seeds = list(range(100, 108))
+    template = "MKV____GF_R" + "_" * 40
+    solo = {s: final_of(cb, template, 3, 64, s)[0] for s in seeds}
+    demo, url = launch_app(model, {"off": None}, concurrency=4)
+    try:
+        clients = [Client(url, verbose=False) for _ in seeds]
+        with ThreadPoolExecutor(len(seeds)) as pool:
+            results = list(pool.map(lambda cs: cs[0].predict(template, 3, 64, cs[1], api_name="/generate")[0],
+                                    zip(clients, seeds)))
+    finally:
+        demo.close()
+    assert len(set(results)) == len(seeds)
+    assert results == [solo[s] for s in seeds]
+
+
+# ---- failing folds: which and why, designs still returned, next request works ---------------------------
+
+class BrokenBackend:
+    def __init__(self, error: FoldError):
+        self.error, self.calls = error, 0
+
+    def fold(self, sequences):
+        self.calls += 1
+        raise self.error
+
+
+class NoNetwork:
+    def post(self, url, data, timeout):
+        raise requests.exceptions.ConnectionError("Name or service not known")
+
+
+@pytest.mark.parametrize("name, backend, words", [
+    ("ESMFold (local)", ESMFoldBackend("/nonexistent/esmfold_v1", device="cpu"),
+     "ESMFold (local): the weights of '/nonexistent/esmfold_v1' are not available"),
+    ("ESM Atlas API", ESMAtlasBackend(session=NoNetwork()), "ESM Atlas API: the service cannot be reached"),
+    ("ESMFold (local)", BrokenBackend(FoldError("ESMFold (local): the GPU ran out of memory folding 23 residues.",
+                                                "out_of_memory")), "the GPU ran out of memory"),
+    ("ESMFold (local)", BrokenBackend(FoldError("ESMFold (local) folds 1 to 10 residues; this design has 23.",
+                                                "too_long")), "folds 1 to 10 residues; this design has 23"),
+])
+def test_failing_folds_say_which_and_why_and_designs_still_come(model, tmp_path, name, backend, words):
+    cb = app.StudioCallbacks(model, {name: backend, "off": None}, min_interval=0.0, output_root=tmp_path)
+    fasta, _f, status, _s, table, structure, plot, files, _r = final_of(cb, OK, 3, fold=name)
+    assert len(sequences(fasta)) == 3
+    assert "Folding failed" in status and words.replace("'", "&#x27;") in status
+    assert "No structure for" in structure and plot is None
+    assert [row[6] for row in table] == ["failed"] * 3
+    assert any(f.endswith("designs.fasta") for f in files)
+    assert len(sequences(final_of(cb, OK, 2, fold="off")[0])) == 2      # the next request works
+
+
+def test_a_request_wide_failure_is_not_retried_for_every_design(model, tmp_path):
+    broken = BrokenBackend(FoldError("no weights", "no_weights"))
+    cb = app.StudioCallbacks(model, {"ESMFold (local)": broken}, min_interval=0.0, output_root=tmp_path)
+    final_of(cb, OK, 4, fold="ESMFold (local)")
+    assert broken.calls == 1
+
+
+def test_a_failing_fold_through_the_api_still_returns_the_designs(model):
+    demo, url = launch_app(model, {"ESM Atlas API": ESMAtlasBackend(session=NoNetwork()), "off": None})
+    try:
+        client = Client(url, verbose=False)
+        out = client.predict(OK, 2, 16, 5, 1.0, "ESM Atlas API", api_name="/generate")
+        assert len(sequences(out[0])) == 2 and "cannot be reached" in out[2]
+        assert len(sequences(client.predict(OK, 1, 16, 5, api_name="/generate")[0])) == 1
+    finally:
+        demo.close()
+
+
+# ---- no leaks: only our own files are served, user text is escaped ------------------------------------------
+
+def _status(url: str) -> int:
+    try:
+        return urllib.request.urlopen(url, timeout=10).status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def test_serves_no_file_outside_its_output_and_escapes_user_text(model, tmp_path):
+    demo, url = launch_app(model, {"off": None})
+    try:
+        assert demo.allowed_paths == []
+        secret = tmp_path / "secret.txt"
+        secret.write_text("do not serve")
+        for path in ("/etc/passwd", ROOT / "app.py", Path(model.source) / "model.safetensors", secret):
+            assert _status(f"{url}gradio_api/file={path}") in (403, 404), path
+        if render.LOCAL_3DMOL.is_file():      # the one static file the page needs
+            assert _status(f"{url}gradio_api/file={render.LOCAL_3DMOL}") == 200
+        client = Client(url, verbose=False)
+        out = client.predict(">x <script>alert(1)</script>\nMKV__", 1, 16, 0, api_name="/generate")
+        files = out[7]
+        fasta_file = next(f for f in files if str(f).endswith("designs.fasta"))
+        assert Path(fasta_file).read_text().startswith(">design_1")      # our own output is downloadable
+        assert all("<script" not in str(part) for part in out[:3])
+        with pytest.raises(Exception) as e:
+            client.predict("<script>alert(1)</script>MKV__", 1, 16, 0, api_name="/generate")
+        assert "invalid character '&lt;' at position 1" in str(e.value) and "<script" not in str(e.value)
+    finally:
+        demo.close()
