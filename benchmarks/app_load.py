@@ -1,0 +1,67 @@
+"""Requests per minute the studio serves on this machine: ``python benchmarks/app_load.py``.
+
+Serves the app on a free local port (in this process), then sends ``--requests`` ``generate`` calls
+from ``--clients`` concurrent gradio_client users, each with its own seed, folding off. Prints one
+JSON object. The default model is the bundled checkpoint; ``--tiny`` uses a random tiny network
+(the serving overhead alone).
+
+    python benchmarks/app_load.py --checkpoint runs/acyp-mini --requests 16 --clients 8
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+import app  # noqa: E402
+from sedd import checkpoint  # noqa: E402
+from studio_helpers import launch_app, tiny_checkpoint_dir  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", default=None, help="model (default: $SEDD_CHECKPOINT, else checkpoints/acyp)")
+    p.add_argument("--tiny", action="store_true", help="a random tiny model instead of a checkpoint")
+    p.add_argument("--requests", type=int, default=16)
+    p.add_argument("--clients", type=int, default=8)
+    p.add_argument("--concurrency", type=int, default=2, help="the app's per-event concurrency limit")
+    p.add_argument("--designs", type=int, default=4)
+    p.add_argument("--steps", type=int, default=128)
+    p.add_argument("--template", default=json.loads((ROOT / "assets" / "examples.json").read_text())[0]["template"])
+    a = p.parse_args(argv)
+    from gradio_client import Client
+
+    path = tiny_checkpoint_dir(Path(tempfile.mkdtemp()) / "tiny") if a.tiny else a.checkpoint
+    model = checkpoint.load(path, device="cuda" if torch.cuda.is_available() else "cpu")
+    demo, url = launch_app(model, {"off": None}, concurrency=a.concurrency, max_queue=max(64, a.requests))
+    try:
+        clients = [Client(url, verbose=False) for _ in range(a.clients)]
+        call = lambda i: clients[i % a.clients].predict(a.template, a.designs, a.steps, 1000 + i, api_name="/generate")
+        call(0)                                   # warm-up (first forward, thread pools)
+        start = time.perf_counter()
+        with ThreadPoolExecutor(a.clients) as pool:
+            results = list(pool.map(call, range(a.requests)))
+        seconds = time.perf_counter() - start
+    finally:
+        demo.close()
+    assert all(r[0].count(">design_") == a.designs for r in results)
+    report = {"requests": a.requests, "clients": a.clients, "concurrency_limit": a.concurrency,
+              "designs_per_request": a.designs, "steps": a.steps, "template_length": len(model.alphabet.parse_template(
+                  a.template, model.max_len)), "seconds": round(seconds, 2),
+              "requests_per_minute": round(60 * a.requests / seconds, 1), "checkpoint": model.source,
+              "device": str(next(model.model.parameters()).device), "torch_threads": torch.get_num_threads()}
+    print(json.dumps(report))
+    return report
+
+
+if __name__ == "__main__":
+    main()
