@@ -161,8 +161,8 @@ def infill_recovery(model: ckpt.Checkpoint, data: Dataset, *, fraction: float = 
 
     Sequences are sorted by length and infilled ``batch_size`` at a time (rows of different lengths
     share a batch); batch b uses sampler seed ``seed + b``. ``request`` supplies steps/temperature
-    (default: ``Request``'s defaults). Returns ``infill_recovery``, ``infill_masked_residues`` and
-    ``infill_fraction``.
+    (default: ``Request``'s defaults). Returns ``infill_recovery``, ``infill_masked_residues``,
+    ``infill_fraction`` and ``infill_steps``.
     """
     from tqdm.auto import tqdm
 
@@ -186,7 +186,8 @@ def infill_recovery(model: ckpt.Checkpoint, data: Dataset, *, fraction: float = 
             designed = torch.tensor(templates[i]) == mask_id
             restored += int((frame.tokens[row, :len(truth)].cpu()[designed] == truth[designed]).sum())
             masked += int(designed.sum())
-    return {"infill_recovery": restored / masked, "infill_masked_residues": masked, "infill_fraction": fraction}
+    return {"infill_recovery": restored / masked, "infill_masked_residues": masked, "infill_fraction": fraction,
+            "infill_steps": defaults.steps}
 
 
 # ---- sequence identity -----------------------------------------------------------------------------

@@ -177,7 +177,8 @@ def test_infill_recovery_is_one_for_a_perfect_denoiser_and_zero_for_a_wrong_one(
 
     model.model = Oracle(data.tokens, PROTEIN.mask_id)
     perfect = ev.infill_recovery(model, data, batch_size=8)
-    assert perfect == {"infill_recovery": 1.0, "infill_masked_residues": expected_masked, "infill_fraction": 0.3}
+    assert perfect == {"infill_recovery": 1.0, "infill_masked_residues": expected_masked,
+                       "infill_fraction": 0.3, "infill_steps": 128}
 
     model.model = Oracle(data.tokens, PROTEIN.mask_id, wrong=PROTEIN.encode("W")[0])   # W never occurs
     assert ev.infill_recovery(model, data, batch_size=8)["infill_recovery"] == 0.0
