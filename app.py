@@ -124,7 +124,7 @@ class StudioCallbacks:
         title = f"{design.name}: mean pLDDT {f.mean_plddt:.1f}" + (f", pTM {f.ptm:.3f}" if f.ptm is not None else "") \
             + f" ({f.backend})"
         return (render.structure_html(f.pdb, f.plddt, design.designed, title, color_by, self.js_url),
-                render.plddt_figure(f.plddt, design.designed, design.name))
+                render.plddt_figure(f.plddt, design.designed))
 
     def select(self, ranked: list[studio.Design] | None, color: str, evt: gr.SelectData):
         """A row of the ranked table was clicked: show that design."""
@@ -142,10 +142,12 @@ class StudioCallbacks:
 # ---- layout and wiring ------------------------------------------------------------------------------
 
 def model_summary(model: ckpt.Checkpoint) -> str:
-    metrics = model.meta.get("metrics", {})
-    elbo = metrics.get("elbo_nats_per_residue")
-    return (f"Model `{model.source}` · {model.model.num_parameters() / 1e6:.1f} M parameters · "
-            f"lengths 1–{model.max_len}" + (f" · held-out ELBO {elbo:.3f} nats/residue" if elbo else ""))
+    evaluation = model.meta.get("evaluation") or model.meta.get("metrics") or {}
+    elbo = evaluation.get("elbo_nats_per_residue")
+    trained = model.meta.get("training", {}).get("steps")
+    return (f"Model `{model.source}` · {model.model.num_parameters() / 1e6:.1f} M parameters · lengths 1–{model.max_len}"
+            + (f" · {trained} training steps" if trained else "")
+            + (f" · held-out ELBO {elbo:.3f} nats/residue" if elbo else ""))
 
 
 def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int = 2, max_queue: int = 32) -> gr.Blocks:

@@ -137,7 +137,7 @@ def structure_html(pdb: str, plddt: list[float], designed: list[bool], title: st
 
 # ---- pLDDT plot ---------------------------------------------------------------------------------
 
-def plddt_figure(plddt: list[float], designed: list[bool], title: str = "") -> Figure:
+def plddt_figure(plddt: list[float], designed: list[bool]) -> Figure:
     """Per-residue pLDDT on the 50/70/90 bands, designed positions marked along the bottom.
 
     A bare ``Figure`` (not pyplot), so no global figure registry grows with every request.
@@ -156,8 +156,6 @@ def plddt_figure(plddt: list[float], designed: list[bool], title: str = "") -> F
     ax.set_ylim(0, 100)
     ax.set_xlabel("residue")
     ax.set_ylabel("pLDDT")
-    if title:
-        ax.set_title(title, fontsize=10)
     ax.legend(loc="lower right", fontsize=8, framealpha=0.8)
     fig.tight_layout()
     return fig

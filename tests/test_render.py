@@ -64,7 +64,7 @@ def test_markup_in_a_pdb_never_reaches_the_page():
 
 
 def test_plddt_figure_marks_designed_positions():
-    fig = render.plddt_figure([95, 75, 55, 20], [False, True, True, False], "design_1")
+    fig = render.plddt_figure([95, 75, 55, 20], [False, True, True, False])
     ax = fig.axes[0]
     assert ax.get_ylim() == (0, 100)
     [points] = [c for c in ax.collections if c.get_label() == "designed position"]
