@@ -43,13 +43,14 @@ def _fmt(value: float | None, digits: int = 1) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-class RangeCheckedSlider(gr.Slider):
-    """A slider whose range the callback checks, so an API caller's error names the control."""
+def checked_by_callback(slider: gr.Slider) -> gr.Slider:
+    """Leave the range check to the callback, whose error names the control and its range.
 
-    is_template = True     # rendered as a plain slider
-
-    def preprocess(self, payload):
-        return payload
+    Gradio's own check says only "Value 0 is less than minimum value 16". (A subclass would do the
+    same, but Gradio writes a ``.pyi`` stub next to any module that defines a component class.)
+    """
+    slider.preprocess = lambda payload: payload
+    return slider
 
 
 # ---- callbacks --------------------------------------------------------------------------------------
@@ -164,11 +165,12 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
                 gr.Examples([[e["template"]] for e in EXAMPLES], inputs=[template],
                             example_labels=[e["label"] for e in EXAMPLES], label="Example templates")
                 with gr.Row():
-                    num_samples = RangeCheckedSlider(1, lim.max_designs, value=4, step=1, label="Number of designs")
-                    steps = RangeCheckedSlider(lim.min_steps, lim.max_steps, value=128, step=1, label="Steps")
+                    num_samples = checked_by_callback(gr.Slider(1, lim.max_designs, value=4, step=1,
+                                                                 label="Number of designs"))
+                    steps = checked_by_callback(gr.Slider(lim.min_steps, lim.max_steps, value=128, step=1, label="Steps"))
                 with gr.Row():
-                    temperature = RangeCheckedSlider(lim.min_temperature, lim.max_temperature, value=1.0, step=0.05,
-                                                     label="Temperature")
+                    temperature = checked_by_callback(gr.Slider(lim.min_temperature, lim.max_temperature, value=1.0,
+                                                            step=0.05, label="Temperature"))
                     seed = gr.Number(label="Seed (blank = random)", value=None, precision=0, placeholder="random", elem_id="seed")
                 fold = gr.Radio(list(studio.FOLD_BACKENDS), value=default_fold, label="Folding backend")
                 with gr.Row():

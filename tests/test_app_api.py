@@ -60,8 +60,14 @@ def test_generate_defaults_and_named_arguments(client):
     assert fasta.count(">design_") == 4      # the page's default number of designs
 
 
-def test_bad_request_is_an_api_error_that_says_what_is_allowed(client):
-    with pytest.raises(Exception, match="steps must be 16 to 1024; got 0"):
-        client.predict(TEMPLATE, 2, 0, 1, api_name="/generate")
+@pytest.mark.parametrize("args, message", [
+    ((TEMPLATE, 2, 0, 1), "steps must be 16 to 1024; got 0"),
+    ((TEMPLATE, 10**6, 16, 1), "number of designs must be 1 to 8; got 1000000"),
+    ((TEMPLATE, 2, 16, -5), r"seed must be 0 to 2147483647 \(or blank for a random seed\); got -5"),
+    (("A" * 200, 2, 16, 1), "template has 200 positions; the model's maximum is 128"),
+])
+def test_bad_request_is_an_api_error_that_says_what_is_allowed(client, args, message):
+    with pytest.raises(Exception, match=message):
+        client.predict(*args, api_name="/generate")
     # the app keeps serving
     assert client.predict(TEMPLATE, 1, 16, 1, api_name="/generate")[0].startswith(">design_1")
