@@ -15,6 +15,7 @@ the case for code and tests. Results are cached by sequence, so a design folded 
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Sequence
@@ -106,7 +107,7 @@ class ESMFoldBackend(_CachedBackend):
 
     def __init__(self, model_name: str = ESMFOLD_MODEL, device: str | torch.device | None = None,
                  model: torch.nn.Module | None = None, tokenizer=None, max_length: int = 1024,
-                 chunk_size: int = 64, cache_size: int = 256):
+                 chunk_size: int = 64, cache_size: int = 256, retry_after_s: float = 600.0):
         super().__init__(max_length, cache_size)
         self.model_name = model_name
         self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -114,6 +115,9 @@ class ESMFoldBackend(_CachedBackend):
         self.tokenizer = tokenizer
         self._model = self._prepare(model) if model is not None else None
         self._lock = threading.Lock()       # one load, one fold at a time (GPU memory)
+        # Without network a load attempt takes ~30 s of retries: fail fast for a while after one.
+        self.retry_after_s = retry_after_s
+        self._load_failure: tuple[float, str] | None = None
 
     def _prepare(self, model: torch.nn.Module) -> torch.nn.Module:
         model = model.to(self.device).eval()
@@ -125,16 +129,20 @@ class ESMFoldBackend(_CachedBackend):
         return model
 
     def _load(self) -> torch.nn.Module:
-        if self._model is None:
-            from transformers import EsmForProteinFolding
-            try:
-                model = EsmForProteinFolding.from_pretrained(self.model_name)
-            except (OSError, ValueError) as e:   # transformers reports a missing or unreachable repo as OSError
-                raise FoldError(f"{self.name}: the weights of {self.model_name!r} are not available here and could "
-                                f"not be downloaded ({type(e).__name__}: {str(e).splitlines()[0][:300]}). "
-                                "Install them (e.g. `huggingface-cli download facebook/esmfold_v1`) or choose "
-                                "another folding backend.", "no_weights") from e
-            self._model = self._prepare(model)
+        if self._model is not None:
+            return self._model
+        if self._load_failure and time.monotonic() - self._load_failure[0] < self.retry_after_s:
+            raise FoldError(self._load_failure[1], "no_weights")
+        from transformers import EsmForProteinFolding
+        try:
+            model = EsmForProteinFolding.from_pretrained(self.model_name)
+        except (OSError, ValueError) as e:   # transformers reports a missing or unreachable repo as OSError
+            message = (f"{self.name}: the weights of {self.model_name!r} are not available here and could not be "
+                       f"downloaded ({type(e).__name__}: {str(e).splitlines()[0][:300]}). Install them "
+                       f"(`hf download {ESMFOLD_MODEL}`) or choose another folding backend.")
+            self._load_failure = (time.monotonic(), message)
+            raise FoldError(message, "no_weights") from e
+        self._model = self._prepare(model)
         return self._model
 
     def _fold_one(self, sequence: str) -> FoldResult:

@@ -54,11 +54,27 @@ def test_weights_load_lazily_and_once(tmp_path, monkeypatch):
     assert loads == [str(tmp_path / "esmfold")]
 
 
-def test_missing_weights_name_the_model_and_reason(tmp_path):
+def test_missing_weights_name_the_model_and_reason(tmp_path, monkeypatch):
+    from transformers import EsmForProteinFolding
     backend = ESMFoldBackend(str(tmp_path / "no-such-model"), device="cpu")
     with pytest.raises(FoldError, match="no-such-model.*not available") as e:
         backend.fold([SEQ])
     assert e.value.reason == "no_weights"
+    # the next request fails fast with the same message instead of retrying the download
+    calls = []
+
+    def unreachable(name):
+        calls.append(name)
+        raise OSError("We couldn't connect to the Hub")
+
+    monkeypatch.setattr(EsmForProteinFolding, "from_pretrained", unreachable)
+    with pytest.raises(FoldError, match="no-such-model.*not available"):
+        backend.fold(["MKV"])
+    assert calls == []
+    backend.retry_after_s = 0.0          # once the pause is over, it tries again
+    with pytest.raises(FoldError, match="couldn't connect"):
+        backend.fold(["MKV"])
+    assert len(calls) == 1
 
 
 def test_too_long_names_the_limit(esmfold):
