@@ -83,7 +83,7 @@ class StudioCallbacks:
             parsed, settings = studio.check_request(self.model, template, num_samples, steps, temperature, seed,
                                                     fold, self.limits)
         except ValueError as e:
-            raise gr.Error(render.html.escape(str(e), quote=False), title="Cannot design this") from None
+            raise gr.Error(render.error_text(str(e)), title="Cannot design this") from None
         run = studio.Run(self.model, parsed, settings)
         skip = gr.skip()
         yield ("", "", self._status("Denoising…", settings), settings.seed, None, "", None, None, [])
@@ -100,7 +100,7 @@ class StudioCallbacks:
                        skip, skip, skip, skip, skip, skip)
         ranked = run.ranked()
         files = [str(p) for p in run.write_files(self._new_output_dir())]
-        structure, plot = self._show(ranked[0], "plddt", settings.fold) if ranked else ("", None)
+        structure, plot = self._show(ranked[0], "plddt") if ranked else ("", None)
         errors = sorted({d.fold_error for d in run.designs if d.fold_error})
         status = self._status(done + (" Folding failed: " + " ".join(errors) if errors else ""), settings,
                               "warn" if errors else "info")
@@ -115,7 +115,7 @@ class StudioCallbacks:
                          d.sequence])
         return rows
 
-    def _show(self, design: studio.Design, color_by: str, fold: str) -> tuple[str, object]:
+    def _show(self, design: studio.Design, color_by: str) -> tuple[str, object]:
         if design.fold is None:
             why = design.fold_error or "Folding is off: choose a folding backend to see structures."
             kind = "error" if design.fold_error else "info"
@@ -132,12 +132,12 @@ class StudioCallbacks:
         if not ranked:
             return gr.skip(), gr.skip(), 0
         row = evt.index[0] if isinstance(evt.index, (list, tuple)) else int(evt.index)
-        return (*self._show(ranked[row], COLOR_CHOICES[color], ""), row)
+        return (*self._show(ranked[row], COLOR_CHOICES[color]), row)
 
     def recolor(self, ranked: list[studio.Design] | None, row: int, color: str):
         if not ranked:
             return gr.skip(), gr.skip()
-        return self._show(ranked[min(row, len(ranked) - 1)], COLOR_CHOICES[color], "")
+        return self._show(ranked[min(row, len(ranked) - 1)], COLOR_CHOICES[color])
 
 
 # ---- layout and wiring ------------------------------------------------------------------------------

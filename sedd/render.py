@@ -32,6 +32,11 @@ def esc(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
+def error_text(message: str) -> str:
+    """A message for ``gr.Error``, which the page renders as HTML: escape markup, keep quotes readable."""
+    return html.escape(message, quote=False)
+
+
 def plddt_color(value: float) -> str:
     return next(color for low, color, _ in PLDDT_BANDS if value >= low)
 

@@ -65,16 +65,14 @@ class Settings:
 
 
 def _whole_number(value, what: str, allowed: str) -> int:
-    """An int from an API or slider value; anything else is refused with the allowed range."""
-    if isinstance(value, bool) or value is None:
-        raise ValueError(f"{what} must be a whole number, {allowed}; got {value!r}")
-    if isinstance(value, str):
-        value = value.strip()
+    """An int from an API or slider value (3, 3.0, "3"); anything else is refused with the allowed range."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
     try:
-        number = float(value)
+        number = float(value.strip() if isinstance(value, str) else value)
     except (TypeError, ValueError):
-        raise ValueError(f"{what} must be a whole number, {allowed}; got {value!r}") from None
-    if not math.isfinite(number) or number != int(number):
+        number = math.nan
+    if not number.is_integer():      # nan and ±inf are not integers either
         raise ValueError(f"{what} must be a whole number, {allowed}; got {value!r}")
     return int(number)
 
@@ -148,15 +146,13 @@ class Run:
         self.model, self.template, self.settings = model, template, settings
         self.trajectory: list[dict] = []
         self.designs: list[Design] = []
+        self._fixed = [not d for d in template.designed]
 
     def _states(self, tokens: torch.Tensor, new: torch.Tensor) -> list[str]:
-        fixed = torch.tensor([not d for d in self.template.designed])
-        masked = tokens == self.template.mask_id
-        codes = []
-        for row_masked, row_new in zip(masked.tolist(), new.tolist()):
-            codes.append("".join(render.FIXED if f else render.MASKED if m else render.NEW if n else render.DESIGNED
-                                 for f, m, n in zip(fixed.tolist(), row_masked, row_new)))
-        return codes
+        masked = (tokens == self.template.mask_id).tolist()
+        return ["".join(render.FIXED if f else render.MASKED if m else render.NEW if n else render.DESIGNED
+                        for f, m, n in zip(self._fixed, row_masked, row_new))
+                for row_masked, row_new in zip(masked, new.tolist())]
 
     def denoise(self, min_interval: float = 0.1) -> Iterator[View]:
         """Stream the sampler's states, at most one per ``min_interval`` seconds (the last always).
