@@ -95,8 +95,8 @@ class StudioCallbacks:
         backend = self.backends.get(fold)
         if backend is not None:
             for design in run.fold(backend):
-                yield (run.fasta(), skip, self._status(f"{done} Folding design {design.index} of "
-                                                       f"{len(run.designs)} with {fold}…", settings),
+                yield (run.fasta(), skip, self._status(f"{done} Folded {design.index} of {len(run.designs)} "
+                                                       f"with {fold}…", settings),
                        skip, skip, skip, skip, skip, skip)
         ranked = run.ranked()
         files = [str(p) for p in run.write_files(self._new_output_dir())]
@@ -200,7 +200,8 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
                               [fasta, frames, status, seed_used, table, structure, plot, files, designs],
                               api_name="generate", concurrency_limit=concurrency, show_progress="minimal")
         event.then(lambda: 0, None, selected, api_name=False)
-        stop_btn.click(None, None, None, cancels=[event], api_name=False)
+        stop_btn.click(lambda: render.message_html("Stopped: the run was cancelled.", "warn"), None, status,
+                       cancels=[event], api_name=False)
         reuse.click(lambda s: s, seed_used, seed, api_name=False)
         table.select(cb.select, [designs, color], [structure, plot, selected], api_name=False)
         color.change(cb.recolor, [designs, selected, color], [structure, plot], api_name=False)

@@ -137,3 +137,4 @@ def test_stop_halts_the_stream(page):
     time.sleep(2.0)
     after = page.evaluate("window.__steps")
     assert len(after) == seen and int(after[-1]) < 1024, f"frames kept coming after Stop: {after}"
+    assert "Stopped" in page.inner_text("#status")
