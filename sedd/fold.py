@@ -94,6 +94,17 @@ def plddt_to_100(values: torch.Tensor) -> torch.Tensor:
     return values * 100.0
 
 
+def set_precision(model: torch.nn.Module, gpu: bool, chunk_size: int) -> torch.nn.Module:
+    """On a GPU: the ESM-2 stem (most of the weights) in fp16, the trunk's triangular attention in
+    chunks of ``chunk_size`` to bound memory. On a CPU: everything fp32 (fp16 matmuls are slow there)."""
+    if gpu:
+        model.esm.half()
+        model.trunk.set_chunk_size(chunk_size)
+    else:
+        model.float()
+    return model
+
+
 class ESMFoldBackend(_CachedBackend):
     """ESMFold via ``transformers.EsmForProteinFolding``, loaded lazily once.
 
@@ -120,13 +131,7 @@ class ESMFoldBackend(_CachedBackend):
         self._load_failure: tuple[float, str] | None = None
 
     def _prepare(self, model: torch.nn.Module) -> torch.nn.Module:
-        model = model.to(self.device).eval()
-        if self.device.type == "cuda":
-            model.esm.half()                       # fp16 language-model stem (the bulk of the weights)
-            model.trunk.set_chunk_size(self.chunk_size)   # chunked triangular attention bounds memory
-        else:
-            model.float()
-        return model
+        return set_precision(model.to(self.device).eval(), self.device.type == "cuda", self.chunk_size)
 
     def _load(self) -> torch.nn.Module:
         if self._model is not None:

@@ -6,7 +6,7 @@ import requests
 import torch
 
 from sedd.fold import (ATLAS_MAX_LENGTH, ESMAtlasBackend, ESMFoldBackend, FoldError, pdb_ca_bfactors,
-                       rescale_pdb_bfactors)
+                       rescale_pdb_bfactors, set_precision)
 from studio_helpers import save_tiny_esmfold, tiny_esmfold
 
 SEQ = "MKVLAGGGSTRDEWY"
@@ -30,6 +30,13 @@ def test_esmfold_result_is_on_the_0_100_scale(esmfold):
 
 def test_esmfold_runs_fp32_on_cpu(esmfold):
     assert {p.dtype for p in esmfold._model.parameters()} == {torch.float32}
+
+
+def test_gpu_precision_is_fp16_stem_and_chunked_trunk():
+    model = set_precision(tiny_esmfold(), gpu=True, chunk_size=32)
+    assert {p.dtype for p in model.esm.parameters()} == {torch.float16}
+    assert {p.dtype for p in model.trunk.parameters()} == {torch.float32}
+    assert model.trunk.chunk_size == 32
 
 
 def test_fold_cache_by_sequence(esmfold, monkeypatch):
