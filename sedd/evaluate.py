@@ -60,7 +60,7 @@ import torch
 
 from . import checkpoint as ckpt
 from .alphabet import Template
-from .data import Dataset, bucketed_batches, collate, read_fasta
+from .data import Dataset, bucketed_batches, collate, describe_dropped, read_fasta
 from .loss import diffusion_loss
 from .sample import Request, decode_rows, stream, templates_for, to_fasta
 from .schedule import LogLinearSchedule
@@ -468,9 +468,8 @@ def _check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
 
 def _load_data(path: str, model: ckpt.Checkpoint, max_seqs: int | None, seed: int) -> Dataset:
     data = read_fasta(path, model.alphabet, max_len=model.max_len)
-    if data.dropped:
-        print(f"note: skipped {sum(data.dropped.values())} sequences of {path} (outside the alphabet "
-              f"or longer than {model.max_len})", file=sys.stderr)
+    if data.num_dropped:
+        print(f"note: {path}: {describe_dropped(data)}", file=sys.stderr)
     if max_seqs is not None and max_seqs < len(data):
         data = data.subset(sorted(random.Random(seed).sample(range(len(data)), max_seqs)))
     return data
@@ -501,9 +500,8 @@ def evaluate(a: argparse.Namespace) -> tuple[dict, list[str] | None]:
     samples = None
     if a.samples:
         reference_data = read_fasta(a.reference, model.alphabet)
-        if reference_data.dropped:
-            print(f"note: skipped {sum(reference_data.dropped.values())} reference sequences with characters "
-                  f"outside {model.alphabet.residues!r}", file=sys.stderr)
+        if reference_data.num_dropped:
+            print(f"note: reference {a.reference}: {describe_dropped(reference_data)}", file=sys.stderr)
         references = [model.alphabet.decode(t) for t in reference_data.tokens]
         samples = draw_samples(model, a.samples, seed=a.seed, batch_size=max(a.batch_size, 128), progress=True)
         lap("sampling")

@@ -23,7 +23,7 @@ import torch.distributed as dist
 
 from . import checkpoint as ckpt
 from .alphabet import PROTEIN, Alphabet
-from .data import Dataset, bucketed_batches, collate, read_clusters, read_fasta, split
+from .data import bucketed_batches, collate, describe_dropped, read_clusters, read_fasta, split
 from .evaluate import estimate_elbo
 from .loss import diffusion_loss
 from .model import ScoreNetwork, preset
@@ -52,6 +52,7 @@ class TrainConfig:
     ema_decay: float = 0.999
     max_len: int = 128
     eval_every: int = 250
+    patience: int = 10            # stop after this many evaluations without a better validation ELBO
     eval_max_seqs: int = 512
     checkpoint_minutes: float = 3.0
     max_bad_steps: int = 5
@@ -130,11 +131,9 @@ class Trainer:
         self.alphabet = Alphabet.from_dict(cfg.alphabet)
         self.schedule = LogLinearSchedule()
         data = read_fasta(cfg.data, self.alphabet, max_len=cfg.max_len)
-        if self.is_main and data.dropped:
-            n_bad = sum(v for k, v in data.dropped.items() if len(k) == 1)
-            chars = ", ".join(f"{k!r}×{v}" for k, v in data.dropped.most_common())
-            print(f"dropped sequences with characters outside {self.alphabet.residues!r} or bad length: {chars} "
-                  f"({n_bad} character hits)", file=sys.stderr)
+        if self.is_main and data.num_dropped:
+            print(f"{describe_dropped(data)} (alphabet {self.alphabet.residues!r}, maximum length {cfg.max_len})",
+                  file=sys.stderr)
         clusters = read_clusters(cfg.clusters) if cfg.clusters else None
         with warnings.catch_warnings():
             if not self.is_main:
@@ -304,6 +303,13 @@ class Trainer:
                     rec = self.evaluate()
                     if self.is_main:
                         bar.write(f"step {self.step}: val ELBO raw {rec['val_elbo_raw']:.3f}  ema {rec['val_elbo_ema']:.3f}")
+                    if cfg.patience and self.step - self.best["step"] >= cfg.patience * cfg.eval_every:
+                        # every rank evaluates the same probe, so all stop at the same step
+                        if self.is_main:
+                            bar.write(f"early stop: no better validation ELBO since step {self.best['step']}")
+                        self.save()
+                        bar.close()
+                        return self.out
                 if time.time() - last_save >= cfg.checkpoint_minutes * 60:
                     self.save()
                     last_save = time.time()
@@ -333,6 +339,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--tokens-per-batch", type=int, default=TrainConfig.tokens_per_batch)
     p.add_argument("--dropout", type=float, default=TrainConfig.dropout)
     p.add_argument("--eval-every", type=int, default=TrainConfig.eval_every)
+    p.add_argument("--patience", type=int, default=TrainConfig.patience,
+                   help="early stop after this many evaluations without improvement (0 = never)")
     p.add_argument("--checkpoint-minutes", type=float, default=TrainConfig.checkpoint_minutes)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", help="cuda / mps / cpu (default: the best available)")
@@ -343,7 +351,7 @@ def main(argv: list[str] | None = None) -> None:
     alphabet = Alphabet(a.alphabet, mask_chars="_") if a.alphabet else PROTEIN
     cfg = TrainConfig(data=a.data, out=a.out, preset=a.preset, minutes=a.minutes, max_steps=a.max_steps,
                       resume=a.resume, clusters=a.clusters, lr=a.lr, tokens_per_batch=a.tokens_per_batch,
-                      dropout=a.dropout, eval_every=a.eval_every, checkpoint_minutes=a.checkpoint_minutes,
+                      dropout=a.dropout, eval_every=a.eval_every, patience=a.patience, checkpoint_minutes=a.checkpoint_minutes,
                       seed=a.seed, device=a.device, alphabet=alphabet.to_dict())
     out = train(cfg)
     if int(os.environ.get("RANK", 0)) == 0:

@@ -169,3 +169,24 @@ def test_torchrun_two_processes_on_gloo(tmp_path, family):
     summary = json.loads((out / "config.json").read_text())["training"]
     assert summary["world_size"] == 2 and summary["steps"] == 20
     checkpoint.load(out)
+
+
+def test_fasta_reader_reports_dropped_sequences(tmp_path):
+    from sedd.data import describe_dropped, read_fasta
+    path = tmp_path / "mixed.fasta"
+    write_fasta(path, ["MKVAG", "MKXAG", "MBXZ", "A" * 200, "GGG*"])
+    data = read_fasta(path, PROTEIN, max_len=128)
+    assert [PROTEIN.decode(t) for t in data.tokens] == ["MKVAG", "GGG"]
+    message = describe_dropped(data)
+    assert message.startswith("dropped 3 of 5 sequences")
+    assert "2 contain 'X'" in message and "1 contain 'B'" in message and "1 longer than 128" in message
+
+
+def test_early_stopping_when_validation_stops_improving(tmp_path, family):
+    data, _ = family
+    with pytest.warns(UserWarning):
+        trainer = Trainer(fast_config(data, tmp_path / "early", max_steps=10_000, lr=0.0, warmup_steps=1,
+                                      eval_every=5, patience=2))
+    trainer.run()     # lr = 0: nothing improves after the first evaluation
+    assert trainer.step == 15 and trainer.best["step"] == 5
+    assert checkpoint.load(tmp_path / "early")
