@@ -113,7 +113,7 @@ def test_a_full_queue_refuses_and_the_app_recovers(model):
     demo, url = launch_app(model, {"off": None}, concurrency=1, max_queue=1)
     try:
         client = Client(url, verbose=False)
-        jobs = [client.submit("_" * 128, 8, 1024, i, api_name="/generate") for i in range(5)]
+        jobs = [client.submit("_" * 64, 4, 512, i, api_name="/generate") for i in range(5)]
         errors = []
         for job in jobs:
             try:
