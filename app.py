@@ -232,7 +232,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-queue", type=int, default=32, help="requests waiting at most; more are refused")
     a = p.parse_args(argv)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = ckpt.load(a.checkpoint, device=device)          # once, and on the GPU when there is one
+    try:
+        model = ckpt.load(a.checkpoint, device=device)      # once, and on the GPU when there is one
+    except ValueError as e:
+        p.error(f"cannot load the score model: {e}")
     default_fold = a.fold or ("ESMFold (local)" if device == "cuda" else "off")
     cb = StudioCallbacks(model, make_backends(a.esmfold), js_url=js_url_for_3dmol())
     launch(build_demo(cb, default_fold, a.concurrency, a.max_queue))

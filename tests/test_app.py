@@ -139,3 +139,10 @@ def test_no_mask_returns_the_sequence_unchanged(cb):
     *_, final = cb.generate("MKVLAGW", 1, 16, 0, 1.0, "off")
     assert fasta_sequences(final[0]) == ["MKVLAGW"]
     assert "Folding is off" in final[5]
+
+
+def test_a_missing_model_stops_the_app_with_a_message(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        app.main(["--checkpoint", str(tmp_path / "missing")])
+    assert e.value.code == 2
+    assert "cannot load the score model" in capsys.readouterr().err
