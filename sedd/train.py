@@ -80,14 +80,11 @@ def ema_decay_at(step: int, max_decay: float) -> float:
     return min(max_decay, (1 + step) / (10 + step))
 
 
-def lr_at(step: int, cfg: TrainConfig, total_steps: int | None) -> float:
-    """Linear warm-up, then cosine decay to ``min_lr_fraction`` over the known step budget (constant otherwise)."""
+def lr_at(step: int, cfg: TrainConfig, progress: float) -> float:
+    """Linear warm-up over ``warmup_steps``, then cosine decay to ``min_lr_fraction`` as ``progress`` → 1."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
-    if not total_steps:
-        return cfg.lr
-    progress = min(1.0, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
-    return cfg.lr * (cfg.min_lr_fraction + (1 - cfg.min_lr_fraction) * 0.5 * (1 + math.cos(math.pi * progress)))
+    return cfg.lr * (cfg.min_lr_fraction + (1 - cfg.min_lr_fraction) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
 def plot_history(history: list[dict], path: Path) -> None:
@@ -156,8 +153,7 @@ class Trainer:
                     if self.distributed else self.model)
         self.gen = torch.Generator(device="cpu").manual_seed(cfg.seed * 1000 + self.rank)
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
-        self.total_steps: int | None = cfg.max_steps
-        self.tokens_seen, self.seconds = 0, 0.0
+        self.tokens_seen, self.seconds, self.warmup_seconds = 0, 0.0, 0.0
         self.history: list[dict] = []
         self.best = {"elbo": float("inf"), "weights": None, "step": 0}
         self.out = Path(cfg.out)
@@ -167,8 +163,8 @@ class Trainer:
     # ---- resume state ---------------------------------------------------------------------------
     def _state(self) -> dict:
         return {"model": self.model.state_dict(), "ema": self.ema.state_dict(), "opt": self.opt.state_dict(),
-                "step": self.step, "total_steps": self.total_steps or 0, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
-                "tokens_seen": self.tokens_seen, "seconds": self.seconds, "gen": self.gen.get_state(),
+                "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+                "tokens_seen": self.tokens_seen, "seconds": self.seconds, "warmup_seconds": self.warmup_seconds, "gen": self.gen.get_state(),
                 "history": json.dumps(self.history), "best_elbo": self.best["elbo"], "best_step": self.best["step"],
                 "best_weights": self.best["weights"], "config": json.dumps(asdict(self.cfg))}
 
@@ -181,8 +177,8 @@ class Trainer:
         self.ema.load_state_dict(state["ema"])
         self.opt.load_state_dict(state["opt"])
         self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
-        self.total_steps = state["total_steps"] or self.cfg.max_steps
         self.tokens_seen, self.seconds = state["tokens_seen"], state["seconds"]
+        self.warmup_seconds = state.get("warmup_seconds", 0.0)
         self.gen.set_state(state["gen"])
         self.history = json.loads(state["history"])
         self.best = {"elbo": state["best_elbo"], "weights": state["best_weights"], "step": state["best_step"]}
@@ -230,7 +226,7 @@ class Trainer:
         x0, lengths = collate(tokens, self.alphabet.pad_id)
         x0, lengths = x0.to(self.device), lengths.to(self.device)
         for group in self.opt.param_groups:
-            group["lr"] = lr_at(self.step, self.cfg, self.total_steps)
+            group["lr"] = lr_at(self.step, self.cfg, self.progress())
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
             nats = diffusion_loss(self.ddp, x0, lengths, self.schedule, self.alphabet.mask_id,
                                   generator=self.gen if self.device.type == "cpu" else None)
@@ -249,6 +245,19 @@ class Trainer:
                 pe.lerp_(pm, 1 - d)
         return loss.item()
 
+    def progress(self) -> float:
+        """Fraction of the budget used: steps of --max-steps or wall time of --minutes, whichever ends first.
+
+        Under a time budget the LR decay follows the clock, so it ends on its floor even when the
+        speed changes mid-run (a busy machine, a resume with a new budget).
+        """
+        fractions = []
+        if self.cfg.max_steps:
+            fractions.append((self.step - self.cfg.warmup_steps) / max(1, self.cfg.max_steps - self.cfg.warmup_steps))
+        if self.cfg.minutes:
+            fractions.append((self.seconds - self.warmup_seconds) / max(1.0, self.cfg.minutes * 60 - self.warmup_seconds))
+        return max(fractions, default=0.0)
+
     def _should_stop(self, start: float, budget: float) -> bool:
         stop = bool((self.cfg.max_steps and self.step >= self.cfg.max_steps) or time.time() - start >= budget)
         if self.distributed:   # ranks' clocks differ: stop together or the others hang in all-reduce
@@ -264,7 +273,7 @@ class Trainer:
         budget = cfg.minutes * 60 if cfg.minutes else float("inf")
         bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not self.is_main, desc="train", dynamic_ncols=True)
         start, last_save = time.time() - self.seconds, time.time()
-        bad_in_row, seconds_at_start, tokens_window = 0, self.seconds, (time.time(), self.tokens_seen)
+        bad_in_row, tokens_window = 0, (time.time(), self.tokens_seen)
         while True:
             batches = self._batches()
             while self.batch_in_epoch < len(batches):
@@ -288,10 +297,8 @@ class Trainer:
                 self.step += 1
                 self.tokens_seen += sum(len(t) for t in tokens) * self.world
                 self.seconds = time.time() - start
-                if cfg.minutes and not cfg.max_steps and self.step == cfg.warmup_steps:
-                    # a pure time budget: estimate the steps it allows, so the LR reaches its floor at the end
-                    rate = self.step / max(1e-6, self.seconds - seconds_at_start)
-                    self.total_steps = self.step + int(rate * (budget - self.seconds))
+                if self.step == cfg.warmup_steps:
+                    self.warmup_seconds = self.seconds
                 if self.step % 10 == 0:
                     self.history.append({"step": self.step, "train_loss": loss, "lr": self.opt.param_groups[0]["lr"]})
                     now = time.time()

@@ -190,3 +190,12 @@ def test_early_stopping_when_validation_stops_improving(tmp_path, family):
     trainer.run()     # lr = 0: nothing improves after the first evaluation
     assert trainer.step == 15 and trainer.best["step"] == 5
     assert checkpoint.load(tmp_path / "early")
+
+
+def test_learning_rate_warms_up_then_decays_to_its_floor_with_the_budget():
+    from sedd.train import lr_at
+    cfg = TrainConfig(data="-", out="-", lr=1e-3, warmup_steps=10, min_lr_fraction=0.1)
+    assert lr_at(0, cfg, 0.0) == pytest.approx(1e-4)
+    assert lr_at(10, cfg, 0.0) == pytest.approx(1e-3)
+    assert lr_at(500, cfg, 0.5) == pytest.approx(0.55e-3)
+    assert lr_at(900, cfg, 1.0) == lr_at(999, cfg, 3.0) == pytest.approx(1e-4)
