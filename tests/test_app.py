@@ -146,3 +146,12 @@ def test_a_missing_model_stops_the_app_with_a_message(tmp_path, capsys):
         app.main(["--checkpoint", str(tmp_path / "missing")])
     assert e.value.code == 2
     assert "cannot load the score model" in capsys.readouterr().err
+
+
+def test_3dmol_comes_from_the_npm_package_when_installed_else_the_cdn(tmp_path, monkeypatch):
+    local = tmp_path / "node_modules" / "3dmol" / "build" / "3Dmol-min.js"
+    monkeypatch.setattr(app.render, "LOCAL_3DMOL", local)
+    assert app.js_url_for_3dmol() == app.render.CDN_3DMOL
+    local.parent.mkdir(parents=True)
+    local.write_text("/* 3Dmol */")
+    assert app.js_url_for_3dmol() == f"gradio_api/file={local}"

@@ -108,6 +108,15 @@ def test_generate_streams_frames_then_designs_and_3d_view(page, tmp_path):
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 20_000
 
+    # the toggle recolours by designed vs fixed; a click on a row shows that design
+    page.get_by_label("designed vs fixed").check()
+    page.wait_for_function("document.querySelector('#structure').innerText.includes('designed vs fixed')")
+    assert "#e4572e" in page.locator("#structure iframe").get_attribute("srcdoc")
+    last = page.locator("#designs").get_by_text("design_", exact=False).last
+    name = last.inner_text().strip()
+    last.click()
+    page.wait_for_function(f"document.querySelector('#structure .structure-title').innerText.startsWith('{name}:')")
+
 
 def test_script_in_a_template_shows_as_text_and_runs_nothing(page):
     page.fill("#template textarea", "<script>window.__pwned = 1</script>MKV__")
