@@ -149,9 +149,12 @@ def test_a_missing_model_stops_the_app_with_a_message(tmp_path, capsys):
 
 
 def test_3dmol_comes_from_the_npm_package_when_installed_else_the_cdn(tmp_path, monkeypatch):
+    from gradio.data_classes import _StaticFiles
+    monkeypatch.setattr(_StaticFiles, "all_paths", list(_StaticFiles.all_paths))   # Gradio keeps them globally
     local = tmp_path / "node_modules" / "3dmol" / "build" / "3Dmol-min.js"
     monkeypatch.setattr(app.render, "LOCAL_3DMOL", local)
     assert app.js_url_for_3dmol() == app.render.CDN_3DMOL
     local.parent.mkdir(parents=True)
     local.write_text("/* 3Dmol */")
     assert app.js_url_for_3dmol() == f"gradio_api/file={local}"
+    assert local.parent in _StaticFiles.all_paths        # served: that folder and nothing else of ours
