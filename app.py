@@ -215,7 +215,7 @@ def make_backends(esmfold: str) -> dict:
 def js_url_for_3dmol() -> str:
     """The npm package's 3Dmol.js when installed (served as a static file), else the CDN."""
     if render.LOCAL_3DMOL.is_file():
-        gr.set_static_paths([render.LOCAL_3DMOL.parent])
+        gr.set_static_paths([render.LOCAL_3DMOL])             # that one file, nothing else
         return f"gradio_api/file={render.LOCAL_3DMOL}"      # relative: an iframe srcdoc resolves it against the page
     return render.CDN_3DMOL
 

@@ -157,4 +157,4 @@ def test_3dmol_comes_from_the_npm_package_when_installed_else_the_cdn(tmp_path, 
     local.parent.mkdir(parents=True)
     local.write_text("/* 3Dmol */")
     assert app.js_url_for_3dmol() == f"gradio_api/file={local}"
-    assert local.parent in _StaticFiles.all_paths        # served: that folder and nothing else of ours
+    assert local in _StaticFiles.all_paths               # served: that one file and nothing else of ours
