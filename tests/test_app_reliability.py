@@ -218,6 +218,7 @@ def test_serves_no_file_outside_its_output_and_escapes_user_text(model, tmp_path
             assert _status(f"{url}gradio_api/file={path}") in (403, 404), path
         if render.LOCAL_3DMOL.is_file():      # the one static file the page needs
             assert _status(f"{url}gradio_api/file={render.LOCAL_3DMOL}") == 200
+            assert _status(f"{url}gradio_api/file={render.LOCAL_3DMOL.with_name('3Dmol.js')}") in (403, 404)
         client = Client(url, verbose=False)
         out = client.predict(">x <script>alert(1)</script>\nMKV__", 1, 16, 0, api_name="/generate")
         files = out[7]
