@@ -69,6 +69,8 @@ def sample(model: torch.nn.Module, templates: Sequence[Sequence[int]] | torch.Lo
         raise ValueError(f"steps must be at least 1, got {steps}")
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
+    if not 0 <= seed < 2**63:
+        raise ValueError(f"seed must be between 0 and 2**63 - 1, got {seed}")
     pad_id = mask_id + 1
     device = torch.device(device) if device is not None else next(model.parameters()).device
     x = templates.clone() if isinstance(templates, torch.Tensor) else pad_templates(templates, pad_id)

@@ -114,7 +114,8 @@ def _cli(data, out, *extra):
 def test_resume_after_kill_9_keeps_the_loss_falling(tmp_path, family):
     data, _ = family
     out = tmp_path / "killed"
-    proc = subprocess.Popen(_cli(data, out, "--max-steps", "100000", "--checkpoint-minutes", "0.02"),
+    # --checkpoint-minutes 0 writes after every step, so the kill almost surely lands mid-write
+    proc = subprocess.Popen(_cli(data, out, "--max-steps", "100000", "--checkpoint-minutes", "0"),
                             env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 120
