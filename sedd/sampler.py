@@ -63,6 +63,7 @@ def sample(model: torch.nn.Module, templates: Sequence[Sequence[int]] | torch.Lo
     """Fill the MASK positions of ``templates`` by reverse-time τ-leaping; yields a ``Frame`` per step.
 
     templates: token-id lists (MASK = ``mask_id`` at designed positions), lengths may differ.
+    Frames hold CPU tensors whatever ``device`` the network runs on.
     The last yielded frame has t = 0 and no MASK left. PAD (= mask_id + 1) pads short rows.
     """
     if steps < 1:
@@ -73,15 +74,16 @@ def sample(model: torch.nn.Module, templates: Sequence[Sequence[int]] | torch.Lo
         raise ValueError(f"seed must be between 0 and 2**63 - 1, got {seed}")
     pad_id = mask_id + 1
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    x = templates.clone() if isinstance(templates, torch.Tensor) else pad_templates(templates, pad_id)
-    x = x.to(device)
+    # Tokens, cached probabilities and draws live on the CPU in float64 (MPS has no float64, and
+    # B×L×V numbers per evaluation are cheap to move); only the network runs on ``device``.
+    x = templates.clone().cpu() if isinstance(templates, torch.Tensor) else pad_templates(templates, pad_id)
     B, L = x.shape
     was_training = model.training
     model.eval()
 
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
-    probs = torch.zeros(B, L, mask_id, dtype=torch.float64, device=device)
-    stale = torch.ones(B, dtype=torch.bool, device=device)     # rows whose cached output is out of date
+    probs = torch.zeros(B, L, mask_id, dtype=torch.float64)
+    stale = torch.ones(B, dtype=torch.bool)     # rows whose cached output is out of date
     nfe = 0
     grid = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64).tolist()
     yield Frame(0, 1.0, x.clone(), torch.zeros_like(x, dtype=torch.bool), 0)
@@ -93,13 +95,13 @@ def sample(model: torch.nn.Module, templates: Sequence[Sequence[int]] | torch.Lo
             # 1. evaluate the network on the rows that need it (every row, every step, without cache)
             need = masked.any(-1) & stale if use_cache else torch.ones_like(stale)
             if need.any():
-                logits = model(x[need]).double() / temperature
+                logits = model(x[need].to(device)).cpu().double() / temperature
                 probs[need] = torch.softmax(logits, dim=-1)
                 nfe += int(need.sum())
                 stale[need] = False
             # 2. two-stage Tweedie draw, a fixed number of float64 uniforms per step
-            u_move = torch.rand(B, L, dtype=torch.float64, generator=gen).to(device)
-            u_pick = torch.rand(B, L, dtype=torch.float64, generator=gen).to(device)
+            u_move = torch.rand(B, L, dtype=torch.float64, generator=gen)
+            u_pick = torch.rand(B, L, dtype=torch.float64, generator=gen)
             stay = stay_masked_prob(schedule, t, s)
             reveal = masked & (u_move >= stay)
             if reveal.any():
