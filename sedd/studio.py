@@ -19,7 +19,7 @@ import torch
 
 from . import render
 from .alphabet import Template
-from .checkpoint import Checkpoint
+from .checkpoint import Checkpoint, atomic_write_text
 from .fold import FoldError, FoldResult
 from .sample import Request, decode_rows, stream, to_fasta
 
@@ -202,11 +202,11 @@ class Run:
         directory.mkdir(parents=True, exist_ok=True)
         settings = self.settings.to_dict()
         paths = [directory / "designs.fasta", directory / "settings.json", directory / "trajectory.json"]
-        paths[0].write_text(self.fasta())
-        paths[1].write_text(json.dumps(settings, indent=2) + "\n")
-        paths[2].write_text(json.dumps({"settings": settings, "frames": self.trajectory}) + "\n")
+        atomic_write_text(paths[0], self.fasta())
+        atomic_write_text(paths[1], json.dumps(settings, indent=2) + "\n")
+        atomic_write_text(paths[2], json.dumps({"settings": settings, "frames": self.trajectory}) + "\n")
         for d in self.designs:
             if d.fold is not None:
                 paths.append(directory / f"{d.name}.pdb")
-                paths[-1].write_text(d.fold.pdb)
+                atomic_write_text(paths[-1], d.fold.pdb)
         return paths
