@@ -59,6 +59,14 @@ def launch_app(model, backends: dict, concurrency: int = 2, max_queue: int = 32,
 
     cb = app.StudioCallbacks(model, backends, min_interval=0.0, js_url=app.js_url_for_3dmol(), **callback_kwargs)
     demo = app.build_demo(cb, "off", concurrency=concurrency, max_queue=max_queue)
-    port = free_port()
-    app.launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    return demo, f"http://127.0.0.1:{port}/"
+    for attempt in range(3):
+        port = free_port()
+        try:
+            app.launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+            return demo, f"http://127.0.0.1:{port}/"
+        except ValueError as e:
+            # Gradio gives a server a few seconds to answer its first request; on a loaded 2-core
+            # machine it can miss that window. Close and try again on a new port.
+            demo.close()
+            if "localhost is not accessible" not in str(e) or attempt == 2:
+                raise
