@@ -48,8 +48,8 @@ def main() -> None:
                 time.sleep(0.5)
         from playwright.sync_api import sync_playwright
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=a.chromium, args=["--no-sandbox", "--disable-gpu"])
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            browser = pw.chromium.launch(executable_path=a.chromium, args=["--no-sandbox"])   # WebGL (software) needs the GPU process
+            page = browser.new_page(viewport={"width": 1400, "height": 1200})
             page.goto(url)
             page.wait_for_selector("#template textarea", timeout=60_000)
             page.fill("#template textarea", TEMPLATE)
@@ -62,8 +62,11 @@ def main() -> None:
             page.screenshot(path=str(ROOT / "assets" / "screenshot-denoising.png"), full_page=True)
             page.wait_for_selector("#structure iframe", timeout=300_000)
             page.frame_locator("#structure iframe").locator("canvas").wait_for(timeout=60_000)
-            time.sleep(2)   # let 3Dmol draw
-            page.screenshot(path=str(ROOT / "assets" / "screenshot-final.png"), full_page=True)
+            page.locator("#structure iframe").scroll_into_view_if_needed()   # 3Dmol draws only when visible
+            time.sleep(4)
+            # the viewport, not the full page: a full-page capture resizes the page and the
+            # WebGL canvas comes back blank
+            page.screenshot(path=str(ROOT / "assets" / "screenshot-final.png"))
             browser.close()
     finally:
         server.terminate()
