@@ -8,6 +8,7 @@ masked, colour = residue class of the revealed residue, the kept catalytic motif
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -15,6 +16,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a checkout without installing
 
 from sedd import checkpoint
 from sedd.sample import Request, stream
