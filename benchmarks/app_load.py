@@ -22,7 +22,6 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-import app  # noqa: E402
 from sedd import checkpoint  # noqa: E402
 from studio_helpers import launch_app, tiny_checkpoint_dir  # noqa: E402
 

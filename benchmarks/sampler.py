@@ -58,8 +58,8 @@ def main() -> None:
         sec = {c: statistics.median(x[1] for x in results[c]) for c in results}
         rows.append((batch, sum(lengths) / batch, nfe[True], nfe[False], sec[True] / batch, sec[False] / batch))
 
-    print(f"\n| batch | mean length | NFE/sample cached | NFE/sample no_cache | NFE ratio "
-          f"| s/sample cached | s/sample no_cache | time ratio |")
+    print("\n| batch | mean length | NFE/sample cached | NFE/sample no_cache | NFE ratio "
+          "| s/sample cached | s/sample no_cache | time ratio |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for b, n, nc, nu, sc, su in rows:
         print(f"| {b} | {n:.0f} | {nc:.1f} | {nu:.0f} | {nu / nc:.1f}× | {sc:.3f} | {su:.3f} | {su / sc:.1f}× |")

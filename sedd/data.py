@@ -69,7 +69,6 @@ def describe_dropped(data: Dataset) -> str:
     return f"dropped {data.num_dropped:,} of {data.num_dropped + len(data):,} sequences: {reasons}"
 
 
-
 def read_clusters(path: str | Path) -> dict[str, str]:
     """member → cluster representative, from a ``cluster<TAB>member`` TSV (MMseqs2 easy-cluster)."""
     with open(path, newline="") as f:

@@ -63,6 +63,7 @@ from .alphabet import Template
 from .data import Dataset, bucketed_batches, collate, describe_dropped, read_fasta
 from .loss import diffusion_loss
 from .sample import Request, decode_rows, stream, templates_for, to_fasta
+from .sampler import last_frame
 from .schedule import LogLinearSchedule
 
 MOTIF = r"G.VQG[VI].[FY]R"
@@ -178,9 +179,7 @@ def infill_recovery(model: ckpt.Checkpoint, data: Dataset, *, fraction: float = 
     for b, chunk in enumerate(tqdm(chunks, desc="infill", disable=not progress, leave=False)):
         req = Request([Template(tuple(templates[i]), mask_id) for i in chunk], steps=defaults.steps,
                       temperature=defaults.temperature, seed=seed + b, use_cache=defaults.use_cache)
-        frame = None
-        for frame in stream(model, req):
-            pass
+        frame = last_frame(stream(model, req))
         for row, i in enumerate(chunk):
             truth = torch.tensor(data.tokens[i])
             designed = torch.tensor(templates[i]) == mask_id
@@ -335,10 +334,8 @@ def draw_samples(model: ckpt.Checkpoint, num_samples: int, *, seed: int = 0, bat
     sequences: list[str] = []
     for b in range(0, num_samples, batch_size):
         request = Request(templates[b:b + batch_size], seed=seed + b // batch_size)
-        frame = None
-        for frame in tqdm(stream(model, request), total=request.steps + 1, disable=not progress, leave=False,
-                          desc=f"sampling {b + 1}–{min(num_samples, b + batch_size)} of {num_samples}"):
-            pass
+        frame = last_frame(tqdm(stream(model, request), total=request.steps + 1, disable=not progress, leave=False,
+                                desc=f"sampling {b + 1}–{min(num_samples, b + batch_size)} of {num_samples}"))
         sequences += decode_rows(model, frame, [len(t) for t in request.templates])
     return sequences
 

@@ -18,7 +18,7 @@ import torch
 
 from . import checkpoint as ckpt
 from .alphabet import Template
-from .sampler import Frame, sample
+from .sampler import Frame, last_frame, sample
 
 
 @dataclass
@@ -91,9 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         request = Request(templates, a.steps, a.temperature, seed, use_cache=not a.no_cache)
         from tqdm.auto import tqdm
         start = time.perf_counter()
-        frame = None
-        for frame in tqdm(stream(model, request), total=a.steps + 1, desc="denoising", file=sys.stderr, leave=False):
-            pass
+        frame = last_frame(tqdm(stream(model, request), total=a.steps + 1, desc="denoising", file=sys.stderr,
+                                leave=False))
         seconds = time.perf_counter() - start
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)

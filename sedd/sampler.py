@@ -112,9 +112,14 @@ def sample(model: torch.nn.Module, templates: Sequence[Sequence[int]] | torch.Lo
         model.train(was_training)
 
 
-def run(model, templates, **kwargs) -> Frame:
-    """Run the sampler to the end and return the final frame."""
+def last_frame(frames: Iterator[Frame]) -> Frame:
+    """Consume a stream of frames (possibly wrapped in a progress bar); return the final one."""
     frame = None
-    for frame in sample(model, templates, **kwargs):
+    for frame in frames:
         pass
     return frame
+
+
+def run(model, templates, **kwargs) -> Frame:
+    """Run the sampler to the end and return the final frame."""
+    return last_frame(sample(model, templates, **kwargs))

@@ -269,9 +269,19 @@ class Trainer:
     def run(self) -> Path:
         from tqdm.auto import tqdm
 
+        bar = tqdm(total=self.cfg.max_steps, initial=self.step, disable=not self.is_main, desc="train",
+                   dynamic_ncols=True)
+        try:
+            self._train_until_done(bar)
+        finally:
+            bar.close()
+        self.save()
+        return self.out
+
+    def _train_until_done(self, bar) -> None:
+        """The training loop; returns when a budget is spent or the validation ELBO stopped improving."""
         cfg = self.cfg
         budget = cfg.minutes * 60 if cfg.minutes else float("inf")
-        bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not self.is_main, desc="train", dynamic_ncols=True)
         start, last_save = time.time() - self.seconds, time.time()
         bad_in_row, tokens_window = 0, (time.time(), self.tokens_seen)
         while True:
@@ -280,9 +290,7 @@ class Trainer:
                 if self._should_stop(start, budget):
                     self.seconds = time.time() - start
                     self.evaluate()
-                    self.save()
-                    bar.close()
-                    return self.out
+                    return
                 tokens = [self.train_set.tokens[i] for i in batches[self.batch_in_epoch]]
                 loss = self.train_step(tokens)
                 self.batch_in_epoch += 1
@@ -314,9 +322,7 @@ class Trainer:
                         # every rank evaluates the same probe, so all stop at the same step
                         if self.is_main:
                             bar.write(f"early stop: no better validation ELBO since step {self.best['step']}")
-                        self.save()
-                        bar.close()
-                        return self.out
+                        return
                 if time.time() - last_save >= cfg.checkpoint_minutes * 60:
                     self.save()
                     last_save = time.time()

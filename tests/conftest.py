@@ -38,6 +38,13 @@ def tiny_checkpoint(tmp_path, tiny_model):
                            meta={"training": {"note": "random tiny model for tests"}})
 
 
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    """A tiny random model loaded through the real checkpoint path (shared by the studio tests)."""
+    from studio_helpers import tiny_checkpoint_dir
+    return checkpoint.load(tiny_checkpoint_dir(tmp_path_factory.mktemp("ckpt")))
+
+
 @pytest.fixture
 def rng() -> random.Random:
     return random.Random(0)

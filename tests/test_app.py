@@ -7,20 +7,14 @@ from pathlib import Path
 
 import gradio as gr
 import pytest
-import torch
 
 import app
-from sedd import checkpoint, sample as sample_cli
+from sedd import sample as sample_cli
 from sedd.fold import ESMFoldBackend, pdb_ca_bfactors
-from studio_helpers import tiny_checkpoint_dir, tiny_esmfold
+from studio_helpers import tiny_esmfold
 
 TEMPLATE = ">test\nMKV__GF_R____LLAGW__KDE"
 ESMFOLD = "ESMFold (local)"
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    return checkpoint.load(tiny_checkpoint_dir(tmp_path_factory.mktemp("ckpt")))
 
 
 @pytest.fixture(scope="module")

@@ -5,15 +5,9 @@ import pytest
 from gradio_client import Client
 
 import app
-from sedd import checkpoint
-from studio_helpers import launch_app, tiny_checkpoint_dir
+from studio_helpers import launch_app
 
 TEMPLATE = "MKV__GF_R____LLAGW__KDE"
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    return checkpoint.load(tiny_checkpoint_dir(tmp_path_factory.mktemp("ckpt")))
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """Reliability of the studio: bad input, caps and the queue, concurrent users, failing folds, no leaks."""
 from __future__ import annotations
 
-import re
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -14,17 +13,12 @@ from gradio_client import Client
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import app
-from sedd import checkpoint, render
+from sedd import render
 from sedd.fold import ESMAtlasBackend, ESMFoldBackend, FoldError
-from studio_helpers import launch_app, tiny_checkpoint_dir
+from studio_helpers import launch_app
 
 ROOT = Path(__file__).resolve().parent.parent
 OK = "MKV__GF_R____LLAGW__KDE"
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    return checkpoint.load(tiny_checkpoint_dir(tmp_path_factory.mktemp("ckpt")))
 
 
 @pytest.fixture(scope="module")
