@@ -20,7 +20,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a checkout without installing
 
 from sedd import checkpoint
-from sedd.sample import Request, stream
+from sedd.design import Request, stream
 
 CLASSES = {"AVLIMC": ("hydrophobic", "#e9b44c"), "FWY": ("aromatic", "#9b5de5"), "STNQG P": ("polar / small", "#43aa8b"),
            "DE": ("acidic", "#f25f5c"), "KRH": ("basic", "#277da1")}

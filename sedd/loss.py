@@ -48,18 +48,25 @@ def score_entropy(log_s: torch.Tensor, x0: torch.LongTensor, ratio: torch.Tensor
 
 
 def diffusion_loss(model, x0: torch.LongTensor, lengths: torch.LongTensor, schedule: LogLinearSchedule,
-                   mask_id: int, t: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+                   mask_id: int, t: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                   observed: torch.BoolTensor | None = None) -> torch.Tensor:
     """The σ(t)-weighted score-entropy loss per sequence, in nats (sum over positions).
 
     x0: [B, L] residue ids, padding = any id at positions ≥ lengths; lengths: [B].
     t: [B] optional times (sampled stratified otherwise). Returns [B].
+    observed: [B, L] optional; positions outside it are masked at every t and not counted, which
+    gives the bound on −log p(observed residues | length) (partial observations, docs/design.md §11).
     """
     B, L = x0.shape
     valid = torch.arange(L, device=x0.device).unsqueeze(0) < lengths.unsqueeze(1)      # [B, L]
     if t is None:
         t = sample_times(B, schedule, generator, x0.device)
     x_t = corrupt(x0, t, schedule, mask_id, valid, generator)
-    masked = x_t == mask_id
+    if observed is not None:
+        x_t = torch.where(valid & ~observed, torch.full_like(x_t, mask_id), x_t)
+        valid = valid & observed
+    # padding may hold any id, the mask id included: only valid positions count as masked
+    masked = (x_t == mask_id) & valid
     pad_id = mask_id + 1
     logits = model(torch.where(valid, x_t, torch.full_like(x_t, pad_id)))
     sigma_bar = schedule.total_noise(t)

@@ -59,12 +59,15 @@ def _categorical(probs: torch.Tensor, u: torch.Tensor) -> torch.LongTensor:
 def sample(model: torch.nn.Module, templates: Sequence[Sequence[int]] | torch.LongTensor, *,
            mask_id: int, steps: int = 128, temperature: float = 1.0, seed: int = 0,
            schedule: LogLinearSchedule = LogLinearSchedule(), use_cache: bool = True,
-           device: torch.device | str | None = None) -> Iterator[Frame]:
+           device: torch.device | str | None = None, allowed: torch.BoolTensor | None = None) -> Iterator[Frame]:
     """Fill the MASK positions of ``templates`` by reverse-time τ-leaping; yields a ``Frame`` per step.
 
     templates: token-id lists (MASK = ``mask_id`` at designed positions), lengths may differ.
     Frames hold CPU tensors whatever ``device`` the network runs on.
     The last yielded frame has t = 0 and no MASK left. PAD (= mask_id + 1) pads short rows.
+    allowed: optional [B, L, V] bool, the residues each position may take (exact conditioning:
+    p_θ is renormalised over them before the temperature, docs/design.md §12); every designed
+    position needs at least one.
     """
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
@@ -78,6 +81,12 @@ def sample(model: torch.nn.Module, templates: Sequence[Sequence[int]] | torch.Lo
     # B×L×V numbers per evaluation are cheap to move); only the network runs on ``device``.
     x = templates.clone().cpu() if isinstance(templates, torch.Tensor) else pad_templates(templates, pad_id)
     B, L = x.shape
+    if allowed is not None:
+        allowed = allowed.cpu()
+        if allowed.shape != (B, L, mask_id):
+            raise ValueError(f"allowed must have shape {(B, L, mask_id)}, got {tuple(allowed.shape)}")
+        if not allowed[x == mask_id].any(-1).all():
+            raise ValueError("a designed position allows no residue at all")
     was_training = model.training
     model.eval()
 
@@ -95,7 +104,10 @@ def sample(model: torch.nn.Module, templates: Sequence[Sequence[int]] | torch.Lo
             # 1. evaluate the network on the rows that need it (every row, every step, without cache)
             need = masked.any(-1) & stale if use_cache else torch.ones_like(stale)
             if need.any():
-                logits = model(x[need].to(device)).cpu().double() / temperature
+                logits = model(x[need].to(device)).cpu().double()
+                if allowed is not None:
+                    logits = logits.masked_fill(~allowed[need], float("-inf"))
+                logits = logits / temperature
                 probs[need] = torch.softmax(logits, dim=-1)
                 nfe += int(need.sum())
                 stale[need] = False

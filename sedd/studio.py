@@ -21,7 +21,7 @@ from . import render
 from .alphabet import Template
 from .checkpoint import Checkpoint, atomic_write_text
 from .fold import FoldError, FoldResult
-from .sample import Request, decode_rows, stream, to_fasta
+from .design import Request, decode_rows, stream, to_fasta
 
 FOLD_BACKENDS = ("ESMFold (local)", "ESM Atlas API", "off")
 # A failure that will repeat for every design of the request: stop asking the backend.

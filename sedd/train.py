@@ -24,7 +24,7 @@ import torch.distributed as dist
 from . import checkpoint as ckpt
 from .alphabet import PROTEIN, Alphabet
 from .data import bucketed_batches, collate, describe_dropped, read_clusters, read_fasta, split
-from .evaluate import estimate_elbo
+from .likelihood import estimate_elbo
 from .loss import diffusion_loss
 from .model import ScoreNetwork, preset
 from .schedule import LogLinearSchedule

@@ -2,7 +2,7 @@
 import re
 
 from sedd import checkpoint
-from sedd.sample import Request, decode_rows, stream, templates_for
+from sedd.design import Request, decode_rows, stream, templates_for
 from sedd.sampler import last_frame
 
 CARD = checkpoint.DEFAULT_CHECKPOINT / "README.md"

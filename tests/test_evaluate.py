@@ -14,6 +14,7 @@ import torch
 
 from sedd import checkpoint
 from sedd import evaluate as ev
+from sedd import likelihood, metrics
 from sedd.alphabet import PROTEIN
 from sedd.data import Dataset, read_fasta
 from sedd.model import ScoreNetwork, preset
@@ -63,7 +64,7 @@ def as_dataset(sequences: list[str]) -> Dataset:
 def test_untrained_elbo_is_near_log20_with_stderr_below_001(ckpt_dir):
     model = checkpoint.load(ckpt_dir)
     data = as_dataset(profile_sequences(40, (55, 65), seed=1))
-    result = ev.elbo_to_precision(model.model, data, model.schedule, PROTEIN.mask_id, t_samples=4,
+    result = likelihood.elbo_to_precision(model.model, data, model.schedule, PROTEIN.mask_id, t_samples=4,
                                   target_stderr=0.01, seed=0)
     # an untrained network predicts ≈ uniform residues: −log p ≈ log 20 per residue
     assert abs(result["elbo_nats_per_residue"] - math.log(20)) < 0.15
@@ -75,7 +76,7 @@ def test_untrained_elbo_is_near_log20_with_stderr_below_001(ckpt_dir):
 def test_elbo_stderr_matches_the_spread_of_independent_estimates(ckpt_dir):
     model = checkpoint.load(ckpt_dir)
     data = as_dataset(profile_sequences(16, (40, 50), seed=2))
-    runs = [ev.estimate_elbo(model.model, data, model.schedule, PROTEIN.mask_id, t_samples=4, seed=s) for s in range(20)]
+    runs = [likelihood.estimate_elbo(model.model, data, model.schedule, PROTEIN.mask_id, t_samples=4, seed=s) for s in range(20)]
     spread = torch.tensor([r["elbo_nats_per_residue"] for r in runs]).std().item()
     claimed = sum(r["elbo_stderr"] for r in runs) / len(runs)
     assert 0.5 < claimed / spread < 2.5, (claimed, spread)   # an honest error bar (conservative side allowed)
@@ -84,12 +85,12 @@ def test_elbo_stderr_matches_the_spread_of_independent_estimates(ckpt_dir):
 # ---- identity, composition, motif -----------------------------------------------------------------
 def test_alignment_identity_definition():
     seq = profile_sequences(1, (60, 60), seed=3)[0]
-    assert ev.alignment_identity(seq, seq) == 1.0
+    assert metrics.alignment_identity(seq, seq) == 1.0
     mutant = seq[:10] + ("A" if seq[10] != "A" else "C") + seq[11:]
-    assert ev.alignment_identity(seq, mutant) == pytest.approx(59 / 60)
-    assert ev.alignment_identity(seq[5:35], seq) == 1.0            # divided by the shorter; end gaps are free
+    assert metrics.alignment_identity(seq, mutant) == pytest.approx(59 / 60)
+    assert metrics.alignment_identity(seq[5:35], seq) == 1.0            # divided by the shorter; end gaps are free
     unrelated = profile_sequences(1, (60, 60), seed=4)[0]
-    assert ev.alignment_identity(seq, unrelated) < 0.5
+    assert metrics.alignment_identity(seq, unrelated) < 0.5
 
 
 def test_nearest_reference_finds_a_planted_relative_among_many():
@@ -97,45 +98,45 @@ def test_nearest_reference_finds_a_planted_relative_among_many():
     references = ["".join(rng.choice(PROTEIN.residues) for _ in range(rng.randint(64, 127))) for _ in range(600)]
     query = references[417]
     relative = "".join(c if rng.random() > 0.2 else rng.choice(PROTEIN.residues) for c in query)
-    search = ev.NearestReference(references, PROTEIN.residues)
+    search = metrics.NearestReference(references, PROTEIN.residues)
     assert 417 in search.candidates_for(relative)[:3].tolist()
     identity, index = search.nearest(relative)
-    assert index == 417 and identity == pytest.approx(ev.alignment_identity(relative, query))
+    assert index == 417 and identity == pytest.approx(metrics.alignment_identity(relative, query))
     assert search.nearest(query) == (1.0, 417)
 
 
 def test_composition_kl():
     data = ["ACDEFGHIKL", "MNPQRSTVWY"]
-    assert ev.composition_kl(data, list(data), PROTEIN.residues) == pytest.approx(0.0, abs=1e-12)
-    assert ev.composition_kl(data, ["".join(data)], PROTEIN.residues) == pytest.approx(0.0, abs=1e-12)
+    assert metrics.composition_kl(data, list(data), PROTEIN.residues) == pytest.approx(0.0, abs=1e-12)
+    assert metrics.composition_kl(data, ["".join(data)], PROTEIN.residues) == pytest.approx(0.0, abs=1e-12)
     # KL(data ‖ samples) with add-one smoothing, by hand: data uniform, samples 10×A
     p = torch.full((20,), 1 / 20, dtype=torch.float64)
     q = torch.ones(20, dtype=torch.float64)
     q[0] += 10
     q /= q.sum()
     expected = float((p * (p / q).log()).sum())
-    assert ev.composition_kl(["".join(PROTEIN.residues)], ["A" * 10], PROTEIN.residues) == pytest.approx(expected)
+    assert metrics.composition_kl(["".join(PROTEIN.residues)], ["A" * 10], PROTEIN.residues) == pytest.approx(expected)
 
 
 def test_motif_rate():
-    assert ev.motif_rate(["MKGAVQGVTFRLL", "GSVQGIAYR", "GAVQGLAFR", "AAAA"]) == 0.5   # L is not V/I
-    assert ev.motif_rate(["gavqgvafr"]) == 0.0                                        # residues are upper case
+    assert metrics.motif_rate(["MKGAVQGVTFRLL", "GSVQGIAYR", "GAVQGLAFR", "AAAA"]) == 0.5   # L is not V/I
+    assert metrics.motif_rate(["gavqgvafr"]) == 0.0                                        # residues are upper case
 
 
 def test_sample_metrics_of_copies_of_the_references():
     references = profile_sequences(30, (60, 80), seed=6)
-    m = ev.sample_metrics(references[:10], references, PROTEIN.residues)
+    m = metrics.sample_metrics(references[:10], references, PROTEIN.residues)
     assert m["validity"] == 1.0 and m["novelty"] == 0.0
     assert m["median_nearest_identity"] == 1.0 and m["nearest_identities"] == [1.0] * 10
     assert m["motif_rate"] == 1.0 and m["reference_motif_rate"] == 1.0
     assert 0.0 < m["mean_pairwise_identity"] < 1.0 and m["pairs"] == 45
-    assert ev.sample_metrics(references, references, PROTEIN.residues)["composition_kl"] == pytest.approx(0.0, abs=1e-12)
+    assert metrics.sample_metrics(references, references, PROTEIN.residues)["composition_kl"] == pytest.approx(0.0, abs=1e-12)
 
 
 def test_sample_metrics_count_invalid_and_novel_samples():
     references = profile_sequences(20, (60, 70), seed=7)
     novel = references[0][:-1] + ("W" if references[0][-1] != "W" else "Y")
-    m = ev.sample_metrics([references[1], novel, "ACD_EF", "ACDBEF"], references, PROTEIN.residues)
+    m = metrics.sample_metrics([references[1], novel, "ACD_EF", "ACDBEF"], references, PROTEIN.residues)
     assert m["validity"] == 0.5                      # the mask and B are not residues
     assert m["novelty"] == 0.5                       # of the valid ones, one is a copy
     assert sorted(m["nearest_identities"]) == pytest.approx([(len(novel) - 1) / len(novel), 1.0])
@@ -176,20 +177,20 @@ def test_infill_recovery_is_one_for_a_perfect_denoiser_and_zero_for_a_wrong_one(
     expected_masked = sum(max(1, round(0.3 * len(s))) for s in sequences)
 
     model.model = Oracle(data.tokens, PROTEIN.mask_id)
-    perfect = ev.infill_recovery(model, data, batch_size=8)
+    perfect = metrics.infill_recovery(model, data, batch_size=8)
     assert perfect == {"infill_recovery": 1.0, "infill_masked_residues": expected_masked,
                        "infill_fraction": 0.3, "infill_steps": 128}
 
     model.model = Oracle(data.tokens, PROTEIN.mask_id, wrong=PROTEIN.encode("W")[0])   # W never occurs
-    assert ev.infill_recovery(model, data, batch_size=8)["infill_recovery"] == 0.0
+    assert metrics.infill_recovery(model, data, batch_size=8)["infill_recovery"] == 0.0
 
 
 def test_infill_recovery_of_an_untrained_model_is_near_chance(ckpt_dir):
     model = checkpoint.load(ckpt_dir)
     data = as_dataset(profile_sequences(30, (40, 50), seed=9))
-    result = ev.infill_recovery(model, data, seed=1)
+    result = metrics.infill_recovery(model, data, seed=1)
     assert 0.0 <= result["infill_recovery"] < 0.2                  # 1/20 = 0.05 by chance
-    assert result == ev.infill_recovery(model, data, seed=1)        # seeded
+    assert result == metrics.infill_recovery(model, data, seed=1)        # seeded
 
 
 # ---- ESMFold metrics ---------------------------------------------------------------------------------
@@ -202,7 +203,7 @@ def test_fold_metrics_average_and_per_sequence_failures(monkeypatch):
         return [fold.FoldResult(s, "", [50.0] * len(s), 10.0 * len(s), 0.1 * len(s)) for s in sequences]
 
     monkeypatch.setattr(fold.ESMFoldBackend, "fold", fake_fold)
-    result = ev.fold_metrics(["AC", "ACDE", "ACDEFGH"])
+    result = metrics.fold_metrics(["AC", "ACDE", "ACDEFGH"])
     assert result["mean_plddt"] == pytest.approx(30.0) and result["mean_ptm"] == pytest.approx(0.3)
     assert result["folded"] == 2 and result["failures"][0]["sequence"] == "ACDEFGH"
 

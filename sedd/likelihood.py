@@ -1,0 +1,127 @@
+"""The ELBO estimator: the bound on −log p(residues | length), for whole or partly observed sequences.
+
+For a sequence x_0 of length n the bound (``loss.py``, docs/design.md §2) is
+    −log p(x_0 | n) ≤ E_{t~U[ε,1]} [ (1/t) Σ_{i masked in x_t} −log p_θ(x_0^i | x_t) ] =: E_t[f(t)].
+Each sequence gets K stratified times t_k = ε + (1−ε)(k + u_k)/K, k = 0…K−1, and one x_t per time.
+The reported value is Σ_seq Σ_k f / (K Σ_seq n) in nats/residue. Its standard error is the Monte
+Carlo error of that number for this fixed set of sequences: sqrt(Σ_seq Var_k(f)/K) / Σ_seq n, with
+Var_k the sample variance over the K times (conservative under stratification).
+``elbo_to_precision`` adds rounds of fresh stratified times (independent seeds) until that error
+is below a target (0.01 by default): rounds r with K_r times combine as
+    ELBO = Σ_r K_r ELBO_r / K,   SE = sqrt(Σ_r K_r² SE_r²) / K,   K = Σ_r K_r,
+which is the single-round formula with the variance pooled over all K times. For an untrained
+model Var(f) ≈ n log²20 (ln(1/ε) − 1), so reaching 0.01 takes K·Σn ≈ 5·10⁵ (sequence, t) tokens.
+
+Partial observations (docs/design.md §11). An absorbing-diffusion model is an any-order
+autoregressive model, so the likelihood of only the ``observed`` positions, the others masked at
+every t, has the same bound restricted to the observed positions; ``observed`` (one bool list per
+sequence) selects them and the per-residue figure divides by the observed count.
+−log p(length) is reported separately (``length_nll``): the model is conditional on the length.
+Used by training (validation), ``sedd.evaluate``, ``sedd.score`` and span-length choice.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .data import Dataset, bucketed_batches, collate
+from .loss import diffusion_loss
+from .schedule import LogLinearSchedule
+
+T_SAMPLES_PER_ROUND = 64     # bounds one forward at ≤ 64 copies of a sequence
+
+
+@torch.no_grad()
+def estimate_elbo(model, data: Dataset, schedule: LogLinearSchedule, mask_id: int, t_samples: int = 4,
+                  seed: int = 0, tokens_per_batch: int = 16384, device=None, progress: bool = False,
+                  observed: list[list[bool]] | None = None) -> dict:
+    """Per-residue ELBO (nats) of ``data`` under ``model`` with its Monte Carlo standard error.
+
+    ``observed``: one bool list per sequence; when given, only those positions are scored and the
+    others stay masked (partial observations). ``per_sequence`` holds each sequence's bound in
+    nats (summed over its scored positions, averaged over the K times), ``per_sequence_stderr``
+    its Monte Carlo error.
+    """
+    from tqdm.auto import tqdm
+
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    K = t_samples
+    per_seq = torch.zeros(len(data), K, dtype=torch.float64)
+    batches = bucketed_batches([len(t) for t in data.tokens], max(1, tokens_per_batch // K), seed)
+    for batch in tqdm(batches, desc="ELBO", disable=not progress, leave=False):
+        x0, lengths = collate([data.tokens[i] for i in batch], pad_id=mask_id + 1)
+        B = len(batch)
+        strata = (torch.arange(K).repeat(B) + torch.rand(B * K, generator=gen)) / K          # [B·K]
+        t = schedule.eps + (1 - schedule.eps) * strata
+        obs = None
+        if observed is not None:
+            obs = torch.zeros_like(x0, dtype=torch.bool)
+            for row, i in enumerate(batch):
+                obs[row, :len(observed[i])] = torch.as_tensor(observed[i], dtype=torch.bool)
+            obs = obs.repeat_interleave(K, 0).to(device)
+        # one forward per (sequence, time): repeat each sequence K times
+        nats = diffusion_loss(model, x0.repeat_interleave(K, 0).to(device), lengths.repeat_interleave(K).to(device),
+                              schedule, mask_id, t=t.to(device), generator=None if device != torch.device("cpu") else gen,
+                              observed=obs)
+        per_seq[batch] = nats.double().cpu().view(B, K)
+    model.train(was_training)
+    n_res = data.num_residues() if observed is None else sum(sum(o) for o in observed)
+    elbo = per_seq.sum().item() / (K * max(n_res, 1))
+    var = per_seq.var(dim=1, unbiased=True).sum().item() / K if K > 1 else float("nan")
+    seq_var = per_seq.var(dim=1, unbiased=True) / K if K > 1 else torch.full((len(data),), float("nan"))
+    return {"elbo_nats_per_residue": elbo, "elbo_stderr": math.sqrt(var) / max(n_res, 1),
+            "num_sequences": len(data), "num_residues": n_res, "t_samples": K,
+            "per_sequence": per_seq.mean(1).tolist(), "per_sequence_stderr": seq_var.sqrt().tolist()}
+
+
+def length_nll(length_histogram: dict[int, int], data: Dataset) -> float:
+    """−log p(length) per residue under the (add-one smoothed) training length histogram."""
+    lo, hi = min(length_histogram), max(length_histogram)
+    support = range(min(lo, *(len(t) for t in data.tokens)), max(hi, *(len(t) for t in data.tokens)) + 1)
+    total = sum(length_histogram.values()) + len(support)
+    nll = sum(-math.log((length_histogram.get(len(t), 0) + 1) / total) for t in data.tokens)
+    return nll / data.num_residues()
+
+
+# ---- likelihood to a target precision --------------------------------------------------------------
+def elbo_to_precision(model, data: Dataset, schedule: LogLinearSchedule, mask_id: int, *, t_samples: int = 4,
+                      target_stderr: float = 0.01, max_t_samples: int = 1024, seed: int = 0, device=None,
+                      progress: bool = False, observed: list[list[bool]] | None = None) -> dict:
+    """``estimate_elbo`` repeated with fresh times until its standard error is below ``target_stderr``.
+
+    Starts with ``t_samples`` times per sequence; each further round asks for the K the pooled
+    variance predicts, K_needed = K·(SE/target)²·1.1, capped at ``max_t_samples`` in all (rounds
+    combine as in the module docstring). Returns ``estimate_elbo``'s keys, ``t_samples`` = the
+    total K, plus ``elbo_target_stderr`` and ``elbo_target_met``; ``per_sequence`` and its error
+    are pooled over the rounds the same way.
+    """
+    if t_samples < 2:
+        raise ValueError(f"t_samples must be at least 2 to estimate a standard error, got {t_samples}")
+    rounds: list[tuple[int, float, float]] = []              # (K_r, ELBO_r, SE_r)
+    first, k_next = None, t_samples
+    seq_sum = torch.zeros(len(data), dtype=torch.float64)    # Σ_r K_r · mean_r
+    seq_var = torch.zeros(len(data), dtype=torch.float64)    # Σ_r K_r² · SE_r²
+    while True:
+        k_r = min(k_next, T_SAMPLES_PER_ROUND)
+        result = estimate_elbo(model, data, schedule, mask_id, t_samples=k_r, seed=seed + 7919 * len(rounds),
+                               device=device, progress=progress, observed=observed)
+        first = first or result
+        seq_sum += k_r * torch.tensor(result["per_sequence"], dtype=torch.float64)
+        seq_var += k_r ** 2 * torch.tensor(result["per_sequence_stderr"], dtype=torch.float64) ** 2
+        rounds.append((k_r, result["elbo_nats_per_residue"], result["elbo_stderr"]))
+        k_total = sum(k for k, _, _ in rounds)
+        elbo = sum(k * e for k, e, _ in rounds) / k_total
+        stderr = math.sqrt(sum((k * se) ** 2 for k, _, se in rounds)) / k_total
+        if stderr < target_stderr or k_total >= max_t_samples:
+            break
+        k_needed = math.ceil(k_total * (stderr / target_stderr) ** 2 * 1.1)
+        k_next = max(2, min(k_needed, max_t_samples) - k_total)
+    return {**first, "elbo_nats_per_residue": elbo, "elbo_stderr": stderr, "t_samples": k_total,
+            "per_sequence": (seq_sum / k_total).tolist(), "per_sequence_stderr": (seq_var.sqrt() / k_total).tolist(),
+            "elbo_target_stderr": target_stderr, "elbo_target_met": stderr < target_stderr}
+
+

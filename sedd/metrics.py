@@ -1,0 +1,242 @@
+"""Infill recovery and sample-quality metrics (definitions in ``sedd/evaluate.py``'s docstring).
+"""
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+
+import numpy as np
+import torch
+
+from . import checkpoint as ckpt
+from .alphabet import Template
+from .data import Dataset
+from .design import Request, decode_rows, stream, templates_for
+from .sampler import last_frame
+
+MOTIF = r"G.VQG[VI].[FY]R"
+GAP_PENALTY = (-10, -1)      # affine: opening a gap costs 10, each further position 1
+KMER = 3
+ALIGN_CANDIDATES = 20
+MAX_PAIRS = 2000
+
+
+# ---- infill recovery ---------------------------------------------------------------------------------
+def mask_for_infill(tokens: list[int], mask_id: int, fraction: float, generator: torch.Generator) -> list[int]:
+    """Template with round(fraction·n) positions (at least one) masked, chosen uniformly without replacement."""
+    n = len(tokens)
+    k = min(n, max(1, round(fraction * n)))
+    template = list(tokens)
+    for pos in torch.randperm(n, generator=generator)[:k].tolist():
+        template[pos] = mask_id
+    return template
+
+
+def infill_recovery(model: ckpt.Checkpoint, data: Dataset, *, fraction: float = 0.3, seed: int = 0,
+                    batch_size: int = 64, request: Request | None = None, progress: bool = False) -> dict:
+    """Share of randomly masked residues the sampler restores exactly (see the module docstring).
+
+    Sequences are sorted by length and infilled ``batch_size`` at a time (rows of different lengths
+    share a batch); batch b uses sampler seed ``seed + b``. ``request`` supplies steps/temperature
+    (default: ``Request``'s defaults). Returns ``infill_recovery``, ``infill_masked_residues``,
+    ``infill_fraction`` and ``infill_steps``.
+    """
+    from tqdm.auto import tqdm
+
+    if not 0 < fraction <= 1:
+        raise ValueError(f"infill fraction must be in (0, 1], got {fraction}")
+    mask_id = model.alphabet.mask_id
+    gen = torch.Generator().manual_seed(seed)
+    templates = [mask_for_infill(t, mask_id, fraction, gen) for t in data.tokens]
+    order = sorted(range(len(data)), key=lambda i: len(data.tokens[i]))
+    defaults = request or Request(templates=[])
+    restored = masked = 0
+    chunks = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    for b, chunk in enumerate(tqdm(chunks, desc="infill", disable=not progress, leave=False)):
+        req = Request([Template(tuple(templates[i]), mask_id) for i in chunk], steps=defaults.steps,
+                      temperature=defaults.temperature, seed=seed + b, use_cache=defaults.use_cache)
+        frame = last_frame(stream(model, req))
+        for row, i in enumerate(chunk):
+            truth = torch.tensor(data.tokens[i])
+            designed = torch.tensor(templates[i]) == mask_id
+            restored += int((frame.tokens[row, :len(truth)].cpu()[designed] == truth[designed]).sum())
+            masked += int(designed.sum())
+    return {"infill_recovery": restored / masked, "infill_masked_residues": masked, "infill_fraction": fraction,
+            "infill_steps": defaults.steps}
+
+
+# ---- sequence identity -----------------------------------------------------------------------------
+def _blosum62():
+    from biotite.sequence.align import SubstitutionMatrix
+    return SubstitutionMatrix.std_protein_matrix()
+
+
+def alignment_identity(a: str, b: str, matrix=None) -> float:
+    """Identical aligned pairs / min(len a, len b) of the optimal global alignment (BLOSUM62,
+    affine gaps −10/−1, free end gaps). 1.0 for identical sequences."""
+    from biotite.sequence import ProteinSequence
+    from biotite.sequence.align import align_optimal
+
+    if not a or not b:
+        raise ValueError("cannot align an empty sequence")
+    alignment = align_optimal(ProteinSequence(a), ProteinSequence(b), matrix or _blosum62(),
+                              gap_penalty=GAP_PENALTY, terminal_penalty=False, max_number=1)[0]
+    trace = alignment.trace                                              # [columns, 2], −1 = gap
+    paired = trace[(trace[:, 0] >= 0) & (trace[:, 1] >= 0)]
+    same = np.frombuffer(a.encode(), np.uint8)[paired[:, 0]] == np.frombuffer(b.encode(), np.uint8)[paired[:, 1]]
+    return int(same.sum()) / min(len(a), len(b))
+
+
+def _kmer_ids(seq: str, index: dict[str, int], size: int, k: int = KMER) -> np.ndarray:
+    """Distinct k-mers of ``seq`` as integers in base ``size``; k-mers with characters outside ``index`` are skipped."""
+    codes = np.array([index.get(ch, -1) for ch in seq], dtype=np.int64)
+    if len(codes) < k:
+        return np.zeros(0, np.int64)
+    windows = np.stack([codes[j:len(codes) - k + 1 + j] for j in range(k)])      # [k, n−k+1]
+    ids = (windows * size ** np.arange(k).reshape(-1, 1)).sum(0)
+    return np.unique(ids[(windows >= 0).all(0)])
+
+
+class NearestReference:
+    """Approximate nearest reference by alignment identity: 3-mer prefilter, then align the top few.
+
+    The prefilter scores reference r for query q by |K(q) ∩ K(r)| / min(|K(q)|, |K(r)|) with K the
+    set of distinct 3-mers (an inverted index makes this one ``bincount`` per query); the
+    ``candidates`` best-scoring references are aligned and the highest identity kept.
+    """
+
+    def __init__(self, references: list[str], residues: str, candidates: int = ALIGN_CANDIDATES):
+        self.references = references
+        self.candidates = candidates
+        self.exact = {s: i for i, s in reversed(list(enumerate(references)))}
+        self._index, self._size = {ch: i for i, ch in enumerate(residues)}, len(residues)
+        kmers = [_kmer_ids(s, self._index, self._size) for s in references]
+        self.num_kmers = np.array([len(k) for k in kmers], dtype=np.float64)
+        owners = np.repeat(np.arange(len(references)), [len(k) for k in kmers])
+        flat = np.concatenate(kmers) if kmers else np.zeros(0, np.int64)
+        order = np.argsort(flat, kind="stable")
+        self._owners = owners[order]                                     # postings, grouped by k-mer
+        self._starts = np.searchsorted(flat[order], np.arange(self._size ** KMER + 1))
+        self._matrix = _blosum62()
+
+    def candidates_for(self, query: str) -> np.ndarray:
+        """Indices of the references with the highest 3-mer similarity to ``query`` (best first)."""
+        q = _kmer_ids(query, self._index, self._size)
+        hits = [self._owners[self._starts[k]:self._starts[k + 1]] for k in q]
+        shared = np.bincount(np.concatenate(hits) if hits else np.zeros(0, np.int64),
+                             minlength=len(self.references)).astype(np.float64)
+        score = shared / np.maximum(1.0, np.minimum(len(q), self.num_kmers))
+        top = min(self.candidates, len(self.references))
+        best = np.argpartition(-score, top - 1)[:top]
+        return best[np.argsort(-score[best], kind="stable")]
+
+    def nearest(self, query: str) -> tuple[float, int]:
+        """(identity, reference index) of the nearest reference found."""
+        if query in self.exact:
+            return 1.0, self.exact[query]
+        scored = [(alignment_identity(query, self.references[i], self._matrix), int(i)) for i in self.candidates_for(query)]
+        return max(scored, key=lambda pair: (pair[0], -pair[1]))
+
+
+# ---- sample metrics ----------------------------------------------------------------------------------
+def composition_kl(data: list[str], samples: list[str], residues: str, pseudocount: float = 1.0) -> float:
+    """KL(data ‖ samples) in nats over ``residues``, from residue counts + ``pseudocount``."""
+    def dist(seqs: list[str]) -> np.ndarray:
+        counts = Counter("".join(seqs))
+        c = np.array([counts.get(r, 0) + pseudocount for r in residues], dtype=np.float64)
+        return c / c.sum()
+    p, q = dist(data), dist(samples)
+    return float(np.sum(p * np.log(p / q)))
+
+
+def motif_rate(sequences: list[str], pattern: str = MOTIF) -> float:
+    """Share of sequences containing a match of ``pattern`` anywhere."""
+    regex = re.compile(pattern)
+    return sum(bool(regex.search(s)) for s in sequences) / len(sequences) if sequences else float("nan")
+
+
+def mean_pairwise_identity(sequences: list[str], max_pairs: int = MAX_PAIRS, seed: int = 0,
+                           progress: bool = False) -> tuple[float, int]:
+    """Mean ``alignment_identity`` over all pairs, or over a seeded random subset of ``max_pairs`` pairs.
+
+    Returns (mean identity, number of pairs used); NaN with fewer than two sequences.
+    """
+    from tqdm.auto import tqdm
+
+    pairs = [(i, j) for i in range(len(sequences)) for j in range(i + 1, len(sequences))]
+    if len(pairs) > max_pairs:
+        pairs = random.Random(seed).sample(pairs, max_pairs)
+    if not pairs:
+        return float("nan"), 0
+    matrix = _blosum62()
+    ids = [alignment_identity(sequences[i], sequences[j], matrix)
+           for i, j in tqdm(pairs, desc="pairwise identity", disable=not progress, leave=False)]
+    return float(np.mean(ids)), len(pairs)
+
+
+def sample_metrics(samples: list[str], references: list[str], residues: str, *, seed: int = 0,
+                   progress: bool = False) -> dict:
+    """Validity, novelty, nearest-reference identity, diversity, composition KL and motif rate.
+
+    ``nearest_identities`` holds one value per valid sample (for the histogram).
+    """
+    from tqdm.auto import tqdm
+
+    if not samples or not references:
+        raise ValueError("sample metrics need at least one sample and one reference sequence")
+    allowed = set(residues)
+    valid = [s for s in samples if s and set(s) <= allowed]
+    out = {"num_samples": len(samples), "validity": len(valid) / len(samples),
+           "motif_rate": motif_rate(samples), "reference_motif_rate": motif_rate(references),
+           "composition_kl": composition_kl(references, valid, residues) if valid else float("nan")}
+    if not valid:
+        return {**out, "novelty": float("nan"), "median_nearest_identity": float("nan"),
+                "mean_pairwise_identity": float("nan"), "pairs": 0, "nearest_identities": []}
+    search = NearestReference(references, residues)
+    nearest = [search.nearest(s)[0] for s in tqdm(valid, desc="nearest reference", disable=not progress, leave=False)]
+    reference_set = set(references)
+    pairwise, n_pairs = mean_pairwise_identity(valid, seed=seed, progress=progress)
+    return {**out, "novelty": sum(s not in reference_set for s in valid) / len(valid),
+            "median_nearest_identity": float(np.median(nearest)), "mean_pairwise_identity": pairwise,
+            "pairs": n_pairs, "nearest_identities": nearest}
+
+
+def draw_samples(model: ckpt.Checkpoint, num_samples: int, *, seed: int = 0, batch_size: int = 128,
+                 progress: bool = False) -> list[str]:
+    """Unconditional samples, lengths from the checkpoint's histogram, default sampler settings."""
+    from tqdm.auto import tqdm
+
+    templates = templates_for(model, length="auto", num_samples=num_samples, seed=seed)
+    sequences: list[str] = []
+    for b in range(0, num_samples, batch_size):
+        request = Request(templates[b:b + batch_size], seed=seed + b // batch_size)
+        frame = last_frame(tqdm(stream(model, request), total=request.steps + 1, disable=not progress, leave=False,
+                                desc=f"sampling {b + 1}–{min(num_samples, b + batch_size)} of {num_samples}"))
+        sequences += decode_rows(model, frame, [len(t) for t in request.templates])
+    return sequences
+
+
+def fold_metrics(sequences: list[str], progress: bool = False) -> dict:
+    """Mean pLDDT (0–100) and pTM per sequence via ESMFold, or ``{"error": message}`` when it cannot run."""
+    from tqdm.auto import tqdm
+
+    try:
+        from .fold import ESMFoldBackend, FoldError
+    except ImportError as e:   # the backend module or its dependencies are missing: say so, keep the rest
+        return {"error": f"structure prediction is not available: {e}"}
+    backend, results, failures = ESMFoldBackend(), [], []
+    for seq in tqdm(sequences, desc="folding", disable=not progress, leave=False):
+        try:
+            results.extend(backend.fold([seq]))
+        except FoldError as e:
+            if getattr(e, "reason", "failed") in ("no_weights", "no_network"):   # nothing will fold: stop here
+                return {"error": str(e)}
+            failures.append({"sequence": seq, "error": str(e)})                   # this sequence only
+    ptms = [r.ptm for r in results if r.ptm is not None]
+    return {"mean_plddt": float(np.mean([r.mean_plddt for r in results])) if results else None,
+            "mean_ptm": float(np.mean(ptms)) if ptms else None, "folded": len(results),
+            "per_sample": [{"sequence": r.sequence, "mean_plddt": r.mean_plddt, "ptm": r.ptm} for r in results],
+            "failures": failures}
+
+

@@ -1,0 +1,110 @@
+"""The evaluation report: Markdown table, samples FASTA, identity histogram, and the terminal summary."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from . import checkpoint as ckpt
+from .design import to_fasta
+from .metrics import MOTIF
+
+
+def _histogram(identities: list[float], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=110)
+    ax.hist(identities, bins=np.linspace(0, 1, 41), color="#4c72b0", edgecolor="white")
+    if identities:
+        ax.axvline(float(np.median(identities)), color="black", ls="--", lw=1, label="median")
+        ax.legend(fontsize=8)
+    ax.set_xlabel("identity to the nearest reference sequence")
+    ax.set_ylabel("samples")
+    fig.tight_layout()
+    ckpt.atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    plt.close(fig)
+
+
+def _fmt(value, digits: int = 3) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def write_report(path: str | Path, result: dict, samples: list[str] | None = None,
+                 identities: list[float] | None = None) -> dict[str, str]:
+    """Markdown report at ``path``; with samples also ``<stem>_samples.fasta`` and ``<stem>_identity.png`` beside it."""
+    path = Path(path)
+    written: dict[str, str] = {}
+    lines = [f"# Evaluation of `{result['checkpoint']}`", "",
+             f"Held-out data: `{result['data']}` — {result['num_sequences']} sequences, "
+             f"{result['num_residues']} residues.", "",
+             "| metric | value |", "|---|---|",
+             f"| ELBO, −log p(residues \\| length) | {_fmt(result['elbo_nats_per_residue'])} ± "
+             f"{_fmt(result['elbo_stderr'])} nats/residue (K = {result['t_samples']} t samples"
+             f"{'' if result['elbo_target_met'] else ', target error not reached'}) |",
+             f"| −log p(length) | {_fmt(result['length_nats_per_residue'])} nats/residue |",
+             f"| infill recovery ({result['infill_fraction']:.0%} masked) | {_fmt(result['infill_recovery'])} "
+             f"({result['infill_masked_residues']} masked residues) |"]
+    sample_stats = result.get("samples")
+    if sample_stats and samples is not None:
+        fasta = path.with_name(f"{path.stem}_samples.fasta")
+        png = path.with_name(f"{path.stem}_identity.png")
+        ckpt.atomic_write_text(fasta, to_fasta(samples, prefix="sample"))
+        _histogram(identities or [], png)
+        written.update(samples_fasta=str(fasta), identity_histogram=str(png))
+        lines += [f"| samples | {sample_stats['num_samples']} ([FASTA]({fasta.name})) |",
+                  f"| validity | {_fmt(sample_stats['validity'])} |",
+                  f"| novelty (not identical to a reference) | {_fmt(sample_stats['novelty'])} |",
+                  f"| median identity to nearest reference | {_fmt(sample_stats['median_nearest_identity'])} |",
+                  f"| mean pairwise identity ({sample_stats['pairs']} pairs) | "
+                  f"{_fmt(sample_stats['mean_pairwise_identity'])} |",
+                  f"| composition KL(data ‖ samples) | {_fmt(sample_stats['composition_kl'], 4)} nats |",
+                  f"| motif `{MOTIF}` rate (references) | {_fmt(sample_stats['motif_rate'])} "
+                  f"({_fmt(sample_stats['reference_motif_rate'])}) |"]
+    fold = result.get("fold")
+    if fold:
+        lines.append(f"| ESMFold | {fold['error']} |" if "error" in fold else
+                     f"| ESMFold mean pLDDT / pTM ({fold['folded']} folded) | {_fmt(fold['mean_plddt'], 1)} / "
+                     f"{_fmt(fold['mean_ptm'])} |")
+    if "identity_histogram" in written:
+        lines += ["", f"![identity to the nearest reference]({Path(written['identity_histogram']).name})"]
+    lines += ["", f"Seed {result['seed']}. Identity = identical aligned pairs / length of the shorter sequence "
+              "(global alignment, BLOSUM62); the nearest reference is searched among the 20 references sharing "
+              "the most 3-mers. Full definitions: `sedd/evaluate.py` (module docstring).", ""]
+    ckpt.atomic_write_text(path, "\n".join(lines))
+    written["report"] = str(path)
+    return written
+
+
+def summary(result: dict) -> str:
+    lines = [f"ELBO             {result['elbo_nats_per_residue']:.4f} ± {result['elbo_stderr']:.4f} nats/residue "
+             f"(K = {result['t_samples']}; {result['num_sequences']} sequences, {result['num_residues']} residues)",
+             f"−log p(length)   {_fmt(result['length_nats_per_residue'], 4)} nats/residue",
+             f"infill recovery  {result['infill_recovery']:.4f} ({result['infill_masked_residues']} masked residues)"]
+    s = result.get("samples")
+    if s:
+        lines.append(f"samples          {s['num_samples']}: validity {s['validity']:.3f}, novelty {_fmt(s['novelty'])}, "
+                     f"median nearest identity {_fmt(s['median_nearest_identity'])}, mean pairwise identity "
+                     f"{_fmt(s['mean_pairwise_identity'])}, composition KL {_fmt(s['composition_kl'], 4)}, "
+                     f"motif rate {s['motif_rate']:.3f} (references {s['reference_motif_rate']:.3f})")
+    fold = result.get("fold")
+    if fold:
+        lines.append(f"fold             {fold['error']}" if "error" in fold else
+                     f"fold             {fold['folded']} folded: mean pLDDT {_fmt(fold['mean_plddt'], 1)}, "
+                     f"mean pTM {_fmt(fold['mean_ptm'])}")
+    return "\n".join(lines)
+
+
+def json_safe(value):
+    """NaN/inf → None, so the output is strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    return value
+
+
