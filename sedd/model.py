@@ -5,6 +5,12 @@ p(x_0^i = b | x_t) over the V residues at every position (DESIGN decision 2: for
 process the score factorises, so no time/σ input is needed). Positions are encoded with rotary
 embeddings (RoPE, Su et al. 2021), which generalise across the 64–127 residue range without a
 learned table. Padding is excluded from attention with a key mask.
+
+Recipe options (``ModelConfig``; the defaults are the network every checkpoint so far was trained
+with, so old ``config.json`` files load unchanged): ``mlp="swiglu"`` (Shazeer 2020, GLU variants),
+``tie_embeddings`` (the output layer reuses the residue rows of the input embedding, Press & Wolf
+2017) and ``causal`` (each position attends only to itself and earlier positions: the same network
+as a left-to-right model, used by ``sedd.autoregressive`` as the baseline).
 """
 from __future__ import annotations
 
@@ -16,6 +22,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+MLP_KINDS = ("gelu", "swiglu")
+
+
 @dataclass
 class ModelConfig:
     vocab_size: int = 20          # V: residues predicted; inputs add MASK (V) and PAD (V+1)
@@ -25,10 +34,15 @@ class ModelConfig:
     n_heads: int = 8
     d_ff: int = 1024
     dropout: float = 0.1
+    mlp: str = "gelu"             # "gelu": Linear-GELU-Linear; "swiglu": gated, hidden ⌊2·d_ff/3⌋ (same parameters)
+    tie_embeddings: bool = False  # output weights = the residue rows of the input embedding
+    causal: bool = False          # left-to-right attention (the autoregressive baseline)
 
     def __post_init__(self) -> None:
         assert self.d_model % self.n_heads == 0, "d_model must be divisible by n_heads"
         assert (self.d_model // self.n_heads) % 2 == 0, "head dimension must be even for RoPE"
+        if self.mlp not in MLP_KINDS:
+            raise ValueError(f"unknown mlp {self.mlp!r}; choose one of {', '.join(MLP_KINDS)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -70,13 +84,36 @@ class SelfAttention(nn.Module):
         self.proj = nn.Linear(cfg.d_model, cfg.d_model)
         self.dropout = cfg.dropout
 
-    def forward(self, x: torch.Tensor, key_mask: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """x: [B, L, D]; attn_mask: bool, True = may attend, broadcastable to [B, nh, L, L]."""
         B, L, D = x.shape
         q, k, v = self.qkv(x).view(B, L, 3, self.n_heads, D // self.n_heads).permute(2, 0, 3, 1, 4)  # 3 × (B, nh, L, hs)
         q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask,
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask,
                                            dropout_p=self.dropout if self.training else 0.0)
         return self.proj(y.transpose(1, 2).reshape(B, L, D))                                         # (B, L, D)
+
+
+class SwiGLU(nn.Module):
+    """down(SiLU(x W_gate) ⊙ x W_up) (Shazeer 2020). Hidden width ⌊2·d_ff/3⌋ keeps the parameter
+    count of the two-matrix GELU MLP of width d_ff."""
+
+    def __init__(self, d_model: int, d_ff: int):
+        super().__init__()
+        hidden = 2 * d_ff // 3
+        self.gate_up = nn.Linear(d_model, 2 * hidden)
+        self.down = nn.Linear(hidden, d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up(x).chunk(2, dim=-1)
+        return self.down(F.silu(gate) * up)
+
+
+def make_mlp(cfg: ModelConfig) -> nn.Module:
+    if cfg.mlp == "swiglu":
+        return SwiGLU(cfg.d_model, cfg.d_ff)
+    # a plain Sequential: its parameter names (mlp.0, mlp.2) are those of every existing checkpoint
+    return nn.Sequential(nn.Linear(cfg.d_model, cfg.d_ff), nn.GELU(), nn.Linear(cfg.d_ff, cfg.d_model))
 
 
 class Block(nn.Module):
@@ -85,17 +122,23 @@ class Block(nn.Module):
         self.ln1 = nn.LayerNorm(cfg.d_model)
         self.attn = SelfAttention(cfg)
         self.ln2 = nn.LayerNorm(cfg.d_model)
-        self.mlp = nn.Sequential(nn.Linear(cfg.d_model, cfg.d_ff), nn.GELU(),
-                                 nn.Linear(cfg.d_ff, cfg.d_model))
+        self.mlp = make_mlp(cfg)
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x, key_mask, rope):
-        x = x + self.drop(self.attn(self.ln1(x), key_mask, rope))
+    def forward(self, x, attn_mask, rope):
+        x = x + self.drop(self.attn(self.ln1(x), attn_mask, rope))
         return x + self.drop(self.mlp(self.ln2(x)))
 
 
+RESIDUAL_PROJECTIONS = ("proj.weight", "mlp.2.weight", "mlp.down.weight")
+
+
 class ScoreNetwork(nn.Module):
-    """x_t: LongTensor [B, L] of token ids (residues, MASK, PAD) → logits [B, L, V] (float32)."""
+    """x_t: LongTensor [B, L] of token ids (residues, MASK, PAD) → logits [B, L, V] (float32).
+
+    With ``causal`` the logits at position i see only tokens 0…i, so the caller shifts its inputs
+    (``sedd.autoregressive``).
+    """
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -104,10 +147,13 @@ class ScoreNetwork(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(cfg.d_model)
-        self.head = nn.Linear(cfg.d_model, cfg.vocab_size)
+        if cfg.tie_embeddings:   # logits = h · E[:V]ᵀ + b: only the bias is the head's own
+            self.head_bias = nn.Parameter(torch.zeros(cfg.vocab_size))
+        else:
+            self.head = nn.Linear(cfg.d_model, cfg.vocab_size)
         self.apply(self._init_weights)
         for name, p in self.named_parameters():   # GPT-2 style scaling of residual projections
-            if name.endswith("proj.weight") or name.endswith("mlp.2.weight"):
+            if name.endswith(RESIDUAL_PROJECTIONS):
                 nn.init.normal_(p, std=0.02 / math.sqrt(2 * cfg.n_layers))
 
     @staticmethod
@@ -127,9 +173,14 @@ class ScoreNetwork(nn.Module):
     def forward(self, x_t: torch.LongTensor) -> torch.Tensor:
         B, L = x_t.shape
         assert L <= self.config.max_len, f"sequence length {L} exceeds the model's maximum {self.config.max_len}"
-        key_mask = (x_t != self.pad_id).view(B, 1, 1, L)                  # True = attend
+        attn_mask = (x_t != self.pad_id).view(B, 1, 1, L)                 # True = attend
+        if self.config.causal:
+            attn_mask = attn_mask & torch.ones(L, L, dtype=torch.bool, device=x_t.device).tril()   # (B, 1, L, L)
         rope = rotary_tables(L, self.config.d_model // self.config.n_heads, x_t.device)
         h = self.drop(self.embed(x_t))
         for block in self.blocks:
-            h = block(h, key_mask, rope)
-        return self.head(self.ln_f(h)).float()                             # (B, L, V)
+            h = block(h, attn_mask, rope)
+        h = self.ln_f(h)
+        if self.config.tie_embeddings:
+            return F.linear(h, self.embed.weight[:self.config.vocab_size], self.head_bias).float()
+        return self.head(h).float()                                        # (B, L, V)

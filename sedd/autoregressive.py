@@ -1,0 +1,87 @@
+"""The autoregressive baseline: the same transformer with a causal mask, trained on shifted targets.
+
+A left-to-right model factorises the likelihood exactly,
+    −log p(x_1…x_n, END) = Σ_{i=1..n} −log p(x_i | x_<i) − log p(END | x_1…x_n),
+so its negative log-likelihood on held-out sequences is exact, not a bound. The network is
+``ScoreNetwork`` with ``causal=True`` and one more output class, END (``vocab_size = V + 1``):
+
+    input   BOS  x_1  x_2  …  x_n          (n + 1 positions; BOS is the network's MASK slot)
+    target  x_1  x_2  x_3  …  END
+
+Token ids for a network of ``vocab_size = V + 1``: residues 0…V−1 (those of the alphabet),
+END = V (an output only), BOS = V + 1, padding = V + 2. The END term is what makes the NLL a
+distribution over whole sequences of any length; SEDD instead conditions on the length, so the
+fair comparisons are (residue terms only) vs SEDD's ELBO, and (residues + END) vs SEDD's ELBO plus
+−log p(length) (``benchmarks/ar_baseline.py`` reports both).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .data import Dataset, bucketed_batches, collate
+from .model import ModelConfig, ScoreNetwork
+
+
+def autoregressive_config(model_cfg: ModelConfig) -> ModelConfig:
+    """The causal twin of a SEDD network config: one more output (END) and one more position (BOS)."""
+    return ModelConfig(**{**model_cfg.to_dict(), "vocab_size": model_cfg.vocab_size + 1,
+                          "max_len": model_cfg.max_len + 1, "causal": True})
+
+
+def shift(x0: torch.LongTensor, lengths: torch.LongTensor, num_residues: int) -> tuple[torch.LongTensor, torch.LongTensor]:
+    """Inputs and targets of teacher forcing, both [B, L + 1].
+
+    x0: [B, L] residue ids (anything beyond ``lengths`` is ignored); ``num_residues`` = V.
+    inputs = BOS x_1 … x_n PAD…, targets = x_1 … x_n END PAD… (padding = V + 2 in both).
+    """
+    B, L = x0.shape
+    end, bos, pad = num_residues, num_residues + 1, num_residues + 2
+    pos = torch.arange(L + 1, device=x0.device).unsqueeze(0)                   # [1, L+1]
+    n = lengths.unsqueeze(1)                                                   # [B, 1]
+    body = torch.cat([x0, torch.full((B, 1), pad, dtype=x0.dtype, device=x0.device)], dim=1)
+    inputs = torch.cat([torch.full((B, 1), bos, dtype=x0.dtype, device=x0.device), x0], dim=1)
+    inputs = torch.where(pos <= n, inputs, torch.full_like(inputs, pad))
+    targets = torch.where(pos < n, body, torch.where(pos == n, torch.full_like(body, end), torch.full_like(body, pad)))
+    return inputs, targets
+
+
+def causal_nll(model: ScoreNetwork, x0: torch.LongTensor, lengths: torch.LongTensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per sequence: (Σ_i −log p(x_i | x_<i), −log p(END | x)), each [B] float32 nats.
+
+    ``model`` must be causal with ``vocab_size = V + 1`` (``autoregressive_config``).
+    """
+    cfg = model.config
+    assert cfg.causal, "the autoregressive likelihood needs a causal network (ModelConfig(causal=True))"
+    V = cfg.vocab_size - 1
+    inputs, targets = shift(x0, lengths, V)
+    logits = model(inputs)                                                     # (B, L+1, V+1)
+    nll = F.cross_entropy(logits.float().transpose(1, 2), targets.clamp(max=V), reduction="none")   # (B, L+1)
+    residue = (nll * (targets < V)).sum(-1)
+    end = (nll * (targets == V)).sum(-1)
+    return residue, end
+
+
+@torch.no_grad()
+def exact_nll(model: ScoreNetwork, data: Dataset, tokens_per_batch: int = 16384, device=None) -> dict:
+    """Exact NLL of ``data`` per residue, with and without the END term.
+
+    nll_nats_per_residue = Σ_seq Σ_i −log p(x_i | x_<i) / Σ_seq n; nll_with_end adds −log p(END | x)
+    to each sequence. Exact for this set of sequences: no Monte Carlo error, unlike SEDD's ELBO.
+    ``per_sequence``: each sequence's residue nats (for paired comparisons).
+    """
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    residue = torch.zeros(len(data), dtype=torch.float64)
+    end = torch.zeros(len(data), dtype=torch.float64)
+    V = model.config.vocab_size - 1
+    for batch in bucketed_batches([len(t) for t in data.tokens], tokens_per_batch, seed=0):
+        x0, lengths = collate([data.tokens[i] for i in batch], pad_id=V + 2)
+        r, e = causal_nll(model, x0.to(device), lengths.to(device))
+        residue[batch], end[batch] = r.double().cpu(), e.double().cpu()
+    model.train(was_training)
+    n_res = data.num_residues()
+    return {"nll_nats_per_residue": residue.sum().item() / n_res,
+            "nll_with_end_nats_per_residue": (residue + end).sum().item() / n_res,
+            "num_sequences": len(data), "num_residues": n_res, "per_sequence": residue.tolist()}

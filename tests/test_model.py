@@ -1,0 +1,81 @@
+"""The network's recipe options: defaults unchanged, SwiGLU, tied embeddings, causal attention."""
+import json
+
+import pytest
+import torch
+
+from sedd import checkpoint
+from sedd.alphabet import PROTEIN
+from sedd.model import ModelConfig, ScoreNetwork, preset
+from sedd.schedule import LogLinearSchedule
+
+
+def tiny(**overrides) -> ScoreNetwork:
+    torch.manual_seed(0)
+    return ScoreNetwork(preset("tiny", vocab_size=PROTEIN.size, dropout=0.0, **overrides)).eval()
+
+
+def test_defaults_are_the_network_of_the_bundled_checkpoint():
+    config = json.loads((checkpoint.DEFAULT_CHECKPOINT / "config.json").read_text())["model"]
+    assert not {"mlp", "tie_embeddings", "causal"} & set(config)          # written before the options existed
+    cfg = ModelConfig(**config)
+    assert (cfg.mlp, cfg.tie_embeddings, cfg.causal) == ("gelu", False, False)
+    from safetensors import safe_open
+    with safe_open(str(checkpoint.DEFAULT_CHECKPOINT / "model.safetensors"), "pt") as f:
+        assert set(f.keys()) == set(ScoreNetwork(cfg).state_dict())
+
+
+def test_swiglu_keeps_the_parameter_count_and_its_names():
+    gelu, swiglu = tiny(), tiny(mlp="swiglu")
+    assert abs(swiglu.num_parameters() - gelu.num_parameters()) / gelu.num_parameters() < 0.01
+    assert "blocks.0.mlp.gate_up.weight" in swiglu.state_dict() and "blocks.0.mlp.0.weight" not in swiglu.state_dict()
+    x = torch.randint(0, 22, (2, 30))
+    assert swiglu(x).shape == (2, 30, PROTEIN.size)
+    with pytest.raises(ValueError, match="unknown mlp 'relu'; choose one of gelu, swiglu"):
+        preset("tiny", mlp="relu")
+
+
+def test_tied_embeddings_share_the_residue_rows():
+    model = tiny(tie_embeddings=True)
+    untied = tiny()
+    assert "head.weight" not in model.state_dict() and "head_bias" in model.state_dict()
+    assert untied.num_parameters() - model.num_parameters() == PROTEIN.size * model.config.d_model
+    x = torch.randint(0, 20, (1, 12))
+    before = model(x)
+    with torch.no_grad():
+        model.embed.weight[3] += 1.0          # residue D's input vector is also its output vector
+    after = model(x)
+    changed = (after - before).abs().amax(dim=(0, 1))
+    assert changed[3] > 0
+    loss = model(x).logsumexp(-1).sum()
+    loss.backward()
+    assert model.embed.weight.grad[:20].abs().sum() > 0
+
+
+def test_causal_attention_never_looks_ahead():
+    x = torch.randint(0, 20, (2, 24))
+    y = x.clone()
+    y[:, 15] = (y[:, 15] + 1) % 20          # change one token
+    causal, bidirectional = tiny(causal=True), tiny()
+    a, b = causal(x), causal(y)
+    torch.testing.assert_close(a[:, :15], b[:, :15], rtol=0, atol=0)
+    assert (a[:, 15:] - b[:, 15:]).abs().amax() > 1e-4
+    assert (bidirectional(x)[:, :15] - bidirectional(y)[:, :15]).abs().amax() > 1e-4
+
+
+def test_causal_padding_does_not_change_the_valid_positions():
+    model = tiny(causal=True)
+    x = torch.randint(0, 20, (1, 20))
+    padded = torch.cat([x, torch.full((1, 7), model.pad_id)], dim=1)
+    torch.testing.assert_close(model(padded)[:, :20], model(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("options", [dict(mlp="swiglu"), dict(tie_embeddings=True), dict(causal=True),
+                                     dict(mlp="swiglu", tie_embeddings=True, d_model=32, n_layers=3)])
+def test_options_round_trip_through_the_checkpoint(tmp_path, options):
+    model = tiny(**options)
+    directory = checkpoint.save(tmp_path / "ckpt", model, PROTEIN, LogLinearSchedule(), {30: 1})
+    loaded = checkpoint.load(directory)
+    assert loaded.model.config == model.config
+    x = torch.randint(0, 22, (2, 30))
+    torch.testing.assert_close(loaded.model(x), model(x), rtol=0, atol=0)
