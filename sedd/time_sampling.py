@@ -16,6 +16,8 @@ q lowers the variance of the gradient. Three samplers (``TrainConfig.time_sampli
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .loss import sample_times
@@ -85,6 +87,8 @@ class ImportanceTimes(StratifiedTimes):
     def observe(self, t, nats_per_residue):
         k = ((t.detach().double().cpu() - self.schedule.eps) / (1 - self.schedule.eps) * self.bins).long().clamp(0, self.bins - 1)
         for bin_, f in zip(k.tolist(), nats_per_residue.detach().double().cpu().tolist()):
+            if not math.isfinite(f):         # a step about to be skipped must not poison the statistics
+                continue
             # a plain mean until the bin has min_count draws, then a running mean
             rate = max(1.0 / (self.count[bin_].item() + 1), 1 - self.decay)
             self.second_moment[bin_] += rate * (f * f - self.second_moment[bin_])

@@ -26,8 +26,10 @@ from .alphabet import PROTEIN, Alphabet
 from .data import bucketed_batches, collate, describe_dropped, read_clusters, read_fasta, split
 from .likelihood import estimate_elbo
 from .loss import diffusion_loss
-from .model import ScoreNetwork, preset
+from .model import MLP_KINDS, ScoreNetwork, preset
+from .optim import OPTIMIZERS, make_optimizer
 from .schedule import LogLinearSchedule
+from .time_sampling import TIME_SAMPLINGS, time_sampler
 
 RESUME_NAME = "resume.pt"
 
@@ -59,7 +61,17 @@ class TrainConfig:
     seed: int = 0
     device: str | None = None
     alphabet: dict = field(default_factory=PROTEIN.to_dict)
-    model_overrides: dict = field(default_factory=dict)
+    model_overrides: dict = field(default_factory=dict)   # ModelConfig fields: mlp, tie_embeddings, d_model, …
+    optimizer: str = "adamw"            # adamw | muon (sedd/optim.py)
+    time_sampling: str = "stratified"   # stratified | antithetic | importance (sedd/time_sampling.py)
+    compile: bool = False               # torch.compile the network for the training forward/backward
+    clock: str = "wall"                 # what --minutes counts: wall seconds, or this process's CPU seconds
+
+
+# Recipe fields a resumed run must share with the run it continues (weights, optimizer state and
+# time-sampler state are only meaningful for the same choices).
+RESUME_MUST_MATCH = ("preset", "max_len", "alphabet", "model_overrides", "optimizer", "time_sampling")
+CLOCKS = {"wall": time.time, "cpu": time.process_time}
 
 
 def pick_device(requested: str | None = None) -> torch.device:
@@ -144,13 +156,15 @@ class Trainer:
         self.ema = ScoreNetwork(model_cfg).to(self.device).eval()
         self.ema.load_state_dict(self.model.state_dict())
         self.ema.requires_grad_(False)
-        decay, no_decay = [], []
-        for name, p in self.model.named_parameters():
-            (decay if p.dim() >= 2 and "embed" not in name else no_decay).append(p)
-        self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                      {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98))
+        self.opt = make_optimizer(self.model, cfg.optimizer, cfg.lr, cfg.weight_decay)
+        self.times = time_sampler(cfg.time_sampling, self.schedule)
+        if cfg.clock not in CLOCKS:
+            raise ValueError(f"unknown clock {cfg.clock!r}; choose one of {', '.join(CLOCKS)}")
+        self.clock = CLOCKS[cfg.clock]
         self.ddp = (torch.nn.parallel.DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
                     if self.distributed else self.model)
+        # the compiled wrapper only runs the forward/backward; weights and state dicts stay self.model's
+        self.net = torch.compile(self.ddp, dynamic=True) if cfg.compile else self.ddp
         self.gen = torch.Generator(device="cpu").manual_seed(cfg.seed * 1000 + self.rank)
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.tokens_seen, self.seconds, self.warmup_seconds = 0, 0.0, 0.0
@@ -166,13 +180,15 @@ class Trainer:
                 "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
                 "tokens_seen": self.tokens_seen, "seconds": self.seconds, "warmup_seconds": self.warmup_seconds, "gen": self.gen.get_state(),
                 "history": json.dumps(self.history), "best_elbo": self.best["elbo"], "best_step": self.best["step"],
-                "best_weights": self.best["weights"], "config": json.dumps(asdict(self.cfg))}
+                "best_weights": self.best["weights"], "config": json.dumps(asdict(self.cfg)),
+                "times": self.times.state_dict()}
 
     def _load_resume(self) -> None:
         path = self.out / RESUME_NAME
         if not path.is_file():
             raise FileNotFoundError(f"--resume: {path} does not exist; start without --resume")
         state = torch.load(path, map_location=self.device, weights_only=True)
+        self._check_same_recipe(json.loads(state["config"]), path)
         self.model.load_state_dict(state["model"])
         self.ema.load_state_dict(state["ema"])
         self.opt.load_state_dict(state["opt"])
@@ -180,10 +196,19 @@ class Trainer:
         self.tokens_seen, self.seconds = state["tokens_seen"], state["seconds"]
         self.warmup_seconds = state.get("warmup_seconds", 0.0)
         self.gen.set_state(state["gen"])
+        self.times.load_state_dict(state.get("times", {}))
         self.history = json.loads(state["history"])
         self.best = {"elbo": state["best_elbo"], "weights": state["best_weights"], "step": state["best_step"]}
         if self.is_main:
             print(f"resumed from {path} at step {self.step} ({self.tokens_seen:,} tokens)", file=sys.stderr)
+
+    def _check_same_recipe(self, saved: dict, path: Path) -> None:
+        now = asdict(self.cfg)
+        differ = [f"{k}: {saved.get(k)!r} there, {now[k]!r} now" for k in RESUME_MUST_MATCH
+                  if saved.get(k, TrainConfig.__dataclass_fields__[k].default) != now[k]]
+        if differ:
+            raise ValueError(f"--resume: {path} was trained with a different recipe ({'; '.join(differ)}); "
+                             "resume with the same options or start a new --out")
 
     def save(self) -> None:
         if not self.is_main:
@@ -227,10 +252,12 @@ class Trainer:
         x0, lengths = x0.to(self.device), lengths.to(self.device)
         for group in self.opt.param_groups:
             group["lr"] = lr_at(self.step, self.cfg, self.progress())
+        gen = self.gen if self.device.type == "cpu" else None
+        x0, lengths, t, weight = self.times.prepare(x0, lengths, gen)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-            nats = diffusion_loss(self.ddp, x0, lengths, self.schedule, self.alphabet.mask_id,
-                                  generator=self.gen if self.device.type == "cpu" else None)
-        loss = nats.sum() / lengths.sum()
+            nats = diffusion_loss(self.net, x0, lengths, self.schedule, self.alphabet.mask_id, t=t, generator=gen)
+        loss = (weight * nats).sum() / lengths.sum()        # weight = p(t)/q(t) keeps it unbiased
+        self.times.observe(t, nats.detach() / lengths)
         # Always backward, then test the (all-reduced) gradient: every DDP rank skips together.
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
@@ -259,7 +286,7 @@ class Trainer:
         return max(fractions, default=0.0)
 
     def _should_stop(self, start: float, budget: float) -> bool:
-        stop = bool((self.cfg.max_steps and self.step >= self.cfg.max_steps) or time.time() - start >= budget)
+        stop = bool((self.cfg.max_steps and self.step >= self.cfg.max_steps) or self.clock() - start >= budget)
         if self.distributed:   # ranks' clocks differ: stop together or the others hang in all-reduce
             flag = torch.tensor([float(stop)], device=self.device)
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
@@ -282,13 +309,13 @@ class Trainer:
         """The training loop; returns when a budget is spent or the validation ELBO stopped improving."""
         cfg = self.cfg
         budget = cfg.minutes * 60 if cfg.minutes else float("inf")
-        start, last_save = time.time() - self.seconds, time.time()
+        start, last_save = self.clock() - self.seconds, time.time()
         bad_in_row, tokens_window = 0, (time.time(), self.tokens_seen)
         while True:
             batches = self._batches()
             while self.batch_in_epoch < len(batches):
                 if self._should_stop(start, budget):
-                    self.seconds = time.time() - start
+                    self.seconds = self.clock() - start
                     self.evaluate()
                     return
                 tokens = [self.train_set.tokens[i] for i in batches[self.batch_in_epoch]]
@@ -304,7 +331,7 @@ class Trainer:
                 bad_in_row = 0
                 self.step += 1
                 self.tokens_seen += sum(len(t) for t in tokens) * self.world
-                self.seconds = time.time() - start
+                self.seconds = self.clock() - start
                 if self.step == cfg.warmup_steps:
                     self.warmup_seconds = self.seconds
                 if self.step % 10 == 0:
@@ -351,6 +378,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--lr", type=float, default=TrainConfig.lr)
     p.add_argument("--tokens-per-batch", type=int, default=TrainConfig.tokens_per_batch)
     p.add_argument("--dropout", type=float, default=TrainConfig.dropout)
+    p.add_argument("--warmup-steps", type=int, default=TrainConfig.warmup_steps)
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=TrainConfig.optimizer,
+                   help="muon: Muon for the transformer's weight matrices, AdamW for the rest")
+    p.add_argument("--time-sampling", choices=TIME_SAMPLINGS, default=TrainConfig.time_sampling,
+                   help="how each sequence's diffusion time is drawn (sedd/time_sampling.py)")
+    p.add_argument("--mlp", choices=MLP_KINDS, help="MLP of the transformer blocks (default: the preset's, gelu)")
+    p.add_argument("--tie-embeddings", action="store_true", help="output layer = the input embedding's residue rows")
+    p.add_argument("--compile", action="store_true", help="torch.compile the network for training")
+    p.add_argument("--clock", choices=list(CLOCKS), default=TrainConfig.clock,
+                   help="--minutes of wall time, or of this process's CPU time (fair on a shared machine)")
     p.add_argument("--eval-every", type=int, default=TrainConfig.eval_every)
     p.add_argument("--patience", type=int, default=TrainConfig.patience,
                    help="early stop after this many evaluations without improvement (0 = never)")
@@ -362,10 +399,13 @@ def main(argv: list[str] | None = None) -> None:
     if not a.minutes and not a.max_steps:
         p.error("give a budget: --minutes M and/or --max-steps N")
     alphabet = Alphabet(a.alphabet, mask_chars="_") if a.alphabet else PROTEIN
+    model_overrides = {**({"mlp": a.mlp} if a.mlp else {}), **({"tie_embeddings": True} if a.tie_embeddings else {})}
     cfg = TrainConfig(data=a.data, out=a.out, preset=a.preset, minutes=a.minutes, max_steps=a.max_steps,
                       resume=a.resume, clusters=a.clusters, lr=a.lr, tokens_per_batch=a.tokens_per_batch,
                       dropout=a.dropout, eval_every=a.eval_every, patience=a.patience, checkpoint_minutes=a.checkpoint_minutes,
-                      seed=a.seed, device=a.device, alphabet=alphabet.to_dict())
+                      seed=a.seed, device=a.device, alphabet=alphabet.to_dict(), warmup_steps=a.warmup_steps,
+                      optimizer=a.optimizer, time_sampling=a.time_sampling, model_overrides=model_overrides,
+                      compile=a.compile, clock=a.clock)
     out = train(cfg)
     if int(os.environ.get("RANK", 0)) == 0:
         print(f"wrote {out}", file=sys.stderr)
