@@ -252,12 +252,7 @@ class Trainer:
         x0, lengths = x0.to(self.device), lengths.to(self.device)
         for group in self.opt.param_groups:
             group["lr"] = lr_at(self.step, self.cfg, self.progress())
-        gen = self.gen if self.device.type == "cpu" else None
-        x0, lengths, t, weight = self.times.prepare(x0, lengths, gen)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-            nats = diffusion_loss(self.net, x0, lengths, self.schedule, self.alphabet.mask_id, t=t, generator=gen)
-        loss = (weight * nats).sum() / lengths.sum()        # weight = p(t)/q(t) keeps it unbiased
-        self.times.observe(t, nats.detach() / lengths)
+        loss = self._loss(x0, lengths)
         # Always backward, then test the (all-reduced) gradient: every DDP rank skips together.
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
@@ -271,6 +266,15 @@ class Trainer:
             for pe, pm in zip(self.ema.parameters(), self.model.parameters()):
                 pe.lerp_(pm, 1 - d)
         return loss.item()
+
+    def _loss(self, x0: torch.LongTensor, lengths: torch.LongTensor) -> torch.Tensor:
+        """The training loss in nats/residue: times from the time sampler, weights p(t)/q(t) keep it unbiased."""
+        gen = self.gen if self.device.type == "cpu" else None
+        x0, lengths, t, weight = self.times.prepare(x0, lengths, gen)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            nats = diffusion_loss(self.net, x0, lengths, self.schedule, self.alphabet.mask_id, t=t, generator=gen)
+        self.times.observe(t, nats.detach() / lengths)
+        return (weight * nats).sum() / lengths.sum()
 
     def progress(self) -> float:
         """Fraction of the budget used: steps of --max-steps or wall time of --minutes, whichever ends first.

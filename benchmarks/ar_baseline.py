@@ -1,0 +1,152 @@
+"""An autoregressive baseline beside SEDD: same network, data, split, recipe and CPU budget.
+
+    python benchmarks/ar_baseline.py --data acyp.fasta --clusters acyp_clusters50.tsv --out runs/ar \
+        [--preset mini] [--cpu-minutes 2] [--checkpoint checkpoints/acyp] [--json result.json]
+
+Two runs of ``sedd.train.Trainer`` with identical settings (``ablate_recipe.SHORT_RUN``: the same
+cluster-held-out split, seed, batches, AdamW schedule, EMA, and a budget in CPU seconds of the
+training process, one torch thread):
+
+- SEDD: the score network and the diffusion loss (today's recipe);
+- AR: the same network with a causal mask and one more output (END), trained on shifted targets
+  (``sedd.autoregressive``: input BOS x_1…x_n, target x_1…x_n END).
+
+Both are then scored on the **whole** validation split with their EMA weights:
+SEDD by ``sedd.likelihood.estimate_elbo`` (an upper bound on −log p(residues | length), Monte
+Carlo, ``--t-samples`` times per sequence, seed 0) and AR by its exact NLL. Two comparisons are
+fair: AR residue terms Σ −log p(x_i | x_<i) vs SEDD's ELBO (the AR model is not told the length,
+so this slightly handicaps it), and AR with END, −log p(x, n), vs SEDD's ELBO + −log p(n) from the
+training length histogram (``likelihood.length_nll``). With ``--checkpoint`` the bundled model's
+ELBO on the same split, same estimator, is printed beside them (trained far longer: a reference,
+not an equal budget).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))           # ablate_recipe
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))    # run from a checkout without installing
+
+from ablate_recipe import short_run_config, train_quietly  # noqa: E402
+from sedd import checkpoint as ckpt  # noqa: E402
+from sedd.autoregressive import autoregressive_config, causal_nll, exact_nll  # noqa: E402
+from sedd.likelihood import estimate_elbo, length_nll  # noqa: E402
+from sedd.model import ScoreNetwork  # noqa: E402
+from sedd.optim import make_optimizer  # noqa: E402
+from sedd.train import Trainer  # noqa: E402
+
+
+class AutoregressiveTrainer(Trainer):
+    """The Trainer with the causal twin of its network and the left-to-right NLL (with END) as the loss.
+
+    Validation records the exact residue NLL under the ELBO's history keys, so early stopping and
+    'best weights' work unchanged.
+    """
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        torch.manual_seed(cfg.seed)
+        self.model = ScoreNetwork(autoregressive_config(self.model.config)).to(self.device)
+        self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
+        self.opt = make_optimizer(self.model, cfg.optimizer, cfg.lr, cfg.weight_decay)
+        self.ddp = self.net = self.model
+
+    def _loss(self, x0, lengths):
+        residue, end = causal_nll(self.net, x0, lengths)
+        return (residue + end).sum() / lengths.sum()
+
+    def evaluate(self) -> dict:
+        record = {"step": self.step}
+        for name, net in (("raw", self.model), ("ema", self.ema)):
+            record[f"val_elbo_{name}"] = exact_nll(net, self.val_probe, device=self.device)["nll_nats_per_residue"]
+            if record[f"val_elbo_{name}"] < self.best["elbo"]:
+                self.best = {"elbo": record[f"val_elbo_{name}"], "step": self.step,
+                             "weights": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}}
+        self.history.append(record)
+        return record
+
+
+def sedd_elbo(net, trainer: Trainer, t_samples: int) -> dict:
+    return estimate_elbo(net, trainer.val_set, trainer.schedule, trainer.alphabet.mask_id, t_samples=t_samples,
+                         seed=0, device=trainer.device, progress=True)
+
+
+def run_summary(trainer: Trainer) -> dict:
+    return {"parameters": trainer.model.num_parameters(), "steps": trainer.step, "tokens": trainer.tokens_seen,
+            "cpu_seconds": trainer.seconds, "tokens_per_cpu_second": trainer.tokens_seen / max(trainer.seconds, 1e-9)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", required=True, help="FASTA file")
+    p.add_argument("--clusters", help="cluster<TAB>member TSV: validate on whole held-out clusters")
+    p.add_argument("--out", required=True, help="directory for the two runs")
+    p.add_argument("--preset", default="mini")
+    p.add_argument("--cpu-minutes", type=float, default=2.0, help="training budget of each model, CPU minutes")
+    p.add_argument("--t-samples", type=int, default=4, help="times per validation sequence for SEDD's ELBO")
+    p.add_argument("--checkpoint", help="also score this SEDD checkpoint (e.g. checkpoints/acyp) on the split")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--json", help="write the results here")
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    out = Path(a.out)
+
+    print(f"SEDD: training for {a.cpu_minutes} CPU minutes", file=sys.stderr)
+    torch.manual_seed(0)
+    sedd = train_quietly(short_run_config(a.data, a.clusters, out / "sedd", a.preset, a.cpu_minutes))
+    print(f"AR: training for {a.cpu_minutes} CPU minutes", file=sys.stderr)
+    torch.manual_seed(0)
+    ar = train_quietly(short_run_config(a.data, a.clusters, out / "ar", a.preset, a.cpu_minutes), AutoregressiveTrainer)
+    assert [len(t) for t in ar.val_set.tokens] == [len(t) for t in sedd.val_set.tokens], "the two runs split differently"
+
+    length_term = length_nll(sedd.train_set.length_histogram(), sedd.val_set)
+    elbo = sedd_elbo(sedd.ema, sedd, a.t_samples)
+    nll = exact_nll(ar.ema, ar.val_set)
+    result = {
+        "preset": a.preset, "cpu_minutes": a.cpu_minutes, "threads": torch.get_num_threads(),
+        "val_sequences": len(sedd.val_set), "val_residues": sedd.val_set.num_residues(),
+        "sedd": {**run_summary(sedd), "elbo_nats_per_residue": elbo["elbo_nats_per_residue"],
+                 "elbo_stderr": elbo["elbo_stderr"], "t_samples": a.t_samples,
+                 "elbo_plus_length_nats_per_residue": elbo["elbo_nats_per_residue"] + length_term},
+        "ar": {**run_summary(ar), "nll_nats_per_residue": nll["nll_nats_per_residue"],
+               "nll_with_end_nats_per_residue": nll["nll_with_end_nats_per_residue"]},
+        "length_nats_per_residue": length_term,
+    }
+    if a.checkpoint:
+        bundled = ckpt.load(a.checkpoint)
+        r = estimate_elbo(bundled.model, sedd.val_set, bundled.schedule, bundled.alphabet.mask_id,
+                          t_samples=a.t_samples, seed=0, progress=True)
+        result["bundled"] = {"checkpoint": a.checkpoint, "elbo_nats_per_residue": r["elbo_nats_per_residue"],
+                             "elbo_stderr": r["elbo_stderr"], "training": bundled.meta.get("training", {}).get("config", {})}
+    if a.json:
+        ckpt.atomic_write_text(Path(a.json), json.dumps(result, indent=1) + "\n")
+    print(table(result))
+    return 0
+
+
+def table(r: dict) -> str:
+    s, ar = r["sedd"], r["ar"]
+    lines = [f"{r['preset']}, {r['cpu_minutes']} CPU minutes each, {r['threads']} thread(s); validation split: "
+             f"{r['val_sequences']:,} sequences, {r['val_residues']:,} residues",
+             "| model | steps | tokens/CPU-s | nats/residue, residues given the length | with the length / END |",
+             "|---|---:|---:|---:|---:|",
+             f"| SEDD (ELBO, an upper bound) | {s['steps']} | {s['tokens_per_cpu_second']:,.0f} | "
+             f"{s['elbo_nats_per_residue']:.3f} ± {s['elbo_stderr']:.3f} | {s['elbo_plus_length_nats_per_residue']:.3f} |",
+             f"| autoregressive (exact NLL) | {ar['steps']} | {ar['tokens_per_cpu_second']:,.0f} | "
+             f"{ar['nll_nats_per_residue']:.3f} (not given the length) | {ar['nll_with_end_nats_per_residue']:.3f} |"]
+    if "bundled" in r:
+        b = r["bundled"]
+        lines.append(f"| bundled SEDD `{b['checkpoint']}` ({b['training'].get('minutes', '?')} minutes, "
+                     f"reference) | — | — | {b['elbo_nats_per_residue']:.3f} ± {b['elbo_stderr']:.3f} | "
+                     f"{b['elbo_nats_per_residue'] + r['length_nats_per_residue']:.3f} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""Recipe options of training survive the checkpoint and --resume, and a changed recipe is refused."""
+import json
+import warnings
+
+import pytest
+import torch
+
+from conftest import profile_family, write_fasta
+from sedd import checkpoint
+from sedd.optim import Optimizers
+from sedd.time_sampling import ImportanceTimes
+from sedd.train import RESUME_NAME, TrainConfig, Trainer, main
+
+RECIPE = ["--optimizer", "muon", "--time-sampling", "importance", "--mlp", "swiglu", "--tie-embeddings",
+          "--warmup-steps", "3", "--clock", "cpu"]
+
+
+@pytest.fixture
+def data(tmp_path):
+    seqs, _ = profile_family(200, 24, seed=0)
+    path = tmp_path / "family.fasta"
+    write_fasta(path, seqs)
+    return path
+
+
+def cli(data, out, *extra) -> None:
+    argv = ["--data", str(data), "--out", str(out), "--preset", "tiny", "--tokens-per-batch", "512",
+            "--dropout", "0", "--eval-every", "5", "--checkpoint-minutes", "60", *extra]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)      # the by-sequence split warning
+        main(argv)
+
+
+def resume_trainer(data, out, **overrides) -> Trainer:
+    recipe = dict(preset="tiny", tokens_per_batch=512, dropout=0.0, resume=True, max_steps=30, warmup_steps=3,
+                  optimizer="muon", time_sampling="importance", clock="cpu",
+                  model_overrides={"mlp": "swiglu", "tie_embeddings": True})
+    cfg = TrainConfig(data=str(data), out=str(out), **{**recipe, **overrides})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return Trainer(cfg)
+
+
+def test_recipe_options_round_trip_through_the_checkpoint_and_resume(tmp_path, data):
+    out = tmp_path / "run"
+    cli(data, out, "--max-steps", "12", *RECIPE)
+    config = json.loads((out / "config.json").read_text())
+    saved = config["training"]["config"]
+    assert (saved["optimizer"], saved["time_sampling"], saved["clock"], saved["warmup_steps"]) == ("muon", "importance", "cpu", 3)
+    assert saved["model_overrides"] == {"mlp": "swiglu", "tie_embeddings": True}
+    loaded = checkpoint.load(out)
+    assert loaded.model.config.mlp == "swiglu" and loaded.model.config.tie_embeddings
+
+    state = torch.load(out / RESUME_NAME, weights_only=True)
+    trainer = resume_trainer(data, out)
+    assert isinstance(trainer.opt, Optimizers) and trainer.step == 12
+    saved_buffer = state["opt"]["muon"]["state"][0]["momentum_buffer"]
+    assert torch.equal(trainer.opt.optimizers["muon"].state_dict()["state"][0]["momentum_buffer"], saved_buffer)
+    assert isinstance(trainer.times, ImportanceTimes) and int(trainer.times.count.sum()) > 0
+    assert torch.equal(trainer.times.second_moment, state["times"]["second_moment"])
+
+    cli(data, out, "--max-steps", "20", "--resume", *RECIPE)          # the CLI continues with the same recipe
+    summary = json.loads((out / "config.json").read_text())["training"]
+    assert summary["steps"] == 20 and summary["config"]["optimizer"] == "muon"
+    assert int(torch.load(out / RESUME_NAME, weights_only=True)["times"]["count"].sum()) > int(trainer.times.count.sum())
+
+
+def test_resume_with_a_different_recipe_names_what_changed(tmp_path, data):
+    out = tmp_path / "run"
+    cli(data, out, "--max-steps", "6", *RECIPE)
+    with pytest.raises(ValueError, match=r"different recipe \(optimizer: 'muon' there, 'adamw' now\)"):
+        resume_trainer(data, out, optimizer="adamw")
+    with pytest.raises(ValueError, match=r"model_overrides: \{'mlp': 'swiglu', 'tie_embeddings': True\} there, \{\} now"):
+        resume_trainer(data, out, model_overrides={})
+
+
+def test_compiled_training_matches_eager_training(tmp_path, data):
+    """torch.compile changes how the step runs, not what it computes."""
+    def run(compile_: bool):
+        torch.manual_seed(0)
+        cfg = TrainConfig(data=str(data), out=str(tmp_path / f"c{compile_}"), preset="tiny", tokens_per_batch=512,
+                          dropout=0.0, max_steps=4, warmup_steps=2, eval_every=100, eval_max_seqs=8, compile=compile_)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            trainer = Trainer(cfg)
+        trainer.run()
+        return trainer.model.state_dict()
+    eager, compiled = run(False), run(True)
+    for k in eager:
+        torch.testing.assert_close(compiled[k], eager[k], rtol=1e-4, atol=1e-5)
+
+
+def test_unknown_clock_is_refused(tmp_path, data):
+    with pytest.raises(ValueError, match="unknown clock 'gpu'; choose one of wall, cpu"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        Trainer(TrainConfig(data=str(data), out=str(tmp_path / "x"), preset="tiny", clock="gpu"))
