@@ -223,7 +223,8 @@ def js_url_for_3dmol() -> str:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="SEDD Protein Studio (Gradio app)")
     p.add_argument("--checkpoint", default=None, help="checkpoint directory or Hub repo id "
-                                                       "(default: $SEDD_CHECKPOINT, else checkpoints/acyp)")
+                                                       "(default: $SEDD_CHECKPOINT, else checkpoints/acyp-base on a GPU "
+                                                       "when it exists, else checkpoints/acyp)")
     p.add_argument("--esmfold", default=os.environ.get("SEDD_ESMFOLD", ESMFOLD_MODEL),
                    help="ESMFold weights: Hub id or local directory (default: $SEDD_ESMFOLD, else %(default)s)")
     p.add_argument("--fold", choices=studio.FOLD_BACKENDS, default=os.environ.get("SEDD_FOLD"),
@@ -233,7 +234,8 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
-        model = ckpt.load(a.checkpoint, device=device)      # once, and on the GPU when there is one
+        # once, and on the GPU when there is one; unnamed: acyp-base on a GPU when trained, else acyp
+        model = ckpt.load(a.checkpoint or ckpt.default_for_device(device), device=device)
     except ValueError as e:
         p.error(f"cannot load the score model: {e}")
     default_fold = a.fold or ("ESMFold (local)" if device == "cuda" else "off")

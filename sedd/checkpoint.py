@@ -24,7 +24,9 @@ from .schedule import LogLinearSchedule
 FORMAT = "sedd-protein/1"
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "acyp"
+CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
+DEFAULT_CHECKPOINT = CHECKPOINTS / "acyp"          # the CPU model (mini), always bundled
+GPU_CHECKPOINT = CHECKPOINTS / "acyp-base"         # the base model, when one has been trained on a GPU
 
 
 @dataclass
@@ -92,6 +94,16 @@ def save(directory: str | Path, model: ScoreNetwork, alphabet: Alphabet, schedul
     }
     atomic_write_text(directory / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
     return directory
+
+
+def default_for_device(device: str | torch.device) -> str | Path:
+    """The model to serve when none is named: $SEDD_CHECKPOINT if set; else, on a GPU,
+    ``checkpoints/acyp-base`` when it holds a checkpoint; else the CPU model ``checkpoints/acyp``."""
+    if os.environ.get("SEDD_CHECKPOINT"):
+        return os.environ["SEDD_CHECKPOINT"]
+    if torch.device(device).type == "cuda" and (GPU_CHECKPOINT / CONFIG_NAME).is_file():
+        return GPU_CHECKPOINT
+    return DEFAULT_CHECKPOINT
 
 
 def resolve(name_or_path: str | Path | None) -> Path:
