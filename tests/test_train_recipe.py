@@ -74,6 +74,7 @@ def test_resume_with_a_different_recipe_names_what_changed(tmp_path, data):
         resume_trainer(data, out, model_overrides={})
 
 
+@pytest.mark.slow          # inductor compiles the forward and backward: about a CPU-minute
 def test_compiled_training_matches_eager_training(tmp_path, data):
     """torch.compile changes how the step runs, not what it computes."""
     def run(compile_: bool):
