@@ -85,6 +85,19 @@ def checked_by_callback(component: gr.components.Component) -> gr.components.Com
     return component
 
 
+def seed_box() -> gr.Textbox:
+    """The seed input: blank means a fresh random seed for every run.
+
+    A text box, because Gradio's ``Number`` shows and sends 0 when its value is None, so the seed
+    was never blank. The API still documents the parameter as an integer (the contract), and the
+    callback checks whatever arrives (``studio.checked_seed``).
+    """
+    box = checked_by_callback(gr.Textbox(label="Seed (blank = random)", value="", placeholder="random",
+                                         max_lines=1, elem_id="seed"))
+    box.api_info = lambda: {"type": "integer"}
+    return box
+
+
 # ---- callbacks --------------------------------------------------------------------------------------
 
 class StudioCallbacks:
@@ -225,8 +238,7 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
                 with gr.Row():
                     temperature = checked_by_callback(gr.Slider(lim.min_temperature, lim.max_temperature, value=1.0,
                                                             step=0.05, label="Temperature"))
-                    seed = checked_by_callback(gr.Number(label="Seed (blank = random)", value=None, precision=0,
-                                                         placeholder="random", elem_id="seed"))
+                    seed = seed_box()
                 fold = gr.Radio(list(studio.FOLD_BACKENDS), value=default_fold, label="Folding backend")
                 with gr.Row():
                     run_btn = gr.Button("Generate", variant="primary", elem_id="generate")
