@@ -114,9 +114,11 @@ def evaluate(a: argparse.Namespace) -> tuple[dict, list[str] | None]:
     result = {"checkpoint": str(model.source), "data": str(a.data), "seed": a.seed}
     lap("load")
     elbo = elbo_to_precision(model.model, data, model.schedule, model.alphabet.mask_id, t_samples=a.t_samples,
-                             target_stderr=a.target_stderr, max_t_samples=a.max_t_samples, seed=a.seed, progress=True)
+                             target_stderr=a.target_stderr, max_t_samples=a.max_t_samples, seed=a.seed, progress=True,
+                             pad_id=model.alphabet.pad_id)
     result.update({k: v for k, v in elbo.items() if not k.startswith("per_sequence")})
-    result["length_nats_per_residue"] = length_nll(model.length_histogram, data) if model.length_histogram else None
+    result["length_nats_per_residue"] = (length_nll(model.length_histogram, data, model.max_len)
+                                         if model.length_histogram else None)
     lap("elbo")
     result.update(infill_recovery(model, data, fraction=a.infill_fraction, seed=a.seed, batch_size=a.batch_size,
                                   progress=True))
