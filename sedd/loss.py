@@ -64,11 +64,13 @@ def diffusion_loss(model, x0: torch.LongTensor, lengths: torch.LongTensor, sched
     if t is None:
         t = sample_times(B, schedule, generator, x0.device)
     x_t = corrupt(x0, t, schedule, mask_id, valid, generator)
+    scored = valid
     if observed is not None:
+        # unobserved positions stay MASK for the network (they are part of the sequence), unscored
         x_t = torch.where(valid & ~observed, torch.full_like(x_t, mask_id), x_t)
-        valid = valid & observed
-    # padding may hold any id, the mask id included: only valid positions count as masked
-    masked = (x_t == mask_id) & valid
+        scored = valid & observed
+    # padding may hold any id, the mask id included: only scored (valid) positions count as masked
+    masked = (x_t == mask_id) & scored
     logits = model(torch.where(valid, x_t, torch.full_like(x_t, pad_id)))
     sigma_bar = schedule.total_noise(t)
     log_s = log_score(F.log_softmax(logits.float(), dim=-1), sigma_bar)

@@ -240,17 +240,6 @@ def test_torchrun_early_stopping_is_one_decision_for_every_rank(tmp_path, family
     assert summary["steps"] == 10 and summary["world_size"] == 2
 
 
-def test_fasta_reader_reports_dropped_sequences(tmp_path):
-    from sedd.data import describe_dropped, read_fasta
-    path = tmp_path / "mixed.fasta"
-    write_fasta(path, ["MKVAG", "MKXAG", "MBXZ", "A" * 200, "GGG*"])
-    data = read_fasta(path, PROTEIN, max_len=128)
-    assert [PROTEIN.decode(t) for t in data.tokens] == ["MKVAG", "GGG"]
-    message = describe_dropped(data)
-    assert message.startswith("dropped 3 of 5 sequences")
-    assert "2 contain 'X'" in message and "1 contain 'B'" in message and "1 longer than 128" in message
-
-
 def test_early_stopping_when_validation_stops_improving(tmp_path, family):
     data, _ = family
     with pytest.warns(UserWarning):
