@@ -4,7 +4,7 @@ The loop runs t from 1 down to 0 on a uniform grid of ``steps`` steps. At each s
 masked position stays masked with probability (1 − e^{−σ̄(s)})/(1 − e^{−σ̄(t)}) and otherwise
 becomes residue b with probability p_θ(b | x_t) (``process.py``). At s = 0 that probability is
 0, so the last step unmasks everything. Given residues are never masked and never resampled
-(exact conditioning, DESIGN decision 8). Only residues are ever drawn: the network has no logit
+(exact conditioning, docs/design.md §8). Only residues are ever drawn: the network has no logit
 for MASK or PAD (decision 4).
 
 Caching (decision 6): the network is time-independent, so a row whose tokens did not change since

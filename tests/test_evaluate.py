@@ -125,7 +125,7 @@ class Oracle(torch.nn.Module):
 
     def __init__(self, sequences: list[list[int]], mask_id: int, wrong: int | None = None):
         super().__init__()
-        self.mask_id, self.pad_id, self.wrong = mask_id, mask_id + 1, wrong
+        self.mask_id, self.pad_id, self.wrong = mask_id, PROTEIN.pad_id, wrong
         L = max(len(s) for s in sequences)
         self.truth = torch.full((len(sequences), L), self.pad_id)
         for i, s in enumerate(sequences):
