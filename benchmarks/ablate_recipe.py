@@ -89,7 +89,7 @@ def score(trainer: Trainer, subset: Dataset, t_samples: int) -> dict:
     """ELBO of the raw and EMA weights on ``subset`` (same times and masks for every variant)."""
     out = {}
     for name, net in (("raw", trainer.model), ("ema", trainer.ema)):
-        r = estimate_elbo(net, subset, trainer.schedule, trainer.alphabet.mask_id, 
+        r = estimate_elbo(net, subset, trainer.schedule, trainer.alphabet.mask_id, pad_id=trainer.alphabet.pad_id,
                           t_samples=t_samples, seed=0, device=trainer.device)
         out[f"elbo_{name}"], out[f"elbo_{name}_stderr"] = r["elbo_nats_per_residue"], r["elbo_stderr"]
     return out

@@ -73,7 +73,8 @@ class AutoregressiveTrainer(Trainer):
 
 
 def sedd_elbo(net, trainer: Trainer, t_samples: int) -> dict:
-    return estimate_elbo(net, trainer.val_set, trainer.schedule, trainer.alphabet.mask_id, t_samples=t_samples,
+    return estimate_elbo(net, trainer.val_set, trainer.schedule, trainer.alphabet.mask_id,
+                         pad_id=trainer.alphabet.pad_id, t_samples=t_samples,
                          seed=0, device=trainer.device, progress=True)
 
 
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     ar = train_quietly(short_run_config(a.data, a.clusters, out / "ar", a.preset, a.cpu_minutes), AutoregressiveTrainer)
     assert [len(t) for t in ar.val_set.tokens] == [len(t) for t in sedd.val_set.tokens], "the two runs split differently"
 
-    length_term = length_nll(sedd.train_set.length_histogram(), sedd.val_set)
+    length_term = length_nll(sedd.train_set.length_histogram(), sedd.val_set, sedd.model.config.max_len)
     elbo = sedd_elbo(sedd.ema, sedd, a.t_samples)
     nll = exact_nll(ar.ema, ar.val_set)
     result = {
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.checkpoint:
         bundled = ckpt.load(a.checkpoint)
         r = estimate_elbo(bundled.model, sedd.val_set, bundled.schedule, bundled.alphabet.mask_id,
-                          t_samples=a.t_samples, seed=0, progress=True)
+                          pad_id=bundled.alphabet.pad_id, t_samples=a.t_samples, seed=0, progress=True)
         result["bundled"] = {"checkpoint": a.checkpoint, "elbo_nats_per_residue": r["elbo_nats_per_residue"],
                              "elbo_stderr": r["elbo_stderr"], "training": bundled.meta.get("training", {}).get("config", {})}
     if a.json:
