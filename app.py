@@ -265,7 +265,10 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
         fn = spaces.GPU(duration=180)(cb.generate) if spaces is not None else cb.generate
         event = run_btn.click(fn, [template, num_samples, steps, seed, temperature, fold],
                               [fasta, frames, status, seed_used, table, structure, plot, files, designs],
-                              api_name="generate", concurrency_limit=concurrency, show_progress="minimal")
+                              api_name="generate", concurrency_limit=concurrency, show_progress="minimal",
+                              # A click while the page still holds the previous run (a Stop being
+                              # processed) runs once that ends; the default ("once") drops it.
+                              trigger_mode="always_last")
         event.then(lambda: 0, None, selected, api_name=False)
         # Not queued: a Stop must reach the server even when the queue is full.
         stop_btn.click(lambda: render.message_html("Stopped: the run was cancelled.", "warn"), None, status,

@@ -1,6 +1,7 @@
 """Reliability of the studio: bad input, caps and the queue, concurrent users, failing folds, no leaks."""
 from __future__ import annotations
 
+import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -224,3 +225,38 @@ def test_serves_no_file_outside_its_output_and_escapes_user_text(model, tmp_path
         assert "invalid character '&lt;' at position 1" in str(e.value) and "<script" not in str(e.value)
     finally:
         demo.close()
+
+
+# ---- Stop: Gradio's cancel ends the sampler itself ------------------------------------------------------
+
+def wait_for_stable(count, settle_s: float = 1.5, timeout_s: float = 60.0) -> int:
+    """Poll ``count()`` until it has not changed for ``settle_s`` seconds; return it."""
+    deadline = time.monotonic() + timeout_s
+    last, since = count(), time.monotonic()
+    while time.monotonic() - since < settle_s:
+        assert time.monotonic() < deadline, f"still growing after {timeout_s} s: {last}"
+        time.sleep(0.05)
+        if count() != last:
+            last, since = count(), time.monotonic()
+    return last
+
+
+def test_cancel_stops_the_network_calls(model):
+    calls = []
+    real_forward = model.model.forward
+    model.model.forward = lambda x: calls.append(len(x)) or real_forward(x)
+    demo, url = launch_app(model, {"off": None})
+    try:
+        job = Client(url, verbose=False).submit("_" * 120, 4, 1024, 1, api_name="/generate")
+        deadline = time.monotonic() + 60
+        while len(job.outputs()) < 3:
+            assert time.monotonic() < deadline, "no frames streamed"
+            time.sleep(0.05)
+        job.cancel()
+        stopped_at = wait_for_stable(lambda: len(calls))
+        # a full run calls the network once per step in which something changed: hundreds of times
+        assert 0 < stopped_at < 200, f"{stopped_at} network calls: the cancel did not end the sampling"
+        assert wait_for_stable(lambda: len(calls), settle_s=1.0) == stopped_at
+    finally:
+        demo.close()
+        del model.model.forward
