@@ -49,9 +49,10 @@ def sequences(fasta: str) -> list[str]:
     (dict(template=OK, num_samples=10**6), "number of designs must be 1 to 8; got 1000000"),
     (dict(template=OK, num_samples=0), "number of designs must be 1 to 8; got 0"),
     (dict(template=OK, num_samples=2.5), "number of designs must be a whole number, 1 to 8; got 2.5"),
-    (dict(template=OK, seed=-1), "seed must be 0 to 2147483647 (or blank for a random seed); got -1"),
-    (dict(template=OK, seed=10**30), "seed must be 0 to 2147483647 (or blank for a random seed); got 1" + "0" * 30),
-    (dict(template=OK, seed="abc"), "seed must be a whole number, 0 to 2147483647"),
+    (dict(template=OK, seed=-1), "seed must be a whole number from 0 to 2147483647, or blank for a random seed; got -1"),
+    (dict(template=OK, seed=10**30), "seed must be a whole number from 0 to 2147483647, or blank for a random seed; got 1" + "0" * 30),
+    (dict(template=OK, seed="abc"), "seed must be a whole number from 0 to 2147483647, or blank for a random seed; got 'abc'"),
+    (dict(template="MKА__"), "invalid character 'А' (U+0410, CYRILLIC CAPITAL LETTER A) at position 3"),
     (dict(template=OK, temperature=0), "temperature must be a number from 0.1 to 2.0; got 0.0"),
     (dict(template=OK, fold="AlphaFold"), "folding backend must be one of ESMFold (local), ESM Atlas API, off"),
 ])
