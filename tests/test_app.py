@@ -10,6 +10,7 @@ import pytest
 
 import app
 from sedd import sample as sample_cli
+from sedd import studio
 from sedd.fold import ESMFoldBackend, pdb_ca_bfactors
 from studio_helpers import tiny_esmfold
 
@@ -134,3 +135,29 @@ def test_3dmol_comes_from_the_npm_package_when_installed_else_the_cdn(tmp_path, 
     local.write_text("/* 3Dmol */")
     assert app.js_url_for_3dmol() == f"gradio_api/file={local}"
     assert local in _StaticFiles.all_paths               # served: that one file and nothing else of ours
+
+
+def test_header_names_the_model_not_its_path(model):
+    summary = app.model_summary(model)
+    assert f"Model `{Path(model.source).name}` ·" in summary and str(Path(model.source).parent) not in summary
+    assert app.model_name("someone/acyp-sedd") == "someone/acyp-sedd"        # a Hub id as given
+
+
+def test_nearest_identity_counts_designed_positions_only():
+    designed = [False, True, True, True, True]
+    assert studio.nearest_identities(["MAAAA", "KAAAC", "MGGGG"], designed) == [0.75, 0.75, 0.0]
+    assert studio.nearest_identities(["MAAAA"], designed) == [None]                 # no other design
+    assert studio.nearest_identities(["MA", "MC"], [False, False]) == [None, None]  # nothing designed
+
+
+def test_the_table_tells_designs_apart(cb):
+    *_, final = cb.generate(TEMPLATE, 4, 16, 2, 1.0, "off")
+    table, ranked = final[4], final[8]
+    column = app.TABLE_HEADERS.index("nearest other design (% identity, designed positions)")
+    expected = studio.nearest_identities([d.sequence for d in ranked], ranked[0].designed)
+    assert [row[column] for row in table] == [f"{100 * e:.1f}" for e in expected]
+
+
+def test_one_design_is_one_design(cb):
+    *_, final = cb.generate(TEMPLATE, 1, 16, 2, 1.0, "off")
+    assert "1 design in 16 steps" in final[2]

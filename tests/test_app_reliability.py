@@ -1,6 +1,9 @@
 """Reliability of the studio: bad input, caps and the queue, concurrent users, failing folds, no leaks."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -16,7 +19,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import app
 from sedd import render
 from sedd.fold import ESMAtlasBackend, ESMFoldBackend, FoldError
-from studio_helpers import launch_app
+from studio_helpers import launch_app, tiny_checkpoint_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 OK = "MKV__GF_R____LLAGW__KDE"
@@ -261,3 +264,46 @@ def test_cancel_stops_the_network_calls(model):
     finally:
         demo.close()
         del model.model.forward
+
+
+# ---- downloads: bounded, and gone when the server stops ------------------------------------------------
+
+def test_downloads_are_capped_in_size(model, tmp_path):
+    cb = app.StudioCallbacks(model, {"off": None}, min_interval=0.0, output_root=tmp_path / "out", max_output_bytes=1)
+    finals = [final_of(cb, OK, seed=seed) for seed in range(3)]
+    [kept] = list((tmp_path / "out").iterdir())                   # over the cap: only the newest run stays
+    assert all(Path(f).parent == kept and Path(f).is_file() for f in finals[-1][7])
+
+
+@pytest.mark.slow
+def test_python_app_py_removes_its_downloads_at_exit(tmp_path):
+    ckpt = tiny_checkpoint_dir(tmp_path / "ckpt")
+    proc, url = app.spawn(["--checkpoint", str(ckpt)], log=tmp_path / "app.log",
+                          env={"GRADIO_TEMP_DIR": str(tmp_path / "gradio"), "OMP_NUM_THREADS": "1"})
+    try:
+        Client(url, verbose=False, download_files=False).predict(OK, 1, 16, 0, api_name="/generate")
+        [outputs] = list((tmp_path / "gradio").glob("sedd-studio-*"))
+        assert list(outputs.rglob("designs.fasta"))
+    finally:
+        proc.terminate()                  # what stopping a Space or a service does
+        proc.wait(timeout=60)
+    assert not list((tmp_path / "gradio").glob("sedd-studio-*")), (tmp_path / "app.log").read_text()[-2000:]
+
+
+# ---- the browser tests without a browser: a skip with the hint locally, a failure in CI ------------------
+
+def run_browser_tests(env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "tests/test_browser.py"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_browser_tests_skip_locally_and_fail_in_ci_without_chromium(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    env["SEDD_CHROMIUM"] = str(tmp_path / "no-chromium")
+    local = run_browser_tests(env)
+    summary = local.stdout.strip().splitlines()[-1]
+    assert local.returncode == 0 and "skipped" in summary and "error" not in summary, local.stdout[-2000:]
+    assert "Chromium (apt-get install chromium) is missing" in local.stdout
+    ci = run_browser_tests({**env, "CI": "true"})
+    assert ci.returncode == 1 and "is missing; .ci/run must install it" in ci.stdout, ci.stdout[-2000:]
