@@ -23,7 +23,6 @@ not an equal budget).
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import sys
 from pathlib import Path
@@ -35,41 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))    # run from a 
 
 from ablate_recipe import short_run_config, train_quietly  # noqa: E402
 from sedd import checkpoint as ckpt  # noqa: E402
-from sedd.autoregressive import autoregressive_config, causal_nll, exact_nll  # noqa: E402
+from sedd.autoregressive import AutoregressiveTrainer, exact_nll  # noqa: E402
 from sedd.likelihood import estimate_elbo, length_nll  # noqa: E402
-from sedd.model import ScoreNetwork  # noqa: E402
-from sedd.optim import make_optimizer  # noqa: E402
 from sedd.train import Trainer  # noqa: E402
-
-
-class AutoregressiveTrainer(Trainer):
-    """The Trainer with the causal twin of its network and the left-to-right NLL (with END) as the loss.
-
-    Validation records the exact residue NLL under the ELBO's history keys, so early stopping and
-    'best weights' work unchanged.
-    """
-
-    def __init__(self, cfg):
-        super().__init__(cfg)
-        torch.manual_seed(cfg.seed)
-        self.model = ScoreNetwork(autoregressive_config(self.model.config)).to(self.device)
-        self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
-        self.opt = make_optimizer(self.model, cfg.optimizer, cfg.lr, cfg.weight_decay)
-        self.ddp = self.net = self.model
-
-    def _loss(self, x0, lengths):
-        residue, end = causal_nll(self.net, x0, lengths)
-        return (residue + end).sum() / lengths.sum()
-
-    def evaluate(self) -> dict:
-        record = {"step": self.step}
-        for name, net in (("raw", self.model), ("ema", self.ema)):
-            record[f"val_elbo_{name}"] = exact_nll(net, self.val_probe, device=self.device)["nll_nats_per_residue"]
-            if record[f"val_elbo_{name}"] < self.best["elbo"]:
-                self.best = {"elbo": record[f"val_elbo_{name}"], "step": self.step,
-                             "weights": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}}
-        self.history.append(record)
-        return record
 
 
 def sedd_elbo(net, trainer: Trainer, t_samples: int) -> dict:

@@ -12,15 +12,19 @@ Token ids for a network of ``vocab_size = V + 1``: residues 0…V−1 (those of 
 END = V (an output only), BOS = V + 1, padding = V + 2. The END term is what makes the NLL a
 distribution over whole sequences of any length; SEDD instead conditions on the length, so the
 fair comparisons are (residue terms only) vs SEDD's ELBO, and (residues + END) vs SEDD's ELBO plus
-−log p(length) (``benchmarks/ar_baseline.py`` reports both).
+−log p(length) (``benchmarks/ar_baseline.py`` reports both). ``AutoregressiveTrainer`` trains it
+with everything else of ``sedd.train`` unchanged.
 """
 from __future__ import annotations
+
+import copy
 
 import torch
 import torch.nn.functional as F
 
 from .data import Dataset, bucketed_batches, collate
-from .model import ModelConfig, ScoreNetwork
+from .model import ModelConfig, ScoreNetwork, preset
+from .train import Trainer
 
 
 def autoregressive_config(model_cfg: ModelConfig) -> ModelConfig:
@@ -85,3 +89,37 @@ def exact_nll(model: ScoreNetwork, data: Dataset, tokens_per_batch: int = 16384,
     return {"nll_nats_per_residue": residue.sum().item() / n_res,
             "nll_with_end_nats_per_residue": (residue + end).sum().item() / n_res,
             "num_sequences": len(data), "num_residues": n_res, "per_sequence": residue.tolist()}
+
+
+class AutoregressiveTrainer(Trainer):
+    """``Trainer`` with the causal twin of its network and the left-to-right NLL (with END) as the loss.
+
+    Everything else — data, split, batches, optimizer, LR schedule, EMA, budgets, checkpoints — is
+    the diffusion model's. Validation records the exact residue NLL under the ELBO's history keys,
+    so early stopping and 'best weights' work unchanged. One process only.
+    """
+
+    def _build_networks(self) -> None:
+        cfg = self.cfg
+        if self.distributed:
+            raise ValueError("the autoregressive baseline trains in one process; run it without torchrun")
+        score_cfg = preset(cfg.preset, vocab_size=self.alphabet.size, max_len=cfg.max_len, dropout=cfg.dropout,
+                           **cfg.model_overrides)
+        self.model = ScoreNetwork(autoregressive_config(score_cfg)).to(self.device)
+        self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
+        self.ddp = self.model
+        self.net = torch.compile(self.model, dynamic=True) if cfg.compile else self.model
+
+    def _loss(self, x0: torch.LongTensor, lengths: torch.LongTensor) -> torch.Tensor:
+        residue, end = causal_nll(self.net, x0, lengths)
+        return (residue + end).sum() / lengths.sum()
+
+    def evaluate(self) -> dict:
+        record = {"step": self.step}
+        for name, net in (("raw", self.model), ("ema", self.ema)):
+            record[f"val_elbo_{name}"] = exact_nll(net, self.val_probe, device=self.device)["nll_nats_per_residue"]
+            if record[f"val_elbo_{name}"] < self.best["elbo"]:
+                self.best = {"elbo": record[f"val_elbo_{name}"], "step": self.step,
+                             "weights": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}}
+        self.history.append(record)
+        return record
