@@ -100,14 +100,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def table(r: dict) -> str:
     s, ar = r["sedd"], r["ar"]
-    lines = [f"{r['preset']}, {r['cpu_minutes']} CPU minutes each, {r['threads']} thread(s); validation split: "
-             f"{r['val_sequences']:,} sequences, {r['val_residues']:,} residues",
+    lines = [(f"{r['preset']}, {r['cpu_minutes']} CPU minutes each, {r['threads']} thread(s); validation split: "
+              f"{r['val_sequences']:,} sequences, {r['val_residues']:,} residues"),
              "| model | steps | tokens/CPU-s | nats/residue, residues given the length | with the length / END |",
              "|---|---:|---:|---:|---:|",
-             f"| SEDD (ELBO, an upper bound) | {s['steps']} | {s['tokens_per_cpu_second']:,.0f} | "
-             f"{s['elbo_nats_per_residue']:.3f} ± {s['elbo_stderr']:.3f} | {s['elbo_plus_length_nats_per_residue']:.3f} |",
-             f"| autoregressive (exact NLL) | {ar['steps']} | {ar['tokens_per_cpu_second']:,.0f} | "
-             f"{ar['nll_nats_per_residue']:.3f} (not given the length) | {ar['nll_with_end_nats_per_residue']:.3f} |"]
+             (f"| SEDD (ELBO, an upper bound) | {s['steps']} | {s['tokens_per_cpu_second']:,.0f} | "
+              f"{s['elbo_nats_per_residue']:.3f} ± {s['elbo_stderr']:.3f} | {s['elbo_plus_length_nats_per_residue']:.3f} |"),
+             (f"| autoregressive (exact NLL) | {ar['steps']} | {ar['tokens_per_cpu_second']:,.0f} | "
+              f"{ar['nll_nats_per_residue']:.3f} (not given the length) | {ar['nll_with_end_nats_per_residue']:.3f} |")]
     if "bundled" in r:
         b = r["bundled"]
         lines.append(f"| bundled SEDD `{b['checkpoint']}` ({b['training'].get('minutes', '?')} minutes, "

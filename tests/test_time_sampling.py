@@ -33,7 +33,10 @@ def feed(sampler: ImportanceTimes, f, rounds: int, gen: torch.Generator) -> None
 def test_importance_weights_keep_the_expectation_and_the_proposal_follows_the_second_moment():
     gen = torch.Generator().manual_seed(0)
     sampler = ImportanceTimes(SCHEDULE)
-    f = lambda t: 1.0 / t.sqrt()                     # noqa: E731 — large near t = 0, like the 1/t-weighted loss
+
+    def f(t):                                         # large near t = 0, like the 1/t-weighted loss
+        return 1.0 / t.sqrt()
+
     assert torch.allclose(sampler.proposal(), torch.full((20,), 0.05, dtype=torch.float64))
     feed(sampler, f, 40, gen)
     q = sampler.proposal()
