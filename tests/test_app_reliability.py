@@ -14,12 +14,18 @@ import gradio as gr
 import pytest
 import requests
 from gradio_client import Client
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from studio_helpers import (
+    fasta_sequences,
+    launch_app,
+    tiny_checkpoint_dir,
+    wait_for_stable,
+)
 
 import app
 from sedd import render
 from sedd.fold import ESMAtlasBackend, ESMFoldBackend, FoldError
-from studio_helpers import launch_app, tiny_checkpoint_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 OK = "MKV__GF_R____LLAGW__KDE"
@@ -33,10 +39,6 @@ def cb(model, tmp_path_factory):
 def final_of(cb, template, num_samples=2, steps=16, seed=0, temperature=1.0, fold="off"):
     *_, final = cb.generate(template, num_samples, steps, seed, temperature, fold)
     return final
-
-
-def sequences(fasta: str) -> list[str]:
-    return [line for line in fasta.splitlines() if line and not line.startswith(">")]
 
 
 # ---- bad input: a specific message, in the page and as the API error --------------------------------
@@ -73,13 +75,13 @@ def test_bad_input_gets_a_specific_message(cb, kwargs, message):
     ("MKVLAG", "MKVLAG"),                                          # no masks: unchanged
 ])
 def test_accepted_inputs(cb, template, expected):
-    for seq in sequences(final_of(cb, template)[0]):
+    for seq in fasta_sequences(final_of(cb, template)[0]):
         assert len(seq) == len(expected) and all(e in ("?", s) for s, e in zip(seq, expected))
 
 
 def test_multi_fasta_uses_the_first_record_and_says_so(cb):
     final = final_of(cb, ">a\nMKV__\n>b\nGGGGGGGG\n>c\nAA")
-    assert all(len(s) == 5 and s.startswith("MKV") for s in sequences(final[0]))
+    assert all(len(s) == 5 and s.startswith("MKV") for s in fasta_sequences(final[0]))
     assert "the input holds 3 FASTA records; using the first one only" in final[2]
 
 
@@ -94,7 +96,7 @@ def test_any_text_gives_designs_or_a_clear_error(cb, model, text):
             final_of(cb, text, num_samples=1)
         assert err.value.message == render.error_text(str(e))
         return
-    [seq] = sequences(final_of(cb, text, num_samples=1)[0])
+    [seq] = fasta_sequences(final_of(cb, text, num_samples=1)[0])
     assert len(seq) == len(parsed)
     assert all(d or model.alphabet.encode(c)[0] == tok for c, tok, d in zip(seq, parsed.tokens, parsed.designed))
 
@@ -121,7 +123,7 @@ def test_a_full_queue_refuses_and_the_app_recovers(model):
                 errors.append(str(e))
         assert errors and all("queue is full" in e.lower() for e in errors), errors
         assert len(errors) < len(jobs)
-        assert sequences(client.predict(OK, 1, 16, 0, api_name="/generate")[0])
+        assert fasta_sequences(client.predict(OK, 1, 16, 0, api_name="/generate")[0])
     finally:
         demo.close()
 
@@ -172,12 +174,12 @@ class NoNetwork:
 def test_failing_folds_say_which_and_why_and_designs_still_come(model, tmp_path, name, backend, words):
     cb = app.StudioCallbacks(model, {name: backend, "off": None}, min_interval=0.0, output_root=tmp_path)
     fasta, _f, status, _s, table, structure, plot, files, _r = final_of(cb, OK, 3, fold=name)
-    assert len(sequences(fasta)) == 3
+    assert len(fasta_sequences(fasta)) == 3
     assert "Folding failed" in status and words.replace("'", "&#x27;") in status
     assert "No structure for" in structure and plot is None
     assert [row[6] for row in table] == ["failed"] * 3
     assert any(f.endswith("designs.fasta") for f in files)
-    assert len(sequences(final_of(cb, OK, 2, fold="off")[0])) == 2      # the next request works
+    assert len(fasta_sequences(final_of(cb, OK, 2, fold="off")[0])) == 2      # the next request works
 
 
 def test_a_request_wide_failure_is_not_retried_for_every_design(model, tmp_path):
@@ -192,8 +194,8 @@ def test_a_failing_fold_through_the_api_still_returns_the_designs(model):
     try:
         client = Client(url, verbose=False)
         out = client.predict(OK, 2, 16, 5, 1.0, "ESM Atlas API", api_name="/generate")
-        assert len(sequences(out[0])) == 2 and "cannot be reached" in out[2]
-        assert len(sequences(client.predict(OK, 1, 16, 5, api_name="/generate")[0])) == 1
+        assert len(fasta_sequences(out[0])) == 2 and "cannot be reached" in out[2]
+        assert len(fasta_sequences(client.predict(OK, 1, 16, 5, api_name="/generate")[0])) == 1
     finally:
         demo.close()
 
@@ -232,18 +234,6 @@ def test_serves_no_file_outside_its_output_and_escapes_user_text(model, tmp_path
 
 
 # ---- Stop: Gradio's cancel ends the sampler itself ------------------------------------------------------
-
-def wait_for_stable(count, settle_s: float = 1.5, timeout_s: float = 60.0) -> int:
-    """Poll ``count()`` until it has not changed for ``settle_s`` seconds; return it."""
-    deadline = time.monotonic() + timeout_s
-    last, since = count(), time.monotonic()
-    while time.monotonic() - since < settle_s:
-        assert time.monotonic() < deadline, f"still growing after {timeout_s} s: {last}"
-        time.sleep(0.05)
-        if count() != last:
-            last, since = count(), time.monotonic()
-    return last
-
 
 def test_cancel_stops_the_network_calls(model):
     calls = []
