@@ -32,6 +32,8 @@ from .schedule import LogLinearSchedule
 RESUME_NAME = "resume.pt"
 
 
+BAR_TOTAL = 1000                 # the progress bar counts thousandths of the budget
+
 @dataclass
 class TrainConfig:
     data: str
@@ -258,6 +260,15 @@ class Trainer:
             fractions.append((self.seconds - self.warmup_seconds) / max(1.0, self.cfg.minutes * 60 - self.warmup_seconds))
         return max(fractions, default=0.0)
 
+    def budget_used(self) -> float:
+        """Share of the budget spent, 0–1: steps of --max-steps or time of --minutes, whichever is further."""
+        used = []
+        if self.cfg.max_steps:
+            used.append(self.step / self.cfg.max_steps)
+        if self.cfg.minutes:
+            used.append(self.seconds / (self.cfg.minutes * 60))
+        return min(1.0, max(used, default=0.0))
+
     def _should_stop(self, start: float, budget: float) -> bool:
         stop = bool((self.cfg.max_steps and self.step >= self.cfg.max_steps) or time.time() - start >= budget)
         if self.distributed:   # ranks' clocks differ: stop together or the others hang in all-reduce
@@ -269,8 +280,10 @@ class Trainer:
     def run(self) -> Path:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=self.cfg.max_steps, initial=self.step, disable=not self.is_main, desc="train",
-                   dynamic_ncols=True)
+        # Progress against the budget (time or steps), so the bar has an end and an ETA either way.
+        bar = tqdm(total=BAR_TOTAL, initial=round(BAR_TOTAL * self.budget_used()), disable=not self.is_main,
+                   desc="train", dynamic_ncols=True,
+                   bar_format="{desc}: {percentage:3.0f}% of the budget |{bar}| [{elapsed}<{remaining}{postfix}]")
         try:
             self._train_until_done(bar)
         finally:
@@ -312,8 +325,8 @@ class Trainer:
                     now = time.time()
                     tok_s = (self.tokens_seen - tokens_window[1]) / max(1e-6, now - tokens_window[0])
                     tokens_window = (now, self.tokens_seen)
-                    bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tok_s:,.0f}", refresh=False)
-                bar.update(1)
+                    bar.set_postfix(step=self.step, loss=f"{loss:.3f}", tok_s=f"{tok_s:,.0f}", refresh=False)
+                bar.update(round(BAR_TOTAL * self.budget_used()) - bar.n)
                 if self.step % cfg.eval_every == 0:
                     rec = self.evaluate()
                     if self.is_main:

@@ -200,3 +200,10 @@ def test_learning_rate_warms_up_then_decays_to_its_floor_with_the_budget():
     assert lr_at(10, cfg, 0.0) == pytest.approx(1e-3)
     assert lr_at(500, cfg, 0.5) == pytest.approx(0.55e-3)
     assert lr_at(900, cfg, 1.0) == lr_at(999, cfg, 3.0) == pytest.approx(1e-4)
+
+
+def test_the_progress_bar_runs_against_the_time_budget(tmp_path, family, capsys):
+    data, _ = family
+    Trainer(fast_config(data, tmp_path / "bar", minutes=0.05, eval_every=10_000)).run()
+    err = capsys.readouterr().err
+    assert "100% of the budget" in err and "<" in err.rsplit("of the budget", 1)[1]    # an end and an ETA
