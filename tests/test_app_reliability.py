@@ -297,3 +297,49 @@ def test_browser_tests_skip_locally_and_fail_in_ci_without_chromium(tmp_path):
     assert "Chromium (apt-get install chromium) is missing" in local.stdout
     ci = run_browser_tests({**env, "CI": "true"})
     assert ci.returncode == 1 and "is missing; .ci/run must install it" in ci.stdout, ci.stdout[-2000:]
+
+
+def stop_function_index(demo) -> int:
+    """The Stop button's own handler (the one that writes "Stopped"; Gradio adds the cancel beside it)."""
+    [stop] = [b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "stop"]
+    [index] = [i for i, d in demo.fns.items() if d.fn is not None and (stop._id, "click") in d.targets]
+    return index
+
+
+def test_stop_answers_while_the_queue_is_full(model):
+    demo, url = launch_app(model, {"off": None}, concurrency=1, max_queue=1)
+    try:
+        client = Client(url, verbose=False)
+        jobs = [client.submit("_" * 64, 4, 1024, i, api_name="/generate") for i in range(2)]   # running + waiting
+        deadline = time.monotonic() + 60
+        while demo._queue.__len__() < 1:
+            assert time.monotonic() < deadline, "the queue never filled"
+            time.sleep(0.05)
+        with pytest.raises(Exception, match="(?i)queue is full"):
+            client.predict(OK, 1, 16, 0, api_name="/generate")
+        # The page sends a queued handler through the queue (refused now) and an unqueued one straight here.
+        assert demo.fns[stop_function_index(demo)].queue is False
+        r = requests.post(f"{url}gradio_api/run/predict", json={"fn_index": stop_function_index(demo), "data": [],
+                                                                "session_hash": "stopper"}, timeout=30)
+        assert r.status_code == 200 and "Stopped" in r.json()["data"][0], r.text[:300]
+        for job in jobs:
+            job.cancel()
+    finally:
+        demo.close()
+
+
+def test_cancelling_one_client_job_leaves_another_clients_job_running(model):
+    """Gradio cancels by session and endpoint, so the README tells API users to give each job
+    they may cancel its own Client; then a cancel ends only that job."""
+    demo, url = launch_app(model, {"off": None})
+    try:
+        doomed = Client(url, verbose=False).submit("_" * 120, 4, 1024, 1, api_name="/generate")
+        kept = Client(url, verbose=False).submit(OK, 2, 64, 2, api_name="/generate")
+        deadline = time.monotonic() + 60
+        while not doomed.outputs():
+            assert time.monotonic() < deadline, "no frames streamed"
+            time.sleep(0.05)
+        doomed.cancel()
+        assert len(fasta_sequences(kept.result(timeout=120)[0])) == 2
+    finally:
+        demo.close()
