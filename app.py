@@ -2,11 +2,12 @@
 
     python app.py [--checkpoint DIR_OR_HUB_ID] [--esmfold NAME_OR_DIR] [--fold BACKEND]
 
-Serves on 127.0.0.1:7860 (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT respected). The API endpoint
+Serves on 127.0.0.1:7860, or the next free port (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT respected). The API endpoint
 ``generate`` takes ``template``, ``num_samples``, ``steps``, ``seed`` (and ``temperature``, ``fold``);
 it streams, and the first element of its final output is the FASTA text of the designs.
 
-This file is UI only: callbacks, then layout, then wiring, then launch. Requests, runs and
+This file is UI only: callbacks, then layout, then wiring, then launch, then the start-up helpers
+that tests and scripts share (``serve`` in this process, ``spawn`` for ``python app.py``). Requests, runs and
 downloads are ``sedd/studio.py``; folding ``sedd/fold.py``; HTML and plots ``sedd/render.py``.
 """
 from __future__ import annotations
