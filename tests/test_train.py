@@ -163,7 +163,8 @@ def test_kill_9_during_checkpoint_writes_leaves_a_readable_checkpoint(tmp_path, 
 def test_torchrun_two_processes_on_gloo(tmp_path, family):
     data, _ = family
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+    # --standalone: the rendezvous binds a port the kernel picks (no fixed port to collide on)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            "-m", "sedd.train", *_cli(data, out, "--max-steps", "20")[3:]]
     result = subprocess.run(cmd, env=ENV, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
