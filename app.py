@@ -99,6 +99,23 @@ def seed_box() -> gr.Textbox:
     return box
 
 
+def remove_orphaned_outputs(cache: Path) -> None:
+    """Remove the download folders of studios that ended without cleaning up (killed, crashed).
+
+    Each studio's folder is named ``sedd-studio-<pid>-…``; one whose process no longer runs is an orphan.
+    """
+    for folder in cache.glob("sedd-studio-*-*"):
+        pid = folder.name.split("-")[2]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)               # signal 0: only asks whether the process exists
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except PermissionError:                # it exists, under another user
+            pass
+
+
 # ---- callbacks --------------------------------------------------------------------------------------
 
 class StudioCallbacks:
@@ -112,7 +129,8 @@ class StudioCallbacks:
         # Inside Gradio's cache folder: Gradio serves a file from there as it is, without a copy.
         cache = Path(gr.utils.get_upload_folder())
         cache.mkdir(parents=True, exist_ok=True)
-        self.output_root = output_root or Path(tempfile.mkdtemp(prefix="sedd-studio-", dir=cache))
+        remove_orphaned_outputs(cache)
+        self.output_root = output_root or Path(tempfile.mkdtemp(prefix=f"sedd-studio-{os.getpid()}-", dir=cache))
         self.output_root.mkdir(parents=True, exist_ok=True)
         self.max_output_bytes = max_output_bytes
 

@@ -265,6 +265,19 @@ def test_downloads_are_capped_in_size(model, tmp_path):
     assert all(Path(f).parent == kept and Path(f).is_file() for f in finals[-1][7])
 
 
+def test_a_new_studio_removes_the_downloads_of_dead_ones(model, tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    orphan = tmp_path / f"sedd-studio-{dead.stdout.strip()}-abc"           # a killed studio's folder
+    alive = tmp_path / f"sedd-studio-{os.getpid()}-def"                    # a running one's
+    for folder in (orphan, alive):
+        (folder / "run").mkdir(parents=True)
+    cb = app.StudioCallbacks(model, {"off": None})
+    assert not orphan.exists() and alive.exists() and cb.output_root.parent == tmp_path
+    cb.close()
+    assert not cb.output_root.exists()
+
+
 @pytest.mark.slow
 def test_python_app_py_removes_its_downloads_at_exit(tmp_path):
     ckpt = tiny_checkpoint_dir(tmp_path / "ckpt")
