@@ -2,7 +2,7 @@
 
 ``app.py`` turns these objects into Gradio components; everything here is plain Python, so the
 tests drive it without a browser. One ``Run`` is one user request: it owns its seeded sampler
-(one ``torch.Generator`` per request, DESIGN decision 7), so concurrent users never share state.
+(one ``torch.Generator`` per request, docs/design.md §7), so concurrent users never share state.
 """
 from __future__ import annotations
 
