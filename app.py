@@ -86,6 +86,12 @@ def checked_by_callback(component: gr.components.Component) -> gr.components.Com
     return component
 
 
+def integer_in_api(component: gr.components.Component) -> gr.components.Component:
+    """Document the component's parameter as an integer in the API (and MCP) schema, as the contract says."""
+    component.api_info = lambda: {"type": "integer"}
+    return component
+
+
 def seed_box() -> gr.Textbox:
     """The seed input: blank means a fresh random seed for every run.
 
@@ -93,10 +99,8 @@ def seed_box() -> gr.Textbox:
     was never blank. The API still documents the parameter as an integer (the contract), and the
     callback checks whatever arrives (``studio.checked_seed``).
     """
-    box = checked_by_callback(gr.Textbox(label="Seed (blank = random)", value="", placeholder="random",
-                                         max_lines=1, elem_id="seed"))
-    box.api_info = lambda: {"type": "integer"}
-    return box
+    return integer_in_api(checked_by_callback(gr.Textbox(label="Seed (blank = random)", value="",
+                                                         placeholder="random", max_lines=1, elem_id="seed")))
 
 
 def remove_orphaned_outputs(cache: Path) -> None:
@@ -284,9 +288,10 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
                 gr.Examples([[e["template"]] for e in EXAMPLES], inputs=[template],
                             example_labels=[e["label"] for e in EXAMPLES], label="Example templates")
                 with gr.Row():
-                    num_samples = checked_by_callback(gr.Slider(1, lim.max_designs, value=4, step=1,
-                                                                 label="Number of designs"))
-                    steps = checked_by_callback(gr.Slider(lim.min_steps, lim.max_steps, value=128, step=1, label="Steps"))
+                    num_samples = integer_in_api(checked_by_callback(gr.Slider(1, lim.max_designs, value=4, step=1,
+                                                                                label="Number of designs")))
+                    steps = integer_in_api(checked_by_callback(gr.Slider(lim.min_steps, lim.max_steps, value=128,
+                                                                         step=1, label="Steps")))
                 with gr.Row():
                     temperature = checked_by_callback(gr.Slider(lim.min_temperature, lim.max_temperature, value=1.0,
                                                             step=0.05, label="Temperature"))

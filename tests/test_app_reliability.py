@@ -267,7 +267,8 @@ def test_downloads_are_capped_in_size(model, tmp_path):
 
 def test_a_new_studio_removes_the_downloads_of_dead_ones(model, tmp_path, monkeypatch):
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
     orphan = tmp_path / f"sedd-studio-{dead.stdout.strip()}-abc"           # a killed studio's folder
     alive = tmp_path / f"sedd-studio-{os.getpid()}-def"                    # a running one's
     for folder in (orphan, alive):
@@ -297,7 +298,7 @@ def test_python_app_py_removes_its_downloads_at_exit(tmp_path):
 
 def run_browser_tests(env: dict) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "tests/test_browser.py"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
 
 
 @pytest.mark.slow
