@@ -1,6 +1,10 @@
 """Reliability of the studio: bad input, caps and the queue, concurrent users, failing folds, no leaks."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -10,12 +14,18 @@ import gradio as gr
 import pytest
 import requests
 from gradio_client import Client
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from studio_helpers import (
+    fasta_sequences,
+    launch_app,
+    tiny_checkpoint_dir,
+    wait_for_stable,
+)
 
 import app
 from sedd import render
 from sedd.fold import ESMAtlasBackend, ESMFoldBackend, FoldError
-from studio_helpers import launch_app
 
 ROOT = Path(__file__).resolve().parent.parent
 OK = "MKV__GF_R____LLAGW__KDE"
@@ -31,10 +41,6 @@ def final_of(cb, template, num_samples=2, steps=16, seed=0, temperature=1.0, fol
     return final
 
 
-def sequences(fasta: str) -> list[str]:
-    return [line for line in fasta.splitlines() if line and not line.startswith(">")]
-
-
 # ---- bad input: a specific message, in the page and as the API error --------------------------------
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -48,9 +54,10 @@ def sequences(fasta: str) -> list[str]:
     (dict(template=OK, num_samples=10**6), "number of designs must be 1 to 8; got 1000000"),
     (dict(template=OK, num_samples=0), "number of designs must be 1 to 8; got 0"),
     (dict(template=OK, num_samples=2.5), "number of designs must be a whole number, 1 to 8; got 2.5"),
-    (dict(template=OK, seed=-1), "seed must be 0 to 2147483647 (or blank for a random seed); got -1"),
-    (dict(template=OK, seed=10**30), "seed must be 0 to 2147483647 (or blank for a random seed); got 1" + "0" * 30),
-    (dict(template=OK, seed="abc"), "seed must be a whole number, 0 to 2147483647"),
+    (dict(template=OK, seed=-1), "seed must be a whole number from 0 to 2147483647, or blank for a random seed; got -1"),
+    (dict(template=OK, seed=10**30), "seed must be a whole number from 0 to 2147483647, or blank for a random seed; got 1" + "0" * 30),
+    (dict(template=OK, seed="abc"), "seed must be a whole number from 0 to 2147483647, or blank for a random seed; got 'abc'"),
+    (dict(template="MKА__"), "invalid character 'А' (U+0410, CYRILLIC CAPITAL LETTER A) at position 3"),
     (dict(template=OK, temperature=0), "temperature must be a number from 0.1 to 2.0; got 0.0"),
     (dict(template=OK, fold="AlphaFold"), "folding backend must be one of ESMFold (local), ESM Atlas API, off"),
 ])
@@ -68,13 +75,13 @@ def test_bad_input_gets_a_specific_message(cb, kwargs, message):
     ("MKVLAG", "MKVLAG"),                                          # no masks: unchanged
 ])
 def test_accepted_inputs(cb, template, expected):
-    for seq in sequences(final_of(cb, template)[0]):
+    for seq in fasta_sequences(final_of(cb, template)[0]):
         assert len(seq) == len(expected) and all(e in ("?", s) for s, e in zip(seq, expected))
 
 
 def test_multi_fasta_uses_the_first_record_and_says_so(cb):
     final = final_of(cb, ">a\nMKV__\n>b\nGGGGGGGG\n>c\nAA")
-    assert all(len(s) == 5 and s.startswith("MKV") for s in sequences(final[0]))
+    assert all(len(s) == 5 and s.startswith("MKV") for s in fasta_sequences(final[0]))
     assert "the input holds 3 FASTA records; using the first one only" in final[2]
 
 
@@ -89,7 +96,7 @@ def test_any_text_gives_designs_or_a_clear_error(cb, model, text):
             final_of(cb, text, num_samples=1)
         assert err.value.message == render.error_text(str(e))
         return
-    [seq] = sequences(final_of(cb, text, num_samples=1)[0])
+    [seq] = fasta_sequences(final_of(cb, text, num_samples=1)[0])
     assert len(seq) == len(parsed)
     assert all(d or model.alphabet.encode(c)[0] == tok for c, tok, d in zip(seq, parsed.tokens, parsed.designed))
 
@@ -116,7 +123,7 @@ def test_a_full_queue_refuses_and_the_app_recovers(model):
                 errors.append(str(e))
         assert errors and all("queue is full" in e.lower() for e in errors), errors
         assert len(errors) < len(jobs)
-        assert sequences(client.predict(OK, 1, 16, 0, api_name="/generate")[0])
+        assert fasta_sequences(client.predict(OK, 1, 16, 0, api_name="/generate")[0])
     finally:
         demo.close()
 
@@ -167,12 +174,12 @@ class NoNetwork:
 def test_failing_folds_say_which_and_why_and_designs_still_come(model, tmp_path, name, backend, words):
     cb = app.StudioCallbacks(model, {name: backend, "off": None}, min_interval=0.0, output_root=tmp_path)
     fasta, _f, status, _s, table, structure, plot, files, _r = final_of(cb, OK, 3, fold=name)
-    assert len(sequences(fasta)) == 3
+    assert len(fasta_sequences(fasta)) == 3
     assert "Folding failed" in status and words.replace("'", "&#x27;") in status
     assert "No structure for" in structure and plot is None
     assert [row[6] for row in table] == ["failed"] * 3
     assert any(f.endswith("designs.fasta") for f in files)
-    assert len(sequences(final_of(cb, OK, 2, fold="off")[0])) == 2      # the next request works
+    assert len(fasta_sequences(final_of(cb, OK, 2, fold="off")[0])) == 2      # the next request works
 
 
 def test_a_request_wide_failure_is_not_retried_for_every_design(model, tmp_path):
@@ -187,8 +194,8 @@ def test_a_failing_fold_through_the_api_still_returns_the_designs(model):
     try:
         client = Client(url, verbose=False)
         out = client.predict(OK, 2, 16, 5, 1.0, "ESM Atlas API", api_name="/generate")
-        assert len(sequences(out[0])) == 2 and "cannot be reached" in out[2]
-        assert len(sequences(client.predict(OK, 1, 16, 5, api_name="/generate")[0])) == 1
+        assert len(fasta_sequences(out[0])) == 2 and "cannot be reached" in out[2]
+        assert len(fasta_sequences(client.predict(OK, 1, 16, 5, api_name="/generate")[0])) == 1
     finally:
         demo.close()
 
@@ -222,5 +229,130 @@ def test_serves_no_file_outside_its_output_and_escapes_user_text(model, tmp_path
         with pytest.raises(Exception) as e:
             client.predict("<script>alert(1)</script>MKV__", 1, 16, 0, api_name="/generate")
         assert "invalid character '&lt;' at position 1" in str(e.value) and "<script" not in str(e.value)
+    finally:
+        demo.close()
+
+
+# ---- Stop: Gradio's cancel ends the sampler itself ------------------------------------------------------
+
+def test_cancel_stops_the_network_calls(model):
+    calls = []
+    real_forward = model.model.forward
+    model.model.forward = lambda x: calls.append(len(x)) or real_forward(x)
+    demo, url = launch_app(model, {"off": None})
+    try:
+        job = Client(url, verbose=False).submit("_" * 120, 4, 1024, 1, api_name="/generate")
+        deadline = time.monotonic() + 60
+        while len(job.outputs()) < 3:
+            assert time.monotonic() < deadline, "no frames streamed"
+            time.sleep(0.05)
+        job.cancel()
+        stopped_at = wait_for_stable(lambda: len(calls))
+        # a full run calls the network once per step in which something changed: hundreds of times
+        assert 0 < stopped_at < 200, f"{stopped_at} network calls: the cancel did not end the sampling"
+        assert wait_for_stable(lambda: len(calls), settle_s=1.0) == stopped_at
+    finally:
+        demo.close()
+        del model.model.forward
+
+
+# ---- downloads: bounded, and gone when the server stops ------------------------------------------------
+
+def test_downloads_are_capped_in_size(model, tmp_path):
+    cb = app.StudioCallbacks(model, {"off": None}, min_interval=0.0, output_root=tmp_path / "out", max_output_bytes=1)
+    finals = [final_of(cb, OK, seed=seed) for seed in range(3)]
+    [kept] = list((tmp_path / "out").iterdir())                   # over the cap: only the newest run stays
+    assert all(Path(f).parent == kept and Path(f).is_file() for f in finals[-1][7])
+
+
+def test_a_new_studio_removes_the_downloads_of_dead_ones(model, tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    orphan = tmp_path / f"sedd-studio-{dead.stdout.strip()}-abc"           # a killed studio's folder
+    alive = tmp_path / f"sedd-studio-{os.getpid()}-def"                    # a running one's
+    for folder in (orphan, alive):
+        (folder / "run").mkdir(parents=True)
+    cb = app.StudioCallbacks(model, {"off": None})
+    assert not orphan.exists() and alive.exists() and cb.output_root.parent == tmp_path
+    cb.close()
+    assert not cb.output_root.exists()
+
+
+@pytest.mark.slow
+def test_python_app_py_removes_its_downloads_at_exit(tmp_path):
+    ckpt = tiny_checkpoint_dir(tmp_path / "ckpt")
+    proc, url = app.spawn(["--checkpoint", str(ckpt)], log=tmp_path / "app.log",
+                          env={"GRADIO_TEMP_DIR": str(tmp_path / "gradio"), "OMP_NUM_THREADS": "1"})
+    try:
+        Client(url, verbose=False, download_files=False).predict(OK, 1, 16, 0, api_name="/generate")
+        [outputs] = list((tmp_path / "gradio").glob("sedd-studio-*"))
+        assert list(outputs.rglob("designs.fasta"))
+    finally:
+        proc.terminate()                  # what stopping a Space or a service does
+        proc.wait(timeout=60)
+    assert not list((tmp_path / "gradio").glob("sedd-studio-*")), (tmp_path / "app.log").read_text()[-2000:]
+
+
+# ---- the browser tests without a browser: a skip with the hint locally, a failure in CI ------------------
+
+def run_browser_tests(env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "tests/test_browser.py"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_browser_tests_skip_locally_and_fail_in_ci_without_chromium(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    env["SEDD_CHROMIUM"] = str(tmp_path / "no-chromium")
+    local = run_browser_tests(env)
+    summary = local.stdout.strip().splitlines()[-1]
+    assert local.returncode == 0 and "skipped" in summary and "error" not in summary, local.stdout[-2000:]
+    assert "Chromium (apt-get install chromium) is missing" in local.stdout
+    ci = run_browser_tests({**env, "CI": "true"})
+    assert ci.returncode == 1 and "is missing; .ci/run must install it" in ci.stdout, ci.stdout[-2000:]
+
+
+def stop_function_index(demo) -> int:
+    """The Stop button's own handler (the one that writes "Stopped"; Gradio adds the cancel beside it)."""
+    [stop] = [b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "stop"]
+    [index] = [i for i, d in demo.fns.items() if d.fn is not None and (stop._id, "click") in d.targets]
+    return index
+
+
+def test_stop_answers_while_the_queue_is_full(model):
+    demo, url = launch_app(model, {"off": None}, concurrency=1, max_queue=1)
+    try:
+        client = Client(url, verbose=False)
+        jobs = [client.submit("_" * 64, 4, 1024, i, api_name="/generate") for i in range(2)]   # running + waiting
+        deadline = time.monotonic() + 60
+        while demo._queue.__len__() < 1:
+            assert time.monotonic() < deadline, "the queue never filled"
+            time.sleep(0.05)
+        with pytest.raises(Exception, match="(?i)queue is full"):
+            client.predict(OK, 1, 16, 0, api_name="/generate")
+        # The page sends a queued handler through the queue (refused now) and an unqueued one straight here.
+        assert demo.fns[stop_function_index(demo)].queue is False
+        r = requests.post(f"{url}gradio_api/run/predict", json={"fn_index": stop_function_index(demo), "data": [],
+                                                                "session_hash": "stopper"}, timeout=30)
+        assert r.status_code == 200 and "Stopped" in r.json()["data"][0], r.text[:300]
+        for job in jobs:
+            job.cancel()
+    finally:
+        demo.close()
+
+
+def test_cancelling_one_client_job_leaves_another_clients_job_running(model):
+    """Gradio cancels by session and endpoint, so the README tells API users to give each job
+    they may cancel its own Client; then a cancel ends only that job."""
+    demo, url = launch_app(model, {"off": None})
+    try:
+        doomed = Client(url, verbose=False).submit("_" * 120, 4, 1024, 1, api_name="/generate")
+        kept = Client(url, verbose=False).submit(OK, 2, 64, 2, api_name="/generate")
+        deadline = time.monotonic() + 60
+        while not doomed.outputs():
+            assert time.monotonic() < deadline, "no frames streamed"
+            time.sleep(0.05)
+        doomed.cancel()
+        assert len(fasta_sequences(kept.result(timeout=120)[0])) == 2
     finally:
         demo.close()
