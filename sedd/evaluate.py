@@ -16,6 +16,8 @@ is below a target (0.01 by default): rounds r with K_r times combine as
 which is the single-round formula with the variance pooled over all K times. For an untrained
 model Var(f) ≈ n log²20 (ln(1/ε) − 1), so reaching 0.01 takes K·Σn ≈ 5·10⁵ (sequence, t) tokens.
 −log p(length) is reported separately (``length_nll``): the model is conditional on the length.
+``score_distribution``: quantiles of the per-sequence ELBO/residue (64 times per sequence, at most
+512 sequences), which ``sedd.score`` reads to place a sequence among the family (a percentile).
 
 Infill recovery. In every sequence round(0.3 n) positions (at least one) are chosen uniformly
 without replacement with a seeded generator, masked, and infilled once by the default sampler
@@ -56,6 +58,7 @@ from .data import Dataset, describe_dropped, read_fasta
 from .likelihood import elbo_to_precision, length_nll
 from .metrics import draw_samples, fold_metrics, infill_recovery, sample_metrics
 from .report import json_safe, summary, write_report
+from .score import DISTRIBUTION_KEY, family_distribution
 
 
 # ---- command line ------------------------------------------------------------------------------------
@@ -118,6 +121,9 @@ def evaluate(a: argparse.Namespace) -> tuple[dict, list[str] | None]:
     result.update({k: v for k, v in elbo.items() if not k.startswith("per_sequence")})
     result["length_nats_per_residue"] = length_nll(model.length_histogram, data) if model.length_histogram else None
     lap("elbo")
+    # per-sequence ELBO quantiles for the studio's family percentile (sedd.score.family_distribution)
+    result[DISTRIBUTION_KEY] = family_distribution(model, data, seed=a.seed, progress=True)
+    lap("score_distribution")
     result.update(infill_recovery(model, data, fraction=a.infill_fraction, seed=a.seed, batch_size=a.batch_size,
                                   progress=True))
     lap("infill")

@@ -277,3 +277,23 @@ def test_top_substitutions_and_scan_csv(tiny):
     lines = score.scan_csv(entry).splitlines()
     assert lines[0] == "position,wild_type," + ",".join(PROTEIN.residues) and lines[1].startswith("1,M,")
     assert len(lines) == 13 and float(lines[1].split(",")[2 + PROTEIN.residues.index("M")]) == 0.0
+
+
+def test_evaluate_stores_the_distribution_the_percentile_reads(tiny, capsys, tmp_path):
+    from sedd import evaluate
+
+    directory, _ = tiny
+    seqs, _ = profile_family(12, 30, seed=3)
+    write_fasta(tmp_path / "val.fasta", seqs)
+    assert evaluate.main(["--checkpoint", str(directory), "--data", str(tmp_path / "val.fasta"), "--json",
+                          "--max-t-samples", "8"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    dist = result[score.DISTRIBUTION_KEY]
+    assert dist["num_sequences"] == 12 and len(dist["elbo_nats_per_residue_quantiles"]) == 101
+    config = json.loads((directory / "config.json").read_text())
+    copy = tmp_path / "ckpt"
+    copy.mkdir()
+    (copy / "model.safetensors").write_bytes((directory / "model.safetensors").read_bytes())
+    (copy / "config.json").write_text(json.dumps({**config, "evaluation": result}))
+    median = dist["elbo_nats_per_residue_quantiles"][50]
+    assert score.family_percentile(checkpoint.load(copy), median) == pytest.approx(50.0, abs=1.0)
