@@ -266,10 +266,8 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
                         score_summary = gr.HTML(elem_id="score-summary")
                         score_files = gr.File(label="Downloads: scan (CSV), scores (JSON)", file_count="multiple",
                                               interactive=False, elem_id="score-downloads")
-                track = gr.Plot(label="Per-residue log-probability, only that residue masked (designed positions marked)",
-                                elem_id="score-track")
-                heatmap = gr.Plot(label="Single-substitution scan: log p(b) − log p(wild type), only that position "
-                                        "masked (wild type dotted, designed positions marked)", elem_id="score-heatmap")
+                track = gr.Plot(label="Per-residue log-probability", show_label=False, elem_id="score-track")
+                heatmap = gr.Plot(label="Single-substitution scan", show_label=False, elem_id="score-heatmap")
                 with gr.Row():
                     top = gr.Dataframe(headers=TOP_HEADERS, interactive=False, elem_id="score-top",
                                        label="Top predicted substitutions", scale=1)

@@ -55,7 +55,7 @@ def main() -> None:
             page.click("#score")
             page.wait_for_function("document.querySelector('#score-summary').innerText.includes('ELBO')",
                                    timeout=120_000)
-            page.locator("#score-heatmap img, #score-heatmap svg").first.wait_for(timeout=60_000)
+            page.locator("#score-heatmap img").first.wait_for(timeout=60_000)
             time.sleep(1)
             page.screenshot(path=a.out, full_page=True)
             browser.close()

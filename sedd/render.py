@@ -188,10 +188,16 @@ def _mark_designed(ax, designed: list[bool] | None, y: float, label: str = "desi
         ax.scatter(on, [y] * len(on), marker="v", s=18, color=DESIGNED_COLOR, label=label, clip_on=False, zorder=3)
 
 
+def _track_width(length: int) -> float:
+    """Figure width (inches) for a per-position plot: the track and the heatmap line up."""
+    return min(max(6.0, 0.11 * length + 2.0), 18.0)
+
+
 def score_track_figure(log_probs: list[float], designed: list[bool] | None = None) -> Figure:
     """log p(x_i | x_{−i}) per position: low = the model finds the residue present surprising there."""
-    fig = Figure(figsize=(9.0, 2.6), dpi=100)
+    fig = Figure(figsize=(_track_width(len(log_probs)), 2.8), dpi=100)
     ax = fig.add_subplot()
+    ax.set_title("Per-residue log-probability, only that residue masked", fontsize=10)
     x = list(range(1, len(log_probs) + 1))
     ax.bar(x, log_probs, width=1.0, color="#3b6ea5", label="log p(residue | rest)")
     _mark_designed(ax, designed, 0.3)
@@ -216,8 +222,9 @@ def scan_heatmap_figure(entry: dict, designed: list[bool] | None = None) -> Figu
     scores = np.asarray(entry["scan"]["scores"]).T                  # [V, L]
     residues, sequence = entry["scan"]["residues"], entry["sequence"]
     L = len(sequence)
-    fig = Figure(figsize=(min(max(6.0, 0.11 * L + 2.0), 18.0), 4.2), dpi=100)
+    fig = Figure(figsize=(_track_width(L), 4.4), dpi=100)
     ax = fig.add_subplot()
+    ax.set_title("Single-substitution scan: log p(b) − log p(wild type), only that position masked", fontsize=10)
     low, high = min(scores.min(), -1e-3), max(scores.max(), 1e-3)
     image = ax.imshow(scores, aspect="auto", cmap="RdBu", norm=TwoSlopeNorm(0.0, low, high), interpolation="nearest",
                       extent=(0.5, L + 0.5, len(residues) - 0.5, -0.5))
