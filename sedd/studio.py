@@ -11,17 +11,17 @@ import math
 import secrets
 import shlex
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import torch
 
 from . import render, score
 from .alphabet import Template
 from .checkpoint import Checkpoint, atomic_write_text
-from .fold import FoldError, FoldResult
 from .design import Request, decode_rows, stream, to_fasta
+from .fold import FoldError, FoldResult
 
 FOLD_BACKENDS = ("ESMFold (local)", "ESM Atlas API", "off")
 # A failure that will repeat for every design of the request: stop asking the backend.

@@ -7,13 +7,12 @@ import json
 
 import pytest
 import torch
-
 from conftest import profile_family, write_fasta
-from sedd import checkpoint
-from sedd import score
+
+from sedd import checkpoint, score
 from sedd.alphabet import PROTEIN
-from sedd.likelihood import elbo_to_precision
 from sedd.data import Dataset
+from sedd.likelihood import elbo_to_precision
 from sedd.schedule import LogLinearSchedule
 
 SEQ = "MSTARPLKSVDYEVFGRVQGVFFRKHTQAEGKKLGLVGWVQNTDRGTVQGQLQG"
@@ -204,7 +203,7 @@ def write_variants(path, rows, fields) -> None:
 
 
 def test_mutations_csv_round_trip_and_scan_agreement(tiny, capsys, tmp_path):
-    directory, model = tiny
+    directory, _ = tiny
     code, out, _ = run_cli(capsys, "--checkpoint", directory, "--sequence", SEQ, "--scan", "--json")
     scan = json.loads(out)["sequences"][0]["scan"]["scores"]
     variants = ["M1A", "S2C", "V10W", "G20K", "S2C:V10W"]
@@ -212,8 +211,8 @@ def test_mutations_csv_round_trip_and_scan_agreement(tiny, capsys, tmp_path):
     rows = [{"mutant": m, "mutated_sequence": "x", "DMS_score": str(k % 3), "note, with comma": f'say "{k}", ok'}
             for k, m in enumerate(variants)]
     write_variants(tmp_path / "in.csv", rows, fields)
-    code, out, err = run_cli(capsys, "--checkpoint", directory, "--sequence", SEQ, "--mutations", tmp_path / "in.csv",
-                             "--out", tmp_path / "out.csv")
+    code, out, _ = run_cli(capsys, "--checkpoint", directory, "--sequence", SEQ, "--mutations", tmp_path / "in.csv",
+                           "--out", tmp_path / "out.csv")
     assert code == 0
     with open(tmp_path / "out.csv", newline="") as f:
         reader = csv.DictReader(f)

@@ -4,15 +4,16 @@ from __future__ import annotations
 import ast
 import asyncio
 import json
+from pathlib import Path
 
 import gradio as gr
 import pytest
 from gradio_client import Client
+from studio_helpers import launch_app, tiny_esmfold
 
 import app
 from sedd import score, studio
 from sedd.fold import ESMFoldBackend
-from studio_helpers import launch_app, tiny_esmfold
 
 TEMPLATE = ">test\nMKV__GF_R____LLAGW__KDE"
 SEQUENCE = "MAEGNTLISVDYEIFGKVQGVFFRKHTQAEGKKLGLVGWVQNTDRGTVQ"
@@ -63,9 +64,9 @@ def test_score_tab_shows_the_cli_entry_with_figures_table_and_downloads(cb, mode
     assert f"{entry['elbo_nats_per_residue']:.3f}" in summary and "no score distribution" in summary
     assert track is not None and heatmap is not None
     assert len(top) == 20 and [v for _, v in top] == sorted((v for _, v in top), reverse=True)
-    csv_text = open(next(f for f in files if f.endswith(".csv"))).read()
-    assert csv_text == score.scan_csv(entry)
-    saved = json.loads(open(next(f for f in files if f.endswith(".json"))).read())
+    csv_file, json_file = (next(f for f in files if f.endswith(ext)) for ext in (".csv", ".json"))
+    assert Path(csv_file).read_text() == score.scan_csv(entry)
+    saved = json.loads(Path(json_file).read_text())
     assert saved["family_percentile"] is None and saved["scan"] == entry["scan"]
 
 
@@ -124,12 +125,11 @@ async def _mcp_session(url: str, sequence: str):
     from mcp import ClientSession
     from mcp.client.streamable_http import streamablehttp_client
 
-    async with streamablehttp_client(f"{url}gradio_api/mcp/") as (read, write, _):
-        async with ClientSession(read, write) as session:
-            await session.initialize()
-            tools = {t.name: t for t in (await session.list_tools()).tools}
-            result = await session.call_tool("score", {"sequence": sequence})
-            return tools, result
+    async with streamablehttp_client(f"{url}gradio_api/mcp/") as (read, write, _), ClientSession(read, write) as session:
+        await session.initialize()
+        tools = {t.name: t for t in (await session.list_tools()).tools}
+        result = await session.call_tool("score", {"sequence": sequence})
+        return tools, result
 
 
 def test_mcp_tools_are_documented_and_score_can_be_called(served, model, capsys):

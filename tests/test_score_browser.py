@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pytest
-
 from test_browser import browser, server  # noqa: F401  (the same app and browser fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
