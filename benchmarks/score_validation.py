@@ -59,7 +59,7 @@ def mutated(tokens: list[int], rng: random.Random, V: int, fraction: float = 0.1
 def elbo_per_residue(model, tokens: list[list[int]], seed: int) -> np.ndarray:
     data = Dataset([str(i) for i in range(len(tokens))], tokens)
     result = estimate_elbo(model.model, data, model.schedule, model.alphabet.mask_id, t_samples=score.FAMILY_T_SAMPLES,
-                           seed=seed, progress=True)
+                           seed=seed, progress=True, pad_id=model.alphabet.pad_id)
     return np.array(result["per_sequence"]) / np.array([len(t) for t in tokens])
 
 

@@ -122,7 +122,8 @@ def elbo_score(model: ckpt.Checkpoint, tokens: list[int], seed: int = 0, target_
     """(ELBO, standard error) in nats/residue of one sequence (module docstring)."""
     result = elbo_to_precision(model.model, Dataset(["sequence"], [list(tokens)]), model.schedule,
                                model.alphabet.mask_id, t_samples=min(ELBO_T_SAMPLES, max_t_samples),
-                               target_stderr=target_stderr, max_t_samples=max_t_samples, seed=seed)
+                               target_stderr=target_stderr, max_t_samples=max_t_samples, seed=seed,
+                               pad_id=model.alphabet.pad_id)
     return result["elbo_nats_per_residue"], result["elbo_stderr"]
 
 
@@ -245,7 +246,7 @@ def family_distribution(model: ckpt.Checkpoint, data: Dataset, seed: int = 0, ma
     if len(data) > max_seqs:
         data = data.subset(sorted(random.Random(seed).sample(range(len(data)), max_seqs)))
     result = estimate_elbo(model.model, data, model.schedule, model.alphabet.mask_id, t_samples=t_samples,
-                           seed=seed, progress=progress)
+                           seed=seed, progress=progress, pad_id=model.alphabet.pad_id)
     lengths = np.array([len(t) for t in data.tokens])
     per_residue = np.array(result["per_sequence"]) / lengths
     stderr = np.array(result["per_sequence_stderr"]) / lengths
