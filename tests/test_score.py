@@ -141,7 +141,8 @@ def conserved_family():
     model = checkpoint.Checkpoint(net, PROTEIN, LogLinearSchedule())
     for _ in range(300):
         batch = family[torch.randint(0, len(family), (64,), generator=gen)]
-        loss = diffusion_loss(net, batch, torch.full((64,), 24), model.schedule, PROTEIN.mask_id, generator=gen).mean()
+        loss = diffusion_loss(net, batch, torch.full((64,), 24), model.schedule, PROTEIN.mask_id, generator=gen,
+                              pad_id=PROTEIN.pad_id).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
