@@ -12,6 +12,7 @@ once the model is loaded.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -54,7 +55,8 @@ def main() -> None:
         ("score_sequence(scan=True)", lambda: score.score_sequence(model, tokens, scan=True)),
     ]
     print(f"checkpoint {model.source} · {model.model.num_parameters() / 1e6:.1f} M parameters · length {len(tokens)} · "
-          f"{torch.get_num_threads()} threads · median of {a.repeats}")
+          f"{torch.get_num_threads()} threads · median of {a.repeats} · load average {os.getloadavg()[0]:.1f} "
+          f"on {os.cpu_count()} CPUs")
     print("| what | seconds |\n|---|---|")
     for name, fn in rows:
         print(f"| {name} | {median_seconds(fn, a.repeats):.3f} |")
