@@ -3,7 +3,8 @@
     python benchmarks/score_speed.py                          # bundled model, human ACYP1 (99 residues)
     python benchmarks/score_speed.py --checkpoint DIR --sequence SEQ --repeats 5 --threads 2
 
-Each timing is the median of ``--repeats`` runs after one warm-up. The scan is
+Each timing is the median of ``--repeats`` runs after one warm-up, as wall time and as this
+process's CPU time (see ``median_seconds``). The scan is
 ``masked_marginals`` + ``scan_from_marginals``: one network call on L rows. The ELBO is
 ``elbo_score`` (64 to 256 random times, until its standard error is below 0.05 nats/residue), and
 ``score_sequence(scan=True)`` is both, i.e. what one ``python -m sedd.score --scan`` sequence costs
@@ -28,14 +29,20 @@ ACYP1_HUMAN = ("MAEGNTLISVDYEIFGKVQGVFFRKHTQAEGKKLGLVGWVQNTDRGTVQGQLQGPISKVRHMQE
                "QIVK")   # UniProt P07311
 
 
-def median_seconds(fn, repeats: int) -> float:
+def median_seconds(fn, repeats: int) -> tuple[float, float]:
+    """Median wall seconds and median CPU seconds of this process (all threads) per call.
+
+    On a machine shared with other work the wall time grows with the load; the CPU time much less,
+    and with one thread it is the wall time an idle core would give.
+    """
     fn()                                    # warm-up: allocator, thread pool
-    times = []
+    wall, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return statistics.median(wall), statistics.median(cpu)
 
 
 def main() -> None:
@@ -57,9 +64,10 @@ def main() -> None:
     print(f"checkpoint {model.source} · {model.model.num_parameters() / 1e6:.1f} M parameters · length {len(tokens)} · "
           f"{torch.get_num_threads()} threads · median of {a.repeats} · load average {os.getloadavg()[0]:.1f} "
           f"on {os.cpu_count()} CPUs")
-    print("| what | seconds |\n|---|---|")
+    print("| what | wall seconds | CPU seconds |\n|---|---:|---:|")
     for name, fn in rows:
-        print(f"| {name} | {median_seconds(fn, a.repeats):.3f} |")
+        wall, cpu = median_seconds(fn, a.repeats)
+        print(f"| {name} | {wall:.3f} | {cpu:.3f} |")
 
 
 if __name__ == "__main__":
