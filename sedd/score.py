@@ -62,6 +62,8 @@ def parse_sequence(model: ckpt.Checkpoint, text: str) -> list[int]:
 
     Designed positions (``_ ? # X`` or brackets) are refused: a score needs every residue.
     """
+    if not text.strip():
+        raise ValueError(f"the sequence is empty: give 1 to {model.max_len} residues")
     template = model.alphabet.parse_template(text, model.max_len)
     masked = [i + 1 for i, d in enumerate(template.designed) if d]
     if masked:
@@ -282,7 +284,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _read_inputs(model: ckpt.Checkpoint, a: argparse.Namespace) -> list[tuple[str, list[int]]]:
     if a.sequence is not None:
-        records = fasta_records(a.sequence)[:1]
+        records = fasta_records(a.sequence)
+        if len(records) > 1:
+            print(f"note: --sequence holds {len(records)} FASTA records; scoring the first one only "
+                  "(use --fasta FILE for several)", file=sys.stderr)
+            records = records[:1]
     else:
         path = Path(a.fasta)
         if not path.is_file():

@@ -186,6 +186,11 @@ def test_the_template_rules_apply_and_masks_are_refused(tiny, capsys):
     assert code == 2 and "scoring needs a full sequence" in err and "(4, 7)" in err
     code, _, err = run_cli(capsys, "--checkpoint", directory, "--sequence", "MKVBGF")
     assert code == 2 and "'B' at position 4" in err
+    code, out, err = run_cli(capsys, "--checkpoint", directory, "--sequence", ">a\nMKV\n>b\nGFW", "--json")
+    assert code == 0 and [e["sequence"] for e in json.loads(out)["sequences"]] == ["MKV"]
+    assert "holds 2 FASTA records; scoring the first one only" in err
+    code, _, err = run_cli(capsys, "--checkpoint", directory, "--sequence", " \n")
+    assert code == 2 and "the sequence is empty" in err
 
 
 def test_readable_table(tiny, capsys):
