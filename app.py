@@ -2,13 +2,14 @@
 
     python app.py [--checkpoint DIR_OR_HUB_ID] [--esmfold NAME_OR_DIR] [--fold BACKEND]
 
-Serves on 127.0.0.1:7860 (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT respected). The API endpoint
+Serves on 127.0.0.1:7860, or the next free port (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT respected). The API endpoint
 ``generate`` takes ``template``, ``num_samples``, ``steps``, ``seed`` (and ``temperature``, ``fold``);
 it streams, and the first element of its final output is the FASTA text of the designs. The endpoint
 ``score`` takes ``sequence`` and returns one entry of ``sedd.score --json``'s ``"sequences"`` list,
 with the scan. Both are also MCP tools (Gradio's MCP server, ``/gradio_api/mcp/``).
 
-This file is UI only: callbacks, then layout, then wiring, then launch. Requests, runs and
+This file is UI only: callbacks, then layout, then wiring, then launch, then the start-up helpers
+that tests and scripts share (``serve`` in this process, ``spawn`` for ``python app.py``). Requests, runs and
 downloads are ``sedd/studio.py``; folding ``sedd/fold.py``; HTML and plots ``sedd/render.py``.
 """
 from __future__ import annotations
@@ -103,6 +104,23 @@ def seed_box() -> gr.Textbox:
     return box
 
 
+def remove_orphaned_outputs(cache: Path) -> None:
+    """Remove the download folders of studios that ended without cleaning up (killed, crashed).
+
+    Each studio's folder is named ``sedd-studio-<pid>-…``; one whose process no longer runs is an orphan.
+    """
+    for folder in cache.glob("sedd-studio-*-*"):
+        pid = folder.name.split("-")[2]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)               # signal 0: only asks whether the process exists
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except PermissionError:                # it exists, under another user
+            pass
+
+
 # ---- callbacks --------------------------------------------------------------------------------------
 
 class StudioCallbacks:
@@ -116,7 +134,8 @@ class StudioCallbacks:
         # Inside Gradio's cache folder: Gradio serves a file from there as it is, without a copy.
         cache = Path(gr.utils.get_upload_folder())
         cache.mkdir(parents=True, exist_ok=True)
-        self.output_root = output_root or Path(tempfile.mkdtemp(prefix="sedd-studio-", dir=cache))
+        remove_orphaned_outputs(cache)
+        self.output_root = output_root or Path(tempfile.mkdtemp(prefix=f"sedd-studio-{os.getpid()}-", dir=cache))
         self.output_root.mkdir(parents=True, exist_ok=True)
         self.max_output_bytes = max_output_bytes
 

@@ -2,28 +2,22 @@
 
     python assets/take_score_screenshot.py [--checkpoint checkpoints/acyp]
 
-Starts ``python app.py`` (folding off) on a free port, opens the Score tab with Debian's Chromium
-through Playwright, picks the first example sequence, scores it and saves
-``assets/screenshot-score.png``.
+Starts ``python app.py`` with folding off (``app.spawn``: it binds the first free port from 7860
+on), opens the Score tab with Debian's Chromium through Playwright, picks the first example
+sequence, scores it and saves ``assets/screenshot-score.png`` (the full page).
 """
 from __future__ import annotations
 
 import argparse
-import os
-import socket
-import subprocess
 import sys
+import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))                    # run from a checkout without installing
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+import app  # noqa: E402
 
 
 def main() -> None:
@@ -32,17 +26,9 @@ def main() -> None:
     p.add_argument("--chromium", default="/usr/bin/chromium")
     p.add_argument("--out", default=str(ROOT / "assets" / "screenshot-score.png"))
     a = p.parse_args()
-    port = free_port()
-    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False"}
-    server = subprocess.Popen([sys.executable, "app.py", "--checkpoint", a.checkpoint, "--fold", "off"], cwd=ROOT, env=env)
-    url = f"http://127.0.0.1:{port}/"
+    log = Path(tempfile.mkdtemp()) / "app.log"
+    server, url = app.spawn(["--checkpoint", a.checkpoint, "--fold", "off"], log)
     try:
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(url, timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
         from playwright.sync_api import sync_playwright
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=a.chromium, args=["--no-sandbox"])
@@ -50,13 +36,13 @@ def main() -> None:
             page.goto(url)
             page.wait_for_selector("#template textarea", timeout=60_000)
             page.get_by_role("tab", name="Score").click()
-            page.get_by_text("ACYP1 (human, UniProt P07311)").click()
+            page.get_by_text(app.SCORE_EXAMPLES[0]["label"]).click()
             page.wait_for_function("document.querySelector('#score-sequence textarea').value.includes('MAEG')")
             page.click("#score")
             page.wait_for_function("document.querySelector('#score-summary').innerText.includes('ELBO')",
                                    timeout=120_000)
             page.locator("#score-heatmap img").first.wait_for(timeout=60_000)
-            time.sleep(1)
+            time.sleep(1)                        # let the figures finish painting
             page.screenshot(path=a.out, full_page=True)
             browser.close()
     finally:

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import requests
 from gradio_client import Client
+from studio_helpers import launch_app
 
 import app
-from studio_helpers import launch_app
 
 TEMPLATE = "MKV__GF_R____LLAGW__KDE"
 

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from pathlib import Path
 
 import pytest
+from studio_helpers import (
+    launch_app,
+    save_tiny_esmfold,
+    tiny_checkpoint_dir,
+    wait_for_stable,
+)
 
 import app
 from sedd import render
-from studio_helpers import launch_app, save_tiny_esmfold, tiny_checkpoint_dir
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 SEED = "#seed :is(input, textarea)"
@@ -180,19 +184,6 @@ def test_script_in_a_template_shows_as_text_and_runs_nothing(page):
 
 
 # ---- Stop: the sampler itself stops, and the next Generate always runs ------------------------------
-
-def wait_for_stable(count, settle_s: float = 1.5, timeout_s: float = 60.0) -> int:
-    """Poll ``count()`` until it has not changed for ``settle_s`` seconds; return it."""
-    deadline = time.monotonic() + timeout_s
-    last, since = count(), time.monotonic()
-    while time.monotonic() - since < settle_s:
-        assert time.monotonic() < deadline, f"still growing after {timeout_s} s: {last}"
-        time.sleep(0.05)
-        now = count()
-        if now != last:
-            last, since = now, time.monotonic()
-    return last
-
 
 @pytest.fixture
 def counted(browser, model):

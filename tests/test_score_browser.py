@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from test_browser import browser, server  # noqa: F401  (the same app and browser fixtures)
+from test_browser import browser, fold_off, open_page, server  # noqa: F401  (the same app, browser and helpers)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 SEQUENCE = "MAEGNTLISVDYEIFGKVQGVFFRKHTQAEGKKLGLVGWVQNTDRGTVQGQLQGPISKV"
@@ -10,9 +10,7 @@ SEQUENCE = "MAEGNTLISVDYEIFGKVQGVFFRKHTQAEGKKLGLVGWVQNTDRGTVQGQLQGPISKV"
 
 @pytest.fixture
 def page(browser, server):  # noqa: F811
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(server)
-    page.wait_for_selector("#template textarea", timeout=60_000)
+    page = open_page(browser, server)
     yield page
     page.close()
 
@@ -44,9 +42,9 @@ def test_a_masked_sequence_is_refused_with_the_reason(page):
 
 
 def test_score_this_design_from_the_generate_table(page):
-    page.get_by_label("off").check()                  # no folding: designs ranked by model score
+    fold_off(page)                                    # no folding: designs ranked by model score
     page.fill("#template textarea", "MKV__GF_R____LLAGW__KDE")
-    page.fill("#seed input", "3")
+    page.fill("#seed :is(input, textarea)", "3")
     page.click("#generate")
     page.wait_for_function("document.querySelector('#designs-heading').innerText.includes('ranked by model score')",
                            timeout=120_000)
