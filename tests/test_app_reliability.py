@@ -122,7 +122,7 @@ def test_a_full_queue_refuses_and_the_app_recovers(model):
             except Exception as e:          # gradio_client raises a plain Exception subclass
                 errors.append(str(e))
         assert errors and all("queue is full" in e.lower() for e in errors), errors
-        assert len(errors) < len(jobs)
+        assert 1 <= len(jobs) - len(errors) <= 2        # one running and one waiting at most, even in a burst
         assert fasta_sequences(client.predict(OK, 1, 16, 0, api_name="/generate")[0])
     finally:
         demo.close()
@@ -267,7 +267,8 @@ def test_downloads_are_capped_in_size(model, tmp_path):
 
 def test_a_new_studio_removes_the_downloads_of_dead_ones(model, tmp_path, monkeypatch):
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
     orphan = tmp_path / f"sedd-studio-{dead.stdout.strip()}-abc"           # a killed studio's folder
     alive = tmp_path / f"sedd-studio-{os.getpid()}-def"                    # a running one's
     for folder in (orphan, alive):
@@ -297,7 +298,7 @@ def test_python_app_py_removes_its_downloads_at_exit(tmp_path):
 
 def run_browser_tests(env: dict) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "tests/test_browser.py"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
 
 
 @pytest.mark.slow
@@ -323,9 +324,13 @@ def test_stop_answers_while_the_queue_is_full(model):
     demo, url = launch_app(model, {"off": None}, concurrency=1, max_queue=1)
     try:
         client = Client(url, verbose=False)
-        jobs = [client.submit("_" * 64, 4, 1024, i, api_name="/generate") for i in range(2)]   # running + waiting
+        running = client.submit("_" * 64, 4, 1024, 0, api_name="/generate")
         deadline = time.monotonic() + 60
-        while demo._queue.__len__() < 1:
+        while not running.outputs():
+            assert time.monotonic() < deadline, "the first run never started"
+            time.sleep(0.05)
+        jobs = [running, client.submit("_" * 64, 4, 1024, 1, api_name="/generate")]     # running + waiting
+        while len(demo._queue) < 1:
             assert time.monotonic() < deadline, "the queue never filled"
             time.sleep(0.05)
         with pytest.raises(Exception, match="(?i)queue is full"):
