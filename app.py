@@ -4,7 +4,9 @@
 
 Serves on 127.0.0.1:7860, or the next free port (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT respected). The API endpoint
 ``generate`` takes ``template``, ``num_samples``, ``steps``, ``seed`` (and ``temperature``, ``fold``);
-it streams, and the first element of its final output is the FASTA text of the designs.
+it streams, and the first element of its final output is the FASTA text of the designs. The endpoint
+``score`` takes ``sequence`` and returns one entry of ``sedd.score --json``'s ``"sequences"`` list,
+with the scan. Both are also MCP tools (Gradio's MCP server, ``/gradio_api/mcp/``).
 
 This file is UI only: callbacks, then layout, then wiring, then launch, then the start-up helpers
 that tests and scripts share (``serve`` in this process, ``spawn`` for ``python app.py``). Requests, runs and
@@ -34,7 +36,7 @@ import gradio as gr
 import torch
 
 from sedd import checkpoint as ckpt
-from sedd import render, studio
+from sedd import render, score, studio
 from sedd.fold import ESMFOLD_MODEL, ESMAtlasBackend, ESMFoldBackend
 
 try:                       # ZeroGPU on Hugging Face Spaces: a GPU is attached per call
@@ -45,6 +47,8 @@ except ImportError:
 ROOT = Path(__file__).resolve().parent
 ASSETS = ROOT / "assets"
 EXAMPLES = json.loads((ASSETS / "examples.json").read_text())
+SCORE_EXAMPLES = json.loads((ASSETS / "score_examples.json").read_text())
+TOP_HEADERS = ["substitution", "score (nats)"]
 COLOR_CHOICES = {"pLDDT": "plddt", "designed vs fixed": "designed"}
 OUTPUT_MAX_AGE_S = 3600
 OUTPUT_MAX_BYTES = 256 * 2**20     # downloads kept at most; the oldest runs go first
@@ -70,6 +74,7 @@ TABLE_COLUMNS: list[tuple[str, Callable[[int, studio.Design], object]]] = [
     ("nearest other design (% identity, designed positions)",
      lambda rank, d: _fmt(None if d.nearest_identity is None else 100 * d.nearest_identity)),
     ("fold", lambda rank, d: _fold_state(d)),
+    ("model score (nats/res)", lambda rank, d: _fmt(d.score, 3)),
     ("sequence", lambda rank, d: d.sequence),
 ]
 TABLE_HEADERS = [header for header, _ in TABLE_COLUMNS]
@@ -153,7 +158,7 @@ class StudioCallbacks:
             shutil.rmtree(old, ignore_errors=True)
             total -= sizes[old]
 
-    def _write_outputs(self, run: studio.Run) -> list[str]:
+    def _write_outputs(self, run: studio.Run | studio.Scored) -> list[str]:
         directory = self.output_root / uuid.uuid4().hex
         paths = run.write_files(directory)
         self._prune_outputs(keep=directory)
@@ -165,7 +170,19 @@ class StudioCallbacks:
 
     def generate(self, template: str, num_samples: int = 4, steps: int = 128, seed: int | None = None,
                  temperature: float = 1.0, fold: str = "off"):
-        """Stream the denoising, then fold and rank; yields every output of the page each time."""
+        """Design proteins: fill the masked positions of a template with the SEDD model, then fold and rank them.
+
+        Streams every denoising state; the final output's first element is the FASTA text of the designs,
+        ranked by mean pLDDT when folded, else by the model score (ELBO, nats per residue, lower = better).
+
+        Args:
+            template: protein sequence (one-letter codes) with the positions to design marked _ ? # or X; a FASTA header line, digits and spaces are ignored; 1 to the model's maximum length (128 for the bundled model) positions.
+            num_samples: number of designs to draw, 1 to 8.
+            steps: denoising steps, 16 to 1024 (more steps = finer sampling, slower).
+            seed: random seed, 0 to 2147483647; blank or None draws a random seed (returned with the results).
+            temperature: sampling temperature, 0.1 to 2.0 (1.0 samples the model; lower = more conservative).
+            fold: folding backend, one of "ESMFold (local)", "ESM Atlas API", "off".
+        """
         try:
             parsed, settings = studio.check_request(self.model, template, num_samples, steps, temperature, seed,
                                                     fold, self.limits)
@@ -186,6 +203,9 @@ class StudioCallbacks:
                 yield (run.fasta(), skip, self._status(f"{done} Folded {design.index} of {len(run.designs)} "
                                                        f"with {fold}…", settings),
                        skip, skip, skip, skip, skip, skip)
+        for design in run.score():
+            yield (run.fasta(), skip, self._status(f"{done} Model score of design {design.index} of "
+                                                   f"{len(run.designs)}…", settings), skip, skip, skip, skip, skip, skip)
         ranked = run.ranked()
         files = self._write_outputs(run)
         structure, plot = self._show(ranked[0], "plddt") if ranked else ("", None)
@@ -196,6 +216,41 @@ class StudioCallbacks:
 
     def _table(self, ranked: list[studio.Design]) -> list[list]:
         return [[cell(rank, d) for _, cell in TABLE_COLUMNS] for rank, d in enumerate(ranked, start=1)]
+
+    def heading(self, ranked: list[studio.Design] | None) -> str:
+        basis = studio.ranking_basis(ranked or [])
+        why = " (ESMFold confidence; higher first)" if basis == "mean pLDDT" else \
+            " (ELBO, nats/residue; lower = more likely under the model)"
+        return f"## Designs, ranked by {basis}{why} — click a row to view it"
+
+    def score(self, sequence: str) -> dict:
+        """Score a protein sequence with the SEDD model: how family-like it is and what every single substitution would do.
+
+        Returns a JSON object with name, sequence, length, elbo_nats_per_residue and elbo_stderr (the ELBO bound on -log p(sequence | length), nats per residue, lower = more family-like), pll_nats_per_residue (pseudo-log-likelihood, nats per residue), per_residue_log_prob (log p of each residue with only it masked, L values) and scan ({"residues": "ACDEFGHIKLMNPQRSTVWY", "scores": L rows of 20 values log p(b) - log p(wild type) with only that position masked; 0 on the wild type, negative = predicted harmful}).
+
+        Args:
+            sequence: a full protein sequence in one-letter codes (the 20 canonical residues), 1 to the model's maximum length (128 for the bundled model); a FASTA header line, digits, spaces and a trailing * are ignored; masked positions (_ ? # X) are refused.
+        """
+        try:
+            return studio.score_request(self.model, sequence, seed=0)
+        except ValueError as e:
+            log.warning("refused a score request: %s", str(e).replace("\n", " "))
+            raise gr.Error(render.error_text(str(e)), title="Cannot score this", print_exception=False) from None
+
+    def show_score(self, entry: dict, design: tuple[str, list[bool]] | None = None):
+        """The Score tab's views of an entry: summary, per-residue track, scan heatmap, top substitutions, files."""
+        view = studio.scored(self.model, entry, design)
+        top = [[name, round(value, 3)] for name, value in score.top_substitutions(entry, 20)]
+        return (render.score_summary_html(entry, view.percentile),
+                render.score_track_figure(entry["per_residue_log_prob"], view.designed),
+                render.scan_heatmap_figure(entry, view.designed), top, self._write_outputs(view))
+
+    def send_to_score(self, ranked: list[studio.Design] | None, row: int):
+        """"Score this design": the selected design goes to the Score tab, its designed positions with it."""
+        if not ranked:
+            raise gr.Error("Generate designs first; then click a row of the table and score it.", title="No design yet")
+        d = ranked[min(row, len(ranked) - 1)]
+        return f">{d.name}\n{d.sequence}", (d.sequence, list(d.designed)), gr.Tabs(selected="score")
 
     def _show(self, design: studio.Design, color_by: str) -> tuple[str, object]:
         if design.fold is None:
@@ -280,44 +335,71 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
         gr.Markdown("# SEDD Protein Studio\nScore-entropy discrete diffusion fills the masked positions "
                     "(`_ ? # X`) of your template; watch the residues appear, then fold the designs.\n\n"
                     + model_summary(cb.model))
-        with gr.Row():
-            with gr.Column(scale=2):
-                template = gr.Textbox(label="Template", lines=5, elem_id="template",
-                                      placeholder="Residues, with _ ? # or X at the positions to design. "
-                                                  "A FASTA header line, digits and spaces are ignored.")
-                gr.Examples([[e["template"]] for e in EXAMPLES], inputs=[template],
-                            example_labels=[e["label"] for e in EXAMPLES], label="Example templates")
+        with gr.Tabs(elem_id="tabs") as tabs:
+            with gr.Tab("Generate", id="generate"):
                 with gr.Row():
-                    num_samples = integer_in_api(checked_by_callback(gr.Slider(1, lim.max_designs, value=4, step=1,
-                                                                                label="Number of designs")))
-                    steps = integer_in_api(checked_by_callback(gr.Slider(lim.min_steps, lim.max_steps, value=128,
-                                                                         step=1, label="Steps")))
+                    with gr.Column(scale=2):
+                        template = gr.Textbox(label="Template", lines=5, elem_id="template",
+                                              placeholder="Residues, with _ ? # or X at the positions to design. "
+                                                          "A FASTA header line, digits and spaces are ignored.")
+                        gr.Examples([[e["template"]] for e in EXAMPLES], inputs=[template],
+                                    example_labels=[e["label"] for e in EXAMPLES], label="Example templates")
+                        with gr.Row():
+                            num_samples = integer_in_api(checked_by_callback(gr.Slider(1, lim.max_designs, value=4, step=1,
+                                                                                         label="Number of designs")))
+                            steps = integer_in_api(checked_by_callback(gr.Slider(lim.min_steps, lim.max_steps, value=128,
+                                                                                  step=1, label="Steps")))
+                        with gr.Row():
+                            temperature = checked_by_callback(gr.Slider(lim.min_temperature, lim.max_temperature, value=1.0,
+                                                                    step=0.05, label="Temperature"))
+                            seed = seed_box()
+                        fold = gr.Radio(list(studio.FOLD_BACKENDS), value=default_fold, label="Folding backend")
+                        with gr.Row():
+                            run_btn = gr.Button("Generate", variant="primary", elem_id="generate")
+                            stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
+                        with gr.Row():
+                            seed_used = gr.Number(label="Seed used", interactive=False, precision=0, placeholder="–", elem_id="seed-used")
+                            reuse = gr.Button("Reuse this seed", size="sm")
+                    with gr.Column(scale=3):
+                        status = gr.HTML(elem_id="status")
+                        frames = gr.HTML(elem_id="frames", label="Denoising")
+                        fasta = gr.Textbox(label="FASTA", lines=6, buttons=["copy"], elem_id="fasta")
+                heading = gr.Markdown(cb.heading([]), elem_id="designs-heading")
+                table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, elem_id="designs", wrap=False)
+                score_design_btn = gr.Button("Score this design (the selected row) in the Score tab", size="sm",
+                                             elem_id="score-design")
                 with gr.Row():
-                    temperature = checked_by_callback(gr.Slider(lim.min_temperature, lim.max_temperature, value=1.0,
-                                                            step=0.05, label="Temperature"))
-                    seed = seed_box()
-                fold = gr.Radio(list(studio.FOLD_BACKENDS), value=default_fold, label="Folding backend")
+                    with gr.Column(scale=3):
+                        color = gr.Radio(list(COLOR_CHOICES), value="pLDDT", label="Colour the structure by")
+                        structure = gr.HTML(render.message_html("Structures appear here after folding."), elem_id="structure")
+                    plot = gr.Plot(label="Per-residue pLDDT (designed positions marked)", elem_id="plddt-plot", scale=2)
+                files = gr.File(label="Downloads: FASTA, PDBs, trajectory, settings", file_count="multiple",
+                                interactive=False, elem_id="downloads")
+            with gr.Tab("Score", id="score"):
+                gr.Markdown("Paste a full sequence (or pick an example, or send a design from the Generate tab) "
+                            "to see how family-like the model finds it and what every single substitution would do.")
                 with gr.Row():
-                    run_btn = gr.Button("Generate", variant="primary", elem_id="generate")
-                    stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
+                    with gr.Column(scale=2):
+                        score_input = gr.Textbox(label="Sequence", lines=4, elem_id="score-sequence",
+                                                 placeholder="A full protein sequence (one-letter codes); a FASTA "
+                                                             "header line, digits and spaces are ignored.")
+                        gr.Examples([[e["sequence"]] for e in SCORE_EXAMPLES], inputs=[score_input],
+                                    example_labels=[e["label"] for e in SCORE_EXAMPLES], label="Example sequences")
+                        score_btn = gr.Button("Score", variant="primary", elem_id="score")
+                    with gr.Column(scale=3):
+                        score_summary = gr.HTML(elem_id="score-summary")
+                        score_files = gr.File(label="Downloads: scan (CSV), scores (JSON)", file_count="multiple",
+                                              interactive=False, elem_id="score-downloads")
+                track = gr.Plot(label="Per-residue log-probability", show_label=False, elem_id="score-track")
+                heatmap = gr.Plot(label="Single-substitution scan", show_label=False, elem_id="score-heatmap")
                 with gr.Row():
-                    seed_used = gr.Number(label="Seed used", interactive=False, precision=0, placeholder="–", elem_id="seed-used")
-                    reuse = gr.Button("Reuse this seed", size="sm")
-            with gr.Column(scale=3):
-                status = gr.HTML(elem_id="status")
-                frames = gr.HTML(elem_id="frames", label="Denoising")
-                fasta = gr.Textbox(label="FASTA", lines=6, buttons=["copy"], elem_id="fasta")
-        gr.Markdown("## Designs, ranked by mean pLDDT — click a row to view it")
-        table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, elem_id="designs", wrap=False)
-        with gr.Row():
-            with gr.Column(scale=3):
-                color = gr.Radio(list(COLOR_CHOICES), value="pLDDT", label="Colour the structure by")
-                structure = gr.HTML(render.message_html("Structures appear here after folding."), elem_id="structure")
-            plot = gr.Plot(label="Per-residue pLDDT (designed positions marked)", elem_id="plddt-plot", scale=2)
-        files = gr.File(label="Downloads: FASTA, PDBs, trajectory, settings", file_count="multiple",
-                        interactive=False, elem_id="downloads")
-        designs = gr.State([])
-        selected = gr.State(0)
+                    top = gr.Dataframe(headers=TOP_HEADERS, interactive=False, elem_id="score-top",
+                                       label="Top predicted substitutions", scale=1)
+                    with gr.Accordion("Scores as JSON (the API's output)", open=False):
+                        score_json = gr.JSON(elem_id="score-json")
+                design_sent = gr.State(None)
+                designs = gr.State([])
+                selected = gr.State(0)
 
         fn = spaces.GPU(duration=180)(cb.generate) if spaces is not None else cb.generate
         event = run_btn.click(fn, [template, num_samples, steps, seed, temperature, fold],
@@ -327,6 +409,15 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
                               # processed) runs once that ends; the default ("once") drops it.
                               trigger_mode="always_last", validator=admit.check)
         event.then(lambda: 0, None, selected, api_name=False)
+        event.then(cb.heading, designs, heading, api_name=False)
+        # the API/MCP endpoint returns the entry alone; the page then draws it
+        score_fn = spaces.GPU(duration=60)(cb.score) if spaces is not None else cb.score
+        score_views = [score_summary, track, heatmap, top, score_files]
+        score_btn.click(score_fn, score_input, score_json, api_name="score", concurrency_limit=concurrency) \
+            .success(cb.show_score, [score_json, design_sent], score_views, api_name=False)
+        score_design_btn.click(cb.send_to_score, [designs, selected], [score_input, design_sent, tabs], api_name=False) \
+            .success(score_fn, score_input, score_json, api_name=False) \
+            .success(cb.show_score, [score_json, design_sent], score_views, api_name=False)
         # Not queued: a Stop must reach the server even when the queue is full.
         stop_btn.click(lambda: render.message_html("Stopped: the run was cancelled.", "warn"), None, status,
                        cancels=[event], api_name=False, queue=False)
@@ -378,12 +469,12 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def launch(demo: gr.Blocks, **kwargs):
-    """Serve the page (host and port from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT unless given).
+    """Serve the page and its MCP server (host and port from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT unless given).
 
     With no port given, Gradio binds the first free port from $GRADIO_SERVER_PORT (else 7860) on
     and moves to the next when binding fails, so servers started side by side never race for one.
     """
-    return demo.launch(css_paths=[ASSETS / "studio.css"], max_file_size=MAX_UPLOAD, **kwargs)
+    return demo.launch(css_paths=[ASSETS / "studio.css"], max_file_size=MAX_UPLOAD, mcp_server=True, **kwargs)
 
 
 # ---- start-up for tests and scripts ------------------------------------------------------------------

@@ -14,6 +14,8 @@ clusters until the fraction of *sequences* is reached); the training part is the
 ELBO: ``sedd.likelihood.elbo_to_precision`` (the estimator, its standard error and how rounds of
 t samples are added until the error is below ``--target-stderr`` are documented there).
 −log p(length) is reported separately (``length_nll``): the model is conditional on the length.
+``score_distribution``: quantiles of the per-sequence ELBO/residue (64 times per sequence, at most
+512 sequences), which ``sedd.score`` reads to place a sequence among the family (a percentile).
 Unigram floor: cross-entropy of the held-out residues under the reference composition
 (``likelihood.unigram_nll``), or the held-out data's own composition when there is no reference.
 
@@ -56,6 +58,7 @@ from .data import Dataset, describe_dropped, read_clusters, read_fasta, split
 from .likelihood import elbo_to_precision, length_nll, unigram_nll
 from .metrics import draw_samples, fold_metrics, infill_recovery, sample_metrics
 from .report import json_safe, summary, write_report
+from .score import DISTRIBUTION_KEY, family_distribution
 
 
 # ---- command line ------------------------------------------------------------------------------------
@@ -153,6 +156,9 @@ def evaluate(a: argparse.Namespace) -> tuple[dict, list[str] | None]:
     result["unigram_reference"] = ("the held-out data's own composition (plug-in entropy)" if reference is None
                                    else f"the {'training part' if a.clusters else 'reference'} composition")
     lap("elbo")
+    # per-sequence ELBO quantiles for the studio's family percentile (sedd.score.family_distribution)
+    result[DISTRIBUTION_KEY] = family_distribution(model, data, seed=a.seed, progress=True)
+    lap("score_distribution")
     result.update(infill_recovery(model, data, fraction=a.infill_fraction, seed=a.seed, batch_size=a.batch_size,
                                   progress=True))
     lap("infill")

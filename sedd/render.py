@@ -171,3 +171,74 @@ def plddt_figure(plddt: list[float], designed: list[bool]) -> Figure:
     return fig
 
 
+
+
+# ---- scores (Score tab) -----------------------------------------------------------------------------
+
+def score_summary_html(entry: dict, percentile: float | None) -> str:
+    """The whole-sequence score, its pseudo-log-likelihood and where it falls among the family."""
+    family = ("The checkpoint stores no score distribution of its validation sequences, so there is no family "
+              "percentile." if percentile is None else
+              f"More family-like than <b>{percentile:.0f} %</b> of the model's held-out natural sequences "
+              "(lower ELBO = more likely).")
+    return (f'<div class="score-summary"><div class="score-name">{esc(entry["name"])} · {entry["length"]} residues</div>'
+            f'<div class="score-main">ELBO <b>{entry["elbo_nats_per_residue"]:.3f} ± {entry["elbo_stderr"]:.3f}</b> '
+            f'nats/residue · pseudo-log-likelihood {entry["pll_nats_per_residue"]:.3f} nats/residue</div>'
+            f'<div class="score-family">{family}</div></div>')
+
+
+def _mark_designed(ax, designed: list[bool] | None, y: float, label: str = "designed position") -> None:
+    on = [i + 1 for i, f in enumerate(designed or []) if f]
+    if on:
+        ax.scatter(on, [y] * len(on), marker="v", s=18, color=DESIGNED_COLOR, label=label, clip_on=False, zorder=3)
+
+
+def _track_width(length: int) -> float:
+    """Figure width (inches) for a per-position plot: the track and the heatmap line up."""
+    return min(max(6.0, 0.11 * length + 2.0), 18.0)
+
+
+def score_track_figure(log_probs: list[float], designed: list[bool] | None = None) -> Figure:
+    """log p(x_i | x_{−i}) per position: low = the model finds the residue present surprising there."""
+    fig = Figure(figsize=(_track_width(len(log_probs)), 2.8), dpi=100)
+    ax = fig.add_subplot()
+    ax.set_title("Per-residue log-probability, only that residue masked", fontsize=10)
+    x = list(range(1, len(log_probs) + 1))
+    ax.bar(x, log_probs, width=1.0, color="#3b6ea5", label="log p(residue | rest)")
+    _mark_designed(ax, designed, 0.3)
+    ax.axhline(0, color="#1f2d3a", lw=0.6)
+    ax.set_xlim(0.5, len(log_probs) + 0.5)
+    ax.set_ylim(min(min(log_probs), -1.0) * 1.05, 0.6)
+    ax.set_xlabel("position")
+    ax.set_ylabel("log p (nats)")
+    ax.legend(loc="lower right", fontsize=8, framealpha=0.8)
+    fig.tight_layout()
+    return fig
+
+
+def scan_heatmap_figure(entry: dict, designed: list[bool] | None = None) -> Figure:
+    """The 20 × L scan, log p(b) − log p(wild type): red = predicted harmful, blue = predicted tolerated.
+
+    Wild-type cells (0 by definition) carry a black dot; designed positions a triangle above.
+    """
+    import numpy as np
+    from matplotlib.colors import TwoSlopeNorm
+
+    scores = np.asarray(entry["scan"]["scores"]).T                  # [V, L]
+    residues, sequence = entry["scan"]["residues"], entry["sequence"]
+    L = len(sequence)
+    fig = Figure(figsize=(_track_width(L), 4.4), dpi=100)
+    ax = fig.add_subplot()
+    ax.set_title("Single-substitution scan: log p(b) − log p(wild type), only that position masked", fontsize=10)
+    low, high = min(scores.min(), -1e-3), max(scores.max(), 1e-3)
+    image = ax.imshow(scores, aspect="auto", cmap="RdBu", norm=TwoSlopeNorm(0.0, low, high), interpolation="nearest",
+                      extent=(0.5, L + 0.5, len(residues) - 0.5, -0.5))
+    ax.scatter(range(1, L + 1), [residues.index(c) for c in sequence], s=6, color="black", label="wild type")
+    _mark_designed(ax, designed, -1.3)
+    ax.set_yticks(range(len(residues)), list(residues), fontsize=7)
+    ax.set_xlabel("position")
+    ax.set_ylabel("substitution")
+    fig.colorbar(image, ax=ax, fraction=0.03, pad=0.01, label="log p(b) − log p(wt)")
+    ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.16), ncol=2, fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from . import render
+from . import render, score
 from .alphabet import Template
 from .checkpoint import Checkpoint, atomic_write_text
 from .design import Request, decode_rows, stream, to_fasta
@@ -147,10 +147,17 @@ class Design:
     nearest_identity: float | None = None   # see ``nearest_identities``
     fold: FoldResult | None = None
     fold_error: str | None = None
+    score: float | None = None          # model score: ELBO, nats/residue (lower = more likely)
+    score_stderr: float | None = None
 
     @property
     def name(self) -> str:
         return f"design_{self.index}"
+
+
+def ranking_basis(designs: list[Design]) -> str:
+    """What the designs are ranked by: mean pLDDT when any was folded, else the model score."""
+    return "mean pLDDT" if any(d.fold is not None for d in designs) else "model score"
 
 
 def nearest_identities(sequences: list[str], designed: list[bool]) -> list[float | None]:
@@ -224,9 +231,21 @@ class Run:
                     shared_error = str(e) if e.reason in _REQUEST_WIDE_FAILURES else None
             yield design
 
+    def score(self) -> Iterator[Design]:
+        """Give each design its model score (``sedd.score.elbo_score``, the run's seed), yielding it."""
+        for design in self.designs:
+            tokens = self.model.alphabet.encode(design.sequence)
+            design.score, design.score_stderr = score.elbo_score(self.model, tokens, seed=self.settings.seed)
+            yield design
+
     def ranked(self) -> list[Design]:
-        """Folded designs by mean pLDDT, best first; unfolded ones after, in sampling order."""
-        return sorted(self.designs, key=lambda d: (d.fold is None, -(d.fold.mean_plddt if d.fold else 0.0), d.index))
+        """By mean pLDDT when anything was folded (unfolded designs after), else by model score; best first.
+
+        Ties, and designs without the value ranked by, keep sampling order.
+        """
+        if ranking_basis(self.designs) == "mean pLDDT":
+            return sorted(self.designs, key=lambda d: (d.fold is None, -(d.fold.mean_plddt if d.fold else 0.0), d.index))
+        return sorted(self.designs, key=lambda d: (d.score is None, d.score if d.score is not None else 0.0, d.index))
 
     def fasta(self) -> str:
         return to_fasta([d.sequence for d in self.designs])
@@ -244,3 +263,39 @@ class Run:
                 paths.append(directory / f"{d.name}.pdb")
                 atomic_write_text(paths[-1], d.fold.pdb)
         return paths
+
+
+# ---- the Score tab ------------------------------------------------------------------------------------
+
+@dataclass
+class Scored:
+    """One scored sequence: the ``sedd.score`` JSON entry (with the scan) and what the page adds."""
+
+    entry: dict
+    percentile: float | None          # share (%) of held-out naturals with a worse ELBO
+    designed: list[bool] | None       # positions a design filled in, when it came from the Generate tab
+
+    def write_files(self, directory: Path) -> list[Path]:
+        """The scan as CSV and the scores (entry + percentile) as JSON."""
+        directory.mkdir(parents=True, exist_ok=True)
+        paths = [directory / f"{self.entry['name']}_scan.csv", directory / f"{self.entry['name']}_scores.json"]
+        atomic_write_text(paths[0], score.scan_csv(self.entry))
+        atomic_write_text(paths[1], json.dumps({**self.entry, "family_percentile": self.percentile}) + "\n")
+        return paths
+
+
+def score_request(model: Checkpoint, text: str, seed: int = 0) -> dict:
+    """Parse ``text`` by the template rules (no masks allowed); its ``sedd.score`` entry, with the scan."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("paste a protein sequence to score (one-letter codes; a FASTA header line is fine)")
+    name, body = score.fasta_records(text)[0]
+    tokens = score.parse_sequence(model, body)
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:64] or "sequence"
+    return score.score_sequence(model, tokens, name, seed=seed, scan=True)
+
+
+def scored(model: Checkpoint, entry: dict, design: tuple[str, list[bool]] | None = None) -> Scored:
+    """What the Score tab shows for an entry. ``design``: (sequence, designed flags) of a design sent from
+    the Generate tab; its flags are kept only when the entry is still that sequence."""
+    designed = list(design[1]) if design and design[0] == entry["sequence"] else None
+    return Scored(entry, score.family_percentile(model, entry["elbo_nats_per_residue"]), designed)

@@ -86,10 +86,10 @@ def test_without_weights_the_designs_still_come(model, tmp_path):
     missing = ESMFoldBackend(str(tmp_path / "no-weights"), device="cpu")
     cb = app.StudioCallbacks(model, {ESMFOLD: missing}, min_interval=0.0, output_root=tmp_path / "out")
     *_, final = cb.generate(TEMPLATE, 2, 16, 1, 1.0, ESMFOLD)
-    fasta, _f, status, _s, table, structure, plot, files, _r = final
+    fasta, _f, status, _s, table, structure, plot, files, ranked = final
     assert len(fasta_sequences(fasta)) == 2
     assert "no-weights" in status and "not available" in status
-    assert "No structure for design_1" in structure and "still in the FASTA box" in structure and plot is None
+    assert f"No structure for {ranked[0].name}" in structure and "still in the FASTA box" in structure and plot is None
     assert [row[6] for row in table] == ["failed", "failed"]
     assert not any(f.endswith(".pdb") for f in files) and any(f.endswith("designs.fasta") for f in files)
 

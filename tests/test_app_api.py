@@ -35,7 +35,7 @@ def solo_fasta(model, tmp_path, **kwargs) -> str:
 
 def test_generate_is_documented_with_the_contract_parameters(client):
     info = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
-    assert set(info) == {"/generate"}, "only generate is part of the API"
+    assert set(info) == {"/generate", "/score"}, "only generate and score are part of the API"
     params = [p["parameter_name"] for p in info["/generate"]["parameters"]]
     assert params[:4] == ["template", "num_samples", "steps", "seed"]
     assert all(p["parameter_has_default"] for p in info["/generate"]["parameters"][1:])

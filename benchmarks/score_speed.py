@@ -1,0 +1,74 @@
+"""Scoring speed: a full single-substitution scan, the whole-sequence ELBO and ``score_sequence`` of one sequence.
+
+    python benchmarks/score_speed.py                          # bundled model, human ACYP1 (99 residues)
+    python benchmarks/score_speed.py --checkpoint DIR --sequence SEQ --repeats 5 --threads 2
+
+Each timing is the median of ``--repeats`` runs after one warm-up, as wall time and as this
+process's CPU time (see ``median_seconds``). The scan is
+``masked_marginals`` + ``scan_from_marginals``: one network call on L rows. The ELBO is
+``elbo_score`` (64 to 256 random times, until its standard error is below 0.05 nats/residue), and
+``score_sequence(scan=True)`` is both, i.e. what one ``python -m sedd.score --scan`` sequence costs
+once the model is loaded.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a checkout without installing
+
+from sedd import checkpoint, score
+
+ACYP1_HUMAN = ("MAEGNTLISVDYEIFGKVQGVFFRKHTQAEGKKLGLVGWVQNTDRGTVQGQLQGPISKVRHMQEWLETRGSPKSHIDKANFNNEKVILKLDYSDF"
+               "QIVK")   # UniProt P07311
+
+
+def median_seconds(fn, repeats: int) -> tuple[float, float]:
+    """Median wall seconds and median CPU seconds of this process (all threads) per call.
+
+    On a machine shared with other work the wall time grows with the load; the CPU time much less,
+    and with one thread it is the wall time an idle core would give.
+    """
+    fn()                                    # warm-up: allocator, thread pool
+    wall, cpu = [], []
+    for _ in range(repeats):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        fn()
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return statistics.median(wall), statistics.median(cpu)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", default=None, help="default: the bundled model")
+    p.add_argument("--sequence", default=ACYP1_HUMAN, help="default: human ACYP1, 99 residues")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    a = p.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    model = checkpoint.load(a.checkpoint)
+    tokens = score.parse_sequence(model, a.sequence)
+    rows = [
+        ("scan (L rows, one pass)", lambda: score.scan_from_marginals(score.masked_marginals(model, tokens), tokens)),
+        ("whole-sequence ELBO", lambda: score.elbo_score(model, tokens)),
+        ("score_sequence(scan=True)", lambda: score.score_sequence(model, tokens, scan=True)),
+    ]
+    print(f"checkpoint {model.source} · {model.model.num_parameters() / 1e6:.1f} M parameters · length {len(tokens)} · "
+          f"{torch.get_num_threads()} threads · median of {a.repeats} · load average {os.getloadavg()[0]:.1f} "
+          f"on {os.cpu_count()} CPUs")
+    print("| what | wall seconds | CPU seconds |\n|---|---:|---:|")
+    for name, fn in rows:
+        wall, cpu = median_seconds(fn, a.repeats)
+        print(f"| {name} | {wall:.3f} | {cpu:.3f} |")
+
+
+if __name__ == "__main__":
+    main()

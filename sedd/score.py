@@ -1,0 +1,355 @@
+"""Ask the model about a sequence: whole-sequence score, masked marginals, mutation scans, variant tables.
+
+    python -m sedd.score --sequence MSTARPLKSVDYEVFGRVQGVFFRK... --scan --json
+    python -m sedd.score --fasta designs.fasta
+    python -m sedd.score --sequence WT --mutations variants.csv --out scored.csv
+
+Whole-sequence score (DESIGN decision 12). The ELBO bound on −log p(x | length) in nats per residue,
+from the one estimator ``sedd.likelihood.elbo_to_precision`` run on this sequence alone (so a
+sequence's score does not depend on the others in a file): K stratified times, more rounds until
+the per-residue standard error is below ``ELBO_TARGET_STDERR`` or K reaches ``ELBO_MAX_T_SAMPLES``.
+Deterministic for a given seed on the CPU. Lower is more family-like.
+
+Masked marginals. For a set S of positions, x_S̄ = the sequence with the positions in S masked;
+the network gives log p_θ(x_i = b | x_S̄) for every i ∈ S and residue b in one forward. With
+S = {i} for i = 1…L (one batched pass of L rows):
+- per-residue log-probability  ℓ_i = log p_θ(x_i = wt_i | x_{−i});
+- pseudo-log-likelihood per residue (as nats, like the ELBO)  PLL = −(1/L) Σ_i ℓ_i;
+- single-substitution scan  scan[i][b] = log p_θ(b | x_{−i}) − ℓ_i  (exactly 0 at b = wt_i).
+A multi-mutant m = {(i, wt_i → mt_i)} with sites S is scored with all of S masked at once
+(the masked-marginal score of Meier et al. 2021, "Language models enable zero-shot prediction of
+the effects of mutations on protein function"):
+    score(m) = Σ_{i∈S} log p_θ(mt_i | x_S̄) − log p_θ(wt_i | x_S̄),
+so a single mutant's score equals its scan cell. Variant tables use ProteinGym's layout: a
+``mutant`` column of ``A23V`` or ``A23V:G45K`` (1-based positions; the wild-type letter is checked).
+
+Family percentile. ``family_distribution`` stores quantiles of the per-sequence ELBO/residue of a
+checkpoint's validation sequences (same estimator, ``FAMILY_T_SAMPLES`` times per sequence, so its
+Monte Carlo noise is of the same size as a single score's); ``sedd.evaluate`` writes it into the
+evaluation block of ``config.json`` under ``"score_distribution"``. A sequence's percentile is the
+share of those sequences with a worse (higher) ELBO, interpolated between the stored quantiles.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import checkpoint as ckpt
+from .data import Dataset
+from .likelihood import elbo_to_precision, estimate_elbo
+
+ELBO_T_SAMPLES = 64          # times in the first round: one forward of 64 copies of the sequence
+ELBO_TARGET_STDERR = 0.05    # nats/residue; ~120 times for a 100-residue natural ACYP
+ELBO_MAX_T_SAMPLES = 256
+FAMILY_T_SAMPLES = 64
+FAMILY_MAX_SEQS = 512
+DISTRIBUTION_KEY = "score_distribution"
+ROWS_PER_PASS = 256          # rows of one network call; a scan of L ≤ 256 is one pass
+
+
+# ---- input ----------------------------------------------------------------------------------------------
+def parse_sequence(model: ckpt.Checkpoint, text: str) -> list[int]:
+    """A full sequence → residue ids, by the template rules (header, digits, spaces, trailing *).
+
+    Designed positions (``_ ? # X`` or brackets) are refused: a score needs every residue.
+    """
+    if not text.strip():
+        raise ValueError(f"the sequence is empty: give 1 to {model.max_len} residues")
+    template = model.alphabet.parse_template(text, model.max_len)
+    masked = [i + 1 for i, d in enumerate(template.designed) if d]
+    if masked:
+        shown = ", ".join(map(str, masked[:10])) + (" …" if len(masked) > 10 else "")
+        raise ValueError(f"scoring needs a full sequence, but {len(masked)} position(s) are designed/masked "
+                         f"({shown}); replace {' '.join(model.alphabet.mask_chars)} with residues")
+    return list(template.tokens)
+
+
+def fasta_records(text: str) -> list[tuple[str, str]]:
+    """(name, body) for every ``>`` record of a FASTA text; a text without a header is one record."""
+    if not text.lstrip().startswith(">"):
+        return [("sequence", text)]
+    records = []
+    for chunk in text.lstrip()[1:].split("\n>"):
+        header, _, body = chunk.partition("\n")
+        records.append((header.split()[0] if header.split() else f"record_{len(records) + 1}", body))
+    return records
+
+
+# ---- masked marginals -------------------------------------------------------------------------------------
+@torch.no_grad()
+def masked_log_probs(model: ckpt.Checkpoint, tokens: list[int], site_sets: list[list[int]],
+                     rows_per_pass: int = ROWS_PER_PASS) -> list[torch.Tensor]:
+    """log p_θ(x_i = b | x with the sites S masked) for each S in ``site_sets`` (0-based positions).
+
+    One row per site set, ``rows_per_pass`` rows per network call. Returns one float64 tensor
+    [|S|, V] per set, rows in the order of S.
+    """
+    net = model.model
+    device = next(net.parameters()).device
+    x = torch.tensor(tokens, dtype=torch.long, device=device)
+    out: list[torch.Tensor] = []
+    for start in range(0, len(site_sets), rows_per_pass):
+        chunk = site_sets[start:start + rows_per_pass]
+        rows = x.repeat(len(chunk), 1)                                          # [R, L]
+        for r, sites in enumerate(chunk):
+            rows[r, list(sites)] = model.alphabet.mask_id
+        log_p = torch.log_softmax(net(rows).double(), dim=-1).cpu()            # [R, L, V]
+        out.extend(log_p[r, list(sites)] for r, sites in enumerate(chunk))
+    return out
+
+
+def masked_marginals(model: ckpt.Checkpoint, tokens: list[int]) -> torch.Tensor:
+    """[L, V] float64: row i = log p_θ(x_i = · | x with only i masked)."""
+    return torch.cat(masked_log_probs(model, tokens, [[i] for i in range(len(tokens))]))
+
+
+def scan_from_marginals(marginals: torch.Tensor, tokens: list[int]) -> torch.Tensor:
+    """[L, V]: scan[i][b] = marginals[i][b] − marginals[i][wt_i]; the wild-type cell is exactly 0."""
+    wild = marginals.gather(1, torch.tensor(tokens).view(-1, 1))
+    return marginals - wild
+
+
+# ---- whole-sequence score ---------------------------------------------------------------------------------
+def elbo_score(model: ckpt.Checkpoint, tokens: list[int], seed: int = 0, target_stderr: float = ELBO_TARGET_STDERR,
+               max_t_samples: int = ELBO_MAX_T_SAMPLES) -> tuple[float, float]:
+    """(ELBO, standard error) in nats/residue of one sequence (module docstring)."""
+    result = elbo_to_precision(model.model, Dataset(["sequence"], [list(tokens)]), model.schedule,
+                               model.alphabet.mask_id, t_samples=min(ELBO_T_SAMPLES, max_t_samples),
+                               target_stderr=target_stderr, max_t_samples=max_t_samples, seed=seed,
+                               pad_id=model.alphabet.pad_id)
+    return result["elbo_nats_per_residue"], result["elbo_stderr"]
+
+
+def score_sequence(model: ckpt.Checkpoint, tokens: list[int], name: str = "sequence", seed: int = 0,
+                   scan: bool = False) -> dict:
+    """One entry of the ``sedd.score --json`` ``"sequences"`` list (DESIGN.md, CLI contract)."""
+    elbo, stderr = elbo_score(model, tokens, seed)
+    marginals = masked_marginals(model, tokens)
+    per_residue = marginals.gather(1, torch.tensor(tokens).view(-1, 1)).squeeze(1)      # ℓ_i, [L]
+    entry = {"name": name, "sequence": model.alphabet.decode(tokens), "length": len(tokens),
+             "elbo_nats_per_residue": elbo, "elbo_stderr": stderr,
+             "pll_nats_per_residue": -per_residue.mean().item(),
+             "per_residue_log_prob": per_residue.tolist()}
+    if scan:
+        entry["scan"] = {"residues": model.alphabet.residues,
+                         "scores": scan_from_marginals(marginals, tokens).tolist()}
+    return entry
+
+
+def scan_csv(entry: dict) -> str:
+    """The scan of a ``score_sequence`` entry as CSV: position (1-based), wild type, one column per residue."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["position", "wild_type", *entry["scan"]["residues"]])
+    for i, (wt, row) in enumerate(zip(entry["sequence"], entry["scan"]["scores"]), start=1):
+        writer.writerow([i, wt, *(f"{v:.4f}" for v in row)])
+    return out.getvalue()
+
+
+def top_substitutions(entry: dict, n: int = 20) -> list[tuple[str, float]]:
+    """The ``n`` highest-scoring single substitutions of a scanned entry: (``A23V``, score), best first."""
+    scores = torch.tensor(entry["scan"]["scores"])
+    residues, wild = entry["scan"]["residues"], entry["sequence"]
+    scores[torch.arange(len(wild)), torch.tensor([residues.index(c) for c in wild])] = -math.inf
+    values, flat = scores.flatten().topk(min(n, scores.numel() - len(wild)))
+    V = len(residues)
+    return [(f"{wild[k // V]}{k // V + 1}{residues[k % V]}", v) for k, v in zip(flat.tolist(), values.tolist())]
+
+
+# ---- multi-mutants (ProteinGym layout) --------------------------------------------------------------------
+def parse_mutant(text: str, sequence: str, residues: str) -> list[tuple[int, int, int]]:
+    """``A23V:G45K`` → [(position 0-based, wild-type id, mutant id), …]; a ``ValueError`` says what is wrong."""
+    sites = []
+    for part in text.strip().split(":"):
+        part = part.strip()
+        if len(part) < 3 or not part[1:-1].isdigit():
+            raise ValueError(f"mutation {part!r} is not of the form A23V (wild type, 1-based position, mutant)")
+        wt, pos, mt = part[0].upper(), int(part[1:-1]), part[-1].upper()
+        if not 1 <= pos <= len(sequence):
+            raise ValueError(f"mutation {part!r}: position {pos} is outside the sequence (1 to {len(sequence)})")
+        if sequence[pos - 1] != wt:
+            raise ValueError(f"mutation {part!r}: position {pos} is {sequence[pos - 1]!r} in the sequence, not {wt!r}")
+        if mt not in residues:
+            raise ValueError(f"mutation {part!r}: {mt!r} is not a residue of the alphabet {residues}")
+        if any(p == pos - 1 for p, _, _ in sites):
+            raise ValueError(f"mutation {part!r}: position {pos} is mutated twice")
+        sites.append((pos - 1, residues.index(wt), residues.index(mt)))
+    return sites
+
+
+def mutant_scores(model: ckpt.Checkpoint, tokens: list[int], mutants: list[list[tuple[int, int, int]]]) -> list[float]:
+    """Σ_{i∈S} log p_θ(mt_i | x_S̄) − log p_θ(wt_i | x_S̄) per mutant, all of its sites S masked at once."""
+    log_ps = masked_log_probs(model, tokens, [[pos for pos, _, _ in m] for m in mutants])
+    return [sum(lp[k, mt].item() - lp[k, wt].item() for k, (_, wt, mt) in enumerate(m))
+            for m, lp in zip(mutants, log_ps)]
+
+
+def score_mutations_csv(model: ckpt.Checkpoint, tokens: list[int], csv_in: str | Path, csv_out: str | Path) -> dict:
+    """Read a ProteinGym-style CSV, write it back with a ``sedd_score`` column (every input column kept).
+
+    Returns ``{"num_variants", "spearman", "num_with_dms"}``; the Spearman ρ (scipy) is against
+    ``DMS_score`` over the rows where it is a finite number, or ``None`` without that column.
+    """
+    with open(csv_in, newline="") as f:
+        reader = csv.DictReader(f)
+        rows, fields = list(reader), list(reader.fieldnames or [])
+    if "mutant" not in fields:
+        raise ValueError(f"{csv_in} has no 'mutant' column (columns: {', '.join(fields) or 'none'}); "
+                         "expected ProteinGym's layout with mutants like A23V or A23V:G45K")
+    if not rows:
+        raise ValueError(f"{csv_in} has a header but no variants")
+    sequence, residues = model.alphabet.decode(tokens), model.alphabet.residues
+    mutants = []
+    for line, row in enumerate(rows, start=2):       # line 1 is the header
+        try:
+            mutants.append(parse_mutant(row["mutant"] or "", sequence, residues))
+        except ValueError as e:
+            raise ValueError(f"{csv_in}, line {line} (mutant {row['mutant']!r}): {e}") from None
+    scores = mutant_scores(model, tokens, mutants)
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=fields + ([] if "sedd_score" in fields else ["sedd_score"]),
+                            lineterminator="\n")
+    writer.writeheader()
+    for row, s in zip(rows, scores):
+        writer.writerow({**row, "sedd_score": f"{s:.6f}"})
+    ckpt.atomic_write_text(Path(csv_out), out.getvalue())
+    agreement = _spearman(rows, scores) if "DMS_score" in fields else {"spearman": None, "num_with_dms": 0}
+    return {"num_variants": len(rows), **agreement}
+
+
+def _spearman(rows: list[dict], scores: list[float]) -> dict:
+    from scipy.stats import spearmanr
+
+    pairs = []
+    for row, s in zip(rows, scores):
+        try:
+            dms = float(row["DMS_score"])
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(dms):
+            pairs.append((s, dms))
+    rho = spearmanr(*zip(*pairs)).statistic if len(pairs) >= 2 else math.nan
+    return {"spearman": float(rho), "num_with_dms": len(pairs)}
+
+
+# ---- family distribution and percentile -------------------------------------------------------------------
+def family_distribution(model: ckpt.Checkpoint, data: Dataset, seed: int = 0, max_seqs: int = FAMILY_MAX_SEQS,
+                        t_samples: int = FAMILY_T_SAMPLES, progress: bool = False) -> dict:
+    """Quantiles (0, 1, …, 100 %) of the per-sequence ELBO/residue of ``data`` (a seeded subset of ``max_seqs``)."""
+    if len(data) > max_seqs:
+        data = data.subset(sorted(random.Random(seed).sample(range(len(data)), max_seqs)))
+    result = estimate_elbo(model.model, data, model.schedule, model.alphabet.mask_id, t_samples=t_samples,
+                           seed=seed, progress=progress, pad_id=model.alphabet.pad_id)
+    lengths = np.array([len(t) for t in data.tokens])
+    per_residue = np.array(result["per_sequence"]) / lengths
+    stderr = np.array(result["per_sequence_stderr"]) / lengths
+    return {"elbo_nats_per_residue_quantiles": np.quantile(per_residue, np.linspace(0, 1, 101)).round(4).tolist(),
+            "quantile_levels_percent": "0, 1, ..., 100", "num_sequences": len(data), "t_samples": t_samples,
+            "mean_sequence_stderr": round(float(stderr.mean()), 4), "seed": seed}
+
+
+def family_percentile(model: ckpt.Checkpoint, elbo_per_residue: float) -> float | None:
+    """Share (%) of the checkpoint's validation sequences with a higher (worse) ELBO; None if not stored."""
+    dist = (model.meta.get("evaluation") or {}).get(DISTRIBUTION_KEY)
+    if not dist:
+        return None
+    quantiles = np.asarray(dist["elbo_nats_per_residue_quantiles"], dtype=float)
+    below = np.interp(elbo_per_residue, quantiles, np.linspace(0, 100, len(quantiles)))
+    return float(100.0 - below)
+
+
+# ---- command line -----------------------------------------------------------------------------------------
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m sedd.score", description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", default=None, help="checkpoint directory or Hub repo id (default: the bundled model)")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--sequence", help="one full sequence (an optional FASTA header line, digits and spaces are ignored)")
+    what.add_argument("--fasta", help="a FASTA file of full sequences")
+    p.add_argument("--scan", action="store_true", help="add the single-substitution scan (L × 20)")
+    p.add_argument("--mutations", help="ProteinGym-style CSV with a 'mutant' column (A23V or A23V:G45K, 1-based)")
+    p.add_argument("--out", help="where --mutations writes the CSV with a sedd_score column")
+    p.add_argument("--seed", type=int, default=0, help="seed of the ELBO's random times (default 0)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    return p
+
+
+def _read_inputs(model: ckpt.Checkpoint, a: argparse.Namespace) -> list[tuple[str, list[int]]]:
+    if a.sequence is not None:
+        records = fasta_records(a.sequence)
+        if len(records) > 1:
+            print(f"note: --sequence holds {len(records)} FASTA records; scoring the first one only "
+                  "(use --fasta FILE for several)", file=sys.stderr)
+            records = records[:1]
+    else:
+        path = Path(a.fasta)
+        if not path.is_file():
+            raise ValueError(f"FASTA file {path} does not exist")
+        records = fasta_records(path.read_text())
+    inputs = []
+    for name, body in records:
+        try:
+            inputs.append((name, parse_sequence(model, body)))
+        except ValueError as e:
+            raise ValueError(f"{name}: {e}") from None
+    if not inputs:
+        raise ValueError(f"{a.fasta} holds no sequence")
+    return inputs
+
+
+def _table(model: ckpt.Checkpoint, entries: list[dict]) -> str:
+    lines = [f"{'name':<24} {'length':>6}  {'ELBO (nats/res)':>17}  {'PLL (nats/res)':>14}  {'family pct':>10}"]
+    for e in entries:
+        pct = family_percentile(model, e["elbo_nats_per_residue"])
+        lines.append(f"{e['name'][:24]:<24} {e['length']:>6}  {e['elbo_nats_per_residue']:>9.3f} ± {e['elbo_stderr']:.3f}"
+                     f"  {e['pll_nats_per_residue']:>14.3f}  {'–' if pct is None else f'{pct:.0f} %':>10}")
+    for e in entries:
+        if "scan" in e:
+            residues = e["scan"]["residues"]
+            lines += ["", f"scan of {e['name']}: log p(b) − log p(wild type), only that position masked",
+                      f"{'pos':>4} wt " + "".join(f"{r:>6}" for r in residues)]
+            lines += [f"{i:>4} {wt}  " + "".join(f"{v:>6.2f}" for v in row)
+                      for i, (wt, row) in enumerate(zip(e["sequence"], e["scan"]["scores"]), start=1)]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = _parser()
+    a = p.parse_args(argv)
+    if (a.mutations is None) != (a.out is None):
+        p.error("--mutations and --out go together")
+    try:
+        model = ckpt.load(a.checkpoint)
+        inputs = _read_inputs(model, a)
+        if a.mutations and len(inputs) != 1:
+            raise ValueError(f"--mutations scores variants of one wild type; the input holds {len(inputs)} sequences")
+        from tqdm.auto import tqdm
+        entries = [score_sequence(model, tokens, name, a.seed, a.scan)
+                   for name, tokens in tqdm(inputs, desc="scoring", file=sys.stderr, disable=len(inputs) < 2)]
+        mutations = score_mutations_csv(model, inputs[0][1], a.mutations, a.out) if a.mutations else None
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if a.json:
+        print(json.dumps({"checkpoint": str(a.checkpoint or model.source), "sequences": entries}))
+    else:
+        print(_table(model, entries))
+    if mutations:
+        rho = mutations["spearman"]
+        line = (f"{mutations['num_variants']} variants scored → {a.out}"
+                + (f"; Spearman ρ vs DMS_score = {rho:.3f} over {mutations['num_with_dms']} variants"
+                   if rho is not None else "; no DMS_score column, so no Spearman ρ"))
+        print(line, file=sys.stderr if a.json else sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,304 @@
+"""Scores, masked marginals, scans and variant tables (``sedd/score.py``): library and CLI."""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+
+import pytest
+import torch
+from conftest import profile_family, write_fasta
+
+from sedd import checkpoint, score
+from sedd.alphabet import PROTEIN
+from sedd.data import Dataset
+from sedd.likelihood import elbo_to_precision
+from sedd.schedule import LogLinearSchedule
+
+SEQ = "MSTARPLKSVDYEVFGRVQGVFFRKHTQAEGKKLGLVGWVQNTDRGTVQGQLQG"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from studio_helpers import tiny_checkpoint_dir
+    directory = tiny_checkpoint_dir(tmp_path_factory.mktemp("ckpt"))
+    return directory, checkpoint.load(directory)
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    code = score.main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+class Spy(torch.nn.Module):
+    """The network, recording every input batch."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net, self.config, self.inputs = net, net.config, []
+
+    def forward(self, x_t):
+        self.inputs.append(x_t.clone())
+        return self.net(x_t)
+
+
+# ---- masked marginals and the scan ------------------------------------------------------------------------
+def test_marginals_are_normalised_and_the_wild_type_column_is_exactly_zero(tiny):
+    _, model = tiny
+    tokens = PROTEIN.encode(SEQ)
+    marginals = score.masked_marginals(model, tokens)
+    assert marginals.shape == (len(SEQ), 20)
+    assert torch.allclose(marginals.logsumexp(-1), torch.zeros(len(SEQ), dtype=torch.float64), atol=1e-9)
+    scan = score.scan_from_marginals(marginals, tokens)
+    assert all(scan[i, t].item() == 0.0 for i, t in enumerate(tokens))
+    assert (scan != 0).sum() == len(SEQ) * 19
+
+
+def test_the_scan_masks_exactly_one_position_per_row_in_one_pass(tiny):
+    _, model = tiny
+    spy = Spy(model.model)
+    score.masked_marginals(dataclasses.replace(model, model=spy), PROTEIN.encode(SEQ))
+    assert len(spy.inputs) == 1 and spy.inputs[0].shape == (len(SEQ), len(SEQ))
+    masked = spy.inputs[0] == PROTEIN.mask_id
+    assert torch.equal(masked, torch.eye(len(SEQ), dtype=torch.bool))
+
+
+def test_multi_mutant_masks_all_listed_sites_at_once(tiny):
+    _, model = tiny
+    tokens = PROTEIN.encode(SEQ)
+    mutants = [score.parse_mutant(m, SEQ, PROTEIN.residues) for m in ("M1A", "S2C:V10W:G20K")]
+    spy = Spy(model.model)
+    scores = score.mutant_scores(dataclasses.replace(model, model=spy), tokens, mutants)
+    rows = spy.inputs[0]
+    assert (rows == PROTEIN.mask_id).nonzero()[:, 1].tolist() == [0, 1, 9, 19]
+    assert (rows[1] == PROTEIN.mask_id).nonzero().squeeze(1).tolist() == [1, 9, 19]
+    # the score is the sum over the sites of the doubly-masked marginal differences
+    log_p = torch.log_softmax(model.model(rows[1:2]).double(), -1)[0]
+    expected = sum(log_p[i, PROTEIN.residues.index(mt)] - log_p[i, tokens[i]] for i, mt in ((1, "C"), (9, "W"), (19, "K")))
+    assert scores[1] == pytest.approx(expected.item(), abs=1e-9)
+
+
+def test_per_residue_log_prob_and_pll_come_from_the_marginals(tiny):
+    _, model = tiny
+    tokens = PROTEIN.encode(SEQ)
+    entry = score.score_sequence(model, tokens, "x", seed=0, scan=True)
+    marginals = score.masked_marginals(model, tokens)
+    assert entry["per_residue_log_prob"] == pytest.approx([marginals[i, t].item() for i, t in enumerate(tokens)])
+    assert entry["pll_nats_per_residue"] == pytest.approx(-sum(entry["per_residue_log_prob"]) / len(SEQ))
+
+
+# ---- whole-sequence score ---------------------------------------------------------------------------------
+def test_elbo_is_the_likelihood_estimator_and_reproducible_for_a_seed(tiny):
+    _, model = tiny
+    tokens = PROTEIN.encode(SEQ)
+    a, b, c = (score.elbo_score(model, tokens, seed=s) for s in (3, 3, 4))
+    assert a == b and a[0] != c[0]
+    direct = elbo_to_precision(model.model, Dataset(["s"], [tokens]), model.schedule, PROTEIN.mask_id,
+                               t_samples=score.ELBO_T_SAMPLES, target_stderr=score.ELBO_TARGET_STDERR,
+                               max_t_samples=score.ELBO_MAX_T_SAMPLES, seed=3)
+    assert a == (direct["elbo_nats_per_residue"], direct["elbo_stderr"])
+    assert 0 < a[1] < 0.2
+
+
+def test_family_percentile_interpolates_the_stored_quantiles(tiny):
+    _, model = tiny
+    assert score.family_percentile(model, 2.0) is None
+    quantiles = [1.0 + 0.01 * k for k in range(101)]          # uniform on [1, 2]
+    meta = {**model.meta, "evaluation": {score.DISTRIBUTION_KEY: {"elbo_nats_per_residue_quantiles": quantiles}}}
+    stored = dataclasses.replace(model, meta=meta)
+    assert score.family_percentile(stored, 1.25) == pytest.approx(75.0)
+    assert score.family_percentile(stored, 0.5) == 100.0 and score.family_percentile(stored, 3.0) == 0.0
+
+
+def test_family_distribution_holds_sorted_quantiles(tiny):
+    _, model = tiny
+    seqs, _ = profile_family(12, 30, seed=1)
+    dist = score.family_distribution(model, Dataset([f"s{i}" for i in range(12)], [PROTEIN.encode(s) for s in seqs]),
+                                     max_seqs=10, t_samples=4)
+    q = dist["elbo_nats_per_residue_quantiles"]
+    assert len(q) == 101 and q == sorted(q) and q[0] < q[-1] and dist["num_sequences"] == 10
+
+
+# ---- a model that learned a conserved position ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def conserved_family():
+    """A tiny model trained briefly on a synthetic family whose position 8 (1-based) is always W.
+
+    The other positions follow a profile mixed half-and-half with the uniform distribution, so no
+    other position is nearly as conserved, but the context still tells the network where it is.
+    """
+    from sedd.loss import diffusion_loss
+    from sedd.model import ScoreNetwork, preset
+
+    gen = torch.Generator().manual_seed(2)
+    profile = 0.5 * torch.softmax(3 * torch.randn(24, 20, generator=gen), -1) + 0.5 / 20
+    profile[7] = torch.nn.functional.one_hot(torch.tensor(PROTEIN.residues.index("W")), 20)
+    family = torch.multinomial(profile, 400, replacement=True, generator=gen).T             # [400, 24]
+    torch.manual_seed(0)
+    net = ScoreNetwork(preset("tiny", vocab_size=20, dropout=0.0, max_len=24))
+    opt = torch.optim.AdamW(net.parameters(), lr=5e-3)
+    model = checkpoint.Checkpoint(net, PROTEIN, LogLinearSchedule())
+    for _ in range(300):
+        batch = family[torch.randint(0, len(family), (64,), generator=gen)]
+        loss = diffusion_loss(net, batch, torch.full((64,), 24), model.schedule, PROTEIN.mask_id, generator=gen,
+                              pad_id=PROTEIN.pad_id).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    net.eval()
+    return model, family
+
+
+def test_a_strongly_conserved_position_has_the_most_negative_scan_row(conserved_family):
+    model, seqs = conserved_family
+    for tokens in seqs[:8].tolist():
+        scan = score.scan_from_marginals(score.masked_marginals(model, tokens), tokens)
+        row_means = scan.sum(1) / 19
+        assert row_means.argmin().item() == 7, row_means
+
+
+# ---- command line -----------------------------------------------------------------------------------------
+def test_json_has_exactly_the_contract_fields(tiny, capsys, tmp_path):
+    directory, _ = tiny
+    write_fasta(tmp_path / "two.fasta", [SEQ, SEQ[:30]])
+    code, out, _ = run_cli(capsys, "--checkpoint", directory, "--fasta", tmp_path / "two.fasta", "--scan", "--json")
+    assert code == 0
+    result = json.loads(out)
+    assert set(result) == {"checkpoint", "sequences"}
+    first, second = result["sequences"]
+    assert set(first) == {"name", "sequence", "length", "elbo_nats_per_residue", "elbo_stderr",
+                          "pll_nats_per_residue", "per_residue_log_prob", "scan"}
+    assert (first["name"], second["name"], second["length"]) == ("seq0", "seq1", 30)
+    assert first["scan"]["residues"] == "ACDEFGHIKLMNPQRSTVWY"
+    assert len(first["scan"]["scores"]) == len(SEQ) and all(len(r) == 20 for r in first["scan"]["scores"])
+    code, out, _ = run_cli(capsys, "--checkpoint", directory, "--sequence", SEQ, "--json")
+    assert "scan" not in json.loads(out)["sequences"][0]
+
+
+def test_the_template_rules_apply_and_masks_are_refused(tiny, capsys):
+    directory, _ = tiny
+    code, out, _ = run_cli(capsys, "--checkpoint", directory, "--sequence", f">my protein\n{SEQ[:20]} 21 {SEQ[20:]}*",
+                           "--json")
+    entry = json.loads(out)["sequences"][0]
+    assert code == 0 and entry["name"] == "my" and entry["sequence"] == SEQ
+    code, _, err = run_cli(capsys, "--checkpoint", directory, "--sequence", "MKV_GFX")
+    assert code == 2 and "scoring needs a full sequence" in err and "(4, 7)" in err
+    code, _, err = run_cli(capsys, "--checkpoint", directory, "--sequence", "MKVBGF")
+    assert code == 2 and "'B' at position 4" in err
+    code, out, err = run_cli(capsys, "--checkpoint", directory, "--sequence", ">a\nMKV\n>b\nGFW", "--json")
+    assert code == 0 and [e["sequence"] for e in json.loads(out)["sequences"]] == ["MKV"]
+    assert "holds 2 FASTA records; scoring the first one only" in err
+    code, _, err = run_cli(capsys, "--checkpoint", directory, "--sequence", " \n")
+    assert code == 2 and "the sequence is empty" in err
+
+
+def test_readable_table(tiny, capsys):
+    directory, _ = tiny
+    code, out, _ = run_cli(capsys, "--checkpoint", directory, "--sequence", SEQ, "--scan")
+    lines = out.splitlines()
+    assert code == 0 and "ELBO (nats/res)" in lines[0] and lines[1].startswith("sequence")
+    assert sum(1 for line in lines if line[:4].strip().isdigit()) == len(SEQ)
+
+
+def write_variants(path, rows, fields) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def test_mutations_csv_round_trip_and_scan_agreement(tiny, capsys, tmp_path):
+    directory, _ = tiny
+    code, out, _ = run_cli(capsys, "--checkpoint", directory, "--sequence", SEQ, "--scan", "--json")
+    scan = json.loads(out)["sequences"][0]["scan"]["scores"]
+    variants = ["M1A", "S2C", "V10W", "G20K", "S2C:V10W"]
+    fields = ["mutant", "mutated_sequence", "DMS_score", "note, with comma"]
+    rows = [{"mutant": m, "mutated_sequence": "x", "DMS_score": str(k % 3), "note, with comma": f'say "{k}", ok'}
+            for k, m in enumerate(variants)]
+    write_variants(tmp_path / "in.csv", rows, fields)
+    code, out, _ = run_cli(capsys, "--checkpoint", directory, "--sequence", SEQ, "--mutations", tmp_path / "in.csv",
+                           "--out", tmp_path / "out.csv")
+    assert code == 0
+    with open(tmp_path / "out.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        back = list(reader)
+    assert reader.fieldnames == fields + ["sedd_score"]
+    assert [{k: r[k] for k in fields} for r in back] == rows
+    singles = {m: float(r["sedd_score"]) for m, r in zip(variants, back)}
+    for m in variants[:4]:
+        i, b = int(m[1:-1]) - 1, PROTEIN.residues.index(m[-1])
+        assert singles[m] == pytest.approx(scan[i][b], abs=1e-5)
+    assert "Spearman ρ vs DMS_score" in out and "over 5 variants" in out
+
+
+def test_spearman_is_printed_against_dms_score(tiny, capsys, tmp_path):
+    directory, model = tiny
+    variants = ["M1A", "S2C", "V10W", "G20K", "A4L", "R5E"]
+    exact = score.mutant_scores(model, PROTEIN.encode(SEQ), [score.parse_mutant(m, SEQ, PROTEIN.residues) for m in variants])
+    rows = [{"mutant": m, "DMS_score": str(2 * s + 1)} for m, s in zip(variants, exact)] + [{"mutant": "T3S", "DMS_score": ""}]
+    write_variants(tmp_path / "in.csv", rows, ["mutant", "DMS_score"])
+    code, out, err = run_cli(capsys, "--checkpoint", directory, "--sequence", SEQ, "--mutations", tmp_path / "in.csv",
+                             "--out", tmp_path / "out.csv", "--json")
+    assert code == 0 and "Spearman ρ vs DMS_score = 1.000 over 6 variants" in err
+    assert json.loads(out)["sequences"][0]["name"] == "sequence"
+
+
+@pytest.mark.parametrize("mutant, message", [
+    ("A1V", r"line 3 \(mutant 'A1V'\): mutation 'A1V': position 1 is 'M' in the sequence, not 'A'"),
+    ("M99V", "position 99 is outside the sequence"),
+    ("M1B", "'B' is not a residue"),
+    ("M1", "not of the form A23V"),
+    ("M1A:M1C", "position 1 is mutated twice"),
+])
+def test_bad_mutations_name_the_row(tiny, capsys, tmp_path, mutant, message):
+    directory, _ = tiny
+    write_variants(tmp_path / "in.csv", [{"mutant": "S2C"}, {"mutant": mutant}], ["mutant"])
+    code, _, err = run_cli(capsys, "--checkpoint", directory, "--sequence", SEQ, "--mutations", tmp_path / "in.csv",
+                           "--out", tmp_path / "out.csv")
+    assert code == 2
+    assert __import__("re").search(message, err), err
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_mutations_need_out_and_a_mutant_column(tiny, capsys, tmp_path):
+    directory, _ = tiny
+    with pytest.raises(SystemExit) as e:
+        score.main(["--checkpoint", str(directory), "--sequence", SEQ, "--mutations", "x.csv"])
+    assert e.value.code == 2 and "--mutations and --out go together" in capsys.readouterr().err
+    write_variants(tmp_path / "in.csv", [{"variant": "S2C"}], ["variant"])
+    code, _, err = run_cli(capsys, "--checkpoint", directory, "--sequence", SEQ, "--mutations", tmp_path / "in.csv",
+                           "--out", tmp_path / "out.csv")
+    assert code == 2 and "no 'mutant' column (columns: variant)" in err
+
+
+def test_top_substitutions_and_scan_csv(tiny):
+    _, model = tiny
+    entry = score.score_sequence(model, PROTEIN.encode(SEQ[:12]), scan=True)
+    top = score.top_substitutions(entry, 5)
+    flat = sorted(((v, i, b) for i, row in enumerate(entry["scan"]["scores"]) for b, v in enumerate(row)
+                   if PROTEIN.residues[b] != SEQ[i]), reverse=True)[:5]
+    assert [(f"{SEQ[i]}{i + 1}{PROTEIN.residues[b]}", pytest.approx(v)) for v, i, b in flat] == top
+    lines = score.scan_csv(entry).splitlines()
+    assert lines[0] == "position,wild_type," + ",".join(PROTEIN.residues) and lines[1].startswith("1,M,")
+    assert len(lines) == 13 and float(lines[1].split(",")[2 + PROTEIN.residues.index("M")]) == 0.0
+
+
+def test_evaluate_stores_the_distribution_the_percentile_reads(tiny, capsys, tmp_path):
+    from sedd import evaluate
+
+    directory, _ = tiny
+    seqs, _ = profile_family(12, 30, seed=3)
+    write_fasta(tmp_path / "val.fasta", seqs)
+    assert evaluate.main(["--checkpoint", str(directory), "--data", str(tmp_path / "val.fasta"), "--json",
+                          "--max-t-samples", "8"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    dist = result[score.DISTRIBUTION_KEY]
+    assert dist["num_sequences"] == 12 and len(dist["elbo_nats_per_residue_quantiles"]) == 101
+    config = json.loads((directory / "config.json").read_text())
+    copy = tmp_path / "ckpt"
+    copy.mkdir()
+    (copy / "model.safetensors").write_bytes((directory / "model.safetensors").read_bytes())
+    (copy / "config.json").write_text(json.dumps({**config, "evaluation": result}))
+    median = dist["elbo_nats_per_residue_quantiles"][50]
+    assert score.family_percentile(checkpoint.load(copy), median) == pytest.approx(50.0, abs=1.0)

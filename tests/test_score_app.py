@@ -1,0 +1,145 @@
+"""Scores in the studio: the Score tab's callback, the model-score column and ranking, the API and MCP."""
+from __future__ import annotations
+
+import ast
+import asyncio
+import json
+from pathlib import Path
+
+import gradio as gr
+import pytest
+from gradio_client import Client
+from studio_helpers import launch_app, tiny_esmfold
+
+import app
+from sedd import score, studio
+from sedd.fold import ESMFoldBackend
+
+TEMPLATE = ">test\nMKV__GF_R____LLAGW__KDE"
+SEQUENCE = "MAEGNTLISVDYEIFGKVQGVFFRKHTQAEGKKLGLVGWVQNTDRGTVQ"
+ENTRY_KEYS = {"name", "sequence", "length", "elbo_nats_per_residue", "elbo_stderr", "pll_nats_per_residue",
+              "per_residue_log_prob", "scan"}
+
+
+@pytest.fixture
+def cb(model, tmp_path):
+    esmfold = ESMFoldBackend(model=tiny_esmfold(), device="cpu")
+    return app.StudioCallbacks(model, {"ESMFold (local)": esmfold, "off": None}, min_interval=0.0, output_root=tmp_path)
+
+
+def cli_entry(model, capsys, sequence: str) -> dict:
+    assert score.main(["--checkpoint", model.source, "--sequence", sequence, "--scan", "--json"]) == 0
+    return json.loads(capsys.readouterr().out)["sequences"][0]
+
+
+# ---- Generate: the model-score column and the ranking basis ------------------------------------------------
+def test_unfolded_designs_are_ranked_by_model_score_and_the_heading_says_so(cb):
+    *_, final = cb.generate(TEMPLATE, 4, 16, 3, 1.0, "off")
+    table, ranked = final[4], final[8]
+    column = app.TABLE_HEADERS.index("model score (nats/res)")
+    assert [row[column] for row in table] == [f"{d.score:.3f}" for d in ranked]
+    scores = [d.score for d in ranked]
+    assert scores == sorted(scores) and len(set(scores)) == 4
+    assert [row[1] for row in table] == [d.name for d in ranked]
+    design = ranked[0]
+    assert design.score == pytest.approx(score.elbo_score(cb.model, cb.model.alphabet.encode(design.sequence), seed=3)[0])
+    assert "ranked by model score" in cb.heading(ranked)
+
+
+def test_folded_designs_are_ranked_by_plddt_and_keep_their_model_score(cb):
+    *_, final = cb.generate(TEMPLATE, 3, 16, 4, 1.0, "ESMFold (local)")
+    table, ranked = final[4], final[8]
+    plddts = [float(row[2]) for row in table]
+    assert plddts == sorted(plddts, reverse=True)
+    assert all(row[app.TABLE_HEADERS.index("model score (nats/res)")] != "–" for row in table)
+    assert "ranked by mean pLDDT" in cb.heading(ranked) and studio.ranking_basis(ranked) == "mean pLDDT"
+
+
+# ---- the Score tab ----------------------------------------------------------------------------------------
+def test_score_tab_shows_the_cli_entry_with_figures_table_and_downloads(cb, model, capsys):
+    entry = cb.score(f">ACYP1 fragment\n{SEQUENCE}")
+    summary, track, heatmap, top, files = cb.show_score(entry)
+    assert set(entry) == ENTRY_KEYS and entry["name"] == "ACYP1"
+    assert entry == {**cli_entry(model, capsys, SEQUENCE), "name": "ACYP1"}
+    assert f"{entry['elbo_nats_per_residue']:.3f}" in summary and "no score distribution" in summary
+    assert track is not None and heatmap is not None
+    assert len(top) == 20 and [v for _, v in top] == sorted((v for _, v in top), reverse=True)
+    csv_file, json_file = (next(f for f in files if f.endswith(ext)) for ext in (".csv", ".json"))
+    assert Path(csv_file).read_text() == score.scan_csv(entry)
+    saved = json.loads(Path(json_file).read_text())
+    assert saved["family_percentile"] is None and saved["scan"] == entry["scan"]
+
+
+def test_score_tab_shows_the_family_percentile_when_the_checkpoint_stores_one(cb, model):
+    quantiles = [2.5 + 0.01 * k for k in range(101)]
+    cb.model = type(model)(**{**vars(model), "meta": {"evaluation": {score.DISTRIBUTION_KEY: {
+        "elbo_nats_per_residue_quantiles": quantiles}}}})
+    entry = cb.score(SEQUENCE)
+    summary, *_ = cb.show_score(entry)
+    expected = score.family_percentile(cb.model, entry["elbo_nats_per_residue"])
+    assert f"More family-like than <b>{expected:.0f} %</b>" in summary
+
+
+def test_score_this_design_marks_its_designed_positions(cb):
+    *_, final = cb.generate(TEMPLATE, 2, 16, 5, 1.0, "off")
+    ranked = final[8]
+    text, sent, tabs = cb.send_to_score(ranked, 1)
+    assert text == f">{ranked[1].name}\n{ranked[1].sequence}" and tabs.selected == "score"
+    entry = cb.score(text)
+    assert studio.scored(cb.model, entry, sent).designed == ranked[1].designed and entry["name"] == ranked[1].name
+    edited = cb.score("W" + ranked[1].sequence[1:])
+    assert studio.scored(cb.model, edited, sent).designed is None, "an edited sequence is no longer that design"
+    with pytest.raises(gr.Error, match="Generate designs first"):
+        cb.send_to_score([], 0)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("MKV_GF", "scoring needs a full sequence"),
+    ("", "paste a protein sequence"),
+    ("MKVBGF", "'B' at position 4"),
+    ("A" * 200, "the model's maximum is 128"),
+])
+def test_score_tab_refuses_bad_input_with_the_reason(cb, text, message):
+    with pytest.raises(gr.Error, match=message):
+        cb.score(text)
+
+
+# ---- the API and the MCP server ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def served(model):
+    demo, url = launch_app(model, {"off": None})
+    yield url
+    demo.close()
+
+
+def test_score_endpoint_returns_the_cli_entry(served, model, capsys):
+    client = Client(served, verbose=False)
+    info = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    assert [p["parameter_name"] for p in info["/score"]["parameters"]] == ["sequence"]
+    assert client.predict(SEQUENCE, api_name="/score") == cli_entry(model, capsys, SEQUENCE)
+    with pytest.raises(Exception, match="scoring needs a full sequence"):
+        client.predict("MKV_GF", api_name="/score")
+
+
+async def _mcp_session(url: str, sequence: str):
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamablehttp_client
+
+    async with streamablehttp_client(f"{url}gradio_api/mcp/") as (read, write, _), ClientSession(read, write) as session:
+        await session.initialize()
+        tools = {t.name: t for t in (await session.list_tools()).tools}
+        result = await session.call_tool("score", {"sequence": sequence})
+        return tools, result
+
+
+def test_mcp_tools_are_documented_and_score_can_be_called(served, model, capsys):
+    tools, result = asyncio.run(_mcp_session(served, SEQUENCE))
+    assert set(tools) == {"generate", "score"}
+    generate = tools["generate"].inputSchema["properties"]
+    assert "1 to 8" in generate["num_samples"]["description"] and "16 to 1024" in generate["steps"]["description"]
+    assert "_ ? # or X" in generate["template"]["description"]
+    assert "masked positions (_ ? # X) are refused" in tools["score"].inputSchema["properties"]["sequence"]["description"]
+    assert not result.isError
+    assert len(result.content) == 1
+    entry = ast.literal_eval(result.content[0].text)      # Gradio's MCP server sends str() of the JSON value
+    assert entry == cli_entry(model, capsys, SEQUENCE)

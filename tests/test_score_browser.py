@@ -1,0 +1,56 @@
+"""The Score tab in a real browser (Playwright + Debian's Chromium against ``python app.py``)."""
+from __future__ import annotations
+
+import pytest
+from test_browser import browser, fold_off, open_page, server  # noqa: F401  (the same app, browser and helpers)
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+SEQUENCE = "MAEGNTLISVDYEIFGKVQGVFFRKHTQAEGKKLGLVGWVQNTDRGTVQGQLQGPISKV"
+
+
+@pytest.fixture
+def page(browser, server):  # noqa: F811
+    page = open_page(browser, server)
+    yield page
+    page.close()
+
+
+def wait_for_scores(page, name: str) -> None:
+    page.wait_for_function(f"document.querySelector('#score-summary').innerText.includes('{name}')", timeout=60_000)
+    page.locator("#score-heatmap img").first.wait_for(timeout=30_000)
+
+
+def test_paste_a_sequence_and_score_it(page):
+    page.get_by_role("tab", name="Score").click()
+    page.fill("#score-sequence textarea", f">my_protein\n{SEQUENCE}")
+    page.click("#score")
+    wait_for_scores(page, "my_protein")
+    summary = page.inner_text("#score-summary")
+    assert f"{len(SEQUENCE)} residues" in summary and "ELBO" in summary and "nats/residue" in summary
+    assert page.locator("#score-track img").count() >= 1
+    top = page.inner_text("#score-top")
+    assert "substitution" in top and top.count("\n") >= 10
+    downloads = page.inner_text("#score-downloads")
+    assert "my_protein_scan\n.csv" in downloads and "my_protein_scores\n.json" in downloads
+
+
+def test_a_masked_sequence_is_refused_with_the_reason(page):
+    page.get_by_role("tab", name="Score").click()
+    page.fill("#score-sequence textarea", "MKV__GF")
+    page.click("#score")
+    page.get_by_text("scoring needs a full sequence").first.wait_for(timeout=30_000)
+
+
+def test_score_this_design_from_the_generate_table(page):
+    fold_off(page)                                    # no folding: designs ranked by model score
+    page.fill("#template textarea", "MKV__GF_R____LLAGW__KDE")
+    page.fill("#seed :is(input, textarea)", "3")
+    page.click("#generate")
+    page.wait_for_function("document.querySelector('#designs-heading').innerText.includes('ranked by model score')",
+                           timeout=120_000)
+    assert "model score" in page.inner_text("#designs")
+    page.locator("#designs").get_by_text("design_", exact=False).nth(1).click()
+    page.click("#score-design")
+    name = page.input_value("#score-sequence textarea").splitlines()[0][1:]
+    wait_for_scores(page, name)
+    assert page.locator("#score-heatmap").is_visible()
