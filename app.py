@@ -3,7 +3,8 @@
     python app.py [--checkpoint DIR_OR_HUB_ID] [--esmfold NAME_OR_DIR] [--fold BACKEND]
 
 Serves on 127.0.0.1:7860 (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT respected). The API endpoint
-``generate`` takes ``template``, ``num_samples``, ``steps``, ``seed`` (and ``temperature``, ``fold``);
+``generate`` takes ``template``, ``num_samples``, ``steps``, ``seed`` (and ``temperature``, ``fold``,
+``exclude``, ``span_lengths``);
 it streams, and the first element of its final output is the FASTA text of the designs.
 
 This file is UI only: callbacks, then layout, then wiring, then launch. Requests, runs and
@@ -34,7 +35,9 @@ except ImportError:
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 EXAMPLES = json.loads((ASSETS / "examples.json").read_text())
-TABLE_HEADERS = ["rank", "design", "mean pLDDT", "pTM", "length", "identity to template (%)", "fold", "sequence"]
+TABLE_HEADERS = ["rank", "design", "mean pLDDT", "pTM", "length", "identity to template (%)", "fold", "span lengths",
+                 "sequence"]
+SPAN_MODES = [("draw per design", "sample"), ("most probable", "map")]
 COLOR_CHOICES = {"pLDDT": "plddt", "designed vs fixed": "designed"}
 OUTPUT_MAX_AGE_S = 3600
 
@@ -72,21 +75,27 @@ class StudioCallbacks:
                 shutil.rmtree(old, ignore_errors=True)
         return self.output_root / uuid.uuid4().hex
 
-    def _status(self, text: str, settings: studio.Settings | None = None, kind: str = "info") -> str:
+    def _status(self, text: str, settings: studio.Settings | None = None, kind: str = "info",
+                posterior: str = "") -> str:
         notices = "".join(render.message_html(f"Note: {n}.", "warn") for n in (settings.notices if settings else []))
-        return notices + render.message_html(text, kind)
+        return notices + render.message_html(text, kind) + posterior
 
     def generate(self, template: str, num_samples: int = 4, steps: int = 128, seed: int | None = None,
-                 temperature: float = 1.0, fold: str = "off"):
+                 temperature: float = 1.0, fold: str = "off", exclude: str = "", span_lengths: str = "sample"):
         """Stream the denoising, then fold and rank; yields every output of the page each time."""
         try:
             parsed, settings = studio.check_request(self.model, template, num_samples, steps, temperature, seed,
-                                                    fold, self.limits)
+                                                    fold, self.limits, exclude, span_lengths)
         except ValueError as e:
             raise gr.Error(render.error_text(str(e)), title="Cannot design this") from None
         run = studio.Run(self.model, parsed, settings)
         skip = gr.skip()
-        yield ("", "", self._status("Denoising…", settings), settings.seed, None, "", None, None, [])
+        chart = ""
+        if parsed.spans:
+            yield ("", "", self._status("Choosing span lengths…", settings), settings.seed, None, "", None, None, [])
+            posterior = run.choose_span_lengths()
+            chart = render.span_posterior_html(settings.span_posterior, posterior.method)
+        yield ("", "", self._status("Denoising…", settings, posterior=chart), settings.seed, None, "", None, None, [])
         for view in run.denoise(self.min_interval):
             fasta = "".join(f">design_{i + 1} (step {view.step})\n{s}\n" for i, s in enumerate(view.sequences))
             yield (fasta, render.frame_html(view.sequences, view.states, view.step, view.steps, view.nfe),
@@ -96,14 +105,14 @@ class StudioCallbacks:
         if backend is not None:
             for design in run.fold(backend):
                 yield (run.fasta(), skip, self._status(f"{done} Folded {design.index} of {len(run.designs)} "
-                                                       f"with {fold}…", settings),
+                                                       f"with {fold}…", settings, posterior=chart),
                        skip, skip, skip, skip, skip, skip)
         ranked = run.ranked()
         files = [str(p) for p in run.write_files(self._new_output_dir())]
         structure, plot = self._show(ranked[0], "plddt") if ranked else ("", None)
         errors = sorted({d.fold_error for d in run.designs if d.fold_error})
         status = self._status(done + (" Folding failed: " + " ".join(errors) if errors else ""), settings,
-                              "warn" if errors else "info")
+                              "warn" if errors else "info", chart)
         yield (run.fasta(), skip, status, settings.seed, self._table(ranked), structure, plot, files, ranked)
 
     def _table(self, ranked: list[studio.Design]) -> list[list]:
@@ -112,7 +121,7 @@ class StudioCallbacks:
             f = d.fold
             rows.append([rank, d.name, _fmt(f.mean_plddt if f else None), _fmt(f.ptm if f else None, 3),
                          len(d.sequence), _fmt(100 * d.identity), "ok" if f else ("failed" if d.fold_error else "off"),
-                         d.sequence])
+                         ", ".join(map(str, d.span_lengths)) or "–", d.sequence])
         return rows
 
     def _show(self, design: studio.Design, color_by: str) -> tuple[str, object]:
@@ -160,7 +169,9 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
         with gr.Row():
             with gr.Column(scale=2):
                 template = gr.Textbox(label="Template", lines=5, elem_id="template",
-                                      placeholder="Residues, with _ ? # or X at the positions to design. "
+                                      placeholder="Residues, with _ ? # or X at the positions to design; [n] for n "
+                                                  "of them, [3-8] for a span whose length the model chooses, [KR] "
+                                                  "or [^C] for a position restricted to (or barred from) residues. "
                                                   "A FASTA header line, digits and spaces are ignored.")
                 gr.Examples([[e["template"]] for e in EXAMPLES], inputs=[template],
                             example_labels=[e["label"] for e in EXAMPLES], label="Example templates")
@@ -172,6 +183,10 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
                     temperature = checked_by_callback(gr.Slider(lim.min_temperature, lim.max_temperature, value=1.0,
                                                             step=0.05, label="Temperature"))
                     seed = gr.Number(label="Seed (blank = random)", value=None, precision=0, placeholder="random", elem_id="seed")
+                with gr.Row():
+                    exclude = gr.Textbox("", label="Exclude residues", placeholder="e.g. C", max_lines=1,
+                                         elem_id="exclude", info="never placed at a designed position")
+                    span_mode = gr.Radio(SPAN_MODES, value="sample", label="Span lengths [a-b]", elem_id="span-mode")
                 fold = gr.Radio(list(studio.FOLD_BACKENDS), value=default_fold, label="Folding backend")
                 with gr.Row():
                     run_btn = gr.Button("Generate", variant="primary", elem_id="generate")
@@ -196,7 +211,7 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
         selected = gr.State(0)
 
         fn = spaces.GPU(duration=180)(cb.generate) if spaces is not None else cb.generate
-        event = run_btn.click(fn, [template, num_samples, steps, seed, temperature, fold],
+        event = run_btn.click(fn, [template, num_samples, steps, seed, temperature, fold, exclude, span_mode],
                               [fasta, frames, status, seed_used, table, structure, plot, files, designs],
                               api_name="generate", concurrency_limit=concurrency, show_progress="minimal")
         event.then(lambda: 0, None, selected, api_name=False)

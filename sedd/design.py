@@ -17,6 +17,8 @@ from .alphabet import Slot, Template, TemplateSpec
 from .sampler import Frame, sample
 from .spans import SpanPosterior, choose_lengths, span_posterior
 
+SPAN_T_SAMPLES = 32         # times per candidate layout in the span-length posterior's ELBO estimates
+
 
 @dataclass
 class Request:
@@ -58,9 +60,19 @@ def _spec_for(model: ckpt.Checkpoint, template: str | None, length: int | str | 
     return [TemplateSpec((Slot(None),) * n, alphabet.mask_id).excluding(banned, alphabet.residues) for n in lengths]
 
 
+def plan_for_spec(model: ckpt.Checkpoint, spec: TemplateSpec, num_samples: int, seed: int = 0,
+                  span_lengths: str = "sample", t_samples: int = SPAN_T_SAMPLES, progress: bool = False) -> Plan:
+    """``num_samples`` templates from a parsed template, span lengths chosen by the model when it has spans."""
+    if not spec.spans:
+        return Plan([spec.fixed()] * num_samples)
+    posterior = span_posterior(model, spec, t_samples=t_samples, seed=seed, progress=progress)
+    chosen = choose_lengths(posterior, num_samples, span_lengths, seed)
+    return Plan([spec.expand(k) for k in chosen], posterior)
+
+
 def plan_designs(model: ckpt.Checkpoint, *, template: str | None = None, length: int | str | None = None,
                  num_samples: int = 1, seed: int = 0, exclude: str = "", span_lengths: str = "sample",
-                 t_samples: int = 32, progress: bool = False) -> Plan:
+                 t_samples: int = SPAN_T_SAMPLES, progress: bool = False) -> Plan:
     """Templates for ``num_samples`` designs, with the lengths of any ``[a-b]`` spans chosen by the model.
 
     ``exclude``: residues never placed at a designed position. ``span_lengths``: ``sample`` draws
@@ -72,12 +84,7 @@ def plan_designs(model: ckpt.Checkpoint, *, template: str | None = None, length:
     specs = _spec_for(model, template, length, num_samples, seed, exclude)
     if len(specs) > 1:
         return Plan([spec.fixed() for spec in specs])
-    spec = specs[0]
-    if not spec.spans:
-        return Plan([spec.fixed()] * num_samples)
-    posterior = span_posterior(model, spec, t_samples=t_samples, seed=seed, progress=progress)
-    chosen = choose_lengths(posterior, num_samples, span_lengths, seed)
-    return Plan([spec.expand(k) for k in chosen], posterior)
+    return plan_for_spec(model, specs[0], num_samples, seed, span_lengths, t_samples, progress)
 
 
 def templates_for(model: ckpt.Checkpoint, *, template: str | None = None, length: int | str | None = None,
