@@ -178,15 +178,19 @@ class TemplateSpec:
         return TemplateSpec(tuple(parts), self.mask_id, self.notices)
 
     def text(self, residues: str) -> str:
-        """The template written back in the syntax: residues, ``_``, ``[KR]`` sets and ``[a-b]`` spans."""
+        """The template written back in the syntax: residues, ``_``, ``[KR]`` or ``[^C]`` sets, ``[a-b]`` spans."""
         out = []
         for p in self.parts:
             if isinstance(p, Span):
                 out.append(p.text)
             elif p.token is not None:
                 out.append(residues[p.token])
+            elif p.allowed is None:
+                out.append("_")
+            elif 2 * len(p.allowed) > len(residues):      # the shorter way to write it
+                out.append(f"[^{_chars(frozenset(range(len(residues))) - p.allowed, residues)}]")
             else:
-                out.append("_" if p.allowed is None else f"[{_chars(p.allowed, residues)}]")
+                out.append(f"[{_chars(p.allowed, residues)}]")
         return "".join(out)
 
 

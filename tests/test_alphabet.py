@@ -137,6 +137,7 @@ def test_spans_expand_to_the_chosen_lengths():
 
 def test_spec_writes_itself_back_in_the_syntax():
     assert spec(">x\nmk[kr]_[2-5]G[^ACDEFGHIKLMNPQSTVWY]").text(PROTEIN.residues) == "MK[KR]_[2-5]G[R]"
+    assert spec("M[^wc][3]").text(PROTEIN.residues) == "M[^CW]___"
 
 
 @pytest.mark.parametrize("text, message", [
