@@ -24,6 +24,7 @@ import random
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -102,11 +103,11 @@ def cost(model, seqs: list[str], rng: random.Random, t_samples: int, designs: in
         second = cut(seq, rng, avoid=range(first[0], first[0] + first[1]))
         plain = model.alphabet.parse_template(seq[:first[0]] + "_" * first[1] + seq[first[0] + first[1]:],
                                               model.max_len)
-        _, t_plain = timed(lambda: last_frame(stream(model, Request([plain] * designs, steps=128, seed=i))))
+        _, t_plain = timed(partial(last_frame, stream(model, Request([plain] * designs, steps=128, seed=i))))
         one = model.alphabet.parse_spec(one_span(seq, *first), model.max_len)
         two = model.alphabet.parse_spec(two_spans(seq, first, second), model.max_len)
-        post1, t_one = timed(lambda: span_posterior(model, one, t_samples=t_samples, seed=i))
-        post2, t_two = timed(lambda: span_posterior(model, two, t_samples=t_samples, seed=i))
+        _, t_one = timed(partial(span_posterior, model, one, t_samples=t_samples, seed=i))
+        post2, t_two = timed(partial(span_posterior, model, two, t_samples=t_samples, seed=i))
         truth2 = tuple(k for _, k in sorted([first, second]))
         rows.append({"plain_s": t_plain, "one_span_s": t_one, "two_spans_s": t_two, "method_two": post2.method,
                      "two_span_mode_exact": post2.mode() == truth2})

@@ -24,8 +24,8 @@ templates without variable spans.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
 
 PROTEIN_RESIDUES = "ACDEFGHIKLMNPQRSTVWY"
 PROTEIN_MASKS = "_?#X"
@@ -148,7 +148,7 @@ class TemplateSpec:
                              "model (sedd.design.plan_designs); this call takes fixed-length templates only")
         return self.expand(())
 
-    def excluding(self, banned: frozenset[int], residues: str) -> "TemplateSpec":
+    def excluding(self, banned: frozenset[int], residues: str) -> TemplateSpec:
         """The same template with ``banned`` residue ids removed from every designed position.
 
         A designed position (or span) left with no residue is a ``ValueError`` naming its bracket.
@@ -410,11 +410,11 @@ class Alphabet:
         return {k: v for k, v in asdict(self).items() if not k.startswith("_")}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Alphabet":
+    def from_dict(cls, d: dict) -> Alphabet:
         return cls(residues=d["residues"], mask_chars=d["mask_chars"])
 
     @classmethod
-    def from_text(cls, texts, mask_chars: str = "_") -> "Alphabet":
+    def from_text(cls, texts, mask_chars: str = "_") -> Alphabet:
         """An alphabet of every character in ``texts`` (any alphabet works, e.g. English text)."""
         chars = sorted(set("".join(texts)) - set(mask_chars))
         return cls(residues="".join(chars), mask_chars=mask_chars)

@@ -15,7 +15,7 @@ import torch
 from . import checkpoint as ckpt
 from .alphabet import Slot, Template, TemplateSpec
 from .sampler import Frame, sample
-from .spans import SpanPosterior, choose_lengths, span_posterior
+from .spans import SPAN_LENGTH_MODES, SpanPosterior, choose_lengths, span_posterior
 
 SPAN_T_SAMPLES = 32         # times per candidate layout in the span-length posterior's ELBO estimates
 
@@ -63,6 +63,8 @@ def _spec_for(model: ckpt.Checkpoint, template: str | None, length: int | str | 
 def plan_for_spec(model: ckpt.Checkpoint, spec: TemplateSpec, num_samples: int, seed: int = 0,
                   span_lengths: str = "sample", t_samples: int = SPAN_T_SAMPLES, progress: bool = False) -> Plan:
     """``num_samples`` templates from a parsed template, span lengths chosen by the model when it has spans."""
+    if span_lengths not in SPAN_LENGTH_MODES:
+        raise ValueError(f"span lengths must be chosen by one of {', '.join(SPAN_LENGTH_MODES)}; got {span_lengths!r}")
     if not spec.spans:
         return Plan([spec.fixed()] * num_samples)
     posterior = span_posterior(model, spec, t_samples=t_samples, seed=seed, progress=progress)

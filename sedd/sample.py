@@ -14,6 +14,7 @@ import argparse
 import json
 import sys
 import time
+
 import torch
 
 from . import checkpoint as ckpt

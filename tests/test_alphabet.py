@@ -1,5 +1,6 @@
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sedd.alphabet import PROTEIN, Alphabet
 
@@ -156,8 +157,8 @@ def test_spec_writes_itself_back_in_the_syntax():
     ("MK[^ACDEFGHIKLMNPQRSTVWY]G", r"at position 3 excludes every residue"),
     ("MK[200]G", rf"bracket \[200\] at position 3 asks for up to 200 positions; the model's maximum is {MAX}"),
     ("MK[1-9999999999]G", rf"asks for more positions than the model's maximum of {MAX}"),
-    ("MK[100]G[1-30]", rf"up to 133 positions long with the spans \[1-30\] at position 9 at their longest; "
-                       rf"the model's maximum is {MAX}"),
+    ("MK[100]G[1-30]", (r"up to 133 positions long with the spans \[1-30\] at position 9 at their longest; "
+                        rf"the model's maximum is {MAX}")),
     ("[0-3]", r"can be empty: with the span \[0-3\] at position 1 at its shortest"),
     ("[0]", "empty"),
     (">h\nMK[KR", r"'\[' at position 6 is never closed"),

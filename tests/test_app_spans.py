@@ -8,10 +8,10 @@ from pathlib import Path
 import gradio as gr
 import pytest
 from gradio_client import Client
+from studio_helpers import launch_app
 
 import app
 from sedd import sample as sample_cli
-from studio_helpers import launch_app
 
 SPANS = "MKV[2-5]GF[KR]R[0-2]W"
 
@@ -31,7 +31,7 @@ def designs(fasta: str) -> list[str]:
 
 
 def test_spans_show_the_posterior_and_each_designs_lengths(cb):
-    fasta, _frames, status, _seed, table, _s, _p, files, ranked = final_of(cb, SPANS, exclude="c w")
+    _fasta, _frames, status, _seed, table, _s, _p, files, ranked = final_of(cb, SPANS, exclude="c w")
     assert 'class="span-posterior"' in status and status.count('class="span-row"') == 10
     header = app.TABLE_HEADERS.index("span lengths")
     for row, design in zip(table, ranked):

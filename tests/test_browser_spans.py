@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pytest
-
 from test_browser import browser, page, server  # noqa: F401  (the served app, Chromium and a fresh page)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

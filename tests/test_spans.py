@@ -5,8 +5,8 @@ import random
 
 import pytest
 import torch
-
 from conftest import write_fasta
+
 from sedd import checkpoint, spans
 from sedd.alphabet import PROTEIN
 from sedd.design import Request, decode_rows, plan_designs, stream
