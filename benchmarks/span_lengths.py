@@ -88,7 +88,8 @@ def recovery(model, seqs: list[str], rng: random.Random, t_samples: int, stabili
         "mean_p_true": statistics.fmean(r["p_true"] for r in rows),
         "uniform_exact": 1 / (HIGH - LOW + 1),
         "uniform_within_1": 3 / (HIGH - LOW + 1),
-        "mode_agreement_between_seeds": sum(r["mode"] == r["mode_other_seed"] for r in stable) / max(1, len(stable)),
+        "mode_agreement_between_seeds": (sum(r["mode"] == r["mode_other_seed"] for r in stable) / len(stable)
+                                         if stable else None),
         "stability_sequences": len(stable),
         "rows": rows,
     }
@@ -169,7 +170,8 @@ def main() -> None:
     result = {"checkpoint": model.source, "data": str(a.data), "t_samples": a.t_samples, "seed": a.seed,
               "threads": a.threads,
               "recovery": recovery(model, seqs[:a.num_seqs], rng, a.t_samples, a.stability_seqs),
-              "cost": cost(model, seqs[a.num_seqs:a.num_seqs + a.two_span_seqs], rng, a.t_samples, a.designs)}
+              "cost": cost(model, seqs[a.num_seqs:a.num_seqs + a.two_span_seqs], rng, a.t_samples, a.designs)
+              if a.two_span_seqs else {}}
     if a.json:
         checkpoint.atomic_write_text(a.json, json.dumps(result, indent=1) + "\n")
     if a.figure:
