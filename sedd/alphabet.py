@@ -24,6 +24,7 @@ templates without variable spans.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -33,6 +34,16 @@ BRACKET_HELP = ("a bracket holds n (n designed positions), a-b (a span of a to b
                 "0 ≤ a ≤ b), residues such as KR (one position restricted to them) or ^ and residues "
                 "such as ^C (one position that is anything but them)")
 _MAX_DIGITS = 6          # more digits than this in a bracket is always beyond any model's length
+
+
+def describe_char(ch: str) -> str:
+    """A character as an error message should show it: ``'!'``, or for anything beyond printable
+    ASCII also its code point and name, ``'А' (U+0410, CYRILLIC CAPITAL LETTER A)``, so a look-alike
+    of a residue letter is recognisable."""
+    if ch.isascii() and ch.isprintable():
+        return repr(ch)
+    name = unicodedata.name(ch, "")
+    return f"{ch!r} (U+{ord(ch):04X}{', ' + name if name else ''})"
 
 
 @dataclass(frozen=True)
@@ -281,7 +292,7 @@ class Alphabet:
             if ch.isspace() or ch == ",":
                 continue
             if ch not in self._index:
-                raise ValueError(f"{what}: {_describe(ch)} at position {pos} is not a residue; "
+                raise ValueError(f"{what}: {describe_char(ch)} at position {pos} is not a residue; "
                                  f"allowed: residues {self.residues}"
                                  + (" (either case)" if self.case_insensitive else ""))
             ids.add(self._index[ch])
@@ -340,7 +351,7 @@ class Alphabet:
         ids = set()
         for ch in listed:
             if ch not in self._index:
-                raise ValueError(f"{where}: {_describe(ch)} is not a residue; {BRACKET_HELP}; residues are "
+                raise ValueError(f"{where}: {describe_char(ch)} is not a residue; {BRACKET_HELP}; residues are "
                                  f"{self.residues}" + (" (either case)" if self.case_insensitive else ""))
             ids.add(self._index[ch])
         allowed = frozenset(range(self.size)) - ids if exclude else frozenset(ids)
@@ -380,7 +391,7 @@ class Alphabet:
             elif ch in self._index:
                 parts.append(Slot(self._index[ch]))
             elif not (ch.isspace() or ch.isdigit()):
-                raise ValueError(f"invalid character {_describe(ch)} at position {pos}; {self._allowed_text()}")
+                raise ValueError(f"invalid character {describe_char(ch)} at position {pos}; {self._allowed_text()}")
             i += 1
         spec = TemplateSpec(tuple(parts), self.mask_id, tuple(notices))
         self._check_length(spec, max_len)
@@ -418,11 +429,6 @@ class Alphabet:
         """An alphabet of every character in ``texts`` (any alphabet works, e.g. English text)."""
         chars = sorted(set("".join(texts)) - set(mask_chars))
         return cls(residues="".join(chars), mask_chars=mask_chars)
-
-
-def _describe(ch: str) -> str:
-    """A character for an error message; outside ASCII with its code point (a Cyrillic 'А' looks like 'A')."""
-    return repr(ch) if ch.isascii() else f"{ch!r} (U+{ord(ch):04X})"
 
 
 PROTEIN = Alphabet()

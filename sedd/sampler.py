@@ -4,14 +4,14 @@ The loop runs t from 1 down to 0 on a uniform grid of ``steps`` steps. At each s
 masked position stays masked with probability (1 − e^{−σ̄(s)})/(1 − e^{−σ̄(t)}) and otherwise
 becomes residue b with probability p_θ(b | x_t) (``process.py``). At s = 0 that probability is
 0, so the last step unmasks everything. Given residues are never masked and never resampled
-(exact conditioning, DESIGN decision 8). Only residues are ever drawn: the network has no logit
-for MASK or PAD (decision 4).
+(exact conditioning, docs/design.md §8). Only residues are ever drawn: the network has no logit
+for MASK or PAD (docs/design.md §4).
 
-Caching (decision 6): the network is time-independent, so a row whose tokens did not change since
+Caching (docs/design.md §6): the network is time-independent, so a row whose tokens did not change since
 its last evaluation reuses that output exactly; rows are recomputed individually. Draws are in
 float64 and in two stages — a Bernoulli "unmask now?", then an inverse-CDF categorical — with a
 fixed number of uniforms per step from one seeded generator, so caching never changes the
-random stream (decision 7).
+random stream (docs/design.md §7).
 """
 from __future__ import annotations
 

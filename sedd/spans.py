@@ -35,15 +35,13 @@ TOP = 10                    # combinations reported in ``top``
 SPAN_LENGTH_MODES = ("sample", "map")
 
 
-def log_length_prior(histogram: dict[int, int], lengths: list[int]) -> list[float]:
-    """log p(n) for each n in ``lengths``: the histogram, add-one smoothed over the span of both.
+def log_length_prior(histogram: dict[int, int], lengths: list[int], max_len: int) -> list[float]:
+    """log p(n) for each n in ``lengths``: the training histogram, add-one smoothed over 1 … max_len,
+        p(n) = (count(n) + 1) / (Σ_m count(m) + max_len)        (as ``likelihood.length_nll``).
 
-    An empty histogram gives a flat prior (zeros).
+    An empty histogram gives the uniform prior 1/max_len.
     """
-    if not histogram:
-        return [0.0] * len(lengths)
-    support = range(min(*histogram, *lengths), max(*histogram, *lengths) + 1)
-    total = sum(histogram.values()) + len(support)
+    total = sum(histogram.values()) + max_len
     return [math.log((histogram.get(n, 0) + 1) / total) for n in lengths]
 
 
@@ -119,7 +117,7 @@ def _combinations(spec: TemplateSpec) -> int:
 def _score(model, spec: TemplateSpec, combos, t_samples, seed, progress) -> list[float]:
     """log w(k) = log p(n_k) + log p_θ(given | n_k) for each combination."""
     fixed = spec.num_slots
-    prior = log_length_prior(model.length_histogram, [fixed + sum(c) for c in combos])
+    prior = log_length_prior(model.length_histogram, [fixed + sum(c) for c in combos], model.max_len)
     like = observed_log_likelihoods(model, spec, combos, t_samples=t_samples, seed=seed, progress=progress)
     return [a + b for a, b in zip(prior, like)]
 

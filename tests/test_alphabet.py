@@ -185,7 +185,7 @@ def test_excluded_residues_apply_to_every_designed_position_only():
 
 
 def test_look_alike_characters_are_named_with_their_code_point():
-    with pytest.raises(ValueError, match=r"'А' \(U\+0410\) at position 2"):
+    with pytest.raises(ValueError, match=r"'А' \(U\+0410, CYRILLIC CAPITAL LETTER A\) at position 2"):
         parse("MАK")                     # Cyrillic A
 
 

@@ -23,10 +23,10 @@ def designs(model, template, num_samples=8, seed=0, temperature=1.0, steps=16, *
 
 # ---- the posterior's pieces ------------------------------------------------------------------------------------
 def test_length_prior_is_the_smoothed_histogram():
-    prior = log_length_prior({10: 3, 12: 1}, [10, 11, 12, 13])
-    # support 10…13 (4 lengths), counts + 1 over 4 + 4
-    assert [math.exp(p) for p in prior] == pytest.approx([4 / 8, 1 / 8, 2 / 8, 1 / 8])
-    assert log_length_prior({}, [5, 6]) == [0.0, 0.0]
+    prior = log_length_prior({10: 3, 12: 1}, [10, 11, 12, 13], max_len=16)
+    # counts + 1 over 4 counts + 16 lengths
+    assert [math.exp(p) for p in prior] == pytest.approx([4 / 20, 1 / 20, 2 / 20, 1 / 20])
+    assert log_length_prior({}, [5, 6], max_len=8) == pytest.approx([math.log(1 / 8)] * 2)
 
 
 def test_top_combinations_of_independent_spans_match_brute_force():
@@ -69,7 +69,7 @@ def test_up_to_200_combinations_are_enumerated_exactly(model, fake_likelihood):
     spec = PROTEIN.parse_spec("MK[1-10]G[1-20]V", model.max_len)          # 200 combinations
     post = span_posterior(model, spec, seed=4)
     assert post.method == "enumeration" and len(post.joint) == 200
-    prior = dict(zip(range(6, 35), log_length_prior(model.length_histogram, list(range(6, 35)))))
+    prior = dict(zip(range(6, 35), log_length_prior(model.length_histogram, list(range(6, 35)), model.max_len)))
     log_w = {c: prior[4 + sum(c)] - (c[0] - 3) ** 2 - (c[1] - 5) ** 2 for c, _ in post.joint}
     z = math.log(sum(math.exp(v) for v in log_w.values()))
     assert {c: p for c, p in post.joint} == pytest.approx({c: math.exp(v - z) for c, v in log_w.items()})
