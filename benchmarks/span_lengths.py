@@ -1,7 +1,7 @@
 """Span-length recovery and cost: does the model choose the right length for a ``[2-10]`` gap?
 
     python benchmarks/span_lengths.py --data VAL.fasta [--checkpoint DIR] [--num-seqs 100]
-        [--two-span-seqs 5] [--t-samples 32] [--figure assets/span_lengths.png] [--json results.json]
+        [--two-span-seqs 5] [--t-samples K] [--masks common|independent] [--figure PNG] [--json JSON]
 
 Recovery: for each of ``--num-seqs`` held-out sequences (drawn with ``--seed``; lengths ≥ 40) cut out
 a segment of 3–8 residues (length uniform) starting at a uniform interior position with at least
@@ -31,9 +31,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a checkout without installing
 
-from sedd import checkpoint
-from sedd.data import read_fasta
+from sedd import checkpoint, spans
+from sedd.data import Dataset, read_fasta
 from sedd.design import Request, stream
+from sedd.likelihood import estimate_elbo
 from sedd.sampler import last_frame
 from sedd.spans import span_posterior
 
@@ -58,6 +59,19 @@ def one_span(seq: str, start: int, k: int) -> str:
 def two_spans(seq: str, first: tuple[int, int], second: tuple[int, int]) -> str:
     (s1, k1), (s2, k2) = sorted([first, second])
     return seq[:s1] + f"[{LOW}-{HIGH}]" + seq[s1 + k1:s2] + f"[{LOW}-{HIGH}]" + seq[s2 + k2:]
+
+
+def independent_masks(model, spec, combos, *, t_samples, seed, progress=False) -> list[float]:
+    """The comparison for ``--masks independent``: one ``estimate_elbo(observed=...)`` call per
+    candidate with the same seed, so the same times but masks drawn afresh for each layout."""
+    out = []
+    for combo in combos:
+        tpl = spec.expand(combo)
+        tokens = [0 if d else tok for tok, d in zip(tpl.tokens, tpl.designed)]
+        result = estimate_elbo(model.model, Dataset(["candidate"], [tokens]), model.schedule, model.alphabet.mask_id,
+                               t_samples=t_samples, seed=seed, observed=[[not d for d in tpl.designed]])
+        out.append(-result["per_sequence"][0])
+    return out
 
 
 def timed(fn):
@@ -155,19 +169,24 @@ def main() -> None:
     p.add_argument("--stability-seqs", type=int, default=30)
     p.add_argument("--two-span-seqs", type=int, default=5)
     p.add_argument("--designs", type=int, default=4, help="designs in the plain run the cost is divided by")
-    p.add_argument("--t-samples", type=int, default=32)
+    p.add_argument("--t-samples", type=int, default=spans.SPAN_T_SAMPLES)
+    p.add_argument("--masks", choices=("common", "independent"), default="common",
+                   help="common: the library's estimator (the same times and masks for every candidate); "
+                        "independent: the same times only (one estimate_elbo call per candidate)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--figure", type=Path, default=None)
     p.add_argument("--json", type=Path, default=None, help="write the full result (per-sequence rows too)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
+    if a.masks == "independent":
+        spans.observed_log_likelihoods = independent_masks
     model = checkpoint.load(a.checkpoint)
     data = read_fasta(a.data, model.alphabet, model.max_len)
     seqs = [model.alphabet.decode(t) for t in data.tokens if len(t) >= 2 * MARGIN + 2 * CUT[1] + 2]
     rng = random.Random(a.seed)
     rng.shuffle(seqs)
-    result = {"checkpoint": model.source, "data": str(a.data), "t_samples": a.t_samples, "seed": a.seed,
+    result = {"checkpoint": model.source, "data": str(a.data), "t_samples": a.t_samples, "masks": a.masks, "seed": a.seed,
               "threads": a.threads,
               "recovery": recovery(model, seqs[:a.num_seqs], rng, a.t_samples, a.stability_seqs),
               "cost": cost(model, seqs[a.num_seqs:a.num_seqs + a.two_span_seqs], rng, a.t_samples, a.designs)

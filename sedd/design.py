@@ -16,9 +16,7 @@ from . import checkpoint as ckpt
 from .alphabet import Slot, Template, TemplateSpec
 from .data import format_fasta
 from .sampler import Frame, sample
-from .spans import SPAN_LENGTH_MODES, SpanPosterior, choose_lengths, span_posterior
-
-SPAN_T_SAMPLES = 32         # times per candidate layout in the span-length posterior's ELBO estimates
+from .spans import SPAN_LENGTH_MODES, SPAN_T_SAMPLES, SpanPosterior, choose_lengths, span_posterior
 
 
 @dataclass

@@ -65,6 +65,14 @@ def test_a_template_without_spans_has_no_chart_and_dashes(cb):
     assert all(row[app.TABLE_HEADERS.index("span lengths")] == "–" for row in table)
 
 
+def test_nearest_design_identity_compares_designs_of_one_layout_only(model):
+    from sedd import studio
+    spec = model.alphabet.parse_spec("MK[1-2]GW_", model.max_len)
+    templates = [spec.expand((1,)), spec.expand((1,)), spec.expand((2,))]
+    nearest = studio._nearest_by_layout(["MKAGWC", "MKAGWD", "MKAAGWC"], templates)
+    assert nearest == [0.5, 0.5, None]          # 1 of 2 designed positions shared; the third has no peer
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"template": "MK[3-9G"}, "'[' at position 3 is never closed"),
     ({"template": "MK[C]G", "exclude": "C"}, "the bracket at position 3 allows only C"),

@@ -91,17 +91,47 @@ def test_a_single_combination_needs_no_likelihood(model, fake_likelihood):
     assert post.top() == [{"lengths": [4], "prob": 1.0}] and fake_likelihood == []
 
 
-def test_every_candidate_is_scored_with_the_same_times(model, monkeypatch):
-    """Common random numbers: one seed, hence the same stratified t draws, for every candidate."""
-    seen = []
-    real = spans.estimate_elbo
-    monkeypatch.setattr(spans, "estimate_elbo", lambda *a, **k: seen.append((k["seed"], k["t_samples"])) or real(*a, **k))
+class ContextFree(torch.nn.Module):
+    """A "network" whose prediction ignores position and context: one fixed distribution everywhere."""
+
+    pad_id = PROTEIN.pad_id
+
+    def __init__(self):
+        super().__init__()
+        self.logits = torch.nn.Parameter(torch.randn(PROTEIN.size, generator=torch.Generator().manual_seed(0)))
+
+    def forward(self, x):
+        return self.logits.expand(*x.shape, -1)
+
+
+def test_every_candidate_gets_the_same_times_and_masks(model):
+    """Common random numbers: under a model blind to the layout every candidate scores exactly the same."""
+    blind = checkpoint.Checkpoint(ContextFree(), model.alphabet, model.schedule, model.length_histogram)
     spec = PROTEIN.parse_spec("MKVLAGWYK[1-4]GFRPQ", model.max_len)
-    first = spans.observed_log_likelihoods(model, spec, [(1,), (2,), (3,), (4,)], t_samples=8, seed=11)
-    assert seen == [(11, 8)] * 4
-    assert spans.observed_log_likelihoods(model, spec, [(1,), (2,), (3,), (4,)], t_samples=8, seed=11) == first
+    scores = spans.observed_log_likelihoods(blind, spec, [(1,), (2,), (3,), (4,)], t_samples=8, seed=11)
+    assert scores == pytest.approx([scores[0]] * 4, rel=1e-6)                   # up to float32 sums
+    real = spans.observed_log_likelihoods(model, spec, [(1,), (2,), (3,), (4,)], t_samples=8, seed=11)
+    assert max(real) - min(real) > 0.01                                          # a real model tells them apart
+    assert spans.observed_log_likelihoods(model, spec, [(1,), (2,), (3,), (4,)], t_samples=8, seed=11) == real
     assert spans.observed_log_likelihoods(model, PROTEIN.parse_spec("[2-3]", model.max_len), [(2,), (3,)],
                                           t_samples=8, seed=11) == [0.0, 0.0]      # nothing given
+
+
+def test_the_paired_bound_is_the_partial_observation_elbo(model):
+    """Same expectation as ``estimate_elbo(observed=...)``: the two agree within their Monte Carlo error."""
+    from sedd.data import Dataset
+    from sedd.likelihood import estimate_elbo
+
+    spec = PROTEIN.parse_spec("MKVLAGWYK[3-3]GFRPQWW", model.max_len)
+    tpl = spec.expand((3,))
+    K = 2048
+    ours = -spans.observed_log_likelihoods(model, spec, [(3,)], t_samples=K, seed=1)[0]
+    observed = [not d for d in tpl.designed]
+    ref = estimate_elbo(model.model, Dataset(["x"], [[0 if d else t for t, d in zip(tpl.tokens, tpl.designed)]]),
+                        model.schedule, model.alphabet.mask_id, t_samples=K, seed=2, observed=[observed])
+    stderr = ref["per_sequence_stderr"][0] * math.sqrt(2)      # both estimates carry about the same error
+    assert abs(ours - ref["per_sequence"][0]) < 4 * stderr
+    assert stderr < 0.05 * ref["per_sequence"][0]            # and the check is not vacuous
 
 
 # ---- exact conditioning: allowed sets and excluded residues ---------------------------------------------
