@@ -182,6 +182,7 @@ def loop_family(n: int, rng: random.Random) -> list[str]:
     return [rand(HEAD) + MOTIF_A + rand(LOOP) + MOTIF_B + rand(rng.randint(4, 14)) for _ in range(n)]
 
 
+@pytest.mark.slow
 def test_a_family_with_a_fixed_loop_length_recovers_it(tmp_path):
     rng = random.Random(0)
     path = tmp_path / "loops.fasta"
