@@ -2,12 +2,13 @@
 
     python app.py [--checkpoint DIR_OR_HUB_ID] [--esmfold NAME_OR_DIR] [--fold BACKEND]
 
-Serves on 127.0.0.1:7860 (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT respected). The API endpoint
+Serves on 127.0.0.1:7860, or the next free port (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT respected). The API endpoint
 ``generate`` takes ``template``, ``num_samples``, ``steps``, ``seed`` (and ``temperature``, ``fold``,
 ``exclude``, ``span_lengths``);
 it streams, and the first element of its final output is the FASTA text of the designs.
 
-This file is UI only: callbacks, then layout, then wiring, then launch. Requests, runs and
+This file is UI only: callbacks, then layout, then wiring, then launch, then the start-up helpers
+that tests and scripts share (``serve`` in this process, ``spawn`` for ``python app.py``). Requests, runs and
 downloads are ``sedd/studio.py``; folding ``sedd/fold.py``; HTML and plots ``sedd/render.py``.
 """
 from __future__ import annotations
@@ -88,6 +89,12 @@ def checked_by_callback(component: gr.components.Component) -> gr.components.Com
     return component
 
 
+def integer_in_api(component: gr.components.Component) -> gr.components.Component:
+    """Document the component's parameter as an integer in the API (and MCP) schema, as the contract says."""
+    component.api_info = lambda: {"type": "integer"}
+    return component
+
+
 def seed_box() -> gr.Textbox:
     """The seed input: blank means a fresh random seed for every run.
 
@@ -95,10 +102,25 @@ def seed_box() -> gr.Textbox:
     was never blank. The API still documents the parameter as an integer (the contract), and the
     callback checks whatever arrives (``studio.checked_seed``).
     """
-    box = checked_by_callback(gr.Textbox(label="Seed (blank = random)", value="", placeholder="random",
-                                         max_lines=1, elem_id="seed"))
-    box.api_info = lambda: {"type": "integer"}
-    return box
+    return integer_in_api(checked_by_callback(gr.Textbox(label="Seed (blank = random)", value="",
+                                                         placeholder="random", max_lines=1, elem_id="seed")))
+
+
+def remove_orphaned_outputs(cache: Path) -> None:
+    """Remove the download folders of studios that ended without cleaning up (killed, crashed).
+
+    Each studio's folder is named ``sedd-studio-<pid>-…``; one whose process no longer runs is an orphan.
+    """
+    for folder in cache.glob("sedd-studio-*-*"):
+        pid = folder.name.split("-")[2]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)               # signal 0: only asks whether the process exists
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except PermissionError:                # it exists, under another user
+            pass
 
 
 # ---- callbacks --------------------------------------------------------------------------------------
@@ -114,7 +136,8 @@ class StudioCallbacks:
         # Inside Gradio's cache folder: Gradio serves a file from there as it is, without a copy.
         cache = Path(gr.utils.get_upload_folder())
         cache.mkdir(parents=True, exist_ok=True)
-        self.output_root = output_root or Path(tempfile.mkdtemp(prefix="sedd-studio-", dir=cache))
+        remove_orphaned_outputs(cache)
+        self.output_root = output_root or Path(tempfile.mkdtemp(prefix=f"sedd-studio-{os.getpid()}-", dir=cache))
         self.output_root.mkdir(parents=True, exist_ok=True)
         self.max_output_bytes = max_output_bytes
 
@@ -228,34 +251,41 @@ def model_summary(model: ckpt.Checkpoint) -> str:
 
 
 class SessionCap:
-    """Gradio validator: refuse a ``generate`` request from a session that already has ``cap`` runs
-    waiting or running, so one visitor (or one API client that never reads its results) cannot
-    fill the queue for everyone. It runs before the request takes a place in the queue.
+    """Gradio validator for ``generate``, run before a request takes a place in the queue.
 
-    Gradio counts a session's pending events until their results are delivered, so a client
-    that never reads its results keeps its places and can send no more. The check is a coroutine
-    that never suspends, run by Gradio's event loop right before the request is queued, so a
-    burst of requests sent at once is counted one by one (tested).
+    It refuses a request from a session that already has ``cap`` runs waiting or running, so one
+    visitor (or one API client that never reads its results: Gradio counts a session's events
+    until their results are delivered) cannot fill the queue for everyone. It also repeats the
+    queue's size check: Gradio checks the size before it awaits a validator, so a burst of
+    requests would all pass that check and overfill the queue. This check is a coroutine that
+    never suspends, run by Gradio's event loop right before the request is queued, so the
+    requests of a burst are counted one by one (tested).
     """
 
-    def __init__(self, cap: int):
-        self.cap, self.demo = cap, None
+    def __init__(self, cap: int, max_queue: int):
+        self.cap, self.max_queue, self.demo = cap, max_queue, None
 
     async def check(self, template, num_samples, steps, seed, temperature, fold, exclude, span_lengths,
                     request: gr.Request):
         pending = len(self.demo._queue.pending_event_ids_session.get(request.session_hash, ()))
+        waiting = len(self.demo._queue)
+        refusal = None
+        if waiting >= self.max_queue:
+            refusal = f"the queue is full ({render.plural(waiting, 'run')} waiting); try again in a minute"
+        elif pending >= self.cap:
+            refusal = (f"this session already has {render.plural(pending, 'run')} waiting or running "
+                       f"(at most {self.cap}); wait for one to finish")
         verdicts = [gr.validate(True, "")] * 8                   # one per input; a refusal shows on the template
-        if pending >= self.cap:
-            log.warning("refused a generate request: session has %d runs pending", pending)
-            verdicts[0] = gr.validate(False, f"this session already has {pending} runs waiting or running "
-                                             f"(at most {self.cap}); wait for one to finish")
+        if refusal:
+            log.warning("refused a generate request: %s", refusal)
+            verdicts[0] = gr.validate(False, refusal)
         return verdicts
 
 
 def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int = 2, max_queue: int = 32,
                per_session: int = 4) -> gr.Blocks:
     lim = cb.limits
-    admit = SessionCap(per_session)
+    admit = SessionCap(per_session, max_queue)
     with gr.Blocks(title="SEDD Protein Studio", delete_cache=(OUTPUT_MAX_AGE_S, OUTPUT_MAX_AGE_S)) as demo:
         gr.Markdown("# SEDD Protein Studio\nScore-entropy discrete diffusion fills the masked positions "
                     "(`_ ? # X`) of your template; watch the residues appear, then fold the designs.\n\n"
@@ -270,9 +300,10 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
                 gr.Examples([[e["template"]] for e in EXAMPLES], inputs=[template],
                             example_labels=[e["label"] for e in EXAMPLES], label="Example templates")
                 with gr.Row():
-                    num_samples = checked_by_callback(gr.Slider(1, lim.max_designs, value=4, step=1,
-                                                                 label="Number of designs"))
-                    steps = checked_by_callback(gr.Slider(lim.min_steps, lim.max_steps, value=128, step=1, label="Steps"))
+                    num_samples = integer_in_api(checked_by_callback(gr.Slider(1, lim.max_designs, value=4, step=1,
+                                                                                label="Number of designs")))
+                    steps = integer_in_api(checked_by_callback(gr.Slider(lim.min_steps, lim.max_steps, value=128,
+                                                                         step=1, label="Steps")))
                 with gr.Row():
                     temperature = checked_by_callback(gr.Slider(lim.min_temperature, lim.max_temperature, value=1.0,
                                                             step=0.05, label="Temperature"))

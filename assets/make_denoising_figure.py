@@ -8,6 +8,7 @@ masked, colour = residue class of the revealed residue, the kept catalytic motif
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -24,7 +25,8 @@ from sedd.design import Request, stream
 
 CLASSES = {"AVLIMC": ("hydrophobic", "#e9b44c"), "FWY": ("aromatic", "#9b5de5"), "STNQG P": ("polar / small", "#43aa8b"),
            "DE": ("acidic", "#f25f5c"), "KRH": ("basic", "#277da1")}
-TEMPLATE = "_" * 16 + "GKVQGVFFR" + "_" * 73          # the catalytic motif kept, everything else designed
+EXAMPLES = json.loads(Path(__file__).with_name("examples.json").read_text())
+TEMPLATE = next(e["template"] for e in EXAMPLES if e["id"] == "motif")   # the catalytic motif kept, all else designed
 
 
 def colour_of(ch: str) -> str:

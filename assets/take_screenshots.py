@@ -2,30 +2,25 @@
 
     python assets/take_screenshots.py --esmfold DIR_OR_HUB_ID [--checkpoint checkpoints/acyp]
 
-Starts ``python app.py`` on a free port and drives Debian's Chromium with Playwright. Where the
+Starts ``python app.py`` (``app.spawn``: it binds the first free port from 7860 on) and drives Debian's Chromium with Playwright. Where the
 real ESMFold weights cannot be downloaded, pass a directory holding a stand-in
 ``EsmForProteinFolding`` (its structures are then meaningless; the README says so).
 """
 from __future__ import annotations
 
 import argparse
-import os
-import socket
-import subprocess
 import sys
+import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))                    # run from a checkout without installing
+
+import app  # noqa: E402
+
 SEED = "#seed :is(input, textarea)"
-TEMPLATE = "_" * 15 + "GKVQGVFFR" + "_" * 74          # the catalytic motif kept, all else designed
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+TEMPLATE = next(e["template"] for e in app.EXAMPLES if e["id"] == "motif")   # the catalytic motif kept
 
 
 def main() -> None:
@@ -35,18 +30,9 @@ def main() -> None:
     p.add_argument("--chromium", default="/usr/bin/chromium")
     p.add_argument("--seed", default="7")
     a = p.parse_args()
-    port = free_port()
-    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False"}
-    server = subprocess.Popen([sys.executable, "app.py", "--checkpoint", a.checkpoint, "--esmfold", a.esmfold,
-                               "--fold", "ESMFold (local)"], cwd=ROOT, env=env)
-    url = f"http://127.0.0.1:{port}/"
+    log = Path(tempfile.mkdtemp()) / "app.log"
+    server, url = app.spawn(["--checkpoint", a.checkpoint, "--esmfold", a.esmfold, "--fold", "ESMFold (local)"], log)
     try:
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(url, timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
         from playwright.sync_api import sync_playwright
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=a.chromium, args=["--no-sandbox"])   # WebGL (software) needs the GPU process

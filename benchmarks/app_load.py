@@ -1,9 +1,9 @@
 """Requests per minute the studio serves on this machine: ``python benchmarks/app_load.py``.
 
-Serves the app on a free local port (in this process), then sends ``--requests`` ``generate`` calls
-from ``--clients`` concurrent gradio_client users, each with its own seed, folding off. Prints one
-JSON object. The default model is the bundled checkpoint; ``--tiny`` uses a random tiny network
-(the serving overhead alone).
+Serves the app from this process (``app.serve``: the port is the first free one from 7860 on),
+then sends ``--requests`` ``generate`` calls from ``--clients`` concurrent gradio_client users,
+each with its own seed, folding off. Prints one JSON object. The default model is the bundled
+checkpoint.
 
     python benchmarks/app_load.py --checkpoint runs/acyp-mini --requests 16 --clients 8
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,28 +19,28 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path.insert(0, str(ROOT))                    # run from a checkout without installing
 
+import app  # noqa: E402
 from sedd import checkpoint  # noqa: E402
-from studio_helpers import launch_app, tiny_checkpoint_dir  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", default=None, help="model (default: $SEDD_CHECKPOINT, else checkpoints/acyp)")
-    p.add_argument("--tiny", action="store_true", help="a random tiny model instead of a checkpoint")
     p.add_argument("--requests", type=int, default=16)
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--concurrency", type=int, default=2, help="the app's per-event concurrency limit")
     p.add_argument("--designs", type=int, default=4)
     p.add_argument("--steps", type=int, default=128)
-    p.add_argument("--template", default=json.loads((ROOT / "assets" / "examples.json").read_text())[0]["template"])
+    p.add_argument("--template", default=app.EXAMPLES[0]["template"], help="default: the loop-masked ACYP1 example")
     a = p.parse_args(argv)
     from gradio_client import Client
 
-    path = tiny_checkpoint_dir(Path(tempfile.mkdtemp()) / "tiny") if a.tiny else a.checkpoint
-    model = checkpoint.load(path, device="cuda" if torch.cuda.is_available() else "cpu")
-    demo, url = launch_app(model, {"off": None}, concurrency=a.concurrency, max_queue=max(64, a.requests))
+    model = checkpoint.load(a.checkpoint, device="cuda" if torch.cuda.is_available() else "cpu")
+    cb = app.StudioCallbacks(model, {"off": None})
+    demo = app.build_demo(cb, concurrency=a.concurrency, max_queue=max(64, a.requests), per_session=a.requests)
+    url = app.serve(demo)
     try:
         clients = [Client(url, verbose=False) for _ in range(a.clients)]
         call = lambda i: clients[i % a.clients].predict(a.template, a.designs, a.steps, 1000 + i, api_name="/generate")
@@ -52,6 +51,7 @@ def main(argv: list[str] | None = None) -> dict:
         seconds = time.perf_counter() - start
     finally:
         demo.close()
+        cb.close()
     assert all(r[0].count(">design_") == a.designs for r in results)
     report = {"requests": a.requests, "clients": a.clients, "concurrency_limit": a.concurrency,
               "designs_per_request": a.designs, "steps": a.steps, "template_length": len(model.alphabet.parse_template(

@@ -14,6 +14,7 @@ the case for code and tests. Results are cached by sequence, so a design folded 
 """
 from __future__ import annotations
 
+import io
 import threading
 import time
 from collections import OrderedDict
@@ -171,20 +172,27 @@ class ESMFoldBackend(_CachedBackend):
                           float(output["ptm"].reshape(-1)[0]), self.name)
 
 
+def _read_pdb(pdb: str):
+    """The first model of a PDB text as a biotite ``AtomArray`` with its B-factors."""
+    from biotite.structure.io.pdb import PDBFile
+    return PDBFile.read(io.StringIO(pdb)).get_structure(model=1, extra_fields=["b_factor"])
+
+
 def pdb_ca_bfactors(pdb: str) -> list[float]:
-    """The B-factor of every Cα atom, in file order (PDB columns 61–66)."""
-    return [float(line[60:66]) for line in pdb.splitlines()
-            if line.startswith("ATOM") and line[12:16].strip() == "CA"]
+    """The B-factor of every Cα atom, in file order."""
+    atoms = _read_pdb(pdb)
+    return atoms.b_factor[atoms.atom_name == "CA"].tolist()
 
 
 def rescale_pdb_bfactors(pdb: str, factor: float) -> str:
-    """Multiply the B-factor column of ATOM/HETATM records by ``factor``."""
-    out = []
-    for line in pdb.splitlines():
-        if line.startswith(("ATOM", "HETATM")) and len(line) >= 66:
-            line = f"{line[:60]}{float(line[60:66]) * factor:6.2f}{line[66:]}"
-        out.append(line)
-    return "\n".join(out) + "\n"
+    """The same atoms with every B-factor multiplied by ``factor`` (first model; coordinate records only)."""
+    from biotite.structure.io.pdb import PDBFile
+    atoms = _read_pdb(pdb)
+    atoms.b_factor = atoms.b_factor * factor
+    out, text = PDBFile(), io.StringIO()
+    out.set_structure(atoms)
+    out.write(text)
+    return text.getvalue()
 
 
 class ESMAtlasBackend(_CachedBackend):

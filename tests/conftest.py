@@ -45,6 +45,15 @@ def model(tmp_path_factory):
     return checkpoint.load(tiny_checkpoint_dir(tmp_path_factory.mktemp("ckpt")))
 
 
+@pytest.fixture(scope="module")
+def esmfold():
+    """A tiny random ESMFold behind the real backend (one per test module: its cache starts empty)."""
+    from studio_helpers import tiny_esmfold
+
+    from sedd.fold import ESMFoldBackend
+    return ESMFoldBackend(model=tiny_esmfold(), device="cpu")
+
+
 @pytest.fixture
 def rng() -> random.Random:
     return random.Random(0)

@@ -1,6 +1,7 @@
 """Small models and a running app for the studio tests (no network, no ../shared)."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import torch
@@ -54,3 +55,20 @@ def launch_app(model, backends: dict, concurrency: int = 2, max_queue: int = 32,
     cb = app.StudioCallbacks(model, backends, min_interval=0.0, js_url=app.js_url_for_3dmol(), **callback_kwargs)
     demo = app.build_demo(cb, "off", concurrency=concurrency, max_queue=max_queue, per_session=per_session)
     return demo, app.serve(demo)
+
+
+def fasta_sequences(text: str) -> list[str]:
+    """The sequences of a FASTA text, headers dropped."""
+    return [line for line in text.splitlines() if line and not line.startswith(">")]
+
+
+def wait_for_stable(count, settle_s: float = 1.5, timeout_s: float = 60.0) -> int:
+    """Poll ``count()`` until it has not changed for ``settle_s`` seconds; return it."""
+    deadline = time.monotonic() + timeout_s
+    last, since = count(), time.monotonic()
+    while time.monotonic() - since < settle_s:
+        assert time.monotonic() < deadline, f"still growing after {timeout_s} s: {last}"
+        time.sleep(0.05)
+        if count() != last:
+            last, since = count(), time.monotonic()
+    return last

@@ -7,29 +7,21 @@ from pathlib import Path
 
 import gradio as gr
 import pytest
+from studio_helpers import fasta_sequences
 
 import app
 from sedd import sample as sample_cli
 from sedd import studio
 from sedd.fold import ESMFoldBackend, pdb_ca_bfactors
-from studio_helpers import tiny_esmfold
 
 TEMPLATE = ">test\nMKV__GF_R____LLAGW__KDE"
 ESMFOLD = "ESMFold (local)"
 
 
-@pytest.fixture(scope="module")
-def esmfold():
-    return ESMFoldBackend(model=tiny_esmfold(), device="cpu")
-
 
 @pytest.fixture
 def cb(model, esmfold, tmp_path):
     return app.StudioCallbacks(model, {ESMFOLD: esmfold, "off": None}, min_interval=0.0, output_root=tmp_path)
-
-
-def fasta_sequences(text: str) -> list[str]:
-    return [line for line in text.splitlines() if line and not line.startswith(">")]
 
 
 def fixed_positions(template: str) -> dict[int, str]:

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import requests
 from gradio_client import Client
+from studio_helpers import launch_app
 
 import app
-from studio_helpers import launch_app
 
 TEMPLATE = "MKV__GF_R____LLAGW__KDE"
 
@@ -39,6 +39,8 @@ def test_generate_is_documented_with_the_contract_parameters(client):
     params = [p["parameter_name"] for p in info["/generate"]["parameters"]]
     assert params[:4] == ["template", "num_samples", "steps", "seed"]
     assert all(p["parameter_has_default"] for p in info["/generate"]["parameters"][1:])
+    types = [p["python_type"]["type"] for p in info["/generate"]["parameters"][:4]]
+    assert types == ["str", "int", "int", "int"]
 
 
 def test_generate_streams_and_ends_with_the_fasta(client, model, tmp_path):

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from pathlib import Path
 
 import pytest
+from studio_helpers import (
+    launch_app,
+    save_tiny_esmfold,
+    tiny_checkpoint_dir,
+    wait_for_stable,
+)
 
 import app
 from sedd import render
-from studio_helpers import launch_app, save_tiny_esmfold, tiny_checkpoint_dir
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 SEED = "#seed :is(input, textarea)"
@@ -181,19 +185,6 @@ def test_script_in_a_template_shows_as_text_and_runs_nothing(page):
 
 # ---- Stop: the sampler itself stops, and the next Generate always runs ------------------------------
 
-def wait_for_stable(count, settle_s: float = 1.5, timeout_s: float = 60.0) -> int:
-    """Poll ``count()`` until it has not changed for ``settle_s`` seconds; return it."""
-    deadline = time.monotonic() + timeout_s
-    last, since = count(), time.monotonic()
-    while time.monotonic() - since < settle_s:
-        assert time.monotonic() < deadline, f"still growing after {timeout_s} s: {last}"
-        time.sleep(0.05)
-        now = count()
-        if now != last:
-            last, since = now, time.monotonic()
-    return last
-
-
 @pytest.fixture
 def counted(browser, model):
     """The studio served from this process over a model whose forward calls are counted."""
@@ -225,7 +216,10 @@ def test_stop_halts_the_sampler_not_just_the_display(counted):
     assert page.evaluate("window.__steps") == shown
 
 
-NEW_RUN_STARTED = "(() => { const s = window.__steps, i = s.indexOf('0'); return i >= 0 && s.length - i >= 3; })()"
+# A new run: frames from a step below the one the stopped run reached, then two more. (The page may
+# skip showing step 0 when frames come fast.)
+NEW_RUN_STARTED = "stopped => { const s = window.__steps.map(Number), i = s.findIndex(x => x < stopped);" \
+                  " return i >= 0 && s.length - i >= 3; }"
 
 
 def test_generate_right_after_stop_always_starts_a_run(counted):
@@ -236,7 +230,8 @@ def test_generate_right_after_stop_always_starts_a_run(counted):
     page.wait_for_function("window.__steps.length >= 3", timeout=60_000)
     for attempt in range(6):
         page.click("#stop")
+        stopped_at = int(page.evaluate("window.__steps.at(-1)"))
         page.evaluate("window.__steps = []")
         page.click("#generate")
-        page.wait_for_function(NEW_RUN_STARTED, timeout=60_000)
+        page.wait_for_function(NEW_RUN_STARTED, arg=stopped_at, timeout=60_000)
     page.click("#stop")

@@ -4,17 +4,20 @@ from __future__ import annotations
 import pytest
 import requests
 import torch
-
-from sedd.fold import (ATLAS_MAX_LENGTH, ESMAtlasBackend, ESMFoldBackend, FoldError, pdb_ca_bfactors,
-                       rescale_pdb_bfactors, set_precision)
 from studio_helpers import save_tiny_esmfold, tiny_esmfold
+
+from sedd.fold import (
+    ATLAS_MAX_LENGTH,
+    ESMAtlasBackend,
+    ESMFoldBackend,
+    FoldError,
+    pdb_ca_bfactors,
+    rescale_pdb_bfactors,
+    set_precision,
+)
 
 SEQ = "MKVLAGGGSTRDEWY"
 
-
-@pytest.fixture(scope="module")
-def esmfold():
-    return ESMFoldBackend(model=tiny_esmfold(), device="cpu")
 
 
 def test_esmfold_result_is_on_the_0_100_scale(esmfold):
@@ -152,8 +155,16 @@ def test_atlas_http_error_and_length_limit():
     assert e.value.reason == "too_long" and session.calls == []
 
 
-def test_rescale_pdb_bfactors_keeps_the_layout():
+def test_rescale_pdb_bfactors_keeps_every_atom():
     pdb = _pdb("AAA", 0.5)
     out = rescale_pdb_bfactors(pdb, 100.0)
     assert pdb_ca_bfactors(out) == [50.0, 50.0, 50.0]
-    assert [len(l) for l in out.splitlines()] == [len(l) for l in pdb.splitlines()]
+    atoms = [line[:54] for line in out.splitlines() if line.startswith("ATOM")]
+    assert atoms == [line[:54] for line in pdb.splitlines() if line.startswith("ATOM")]   # names, residues, coordinates
+
+
+def test_bfactors_of_calpha_atoms_only_from_lines_ending_after_the_bfactor():
+    pdb = "".join(f"ATOM  {2 * i - 1:5d}  CA  ALA A{i:4d}    {1.0:8.3f}{2.0:8.3f}{3.0:8.3f}  1.00{10.0 * i:6.2f}\n"
+                  f"ATOM  {2 * i:5d}  CB  ALA A{i:4d}    {1.5:8.3f}{2.0:8.3f}{3.0:8.3f}  1.00{99.0:6.2f}\n"
+                  for i in range(1, 4))
+    assert pdb_ca_bfactors(pdb) == [10.0, 20.0, 30.0]
