@@ -16,7 +16,13 @@ from . import checkpoint as ckpt
 from .alphabet import Slot, Template, TemplateSpec
 from .data import format_fasta
 from .sampler import Frame, sample
-from .spans import SPAN_LENGTH_MODES, SPAN_T_SAMPLES, SpanPosterior, choose_lengths, span_posterior
+from .spans import (
+    SPAN_LENGTH_MODES,
+    SPAN_T_SAMPLES,
+    SpanPosterior,
+    choose_lengths,
+    span_posterior,
+)
 
 
 @dataclass
