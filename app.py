@@ -3,7 +3,8 @@
     python app.py [--checkpoint DIR_OR_HUB_ID] [--esmfold NAME_OR_DIR] [--fold BACKEND]
 
 Serves on 127.0.0.1:7860, or the next free port (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT respected). The API endpoint
-``generate`` takes ``template``, ``num_samples``, ``steps``, ``seed`` (and ``temperature``, ``fold``);
+``generate`` takes ``template``, ``num_samples``, ``steps``, ``seed`` (and ``temperature``, ``fold``,
+``exclude``, ``span_lengths``);
 it streams, and the first element of its final output is the FASTA text of the designs. The endpoint
 ``score`` takes ``sequence`` and returns one entry of ``sedd.score --json``'s ``"sequences"`` list,
 with the scan. Both are also MCP tools (Gradio's MCP server, ``/gradio_api/mcp/``).
@@ -49,6 +50,7 @@ ASSETS = ROOT / "assets"
 EXAMPLES = json.loads((ASSETS / "examples.json").read_text())
 SCORE_EXAMPLES = json.loads((ASSETS / "score_examples.json").read_text())
 TOP_HEADERS = ["substitution", "score (nats)"]
+SPAN_MODES = [("draw per design", "sample"), ("most probable", "map")]
 COLOR_CHOICES = {"pLDDT": "plddt", "designed vs fixed": "designed"}
 OUTPUT_MAX_AGE_S = 3600
 OUTPUT_MAX_BYTES = 256 * 2**20     # downloads kept at most; the oldest runs go first
@@ -75,6 +77,7 @@ TABLE_COLUMNS: list[tuple[str, Callable[[int, studio.Design], object]]] = [
      lambda rank, d: _fmt(None if d.nearest_identity is None else 100 * d.nearest_identity)),
     ("fold", lambda rank, d: _fold_state(d)),
     ("model score (nats/res)", lambda rank, d: _fmt(d.score, 3)),
+    ("span lengths", lambda rank, d: ", ".join(map(str, d.span_lengths)) or "–"),
     ("sequence", lambda rank, d: d.sequence),
 ]
 TABLE_HEADERS = [header for header, _ in TABLE_COLUMNS]
@@ -164,34 +167,43 @@ class StudioCallbacks:
         self._prune_outputs(keep=directory)
         return [str(p) for p in paths]
 
-    def _status(self, text: str, settings: studio.Settings | None = None, kind: str = "info") -> str:
+    def _status(self, text: str, settings: studio.Settings | None = None, kind: str = "info",
+                posterior: str = "") -> str:
         notices = "".join(render.message_html(f"Note: {n}.", "warn") for n in (settings.notices if settings else []))
-        return notices + render.message_html(text, kind)
+        return notices + render.message_html(text, kind) + posterior
 
     def generate(self, template: str, num_samples: int = 4, steps: int = 128, seed: int | None = None,
-                 temperature: float = 1.0, fold: str = "off"):
+                 temperature: float = 1.0, fold: str = "off", exclude: str = "",
+                 span_lengths: str = "sample"):
         """Design proteins: fill the masked positions of a template with the SEDD model, then fold and rank them.
 
         Streams every denoising state; the final output's first element is the FASTA text of the designs,
         ranked by mean pLDDT when folded, else by the model score (ELBO, nats per residue, lower = better).
 
         Args:
-            template: protein sequence (one-letter codes) with the positions to design marked _ ? # or X; a FASTA header line, digits and spaces are ignored; 1 to the model's maximum length (128 for the bundled model) positions.
+            template: protein sequence (one-letter codes) with the positions to design marked _ ? # or X; [n] = n designed positions, [a-b] = a designed span of a to b positions whose length the model chooses, [KR] = one position restricted to the listed residues, [^C] = one position that is anything but them; a FASTA header line, digits and spaces are ignored; 1 to the model's maximum length (128 for the bundled model) positions.
             num_samples: number of designs to draw, 1 to 8.
             steps: denoising steps, 16 to 1024 (more steps = finer sampling, slower).
             seed: random seed, 0 to 2147483647; blank or None draws a random seed (returned with the results).
             temperature: sampling temperature, 0.1 to 2.0 (1.0 samples the model; lower = more conservative).
             fold: folding backend, one of "ESMFold (local)", "ESM Atlas API", "off".
+            exclude: residues never placed at any designed position, e.g. "C" (empty = none).
+            span_lengths: how [a-b] span lengths are chosen from the model's posterior: "sample" (each design draws its own) or "map" (all take the most probable).
         """
         try:
             parsed, settings = studio.check_request(self.model, template, num_samples, steps, temperature, seed,
-                                                    fold, self.limits)
+                                                    fold, self.limits, exclude, span_lengths)
         except ValueError as e:
             log.warning("refused a generate request: %s", str(e).replace("\n", " "))   # one line, no traceback
             raise gr.Error(render.error_text(str(e)), title="Cannot design this", print_exception=False) from None
         run = studio.Run(self.model, parsed, settings)
         skip = gr.skip()
-        yield ("", "", self._status("Denoising…", settings), settings.seed, None, "", None, None, [])
+        chart = ""
+        if parsed.spans:
+            yield ("", "", self._status("Choosing span lengths…", settings), settings.seed, None, "", None, None, [])
+            posterior = run.choose_span_lengths()
+            chart = render.span_posterior_html(settings.span_posterior, posterior.method)
+        yield ("", "", self._status("Denoising…", settings, posterior=chart), settings.seed, None, "", None, None, [])
         for view in run.denoise(self.min_interval):
             fasta = "".join(f">design_{i + 1} (step {view.step})\n{s}\n" for i, s in enumerate(view.sequences))
             yield (fasta, render.frame_html(view.sequences, view.states, view.step, view.steps, view.nfe),
@@ -201,17 +213,18 @@ class StudioCallbacks:
         if backend is not None:
             for design in run.fold(backend):
                 yield (run.fasta(), skip, self._status(f"{done} Folded {design.index} of {len(run.designs)} "
-                                                       f"with {fold}…", settings),
+                                                       f"with {fold}…", settings, posterior=chart),
                        skip, skip, skip, skip, skip, skip)
         for design in run.score():
             yield (run.fasta(), skip, self._status(f"{done} Model score of design {design.index} of "
-                                                   f"{len(run.designs)}…", settings), skip, skip, skip, skip, skip, skip)
+                                                   f"{len(run.designs)}…", settings, posterior=chart),
+                   skip, skip, skip, skip, skip, skip)
         ranked = run.ranked()
         files = self._write_outputs(run)
         structure, plot = self._show(ranked[0], "plddt") if ranked else ("", None)
         errors = sorted({d.fold_error for d in run.designs if d.fold_error})
         status = self._status(done + (" Folding failed: " + " ".join(errors) if errors else ""), settings,
-                              "warn" if errors else "info")
+                              "warn" if errors else "info", chart)
         yield (run.fasta(), skip, status, settings.seed, self._table(ranked), structure, plot, files, ranked)
 
     def _table(self, ranked: list[studio.Design]) -> list[list]:
@@ -311,7 +324,8 @@ class SessionCap:
     def __init__(self, cap: int, max_queue: int):
         self.cap, self.max_queue, self.demo = cap, max_queue, None
 
-    async def check(self, template, num_samples, steps, seed, temperature, fold, request: gr.Request):
+    async def check(self, template, num_samples, steps, seed, temperature, fold, exclude, span_lengths,
+                    request: gr.Request):
         pending = len(self.demo._queue.pending_event_ids_session.get(request.session_hash, ()))
         waiting = len(self.demo._queue)
         refusal = None
@@ -320,7 +334,7 @@ class SessionCap:
         elif pending >= self.cap:
             refusal = (f"this session already has {render.plural(pending, 'run')} waiting or running "
                        f"(at most {self.cap}); wait for one to finish")
-        verdicts = [gr.validate(True, "")] * 6                   # one per input; a refusal shows on the template
+        verdicts = [gr.validate(True, "")] * 8                   # one per input; a refusal shows on the template
         if refusal:
             log.warning("refused a generate request: %s", refusal)
             verdicts[0] = gr.validate(False, refusal)
@@ -340,8 +354,11 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
                 with gr.Row():
                     with gr.Column(scale=2):
                         template = gr.Textbox(label="Template", lines=5, elem_id="template",
-                                              placeholder="Residues, with _ ? # or X at the positions to design. "
-                                                          "A FASTA header line, digits and spaces are ignored.")
+                                              placeholder="Residues, with _ ? # or X at the positions to design; [n] "
+                                                          "for n of them, [3-8] for a span whose length the model "
+                                                          "chooses, [KR] or [^C] for a position restricted to (or "
+                                                          "barred from) residues. A FASTA header line, digits and "
+                                                          "spaces are ignored.")
                         gr.Examples([[e["template"]] for e in EXAMPLES], inputs=[template],
                                     example_labels=[e["label"] for e in EXAMPLES], label="Example templates")
                         with gr.Row():
@@ -353,6 +370,11 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
                             temperature = checked_by_callback(gr.Slider(lim.min_temperature, lim.max_temperature, value=1.0,
                                                                     step=0.05, label="Temperature"))
                             seed = seed_box()
+                        with gr.Row():
+                            exclude = gr.Textbox("", label="Exclude residues", placeholder="e.g. C", max_lines=1,
+                                                 elem_id="exclude", info="never placed at a designed position")
+                            span_mode = gr.Radio(SPAN_MODES, value="sample", label="Span lengths [a-b]",
+                                                 elem_id="span-mode")
                         fold = gr.Radio(list(studio.FOLD_BACKENDS), value=default_fold, label="Folding backend")
                         with gr.Row():
                             run_btn = gr.Button("Generate", variant="primary", elem_id="generate")
@@ -402,7 +424,7 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
                 selected = gr.State(0)
 
         fn = spaces.GPU(duration=180)(cb.generate) if spaces is not None else cb.generate
-        event = run_btn.click(fn, [template, num_samples, steps, seed, temperature, fold],
+        event = run_btn.click(fn, [template, num_samples, steps, seed, temperature, fold, exclude, span_mode],
                               [fasta, frames, status, seed_used, table, structure, plot, files, designs],
                               api_name="generate", concurrency_limit=concurrency, show_progress="minimal",
                               # A click while the page still holds the previous run (a Stop being

@@ -7,17 +7,33 @@ Template syntax (the contract shared by the app, the CLI and the API):
 - residues: the alphabet's characters, case-insensitive when the alphabet has no lowercase;
 - designed positions: ``_ ? # X`` (X is "unknown residue" in FASTA, so it is designed too);
 - ignored: whitespace, digits, one leading FASTA header line (``>…``), a trailing ``*``;
-- anything else is a ``ValueError`` naming the character and its 1-based position;
-- length 1 … ``max_len``; no mask at all is allowed.
-A pasted multi-FASTA uses the first record, and says so in ``Template.notices``.
+- brackets (when ``[`` is not itself a residue of the alphabet):
+  ``[n]`` n designed positions, exactly as n masks; ``[a-b]`` a designed span of a to b positions
+  whose length the model chooses (``sedd/spans.py``); ``[KR]`` one designed position restricted to
+  the listed residues; ``[^C]`` one designed position that may be anything but the listed ones.
+  Whitespace inside a bracket is ignored;
+- anything else is a ``ValueError`` naming the character (or bracket) and its 1-based position;
+- length 1 … ``max_len`` for every choice of span lengths; no mask at all is allowed.
+A pasted multi-FASTA uses the first record, and says so in ``notices``.
+
+``parse_spec`` returns a ``TemplateSpec``: the template as a sequence of slots (a given residue, a
+designed position with its allowed residues, or a variable span). ``TemplateSpec.expand(lengths)``
+makes the concrete ``Template`` for chosen span lengths; ``parse_template`` is the shortcut for
+templates without variable spans.
 """
 from __future__ import annotations
 
+import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 PROTEIN_RESIDUES = "ACDEFGHIKLMNPQRSTVWY"
 PROTEIN_MASKS = "_?#X"
+BRACKET_HELP = ("a bracket holds n (n designed positions), a-b (a span of a to b designed positions, "
+                "0 ≤ a ≤ b), residues such as KR (one position restricted to them) or ^ and residues "
+                "such as ^C (one position that is anything but them)")
+_MAX_DIGITS = 6          # more digits than this in a bracket is always beyond any model's length
 
 
 def describe_char(ch: str) -> str:
@@ -32,11 +48,18 @@ def describe_char(ch: str) -> str:
 
 @dataclass(frozen=True)
 class Template:
-    """A parsed template: ``tokens`` holds residue ids, with ``mask_id`` at designed positions."""
+    """A concrete template: ``tokens`` holds residue ids, with ``mask_id`` at designed positions.
+
+    ``allowed``: empty when every designed position may take any residue; otherwise one entry per
+    position, the frozenset of residue ids a designed position may take (None = any, and None at
+    given residues). ``span_lengths``: the lengths chosen for the ``[a-b]`` spans it came from.
+    """
 
     tokens: tuple[int, ...]
     mask_id: int
     notices: tuple[str, ...] = ()
+    allowed: tuple[frozenset[int] | None, ...] = ()
+    span_lengths: tuple[int, ...] = ()
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -48,6 +71,142 @@ class Template:
     @property
     def num_designed(self) -> int:
         return sum(self.designed)
+
+    @property
+    def restricted(self) -> bool:
+        """Whether some designed position may not take every residue."""
+        return any(a is not None for a in self.allowed)
+
+    def allowed_at(self, i: int) -> frozenset[int] | None:
+        return self.allowed[i] if self.allowed else None
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One position of a parsed template: a given residue (``token``), or a designed position
+    (``token is None``) that may take the residues in ``allowed`` (None = any). ``at``: the 1-based
+    position in the typed text of the bracket it came from (0 when it came from no bracket)."""
+
+    token: int | None
+    allowed: frozenset[int] | None = None
+    at: int = 0
+
+
+@dataclass(frozen=True)
+class Span:
+    """A designed run of ``low`` … ``high`` positions whose length the model chooses (``[a-b]``).
+    ``allowed``: residues its positions may take (None = any); ``at``: position of its ``[``."""
+
+    low: int
+    high: int
+    at: int
+    allowed: frozenset[int] | None = None
+
+    @property
+    def text(self) -> str:
+        return f"[{self.low}-{self.high}]"
+
+
+@dataclass(frozen=True)
+class TemplateSpec:
+    """A parsed template: slots and variable spans in order, before span lengths are chosen."""
+
+    parts: tuple[Slot | Span, ...]
+    mask_id: int
+    notices: tuple[str, ...] = ()
+
+    @property
+    def spans(self) -> list[Span]:
+        return [p for p in self.parts if isinstance(p, Span)]
+
+    @property
+    def num_slots(self) -> int:
+        return sum(isinstance(p, Slot) for p in self.parts)
+
+    def length_range(self) -> tuple[int, int]:
+        """(shortest, longest) total length over every choice of span lengths."""
+        spans = self.spans
+        return self.num_slots + sum(s.low for s in spans), self.num_slots + sum(s.high for s in spans)
+
+    def expand(self, lengths: Sequence[int] = ()) -> Template:
+        """The concrete template with span j of length ``lengths[j]`` (a ``ValueError`` when out of range)."""
+        spans = self.spans
+        if len(lengths) != len(spans):
+            raise ValueError(f"the template has {len(spans)} variable spans; got {len(lengths)} lengths")
+        tokens: list[int] = []
+        allowed: list[frozenset[int] | None] = []
+        chosen = iter(lengths)
+        for part in self.parts:
+            if isinstance(part, Slot):
+                tokens.append(self.mask_id if part.token is None else part.token)
+                allowed.append(part.allowed)
+                continue
+            k = int(next(chosen))
+            if not part.low <= k <= part.high:
+                raise ValueError(f"span {part.text} at position {part.at} takes {part.low} to {part.high} "
+                                 f"positions; got {k}")
+            tokens.extend([self.mask_id] * k)
+            allowed.extend([part.allowed] * k)
+        restricted = any(a is not None for a in allowed)
+        return Template(tuple(tokens), self.mask_id, self.notices, tuple(allowed) if restricted else (),
+                        tuple(int(k) for k in lengths))
+
+    def fixed(self) -> Template:
+        """The template itself when it has no variable span."""
+        if self.spans:
+            span = self.spans[0]
+            raise ValueError(f"span {span.text} at position {span.at} has a variable length, chosen by the "
+                             "model (sedd.design.plan_designs); this call takes fixed-length templates only")
+        return self.expand(())
+
+    def excluding(self, banned: frozenset[int], residues: str) -> TemplateSpec:
+        """The same template with ``banned`` residue ids removed from every designed position.
+
+        A designed position (or span) left with no residue is a ``ValueError`` naming its bracket.
+        """
+        if not banned:
+            return self
+        everything = frozenset(range(len(residues)))
+        if banned >= everything:
+            raise ValueError(f"excluded residues {_chars(banned, residues)} are every residue of the alphabet: "
+                             "nothing is left to design with")
+
+        def narrowed(allowed: frozenset[int] | None, at: int, what: str) -> frozenset[int]:
+            left = (allowed if allowed is not None else everything) - banned
+            if not left:
+                raise ValueError(f"{what} at position {at} allows only {_chars(allowed, residues)}, all of which "
+                                 f"are excluded ({_chars(banned, residues)}); allow another residue or "
+                                 "exclude fewer")
+            return left
+
+        parts = []
+        for p in self.parts:
+            if isinstance(p, Slot) and p.token is None:
+                p = Slot(None, narrowed(p.allowed, p.at, "the bracket"), p.at)
+            elif isinstance(p, Span):
+                p = Span(p.low, p.high, p.at, narrowed(p.allowed, p.at, f"span {p.text}"))
+            parts.append(p)
+        return TemplateSpec(tuple(parts), self.mask_id, self.notices)
+
+    def text(self, residues: str) -> str:
+        """The template written back in the syntax: residues, ``_``, ``[KR]`` or ``[^C]`` sets, ``[a-b]`` spans."""
+        out = []
+        for p in self.parts:
+            if isinstance(p, Span):
+                out.append(p.text)
+            elif p.token is not None:
+                out.append(residues[p.token])
+            elif p.allowed is None:
+                out.append("_")
+            elif 2 * len(p.allowed) > len(residues):      # the shorter way to write it
+                out.append(f"[^{_chars(frozenset(range(len(residues))) - p.allowed, residues)}]")
+            else:
+                out.append(f"[{_chars(p.allowed, residues)}]")
+        return "".join(out)
+
+
+def _chars(ids, residues: str) -> str:
+    return "".join(residues[i] for i in sorted(ids))
 
 
 @dataclass(frozen=True)
@@ -122,13 +281,25 @@ class Alphabet:
     def _allowed_text(self) -> str:
         return (f"allowed: residues {self.residues}"
                 + (" (either case)" if self.case_insensitive else "")
-                + f", designed positions {' '.join(self.mask_chars)}; whitespace, digits, "
-                "one FASTA header line and a trailing * are ignored")
+                + f", designed positions {' '.join(self.mask_chars)}"
+                + (", brackets [n] [a-b] [KR] [^C]" if "[" not in self._index else "")
+                + "; whitespace, digits, one FASTA header line and a trailing * are ignored")
 
-    def parse_template(self, text: str, max_len: int) -> Template:
-        """Parse a template string (see the module docstring for the rules)."""
-        if not isinstance(text, str):
-            raise ValueError(f"template must be text, got {type(text).__name__}")
+    def residue_ids(self, text: str, what: str = "excluded residues") -> frozenset[int]:
+        """The residue ids listed in ``text`` (whitespace and commas ignored); ``what`` names it in errors."""
+        ids = set()
+        for pos, ch in enumerate(text, start=1):
+            if ch.isspace() or ch == ",":
+                continue
+            if ch not in self._index:
+                raise ValueError(f"{what}: {describe_char(ch)} at position {pos} is not a residue; "
+                                 f"allowed: residues {self.residues}"
+                                 + (" (either case)" if self.case_insensitive else ""))
+            ids.add(self._index[ch])
+        return frozenset(ids)
+
+    def _strip_fasta(self, text: str) -> tuple[str, int, list[str]]:
+        """(sequence text, its offset in ``text``, notices): header line, extra records, trailing * removed."""
         notices: list[str] = []
         body, offset = text, 0
         stripped = text.lstrip()
@@ -151,35 +322,110 @@ class Alphabet:
         trimmed = body.rstrip()
         if trimmed.endswith("*"):
             body = trimmed[:-1]
+        return body, offset, notices
 
-        tokens: list[int] = []
-        for pos, ch in enumerate(body, start=offset + 1):
+    def _bracket(self, inner: str, at: int, max_len: int) -> list[Slot | Span]:
+        """The slots of one bracket's content (whitespace removed); ``at`` = position of its ``[``."""
+        where = f"bracket [{inner}] at position {at}"
+        if not inner:
+            raise ValueError(f"empty bracket [] at position {at}; {BRACKET_HELP}")
+        numbers = re.fullmatch(r"(\d+)(?:-(\d+))?", inner)
+        if numbers:
+            if any(len(g) > _MAX_DIGITS for g in numbers.groups() if g):
+                raise ValueError(f"{where} asks for more positions than the model's maximum of {max_len}")
+            low = int(numbers[1])
+            high = low if numbers[2] is None else int(numbers[2])
+            if low > high:
+                raise ValueError(f"{where}: a span [a-b] needs a ≤ b, got {low} > {high}")
+            if high > max_len:
+                raise ValueError(f"{where} asks for up to {high} positions; the model's maximum is {max_len}")
+            if numbers[2] is None:
+                return [Slot(None, None, at)] * low
+            return [Span(low, high, at)]
+        if re.fullmatch(r"-\d+(?:-\d*)?", inner):
+            raise ValueError(f"{where}: span lengths cannot be negative; write [a-b] with 0 ≤ a ≤ b")
+        exclude = inner.startswith("^")
+        listed = inner[1:] if exclude else inner
+        if not listed:
+            raise ValueError(f"{where} lists no residue after ^; write e.g. [^C] for anything but C")
+        ids = set()
+        for ch in listed:
+            if ch not in self._index:
+                raise ValueError(f"{where}: {describe_char(ch)} is not a residue; {BRACKET_HELP}; residues are "
+                                 f"{self.residues}" + (" (either case)" if self.case_insensitive else ""))
+            ids.add(self._index[ch])
+        allowed = frozenset(range(self.size)) - ids if exclude else frozenset(ids)
+        if not allowed:
+            raise ValueError(f"{where} excludes every residue; leave at least one of {self.residues} allowed")
+        return [Slot(None, None if len(allowed) == self.size else allowed, at)]
+
+    def parse_spec(self, text: str, max_len: int, exclude: str = "") -> TemplateSpec:
+        """Parse a template string, brackets and spans included (see the module docstring).
+
+        ``exclude``: residues no designed position may take (the CLI's ``--omit``).
+        """
+        if not isinstance(text, str):
+            raise ValueError(f"template must be text, got {type(text).__name__}")
+        body, offset, notices = self._strip_fasta(text)
+        brackets = "[" not in self._index
+        parts: list[Slot | Span] = []
+        i = 0
+        while i < len(body):
+            ch, pos = body[i], offset + i + 1
+            if brackets and ch == "[":
+                close = body.find("]", i + 1)
+                reopen = body.find("[", i + 1)
+                if close < 0:
+                    raise ValueError(f"'[' at position {pos} is never closed with ']'; {BRACKET_HELP}")
+                if 0 <= reopen < close:
+                    raise ValueError(f"'[' at position {pos} is not closed before the next '[' at position "
+                                     f"{offset + reopen + 1}; brackets cannot nest")
+                parts.extend(self._bracket("".join(body[i + 1:close].split()), pos, max_len))
+                i = close + 1
+                continue
+            if brackets and ch == "]":
+                raise ValueError(f"']' at position {pos} closes no '['; {BRACKET_HELP}")
             if ch in self.mask_chars or (self.case_insensitive and ch.upper() in self.mask_chars
                                          and ch.upper() not in self._index):
-                tokens.append(self.mask_id)
+                parts.append(Slot(None))
             elif ch in self._index:
-                tokens.append(self._index[ch])
-            elif ch.isspace() or ch.isdigit():
-                continue
-            else:
+                parts.append(Slot(self._index[ch]))
+            elif not (ch.isspace() or ch.isdigit()):
                 raise ValueError(f"invalid character {describe_char(ch)} at position {pos}; {self._allowed_text()}")
-        if not tokens:
+            i += 1
+        spec = TemplateSpec(tuple(parts), self.mask_id, tuple(notices))
+        self._check_length(spec, max_len)
+        return spec.excluding(self.residue_ids(exclude), self.residues)
+
+    def _check_length(self, spec: TemplateSpec, max_len: int) -> None:
+        shortest, longest = spec.length_range()
+        spans = ", ".join(f"{s.text} at position {s.at}" for s in spec.spans)
+        if not spec.parts:
             raise ValueError("template is empty: type residues and designed positions (_ ? # X), "
                              f"1 to {max_len} in all")
-        if len(tokens) > max_len:
-            raise ValueError(f"template has {len(tokens)} positions; the model's maximum is {max_len}")
-        return Template(tuple(tokens), self.mask_id, tuple(notices))
+        if shortest == 0:
+            raise ValueError(f"template can be empty: with the span {spans} at its shortest no position is "
+                             "left; give a residue or make a span's minimum at least 1")
+        if longest > max_len:
+            if not spec.spans:
+                raise ValueError(f"template has {longest} positions; the model's maximum is {max_len}")
+            raise ValueError(f"template is up to {longest} positions long with the spans {spans} at their "
+                             f"longest; the model's maximum is {max_len}")
+
+    def parse_template(self, text: str, max_len: int, exclude: str = "") -> Template:
+        """Parse a template without variable spans into a ``Template`` (``parse_spec`` for the rules)."""
+        return self.parse_spec(text, max_len, exclude).fixed()
 
     # ---- (de)serialisation -------------------------------------------------------------------
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if not k.startswith("_")}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Alphabet":
+    def from_dict(cls, d: dict) -> Alphabet:
         return cls(residues=d["residues"], mask_chars=d["mask_chars"])
 
     @classmethod
-    def from_text(cls, texts, mask_chars: str = "_") -> "Alphabet":
+    def from_text(cls, texts, mask_chars: str = "_") -> Alphabet:
         """An alphabet of every character in ``texts`` (any alphabet works, e.g. English text)."""
         chars = sorted(set("".join(texts)) - set(mask_chars))
         return cls(residues="".join(chars), mask_chars=mask_chars)

@@ -2,7 +2,9 @@
 
 The library face of sampling (the CLI ``sedd.sample``, the studio and the evaluation all go
 through it): ``templates_for`` builds templates, ``stream`` runs the sampler over a ``Request``,
-``decode_rows`` and ``to_fasta`` turn the last frame into text.
+``decode_rows`` and ``to_fasta`` turn the last frame into text. ``plan_designs`` is
+``templates_for`` plus the choice of ``[a-b]`` span lengths (``sedd/spans.py``), whose posterior it
+returns beside the templates.
 """
 from __future__ import annotations
 
@@ -11,9 +13,16 @@ from dataclasses import dataclass
 import torch
 
 from . import checkpoint as ckpt
-from .alphabet import Template
+from .alphabet import Slot, Template, TemplateSpec
 from .data import format_fasta
 from .sampler import Frame, sample
+from .spans import (
+    SPAN_LENGTH_MODES,
+    SPAN_T_SAMPLES,
+    SpanPosterior,
+    choose_lengths,
+    span_posterior,
+)
 
 
 @dataclass
@@ -27,14 +36,24 @@ class Request:
     use_cache: bool = True
 
 
-def templates_for(model: ckpt.Checkpoint, *, template: str | None = None, length: int | str | None = None,
-                  num_samples: int = 1, seed: int = 0) -> list[Template]:
-    """Build ``num_samples`` templates from a template string, a length, or ``"auto"`` lengths."""
+@dataclass
+class Plan:
+    """The templates of a request, one per design, and how their span lengths were chosen."""
+
+    templates: list[Template]
+    posterior: SpanPosterior | None = None      # None when the template has no [a-b] span
+
+    @property
+    def span_lengths(self) -> list[list[int]]:
+        return [list(t.span_lengths) for t in self.templates]
+
+
+def _spec_for(model: ckpt.Checkpoint, template: str | None, length: int | str | None, num_samples: int,
+              seed: int, exclude: str) -> list[TemplateSpec]:
+    """One spec per design: the parsed template, or all-designed specs of the requested lengths."""
     alphabet = model.alphabet
-    if num_samples < 1:
-        raise ValueError(f"num_samples must be at least 1, got {num_samples}")
     if template is not None:
-        return [alphabet.parse_template(template, model.max_len)] * num_samples
+        return [alphabet.parse_spec(template, model.max_len, exclude)]
     if length == "auto":
         lengths = model.sample_lengths(num_samples, torch.Generator().manual_seed(seed))
     else:
@@ -42,14 +61,65 @@ def templates_for(model: ckpt.Checkpoint, *, template: str | None = None, length
         if not 1 <= n <= model.max_len:
             raise ValueError(f"length must be between 1 and {model.max_len}, got {n}")
         lengths = [n] * num_samples
-    return [Template((alphabet.mask_id,) * n, alphabet.mask_id) for n in lengths]
+    banned = alphabet.residue_ids(exclude)
+    return [TemplateSpec((Slot(None),) * n, alphabet.mask_id).excluding(banned, alphabet.residues) for n in lengths]
+
+
+def plan_for_spec(model: ckpt.Checkpoint, spec: TemplateSpec, num_samples: int, seed: int = 0,
+                  span_lengths: str = "sample", t_samples: int = SPAN_T_SAMPLES, progress: bool = False) -> Plan:
+    """``num_samples`` templates from a parsed template, span lengths chosen by the model when it has spans."""
+    if span_lengths not in SPAN_LENGTH_MODES:
+        raise ValueError(f"span lengths must be chosen by one of {', '.join(SPAN_LENGTH_MODES)}; got {span_lengths!r}")
+    if not spec.spans:
+        return Plan([spec.fixed()] * num_samples)
+    posterior = span_posterior(model, spec, t_samples=t_samples, seed=seed, progress=progress)
+    chosen = choose_lengths(posterior, num_samples, span_lengths, seed)
+    return Plan([spec.expand(k) for k in chosen], posterior)
+
+
+def plan_designs(model: ckpt.Checkpoint, *, template: str | None = None, length: int | str | None = None,
+                 num_samples: int = 1, seed: int = 0, exclude: str = "", span_lengths: str = "sample",
+                 t_samples: int = SPAN_T_SAMPLES, progress: bool = False) -> Plan:
+    """Templates for ``num_samples`` designs, with the lengths of any ``[a-b]`` spans chosen by the model.
+
+    ``exclude``: residues never placed at a designed position. ``span_lengths``: ``sample`` draws
+    each design's lengths from the posterior (seeded by ``seed``), ``map`` gives all the mode.
+    ``t_samples``: times per candidate in the posterior's ELBO estimates.
+    """
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be at least 1, got {num_samples}")
+    specs = _spec_for(model, template, length, num_samples, seed, exclude)
+    if len(specs) > 1:
+        return Plan([spec.fixed() for spec in specs])
+    return plan_for_spec(model, specs[0], num_samples, seed, span_lengths, t_samples, progress)
+
+
+def templates_for(model: ckpt.Checkpoint, *, template: str | None = None, length: int | str | None = None,
+                  num_samples: int = 1, seed: int = 0, exclude: str = "") -> list[Template]:
+    """Build ``num_samples`` templates from a template string, a length, or ``"auto"`` lengths."""
+    return plan_designs(model, template=template, length=length, num_samples=num_samples, seed=seed,
+                        exclude=exclude).templates
+
+
+def allowed_tensor(templates: list[Template], size: int) -> torch.BoolTensor | None:
+    """[B, L_max, V] residues each position may take, or None when no template restricts any."""
+    if not any(t.restricted for t in templates):
+        return None
+    allowed = torch.ones(len(templates), max(len(t) for t in templates), size, dtype=torch.bool)
+    for b, tpl in enumerate(templates):
+        for i, ids in enumerate(tpl.allowed):
+            if ids is not None:
+                allowed[b, i] = False
+                allowed[b, i, list(ids)] = True
+    return allowed
 
 
 def stream(model: ckpt.Checkpoint, request: Request):
-    """The sampler's frames for a request (device = the model's)."""
+    """The sampler's frames for a request (device = the model's); allowed sets are exact conditioning."""
     return sample(model.model, [t.tokens for t in request.templates], mask_id=model.alphabet.mask_id,
                   steps=request.steps, temperature=request.temperature, seed=request.seed,
-                  schedule=model.schedule, use_cache=request.use_cache)
+                  schedule=model.schedule, use_cache=request.use_cache,
+                  allowed=allowed_tensor(request.templates, model.alphabet.size))
 
 
 def decode_rows(model: ckpt.Checkpoint, frame: Frame, lengths: list[int]) -> list[str]:

@@ -51,6 +51,21 @@ def message_html(text: str, kind: str = "info") -> str:
     return f'<div class="studio-msg studio-msg-{esc(kind)}">{esc(text)}</div>'
 
 
+# ---- span lengths ----------------------------------------------------------------------------------
+
+def span_posterior_html(top: list[dict], method: str) -> str:
+    """The span-length posterior as a small bar chart: one bar per combination, most probable first.
+
+    top: ``[{"lengths": [k, …], "prob": p}, …]`` (``SpanPosterior.top``); method: how it was computed.
+    """
+    rows = "".join(
+        f'<div class="span-row"><span class="span-label">{esc(", ".join(map(str, c["lengths"])))}</span>'
+        f'<span class="span-bar" style="width:{max(0.5, 60 * c["prob"]):.1f}%"></span>'
+        f'<span class="span-prob">{c["prob"]:.2f}</span></div>' for c in top)
+    return (f'<div class="span-posterior"><div class="span-title">Span lengths chosen by the model '
+            f'(posterior, {esc(method)}; top {len(top)})</div>{rows}</div>')
+
+
 # ---- denoising frames ------------------------------------------------------------------------------
 
 def _row_html(sequence: str, states: str) -> str:

@@ -2,9 +2,11 @@
 
     python -m sedd.sample --template "MKV__GF_R____" --num-samples 4 --seed 1
     python -m sedd.sample --length auto --num-samples 8 --json
+    python -m sedd.sample --template "MKV[KR]GF[2-10]GQ__" --omit C --span-lengths map
 
 FASTA on stdout, a progress bar on stderr. ``--json`` prints one object with the sequences, the
-network evaluations per sample, the wall time, the steps, the seed and the checkpoint.
+network evaluations per sample, the wall time, the steps, the seed and the checkpoint; with
+``[a-b]`` spans also ``span_lengths`` (per design) and ``span_posterior`` (the top 10 combinations).
 """
 from __future__ import annotations
 
@@ -12,11 +14,20 @@ import argparse
 import json
 import sys
 import time
+
 import torch
 
 from . import checkpoint as ckpt
-from .design import Request, decode_rows, stream, templates_for, to_fasta
+from .design import Plan, Request, decode_rows, plan_designs, stream, to_fasta
 from .sampler import last_frame
+from .spans import SPAN_LENGTH_MODES, TOP
+
+
+def _describe_posterior(plan: Plan) -> str:
+    """One stderr line: how the span lengths were chosen and the most probable combination."""
+    best = plan.posterior.top(1)[0]
+    return (f"span lengths by {plan.posterior.method}: most probable {best['lengths']} (p = {best['prob']:.2f}); "
+            f"designs use {plan.span_lengths}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,12 +35,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", default=None, help="checkpoint directory or Hugging Face Hub repo id "
                                                        "(default: $SEDD_CHECKPOINT, else the bundled ACYP model)")
     what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--template", help="residues with designed positions marked _ ? # or X")
+    what.add_argument("--template", help="residues with designed positions marked _ ? # or X, [n] for n of them, "
+                                         "[a-b] for a span whose length the model chooses, [KR] or [^C] for a "
+                                         "position restricted to (or barred from) residues")
     what.add_argument("--length", help="N residues, all designed, or 'auto' to draw lengths from the training data")
     p.add_argument("--num-samples", type=int, default=1)
     p.add_argument("--steps", type=int, default=128)
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=None, help="default: a random seed, printed with --json")
+    p.add_argument("--omit", default="", metavar="RESIDUES",
+                   help="residues never placed at a designed position, e.g. C or CM")
+    p.add_argument("--span-lengths", choices=SPAN_LENGTH_MODES, default="sample",
+                   help="[a-b] spans: each design draws its lengths from the model's posterior (sample) "
+                        "or all take the most probable (map)")
     p.add_argument("--no-cache", action="store_true", help="evaluate the network at every step (speed reference)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of FASTA")
     p.add_argument("--device", default="cpu")
@@ -39,12 +57,16 @@ def main(argv: list[str] | None = None) -> int:
         if a.length is not None and a.length != "auto" and not a.length.isdigit():
             raise ValueError(f"--length takes a positive integer or 'auto', got {a.length!r}")
         model = ckpt.load(a.checkpoint, device=a.device)
-        templates = templates_for(model, template=a.template, length=a.length, num_samples=a.num_samples, seed=seed)
+        start = time.perf_counter()
+        plan = plan_designs(model, template=a.template, length=a.length, num_samples=a.num_samples, seed=seed,
+                            exclude=a.omit, span_lengths=a.span_lengths, progress=True)
+        templates = plan.templates
         for notice in templates[0].notices:
             print(f"note: {notice}", file=sys.stderr)
+        if plan.posterior is not None:
+            print(f"note: {_describe_posterior(plan)}", file=sys.stderr)
         request = Request(templates, a.steps, a.temperature, seed, use_cache=not a.no_cache)
         from tqdm.auto import tqdm
-        start = time.perf_counter()
         frame = last_frame(tqdm(stream(model, request), total=a.steps + 1, desc="denoising", file=sys.stderr,
                                 leave=False))
         seconds = time.perf_counter() - start
@@ -53,9 +75,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     sequences = decode_rows(model, frame, [len(t) for t in templates])
     if a.json:
-        print(json.dumps({"sequences": sequences, "nfe_per_sample": frame.nfe / len(sequences),
-                          "seconds": round(seconds, 4), "steps": a.steps, "seed": seed,
-                          "checkpoint": str(a.checkpoint or model.source)}))
+        out = {"sequences": sequences, "nfe_per_sample": frame.nfe / len(sequences), "seconds": round(seconds, 4),
+               "steps": a.steps, "seed": seed, "checkpoint": str(a.checkpoint or model.source)}
+        if plan.posterior is not None:
+            out |= {"span_lengths": plan.span_lengths, "span_posterior": plan.posterior.top(TOP)}
+        print(json.dumps(out))
     else:
         sys.stdout.write(to_fasta(sequences))
     return 0

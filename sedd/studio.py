@@ -18,10 +18,11 @@ from pathlib import Path
 import torch
 
 from . import render, score
-from .alphabet import Template
+from .alphabet import Template, TemplateSpec
 from .checkpoint import Checkpoint, atomic_write_text
-from .design import Request, decode_rows, stream, to_fasta
+from .design import Request, decode_rows, plan_for_spec, stream, to_fasta
 from .fold import FoldError, FoldResult
+from .spans import SPAN_LENGTH_MODES, TOP
 
 FOLD_BACKENDS = ("ESMFold (local)", "ESM Atlas API", "off")
 # A failure that will repeat for every design of the request: stop asking the backend.
@@ -44,7 +45,7 @@ class Limits:
 class Settings:
     """Everything that reproduces a run (the seed actually used included)."""
 
-    template: str           # normalised: residues, with ``_`` at designed positions
+    template: str           # normalised: residues, ``_`` at designed positions, brackets as typed
     num_samples: int
     steps: int
     temperature: float
@@ -52,13 +53,19 @@ class Settings:
     fold: str
     checkpoint: str
     notices: list[str] = field(default_factory=list)
+    exclude: str = ""                      # residues no designed position may take
+    span_mode: str = "sample"              # how [a-b] span lengths are chosen: sample or map
+    span_lengths: list[list[int]] | None = None      # chosen per design (filled by the run)
+    span_posterior: list[dict] | None = None         # top combinations with their probabilities
 
     def command(self) -> str:
         """The ``python -m sedd.sample`` command that draws the same designs."""
+        extra = (["--omit", self.exclude] if self.exclude else []) + \
+            (["--span-lengths", self.span_mode] if self.span_mode != "sample" else [])
         return shlex.join(["python", "-m", "sedd.sample", "--checkpoint", self.checkpoint,
                            "--template", self.template, "--num-samples", str(self.num_samples),
                            "--steps", str(self.steps), "--temperature", repr(self.temperature),
-                           "--seed", str(self.seed)])
+                           "--seed", str(self.seed), *extra])
 
     def to_dict(self) -> dict:
         return {**asdict(self), "command": self.command()}
@@ -107,7 +114,7 @@ def checked_seed(value, limits: Limits = Limits()) -> int:
 
 
 def check_request(model: Checkpoint, template: str, num_samples, steps, temperature, seed, fold: str = "off",
-                  limits: Limits = Limits()) -> tuple[Template, Settings]:
+                  limits: Limits = Limits(), exclude: str = "", span_mode: str = "sample") -> tuple[TemplateSpec, Settings]:
     """Parse and check one request; a ``ValueError`` says what was wrong and what is allowed."""
     num_samples = _in_range(num_samples, "number of designs", 1, limits.max_designs)
     steps = _in_range(steps, "steps", limits.min_steps, limits.max_steps)
@@ -121,9 +128,15 @@ def check_request(model: Checkpoint, template: str, num_samples, steps, temperat
     seed = checked_seed(seed, limits)
     if fold not in FOLD_BACKENDS:
         raise ValueError(f"folding backend must be one of {', '.join(FOLD_BACKENDS)}; got {fold!r}")
-    parsed = model.alphabet.parse_template(template, model.max_len)
-    settings = Settings(model.alphabet.decode(parsed.tokens, mask_char="_"), num_samples, steps, temperature,
-                        seed, fold, model.source, list(parsed.notices))
+    if span_mode not in SPAN_LENGTH_MODES:
+        raise ValueError(f"span lengths must be chosen by one of {', '.join(SPAN_LENGTH_MODES)}; got {span_mode!r}")
+    exclude = "" if exclude is None else exclude
+    if not isinstance(exclude, str):
+        raise ValueError(f"excluded residues must be text such as 'C' or 'CM'; got {exclude!r}")
+    exclude = "".join(model.alphabet.residues[i] for i in sorted(model.alphabet.residue_ids(exclude)))
+    parsed = model.alphabet.parse_spec(template, model.max_len, exclude)
+    settings = Settings(parsed.text(model.alphabet.residues), num_samples, steps, temperature, seed, fold,
+                        model.source, list(parsed.notices), exclude, span_mode)
     return parsed, settings
 
 
@@ -144,7 +157,8 @@ class Design:
     index: int                  # 1-based, in the order the sampler drew it
     sequence: str
     designed: list[bool]
-    nearest_identity: float | None = None   # see ``nearest_identities``
+    nearest_identity: float | None = None   # see ``nearest_identities``; among designs of the same span lengths
+    span_lengths: list[int] = field(default_factory=list)    # its [a-b] spans' lengths
     fold: FoldResult | None = None
     fold_error: str | None = None
     score: float | None = None          # model score: ELBO, nats/residue (lower = more likely)
@@ -179,20 +193,44 @@ def nearest_identities(sequences: list[str], designed: list[bool]) -> list[float
     return [max(identity(a, b) for j, b in enumerate(infills) if j != i) for i, a in enumerate(infills)]
 
 
+def _nearest_by_layout(sequences: list[str], templates: list[Template]) -> list[float | None]:
+    """``nearest_identities`` within each group of designs that share a layout (the same span lengths)."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, tpl in enumerate(templates):
+        groups.setdefault(tpl.span_lengths, []).append(i)
+    nearest: list[float | None] = [None] * len(sequences)
+    for members in groups.values():
+        values = nearest_identities([sequences[i] for i in members], templates[members[0]].designed)
+        for i, value in zip(members, values):
+            nearest[i] = value
+    return nearest
+
+
 class Run:
     """One request: sample with streaming, record the trajectory, fold, rank and write the downloads."""
 
-    def __init__(self, model: Checkpoint, template: Template, settings: Settings):
+    def __init__(self, model: Checkpoint, template: TemplateSpec, settings: Settings):
         self.model, self.template, self.settings = model, template, settings
         self.trajectory: list[dict] = []
         self.designs: list[Design] = []
-        self._fixed = [not d for d in template.designed]
+        self.plan = None
+
+    def choose_span_lengths(self):
+        """The designs' templates: span lengths chosen by the model (a no-op without spans).
+
+        Returns the posterior (or None) and records the lengths in the settings.
+        """
+        s = self.settings
+        self.plan = plan_for_spec(self.model, self.template, s.num_samples, s.seed, s.span_mode)
+        if self.plan.posterior is not None:
+            s.span_lengths, s.span_posterior = self.plan.span_lengths, self.plan.posterior.top(TOP)
+        return self.plan.posterior
 
     def _states(self, tokens: torch.Tensor, new: torch.Tensor) -> list[str]:
-        masked = (tokens == self.template.mask_id).tolist()
-        return ["".join(render.FIXED if f else render.MASKED if m else render.NEW if n else render.DESIGNED
-                        for f, m, n in zip(self._fixed, row_masked, row_new))
-                for row_masked, row_new in zip(masked, new.tolist())]
+        masked = (tokens == self.model.alphabet.mask_id).tolist()
+        return ["".join(render.FIXED if not d else render.MASKED if m else render.NEW if n else render.DESIGNED
+                        for d, m, n in zip(tpl.designed, row_masked, row_new))
+                for tpl, row_masked, row_new in zip(self.plan.templates, masked, new.tolist())]
 
     def denoise(self, min_interval: float = 0.1) -> Iterator[View]:
         """Stream the sampler's states, at most one per ``min_interval`` seconds (the last always).
@@ -201,8 +239,11 @@ class Run:
         revealed in skipped states count as new in the next state shown.
         """
         s = self.settings
-        request = Request([self.template] * s.num_samples, s.steps, s.temperature, s.seed)
-        lengths = [len(self.template)] * s.num_samples
+        if self.plan is None:
+            self.choose_span_lengths()
+        templates = self.plan.templates
+        request = Request(templates, s.steps, s.temperature, s.seed)
+        lengths = [len(t) for t in templates]
         new, last_shown = None, -math.inf
         for frame in stream(self.model, request):
             new = frame.changed.cpu() if new is None else new | frame.changed.cpu()
@@ -214,8 +255,9 @@ class Run:
                 yield View(sequences, self._states(frame.tokens.cpu(), new), frame.step, s.steps, frame.nfe, frame.done)
                 new, last_shown = torch.zeros_like(new), time.monotonic()
         final = self.trajectory[-1]["sequences"]
-        self.designs = [Design(i + 1, seq, self.template.designed, nearest)
-                        for i, (seq, nearest) in enumerate(zip(final, nearest_identities(final, self.template.designed)))]
+        nearest = _nearest_by_layout(final, templates)
+        self.designs = [Design(i + 1, seq, tpl.designed, near, list(tpl.span_lengths))
+                        for i, (seq, tpl, near) in enumerate(zip(final, templates, nearest))]
 
     def fold(self, backend) -> Iterator[Design]:
         """Fold each design in turn, yielding it; a failure is recorded on the design, never raised."""

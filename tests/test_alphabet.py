@@ -1,5 +1,6 @@
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sedd.alphabet import PROTEIN, Alphabet
 
@@ -94,3 +95,152 @@ def test_template_alphabet_text_parses_to_its_letters(chars):
         return
     tpl = parse(text)
     assert PROTEIN.decode(tpl.tokens) == "".join("_" if c in "_?#Xx" else c.upper() for c in kept)
+
+
+# ---- brackets: [n], [a-b], [KR], [^C] and excluded residues -----------------------------------------------
+ALL = frozenset(range(PROTEIN.size))
+
+
+def ids(residues: str) -> frozenset:
+    return frozenset(PROTEIN.residues.index(c) for c in residues)
+
+
+def spec(text, max_len=MAX, exclude=""):
+    return PROTEIN.parse_spec(text, max_len, exclude)
+
+
+def test_n_in_brackets_is_n_masks():
+    assert parse("MK[3]V") == parse("MK___V")
+    assert parse("MK[ 1 2 ]V").tokens == parse("MK" + "_" * 12 + "V").tokens
+    assert parse("M[0]K") == parse("MK")
+
+
+def test_residue_sets_restrict_one_designed_position():
+    tpl = parse("M[KR]G[^c]A[kr r]")
+    assert tpl.designed == [False, True, False, True, False, True]
+    assert tpl.allowed == (None, ids("KR"), None, ALL - ids("C"), None, ids("KR"))
+    assert parse("M[ACDEFGHIKLMNPQRSTVWY]").allowed == ()       # every residue: no restriction at all
+    assert parse("MKV__").allowed == () and not parse("MKV__").restricted
+
+
+def test_spans_expand_to_the_chosen_lengths():
+    s = spec("MK[2-4]GF[0-1]R")
+    assert [(p.low, p.high, p.at) for p in s.spans] == [(2, 4, 3), (0, 1, 10)]
+    assert s.length_range() == (7, 10)
+    tpl = s.expand((3, 0))
+    assert PROTEIN.decode(tpl.tokens) == "MK___GFR" and tpl.span_lengths == (3, 0)
+    with pytest.raises(ValueError, match=r"span \[2-4\] at position 3 takes 2 to 4 positions; got 5"):
+        s.expand((5, 0))
+    with pytest.raises(ValueError, match=r"\[2-4\] at position 3 has a variable length"):
+        s.fixed()
+    assert spec("MK[3-3]G").expand((3,)).tokens == parse("MK___G").tokens
+
+
+def test_spec_writes_itself_back_in_the_syntax():
+    assert spec(">x\nmk[kr]_[2-5]G[^ACDEFGHIKLMNPQSTVWY]").text(PROTEIN.residues) == "MK[KR]_[2-5]G[R]"
+    assert spec("M[^wc][3]").text(PROTEIN.residues) == "M[^CW]___"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("MK[KR", r"'\[' at position 3 is never closed"),
+    ("MK]R", r"'\]' at position 3 closes no '\['"),
+    ("M[K[R]]", r"'\[' at position 2 is not closed before the next '\[' at position 4; brackets cannot nest"),
+    ("MK[]G", r"empty bracket \[\] at position 3"),
+    ("MK[ ]G", r"empty bracket \[\] at position 3"),
+    ("MK[^]G", r"bracket \[\^\] at position 3 lists no residue after \^"),
+    ("MK[5-2]G", r"bracket \[5-2\] at position 3: a span \[a-b\] needs a ≤ b, got 5 > 2"),
+    ("MK[-1-3]G", r"bracket \[-1-3\] at position 3: span lengths cannot be negative"),
+    ("MK[-2]G", r"span lengths cannot be negative"),
+    ("MK[KB]G", r"bracket \[KB\] at position 3: 'B' is not a residue"),
+    ("MK[3K]G", r"bracket \[3K\] at position 3: '3' is not a residue"),
+    ("MK[2-]G", r"bracket \[2-\] at position 3: '2' is not a residue"),
+    ("MK[^ACDEFGHIKLMNPQRSTVWY]G", r"at position 3 excludes every residue"),
+    ("MK[200]G", rf"bracket \[200\] at position 3 asks for up to 200 positions; the model's maximum is {MAX}"),
+    ("MK[1-9999999999]G", rf"asks for more positions than the model's maximum of {MAX}"),
+    ("MK[100]G[1-30]", (r"up to 133 positions long with the spans \[1-30\] at position 9 at their longest; "
+                        rf"the model's maximum is {MAX}")),
+    ("[0-3]", r"can be empty: with the span \[0-3\] at position 1 at its shortest"),
+    ("[0]", "empty"),
+    (">h\nMK[KR", r"'\[' at position 6 is never closed"),
+])
+def test_malformed_brackets_name_the_position_and_what_is_allowed(text, message):
+    with pytest.raises(ValueError, match=message) as e:
+        spec(text)
+    if "bracket" in str(e.value) and "position" in message:
+        assert "[" in str(e.value)
+
+
+def test_excluded_residues_apply_to_every_designed_position_only():
+    s = spec("CM_[KC][2-3]", exclude="c")
+    tpl = s.expand((2,))
+    assert tpl.tokens[:2] == (PROTEIN.residues.index("C"), PROTEIN.residues.index("M"))   # given residues stay
+    assert tpl.allowed == (None, None, ALL - ids("C"), ids("K"), ALL - ids("C"), ALL - ids("C"))
+    assert PROTEIN.parse_template("MKV", MAX, exclude="C").allowed == ()
+    with pytest.raises(ValueError, match=r"the bracket at position 3 allows only C, all of which are excluded \(CW\)"):
+        spec("MK[C]", exclude="CW")
+    with pytest.raises(ValueError, match="every residue of the alphabet"):
+        spec("MK_", exclude=PROTEIN.residues)
+    with pytest.raises(ValueError, match=r"excluded residues: 'B' at position 2 is not a residue"):
+        spec("MK_", exclude="CB")
+
+
+def test_look_alike_characters_are_named_with_their_code_point():
+    with pytest.raises(ValueError, match=r"'А' \(U\+0410, CYRILLIC CAPITAL LETTER A\) at position 2"):
+        parse("MАK")                     # Cyrillic A
+
+
+def test_brackets_are_residues_in_an_alphabet_that_has_them():
+    text = Alphabet.from_text(["a [b] c"])
+    assert text.decode(text.parse_template("a [_] c", 20).tokens) == "a [_] c"
+
+
+BRACKETY = st.text(alphabet="ACDKRWY_acx^[]-0123456789 \n>*", max_size=60)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.text(max_size=120), BRACKETY))
+def test_any_text_parses_to_a_spec_or_raises_value_error_with_a_message(text):
+    try:
+        s = spec(text)
+    except ValueError as e:
+        assert str(e)
+        return
+    low, high = s.length_range()
+    assert 1 <= low <= high <= MAX
+    tpl = s.expand([sp.low for sp in s.spans])
+    assert len(tpl) == low and all(0 <= t <= PROTEIN.mask_id for t in tpl.tokens)
+    assert len(s.expand([sp.high for sp in s.spans])) == high
+    assert spec(s.text(PROTEIN.residues)).expand([sp.low for sp in s.spans]).tokens == tpl.tokens
+
+
+PIECES = st.one_of(
+    st.sampled_from(list(PROTEIN.residues)).map(lambda c: (c, [c], None)),
+    st.just(("_", ["_"], None)),
+    st.integers(0, 4).map(lambda n: (f"[{n}]", ["_"] * n, None)),
+    st.sets(st.sampled_from(list(PROTEIN.residues)), min_size=1, max_size=5).map(
+        lambda s: (f"[{''.join(sorted(s))}]", ["_"], ids("".join(s)) if len(s) < PROTEIN.size else None)),
+    st.sets(st.sampled_from(list(PROTEIN.residues)), min_size=1, max_size=5).map(
+        lambda s: (f"[^{''.join(s).lower()}]", ["_"], ALL - ids("".join(s)))),
+    st.tuples(st.integers(0, 3), st.integers(0, 3)).map(lambda ab: (f"[{min(ab)}-{max(ab)}]", "span", None)),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(PIECES, min_size=1, max_size=12), st.randoms(use_true_random=False))
+def test_composed_templates_expand_to_their_pieces(pieces, rnd):
+    text = "M" + "".join(p[0] for p in pieces)
+    s = spec(text)
+    lengths = [rnd.randint(sp.low, sp.high) for sp in s.spans]
+    chosen = iter(lengths)
+    expected, allowed = "M", [None]
+    for _, chars, restriction in pieces:
+        if chars == "span":
+            k = next(chosen)
+            expected += "_" * k
+            allowed += [None] * k
+        else:
+            expected += "".join(chars)
+            allowed += [restriction] * len(chars)
+    tpl = s.expand(lengths)
+    assert PROTEIN.decode(tpl.tokens) == expected
+    assert tpl.allowed == (tuple(allowed) if any(a is not None for a in allowed) else ())

@@ -60,6 +60,10 @@ def test_random_seed_is_reported(capsys, tiny_checkpoint):
     (["--template", "M__", "--num-samples", "0"], "num_samples must be at least 1"),
     (["--template", "M__", "--temperature", "0"], "temperature must be > 0"),
     (["--template", "M__", "--seed", "-3"], "seed must be"),
+    (["--template", "MK[2-10"], "'[' at position 3 is never closed"),
+    (["--template", "MK[9-2]G"], "bracket [9-2] at position 3: a span [a-b] needs a ≤ b"),
+    (["--template", "MK[C]G", "--omit", "c"], "the bracket at position 3 allows only C, all of which are excluded"),
+    (["--template", "MK_", "--omit", "CJ"], "excluded residues: 'J' at position 2 is not a residue"),
 ])
 def test_bad_input_exits_2_with_a_message(capsys, tiny_checkpoint, args, message):
     code, out, err = run_cli(capsys, "--checkpoint", tiny_checkpoint, *args)
@@ -70,3 +74,39 @@ def test_bad_input_exits_2_with_a_message(capsys, tiny_checkpoint, args, message
 def test_bad_checkpoint_exits_2_with_a_message(capsys, tmp_path):
     code, _, err = run_cli(capsys, "--checkpoint", tmp_path, "--length", 10)
     assert code == 2 and "holds no config.json" in err
+
+
+def test_omit_keeps_residues_out_of_every_design(capsys, tiny_checkpoint):
+    code, out, _ = run_cli(capsys, "--checkpoint", tiny_checkpoint, "--length", 40, "--num-samples", 16,
+                           "--temperature", 2, "--omit", "CWM", "--steps", 16, "--seed", 2, "--json")
+    assert code == 0
+    result = json.loads(out)
+    assert not set("CWM") & set("".join(result["sequences"]))
+    assert "span_lengths" not in result and "span_posterior" not in result      # no [a-b] span, no fields
+
+
+def test_spans_report_each_designs_lengths_and_the_posterior(capsys, tiny_checkpoint):
+    args = ["--checkpoint", tiny_checkpoint, "--template", "MKV[1-4]GF[KR]R[0-2]W", "--num-samples", 6,
+            "--steps", 16, "--seed", 3, "--json"]
+    code, out, err = run_cli(capsys, *args)
+    assert code == 0 and "span lengths by enumeration" in err
+    result = json.loads(out)
+    assert len(result["span_lengths"]) == 6
+    for seq, (k1, k2) in zip(result["sequences"], result["span_lengths"]):
+        assert 1 <= k1 <= 4 and 0 <= k2 <= 2 and len(seq) == 8 + k1 + k2
+        assert seq[:3] == "MKV" and seq[3 + k1:5 + k1] == "GF" and seq[5 + k1] in "KR" and seq[-1] == "W"
+    posterior = result["span_posterior"]
+    assert len(posterior) == 10 and all(set(p) == {"lengths", "prob"} for p in posterior)
+    assert sum(p["prob"] for p in posterior) <= 1 + 1e-9
+    assert [p["prob"] for p in posterior] == sorted((p["prob"] for p in posterior), reverse=True)
+    _, out, _ = run_cli(capsys, *args, "--span-lengths", "map")
+    mapped = json.loads(out)
+    assert mapped["span_lengths"] == [posterior[0]["lengths"]] * 6
+    assert mapped["span_posterior"] == posterior          # same seed: the same posterior
+
+
+def test_n_in_brackets_is_n_masks_on_the_command_line(capsys, tiny_checkpoint):
+    common = ["--checkpoint", tiny_checkpoint, "--num-samples", 3, "--steps", 16, "--seed", 8]
+    _, bracket, _ = run_cli(capsys, *common, "--template", "MK[6]GF")
+    _, masks, _ = run_cli(capsys, *common, "--template", "MK______GF")
+    assert bracket == masks

@@ -1,0 +1,106 @@
+"""The page and the ``generate`` API accept bracket templates, excluded residues and span-length modes."""
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+import gradio as gr
+import pytest
+from gradio_client import Client
+from studio_helpers import launch_app
+
+import app
+from sedd import sample as sample_cli
+
+SPANS = "MKV[2-5]GF[KR]R[0-2]W"
+
+
+@pytest.fixture
+def cb(model, tmp_path):
+    return app.StudioCallbacks(model, {"off": None}, min_interval=0.0, output_root=tmp_path)
+
+
+def final_of(cb, template, num_samples=4, seed=3, **kwargs):
+    *_, final = cb.generate(template, num_samples, 16, seed, 1.0, "off", **kwargs)
+    return final
+
+
+def designs(fasta: str) -> list[str]:
+    return fasta.splitlines()[1::2]
+
+
+def test_spans_show_the_posterior_and_each_designs_lengths(cb):
+    _fasta, _frames, status, _seed, table, _s, _p, files, ranked = final_of(cb, SPANS, exclude="c w")
+    assert 'class="span-posterior"' in status and status.count('class="span-row"') == 10
+    header = app.TABLE_HEADERS.index("span lengths")
+    for row, design in zip(table, ranked):
+        k1, k2 = design.span_lengths
+        assert row[header] == f"{k1}, {k2}" and row[4] == len(design.sequence) == 8 + k1 + k2
+        seq = design.sequence
+        assert seq[:3] == "MKV" and seq[3 + k1:5 + k1] == "GF" and seq[5 + k1] in "KR" and seq[-1] == "W"
+        assert not set("CW") & set(seq[:-1])
+    settings = json.loads(next(Path(f) for f in files if f.endswith("settings.json")).read_text())
+    trajectory = json.loads(next(Path(f) for f in files if f.endswith("trajectory.json")).read_text())
+    assert settings["template"] == SPANS and settings["exclude"] == "CW" and settings["span_mode"] == "sample"
+    assert settings["span_lengths"] == [d.span_lengths for d in sorted(ranked, key=lambda d: d.index)]
+    assert len(settings["span_posterior"]) == 10 and trajectory["settings"]["span_lengths"] == settings["span_lengths"]
+    assert "--omit CW" in settings["command"]
+
+
+def test_the_settings_command_reproduces_a_span_run(cb, capsys):
+    fasta, *_rest, files, _r = final_of(cb, SPANS, seed=12, exclude="C", span_lengths="map")
+    settings = json.loads(next(Path(f) for f in files if f.endswith("settings.json")).read_text())
+    argv = shlex.split(settings["command"])[3:]
+    assert sample_cli.main(argv + ["--json"]) == 0
+    cli = json.loads(capsys.readouterr().out)
+    assert cli["sequences"] == designs(fasta)
+    assert cli["span_lengths"] == settings["span_lengths"] and cli["span_posterior"] == settings["span_posterior"]
+    assert len({tuple(k) for k in cli["span_lengths"]}) == 1          # map: every design the same lengths
+
+
+def test_a_template_without_spans_has_no_chart_and_dashes(cb):
+    _f, _fr, status, _s, table, *_rest = final_of(cb, "MKV__GF")
+    assert "span-posterior" not in status
+    assert all(row[app.TABLE_HEADERS.index("span lengths")] == "–" for row in table)
+
+
+def test_nearest_design_identity_compares_designs_of_one_layout_only(model):
+    from sedd import studio
+    spec = model.alphabet.parse_spec("MK[1-2]GW_", model.max_len)
+    templates = [spec.expand((1,)), spec.expand((1,)), spec.expand((2,))]
+    nearest = studio._nearest_by_layout(["MKAGWC", "MKAGWD", "MKAAGWC"], templates)
+    assert nearest == [0.5, 0.5, None]          # 1 of 2 designed positions shared; the third has no peer
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"template": "MK[3-9G"}, "'[' at position 3 is never closed"),
+    ({"template": "MK[C]G", "exclude": "C"}, "the bracket at position 3 allows only C"),
+    ({"template": "MK_", "exclude": "J"}, "excluded residues: 'J' at position 1 is not a residue"),
+    ({"template": "MK_", "span_lengths": "mean"}, "one of sample, map; got 'mean'"),
+])
+def test_bad_brackets_and_exclusions_are_refused_with_the_position(cb, kwargs, message):
+    with pytest.raises(gr.Error) as e:
+        list(cb.generate(**{"num_samples": 1, "steps": 16, "seed": 1, **kwargs}))
+    assert message in e.value.message
+
+
+@pytest.fixture(scope="module")
+def client(model):
+    demo, url = launch_app(model, {"off": None})
+    yield Client(url, verbose=False)
+    demo.close()
+
+
+def test_the_api_takes_spans_exclusions_and_modes(client, model, tmp_path):
+    params = [p["parameter_name"] for p in client.view_api(return_format="dict", print_info=False)
+              ["named_endpoints"]["/generate"]["parameters"]]
+    assert params[-2:] == ["exclude", "span_lengths"]
+    final = client.predict(template=SPANS, num_samples=3, steps=16, seed=4, exclude="C", span_lengths="map",
+                           api_name="/generate")
+    solo = final_of(app.StudioCallbacks(model, {"off": None}, min_interval=0.0, output_root=tmp_path), SPANS,
+                    num_samples=3, seed=4, exclude="C", span_lengths="map")
+    assert final[0] == solo[0] and "span-posterior" in final[2]
+    assert client.predict(template="MK[2]G", seed=4, api_name="/generate")[0].count(">design_") == 4
+    with pytest.raises(Exception, match=r"bracket \[5-2\] at position 3"):
+        client.predict(template="MK[5-2]G", api_name="/generate")
