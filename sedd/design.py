@@ -24,6 +24,8 @@ class Request:
     temperature: float = 1.0
     seed: int = 0
     use_cache: bool = True
+    sampler: str = "tau-leaping"        # one of ``sampler.STRATEGIES``
+    top_p: float = 1.0                  # nucleus filtering; 1 = off
 
 
 def templates_for(model: ckpt.Checkpoint, *, template: str | None = None, length: int | str | None = None,
@@ -48,7 +50,8 @@ def stream(model: ckpt.Checkpoint, request: Request):
     """The sampler's frames for a request (device = the model's)."""
     return sample(model.model, [t.tokens for t in request.templates], mask_id=model.alphabet.mask_id,
                   steps=request.steps, temperature=request.temperature, seed=request.seed,
-                  schedule=model.schedule, use_cache=request.use_cache)
+                  schedule=model.schedule, use_cache=request.use_cache,
+                  strategy=request.sampler, top_p=request.top_p)
 
 
 def decode_rows(model: ckpt.Checkpoint, frame: Frame, lengths: list[int]) -> list[str]:
