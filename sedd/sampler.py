@@ -97,7 +97,7 @@ class _CachedNetwork:
     """p̃(· | x) for every row: network → allowed residues → temperature → top-p, in float64 on the CPU.
 
     A row is re-evaluated only when it has a masked position and its tokens changed since its last
-    evaluation (``invalidate``), or always with ``use_cache=False``. ``nfe`` counts evaluated rows.
+    evaluation (``invalidate``); with ``use_cache=False`` every row at every step (the speed reference). ``nfe`` counts evaluated rows.
     """
 
     def __init__(self, model: torch.nn.Module, device: torch.device, shape: tuple[int, int, int],
@@ -110,7 +110,7 @@ class _CachedNetwork:
 
     def update(self, x: torch.LongTensor, masked: torch.BoolTensor) -> torch.Tensor:
         """Refresh the rows that need it; returns probs [B, L, V]."""
-        need = masked.any(-1) & (self.stale if self.use_cache else torch.ones_like(self.stale))
+        need = masked.any(-1) & self.stale if self.use_cache else torch.ones_like(self.stale)
         if need.any():
             logits = self.model(x[need].to(self.device)).cpu().double()
             if self.allowed is not None:
