@@ -178,7 +178,7 @@ def mean_pairwise_identity(sequences: list[str], max_pairs: int = MAX_PAIRS, see
 
 def sample_metrics(samples: list[str], references: list[str], residues: str, *, seed: int = 0,
                    progress: bool = False) -> dict:
-    """Validity, novelty, nearest-reference identity, diversity, composition KL and motif rate.
+    """Validity, novelty, nearest-reference identity, diversity, composition KL, motif rate, repeats.
 
     ``nearest_identities`` holds one value per valid sample (for the histogram).
     """
@@ -188,7 +188,7 @@ def sample_metrics(samples: list[str], references: list[str], residues: str, *, 
         raise ValueError("sample metrics need at least one sample and one reference sequence")
     allowed = set(residues)
     valid = [s for s in samples if s and set(s) <= allowed]
-    out = {"num_samples": len(samples), "validity": len(valid) / len(samples),
+    out = {"num_samples": len(samples), "validity": len(valid) / len(samples), **low_complexity(samples),
            "motif_rate": motif_rate(samples), "reference_motif_rate": motif_rate(references),
            "composition_kl": composition_kl(references, valid, residues) if valid else float("nan")}
     if not valid:

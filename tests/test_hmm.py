@@ -62,3 +62,26 @@ def test_longest_run_and_repeat_rate():
     m = low_complexity(["MKAAAAAL", "MKVL", "QQQQ"])
     assert m["max_longest_run"] == 5 and m["repeat_rate"] == pytest.approx(1 / 3)
     assert m["mean_longest_run"] == pytest.approx((5 + 1 + 4) / 3)
+
+
+def test_evaluate_reports_the_family_hmm_beside_the_checkpoint(family, tiny_checkpoint, tmp_path, capsys):
+    import json
+
+    from sedd import evaluate
+
+    train, held_out = family
+    write_fasta(tmp_path / "held_out.fasta", held_out)
+    write_fasta(tmp_path / "train.fasta", train)
+    args = ["--checkpoint", str(tiny_checkpoint), "--data", str(tmp_path / "held_out.fasta"), "--max-seqs", "6",
+            "--target-stderr", "0.3", "--samples", "4", "--reference", str(tmp_path / "train.fasta"), "--json"]
+    assert evaluate.main(args) == 0
+    assert "family_hmm" not in json.loads(capsys.readouterr().out)["samples"]       # no family.hmm there yet
+    hmm.save(hmm.build(train, iterations=1), tiny_checkpoint / hmm.HMM_NAME)
+    assert evaluate.main(args) == 0
+    samples = json.loads(capsys.readouterr().out)["samples"]
+    family_hmm = samples["family_hmm"]
+    assert family_hmm["natural_hit_rate"] == 1.0 and family_hmm["shuffled"]["hit_rate"] == 0.0
+    assert family_hmm["hit_rate"] == 0.0            # an untrained model's designs are not family members
+    assert 0 <= samples["repeat_rate"] <= 1 and samples["max_longest_run"] >= 1
+    assert evaluate.main(args + ["--hmm", str(tmp_path / "missing.hmm")]) == 2
+    assert "python -m sedd.hmm" in capsys.readouterr().err
