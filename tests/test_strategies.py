@@ -166,3 +166,27 @@ def test_bad_sampler_settings_are_refused_with_the_allowed_values(tiny_model):
         run(tiny_model, [[M] * 5], mask_id=M, top_p=1.5)
     with pytest.raises(ValueError, match="eta"):
         run(tiny_model, [[M] * 5], mask_id=M, strategy="remask", eta=-1.0)
+
+
+def test_cli_sampler_and_top_p_are_used_and_recorded(capsys, tiny_checkpoint):
+    import json
+
+    from sedd.sample import main
+
+    def cli(*extra):
+        code = main(["--checkpoint", str(tiny_checkpoint), "--length", "30", "--num-samples", "2", "--steps", "16",
+                     "--seed", "4", "--json", *extra])
+        out, err = capsys.readouterr()
+        return code, (json.loads(out) if code == 0 else None), err
+
+    _, default, _ = cli()
+    assert default["sampler"] == "tau-leaping" and default["top_p"] == 1.0
+    _, remask, _ = cli("--sampler", "remask", "--top-p", "0.9")
+    assert remask["sampler"] == "remask" and remask["top_p"] == 0.9
+    assert remask["sequences"] != default["sequences"] and remask["nfe_per_sample"] <= 16
+    assert cli("--sampler", "remask", "--top-p", "0.9")[1]["sequences"] == remask["sequences"]
+    code, _, err = cli("--top-p", "0")
+    assert code == 2 and "top_p must be in (0, 1]" in err
+    with pytest.raises(SystemExit):
+        cli("--sampler", "greedy")
+    assert "invalid choice: 'greedy'" in capsys.readouterr().err
