@@ -139,24 +139,29 @@ def _rank_desc(score: torch.Tensor, u_tie: torch.Tensor) -> torch.LongTensor:
     return torch.empty_like(order).scatter_(-1, order, torch.arange(score.shape[-1]).expand_as(order))
 
 
-def _planned_step(x, probs, masked, designed, keep: torch.LongTensor, conf, budget_left, eta: float,
+def _planned_step(x, probs, masked, designed, keep: torch.LongTensor, conf, budget_left, eta: float, noise: float,
                   u_pick, u_tie, mask_id: int):
     """Keep the ``keep[b]`` best-scored designed positions of row b revealed; mask the rest.
 
-    Scores: a masked position drafts ŷ ~ p̃ and scores log p̃(ŷ); a revealed designed residue scores
-    η · conf (its log p̃ when drawn), or +∞ once the row's remask budget cannot cover it (only the
-    ``budget_left[b]`` lowest-scored revealed residues stay eligible). conf [B, L] and budget_left [B]
+    Scores: a masked position scores its confidence log max_b p̃(b); a revealed designed residue scores
+    η · conf (its log p̃ when it was drawn), or +∞ once the row's remask budget cannot cover it (only
+    the ``budget_left[b]`` lowest-scored revealed residues stay eligible). ``noise`` · Gumbel(u_tie)
+    is added to both (Gumbel-top-k: positions are then drawn without replacement ∝ e^{score/noise};
+    0 = strictly best first). A newly revealed position gets ŷ ~ p̃. conf [B, L] and budget_left [B]
     are updated in place. Returns (revealed, remasked) [B, L] bool.
     """
     draft = torch.full_like(x, mask_id)
     draft[masked] = _categorical(probs[masked], u_pick[masked])
     draft_conf = torch.zeros_like(conf)
     draft_conf[masked] = probs[masked].gather(-1, draft[masked].unsqueeze(-1)).squeeze(-1).log()
+    gumbel = noise * -torch.log(-torch.log(u_tie.clamp(min=1e-300))) if noise > 0 else torch.zeros_like(conf)
     revealed = designed & ~masked
-    held = torch.where(revealed, eta * conf, torch.inf)
+    held = torch.where(revealed, eta * conf + gumbel, torch.inf)
     eligible = revealed & (_rank_desc(-held, u_tie) < budget_left.unsqueeze(-1))       # the lowest few
-    score = torch.where(masked, draft_conf, torch.where(eligible, eta * conf, torch.inf))
-    score = score.masked_fill(~designed, -torch.inf)
+    confidence = probs.max(-1).values.log() + gumbel
+    score = torch.where(masked, confidence, torch.where(eligible, held, torch.inf))
+    # designed positions always outrank fixed ones and padding, so the last step (keep = n) reveals them all
+    score = score.clamp(min=-1e300).masked_fill(~designed, -torch.inf)
     kept = designed & (_rank_desc(score, u_tie) < keep.unsqueeze(-1))
     reveal, remask = masked & kept, revealed & ~kept
     x[reveal], conf[reveal] = draft[reveal], draft_conf[reveal]
@@ -166,7 +171,8 @@ def _planned_step(x, probs, masked, designed, keep: torch.LongTensor, conf, budg
 
 
 # ---- the sampler ------------------------------------------------------------------------------------
-def _check(strategy: str, steps: int, temperature: float, top_p: float, seed: int, eta: float, budget: float) -> None:
+def _check(strategy: str, steps: int, temperature: float, top_p: float, seed: int, eta: float, budget: float,
+           noise: float) -> None:
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown sampler {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     if steps < 1:
@@ -177,8 +183,9 @@ def _check(strategy: str, steps: int, temperature: float, top_p: float, seed: in
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     if not 0 <= seed < 2**63:
         raise ValueError(f"seed must be between 0 and 2**63 - 1, got {seed}")
-    if not eta >= 0 or not budget >= 0:
-        raise ValueError(f"eta and remask_budget must be ≥ 0, got eta={eta}, remask_budget={budget}")
+    if not (eta >= 0 and budget >= 0 and noise >= 0):
+        raise ValueError(f"eta, remask_budget and order_noise must be ≥ 0, got eta={eta}, "
+                         f"remask_budget={budget}, order_noise={noise}")
 
 
 @torch.no_grad()
@@ -187,7 +194,7 @@ def sample(model: torch.nn.Module, templates: Sequence[Sequence[int]] | torch.Lo
            schedule: LogLinearSchedule = LogLinearSchedule(), use_cache: bool = True,
            device: torch.device | str | None = None, allowed: torch.BoolTensor | None = None,
            strategy: str = "tau-leaping", top_p: float = 1.0, eta: float = 1.0,
-           remask_budget: float = 0.5) -> Iterator[Frame]:
+           remask_budget: float = 0.5, order_noise: float = 0.0) -> Iterator[Frame]:
     """Fill the MASK positions of ``templates``; yields a ``Frame`` per step (strategies: module docstring).
 
     templates: token-id lists (MASK = ``mask_id`` at designed positions), lengths may differ.
@@ -197,9 +204,10 @@ def sample(model: torch.nn.Module, templates: Sequence[Sequence[int]] | torch.Lo
     p_θ is renormalised over them before the temperature and top-p, DESIGN decision 12); every
     designed position needs at least one. top_p ∈ (0, 1]: nucleus filtering for every strategy.
     eta, remask_budget: the ``remask`` knobs (ignored by the other strategies); a row remasks at
-    most floor(remask_budget · designed positions) residues in the whole run.
+    most floor(remask_budget · designed positions) residues in the whole run. order_noise: Gumbel
+    noise on the position scores of ``confidence`` and ``remask`` (0 = most confident first).
     """
-    _check(strategy, steps, temperature, top_p, seed, eta, remask_budget)
+    _check(strategy, steps, temperature, top_p, seed, eta, remask_budget, order_noise)
     pad_id = mask_id + 1
     device = torch.device(device) if device is not None else next(model.parameters()).device
     # Tokens, cached probabilities and draws live on the CPU in float64 (MPS has no float64, and
@@ -236,7 +244,7 @@ def sample(model: torch.nn.Module, templates: Sequence[Sequence[int]] | torch.Lo
             else:
                 still_masked = (n_designed * stay_masked_prob(schedule, 1.0, s)).round().long()    # m(s)
                 reveal, remask = _planned_step(x, probs, masked, designed, n_designed - still_masked, conf,
-                                               budget_left, eta, u_b, u_a, mask_id)
+                                               budget_left, eta, order_noise, u_b, u_a, mask_id)
             net.invalidate((reveal | remask).any(-1))
             yield Frame(k + 1, s, x.clone(), reveal, net.nfe, remask)
     finally:
