@@ -12,12 +12,21 @@ downloads are ``sedd/studio.py``; folding ``sedd/fold.py``; HTML and plots ``sed
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
+import logging
 import os
+import queue
+import re
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import gradio as gr
@@ -32,25 +41,61 @@ try:                       # ZeroGPU on Hugging Face Spaces: a GPU is attached p
 except ImportError:
     spaces = None
 
-ASSETS = Path(__file__).resolve().parent / "assets"
+ROOT = Path(__file__).resolve().parent
+ASSETS = ROOT / "assets"
 EXAMPLES = json.loads((ASSETS / "examples.json").read_text())
-TABLE_HEADERS = ["rank", "design", "mean pLDDT", "pTM", "length", "identity to template (%)", "fold", "sequence"]
 COLOR_CHOICES = {"pLDDT": "plddt", "designed vs fixed": "designed"}
 OUTPUT_MAX_AGE_S = 3600
+OUTPUT_MAX_BYTES = 256 * 2**20     # downloads kept at most; the oldest runs go first
+MAX_UPLOAD = "1kb"                 # the page has no file input; refuse anonymous uploads
+log = logging.getLogger("sedd.studio")
 
 
 def _fmt(value: float | None, digits: int = 1) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-def checked_by_callback(slider: gr.Slider) -> gr.Slider:
-    """Leave the range check to the callback, whose error names the control and its range.
+def _fold_state(d: studio.Design) -> str:
+    return "ok" if d.fold else ("failed" if d.fold_error else "off")
 
-    Gradio's own check says only "Value 0 is less than minimum value 16". (A subclass would do the
-    same, but Gradio writes a ``.pyi`` stub next to any module that defines a component class.)
+
+# The ranked table, one (header, cell of (rank, design)) pair per column: a new column is one line.
+TABLE_COLUMNS: list[tuple[str, Callable[[int, studio.Design], object]]] = [
+    ("rank", lambda rank, d: rank),
+    ("design", lambda rank, d: d.name),
+    ("mean pLDDT", lambda rank, d: _fmt(d.fold.mean_plddt if d.fold else None)),
+    ("pTM", lambda rank, d: _fmt(d.fold.ptm if d.fold else None, 3)),
+    ("length", lambda rank, d: len(d.sequence)),
+    ("nearest other design (% identity, designed positions)",
+     lambda rank, d: _fmt(None if d.nearest_identity is None else 100 * d.nearest_identity)),
+    ("fold", lambda rank, d: _fold_state(d)),
+    ("sequence", lambda rank, d: d.sequence),
+]
+TABLE_HEADERS = [header for header, _ in TABLE_COLUMNS]
+
+
+def checked_by_callback(component: gr.components.Component) -> gr.components.Component:
+    """Pass the raw value to the callback, whose check names the control and what it allows.
+
+    Gradio's own checks say only "Value 0 is less than minimum value 16", or, for a seed of
+    ``"1e3"`` sent through the API, "upstream app has raised an exception". (A subclass would do
+    the same, but Gradio writes a ``.pyi`` stub next to any module that defines a component class.)
     """
-    slider.preprocess = lambda payload: payload
-    return slider
+    component.preprocess = lambda payload: payload
+    return component
+
+
+def seed_box() -> gr.Textbox:
+    """The seed input: blank means a fresh random seed for every run.
+
+    A text box, because Gradio's ``Number`` shows and sends 0 when its value is None, so the seed
+    was never blank. The API still documents the parameter as an integer (the contract), and the
+    callback checks whatever arrives (``studio.checked_seed``).
+    """
+    box = checked_by_callback(gr.Textbox(label="Seed (blank = random)", value="", placeholder="random",
+                                         max_lines=1, elem_id="seed"))
+    box.api_info = lambda: {"type": "integer"}
+    return box
 
 
 # ---- callbacks --------------------------------------------------------------------------------------
@@ -59,18 +104,37 @@ class StudioCallbacks:
     """The page's callbacks over one loaded model and its folding backends."""
 
     def __init__(self, model: ckpt.Checkpoint, backends: dict, limits: studio.Limits = studio.Limits(),
-                 js_url: str = render.CDN_3DMOL, min_interval: float = 0.1, output_root: Path | None = None):
+                 js_url: str = render.CDN_3DMOL, min_interval: float = 0.1, output_root: Path | None = None,
+                 max_output_bytes: int = OUTPUT_MAX_BYTES):
         self.model, self.backends, self.limits = model, backends, limits
         self.js_url, self.min_interval = js_url, min_interval
-        self.output_root = output_root or Path(tempfile.mkdtemp(prefix="sedd-studio-"))
+        # Inside Gradio's cache folder: Gradio serves a file from there as it is, without a copy.
+        cache = Path(gr.utils.get_upload_folder())
+        cache.mkdir(parents=True, exist_ok=True)
+        self.output_root = output_root or Path(tempfile.mkdtemp(prefix="sedd-studio-", dir=cache))
         self.output_root.mkdir(parents=True, exist_ok=True)
+        self.max_output_bytes = max_output_bytes
 
-    def _new_output_dir(self) -> Path:
-        """A folder for this run's downloads; runs older than an hour are removed."""
-        for old in self.output_root.iterdir():
-            if time.time() - old.stat().st_mtime > OUTPUT_MAX_AGE_S:
-                shutil.rmtree(old, ignore_errors=True)
-        return self.output_root / uuid.uuid4().hex
+    def close(self) -> None:
+        """Remove every download this studio wrote (at exit)."""
+        shutil.rmtree(self.output_root, ignore_errors=True)
+
+    def _prune_outputs(self, keep: Path) -> None:
+        """Remove runs older than an hour, then the oldest runs until the folder fits its size cap."""
+        runs = sorted((p for p in self.output_root.iterdir() if p != keep), key=lambda p: p.stat().st_mtime)
+        sizes = {p: sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) for p in runs}
+        total = sum(sizes.values()) + sum(f.stat().st_size for f in keep.rglob("*") if f.is_file())
+        for old in runs:
+            if total <= self.max_output_bytes and time.time() - old.stat().st_mtime <= OUTPUT_MAX_AGE_S:
+                break
+            shutil.rmtree(old, ignore_errors=True)
+            total -= sizes[old]
+
+    def _write_outputs(self, run: studio.Run) -> list[str]:
+        directory = self.output_root / uuid.uuid4().hex
+        paths = run.write_files(directory)
+        self._prune_outputs(keep=directory)
+        return [str(p) for p in paths]
 
     def _status(self, text: str, settings: studio.Settings | None = None, kind: str = "info") -> str:
         notices = "".join(render.message_html(f"Note: {n}.", "warn") for n in (settings.notices if settings else []))
@@ -83,7 +147,8 @@ class StudioCallbacks:
             parsed, settings = studio.check_request(self.model, template, num_samples, steps, temperature, seed,
                                                     fold, self.limits)
         except ValueError as e:
-            raise gr.Error(render.error_text(str(e)), title="Cannot design this") from None
+            log.warning("refused a generate request: %s", str(e).replace("\n", " "))   # one line, no traceback
+            raise gr.Error(render.error_text(str(e)), title="Cannot design this", print_exception=False) from None
         run = studio.Run(self.model, parsed, settings)
         skip = gr.skip()
         yield ("", "", self._status("Denoising…", settings), settings.seed, None, "", None, None, [])
@@ -91,7 +156,7 @@ class StudioCallbacks:
             fasta = "".join(f">design_{i + 1} (step {view.step})\n{s}\n" for i, s in enumerate(view.sequences))
             yield (fasta, render.frame_html(view.sequences, view.states, view.step, view.steps, view.nfe),
                    skip, skip, skip, skip, skip, skip, skip)
-        done = f"{len(run.designs)} designs in {settings.steps} steps (seed {settings.seed})."
+        done = f"{render.plural(len(run.designs), 'design')} in {settings.steps} steps (seed {settings.seed})."
         backend = self.backends.get(fold)
         if backend is not None:
             for design in run.fold(backend):
@@ -99,7 +164,7 @@ class StudioCallbacks:
                                                        f"with {fold}…", settings),
                        skip, skip, skip, skip, skip, skip)
         ranked = run.ranked()
-        files = [str(p) for p in run.write_files(self._new_output_dir())]
+        files = self._write_outputs(run)
         structure, plot = self._show(ranked[0], "plddt") if ranked else ("", None)
         errors = sorted({d.fold_error for d in run.designs if d.fold_error})
         status = self._status(done + (" Folding failed: " + " ".join(errors) if errors else ""), settings,
@@ -107,13 +172,7 @@ class StudioCallbacks:
         yield (run.fasta(), skip, status, settings.seed, self._table(ranked), structure, plot, files, ranked)
 
     def _table(self, ranked: list[studio.Design]) -> list[list]:
-        rows = []
-        for rank, d in enumerate(ranked, start=1):
-            f = d.fold
-            rows.append([rank, d.name, _fmt(f.mean_plddt if f else None), _fmt(f.ptm if f else None, 3),
-                         len(d.sequence), _fmt(100 * d.identity), "ok" if f else ("failed" if d.fold_error else "off"),
-                         d.sequence])
-        return rows
+        return [[cell(rank, d) for _, cell in TABLE_COLUMNS] for rank, d in enumerate(ranked, start=1)]
 
     def _show(self, design: studio.Design, color_by: str) -> tuple[str, object]:
         if design.fold is None:
@@ -142,11 +201,19 @@ class StudioCallbacks:
 
 # ---- layout and wiring ------------------------------------------------------------------------------
 
+def model_name(source: str) -> str:
+    """What the page calls the model: a local checkpoint's folder name, else the Hub id as given.
+
+    Never the absolute path, which says nothing to a visitor and shows the server's file system."""
+    path = Path(source)
+    return path.resolve().name if path.exists() else source
+
+
 def model_summary(model: ckpt.Checkpoint) -> str:
     evaluation = model.meta.get("evaluation") or model.meta.get("metrics") or {}
     elbo = evaluation.get("elbo_nats_per_residue")
     trained = model.meta.get("training", {}).get("steps")
-    return (f"Model `{model.source}` · {model.model.num_parameters() / 1e6:.1f} M parameters · lengths 1–{model.max_len}"
+    return (f"Model `{model_name(model.source)}` · {model.model.num_parameters() / 1e6:.1f} M parameters · lengths 1–{model.max_len}"
             + (f" · {trained} training steps" if trained else "")
             + (f" · held-out ELBO {elbo:.3f} nats/residue" if elbo else ""))
 
@@ -171,7 +238,7 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
                 with gr.Row():
                     temperature = checked_by_callback(gr.Slider(lim.min_temperature, lim.max_temperature, value=1.0,
                                                             step=0.05, label="Temperature"))
-                    seed = gr.Number(label="Seed (blank = random)", value=None, precision=0, placeholder="random", elem_id="seed")
+                    seed = seed_box()
                 fold = gr.Radio(list(studio.FOLD_BACKENDS), value=default_fold, label="Folding backend")
                 with gr.Row():
                     run_btn = gr.Button("Generate", variant="primary", elem_id="generate")
@@ -200,8 +267,9 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
                               [fasta, frames, status, seed_used, table, structure, plot, files, designs],
                               api_name="generate", concurrency_limit=concurrency, show_progress="minimal")
         event.then(lambda: 0, None, selected, api_name=False)
+        # Not queued: a Stop must reach the server even when the queue is full.
         stop_btn.click(lambda: render.message_html("Stopped: the run was cancelled.", "warn"), None, status,
-                       cancels=[event], api_name=False)
+                       cancels=[event], api_name=False, queue=False)
         reuse.click(lambda s: s, seed_used, seed, api_name=False)
         table.select(cb.select, [designs, color], [structure, plot, selected], api_name=False)
         color.change(cb.recolor, [designs, selected, color], [structure, plot], api_name=False)
@@ -238,12 +306,76 @@ def main(argv: list[str] | None = None) -> None:
         p.error(f"cannot load the score model: {e}")
     default_fold = a.fold or ("ESMFold (local)" if device == "cuda" else "off")
     cb = StudioCallbacks(model, make_backends(a.esmfold), js_url=js_url_for_3dmol())
+    atexit.register(cb.close)                                   # the downloads go with the server
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))       # a stopped Space exits through atexit
     launch(build_demo(cb, default_fold, a.concurrency, a.max_queue))
 
 
 def launch(demo: gr.Blocks, **kwargs):
-    """Serve the page (host and port from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT unless given)."""
-    return demo.launch(css_paths=[ASSETS / "studio.css"], **kwargs)
+    """Serve the page (host and port from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT unless given).
+
+    With no port given, Gradio binds the first free port from $GRADIO_SERVER_PORT (else 7860) on
+    and moves to the next when binding fails, so servers started side by side never race for one.
+    """
+    return demo.launch(css_paths=[ASSETS / "studio.css"], max_file_size=MAX_UPLOAD, **kwargs)
+
+
+# ---- start-up for tests and scripts ------------------------------------------------------------------
+
+def serve(demo: gr.Blocks, attempts: int = 3) -> str:
+    """Serve ``demo`` from this process on 127.0.0.1 without blocking; returns its URL.
+
+    Gradio gives a new server a few seconds to answer its first request; on a loaded machine it
+    can miss that window ("localhost is not accessible"): then close and start again.
+    """
+    for attempt in range(attempts):
+        try:
+            launch(demo, server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
+            return demo.local_url
+        except ValueError as e:
+            demo.close()
+            if "localhost is not accessible" not in str(e) or attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+_URL_LINE = re.compile(r"Running on local URL:\s+(http://\S+)")
+
+
+def spawn(args: list[str], log: Path, env: dict | None = None, timeout: float = 180.0) -> tuple[subprocess.Popen, str]:
+    """Start ``python app.py ARGS`` in a child process; return it and its URL once it serves.
+
+    The child binds its own port (see ``launch``) and prints it; the URL is read from that line,
+    so no port is chosen in advance. Everything the child prints goes to ``log``. Raises
+    ``RuntimeError`` with the log's end if the child exits or does not serve within ``timeout`` s.
+    """
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", **(env or {}), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), *args], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    lines: queue.Queue = queue.Queue()
+
+    def copy_output() -> None:           # keeps draining the pipe, so the child never blocks on it
+        with open(log, "w") as out:
+            for line in proc.stdout:
+                out.write(line)
+                out.flush()
+                lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=copy_output, daemon=True).start()
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            line = None
+        match = _URL_LINE.search(line or "")
+        if match:
+            return proc, match.group(1).rstrip("/") + "/"
+        if line is None:
+            proc.kill()
+            proc.wait()
+            raise RuntimeError(f"python app.py did not serve within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
 
 
 if __name__ == "__main__":

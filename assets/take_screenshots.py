@@ -18,6 +18,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+SEED = "#seed :is(input, textarea)"
 TEMPLATE = "_" * 15 + "GKVQGVFFR" + "_" * 74          # the catalytic motif kept, all else designed
 
 
@@ -53,7 +54,7 @@ def main() -> None:
             page.goto(url)
             page.wait_for_selector("#template textarea", timeout=60_000)
             page.fill("#template textarea", TEMPLATE)
-            page.fill("#seed input", a.seed)
+            page.fill(SEED, a.seed)
             page.locator("input[aria-label='number input for Number of designs']").fill("6")
             page.locator("input[aria-label='number input for Steps']").fill("512")
             page.click("#generate")

@@ -2,6 +2,7 @@
 
     python benchmarks/train_speed.py                       # small, mini, tiny; ~10 s each on a CPU
     python benchmarks/train_speed.py --presets small --seconds 60 --threads 2
+    python benchmarks/train_speed.py --device cuda --presets small,base --json figures.json
 
 Each preset gets a ``sedd.train.Trainer`` (AdamW, warm-up LR, grad clip, EMA update — exactly
 ``Trainer.train_step``) built on a throw-away synthetic FASTA, then is fed synthetic batches shaped
@@ -16,6 +17,7 @@ Numbers are only comparable on an otherwise idle machine; say so when they were 
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import sys
 import tempfile
@@ -27,6 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a checkout without installing
 
+from sedd import checkpoint  # noqa: E402
 from sedd.alphabet import PROTEIN  # noqa: E402
 from sedd.train import Trainer, TrainConfig  # noqa: E402
 
@@ -39,21 +42,25 @@ def synthetic_batch(rng: random.Random, tokens_per_batch: int, lengths: tuple[in
             for _ in range(count)]
 
 
-def make_trainer(preset: str, workdir: Path, tokens_per_batch: int) -> Trainer:
+def make_trainer(preset: str, workdir: Path, tokens_per_batch: int, device: str) -> Trainer:
     """A real Trainer on a small synthetic FASTA (it only needs one to build its splits)."""
     fasta = workdir / "synthetic.fasta"
     rng = random.Random(0)
     fasta.write_text("".join(f">s{i}\n{''.join(rng.choice(PROTEIN.residues) for _ in range(100))}\n" for i in range(40)))
-    cfg = TrainConfig(data=str(fasta), out=str(workdir / preset), preset=preset, device="cpu",
+    cfg = TrainConfig(data=str(fasta), out=str(workdir / preset), preset=preset, device=device,
                       tokens_per_batch=tokens_per_batch, max_steps=10**9)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")      # the by-sequence split warning is irrelevant here
         return Trainer(cfg)
 
 
-def measure(preset: str, *, seconds: float, warmup: int, max_steps: int, tokens_per_batch: int, workdir: Path) -> dict:
-    """Time ``Trainer.train_step`` on synthetic batches until ``seconds`` or ``max_steps`` (warm-up excluded)."""
-    trainer = make_trainer(preset, workdir, tokens_per_batch)
+def measure(preset: str, *, seconds: float, warmup: int, max_steps: int, tokens_per_batch: int, workdir: Path,
+            device: str = "cpu") -> dict:
+    """Time ``Trainer.train_step`` on synthetic batches until ``seconds`` or ``max_steps`` (warm-up excluded).
+
+    ``train_step`` ends with ``loss.item()``, which waits for the device, so wall time is honest on a GPU.
+    """
+    trainer = make_trainer(preset, workdir, tokens_per_batch, device)
     rng = random.Random(1)
     for _ in range(warmup):
         trainer.train_step(synthetic_batch(rng, tokens_per_batch))
@@ -64,7 +71,7 @@ def measure(preset: str, *, seconds: float, warmup: int, max_steps: int, tokens_
             raise FloatingPointError(f"{preset}: a non-finite step in the benchmark")
         steps, tokens, sequences = steps + 1, tokens + sum(map(len, batch)), sequences + len(batch)
     elapsed = time.perf_counter() - start
-    return {"preset": preset, "parameters": trainer.model.num_parameters(), "steps": steps,
+    return {"preset": preset, "parameters": trainer.model.num_parameters(), "device": str(trainer.device), "steps": steps,
             "sequences_per_step": sequences / steps, "tokens_per_step": tokens / steps,
             "seconds_per_step": elapsed / steps, "tokens_per_second": tokens / elapsed}
 
@@ -85,16 +92,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-steps", type=int, default=200, help="timed steps at most per preset")
     p.add_argument("--tokens-per-batch", type=int, default=TrainConfig.tokens_per_batch)
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    p.add_argument("--device", default="cpu", help="cpu / cuda / mps (on cuda the step runs under bf16 autocast)")
+    p.add_argument("--json", help="also write the rows to this JSON file")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    print(f"torch {torch.__version__}, CPU, {torch.get_num_threads()} threads, "
+    where = torch.cuda.get_device_name() if a.device.startswith("cuda") else f"{a.device}, {torch.get_num_threads()} threads"
+    print(f"torch {torch.__version__}, {where}, "
           f"{a.tokens_per_batch} tokens per batch, {a.warmup} warm-up steps excluded", file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:
         rows = [measure(name.strip(), seconds=a.seconds, warmup=a.warmup, max_steps=a.max_steps,
-                        tokens_per_batch=a.tokens_per_batch, workdir=Path(tmp)) for name in a.presets.split(",")]
+                        tokens_per_batch=a.tokens_per_batch, workdir=Path(tmp), device=a.device)
+                for name in a.presets.split(",")]
     print(table(rows))
+    if a.json:
+        checkpoint.atomic_write_text(Path(a.json), json.dumps(rows, indent=2) + "\n")
     return 0
 
 

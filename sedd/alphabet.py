@@ -13,10 +13,21 @@ A pasted multi-FASTA uses the first record, and says so in ``Template.notices``.
 """
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import asdict, dataclass, field
 
 PROTEIN_RESIDUES = "ACDEFGHIKLMNPQRSTVWY"
 PROTEIN_MASKS = "_?#X"
+
+
+def describe_char(ch: str) -> str:
+    """A character as an error message should show it: ``'!'``, or for anything beyond printable
+    ASCII also its code point and name, ``'А' (U+0410, CYRILLIC CAPITAL LETTER A)``, so a look-alike
+    of a residue letter is recognisable."""
+    if ch.isascii() and ch.isprintable():
+        return repr(ch)
+    name = unicodedata.name(ch, "")
+    return f"{ch!r} (U+{ord(ch):04X}{', ' + name if name else ''})"
 
 
 @dataclass(frozen=True)
@@ -151,7 +162,7 @@ class Alphabet:
             elif ch.isspace() or ch.isdigit():
                 continue
             else:
-                raise ValueError(f"invalid character {ch!r} at position {pos}; {self._allowed_text()}")
+                raise ValueError(f"invalid character {describe_char(ch)} at position {pos}; {self._allowed_text()}")
         if not tokens:
             raise ValueError("template is empty: type residues and designed positions (_ ? # X), "
                              f"1 to {max_len} in all")

@@ -94,6 +94,19 @@ def save(directory: str | Path, model: ScoreNetwork, alphabet: Alphabet, schedul
     return directory
 
 
+def update_config(directory: str | Path, key: str, block: dict) -> Path:
+    """Replace one top-level block of a local checkpoint's ``config.json`` (e.g. ``"evaluation"``), atomically."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ValueError(f"{directory} is not a local checkpoint directory; its {CONFIG_NAME} cannot be updated")
+    if key in ("format", "model", "alphabet", "schedule"):
+        raise ValueError(f"the {key!r} block defines the model and is not rewritten")
+    config = _read_config(directory)
+    config[key] = block
+    atomic_write_text(directory / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
+    return directory / CONFIG_NAME
+
+
 def resolve(name_or_path: str | Path | None) -> Path:
     """A local directory as is; anything else is treated as a Hugging Face Hub repo id."""
     if name_or_path is None or str(name_or_path) == "":

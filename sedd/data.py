@@ -1,4 +1,4 @@
-"""FASTA reading, cluster-aware validation splits and length-bucketed batches."""
+"""FASTA reading and writing, cluster-aware validation splits and length-bucketed batches."""
 from __future__ import annotations
 
 import csv
@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from biotite.sequence.io.fasta import FastaFile
 
+from . import checkpoint as ckpt
 from .alphabet import Alphabet
 
 
@@ -69,20 +70,53 @@ def describe_dropped(data: Dataset) -> str:
     return f"dropped {data.num_dropped:,} of {data.num_dropped + len(data):,} sequences: {reasons}"
 
 
+def format_fasta(sequences: list[str], ids: list[str] | None = None, prefix: str = "seq") -> str:
+    """FASTA text, one ``>id`` line and one sequence line per record; ids default to prefix_1, prefix_2, …"""
+    ids = ids if ids is not None else [f"{prefix}_{i + 1}" for i in range(len(sequences))]
+    if len(ids) != len(sequences):
+        raise ValueError(f"{len(ids)} ids for {len(sequences)} sequences")
+    return "".join(f">{name}\n{seq}\n" for name, seq in zip(ids, sequences))
+
+
+def write_fasta(path: str | Path, sequences: list[str], ids: list[str] | None = None, prefix: str = "seq") -> Path:
+    """``format_fasta`` written atomically to ``path``."""
+    ckpt.atomic_write_text(Path(path), format_fasta(sequences, ids, prefix))
+    return Path(path)
+
+
 def read_clusters(path: str | Path) -> dict[str, str]:
-    """member → cluster representative, from a ``cluster<TAB>member`` TSV (MMseqs2 easy-cluster)."""
+    """member → cluster representative, from a ``cluster<TAB>member`` TSV (MMseqs2 easy-cluster).
+
+    An optional ``cluster<TAB>member`` header line and blank lines are skipped; any other line that
+    is not two tab-separated fields is an error naming the line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"cluster file {path} does not exist")
+    clusters: dict[str, str] = {}
     with open(path, newline="") as f:
-        rows = [r for r in csv.reader(f, delimiter="\t") if r]
-    if rows and rows[0][:2] == ["cluster", "member"]:
-        rows = rows[1:]
-    return {member: cluster for cluster, member in rows}
+        for number, row in enumerate(csv.reader(f, delimiter="\t"), start=1):
+            if not row or (number == 1 and row[:2] == ["cluster", "member"]):
+                continue
+            if len(row) != 2 or not all(row):
+                raise ValueError(f"{path}, line {number}: expected 'cluster<TAB>member', got {row!r}")
+            clusters[row[1]] = row[0]
+    if not clusters:
+        raise ValueError(f"cluster file {path} holds no cluster<TAB>member line")
+    return clusters
 
 
 def split(data: Dataset, val_fraction: float, seed: int, clusters: dict[str, str] | None = None) -> tuple[Dataset, Dataset]:
-    """Split into train/validation; by whole clusters when ``clusters`` is given.
+    """Split into (train, validation); by whole clusters when ``clusters`` is given.
 
-    Without clusters the split is by sequence, and near-duplicates leak into validation.
+    With clusters (member → cluster; sequences missing from it are clusters of their own): the
+    cluster names are shuffled with ``seed`` and whole clusters are moved to validation until it
+    holds at least ``val_fraction`` of the *sequences* (so it overshoots by less than one cluster).
+    No cluster has members on both sides. Without clusters the split is by sequence, and
+    near-duplicates leak into validation (a warning says so).
     """
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"the validation fraction must be between 0 and 1, got {val_fraction}")
     rng = random.Random(seed)
     if clusters is None:
         warnings.warn("validation split is random by sequence: near-duplicates will leak into validation "

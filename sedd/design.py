@@ -12,6 +12,7 @@ import torch
 
 from . import checkpoint as ckpt
 from .alphabet import Template
+from .data import format_fasta
 from .sampler import Frame, sample
 
 
@@ -59,4 +60,5 @@ def decode_rows(model: ckpt.Checkpoint, frame: Frame, lengths: list[int]) -> lis
 
 
 def to_fasta(sequences: list[str], prefix: str = "design") -> str:
-    return "".join(f">{prefix}_{i + 1}\n{s}\n" for i, s in enumerate(sequences))
+    """``>design_1``, ``>design_2``, … records (``data.format_fasta``)."""
+    return format_fasta(sequences, prefix=prefix)

@@ -3,19 +3,19 @@
     python -m sedd.evaluate --checkpoint DIR --data heldout.fasta --json
     python -m sedd.evaluate --checkpoint DIR --data heldout.fasta --samples 256 --reference train.fasta \
         --report eval/report.md [--fold]
+    python -m sedd.evaluate --checkpoint DIR --data family.fasta --clusters clusters.tsv --samples 256 \
+        --report DIR/eval/report.md --update-config      # rebuild the held-out split; record the result
 
-ELBO estimator. For a sequence x_0 of length n the bound (``loss.py``) is
-    −log p(x_0 | n) ≤ E_{t~U[ε,1]} [ (1/t) Σ_{i masked in x_t} −log p_θ(x_0^i | x_t) ] =: E_t[f(t)].
-Each sequence gets K stratified times t_k = ε + (1−ε)(k + u_k)/K, k = 0…K−1, and one x_t per time.
-The reported value is Σ_seq Σ_k f / (K Σ_seq n) in nats/residue. Its standard error is the Monte
-Carlo error of that number for this fixed set of sequences: sqrt(Σ_seq Var_k(f)/K) / Σ_seq n, with
-Var_k the sample variance over the K times (conservative under stratification).
-``elbo_to_precision`` adds rounds of fresh stratified times (independent seeds) until that error
-is below a target (0.01 by default): rounds r with K_r times combine as
-    ELBO = Σ_r K_r ELBO_r / K,   SE = sqrt(Σ_r K_r² SE_r²) / K,   K = Σ_r K_r,
-which is the single-round formula with the variance pooled over all K times. For an untrained
-model Var(f) ≈ n log²20 (ln(1/ε) − 1), so reaching 0.01 takes K·Σn ≈ 5·10⁵ (sequence, t) tokens.
+Held-out data. ``--data`` is the held-out FASTA; or, with ``--clusters``, the full FASTA the model
+was trained on, and the held-out part is rebuilt exactly as training built it:
+``sedd.data.split(read_fasta(data, max_len), --val-fraction, --split-seed, clusters)`` (whole
+clusters until the fraction of *sequences* is reached); the training part is then the reference.
+
+ELBO: ``sedd.likelihood.elbo_to_precision`` (the estimator, its standard error and how rounds of
+t samples are added until the error is below ``--target-stderr`` are documented there).
 −log p(length) is reported separately (``length_nll``): the model is conditional on the length.
+Unigram floor: cross-entropy of the held-out residues under the reference composition
+(``likelihood.unigram_nll``), or the held-out data's own composition when there is no reference.
 
 Infill recovery. In every sequence round(0.3 n) positions (at least one) are chosen uniformly
 without replacement with a seeded generator, masked, and infilled once by the default sampler
@@ -57,9 +57,9 @@ import sys
 import time
 
 from . import checkpoint as ckpt
-from .data import Dataset, describe_dropped, read_fasta
+from .data import Dataset, describe_dropped, read_clusters, read_fasta, split
 from .hmm import HMM_NAME, family_metrics, load as load_hmm
-from .likelihood import elbo_to_precision, length_nll
+from .likelihood import elbo_to_precision, length_nll, unigram_nll
 from .metrics import draw_samples, fold_metrics, infill_recovery, sample_metrics
 from .report import json_safe, summary, write_report
 
@@ -68,7 +68,11 @@ from .report import json_safe, summary, write_report
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m sedd.evaluate", description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", default=None, help="checkpoint directory or Hub repo id (default: the bundled model)")
-    p.add_argument("--data", required=True, help="held-out FASTA")
+    p.add_argument("--data", required=True, help="held-out FASTA (with --clusters: the full training FASTA)")
+    p.add_argument("--clusters", help="cluster<TAB>member TSV: evaluate on the cluster-held-out part of --data "
+                                      "that training split off (the rest is the reference)")
+    p.add_argument("--val-fraction", type=float, default=0.05, help="with --clusters: training's validation fraction")
+    p.add_argument("--split-seed", type=int, default=0, help="with --clusters: training's --seed")
     p.add_argument("--max-seqs", type=int, help="evaluate a seeded random subset of N sequences")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--t-samples", type=int, default=4, help="t samples per sequence in the first ELBO round")
@@ -77,18 +81,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--infill-fraction", type=float, default=0.3)
     p.add_argument("--batch-size", type=int, default=64, help="sequences per sampler batch")
     p.add_argument("--samples", type=int, help="draw N unconditional samples and score them (needs --reference)")
-    p.add_argument("--reference", help="FASTA of reference (training) sequences for the sample metrics")
+    p.add_argument("--reference", help="FASTA of reference (training) sequences for the sample metrics and the "
+                                       "unigram floor (default with --clusters: the training part)")
     p.add_argument("--hmm", help=f"family profile HMM for the sample metrics (default: {HMM_NAME} beside the checkpoint, if there)")
     p.add_argument("--fold", action="store_true", help="fold the samples with ESMFold (mean pLDDT, pTM)")
     p.add_argument("--report", help="write a Markdown report here (samples FASTA and histogram PNG beside it)")
+    p.add_argument("--update-config", action="store_true",
+                   help="write the result as the 'evaluation' block of the checkpoint's config.json (atomically)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     return p
 
 
 def _check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
-    if (a.samples is None) != (a.reference is None):
-        p.error("--samples and --reference go together")
+    if a.samples is not None and a.reference is None and a.clusters is None:
+        p.error("--samples needs reference sequences: --reference FASTA, or --clusters to use the training part")
+    if a.reference is not None and a.clusters is not None:
+        p.error("--clusters makes the training part the reference: give one of --reference and --clusters")
+    if not 0 < a.val_fraction < 1:
+        p.error(f"--val-fraction must be between 0 and 1, got {a.val_fraction}")
     if a.fold and a.samples is None:
         p.error("--fold folds the samples: give --samples N --reference FASTA")
     for name in ("max_seqs", "samples", "t_samples", "max_t_samples", "batch_size"):
@@ -97,13 +108,32 @@ def _check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
             p.error(f"--{name.replace('_', '-')} must be at least 1, got {value}")
 
 
-def _load_data(path: str, model: ckpt.Checkpoint, max_seqs: int | None, seed: int) -> Dataset:
-    data = read_fasta(path, model.alphabet, max_len=model.max_len)
+def _read(path: str, model: ckpt.Checkpoint, what: str, max_len: int | None) -> Dataset:
+    data = read_fasta(path, model.alphabet, max_len=max_len)
     if data.num_dropped:
-        print(f"note: {path}: {describe_dropped(data)}", file=sys.stderr)
-    if max_seqs is not None and max_seqs < len(data):
-        data = data.subset(sorted(random.Random(seed).sample(range(len(data)), max_seqs)))
+        print(f"note: {what} {path}: {describe_dropped(data)}", file=sys.stderr)
     return data
+
+
+def _load_data(a: argparse.Namespace, model: ckpt.Checkpoint) -> tuple[Dataset, Dataset | None, dict]:
+    """(held-out data, reference data or None, what they are): the held-out part of a rebuilt split
+    with --clusters, else --data itself; then a seeded subset of --max-seqs."""
+    data = _read(a.data, model, "data", model.max_len)
+    reference, about = None, {"data": str(a.data)}
+    if a.clusters:
+        clusters = read_clusters(a.clusters)
+        reference, data = split(data, a.val_fraction, a.split_seed, clusters)
+        about["split"] = {"clusters": str(a.clusters), "val_fraction": a.val_fraction, "seed": a.split_seed,
+                          "held_out_sequences": len(data),
+                          "held_out_clusters": len({clusters.get(i, i) for i in data.ids}),
+                          "reference_sequences": len(reference),
+                          "rule": "whole clusters, shuffled with the seed, until the held-out part holds at "
+                                  "least val_fraction of the sequences (sedd.data.split)"}
+    elif a.reference:
+        reference = _read(a.reference, model, "reference", None)
+    if a.max_seqs is not None and a.max_seqs < len(data):
+        data = data.subset(sorted(random.Random(a.seed).sample(range(len(data)), a.max_seqs)))
+    return data, reference, about
 
 
 def evaluate(a: argparse.Namespace) -> tuple[dict, list[str] | None]:
@@ -117,23 +147,25 @@ def evaluate(a: argparse.Namespace) -> tuple[dict, list[str] | None]:
         clock = time.perf_counter()
 
     model = ckpt.load(a.checkpoint, device=a.device)
-    data = _load_data(a.data, model, a.max_seqs, a.seed)
-    result = {"checkpoint": str(model.source), "data": str(a.data), "seed": a.seed}
+    data, reference, about = _load_data(a, model)
+    result = {"checkpoint": str(model.source), **about, "seed": a.seed}
     lap("load")
     elbo = elbo_to_precision(model.model, data, model.schedule, model.alphabet.mask_id, t_samples=a.t_samples,
-                             target_stderr=a.target_stderr, max_t_samples=a.max_t_samples, seed=a.seed, progress=True)
+                             target_stderr=a.target_stderr, max_t_samples=a.max_t_samples, seed=a.seed, progress=True,
+                             pad_id=model.alphabet.pad_id)
     result.update({k: v for k, v in elbo.items() if not k.startswith("per_sequence")})
-    result["length_nats_per_residue"] = length_nll(model.length_histogram, data) if model.length_histogram else None
+    result["length_nats_per_residue"] = (length_nll(model.length_histogram, data, model.max_len)
+                                         if model.length_histogram else None)
+    result["unigram_nats_per_residue"] = unigram_nll(data, data if reference is None else reference, model.alphabet.size)
+    result["unigram_reference"] = ("the held-out data's own composition (plug-in entropy)" if reference is None
+                                   else f"the {'training part' if a.clusters else 'reference'} composition")
     lap("elbo")
     result.update(infill_recovery(model, data, fraction=a.infill_fraction, seed=a.seed, batch_size=a.batch_size,
                                   progress=True))
     lap("infill")
     samples = None
     if a.samples:
-        reference_data = read_fasta(a.reference, model.alphabet)
-        if reference_data.num_dropped:
-            print(f"note: reference {a.reference}: {describe_dropped(reference_data)}", file=sys.stderr)
-        references = [model.alphabet.decode(t) for t in reference_data.tokens]
+        references = [model.alphabet.decode(t) for t in reference.tokens]
         samples = draw_samples(model, a.samples, seed=a.seed, batch_size=max(a.batch_size, 128), progress=True)
         lap("sampling")
         result["samples"] = sample_metrics(samples, references, model.alphabet.residues, seed=a.seed, progress=True)
@@ -158,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
         if a.report:
             identities = result.get("samples", {}).get("nearest_identities")
             result["files"] = write_report(a.report, result, samples, identities)
+        if a.update_config:
+            written = ckpt.update_config(result["checkpoint"], "evaluation", json_safe(result))
+            print(f"wrote the evaluation block of {written}", file=sys.stderr)
     except (ValueError, OSError) as e:   # bad paths, bad checkpoints, empty FASTA: one line, no traceback
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -35,8 +35,12 @@ T_SAMPLES_PER_ROUND = 64     # bounds one forward at ≤ 64 copies of a sequence
 @torch.no_grad()
 def estimate_elbo(model, data: Dataset, schedule: LogLinearSchedule, mask_id: int, t_samples: int = 4,
                   seed: int = 0, tokens_per_batch: int = 16384, device=None, progress: bool = False,
-                  observed: list[list[bool]] | None = None) -> dict:
+                  observed: list[list[bool]] | None = None, pad_id: int | None = None) -> dict:
     """Per-residue ELBO (nats) of ``data`` under ``model`` with its Monte Carlo standard error.
+
+    ``pad_id``: the id the network ignores (``Alphabet.pad_id``; default: the network's own
+    ``pad_id``). Times and masks come from generators seeded with ``seed`` (the masks' on the
+    model's device), so the estimate is the same on every call, rank and resume.
 
     ``observed``: one bool list per sequence; when given, only those positions are scored and the
     others stay masked (partial observations). ``per_sequence`` holds each sequence's bound in
@@ -45,15 +49,18 @@ def estimate_elbo(model, data: Dataset, schedule: LogLinearSchedule, mask_id: in
     """
     from tqdm.auto import tqdm
 
-    device = device or next(model.parameters()).device
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    pad_id = model.pad_id if pad_id is None else pad_id
     was_training = model.training
     model.eval()
-    gen = torch.Generator(device="cpu").manual_seed(seed)
+    gen = torch.Generator(device="cpu").manual_seed(seed)                 # times (and masks on a CPU)
+    # masks are drawn where the model runs, from their own seeded generator (never the global RNG)
+    mask_gen = gen if device.type == "cpu" else torch.Generator(device=device).manual_seed(seed)
     K = t_samples
     per_seq = torch.zeros(len(data), K, dtype=torch.float64)
     batches = bucketed_batches([len(t) for t in data.tokens], max(1, tokens_per_batch // K), seed)
     for batch in tqdm(batches, desc="ELBO", disable=not progress, leave=False):
-        x0, lengths = collate([data.tokens[i] for i in batch], pad_id=mask_id + 1)
+        x0, lengths = collate([data.tokens[i] for i in batch], pad_id=pad_id)
         B = len(batch)
         strata = (torch.arange(K).repeat(B) + torch.rand(B * K, generator=gen)) / K          # [B·K]
         t = schedule.eps + (1 - schedule.eps) * strata
@@ -65,8 +72,8 @@ def estimate_elbo(model, data: Dataset, schedule: LogLinearSchedule, mask_id: in
             obs = obs.repeat_interleave(K, 0).to(device)
         # one forward per (sequence, time): repeat each sequence K times
         nats = diffusion_loss(model, x0.repeat_interleave(K, 0).to(device), lengths.repeat_interleave(K).to(device),
-                              schedule, mask_id, t=t.to(device), generator=None if device != torch.device("cpu") else gen,
-                              observed=obs)
+                              schedule, mask_id, t=t.to(device), generator=mask_gen,
+                              observed=obs, pad_id=pad_id)
         per_seq[batch] = nats.double().cpu().view(B, K)
     model.train(was_training)
     n_res = data.num_residues() if observed is None else sum(sum(o) for o in observed)
@@ -78,19 +85,42 @@ def estimate_elbo(model, data: Dataset, schedule: LogLinearSchedule, mask_id: in
             "per_sequence": per_seq.mean(1).tolist(), "per_sequence_stderr": seq_var.sqrt().tolist()}
 
 
-def length_nll(length_histogram: dict[int, int], data: Dataset) -> float:
-    """−log p(length) per residue under the (add-one smoothed) training length histogram."""
-    lo, hi = min(length_histogram), max(length_histogram)
-    support = range(min(lo, *(len(t) for t in data.tokens)), max(hi, *(len(t) for t in data.tokens)) + 1)
-    total = sum(length_histogram.values()) + len(support)
+def length_nll(length_histogram: dict[int, int], data: Dataset, max_len: int) -> float:
+    """−log p(length) per residue: Σ_seq −log p(n_seq) / Σ_seq n_seq, with the add-one smoothed
+    training histogram over every length the model can take,
+        p(n) = (count(n) + 1) / (Σ_m count(m) + max_len),   n = 1 … max_len.
+    """
+    if max(length_histogram, default=0) > max_len:
+        raise ValueError(f"the length histogram holds lengths above the model's maximum {max_len}")
+    too_long = [len(t) for t in data.tokens if len(t) > max_len]
+    if too_long:
+        raise ValueError(f"{len(too_long)} sequences are longer than the model's maximum {max_len}")
+    total = sum(length_histogram.values()) + max_len
     nll = sum(-math.log((length_histogram.get(len(t), 0) + 1) / total) for t in data.tokens)
     return nll / data.num_residues()
+
+
+def unigram_nll(data: Dataset, reference: Dataset, size: int) -> float:
+    """Cross-entropy per residue of ``data`` under the residue composition of ``reference``:
+        −(1/N) Σ_{residues a in data} log q(a),   q(a) = (c_ref(a) + 1) / (Σ_b c_ref(b) + V)
+    (add-one smoothed over the V = ``size`` residues). The likelihood a model reaches when it ignores
+    position and context: the floor a diffusion model's ELBO has to beat. ``reference = data`` gives
+    the plug-in entropy of ``data``'s own composition.
+    """
+    def counts(d: Dataset) -> torch.Tensor:
+        flat = torch.tensor([a for t in d.tokens for a in t], dtype=torch.long)
+        return torch.bincount(flat, minlength=size).double()
+
+    q = (counts(reference) + 1) / (counts(reference).sum() + size)
+    c = counts(data)
+    return float(-(c * q.log()).sum() / c.sum())
 
 
 # ---- likelihood to a target precision --------------------------------------------------------------
 def elbo_to_precision(model, data: Dataset, schedule: LogLinearSchedule, mask_id: int, *, t_samples: int = 4,
                       target_stderr: float = 0.01, max_t_samples: int = 1024, seed: int = 0, device=None,
-                      progress: bool = False, observed: list[list[bool]] | None = None) -> dict:
+                      progress: bool = False, observed: list[list[bool]] | None = None,
+                      pad_id: int | None = None) -> dict:
     """``estimate_elbo`` repeated with fresh times until its standard error is below ``target_stderr``.
 
     Starts with ``t_samples`` times per sequence; each further round asks for the K the pooled
@@ -108,7 +138,7 @@ def elbo_to_precision(model, data: Dataset, schedule: LogLinearSchedule, mask_id
     while True:
         k_r = min(k_next, T_SAMPLES_PER_ROUND)
         result = estimate_elbo(model, data, schedule, mask_id, t_samples=k_r, seed=seed + 7919 * len(rounds),
-                               device=device, progress=progress, observed=observed)
+                               device=device, progress=progress, observed=observed, pad_id=pad_id)
         first = first or result
         seq_sum += k_r * torch.tensor(result["per_sequence"], dtype=torch.float64)
         seq_var += k_r ** 2 * torch.tensor(result["per_sequence_stderr"], dtype=torch.float64) ** 2

@@ -4,7 +4,7 @@ For a masked position i with clean residue a = x_0^i the target ratios are
     r_b = p_t(x_t with i←b | x_0) / p_t(x_t | x_0) = 1[b = a] · e^{−σ̄}/(1 − e^{−σ̄}),
 and the diffusion-weighted score entropy is
     L = ∫ σ(t) E_{x_t} Σ_{i masked} Σ_b [ s_b − r_b log s_b + K(r_b) ] dt,   K(r) = r(log r − 1).
-With the factorised score s_b = p_θ(b | x_t)·e^{−σ̄}/(1 − e^{−σ̄}) (DESIGN decision 2) the bracket
+With the factorised score s_b = p_θ(b | x_t)·e^{−σ̄}/(1 − e^{−σ̄}) (docs/design.md §2) the bracket
 collapses to −r_a log p_θ(a | x_t), and for the log-linear schedule σ(t)·e^{−σ̄}/(1 − e^{−σ̄}) = 1/t,
 so L = E_t[(1/t) Σ_{i masked} −log p_θ(x_0^i | x_t)] (RADD/MDLM form). ``tests/test_loss.py`` checks
 the two forms agree. L is an upper bound on −log p(x_0 | length) (up to the O(ε) ends of the
@@ -49,11 +49,13 @@ def score_entropy(log_s: torch.Tensor, x0: torch.LongTensor, ratio: torch.Tensor
 
 def diffusion_loss(model, x0: torch.LongTensor, lengths: torch.LongTensor, schedule: LogLinearSchedule,
                    mask_id: int, t: torch.Tensor | None = None, generator: torch.Generator | None = None,
-                   observed: torch.BoolTensor | None = None) -> torch.Tensor:
+                   observed: torch.BoolTensor | None = None, *, pad_id: int) -> torch.Tensor:
     """The σ(t)-weighted score-entropy loss per sequence, in nats (sum over positions).
 
     x0: [B, L] residue ids, padding = any id at positions ≥ lengths; lengths: [B].
-    t: [B] optional times (sampled stratified otherwise). Returns [B].
+    pad_id: the id the network ignores (``Alphabet.pad_id``); padding is rewritten to it.
+    t: [B] optional times (sampled stratified otherwise). generator: on x0's device; draws t and
+    the masks. Returns [B].
     observed: [B, L] optional; positions outside it are masked at every t and not counted, which
     gives the bound on −log p(observed residues | length) (partial observations, docs/design.md §11).
     """
@@ -62,12 +64,13 @@ def diffusion_loss(model, x0: torch.LongTensor, lengths: torch.LongTensor, sched
     if t is None:
         t = sample_times(B, schedule, generator, x0.device)
     x_t = corrupt(x0, t, schedule, mask_id, valid, generator)
+    scored = valid
     if observed is not None:
+        # unobserved positions stay MASK for the network (they are part of the sequence), unscored
         x_t = torch.where(valid & ~observed, torch.full_like(x_t, mask_id), x_t)
-        valid = valid & observed
-    # padding may hold any id, the mask id included: only valid positions count as masked
-    masked = (x_t == mask_id) & valid
-    pad_id = mask_id + 1
+        scored = valid & observed
+    # padding may hold any id, the mask id included: only scored (valid) positions count as masked
+    masked = (x_t == mask_id) & scored
     logits = model(torch.where(valid, x_t, torch.full_like(x_t, pad_id)))
     sigma_bar = schedule.total_noise(t)
     log_s = log_score(F.log_softmax(logits.float(), dim=-1), sigma_bar)

@@ -1,7 +1,7 @@
 """The score network: a pre-LN transformer encoder over residue tokens.
 
 It knows nothing about diffusion. It maps a partially masked sequence x_t to logits of
-p(x_0^i = b | x_t) over the V residues at every position (DESIGN decision 2: for the absorbing
+p(x_0^i = b | x_t) over the V residues at every position (docs/design.md §2: for the absorbing
 process the score factorises, so no time/σ input is needed). Positions are encoded with rotary
 embeddings (RoPE, Su et al. 2021), which generalise across the 64–127 residue range without a
 learned table. Padding is excluded from attention with a key mask.

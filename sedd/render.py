@@ -37,6 +37,11 @@ def error_text(message: str) -> str:
     return html.escape(message, quote=False)
 
 
+def plural(count: int, noun: str) -> str:
+    """``1 design``, ``2 designs``: the count and the noun, in agreement."""
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
 def plddt_color(value: float) -> str:
     return next(color for low, color, _ in PLDDT_BANDS if value >= low)
 
@@ -73,7 +78,7 @@ def frame_html(sequences: list[str], states: list[str], step: int, steps: int, n
     per_design = nfe / max(1, len(sequences))
     masked = sum(s.count(MASKED) for s in states)
     header = (f'<div class="frame-counters"><b>step {step} / {steps}</b> · network evaluations {nfe} '
-              f'({per_design:.1f} per design) · {masked} positions still masked'
+              f'({per_design:.1f} per design) · {plural(masked, "position")} still masked'
               + (f" · {esc(note)}" if note else "") + "</div>")
     rows = "".join(f'<div class="frame-row"><span class="frame-label">{i + 1:>2}</span>'
                    f'<span class="frame-seq">{_row_html(seq, st)}</span></div>'

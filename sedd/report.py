@@ -32,19 +32,30 @@ def _fmt(value, digits: int = 3) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
+def _data_line(result: dict) -> str:
+    counts = f"{result['num_sequences']} sequences, {result['num_residues']} residues"
+    split = result.get("split")
+    if not split:
+        return f"Held-out data: `{result['data']}` — {counts}."
+    return (f"Held-out data: the part of `{result['data']}` that training held out — whole clusters of "
+            f"`{split['clusters']}` (seed {split['seed']}) until at least {split['val_fraction']:.0%} of the "
+            f"sequences: {split['held_out_sequences']} sequences in {split['held_out_clusters']} clusters "
+            f"({counts} evaluated); the other {split['reference_sequences']} sequences are the reference.")
+
+
 def write_report(path: str | Path, result: dict, samples: list[str] | None = None,
                  identities: list[float] | None = None) -> dict[str, str]:
     """Markdown report at ``path``; with samples also ``<stem>_samples.fasta`` and ``<stem>_identity.png`` beside it."""
     path = Path(path)
     written: dict[str, str] = {}
-    lines = [f"# Evaluation of `{result['checkpoint']}`", "",
-             f"Held-out data: `{result['data']}` — {result['num_sequences']} sequences, "
-             f"{result['num_residues']} residues.", "",
+    lines = [f"# Evaluation of `{result['checkpoint']}`", "", _data_line(result), "",
              "| metric | value |", "|---|---|",
              f"| ELBO, −log p(residues \\| length) | {_fmt(result['elbo_nats_per_residue'])} ± "
              f"{_fmt(result['elbo_stderr'])} nats/residue (K = {result['t_samples']} t samples"
              f"{'' if result['elbo_target_met'] else ', target error not reached'}) |",
              f"| −log p(length) | {_fmt(result['length_nats_per_residue'])} nats/residue |",
+             f"| unigram floor: held-out residues under {result['unigram_reference']} | "
+             f"{_fmt(result['unigram_nats_per_residue'])} nats/residue |",
              f"| infill recovery ({result['infill_fraction']:.0%} masked) | {_fmt(result['infill_recovery'])} "
              f"({result['infill_masked_residues']} masked residues) |"]
     sample_stats = result.get("samples")
@@ -90,6 +101,7 @@ def summary(result: dict) -> str:
     lines = [f"ELBO             {result['elbo_nats_per_residue']:.4f} ± {result['elbo_stderr']:.4f} nats/residue "
              f"(K = {result['t_samples']}; {result['num_sequences']} sequences, {result['num_residues']} residues)",
              f"−log p(length)   {_fmt(result['length_nats_per_residue'], 4)} nats/residue",
+             f"unigram floor    {result['unigram_nats_per_residue']:.4f} nats/residue ({result['unigram_reference']})",
              f"infill recovery  {result['infill_recovery']:.4f} ({result['infill_masked_residues']} masked residues)"]
     s = result.get("samples")
     if s:

@@ -6,27 +6,30 @@ All three run t from 1 down to 0 on a uniform grid of ``steps`` steps, share one
 - ``tau-leaping`` (default; SEDD Alg. 2, exact Tweedie step, ``process.py``): every still masked
   position stays masked with probability (1 − e^{−σ̄(s)})/(1 − e^{−σ̄(t)}), independently, and
   otherwise becomes residue b with probability p̃(b | x_t). At s = 0 that probability is 0.
-- ``confidence`` (MaskGIT, Chang et al. 2022): the number of positions left masked after the step
-  is what τ-leaping leaves on average, m(s) = round(n · (1 − e^{−σ̄(s)})/(1 − e^{−σ̄(1)})) for n
-  designed positions. A residue ŷ_i ~ p̃(· | x_t) is drawn at every masked position and the
-  n − m(s) positions kept revealed are those with the highest confidence log p̃(ŷ_i | x_t)
-  (ties broken by a uniform draw).
+- ``confidence`` (MaskGIT, Chang et al. 2022; ESM3's ordered unmasking): the number of positions
+  left masked after the step is what τ-leaping leaves on average,
+  m(s) = round(n · (1 − e^{−σ̄(s)})/(1 − e^{−σ̄(1)})) for n designed positions; the n − m(s)
+  positions kept revealed are the most confident ones, confidence = log max_b p̃(b | x_t), plus
+  ``order_noise`` · Gumbel noise (Gumbel-top-k: 0 = strictly most confident first, larger = closer
+  to a random order). A revealed position gets a residue ŷ ~ p̃(· | x_t), with the temperature.
 - ``remask`` (path planning, P2: Peng et al. 2025; confidence-based remasking, ReMDM: Wang et al.
   2025): the same top-(n − m(s)) choice, but among *all* designed positions: a revealed designed
   residue competes with score η · log p̃(residue | context when it was drawn), so a residue drawn
-  early with little context and low confidence may lose its place and go back to MASK, to be
+  early with little context and low probability may lose its place and go back to MASK, to be
   redrawn later. η = 0 never remasks (= ``confidence``); larger η remasks more. At most
-  ``remask_budget`` · n remasks per row in the whole run (the lowest-scored revealed residues stay
-  eligible, the rest are protected), and m(0) = 0, so the run ends after ``steps`` steps.
+  floor(``remask_budget`` · n) remasks per row in the whole run (the lowest-scored revealed
+  residues stay eligible, the rest are protected), and m(0) = 0, so the run ends after ``steps``
+  steps with no MASK left.
 
 p̃ is p_θ renormalised over the position's allowed residues, tempered, then nucleus-filtered
-(``top_p``; DESIGN decision 12). Given residues are never masked, resampled or remasked (exact
-conditioning, decision 8). Only residues are ever drawn (decision 4). The last step leaves no MASK.
+(``top_p``; docs/design.md §12). Given residues are never masked, resampled or remasked (exact
+conditioning, §8). Only residues are ever drawn: the network has no logit for MASK or PAD (§4).
 
-Caching (decision 6): the network is time-independent, so a row whose tokens did not change since
-its last evaluation reuses that output exactly; rows are recomputed individually. Draws are in
-float64 inverse-CDF form, with the same number of uniforms per step from one seeded generator
-whatever is cached, so caching never changes the random stream (decision 7).
+Caching (docs/design.md §6): the network is time-independent, so a row whose tokens did not change
+since its last evaluation reuses that output exactly; rows are recomputed individually. Draws are
+in float64 inverse-CDF form (τ-leaping in two stages: a Bernoulli "unmask now?", then the residue),
+with the same number of uniforms per step from one seeded generator whatever is cached, so caching
+never changes the random stream (§7).
 """
 from __future__ import annotations
 

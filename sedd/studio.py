@@ -2,7 +2,7 @@
 
 ``app.py`` turns these objects into Gradio components; everything here is plain Python, so the
 tests drive it without a browser. One ``Run`` is one user request: it owns its seeded sampler
-(one ``torch.Generator`` per request, DESIGN decision 7), so concurrent users never share state.
+(one ``torch.Generator`` per request, docs/design.md §7), so concurrent users never share state.
 """
 from __future__ import annotations
 
@@ -11,17 +11,17 @@ import math
 import secrets
 import shlex
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import torch
 
 from . import render
 from .alphabet import Template
 from .checkpoint import Checkpoint, atomic_write_text
-from .fold import FoldError, FoldResult
 from .design import Request, decode_rows, stream, to_fasta
+from .fold import FoldError, FoldResult
 
 FOLD_BACKENDS = ("ESMFold (local)", "ESM Atlas API", "off")
 # A failure that will repeat for every design of the request: stop asking the backend.
@@ -77,12 +77,33 @@ def _whole_number(value, what: str, allowed: str) -> int:
     return int(number)
 
 
-def _in_range(value, what: str, low: int, high: int, extra: str = "") -> int:
-    allowed = f"{low} to {high}{extra}"
+def _in_range(value, what: str, low: int, high: int) -> int:
+    allowed = f"{low} to {high}"
     number = _whole_number(value, what, allowed)
     if not low <= number <= high:
         raise ValueError(f"{what} must be {allowed}; got {number}")
     return number
+
+
+def checked_seed(value, limits: Limits = Limits()) -> int:
+    """The seed of a request: a whole number in range, or a fresh random one when blank.
+
+    Accepted: an int, a float with no fractional part (JSON clients send 7.0), a string of digits;
+    blank (``None`` or an empty string) means "random". Anything else (``"1e3"``, 4.5, NaN, ±inf,
+    True) is refused: a seed names a run, so a value that only looks like one is a mistake.
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return secrets.randbelow(limits.max_seed + 1)
+    allowed = f"a whole number from 0 to {limits.max_seed}, or blank for a random seed"
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        value = int(value.strip())
+    elif isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"seed must be {allowed}; got {value!r}")
+    if not 0 <= value <= limits.max_seed:
+        raise ValueError(f"seed must be {allowed}; got {value}")
+    return value
 
 
 def check_request(model: Checkpoint, template: str, num_samples, steps, temperature, seed, fold: str = "off",
@@ -97,9 +118,7 @@ def check_request(model: Checkpoint, template: str, num_samples, steps, temperat
     if not limits.min_temperature <= temperature <= limits.max_temperature:
         raise ValueError(f"temperature must be a number from {limits.min_temperature} to "
                          f"{limits.max_temperature}; got {temperature!r}")
-    if seed is None or (isinstance(seed, str) and not seed.strip()):
-        seed = secrets.randbelow(limits.max_seed + 1)
-    seed = _in_range(seed, "seed", 0, limits.max_seed, " (or blank for a random seed)")
+    seed = checked_seed(seed, limits)
     if fold not in FOLD_BACKENDS:
         raise ValueError(f"folding backend must be one of {', '.join(FOLD_BACKENDS)}; got {fold!r}")
     parsed = model.alphabet.parse_template(template, model.max_len)
@@ -125,7 +144,7 @@ class Design:
     index: int                  # 1-based, in the order the sampler drew it
     sequence: str
     designed: list[bool]
-    identity: float             # share of positions equal to the template's residue (0–1)
+    nearest_identity: float | None = None   # see ``nearest_identities``
     fold: FoldResult | None = None
     fold_error: str | None = None
 
@@ -134,9 +153,23 @@ class Design:
         return f"design_{self.index}"
 
 
-def identity_to_template(sequence: str, template: str) -> float:
-    """Share of positions where the design has the template's residue (designed positions never do)."""
-    return sum(a == b for a, b in zip(sequence, template)) / len(template)
+def nearest_identities(sequences: list[str], designed: list[bool]) -> list[float | None]:
+    """For each design, its identity to the most similar other design of the run, at designed positions.
+
+    identity(a, b) = |{i designed : a_i = b_i}| / |{i designed}|, in 0–1; nearest(a) = max over the
+    other designs b. Fixed positions agree by construction, so only designed ones tell designs
+    apart: 1.0 flags a duplicate, low values a diverse set. ``None`` without another design or
+    without a designed position.
+    """
+    positions = [i for i, d in enumerate(designed) if d]
+    if len(sequences) < 2 or not positions:
+        return [None] * len(sequences)
+    infills = [[s[i] for i in positions] for s in sequences]
+
+    def identity(a: list[str], b: list[str]) -> float:
+        return sum(x == y for x, y in zip(a, b)) / len(positions)
+
+    return [max(identity(a, b) for j, b in enumerate(infills) if j != i) for i, a in enumerate(infills)]
 
 
 class Run:
@@ -173,8 +206,9 @@ class Run:
             if frame.done or time.monotonic() - last_shown >= min_interval:
                 yield View(sequences, self._states(frame.tokens.cpu(), new), frame.step, s.steps, frame.nfe, frame.done)
                 new, last_shown = torch.zeros_like(new), time.monotonic()
-        self.designs = [Design(i + 1, seq, self.template.designed, identity_to_template(seq, s.template))
-                        for i, seq in enumerate(self.trajectory[-1]["sequences"])]
+        final = self.trajectory[-1]["sequences"]
+        self.designs = [Design(i + 1, seq, self.template.designed, nearest)
+                        for i, (seq, nearest) in enumerate(zip(final, nearest_identities(final, self.template.designed)))]
 
     def fold(self, backend) -> Iterator[Design]:
         """Fold each design in turn, yielding it; a failure is recorded on the design, never raised."""

@@ -9,6 +9,7 @@ position, RNG), which ``--resume`` continues from.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import os
@@ -24,7 +25,7 @@ import torch.distributed as dist
 from . import checkpoint as ckpt
 from .alphabet import PROTEIN, Alphabet
 from .data import bucketed_batches, collate, describe_dropped, read_clusters, read_fasta, split
-from .likelihood import estimate_elbo
+from .likelihood import estimate_elbo, unigram_nll
 from .loss import diffusion_loss
 from .model import ScoreNetwork, preset
 from .schedule import LogLinearSchedule
@@ -66,7 +67,7 @@ def pick_device(requested: str | None = None) -> torch.device:
     if requested:
         return torch.device(requested)
     if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
@@ -87,8 +88,9 @@ def lr_at(step: int, cfg: TrainConfig, progress: float) -> float:
     return cfg.lr * (cfg.min_lr_fraction + (1 - cfg.min_lr_fraction) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
-def plot_history(history: list[dict], path: Path) -> None:
-    """Training loss and validation ELBO against steps, as a PNG."""
+def plot_history(history: list[dict], path: Path, unigram: float | None = None) -> None:
+    """Training loss and validation ELBO against steps, as a PNG; ``unigram`` draws the floor line
+    (validation residues under the training composition, ``likelihood.unigram_nll``)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -101,7 +103,8 @@ def plot_history(history: list[dict], path: Path) -> None:
     for key, style in (("val_elbo_raw", "o-"), ("val_elbo_ema", "s-")):
         if val:
             ax.plot([h["step"] for h in val], [h[key] for h in val], style, ms=3, label=f"validation ELBO, {key[-3:]} weights")
-    ax.axhline(2.84, color="grey", ls="--", lw=0.8, label="unigram entropy (ACYP)")
+    if unigram is not None:
+        ax.axhline(unigram, color="grey", ls="--", lw=0.8, label=f"unigram floor {unigram:.2f} (validation residues)")
     ax.set_xlabel("step")
     ax.set_ylabel("nats / residue")
     ax.legend(fontsize=8)
@@ -112,10 +115,30 @@ def plot_history(history: list[dict], path: Path) -> None:
 
 
 class Trainer:
+    """One training run. ``__init__`` builds it in named steps; ``run`` trains until a budget is spent.
+
+    Attributes a caller may read: ``model`` (raw weights), ``ema``, ``step``, ``tokens_seen``,
+    ``seconds``, ``history``, ``best`` ({"elbo", "step", "weights"}), ``train_set``, ``val_set``.
+    """
+
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
-        self.distributed = int(os.environ.get("WORLD_SIZE", 1)) > 1
-        self.device = pick_device(cfg.device)
+        self.out = Path(cfg.out)
+        self._join_processes()
+        self.alphabet = Alphabet.from_dict(cfg.alphabet)
+        self.schedule = LogLinearSchedule()
+        self._load_data()
+        self._build_networks()
+        self._build_optimizer()
+        self._reset_counters()
+        if cfg.resume:
+            self._load_resume()
+
+    # ---- construction, one step each --------------------------------------------------------------
+    def _join_processes(self) -> None:
+        """Device, DDP process group (under torchrun), rank, and the seeded random generators."""
+        self.distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+        self.device = pick_device(self.cfg.device)
         if self.distributed and not dist.is_initialized():
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         self.rank = dist.get_rank() if self.distributed else 0
@@ -123,10 +146,14 @@ class Trainer:
         self.is_main = self.rank == 0
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
-        torch.manual_seed(cfg.seed)
+        torch.manual_seed(self.cfg.seed)                     # weights init and dropout
+        # Times and masks are drawn on the training device from this generator; its state is saved
+        # in resume.pt so a resumed run draws what the uninterrupted run would have drawn.
+        self.gen = torch.Generator(device=self.device).manual_seed(self.cfg.seed * 1000 + self.rank)
 
-        self.alphabet = Alphabet.from_dict(cfg.alphabet)
-        self.schedule = LogLinearSchedule()
+    def _load_data(self) -> None:
+        """Read the FASTA, split off validation (whole clusters with --clusters), fix the probe set."""
+        cfg = self.cfg
         data = read_fasta(cfg.data, self.alphabet, max_len=cfg.max_len)
         if self.is_main and data.num_dropped:
             print(f"{describe_dropped(data)} (alphabet {self.alphabet.residues!r}, maximum length {cfg.max_len})",
@@ -137,42 +164,60 @@ class Trainer:
                 warnings.simplefilter("ignore")
             self.train_set, self.val_set = split(data, cfg.val_fraction, cfg.seed, clusters)
         self.val_probe = self.val_set.subset(range(min(len(self.val_set), cfg.eval_max_seqs)))
+        self.unigram_floor = unigram_nll(self.val_set, self.train_set, self.alphabet.size)
 
+    def _build_networks(self) -> None:
+        """The network, its EMA copy (starting equal, never trained directly) and the DDP wrapper."""
+        cfg = self.cfg
         model_cfg = preset(cfg.preset, vocab_size=self.alphabet.size, max_len=cfg.max_len,
                            dropout=cfg.dropout, **cfg.model_overrides)
         self.model = ScoreNetwork(model_cfg).to(self.device)
         self.ema = ScoreNetwork(model_cfg).to(self.device).eval()
         self.ema.load_state_dict(self.model.state_dict())
         self.ema.requires_grad_(False)
+        if self.distributed:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        else:
+            self.ddp = self.model
+
+    def _build_optimizer(self) -> None:
+        """AdamW; no weight decay on embeddings, norms and biases."""
         decay, no_decay = [], []
         for name, p in self.model.named_parameters():
             (decay if p.dim() >= 2 and "embed" not in name else no_decay).append(p)
-        self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                      {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98))
-        self.ddp = (torch.nn.parallel.DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-                    if self.distributed else self.model)
-        self.gen = torch.Generator(device="cpu").manual_seed(cfg.seed * 1000 + self.rank)
+        self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": self.cfg.weight_decay},
+                                      {"params": no_decay, "weight_decay": 0.0}], lr=self.cfg.lr, betas=(0.9, 0.98))
+
+    def _reset_counters(self) -> None:
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.tokens_seen, self.seconds, self.warmup_seconds = 0, 0.0, 0.0
         self.history: list[dict] = []
         self.best = {"elbo": float("inf"), "weights": None, "step": 0}
-        self.out = Path(cfg.out)
-        if cfg.resume:
-            self._load_resume()
+        self._epoch_batches: list[list[int]] | None = None
+        self._bad_in_row = 0
+        self._last_log = ""                        # loss and tokens/s of the last logged step, for the bar
+        self._window = (time.time(), 0)            # (clock, tokens_seen) at the last tokens/s reading
 
-    # ---- resume state ---------------------------------------------------------------------------
+    # ---- resume state -----------------------------------------------------------------------------
     def _state(self) -> dict:
-        return {"model": self.model.state_dict(), "ema": self.ema.state_dict(), "opt": self.opt.state_dict(),
-                "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
-                "tokens_seen": self.tokens_seen, "seconds": self.seconds, "warmup_seconds": self.warmup_seconds, "gen": self.gen.get_state(),
-                "history": json.dumps(self.history), "best_elbo": self.best["elbo"], "best_step": self.best["step"],
-                "best_weights": self.best["weights"], "config": json.dumps(asdict(self.cfg))}
+        state = {"model": self.model.state_dict(), "ema": self.ema.state_dict(), "opt": self.opt.state_dict(),
+                 "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+                 "tokens_seen": self.tokens_seen, "seconds": self.seconds, "warmup_seconds": self.warmup_seconds,
+                 "gen": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
+                 "history": json.dumps(self.history), "best_elbo": self.best["elbo"], "best_step": self.best["step"],
+                 "best_weights": self.best["weights"], "config": json.dumps(asdict(self.cfg))}
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return state
 
     def _load_resume(self) -> None:
         path = self.out / RESUME_NAME
         if not path.is_file():
             raise FileNotFoundError(f"--resume: {path} does not exist; start without --resume")
-        state = torch.load(path, map_location=self.device, weights_only=True)
+        # Load onto the CPU: generator states must stay CPU ByteTensors; load_state_dict copies
+        # weights and optimizer moments onto the parameters' device.
+        state = torch.load(path, map_location="cpu", weights_only=True)
         self.model.load_state_dict(state["model"])
         self.ema.load_state_dict(state["ema"])
         self.opt.load_state_dict(state["opt"])
@@ -180,37 +225,49 @@ class Trainer:
         self.tokens_seen, self.seconds = state["tokens_seen"], state["seconds"]
         self.warmup_seconds = state.get("warmup_seconds", 0.0)
         self.gen.set_state(state["gen"])
+        if "torch_rng" in state:
+            torch.set_rng_state(state["torch_rng"])
+        if "cuda_rng" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         self.history = json.loads(state["history"])
         self.best = {"elbo": state["best_elbo"], "weights": state["best_weights"], "step": state["best_step"]}
+        self._window = (time.time(), self.tokens_seen)
         if self.is_main:
             print(f"resumed from {path} at step {self.step} ({self.tokens_seen:,} tokens)", file=sys.stderr)
 
     def save(self) -> None:
+        """Rank 0 writes resume.pt, the checkpoint (best weights), history.json and loss.png, each atomically."""
         if not self.is_main:
             return
         ckpt.atomic_write(self.out / RESUME_NAME, lambda tmp: torch.save(self._state(), tmp))
-        weights = self.best["weights"] or self.ema.state_dict()
-        shipped = ScoreNetwork(self.model.config)
-        shipped.load_state_dict(weights)
-        val = [h for h in self.history if "val_elbo_raw" in h]
-        meta = {"training": {
-            "data": str(self.cfg.data), "clusters": self.cfg.clusters, "preset": self.cfg.preset,
-            "parameters": self.model.num_parameters(), "steps": self.step, "tokens_seen": self.tokens_seen,
-            "wall_seconds": round(self.seconds, 1), "device": str(self.device), "world_size": self.world,
-            "num_train_sequences": len(self.train_set), "num_val_sequences": len(self.val_set),
-            "best_step": self.best["step"], "best_val_elbo_probe": self.best["elbo"],
-            "last_val": val[-1] if val else None, "config": asdict(self.cfg)}}
-        ckpt.save(self.out, shipped, self.alphabet, self.schedule, self.train_set.length_histogram(), meta)
+        shipped = copy.deepcopy(self.ema)          # not a fresh network: its init would draw from the RNG
+        shipped.load_state_dict(self.best["weights"] or self.ema.state_dict())
+        ckpt.save(self.out, shipped, self.alphabet, self.schedule, self.train_set.length_histogram(),
+                  {"training": self._summary()})
         ckpt.atomic_write_text(self.out / "history.json", json.dumps(self.history) + "\n")
-        plot_history(self.history, self.out / "loss.png")
+        plot_history(self.history, self.out / "loss.png", self.unigram_floor)
 
-    # ---- training -------------------------------------------------------------------------------
+    def _summary(self) -> dict:
+        val = [h for h in self.history if "val_elbo_raw" in h]
+        return {"data": str(self.cfg.data), "clusters": self.cfg.clusters, "preset": self.cfg.preset,
+                "parameters": self.model.num_parameters(), "steps": self.step, "tokens_seen": self.tokens_seen,
+                "wall_seconds": round(self.seconds, 1), "device": str(self.device), "world_size": self.world,
+                "num_train_sequences": len(self.train_set), "num_val_sequences": len(self.val_set),
+                "val_unigram_nats_per_residue": self.unigram_floor,
+                "best_step": self.best["step"], "best_val_elbo_probe": self.best["elbo"],
+                "last_val": val[-1] if val else None, "config": asdict(self.cfg)}
+
+    # ---- one step of each kind ----------------------------------------------------------------------
     def evaluate(self) -> dict:
-        """Validation ELBO of raw and EMA weights on a fixed probe set; keep the better as 'best'."""
+        """Validation ELBO of raw and EMA weights on a fixed probe set; keep the better as 'best'.
+
+        Seeded, so every rank scores the same probe with the same times and masks.
+        """
         record = {"step": self.step}
         for name, net in (("raw", self.model), ("ema", self.ema)):
             record[f"val_elbo_{name}"] = estimate_elbo(net, self.val_probe, self.schedule, self.alphabet.mask_id,
-                                                       t_samples=2, seed=1234, device=self.device)["elbo_nats_per_residue"]
+                                                       pad_id=self.alphabet.pad_id, t_samples=2, seed=1234,
+                                                       device=self.device)["elbo_nats_per_residue"]
             if record[f"val_elbo_{name}"] < self.best["elbo"]:
                 self.best = {"elbo": record[f"val_elbo_{name}"], "step": self.step,
                              "weights": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}}
@@ -219,7 +276,22 @@ class Trainer:
 
     def _batches(self) -> list[list[int]]:
         lengths = [len(t) for t in self.train_set.tokens]
-        return bucketed_batches(lengths, self.cfg.tokens_per_batch, self.cfg.seed + self.epoch, self.rank, self.world)
+        batches = bucketed_batches(lengths, self.cfg.tokens_per_batch, self.cfg.seed + self.epoch, self.rank, self.world)
+        if not batches:
+            raise ValueError(f"{len(self.train_set)} training sequences make no batch for each of {self.world} "
+                             "processes; give more data or fewer processes")
+        return batches
+
+    def _next_batch(self) -> list[list[int]]:
+        """This rank's next batch; a fresh shuffle (next epoch) once the current one is used up."""
+        if self._epoch_batches is None:
+            self._epoch_batches = self._batches()
+        if self.batch_in_epoch >= len(self._epoch_batches):
+            self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+            self._epoch_batches = self._batches()
+        tokens = [self.train_set.tokens[i] for i in self._epoch_batches[self.batch_in_epoch]]
+        self.batch_in_epoch += 1
+        return tokens
 
     def train_step(self, tokens: list[list[int]]) -> float | None:
         """One optimizer step; returns the loss in nats/residue, or None when it was skipped."""
@@ -229,7 +301,7 @@ class Trainer:
             group["lr"] = lr_at(self.step, self.cfg, self.progress())
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
             nats = diffusion_loss(self.ddp, x0, lengths, self.schedule, self.alphabet.mask_id,
-                                  generator=self.gen if self.device.type == "cpu" else None)
+                                  pad_id=self.alphabet.pad_id, generator=self.gen)
         loss = nats.sum() / lengths.sum()
         # Always backward, then test the (all-reduced) gradient: every DDP rank skips together.
         loss.backward()
@@ -239,14 +311,19 @@ class Trainer:
             return None
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
+        self._update_ema()
+        return loss.item()
+
+    def _update_ema(self) -> None:
         with torch.no_grad():
             d = ema_decay_at(self.step, self.cfg.ema_decay)
             for pe, pm in zip(self.ema.parameters(), self.model.parameters()):
                 pe.lerp_(pm, 1 - d)
-        return loss.item()
 
+    # ---- budgets --------------------------------------------------------------------------------------
     def progress(self) -> float:
-        """Fraction of the budget used: steps of --max-steps or wall time of --minutes, whichever ends first.
+        """Fraction of the post-warm-up budget used (drives the LR decay): steps of --max-steps or wall
+        time of --minutes, whichever ends first.
 
         Under a time budget the LR decay follows the clock, so it ends on its floor even when the
         speed changes mid-run (a busy machine, a resume with a new budget).
@@ -258,19 +335,33 @@ class Trainer:
             fractions.append((self.seconds - self.warmup_seconds) / max(1.0, self.cfg.minutes * 60 - self.warmup_seconds))
         return max(fractions, default=0.0)
 
-    def _should_stop(self, start: float, budget: float) -> bool:
-        stop = bool((self.cfg.max_steps and self.step >= self.cfg.max_steps) or time.time() - start >= budget)
-        if self.distributed:   # ranks' clocks differ: stop together or the others hang in all-reduce
-            flag = torch.tensor([float(stop)], device=self.device)
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-            stop = bool(flag.item())
-        return stop
+    def budget_used(self) -> float:
+        """Fraction of the whole budget spent, for the progress bar: max(step / max_steps, seconds / (60·minutes))."""
+        fractions = []
+        if self.cfg.max_steps:
+            fractions.append(self.step / self.cfg.max_steps)
+        if self.cfg.minutes:
+            fractions.append(self.seconds / (self.cfg.minutes * 60))
+        return min(1.0, max(fractions, default=0.0))
 
+    def _any_rank(self, flag: bool) -> bool:
+        """True on every rank when it is True on any: ranks must take each stop decision together,
+        or the others wait forever in the next all-reduce."""
+        if not self.distributed:
+            return flag
+        t = torch.tensor([float(flag)], device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
+
+    def _budget_spent(self) -> bool:
+        self.seconds = time.time() - self._start
+        spent = bool(self.cfg.max_steps and self.step >= self.cfg.max_steps)
+        return self._any_rank(spent or bool(self.cfg.minutes and self.seconds >= self.cfg.minutes * 60))
+
+    # ---- the loop ---------------------------------------------------------------------------------------
     def run(self) -> Path:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=self.cfg.max_steps, initial=self.step, disable=not self.is_main, desc="train",
-                   dynamic_ncols=True)
+        """Train until --max-steps, --minutes or early stopping, then save; returns the output directory."""
+        bar = self._progress_bar()
         try:
             self._train_until_done(bar)
         finally:
@@ -279,55 +370,76 @@ class Trainer:
         return self.out
 
     def _train_until_done(self, bar) -> None:
-        """The training loop; returns when a budget is spent or the validation ELBO stopped improving."""
-        cfg = self.cfg
-        budget = cfg.minutes * 60 if cfg.minutes else float("inf")
-        start, last_save = time.time() - self.seconds, time.time()
-        bad_in_row, tokens_window = 0, (time.time(), self.tokens_seen)
-        while True:
-            batches = self._batches()
-            while self.batch_in_epoch < len(batches):
-                if self._should_stop(start, budget):
-                    self.seconds = time.time() - start
-                    self.evaluate()
-                    return
-                tokens = [self.train_set.tokens[i] for i in batches[self.batch_in_epoch]]
-                loss = self.train_step(tokens)
-                self.batch_in_epoch += 1
-                if loss is None:
-                    bad_in_row += 1
-                    warnings.warn(f"step {self.step}: non-finite loss or gradient, step skipped")
-                    if bad_in_row >= cfg.max_bad_steps:
-                        raise FloatingPointError(f"{bad_in_row} non-finite losses in a row at step {self.step}; "
-                                                 "lower --lr or check the data")
-                    continue
-                bad_in_row = 0
-                self.step += 1
-                self.tokens_seen += sum(len(t) for t in tokens) * self.world
-                self.seconds = time.time() - start
-                if self.step == cfg.warmup_steps:
-                    self.warmup_seconds = self.seconds
-                if self.step % 10 == 0:
-                    self.history.append({"step": self.step, "train_loss": loss, "lr": self.opt.param_groups[0]["lr"]})
-                    now = time.time()
-                    tok_s = (self.tokens_seen - tokens_window[1]) / max(1e-6, now - tokens_window[0])
-                    tokens_window = (now, self.tokens_seen)
-                    bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tok_s:,.0f}", refresh=False)
-                bar.update(1)
-                if self.step % cfg.eval_every == 0:
-                    rec = self.evaluate()
-                    if self.is_main:
-                        bar.write(f"step {self.step}: val ELBO raw {rec['val_elbo_raw']:.3f}  ema {rec['val_elbo_ema']:.3f}")
-                    if cfg.patience and self.step - self.best["step"] >= cfg.patience * cfg.eval_every:
-                        # every rank evaluates the same probe, so all stop at the same step
-                        if self.is_main:
-                            bar.write(f"early stop: no better validation ELBO since step {self.best['step']}")
-                        return
-                if time.time() - last_save >= cfg.checkpoint_minutes * 60:
-                    self.save()
-                    last_save = time.time()
-            self.epoch += 1
-            self.batch_in_epoch = 0
+        """Returns when a budget is spent (after a last validation) or validation stopped improving."""
+        self._start, last_save = time.time() - self.seconds, time.time()
+        while not self._budget_spent():
+            tokens = self._next_batch()
+            loss = self.train_step(tokens)
+            if loss is None:
+                self._skip_bad_step()
+                continue
+            self._count_step(tokens, loss, bar)
+            if self.step % self.cfg.eval_every == 0 and self._validate(bar):
+                return
+            if time.time() - last_save >= self.cfg.checkpoint_minutes * 60:
+                self.save()
+                last_save = time.time()
+        self._move_bar(bar)
+        self.evaluate()
+
+    def _skip_bad_step(self) -> None:
+        self._bad_in_row += 1
+        warnings.warn(f"step {self.step}: non-finite loss or gradient, step skipped")
+        if self._bad_in_row >= self.cfg.max_bad_steps:
+            raise FloatingPointError(f"{self._bad_in_row} non-finite losses in a row at step {self.step}; "
+                                     "lower --lr or check the data")
+
+    def _count_step(self, tokens: list[list[int]], loss: float, bar) -> None:
+        """Advance the counters, log every 10th step, move the progress bar."""
+        self._bad_in_row = 0
+        self.step += 1
+        self.tokens_seen += sum(len(t) for t in tokens) * self.world
+        self.seconds = time.time() - self._start
+        if self.step == self.cfg.warmup_steps:
+            self.warmup_seconds = self.seconds
+        if self.step % 10 == 0:
+            self.history.append({"step": self.step, "train_loss": loss, "lr": self.opt.param_groups[0]["lr"]})
+            now = time.time()
+            tok_s = (self.tokens_seen - self._window[1]) / max(1e-6, now - self._window[0])
+            self._window = (now, self.tokens_seen)
+            self._last_log = f", loss {loss:.3f}, {tok_s:,.0f} tok/s"
+        self._move_bar(bar)
+
+    def _validate(self, bar) -> bool:
+        """Evaluate; True (on every rank) when no better validation ELBO came in ``patience`` evaluations."""
+        rec = self.evaluate()
+        if self.is_main:
+            bar.write(f"step {self.step}: val ELBO raw {rec['val_elbo_raw']:.3f}  ema {rec['val_elbo_ema']:.3f}", file=sys.stderr)
+        stale = bool(self.cfg.patience) and self.step - self.best["step"] >= self.cfg.patience * self.cfg.eval_every
+        stop = self._any_rank(stale)
+        if stop and self.is_main:
+            bar.write(f"early stop: no better validation ELBO since step {self.best['step']}", file=sys.stderr)
+        return stop
+
+    # ---- progress bar -------------------------------------------------------------------------------------
+    BAR_UNITS = 1000
+
+    def _progress_bar(self):
+        """A bar over the budget (the larger of the step and time fractions), so its ETA is the time
+        left whichever budget ends the run."""
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=self.BAR_UNITS, initial=round(self.budget_used() * self.BAR_UNITS), desc="train",
+                   disable=not self.is_main, dynamic_ncols=True,
+                   bar_format="{desc} {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}{postfix}]")
+        self._move_bar(bar)
+        return bar
+
+    def _move_bar(self, bar) -> None:
+        steps = f"{self.step}/{self.cfg.max_steps}" if self.cfg.max_steps else str(self.step)
+        bar.set_postfix_str(f"step {steps}{self._last_log}", refresh=False)
+        target = round(self.budget_used() * self.BAR_UNITS)
+        bar.update(max(0, target - bar.n))
 
 
 def train(cfg: TrainConfig) -> Path:
@@ -367,7 +479,7 @@ def main(argv: list[str] | None = None) -> None:
                       dropout=a.dropout, eval_every=a.eval_every, patience=a.patience, checkpoint_minutes=a.checkpoint_minutes,
                       seed=a.seed, device=a.device, alphabet=alphabet.to_dict())
     out = train(cfg)
-    if int(os.environ.get("RANK", 0)) == 0:
+    if int(os.environ.get("RANK", "0")) == 0:
         print(f"wrote {out}", file=sys.stderr)
 
 

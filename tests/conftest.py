@@ -6,7 +6,7 @@ import random
 import pytest
 import torch
 
-from sedd import checkpoint
+from sedd import checkpoint, data
 from sedd.alphabet import PROTEIN
 from sedd.model import ScoreNetwork, preset
 from sedd.schedule import LogLinearSchedule
@@ -23,7 +23,7 @@ def profile_family(n: int, length: int, seed: int = 0, sharpness: float = 3.0) -
 
 
 def write_fasta(path, sequences, prefix="seq") -> None:
-    path.write_text("".join(f">{prefix}{i} synthetic\n{s}\n" for i, s in enumerate(sequences)))
+    data.write_fasta(path, sequences, ids=[f"{prefix}{i} synthetic" for i in range(len(sequences))])
 
 
 @pytest.fixture

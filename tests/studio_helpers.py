@@ -1,7 +1,6 @@
 """Small models and a running app for the studio tests (no network, no ../shared)."""
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import torch
@@ -47,26 +46,10 @@ def tiny_checkpoint_dir(directory: Path, max_len: int = 128) -> Path:
                            meta={"training": {"note": "random tiny model for tests"}})
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def launch_app(model, backends: dict, concurrency: int = 2, max_queue: int = 32, **callback_kwargs):
-    """Build the studio over ``model`` and serve it on a free local port; returns (demo, url)."""
+    """Build the studio over ``model`` and serve it from this process; returns (demo, url)."""
     import app
 
     cb = app.StudioCallbacks(model, backends, min_interval=0.0, js_url=app.js_url_for_3dmol(), **callback_kwargs)
     demo = app.build_demo(cb, "off", concurrency=concurrency, max_queue=max_queue)
-    for attempt in range(3):
-        port = free_port()
-        try:
-            app.launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-            return demo, f"http://127.0.0.1:{port}/"
-        except ValueError as e:
-            # Gradio gives a server a few seconds to answer its first request; on a loaded 2-core
-            # machine it can miss that window. Close and try again on a new port.
-            demo.close()
-            if "localhost is not accessible" not in str(e) or attempt == 2:
-                raise
+    return demo, app.serve(demo)

@@ -1,27 +1,26 @@
-"""A real browser: Playwright drives Debian's Chromium against ``python app.py`` on a free port.
+"""A real browser: Playwright drives Debian's Chromium against the studio.
 
-Needs Chromium (``apt-get install chromium``) and, for the 3D view offline, the npm package
-``3dmol`` (``npm ci``). Both are installed by ``.ci/run``; in CI a missing one is a failure, locally
-a skip that says what to install.
+Needs Chromium (``apt-get install chromium``; another binary via ``$SEDD_CHROMIUM``) and, for the
+3D view offline, the npm package ``3dmol`` (``npm ci``). Both are installed by ``.ci/run``; in CI
+(``CI=true``) a missing one is a failure, locally a skip that says what to install. No test
+sleeps and then asserts: each waits for the condition it needs, with a timeout.
 """
 from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+import app
 from sedd import render
-from studio_helpers import free_port, save_tiny_esmfold, tiny_checkpoint_dir
+from studio_helpers import launch_app, save_tiny_esmfold, tiny_checkpoint_dir
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SEED = "#seed :is(input, textarea)"
+CHROMIUM = os.environ.get("SEDD_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 
 
 def _require(ok: bool, what: str) -> None:
@@ -32,36 +31,8 @@ def _require(ok: bool, what: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    _require(Path(CHROMIUM).exists(), "Chromium (apt-get install chromium)")
-    _require(render.LOCAL_3DMOL.is_file(), "the npm package 3dmol (npm ci)")
-    tmp = tmp_path_factory.mktemp("browser")
-    ckpt, esmfold = tiny_checkpoint_dir(tmp / "ckpt"), save_tiny_esmfold(tmp / "esmfold")
-    port = free_port()
-    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
-           "GRADIO_ANALYTICS_ENABLED": "False", "OMP_NUM_THREADS": "1"}
-    log = open(tmp / "app.log", "w")
-    proc = subprocess.Popen([sys.executable, "app.py", "--checkpoint", str(ckpt), "--esmfold", str(esmfold),
-                             "--fold", "ESMFold (local)"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 120
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            break
-        except OSError:
-            if proc.poll() is not None or time.time() > deadline:
-                proc.kill()
-                pytest.fail(f"python app.py did not serve {url}:\n{(tmp / 'app.log').read_text()[-3000:]}")
-            time.sleep(0.5)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
-
-
-@pytest.fixture(scope="module")
 def browser():
+    _require(Path(CHROMIUM).exists(), "Chromium (apt-get install chromium)")   # before launching it
     from playwright.sync_api import sync_playwright
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
@@ -69,10 +40,25 @@ def browser():
         b.close()
 
 
-@pytest.fixture
-def page(browser, server):
+@pytest.fixture(scope="module")
+def server(browser, tmp_path_factory):
+    """``python app.py`` itself, with a tiny score model and a tiny random ESMFold."""
+    _require(render.LOCAL_3DMOL.is_file(), "the npm package 3dmol (npm ci)")
+    tmp = tmp_path_factory.mktemp("browser")
+    ckpt, esmfold = tiny_checkpoint_dir(tmp / "ckpt"), save_tiny_esmfold(tmp / "esmfold")
+    try:
+        proc, url = app.spawn(["--checkpoint", str(ckpt), "--esmfold", str(esmfold), "--fold", "ESMFold (local)"],
+                              log=tmp / "app.log", env={"GRADIO_SERVER_NAME": "127.0.0.1", "OMP_NUM_THREADS": "1"})
+    except RuntimeError as e:
+        pytest.fail(str(e))
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def open_page(browser, url: str):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(server)
+    page.goto(url)
     page.wait_for_selector("#template textarea", timeout=60_000)
     # Record every denoising step the page shows, as it shows it.
     page.evaluate("""() => {
@@ -82,13 +68,39 @@ def page(browser, server):
             if (f && window.__steps.at(-1) !== f.dataset.step) window.__steps.push(f.dataset.step);
         }).observe(document.body, {subtree: true, childList: true, attributes: true});
     }""")
+    return page
+
+
+@pytest.fixture
+def page(browser, server):
+    page = open_page(browser, server)
     yield page
     page.close()
 
 
+def fold_off(page) -> None:
+    page.get_by_label("off", exact=True).check()
+
+
+def set_steps(page, steps: int) -> None:
+    box = page.locator("input[aria-label='number input for Steps']")
+    box.fill(str(steps))
+    box.press("Enter")
+
+
+def wait_until_done(page, previous_seed: str = "") -> tuple[str, str]:
+    """Wait for a run other than the one with ``previous_seed`` to finish (denoised and folded);
+    return (seed used, FASTA)."""
+    page.wait_for_function("""prev => {
+        const m = document.querySelector('#status').innerText.match(/in \\d+ steps \\(seed (\\d+)\\)/);
+        return m && m[1] !== prev && !document.querySelector('#status').innerText.includes('…');
+    }""", arg=previous_seed, timeout=120_000)
+    return page.input_value("#seed-used input"), page.input_value("#fasta textarea")
+
+
 def test_generate_streams_frames_then_designs_and_3d_view(page, tmp_path):
     page.fill("#template textarea", ">demo\nMKV__GF_R____LLAGW__KDE" + "_" * 60)
-    page.fill("#seed input", "7")
+    page.fill(SEED, "7")
     page.click("#generate")
     page.wait_for_selector("#structure iframe", timeout=120_000)
     steps = page.evaluate("window.__steps")
@@ -103,7 +115,6 @@ def test_generate_streams_frames_then_designs_and_3d_view(page, tmp_path):
     canvas.wait_for(timeout=30_000)
     assert canvas.bounding_box()["height"] > 200
     assert page.locator("#plddt-plot img, #plddt-plot svg, #plddt-plot canvas").count() >= 1
-    time.sleep(1)   # let 3Dmol draw
     shot = tmp_path / "studio.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 20_000
@@ -116,6 +127,43 @@ def test_generate_streams_frames_then_designs_and_3d_view(page, tmp_path):
     name = last.inner_text().strip()
     last.click()
     page.wait_for_function(f"document.querySelector('#structure .structure-title').innerText.startsWith('{name}:')")
+
+
+def test_a_blank_seed_draws_a_new_seed_every_run(page):
+    assert page.input_value(SEED) == "", "the seed box starts blank"
+    page.fill("#template textarea", "MKV" + "_" * 40)
+    set_steps(page, 16)
+    fold_off(page)
+    page.click("#generate")
+    first_seed, first = wait_until_done(page)
+    page.click("#generate")                                  # the box untouched: still blank
+    second_seed, second = wait_until_done(page, first_seed)
+    assert page.input_value(SEED) == ""
+    assert first_seed != second_seed and first != second
+
+
+def test_every_residue_of_a_long_design_is_visible(page):
+    page.set_viewport_size({"width": 1000, "height": 900})      # narrower than 128 monospace residues
+    page.fill("#template textarea", "_" * 128)
+    set_steps(page, 16)
+    fold_off(page)
+    page.click("#generate")
+    wait_until_done(page)
+    outside = page.evaluate("""() => {
+        const box = document.querySelector('#frames').getBoundingClientRect();
+        const out = [];
+        for (const seq of document.querySelectorAll('#frames .frame-seq')) {
+            const range = document.createRange();
+            const last = seq.lastChild.firstChild;              // the text of the last run of residues
+            range.setStart(last, last.length - 1);
+            range.setEnd(last, last.length);
+            const r = range.getBoundingClientRect();
+            if (r.right > box.right + 0.5 || r.left < box.left - 0.5) out.push([r.left, r.right, box.right]);
+        }
+        return out;
+    }""")
+    assert page.locator("#frames .frame-seq").count() == 4
+    assert outside == [], f"residues drawn outside the panel: {outside}"
 
 
 def test_script_in_a_template_shows_as_text_and_runs_nothing(page):
@@ -131,19 +179,64 @@ def test_script_in_a_template_shows_as_text_and_runs_nothing(page):
                            timeout=60_000)
 
 
-def test_stop_halts_the_stream(page):
+# ---- Stop: the sampler itself stops, and the next Generate always runs ------------------------------
+
+def wait_for_stable(count, settle_s: float = 1.5, timeout_s: float = 60.0) -> int:
+    """Poll ``count()`` until it has not changed for ``settle_s`` seconds; return it."""
+    deadline = time.monotonic() + timeout_s
+    last, since = count(), time.monotonic()
+    while time.monotonic() - since < settle_s:
+        assert time.monotonic() < deadline, f"still growing after {timeout_s} s: {last}"
+        time.sleep(0.05)
+        now = count()
+        if now != last:
+            last, since = now, time.monotonic()
+    return last
+
+
+@pytest.fixture
+def counted(browser, model):
+    """The studio served from this process over a model whose forward calls are counted."""
+    calls = []
+    real_forward = model.model.forward
+    model.model.forward = lambda x: calls.append(len(x)) or real_forward(x)
+    demo, url = launch_app(model, {"off": None})
+    page = open_page(browser, url)
+    yield page, calls
+    page.close()
+    demo.close()
+    del model.model.forward
+
+
+def test_stop_halts_the_sampler_not_just_the_display(counted):
+    page, calls = counted
     page.fill("#template textarea", "_" * 120)
-    page.fill("#seed input", "1")
-    # 1024 steps over 4 designs takes long enough to stop midway
-    steps_box = page.locator("input[aria-label='number input for Steps']")
-    steps_box.fill("1024")
-    steps_box.press("Enter")
+    set_steps(page, 1024)                 # 1024 steps over 4 designs: long enough to stop midway
     page.click("#generate")
     page.wait_for_function("window.__steps.length >= 3", timeout=60_000)
     page.click("#stop")
-    time.sleep(1.0)
-    seen = page.evaluate("window.__steps.length")
-    time.sleep(2.0)
-    after = page.evaluate("window.__steps")
-    assert len(after) == seen and int(after[-1]) < 1024, f"frames kept coming after Stop: {after}"
-    assert "Stopped" in page.inner_text("#status")
+    page.wait_for_function("document.querySelector('#status').innerText.includes('Stopped')", timeout=30_000)
+    stopped_at = wait_for_stable(lambda: len(calls))
+    shown = page.evaluate("window.__steps")
+    assert int(shown[-1]) < 1024, f"the run finished before Stop took effect: {shown}"
+    # a full run calls the network once per step in which something changed: hundreds of times
+    assert stopped_at < 200, f"{stopped_at} network calls: Stop did not end the sampling"
+    assert wait_for_stable(lambda: len(calls), settle_s=1.0) == stopped_at
+    assert page.evaluate("window.__steps") == shown
+
+
+NEW_RUN_STARTED = "(() => { const s = window.__steps, i = s.indexOf('0'); return i >= 0 && s.length - i >= 3; })()"
+
+
+def test_generate_right_after_stop_always_starts_a_run(counted):
+    page, _calls = counted
+    page.fill("#template textarea", "_" * 120)
+    set_steps(page, 1024)
+    page.click("#generate")
+    page.wait_for_function("window.__steps.length >= 3", timeout=60_000)
+    for attempt in range(6):
+        page.click("#stop")
+        page.evaluate("window.__steps = []")
+        page.click("#generate")
+        page.wait_for_function(NEW_RUN_STARTED, timeout=60_000)
+    page.click("#stop")

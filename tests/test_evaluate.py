@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import subprocess
@@ -14,7 +13,7 @@ import torch
 
 from sedd import checkpoint
 from sedd import evaluate as ev
-from sedd import likelihood, metrics
+from sedd import data, metrics
 from sedd.alphabet import PROTEIN
 from sedd.data import Dataset, read_fasta
 from sedd.model import ScoreNetwork, preset
@@ -40,8 +39,7 @@ def profile_sequences(n: int, lengths: tuple[int, int], seed: int = 0) -> list[s
 
 
 def write_fasta(path: Path, sequences: list[str]) -> Path:
-    path.write_text("".join(f">s{i}\n{s}\n" for i, s in enumerate(sequences)))
-    return path
+    return data.write_fasta(path, sequences, ids=[f"s{i}" for i in range(len(sequences))])
 
 
 @pytest.fixture
@@ -58,28 +56,6 @@ def family_fasta(tmp_path) -> Path:
 
 def as_dataset(sequences: list[str]) -> Dataset:
     return Dataset([f"s{i}" for i in range(len(sequences))], [PROTEIN.encode(s) for s in sequences])
-
-
-# ---- likelihood ------------------------------------------------------------------------------------
-def test_untrained_elbo_is_near_log20_with_stderr_below_001(ckpt_dir):
-    model = checkpoint.load(ckpt_dir)
-    data = as_dataset(profile_sequences(40, (55, 65), seed=1))
-    result = likelihood.elbo_to_precision(model.model, data, model.schedule, PROTEIN.mask_id, t_samples=4,
-                                  target_stderr=0.01, seed=0)
-    # an untrained network predicts ≈ uniform residues: −log p ≈ log 20 per residue
-    assert abs(result["elbo_nats_per_residue"] - math.log(20)) < 0.15
-    assert result["elbo_stderr"] < 0.01 and result["elbo_target_met"]
-    assert result["t_samples"] > 4          # K was raised: 4 t samples cannot reach 0.01 on 2,400 residues
-    assert result["num_residues"] == data.num_residues()
-
-
-def test_elbo_stderr_matches_the_spread_of_independent_estimates(ckpt_dir):
-    model = checkpoint.load(ckpt_dir)
-    data = as_dataset(profile_sequences(16, (40, 50), seed=2))
-    runs = [likelihood.estimate_elbo(model.model, data, model.schedule, PROTEIN.mask_id, t_samples=4, seed=s) for s in range(20)]
-    spread = torch.tensor([r["elbo_nats_per_residue"] for r in runs]).std().item()
-    claimed = sum(r["elbo_stderr"] for r in runs) / len(runs)
-    assert 0.5 < claimed / spread < 2.5, (claimed, spread)   # an honest error bar (conservative side allowed)
 
 
 # ---- identity, composition, motif -----------------------------------------------------------------
@@ -149,7 +125,7 @@ class Oracle(torch.nn.Module):
 
     def __init__(self, sequences: list[list[int]], mask_id: int, wrong: int | None = None):
         super().__init__()
-        self.mask_id, self.pad_id, self.wrong = mask_id, mask_id + 1, wrong
+        self.mask_id, self.pad_id, self.wrong = mask_id, PROTEIN.pad_id, wrong
         L = max(len(s) for s in sequences)
         self.truth = torch.full((len(sequences), L), self.pad_id)
         for i, s in enumerate(sequences):
@@ -220,8 +196,8 @@ def test_cli_json_keys_and_types(ckpt_dir, family_fasta, capsys):
     assert out["num_sequences"] == 10 and 400 <= out["num_residues"] <= 500
     assert out["elbo_stderr"] < 0.1 and out["elbo_target_met"] is True and 0.0 <= out["infill_recovery"] <= 1.0
     assert out["seconds"]["total"] > 0 and "samples" not in out and "fold" not in out
-    # lengths 40–50 under the histogram {40: 3, 50: 2} with add-one smoothing over 40…50: about 2 nats per sequence
-    assert 0.01 < out["length_nats_per_residue"] < 0.1
+    # lengths 40–50 under the histogram {40: 3, 50: 2}, add-one smoothed over 1…128: 3.3–4.9 nats per sequence
+    assert 3.3 / 50 < out["length_nats_per_residue"] < 4.9 / 40
 
 
 def test_cli_samples_report_and_fold_without_weights(ckpt_dir, family_fasta, tmp_path):
@@ -273,3 +249,70 @@ def test_fold_needs_samples(ckpt_dir, family_fasta):
     with pytest.raises(SystemExit) as exit_info:
         ev.main(["--checkpoint", str(ckpt_dir), "--data", str(family_fasta), "--fold"])
     assert exit_info.value.code == 2
+
+
+# ---- the held-out split rebuilt from the full FASTA, and the result recorded in the checkpoint -------
+@pytest.fixture
+def clustered_family(tmp_path) -> tuple[Path, Path]:
+    """40 sequences in 10 clusters of 4 (members of a cluster share their first 30 residues)."""
+    sequences = profile_sequences(40, (40, 50), seed=11)
+    ids = [f"c{i // 4}_m{i % 4}" for i in range(40)]
+    sequences = [sequences[i - i % 4][:30] + s[30:] for i, s in enumerate(sequences)]
+    fasta = data.write_fasta(tmp_path / "family.fasta", sequences, ids)
+    tsv = tmp_path / "clusters.tsv"
+    tsv.write_text("cluster\tmember\n" + "".join(f"c{i // 4}_m0\t{name}\n" for i, name in enumerate(ids)))
+    return fasta, tsv
+
+
+def test_clusters_rebuild_the_split_training_held_out(ckpt_dir, clustered_family, capsys):
+    from sedd.likelihood import unigram_nll
+    from sedd.train import TrainConfig, Trainer
+
+    fasta, tsv = clustered_family
+    trainer = Trainer(TrainConfig(data=str(fasta), out=str(ckpt_dir.parent / "run"), clusters=str(tsv),
+                                  val_fraction=0.2, seed=3, preset="tiny", max_steps=1))
+    args = ev._parser().parse_args(["--checkpoint", str(ckpt_dir), "--data", str(fasta), "--clusters", str(tsv),
+                                    "--val-fraction", "0.2", "--split-seed", "3"])
+    held_out, reference, about = ev._load_data(args, checkpoint.load(ckpt_dir))
+    assert held_out.ids == trainer.val_set.ids and reference.ids == trainer.train_set.ids
+    assert about["split"]["held_out_sequences"] == 8 and about["split"]["held_out_clusters"] == 2
+
+    assert ev.main([*map(str, ["--checkpoint", ckpt_dir, "--data", fasta, "--clusters", tsv, "--val-fraction", 0.2,
+                               "--split-seed", 3, "--target-stderr", 0.2, "--json"])]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["num_sequences"] == 8 and out["split"]["reference_sequences"] == 32
+    assert out["unigram_nats_per_residue"] == pytest.approx(unigram_nll(held_out, reference, PROTEIN.size))
+    assert out["unigram_reference"] == "the training part composition"
+
+
+def test_update_config_records_exactly_the_printed_result(ckpt_dir, clustered_family, tmp_path, capsys):
+    fasta, tsv = clustered_family
+    before = json.loads((ckpt_dir / "config.json").read_text())
+    report = tmp_path / "eval" / "report.md"
+    code = ev.main([*map(str, ["--checkpoint", ckpt_dir, "--data", fasta, "--clusters", tsv, "--val-fraction", 0.2,
+                               "--target-stderr", 0.2, "--samples", 4, "--report", report, "--update-config",
+                               "--json"])])
+    assert code == 0
+    printed = json.loads(capsys.readouterr().out)
+    after = json.loads((ckpt_dir / "config.json").read_text())
+    assert after["evaluation"] == printed
+    assert {k: v for k, v in after.items() if k != "evaluation"} == before
+    assert printed["samples"]["num_samples"] == 4 and printed["files"]["report"] == str(report)
+    text = report.read_text()
+    assert "whole clusters of" in text and "8 sequences in 2 clusters" in text and "unigram floor" in text
+    assert checkpoint.load(ckpt_dir).meta["evaluation"] == printed
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--samples", "4"], "--samples needs reference sequences"),
+    (["--clusters", "x.tsv", "--reference", "y.fasta"], "give one of --reference and --clusters"),
+    (["--clusters", "x.tsv", "--val-fraction", "1.5"], "--val-fraction must be between 0 and 1")])
+def test_split_and_reference_options_are_checked(ckpt_dir, family_fasta, extra, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        ev.main(["--checkpoint", str(ckpt_dir), "--data", str(family_fasta), *extra])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_update_config_refuses_what_is_not_a_local_checkpoint(tmp_path):
+    with pytest.raises(ValueError, match="not a local checkpoint directory"):
+        checkpoint.update_config(tmp_path / "nope", "evaluation", {})

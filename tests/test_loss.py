@@ -9,7 +9,7 @@ S = LogLinearSchedule()
 
 
 def test_score_entropy_equals_one_over_t_weighted_masked_cross_entropy():
-    """DESIGN decision 2: σ(t)·score-entropy on the factorised score = (1/t)·masked CE."""
+    """docs/design.md §2: σ(t)·score-entropy on the factorised score = (1/t)·masked CE."""
     gen = torch.Generator().manual_seed(0)
     B, L, V = 16, 30, 20
     x0 = torch.randint(0, V, (B, L), generator=gen)
@@ -27,7 +27,7 @@ def test_loss_finite_at_both_ends(tiny_model):
     x0 = torch.randint(0, 20, (4, 40))
     lengths = torch.tensor([40, 35, 30, 25])
     for t in (S.eps, 1.0):
-        loss = diffusion_loss(tiny_model, x0, lengths, S, 20, t=torch.full((4,), t))
+        loss = diffusion_loss(tiny_model, x0, lengths, S, 20, pad_id=21, t=torch.full((4,), t))
         assert torch.isfinite(loss).all()
 
 
@@ -36,8 +36,19 @@ def test_loss_ignores_padding(tiny_model):
     x0 = torch.randint(0, 20, (1, 30))
     padded = torch.cat([x0, torch.full((1, 10), 21)], 1)
     t = torch.full((1,), 0.5)
-    a = diffusion_loss(tiny_model, x0, torch.tensor([30]), S, 20, t=t, generator=torch.Generator().manual_seed(1))
-    b = diffusion_loss(tiny_model, padded, torch.tensor([30]), S, 20, t=t, generator=torch.Generator().manual_seed(1))
+    a = diffusion_loss(tiny_model, x0, torch.tensor([30]), S, 20, pad_id=21, t=t, generator=torch.Generator().manual_seed(1))
+    b = diffusion_loss(tiny_model, padded, torch.tensor([30]), S, 20, pad_id=21, t=t, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_padding_that_holds_the_mask_id_is_not_counted_as_masked(tiny_model):
+    """Padding may be any id, the mask id included: the loss must be the unpadded sequence's."""
+    torch.manual_seed(0)
+    x0 = torch.randint(0, 20, (1, 30))
+    padded = torch.cat([x0, torch.full((1, 10), 20)], 1)          # padded with MASK (= 20)
+    t = torch.full((1,), 0.5)
+    a = diffusion_loss(tiny_model, x0, torch.tensor([30]), S, 20, pad_id=21, t=t, generator=torch.Generator().manual_seed(1))
+    b = diffusion_loss(tiny_model, padded, torch.tensor([30]), S, 20, pad_id=21, t=t, generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 

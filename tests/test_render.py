@@ -17,7 +17,7 @@ def test_frame_html_marks_each_state_and_counts():
     assert '<span class="res-fixed">MK</span><span class="res-masked">_</span><span class="res-new">A</span>' in rows
     assert '<span class="res-new">G</span><span class="res-designed">A</span>' in rows
     assert "step 3 / 16" in out and "network evaluations 5 (2.5 per design)" in out
-    assert "1 positions still masked" in out
+    assert "1 position still masked" in out
 
 
 def test_user_text_is_escaped_everywhere():

@@ -1,10 +1,11 @@
 """Training end to end on synthetic data: CLI, learning, resume after kill -9, DDP on gloo, NaN guard."""
 import json
 import os
+import re
+import select
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -111,60 +112,97 @@ def _cli(data, out, *extra):
             "--tokens-per-batch", "1024", "--dropout", "0", "--lr", "3e-3", "--eval-every", "1000", *extra]
 
 
-def test_resume_after_kill_9_keeps_the_loss_falling(tmp_path, family):
+def test_resume_continues_the_run_exactly(tmp_path, family):
+    """15 steps, save, resume to 30 = 30 steps in one go: same step count, same weights bit for bit
+    (data order, times, masks and dropout all continue; a silent restart would fail every check).
+    All 30 steps are warm-up steps, so the LR does not depend on the budget, which differs here."""
+    data, _ = family
+    kw = dict(dropout=0.1, eval_every=10, patience=0, warmup_steps=100)
+    with pytest.warns(UserWarning):
+        straight = Trainer(fast_config(data, tmp_path / "straight", max_steps=30, **kw))
+        straight.run()
+        first = Trainer(fast_config(data, tmp_path / "split", max_steps=15, **kw))
+        first.run()
+        resumed = Trainer(fast_config(data, tmp_path / "split", max_steps=30, resume=True, **kw))
+    assert (resumed.step, resumed.tokens_seen, resumed.epoch) == (15, first.tokens_seen, first.epoch)
+    for name, value in first.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[name], value), name
+    resumed.run()
+    assert resumed.step == 30 and resumed.tokens_seen == straight.tokens_seen
+    for name, value in straight.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[name], value), name
+    for name, value in straight.ema.state_dict().items():
+        assert torch.equal(resumed.ema.state_dict()[name], value), name
+
+
+# A training run whose Nth atomic write of one file stops half-way: the temporary file holds half the
+# bytes, the path of that file is printed, and the process waits on stdin until it is killed.
+TORN_WRITE = """
+import os, sys
+from sedd import checkpoint, train
+real, target, nth, seen = checkpoint.atomic_write, sys.argv[1], int(sys.argv[2]), [0]
+
+def atomic_write(path, write):
+    if os.path.basename(path) == target:
+        seen[0] += 1
+        if seen[0] == nth:
+            def torn(tmp):
+                write(tmp)
+                os.truncate(tmp, os.path.getsize(tmp) // 2)
+                print(tmp, flush=True)
+                sys.stdin.readline()
+            return real(path, torn)
+    return real(path, write)
+
+checkpoint.atomic_write = atomic_write
+train.main(sys.argv[3:])
+"""
+
+
+@pytest.mark.parametrize("target", [RESUME_NAME, checkpoint.WEIGHTS_NAME])
+def test_kill_9_in_the_middle_of_a_write_then_resume(tmp_path, family, target):
+    """Killed while a write of ``target`` is known to be half done: the previous complete files
+    load, and --resume continues from the last complete resume state, not from step 0."""
     data, _ = family
     out = tmp_path / "killed"
-    # --checkpoint-minutes 0 writes after every step, so the kill almost surely lands mid-write
-    proc = subprocess.Popen(_cli(data, out, "--max-steps", "100000", "--checkpoint-minutes", "0"),
-                            env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    nth = 4          # --checkpoint-minutes 0: a save after every step, so the 4th write is step 4's
+    proc = subprocess.Popen([sys.executable, "-c", TORN_WRITE, target, str(nth),
+                             *_cli(data, out, "--max-steps", "1000", "--checkpoint-minutes", "0")[3:]],
+                            env=ENV, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
     try:
-        deadline = time.time() + 120
-        step = 0
-        while time.time() < deadline:
-            time.sleep(0.5)
-            if (out / RESUME_NAME).exists():
-                step = torch.load(out / RESUME_NAME, weights_only=True)["step"]
-                if step >= 40:
-                    break
-        assert step >= 40, "the training subprocess wrote no resume state in time"
+        ready, _, _ = select.select([proc.stdout], [], [], 240)
+        assert ready, "the training subprocess never reached the torn write"
+        tmp = Path(proc.stdout.readline().strip())
+        assert tmp.parent == out and tmp.name.startswith(f".{target}.") and tmp.stat().st_size > 0
+        assert (out / target).is_file(), "a complete earlier version exists beside the torn write"
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+    assert tmp.exists()                                     # the kill really interrupted that write
+    checkpoint.load(out)                                    # weights and config of a complete save
     state = torch.load(out / RESUME_NAME, weights_only=True)
-    checkpoint.load(out)                                   # the last good checkpoint is readable
-    killed_at = state["step"]
-    early = [h["train_loss"] for h in json.loads(state["history"]) if "train_loss" in h]
+    killed_at = nth - 1 if target == RESUME_NAME else nth   # the last resume.pt written in full
+    assert state["step"] == killed_at
 
-    subprocess.run(_cli(data, out, "--resume", "--max-steps", str(killed_at + 60)), env=ENV, cwd=ROOT,
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    history = json.loads((out / "history.json").read_text())
-    resumed = [h for h in history if "train_loss" in h and h["step"] > killed_at]
-    assert json.loads((out / "config.json").read_text())["training"]["steps"] == killed_at + 60
-    assert resumed, "no training after the resume"
-    assert sum(h["train_loss"] for h in resumed[-3:]) / 3 < sum(early[:3]) / 3 - 0.2
+    done = subprocess.run(_cli(data, out, "--resume", "--max-steps", str(killed_at + 6)), env=ENV, cwd=ROOT,
+                          check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert f"resumed from {out / RESUME_NAME} at step {killed_at} " in done.stderr
+    summary = json.loads((out / "config.json").read_text())["training"]
+    assert summary["steps"] == killed_at + 6
+    resumed_state = torch.load(out / RESUME_NAME, weights_only=True)
+    assert resumed_state["tokens_seen"] > state["tokens_seen"] and resumed_state["epoch"] >= state["epoch"]
 
 
-def test_kill_9_during_checkpoint_writes_leaves_a_readable_checkpoint(tmp_path, tiny_model):
-    """A process rewriting the checkpoint in a loop is killed at random moments; every survivor loads."""
-    ckpt_dir = tmp_path / "ckpt"
-    script = ("import sys, torch; from sedd import checkpoint; from sedd.model import ScoreNetwork, preset;"
-              "from sedd.alphabet import PROTEIN; from sedd.schedule import LogLinearSchedule\n"
-              "m = ScoreNetwork(preset('small', vocab_size=20))\n"
-              "while True:\n    checkpoint.save(sys.argv[1], m, PROTEIN, LogLinearSchedule(), {50: 1})\n")
-    checkpoint.save(ckpt_dir, tiny_model, PROTEIN, checkpoint.LogLinearSchedule(), {50: 1})
-    for delay in (0.6, 0.9, 1.3):
-        proc = subprocess.Popen([sys.executable, "-c", script, str(ckpt_dir)], env=ENV, cwd=ROOT)
-        time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        checkpoint.load(ckpt_dir)      # each time: the last complete write, never a torn file
+def _torchrun(*args) -> list[str]:
+    # --standalone: a rendezvous on a port the OS picks (no fixed port, nothing to race for)
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *args]
 
 
 def test_torchrun_two_processes_on_gloo(tmp_path, family):
     data, _ = family
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
-           "-m", "sedd.train", *_cli(data, out, "--max-steps", "20")[3:]]
+    cmd = _torchrun("-m", "sedd.train", *_cli(data, out, "--max-steps", "20")[3:])
     result = subprocess.run(cmd, env=ENV, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((out / "config.json").read_text())["training"]
@@ -172,15 +210,34 @@ def test_torchrun_two_processes_on_gloo(tmp_path, family):
     checkpoint.load(out)
 
 
-def test_fasta_reader_reports_dropped_sequences(tmp_path):
-    from sedd.data import describe_dropped, read_fasta
-    path = tmp_path / "mixed.fasta"
-    write_fasta(path, ["MKVAG", "MKXAG", "MBXZ", "A" * 200, "GGG*"])
-    data = read_fasta(path, PROTEIN, max_len=128)
-    assert [PROTEIN.decode(t) for t in data.tokens] == ["MKVAG", "GGG"]
-    message = describe_dropped(data)
-    assert message.startswith("dropped 3 of 5 sequences")
-    assert "2 contain 'X'" in message and "1 contain 'B'" in message and "1 longer than 128" in message
+# Each rank sees its own validation numbers: rank 0 never improves after the first evaluation, rank 1
+# always does. Ranks that decide alone part ways (one stops, the other waits in an all-reduce).
+DISAGREEING_RANKS = """
+import sys
+import torch.distributed as dist
+import sedd.train as T
+calls = [0]
+
+def estimate_elbo(*args, **kwargs):
+    calls[0] += 1
+    return {"elbo_nats_per_residue": 3.0 if dist.get_rank() == 0 else 3.0 - 0.01 * calls[0]}
+
+T.estimate_elbo = estimate_elbo
+T.main(sys.argv[1:])
+"""
+
+
+def test_torchrun_early_stopping_is_one_decision_for_every_rank(tmp_path, family):
+    data, _ = family
+    out = tmp_path / "ddp_patience"
+    script = tmp_path / "disagreeing_ranks.py"
+    script.write_text(DISAGREEING_RANKS)
+    cmd = _torchrun(str(script), *_cli(data, out, "--max-steps", "200", "--eval-every", "5", "--patience", "1")[3:])
+    result = subprocess.run(cmd, env=ENV, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "early stop: no better validation ELBO since step 5" in result.stderr
+    summary = json.loads((out / "config.json").read_text())["training"]
+    assert summary["steps"] == 10 and summary["world_size"] == 2
 
 
 def test_early_stopping_when_validation_stops_improving(tmp_path, family):
@@ -200,3 +257,37 @@ def test_learning_rate_warms_up_then_decays_to_its_floor_with_the_budget():
     assert lr_at(10, cfg, 0.0) == pytest.approx(1e-3)
     assert lr_at(500, cfg, 0.5) == pytest.approx(0.55e-3)
     assert lr_at(900, cfg, 1.0) == lr_at(999, cfg, 3.0) == pytest.approx(1e-4)
+
+
+def _last_bar(stderr: str) -> str:
+    return [line for line in stderr.replace("\r", "\n").splitlines() if line.startswith("train ")][-1]
+
+
+def test_progress_bar_counts_steps_against_max_steps(tmp_path, family, capsys):
+    data, _ = family
+    with pytest.warns(UserWarning):
+        Trainer(fast_config(data, tmp_path / "bar", max_steps=25, eval_every=1000)).run()
+    bar = _last_bar(capsys.readouterr().err)
+    assert re.fullmatch(r"train 100%\|█+\| \[\d\d:\d\d<00:00, step 25/25, loss \d\.\d{3}, [\d,]+ tok/s\]", bar), bar
+
+
+def test_progress_bar_counts_time_against_minutes(tmp_path, family, capsys):
+    data, _ = family
+    with pytest.warns(UserWarning):
+        trainer = Trainer(fast_config(data, tmp_path / "bar", minutes=0.02, eval_every=1000))
+    trainer.run()
+    bar = _last_bar(capsys.readouterr().err)
+    assert re.fullmatch(rf"train 100%\|█+\| \[\d\d:\d\d<00:00, step {trainer.step}(, .*)?\]", bar), bar
+
+
+def test_budget_used_is_the_larger_of_steps_and_time(tmp_path, family):
+    data, _ = family
+    with pytest.warns(UserWarning):
+        trainer = Trainer(fast_config(data, tmp_path / "b", max_steps=100, minutes=1.0))
+    trainer.step, trainer.seconds = 25, 45.0
+    assert trainer.budget_used() == pytest.approx(0.75)
+    trainer.step, trainer.seconds = 80, 6.0
+    assert trainer.budget_used() == pytest.approx(0.8)
+    trainer.cfg.minutes = None
+    trainer.seconds = 1e6
+    assert trainer.budget_used() == pytest.approx(0.8)

@@ -1,0 +1,155 @@
+"""``sedd.likelihood``: the ELBO against a model whose likelihood is known exactly, partial observations,
+the standard error, −log p(length) and the unigram floor."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from conftest import profile_family
+from sedd import likelihood
+from sedd.alphabet import PROTEIN
+from sedd.data import Dataset
+from sedd.schedule import LogLinearSchedule
+
+S = LogLinearSchedule()
+V, MASK, PAD = PROTEIN.size, PROTEIN.mask_id, PROTEIN.pad_id
+
+
+def as_dataset(sequences: list[str]) -> Dataset:
+    return Dataset([f"s{i}" for i in range(len(sequences))], [PROTEIN.encode(s) for s in sequences])
+
+
+class FixedProfile(torch.nn.Module):
+    """p_θ(x_0^i = b | x_t) = profile[i, b], whatever x_t.
+
+    The reverse process then draws every position independently from its row of the profile, so
+    the model's likelihood is exact and simple: −log p_θ(x | n) = Σ_i −log profile[i, x_i]. The
+    ELBO is tight for it: given t, E[(1/t) Σ_{i masked} −log profile[i, x_i]] = (1−ε) Σ_i −log
+    profile[i, x_i] (a position is masked with probability (1−ε)t), so the estimator's mean is
+    (1−ε) × the exact value, the ε-end of the schedule being left out (0.1 % for ε = 1e-3).
+    """
+
+    pad_id = PAD
+
+    def __init__(self, profile: torch.Tensor):
+        super().__init__()
+        self.logits = torch.nn.Parameter(profile.log())
+
+    def forward(self, x_t: torch.LongTensor) -> torch.Tensor:
+        B, L = x_t.shape
+        return self.logits[:L].unsqueeze(0).expand(B, L, V)
+
+
+class WatchesFirstPosition(torch.nn.Module):
+    """Outputs ``masked_profile`` while position 0 is masked and a uniform distribution once it is not."""
+
+    pad_id = PAD
+
+    def __init__(self, masked_profile: torch.Tensor):
+        super().__init__()
+        self.logits = torch.nn.Parameter(masked_profile.log())
+
+    def forward(self, x_t: torch.LongTensor) -> torch.Tensor:
+        B, L = x_t.shape
+        first_masked = (x_t[:, 0] == MASK).view(B, 1, 1)
+        return torch.where(first_masked, self.logits[:L].unsqueeze(0).expand(B, L, V), torch.zeros(B, L, V))
+
+
+def exact_nll(profile: torch.Tensor, sequences: list[str], positions=None) -> float:
+    """Σ over sequences and (chosen) positions of −log profile[i, x_i]."""
+    total = 0.0
+    for seq in sequences:
+        for i, a in enumerate(PROTEIN.encode(seq)):
+            if positions is None or i in positions:
+                total -= math.log(profile[i, a].item())
+    return total
+
+
+def test_elbo_of_a_model_with_a_closed_form_likelihood():
+    sequences, profile = profile_family(60, 24, seed=3, sharpness=2.0)
+    model = FixedProfile(profile)
+    result = likelihood.estimate_elbo(model, as_dataset(sequences), S, MASK, t_samples=64, seed=0)
+    n = 60 * 24
+    expected = (1 - S.eps) * exact_nll(profile, sequences) / n
+    assert result["num_residues"] == n
+    assert result["elbo_stderr"] < 0.02 * expected                  # precise enough to tell a wrong weight
+    assert abs(result["elbo_nats_per_residue"] - expected) < 4 * result["elbo_stderr"], (result, expected)
+    # and per sequence: each bound's mean is its own exact value
+    per_seq = torch.tensor(result["per_sequence"])
+    exact = torch.tensor([(1 - S.eps) * exact_nll(profile, [s]) for s in sequences])
+    z = (per_seq - exact) / torch.tensor(result["per_sequence_stderr"])
+    assert z.abs().max() < 5 and abs(z.mean()) < 4 / math.sqrt(len(z))
+
+
+def test_elbo_of_partial_observations_keeps_the_unobserved_masked():
+    """Only positions 1… are observed. Position 0 is then masked at every t, so the model below always
+    answers with its profile, and the bound is the profile's likelihood of the observed residues.
+    If position 0 were ever revealed the uniform answer (log 20 per residue) would pull the value up."""
+    sequences, profile = profile_family(40, 20, seed=4, sharpness=3.0)
+    model = WatchesFirstPosition(profile)
+    observed = [[False] + [True] * 19 for _ in sequences]
+    result = likelihood.estimate_elbo(model, as_dataset(sequences), S, MASK, t_samples=64, seed=0, observed=observed)
+    n = 40 * 19
+    expected = (1 - S.eps) * exact_nll(profile, sequences, positions=range(1, 20)) / n
+    assert result["num_residues"] == n
+    assert abs(result["elbo_nats_per_residue"] - expected) < 4 * result["elbo_stderr"], (result, expected)
+    # all observed: position 0 gets revealed, the uniform answers add a lot (the contrast the test relies on)
+    full = likelihood.estimate_elbo(model, as_dataset(sequences), S, MASK, t_samples=64, seed=0)
+    assert full["elbo_nats_per_residue"] > expected + 0.3
+
+
+def test_untrained_elbo_is_near_log20_with_stderr_below_001(tiny_model):
+    data = as_dataset(profile_family(40, 60, seed=1)[0])
+    result = likelihood.elbo_to_precision(tiny_model, data, S, MASK, t_samples=4, target_stderr=0.01, seed=0)
+    # an untrained network predicts ≈ uniform residues: −log p ≈ log 20 per residue
+    assert abs(result["elbo_nats_per_residue"] - math.log(20)) < 0.15
+    assert result["elbo_stderr"] < 0.01 and result["elbo_target_met"]
+    assert result["t_samples"] > 4          # K was raised: 4 t samples cannot reach 0.01 on 2,400 residues
+    assert result["num_residues"] == data.num_residues()
+
+
+def test_elbo_stderr_matches_the_spread_of_independent_estimates():
+    sequences, profile = profile_family(16, 40, seed=2, sharpness=2.0)
+    model, data = FixedProfile(profile), as_dataset(sequences)
+    runs = [likelihood.estimate_elbo(model, data, S, MASK, t_samples=4, seed=s) for s in range(30)]
+    spread = torch.tensor([r["elbo_nats_per_residue"] for r in runs]).std().item()
+    claimed = sum(r["elbo_stderr"] for r in runs) / len(runs)
+    assert 0.5 < claimed / spread < 2.5, (claimed, spread)   # an honest error bar (conservative side allowed)
+
+
+def test_elbo_is_the_same_on_every_call():
+    sequences, profile = profile_family(8, 30, seed=5)
+    model, data = FixedProfile(profile), as_dataset(sequences)
+    a = likelihood.estimate_elbo(model, data, S, MASK, t_samples=4, seed=11)
+    torch.manual_seed(123)                                   # the global RNG plays no part
+    b = likelihood.estimate_elbo(model, data, S, MASK, t_samples=4, seed=11)
+    assert a == b
+
+
+# ---- −log p(length) --------------------------------------------------------------------------------
+def test_length_nll_by_hand():
+    histogram, max_len = {3: 2, 5: 1}, 6          # p(n) = (count + 1) / (3 + 6)
+    data = Dataset(["a", "b"], [[0] * 3, [0] * 4])
+    assert likelihood.length_nll(histogram, data, max_len) == pytest.approx((-math.log(3 / 9) - math.log(1 / 9)) / 7)
+
+
+def test_length_probabilities_sum_to_one_over_every_possible_length():
+    histogram, max_len = {40: 3, 50: 2, 64: 7}, 128
+    total = sum(math.exp(-n * likelihood.length_nll(histogram, Dataset(["x"], [[0] * n]), max_len))
+                for n in range(1, max_len + 1))
+    assert total == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="longer than the model's maximum 128"):
+        likelihood.length_nll(histogram, Dataset(["x"], [[0] * 129]), max_len)
+
+
+# ---- unigram floor -------------------------------------------------------------------------------------
+def test_unigram_nll():
+    uniform = as_dataset([PROTEIN.residues * 3])
+    assert likelihood.unigram_nll(uniform, uniform, V) == pytest.approx(math.log(20))
+    data, reference = as_dataset(["AAAC"]), as_dataset(["AC"])
+    q_a = q_c = 2 / 22                                         # (count + 1) / (2 + 20)
+    assert likelihood.unigram_nll(data, reference, V) == pytest.approx(-(3 * math.log(q_a) + math.log(q_c)) / 4)
+    skewed = as_dataset(["AAAAAAAACD"])
+    assert likelihood.unigram_nll(skewed, skewed, V) < likelihood.unigram_nll(skewed, uniform, V)   # Gibbs
