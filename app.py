@@ -3,7 +3,8 @@
     python app.py [--checkpoint DIR_OR_HUB_ID] [--esmfold NAME_OR_DIR] [--fold BACKEND]
 
 Serves on 127.0.0.1:7860 (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT respected). The API endpoint
-``generate`` takes ``template``, ``num_samples``, ``steps``, ``seed`` (and ``temperature``, ``fold``);
+``generate`` takes ``template``, ``num_samples``, ``steps``, ``seed`` (and ``temperature``, ``fold``,
+``sampler``, ``top_p``);
 it streams, and the first element of its final output is the FASTA text of the designs.
 
 This file is UI only: callbacks, then layout, then wiring, then launch. Requests, runs and
@@ -141,11 +142,11 @@ class StudioCallbacks:
         return notices + render.message_html(text, kind)
 
     def generate(self, template: str, num_samples: int = 4, steps: int = 128, seed: int | None = None,
-                 temperature: float = 1.0, fold: str = "off"):
+                 temperature: float = 1.0, fold: str = "off", sampler: str = "tau-leaping", top_p: float = 1.0):
         """Stream the denoising, then fold and rank; yields every output of the page each time."""
         try:
             parsed, settings = studio.check_request(self.model, template, num_samples, steps, temperature, seed,
-                                                    fold, self.limits)
+                                                    fold, self.limits, sampler, top_p)
         except ValueError as e:
             log.warning("refused a generate request: %s", str(e).replace("\n", " "))   # one line, no traceback
             raise gr.Error(render.error_text(str(e)), title="Cannot design this", print_exception=False) from None
@@ -239,6 +240,13 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
                     temperature = checked_by_callback(gr.Slider(lim.min_temperature, lim.max_temperature, value=1.0,
                                                             step=0.05, label="Temperature"))
                     seed = seed_box()
+                with gr.Row():
+                    sampler = checked_by_callback(gr.Dropdown(
+                        list(studio.STRATEGIES), value="tau-leaping", label="Sampler", elem_id="sampler",
+                        info="tau-leaping: the exact process; confidence: most confident positions first; "
+                             "remask: may also send low-confidence residues back to mask"))
+                    top_p = checked_by_callback(gr.Slider(lim.min_top_p, 1.0, value=1.0, step=0.01, label="Top-p",
+                                                          info="nucleus sampling; 1 = off"))
                 fold = gr.Radio(list(studio.FOLD_BACKENDS), value=default_fold, label="Folding backend")
                 with gr.Row():
                     run_btn = gr.Button("Generate", variant="primary", elem_id="generate")
@@ -263,7 +271,7 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
         selected = gr.State(0)
 
         fn = spaces.GPU(duration=180)(cb.generate) if spaces is not None else cb.generate
-        event = run_btn.click(fn, [template, num_samples, steps, seed, temperature, fold],
+        event = run_btn.click(fn, [template, num_samples, steps, seed, temperature, fold, sampler, top_p],
                               [fasta, frames, status, seed_used, table, structure, plot, files, designs],
                               api_name="generate", concurrency_limit=concurrency, show_progress="minimal")
         event.then(lambda: 0, None, selected, api_name=False)

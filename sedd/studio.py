@@ -21,6 +21,7 @@ from . import render
 from .alphabet import Template
 from .checkpoint import Checkpoint, atomic_write_text
 from .design import Request, decode_rows, stream, to_fasta
+from .sampler import STRATEGIES
 from .fold import FoldError, FoldResult
 
 FOLD_BACKENDS = ("ESMFold (local)", "ESM Atlas API", "off")
@@ -38,6 +39,7 @@ class Limits:
     min_temperature: float = 0.1
     max_temperature: float = 2.0
     max_seed: int = 2**31 - 1
+    min_top_p: float = 0.05
 
 
 @dataclass
@@ -52,13 +54,17 @@ class Settings:
     fold: str
     checkpoint: str
     notices: list[str] = field(default_factory=list)
+    sampler: str = "tau-leaping"
+    top_p: float = 1.0
 
     def command(self) -> str:
         """The ``python -m sedd.sample`` command that draws the same designs."""
+        extra = ["--sampler", self.sampler] if self.sampler != "tau-leaping" else []
+        extra += ["--top-p", repr(self.top_p)] if self.top_p != 1.0 else []
         return shlex.join(["python", "-m", "sedd.sample", "--checkpoint", self.checkpoint,
                            "--template", self.template, "--num-samples", str(self.num_samples),
                            "--steps", str(self.steps), "--temperature", repr(self.temperature),
-                           "--seed", str(self.seed)])
+                           "--seed", str(self.seed), *extra])
 
     def to_dict(self) -> dict:
         return {**asdict(self), "command": self.command()}
@@ -106,8 +112,18 @@ def checked_seed(value, limits: Limits = Limits()) -> int:
     return value
 
 
+def _checked_top_p(value, limits: Limits) -> float:
+    try:
+        top_p = float(value)
+    except (TypeError, ValueError):
+        top_p = float("nan")
+    if not limits.min_top_p <= top_p <= 1.0:
+        raise ValueError(f"top-p must be a number from {limits.min_top_p} to 1 (1 = off); got {value!r}")
+    return top_p
+
+
 def check_request(model: Checkpoint, template: str, num_samples, steps, temperature, seed, fold: str = "off",
-                  limits: Limits = Limits()) -> tuple[Template, Settings]:
+                  limits: Limits = Limits(), sampler: str = "tau-leaping", top_p=1.0) -> tuple[Template, Settings]:
     """Parse and check one request; a ``ValueError`` says what was wrong and what is allowed."""
     num_samples = _in_range(num_samples, "number of designs", 1, limits.max_designs)
     steps = _in_range(steps, "steps", limits.min_steps, limits.max_steps)
@@ -119,11 +135,14 @@ def check_request(model: Checkpoint, template: str, num_samples, steps, temperat
         raise ValueError(f"temperature must be a number from {limits.min_temperature} to "
                          f"{limits.max_temperature}; got {temperature!r}")
     seed = checked_seed(seed, limits)
+    if sampler not in STRATEGIES:
+        raise ValueError(f"sampler must be one of {', '.join(STRATEGIES)}; got {sampler!r}")
+    top_p = _checked_top_p(top_p, limits)
     if fold not in FOLD_BACKENDS:
         raise ValueError(f"folding backend must be one of {', '.join(FOLD_BACKENDS)}; got {fold!r}")
     parsed = model.alphabet.parse_template(template, model.max_len)
     settings = Settings(model.alphabet.decode(parsed.tokens, mask_char="_"), num_samples, steps, temperature,
-                        seed, fold, model.source, list(parsed.notices))
+                        seed, fold, model.source, list(parsed.notices), sampler, top_p)
     return parsed, settings
 
 
@@ -194,12 +213,14 @@ class Run:
         revealed in skipped states count as new in the next state shown.
         """
         s = self.settings
-        request = Request([self.template] * s.num_samples, s.steps, s.temperature, s.seed)
+        request = Request([self.template] * s.num_samples, s.steps, s.temperature, s.seed, sampler=s.sampler,
+                          top_p=s.top_p)
         lengths = [len(self.template)] * s.num_samples
         new, last_shown = None, -math.inf
         for frame in stream(self.model, request):
             new = frame.changed.cpu() if new is None else new | frame.changed.cpu()
-            if frame.step > 0 and not frame.changed.any() and not frame.done:
+            # a remasked position shows as masked again (its token is MASK in the frame)
+            if frame.step > 0 and not (frame.changed.any() or frame.remasked.any()) and not frame.done:
                 continue
             sequences = decode_rows(self.model, frame, lengths)
             self.trajectory.append({"step": frame.step, "t": frame.t, "nfe": frame.nfe, "sequences": sequences})
