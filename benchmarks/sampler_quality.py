@@ -10,8 +10,9 @@ rate (E ≤ 1e-5) and bits ratio (median bit score / that of ``--naturals``; ``s
 motif rate, composition KL(reference ‖ designs), mean pairwise identity (a seeded subset of
 ``--pairs`` pairs; ``sedd/metrics.py``), novelty (share not *identical* to a ``--reference``
 sequence: an exact-match check, no alignment search) and repeat rate (share with a single-residue
-run ≥ 5). A configuration is ``strategy[:knob=value,...]`` with knobs ``eta``, ``remask_budget``,
-``top_p`` and ``temperature`` (``sedd.sampler.sample``), e.g. ``remask:eta=2,top_p=0.95``.
+run ≥ 5). A configuration is ``strategy[:knob=value,...][@steps,...]`` with knobs ``eta``,
+``remask_budget``, ``order_noise``, ``top_p`` and ``temperature`` (``sedd.sampler.sample``; unnamed
+knobs keep their defaults), e.g. ``remask:eta=2,top_p=0.95@8,16`` (only 8 and 16 steps).
 """
 from __future__ import annotations
 
@@ -35,8 +36,10 @@ from sedd.sampler import STRATEGIES, run                             # noqa: E40
 KNOBS = {"eta": float, "remask_budget": float, "order_noise": float, "top_p": float, "temperature": float}
 
 
-def parse_config(text: str) -> tuple[str, dict]:
-    """``"remask:eta=2,top_p=0.95"`` → ("remask", {"eta": 2.0, "top_p": 0.95})."""
+def parse_config(text: str) -> tuple[str, dict, list[int] | None]:
+    """``"remask:eta=2,top_p=0.95@8,16"`` → ("remask", {"eta": 2.0, "top_p": 0.95}, [8, 16]) (no ``@``: None)."""
+    text, _, only = text.partition("@")
+    steps = [int(s) for s in only.split(",")] if only else None
     strategy, _, rest = text.partition(":")
     if strategy not in STRATEGIES:
         raise SystemExit(f"unknown strategy {strategy!r} in {text!r}; choose one of {', '.join(STRATEGIES)}")
@@ -46,7 +49,7 @@ def parse_config(text: str) -> tuple[str, dict]:
         if key not in KNOBS:
             raise SystemExit(f"unknown knob {key!r} in {text!r}; knobs: {', '.join(KNOBS)}")
         knobs[key] = KNOBS[key](value)
-    return strategy, knobs
+    return strategy, knobs, steps
 
 
 def draw(model, templates, strategy: str, knobs: dict, steps: int, seed: int, batch_size: int) -> tuple[list[str], int, float]:
@@ -117,7 +120,7 @@ def main() -> None:
     p.add_argument("--reference", required=True, help="training FASTA (novelty, composition)")
     p.add_argument("--naturals", required=True, help="held-out FASTA (HMM bits of natural sequences)")
     p.add_argument("--hmm", help="profile HMM (default: family.hmm beside the checkpoint)")
-    p.add_argument("--configs", nargs="+", default=list(STRATEGIES), help="strategy[:knob=value,...]")
+    p.add_argument("--configs", nargs="+", default=list(STRATEGIES), help="strategy[:knob=value,...][@steps,...]")
     p.add_argument("--steps", type=int, nargs="+", default=[8, 16, 32, 64, 128, 1024])
     p.add_argument("--num-samples", type=int, default=256)
     p.add_argument("--batch-size", type=int, default=128)
@@ -138,12 +141,14 @@ def main() -> None:
     references = [model.alphabet.decode(t) for t in read_fasta(a.reference, model.alphabet).tokens]
     naturals = [model.alphabet.decode(t) for t in read_fasta(a.naturals, model.alphabet).tokens]
     reference_set = set(references)
-    templates = templates_for(model, length="auto", num_samples=a.num_samples, seed=a.seed)
+    # sorted by length so that a batch pads little; the same templates for every configuration
+    templates = sorted(templates_for(model, length="auto", num_samples=a.num_samples, seed=a.seed), key=len)
     print(f"{a.checkpoint}: {a.num_samples} designs per configuration, mean length "
           f"{np.mean([len(t) for t in templates]):.1f}, {torch.get_num_threads()} threads", file=sys.stderr)
 
     rows = []
-    for (text, strategy, knobs), steps in tqdm([(c, s) for c in configs for s in a.steps], desc="configurations"):
+    grid = [(text, strategy, knobs, s) for text, strategy, knobs, only in configs for s in (only or a.steps)]
+    for text, strategy, knobs, steps in tqdm(grid, desc="configurations"):
         designs, nfe, seconds = draw(model, templates, strategy, knobs, steps, a.seed, a.batch_size)
         rows.append({"config": text, "steps": steps, "nfe_per_design": nfe / len(designs),
                      "seconds_per_design": seconds / len(designs),

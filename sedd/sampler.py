@@ -197,7 +197,7 @@ def sample(model: torch.nn.Module, templates: Sequence[Sequence[int]] | torch.Lo
            schedule: LogLinearSchedule = LogLinearSchedule(), use_cache: bool = True,
            device: torch.device | str | None = None, allowed: torch.BoolTensor | None = None,
            strategy: str = "tau-leaping", top_p: float = 1.0, eta: float = 1.0,
-           remask_budget: float = 0.5, order_noise: float = 0.0) -> Iterator[Frame]:
+           remask_budget: float = 0.5, order_noise: float = 2.0) -> Iterator[Frame]:
     """Fill the MASK positions of ``templates``; yields a ``Frame`` per step (strategies: module docstring).
 
     templates: token-id lists (MASK = ``mask_id`` at designed positions), lengths may differ.
@@ -208,7 +208,8 @@ def sample(model: torch.nn.Module, templates: Sequence[Sequence[int]] | torch.Lo
     designed position needs at least one. top_p ∈ (0, 1]: nucleus filtering for every strategy.
     eta, remask_budget: the ``remask`` knobs (ignored by the other strategies); a row remasks at
     most floor(remask_budget · designed positions) residues in the whole run. order_noise: Gumbel
-    noise on the position scores of ``confidence`` and ``remask`` (0 = most confident first).
+    noise on the position scores of ``confidence`` and ``remask`` (0 = most confident first). The
+    defaults of the three knobs come from ``benchmarks/sampler_quality.py`` (README, "Samplers").
     """
     _check(strategy, steps, temperature, top_p, seed, eta, remask_budget, order_noise)
     pad_id = mask_id + 1

@@ -107,7 +107,8 @@ class OneSureNetwork(torch.nn.Module):
 
 def test_confidence_reveals_the_most_confident_position_first():
     for sure in (0, 17, 29):
-        frames = list(sample(OneSureNetwork(sure), [[M] * 30] * 4, mask_id=M, steps=30, seed=sure, strategy="confidence"))
+        frames = list(sample(OneSureNetwork(sure), [[M] * 30] * 4, mask_id=M, steps=30, seed=sure, strategy="confidence",
+                             order_noise=0.0))
         first = frames[1].changed
         assert first.sum(-1).tolist() == [1] * 4                     # 30 steps, 30 positions: one per step
         assert first[:, sure].all() and (frames[1].tokens[:, sure] == 3).all()
@@ -150,9 +151,9 @@ def test_remasking_stays_within_its_budget_and_terminates(tiny_model, budget):
     assert last.nfe <= 25 * 3
 
 
-def test_remask_with_eta_zero_is_confidence(tiny_model):
+def test_remask_without_budget_is_confidence(tiny_model):
     tpls = [template("_" * 30)] * 2
-    a = run(tiny_model, tpls, mask_id=M, steps=10, seed=3, strategy="remask", eta=0.0)
+    a = run(tiny_model, tpls, mask_id=M, steps=10, seed=3, strategy="remask", remask_budget=0.0)
     b = run(tiny_model, tpls, mask_id=M, steps=10, seed=3, strategy="confidence")
     assert torch.equal(a.tokens, b.tokens)
 
