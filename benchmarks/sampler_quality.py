@@ -27,11 +27,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a checkout without installing
 
-from sedd import checkpoint, hmm                                    # noqa: E402
-from sedd.data import read_fasta                                     # noqa: E402
-from sedd.design import decode_rows, templates_for                  # noqa: E402
-from sedd.metrics import composition_kl, low_complexity, mean_pairwise_identity, motif_rate   # noqa: E402
-from sedd.sampler import STRATEGIES, run                             # noqa: E402
+from sedd import checkpoint, hmm
+from sedd.data import read_fasta
+from sedd.design import decode_rows, templates_for
+from sedd.metrics import (
+    composition_kl,
+    low_complexity,
+    mean_pairwise_identity,
+    motif_rate,
+)
+from sedd.sampler import STRATEGIES, run
 
 KNOBS = {"eta": float, "remask_budget": float, "order_noise": float, "top_p": float, "temperature": float}
 

@@ -1,17 +1,18 @@
 """The studio's sampler choice: check, settings.json, the CLI command, remasked frames, the API."""
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
 import pytest
 from gradio_client import Client
+from studio_helpers import launch_app
 
 import app
 from sedd import sample as sample_cli
 from sedd import studio
 from sedd.sampler import STRATEGIES
-from studio_helpers import launch_app
 
 TEMPLATE = "MKV__GF_R____LLAGW__KDE______________"
 
@@ -50,7 +51,7 @@ def test_remasked_positions_show_as_masked_again(model):
     run = studio.Run(model, template, settings)
     views = list(run.denoise(min_interval=0.0))
     remasked_seen = 0
-    for prev, cur in zip(views, views[1:]):
+    for prev, cur in itertools.pairwise(views):
         for p_seq, c_seq, c_states in zip(prev.sequences, cur.sequences, cur.states):
             for i, (a, b) in enumerate(zip(p_seq, c_seq)):
                 if a != "_" and b == "_":

@@ -1,7 +1,7 @@
 """Family profile HMM (pyhmmer) on a synthetic family, and the low-complexity measure."""
 import pytest
-
 from conftest import profile_family, write_fasta
+
 from sedd import hmm
 from sedd.metrics import longest_run, low_complexity
 

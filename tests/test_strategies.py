@@ -1,10 +1,11 @@
 """The three sampler strategies: shared guarantees, confidence ordering, remasking, top-p, caching."""
+import itertools
 import math
 
 import pytest
 import torch
-
 from conftest import profile_family
+
 from sedd.alphabet import PROTEIN
 from sedd.sampler import STRATEGIES, nucleus, run, sample
 
@@ -132,7 +133,7 @@ def test_remasking_revises_designed_residues_only_and_shows_them_masked(tiny_mod
     assert remasked.any(), "the knob is high enough that something must be remasked"
     designed = torch.tensor(tpls[0]) == M
     assert not remasked[0, :len(tpls[0])][~designed].any()                # fixed residues never remasked
-    for prev, cur in zip(frames, frames[1:]):
+    for prev, cur in itertools.pairwise(frames):
         assert (cur.tokens[cur.remasked] == M).all() and (prev.tokens[cur.remasked] != M).all()
         assert torch.equal(cur.changed, (prev.tokens == M) & (cur.tokens != M))
         assert not (cur.changed & cur.remasked).any()
