@@ -219,8 +219,34 @@ def model_summary(model: ckpt.Checkpoint) -> str:
             + (f" · held-out ELBO {elbo:.3f} nats/residue" if elbo else ""))
 
 
-def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int = 2, max_queue: int = 32) -> gr.Blocks:
+class SessionCap:
+    """Gradio validator: refuse a ``generate`` request from a session that already has ``cap`` runs
+    waiting or running, so one visitor (or one API client that never reads its results) cannot
+    fill the queue for everyone. It runs before the request takes a place in the queue.
+
+    Gradio counts a session's pending events until their results are delivered, so a client
+    that never reads its results keeps its places and can send no more. The check is a coroutine
+    that never suspends, run by Gradio's event loop right before the request is queued, so a
+    burst of requests sent at once is counted one by one (tested).
+    """
+
+    def __init__(self, cap: int):
+        self.cap, self.demo = cap, None
+
+    async def check(self, template, num_samples, steps, seed, temperature, fold, request: gr.Request):
+        pending = len(self.demo._queue.pending_event_ids_session.get(request.session_hash, ()))
+        verdicts = [gr.validate(True, "")] * 6                   # one per input; a refusal shows on the template
+        if pending >= self.cap:
+            log.warning("refused a generate request: session has %d runs pending", pending)
+            verdicts[0] = gr.validate(False, f"this session already has {pending} runs waiting or running "
+                                             f"(at most {self.cap}); wait for one to finish")
+        return verdicts
+
+
+def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int = 2, max_queue: int = 32,
+               per_session: int = 4) -> gr.Blocks:
     lim = cb.limits
+    admit = SessionCap(per_session)
     with gr.Blocks(title="SEDD Protein Studio", delete_cache=(OUTPUT_MAX_AGE_S, OUTPUT_MAX_AGE_S)) as demo:
         gr.Markdown("# SEDD Protein Studio\nScore-entropy discrete diffusion fills the masked positions "
                     "(`_ ? # X`) of your template; watch the residues appear, then fold the designs.\n\n"
@@ -273,7 +299,10 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
         fn = spaces.GPU(duration=180)(cb.generate) if spaces is not None else cb.generate
         event = run_btn.click(fn, [template, num_samples, steps, seed, temperature, fold, sampler, top_p],
                               [fasta, frames, status, seed_used, table, structure, plot, files, designs],
-                              api_name="generate", concurrency_limit=concurrency, show_progress="minimal")
+                              api_name="generate", concurrency_limit=concurrency, show_progress="minimal",
+                              # A click while the page still holds the previous run (a Stop being
+                              # processed) runs once that ends; the default ("once") drops it.
+                              trigger_mode="always_last", validator=admit.check)
         event.then(lambda: 0, None, selected, api_name=False)
         # Not queued: a Stop must reach the server even when the queue is full.
         stop_btn.click(lambda: render.message_html("Stopped: the run was cancelled.", "warn"), None, status,
@@ -281,6 +310,7 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
         reuse.click(lambda s: s, seed_used, seed, api_name=False)
         table.select(cb.select, [designs, color], [structure, plot, selected], api_name=False)
         color.change(cb.recolor, [designs, selected, color], [structure, plot], api_name=False)
+    admit.demo = demo
     return demo.queue(max_size=max_queue, default_concurrency_limit=concurrency)
 
 
@@ -306,6 +336,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="default folding backend (default: ESMFold (local) with a GPU, else off)")
     p.add_argument("--concurrency", type=int, default=2, help="generate requests run at once")
     p.add_argument("--max-queue", type=int, default=32, help="requests waiting at most; more are refused")
+    p.add_argument("--max-per-session", type=int, default=4,
+                   help="runs one session (browser tab or API client) may have waiting or running")
     a = p.parse_args(argv)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
@@ -316,7 +348,8 @@ def main(argv: list[str] | None = None) -> None:
     cb = StudioCallbacks(model, make_backends(a.esmfold), js_url=js_url_for_3dmol())
     atexit.register(cb.close)                                   # the downloads go with the server
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))       # a stopped Space exits through atexit
-    launch(build_demo(cb, default_fold, a.concurrency, a.max_queue))
+    logging.basicConfig(format="%(asctime)s %(name)s: %(message)s")      # the one-line refusals
+    launch(build_demo(cb, default_fold, a.concurrency, a.max_queue, a.max_per_session))
 
 
 def launch(demo: gr.Blocks, **kwargs):

@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a c
 
 from sedd import checkpoint  # noqa: E402
 from sedd.alphabet import PROTEIN  # noqa: E402
+from sedd.data import write_fasta  # noqa: E402
 from sedd.train import Trainer, TrainConfig  # noqa: E402
 
 
@@ -46,7 +47,7 @@ def make_trainer(preset: str, workdir: Path, tokens_per_batch: int, device: str)
     """A real Trainer on a small synthetic FASTA (it only needs one to build its splits)."""
     fasta = workdir / "synthetic.fasta"
     rng = random.Random(0)
-    fasta.write_text("".join(f">s{i}\n{''.join(rng.choice(PROTEIN.residues) for _ in range(100))}\n" for i in range(40)))
+    write_fasta(fasta, ["".join(rng.choice(PROTEIN.residues) for _ in range(100)) for _ in range(40)])
     cfg = TrainConfig(data=str(fasta), out=str(workdir / preset), preset=preset, device=device,
                       tokens_per_batch=tokens_per_batch, max_steps=10**9)
     with warnings.catch_warnings():

@@ -19,7 +19,7 @@ Unigram floor: cross-entropy of the held-out residues under the reference compos
 
 Infill recovery. In every sequence round(0.3 n) positions (at least one) are chosen uniformly
 without replacement with a seeded generator, masked, and infilled once by the default sampler
-(``sedd.sample.Request``: 128 steps, temperature 1, cache on); recovery = exactly restored masked
+(``sedd.design.Request``: 128 steps, temperature 1, cache on); recovery = exactly restored masked
 residues / all masked residues, pooled over sequences.
 
 Sample metrics (``--samples N --reference FASTA``); lengths drawn from the checkpoint's histogram.

@@ -224,16 +224,28 @@ class Trainer:
         self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         self.tokens_seen, self.seconds = state["tokens_seen"], state["seconds"]
         self.warmup_seconds = state.get("warmup_seconds", 0.0)
-        self.gen.set_state(state["gen"])
-        if "torch_rng" in state:
-            torch.set_rng_state(state["torch_rng"])
-        if "cuda_rng" in state and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        self._restore_random_state(state)
         self.history = json.loads(state["history"])
         self.best = {"elbo": state["best_elbo"], "weights": state["best_weights"], "step": state["best_step"]}
         self._window = (time.time(), self.tokens_seen)
         if self.is_main:
             print(f"resumed from {path} at step {self.step} ({self.tokens_seen:,} tokens)", file=sys.stderr)
+
+    def _restore_random_state(self, state: dict) -> None:
+        """One process: the saved generator states, so the run continues exactly. Under DDP only rank
+        0's states were saved (saving is not a collective step); every rank then reseeds from
+        (seed, rank, step), so a resumed multi-process run is reproducible, though not identical to
+        the uninterrupted one, and ranks keep drawing different masks and dropout."""
+        if self.world > 1:
+            seed = self.cfg.seed * 1000 + self.rank + 7919 * self.step
+            self.gen.manual_seed(seed)
+            torch.manual_seed(seed)
+            return
+        self.gen.set_state(state["gen"])
+        if "torch_rng" in state:
+            torch.set_rng_state(state["torch_rng"])
+        if "cuda_rng" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
 
     def save(self) -> None:
         """Rank 0 writes resume.pt, the checkpoint (best weights), history.json and loss.png, each atomically."""

@@ -46,10 +46,11 @@ def tiny_checkpoint_dir(directory: Path, max_len: int = 128) -> Path:
                            meta={"training": {"note": "random tiny model for tests"}})
 
 
-def launch_app(model, backends: dict, concurrency: int = 2, max_queue: int = 32, **callback_kwargs):
+def launch_app(model, backends: dict, concurrency: int = 2, max_queue: int = 32, per_session: int = 4,
+               **callback_kwargs):
     """Build the studio over ``model`` and serve it from this process; returns (demo, url)."""
     import app
 
     cb = app.StudioCallbacks(model, backends, min_interval=0.0, js_url=app.js_url_for_3dmol(), **callback_kwargs)
-    demo = app.build_demo(cb, "off", concurrency=concurrency, max_queue=max_queue)
+    demo = app.build_demo(cb, "off", concurrency=concurrency, max_queue=max_queue, per_session=per_session)
     return demo, app.serve(demo)

@@ -10,6 +10,7 @@ import pytest
 
 import app
 from sedd import sample as sample_cli
+from sedd import studio
 from sedd.fold import ESMFoldBackend, pdb_ca_bfactors
 from studio_helpers import tiny_esmfold
 
@@ -101,24 +102,6 @@ def test_without_weights_the_designs_still_come(model, tmp_path):
     assert not any(f.endswith(".pdb") for f in files) and any(f.endswith("designs.fasta") for f in files)
 
 
-def test_stop_ends_the_sampling_not_just_the_display(model, tmp_path):
-    calls = []
-    real_forward = model.model.forward
-    model.model.forward = lambda x: calls.append(len(x)) or real_forward(x)
-    try:
-        cb = app.StudioCallbacks(model, {}, min_interval=0.0, output_root=tmp_path)
-        gen = cb.generate("_" * 40, 2, 512, 0, 1.0, "off")
-        for _ in range(4):
-            next(gen)
-        gen.close()              # what Gradio does when Stop cancels the event
-        n = len(calls)
-        assert 0 < n < 40
-        # the sampler generator is finished: nothing evaluates the network any more
-        assert len(calls) == n and not list(gen)
-    finally:
-        del model.model.forward
-
-
 def test_selecting_a_row_and_recolouring(cb):
     *_, final = cb.generate(TEMPLATE, 2, 16, 4, 1.0, ESMFOLD)
     ranked = final[8]
@@ -152,3 +135,29 @@ def test_3dmol_comes_from_the_npm_package_when_installed_else_the_cdn(tmp_path, 
     local.write_text("/* 3Dmol */")
     assert app.js_url_for_3dmol() == f"gradio_api/file={local}"
     assert local in _StaticFiles.all_paths               # served: that one file and nothing else of ours
+
+
+def test_header_names_the_model_not_its_path(model):
+    summary = app.model_summary(model)
+    assert f"Model `{Path(model.source).name}` ·" in summary and str(Path(model.source).parent) not in summary
+    assert app.model_name("someone/acyp-sedd") == "someone/acyp-sedd"        # a Hub id as given
+
+
+def test_nearest_identity_counts_designed_positions_only():
+    designed = [False, True, True, True, True]
+    assert studio.nearest_identities(["MAAAA", "KAAAC", "MGGGG"], designed) == [0.75, 0.75, 0.0]
+    assert studio.nearest_identities(["MAAAA"], designed) == [None]                 # no other design
+    assert studio.nearest_identities(["MA", "MC"], [False, False]) == [None, None]  # nothing designed
+
+
+def test_the_table_tells_designs_apart(cb):
+    *_, final = cb.generate(TEMPLATE, 4, 16, 2, 1.0, "off")
+    table, ranked = final[4], final[8]
+    column = app.TABLE_HEADERS.index("nearest other design (% identity, designed positions)")
+    expected = studio.nearest_identities([d.sequence for d in ranked], ranked[0].designed)
+    assert [row[column] for row in table] == [f"{100 * e:.1f}" for e in expected]
+
+
+def test_one_design_is_one_design(cb):
+    *_, final = cb.generate(TEMPLATE, 1, 16, 2, 1.0, "off")
+    assert "1 design in 16 steps" in final[2]

@@ -1,7 +1,12 @@
 """The ``generate`` API endpoint through gradio_client, against the app served on a free local port."""
 from __future__ import annotations
 
+import logging
+import tempfile
+from pathlib import Path
+
 import pytest
+import requests
 from gradio_client import Client
 
 import app
@@ -57,7 +62,7 @@ def test_generate_defaults_and_named_arguments(client):
 @pytest.mark.parametrize("args, message", [
     ((TEMPLATE, 2, 0, 1), "steps must be 16 to 1024; got 0"),
     ((TEMPLATE, 10**6, 16, 1), "number of designs must be 1 to 8; got 1000000"),
-    ((TEMPLATE, 2, 16, -5), r"seed must be 0 to 2147483647 \(or blank for a random seed\); got -5"),
+    ((TEMPLATE, 2, 16, -5), r"seed must be a whole number from 0 to 2147483647, or blank for a random seed; got -5"),
     (("A" * 200, 2, 16, 1), "template has 200 positions; the model's maximum is 128"),
 ])
 def test_bad_request_is_an_api_error_that_says_what_is_allowed(client, args, message):
@@ -65,3 +70,82 @@ def test_bad_request_is_an_api_error_that_says_what_is_allowed(client, args, mes
         client.predict(*args, api_name="/generate")
     # the app keeps serving
     assert client.predict(TEMPLATE, 1, 16, 1, api_name="/generate")[0].startswith(">design_1")
+
+
+# ---- the seed: the studio's own check, whatever the client sends -----------------------------------------
+
+SEED_MESSAGE = "seed must be a whole number from 0 to 2147483647, or blank for a random seed; got"
+
+
+@pytest.mark.parametrize("seed", ["1e3", 4.5, "-3", "seven", True, [4]])
+def test_a_bad_seed_gets_the_studios_message(client, seed):
+    with pytest.raises(Exception) as e:
+        client.predict(TEMPLATE, 1, 16, seed, api_name="/generate")
+    assert SEED_MESSAGE in str(e.value) and "upstream app has raised an exception" not in str(e.value)
+
+
+@pytest.mark.parametrize("seed_json", ["NaN", "1e400", "-Infinity"])
+def test_a_non_finite_seed_in_raw_json_gets_the_studios_message(served, seed_json):
+    """gradio_client will not send NaN; a raw HTTP client will (Python's JSON reads 1e400 as inf)."""
+    body = f'{{"data": ["{TEMPLATE}", 1, 16, {seed_json}, 1.0, "off"]}}'
+    r = requests.post(f"{served}gradio_api/call/generate", data=body, headers={"Content-Type": "application/json"},
+                      timeout=30)
+    events = requests.get(f"{served}gradio_api/call/generate/{r.json()['event_id']}", timeout=60).text
+    assert "event: error" in events and SEED_MESSAGE in events, events[-500:]
+
+
+def test_digits_are_that_seed_and_blank_is_a_new_random_seed(client):
+    as_text = client.predict(TEMPLATE, 2, 16, " 4 ", api_name="/generate")
+    assert as_text[0] == client.predict(TEMPLATE, 2, 16, 4, api_name="/generate")[0] and as_text[3] == 4
+    blanks = [client.predict(TEMPLATE, 2, 16, blank, api_name="/generate")[3] for blank in ("", None, "")]
+    assert all(isinstance(s, int) and 0 <= s < 2**31 for s in blanks) and len(set(blanks)) == 3
+
+
+# ---- what the server accepts and logs ------------------------------------------------------------------
+
+def test_uploads_are_refused(served):
+    """The page has no file input: Gradio's upload route must not store anonymous files."""
+    r = requests.post(f"{served}gradio_api/upload", files={"files": ("x.bin", b"0" * 100_000)}, timeout=30)
+    assert r.status_code == 413, r.text[:200]
+
+
+def test_a_refused_request_logs_one_line_and_no_traceback(client, caplog, capfd):
+    with caplog.at_level(logging.WARNING, logger="sedd.studio"), pytest.raises(Exception, match="steps must be"):
+        client.predict(TEMPLATE, 2, 0, 1, api_name="/generate")
+    lines = [r.getMessage() for r in caplog.records if r.name == "sedd.studio"]
+    assert lines == ["refused a generate request: steps must be 16 to 1024; got 0"]
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_one_session_cannot_fill_the_queue(model):
+    """A client that sends many runs at once gets ``per_session`` places; other clients still get in."""
+    demo, url = launch_app(model, {"off": None}, concurrency=1, max_queue=16, per_session=2)
+    try:
+        greedy = Client(url, verbose=False)
+        jobs = [greedy.submit("_" * 40, 1, 64, i, api_name="/generate") for i in range(6)]
+        outcomes = []
+        for job in jobs:
+            try:
+                job.result()
+                outcomes.append("ran")
+            except Exception as e:                     # gradio_client's ValidationError
+                assert "this session already has 2 runs waiting or running (at most 2)" in str(e)
+                outcomes.append("refused")
+        assert outcomes.count("ran") >= 2 and outcomes.count("refused") >= 3, outcomes
+        assert Client(url, verbose=False).predict(TEMPLATE, 1, 16, 0, api_name="/generate")[0].startswith(">design_1")
+    finally:
+        demo.close()
+
+
+def test_downloads_are_written_once(model, tmp_path, monkeypatch):
+    """The run's files are written into Gradio's cache folder, which serves them without a copy."""
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))        # every temporary folder in tmp_path
+    demo, url = launch_app(model, {"off": None})
+    try:
+        out = Client(url, verbose=False, download_files=False).predict(TEMPLATE, 2, 16, 3, api_name="/generate")
+    finally:
+        demo.close()
+    served = [Path(f["path"]).name for f in out[7]]
+    assert sorted(served) == ["designs.fasta", "settings.json", "trajectory.json"]
+    assert len(list(tmp_path.rglob("trajectory.json"))) == 1

@@ -1,6 +1,10 @@
 """Reliability of the studio: bad input, caps and the queue, concurrent users, failing folds, no leaks."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +19,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import app
 from sedd import render
 from sedd.fold import ESMAtlasBackend, ESMFoldBackend, FoldError
-from studio_helpers import launch_app
+from studio_helpers import launch_app, tiny_checkpoint_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 OK = "MKV__GF_R____LLAGW__KDE"
@@ -48,9 +52,10 @@ def sequences(fasta: str) -> list[str]:
     (dict(template=OK, num_samples=10**6), "number of designs must be 1 to 8; got 1000000"),
     (dict(template=OK, num_samples=0), "number of designs must be 1 to 8; got 0"),
     (dict(template=OK, num_samples=2.5), "number of designs must be a whole number, 1 to 8; got 2.5"),
-    (dict(template=OK, seed=-1), "seed must be 0 to 2147483647 (or blank for a random seed); got -1"),
-    (dict(template=OK, seed=10**30), "seed must be 0 to 2147483647 (or blank for a random seed); got 1" + "0" * 30),
-    (dict(template=OK, seed="abc"), "seed must be a whole number, 0 to 2147483647"),
+    (dict(template=OK, seed=-1), "seed must be a whole number from 0 to 2147483647, or blank for a random seed; got -1"),
+    (dict(template=OK, seed=10**30), "seed must be a whole number from 0 to 2147483647, or blank for a random seed; got 1" + "0" * 30),
+    (dict(template=OK, seed="abc"), "seed must be a whole number from 0 to 2147483647, or blank for a random seed; got 'abc'"),
+    (dict(template="MKА__"), "invalid character 'А' (U+0410, CYRILLIC CAPITAL LETTER A) at position 3"),
     (dict(template=OK, temperature=0), "temperature must be a number from 0.1 to 2.0; got 0.0"),
     (dict(template=OK, fold="AlphaFold"), "folding backend must be one of ESMFold (local), ESM Atlas API, off"),
 ])
@@ -224,3 +229,81 @@ def test_serves_no_file_outside_its_output_and_escapes_user_text(model, tmp_path
         assert "invalid character '&lt;' at position 1" in str(e.value) and "<script" not in str(e.value)
     finally:
         demo.close()
+
+
+# ---- Stop: Gradio's cancel ends the sampler itself ------------------------------------------------------
+
+def wait_for_stable(count, settle_s: float = 1.5, timeout_s: float = 60.0) -> int:
+    """Poll ``count()`` until it has not changed for ``settle_s`` seconds; return it."""
+    deadline = time.monotonic() + timeout_s
+    last, since = count(), time.monotonic()
+    while time.monotonic() - since < settle_s:
+        assert time.monotonic() < deadline, f"still growing after {timeout_s} s: {last}"
+        time.sleep(0.05)
+        if count() != last:
+            last, since = count(), time.monotonic()
+    return last
+
+
+def test_cancel_stops_the_network_calls(model):
+    calls = []
+    real_forward = model.model.forward
+    model.model.forward = lambda x: calls.append(len(x)) or real_forward(x)
+    demo, url = launch_app(model, {"off": None})
+    try:
+        job = Client(url, verbose=False).submit("_" * 120, 4, 1024, 1, api_name="/generate")
+        deadline = time.monotonic() + 60
+        while len(job.outputs()) < 3:
+            assert time.monotonic() < deadline, "no frames streamed"
+            time.sleep(0.05)
+        job.cancel()
+        stopped_at = wait_for_stable(lambda: len(calls))
+        # a full run calls the network once per step in which something changed: hundreds of times
+        assert 0 < stopped_at < 200, f"{stopped_at} network calls: the cancel did not end the sampling"
+        assert wait_for_stable(lambda: len(calls), settle_s=1.0) == stopped_at
+    finally:
+        demo.close()
+        del model.model.forward
+
+
+# ---- downloads: bounded, and gone when the server stops ------------------------------------------------
+
+def test_downloads_are_capped_in_size(model, tmp_path):
+    cb = app.StudioCallbacks(model, {"off": None}, min_interval=0.0, output_root=tmp_path / "out", max_output_bytes=1)
+    finals = [final_of(cb, OK, seed=seed) for seed in range(3)]
+    [kept] = list((tmp_path / "out").iterdir())                   # over the cap: only the newest run stays
+    assert all(Path(f).parent == kept and Path(f).is_file() for f in finals[-1][7])
+
+
+@pytest.mark.slow
+def test_python_app_py_removes_its_downloads_at_exit(tmp_path):
+    ckpt = tiny_checkpoint_dir(tmp_path / "ckpt")
+    proc, url = app.spawn(["--checkpoint", str(ckpt)], log=tmp_path / "app.log",
+                          env={"GRADIO_TEMP_DIR": str(tmp_path / "gradio"), "OMP_NUM_THREADS": "1"})
+    try:
+        Client(url, verbose=False, download_files=False).predict(OK, 1, 16, 0, api_name="/generate")
+        [outputs] = list((tmp_path / "gradio").glob("sedd-studio-*"))
+        assert list(outputs.rglob("designs.fasta"))
+    finally:
+        proc.terminate()                  # what stopping a Space or a service does
+        proc.wait(timeout=60)
+    assert not list((tmp_path / "gradio").glob("sedd-studio-*")), (tmp_path / "app.log").read_text()[-2000:]
+
+
+# ---- the browser tests without a browser: a skip with the hint locally, a failure in CI ------------------
+
+def run_browser_tests(env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "tests/test_browser.py"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_browser_tests_skip_locally_and_fail_in_ci_without_chromium(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    env["SEDD_CHROMIUM"] = str(tmp_path / "no-chromium")
+    local = run_browser_tests(env)
+    summary = local.stdout.strip().splitlines()[-1]
+    assert local.returncode == 0 and "skipped" in summary and "error" not in summary, local.stdout[-2000:]
+    assert "Chromium (apt-get install chromium) is missing" in local.stdout
+    ci = run_browser_tests({**env, "CI": "true"})
+    assert ci.returncode == 1 and "is missing; .ci/run must install it" in ci.stdout, ci.stdout[-2000:]

@@ -316,3 +316,17 @@ def test_split_and_reference_options_are_checked(ckpt_dir, family_fasta, extra, 
 def test_update_config_refuses_what_is_not_a_local_checkpoint(tmp_path):
     with pytest.raises(ValueError, match="not a local checkpoint directory"):
         checkpoint.update_config(tmp_path / "nope", "evaluation", {})
+
+
+def test_the_bundled_report_is_what_evaluate_writes_from_the_recorded_result(tmp_path):
+    """eval/report.md and the config's evaluation block come from one run of sedd.evaluate: rewriting
+    the report from the recorded block gives the committed file, byte for byte (no hand edits)."""
+    from sedd.report import write_report
+
+    bundled = checkpoint.DEFAULT_CHECKPOINT
+    evaluation = json.loads((bundled / "config.json").read_text())["evaluation"]
+    samples = [PROTEIN.decode(t) for t in read_fasta(bundled / "eval" / "report_samples.fasta", PROTEIN).tokens]
+    write_report(tmp_path / "report.md", evaluation, samples, evaluation["samples"]["nearest_identities"])
+    assert (tmp_path / "report.md").read_text() == (bundled / "eval" / "report.md").read_text()
+    assert (tmp_path / "report_samples.fasta").read_text() == (bundled / "eval" / "report_samples.fasta").read_text()
+    assert evaluation["files"]["report"].endswith("eval/report.md") and evaluation["split"]["held_out_clusters"] > 0

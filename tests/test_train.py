@@ -208,6 +208,11 @@ def test_torchrun_two_processes_on_gloo(tmp_path, family):
     summary = json.loads((out / "config.json").read_text())["training"]
     assert summary["world_size"] == 2 and summary["steps"] == 20
     checkpoint.load(out)
+    resumed = subprocess.run(_torchrun("-m", "sedd.train", *_cli(data, out, "--max-steps", "26", "--resume")[3:]),
+                             env=ENV, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "at step 20 " in resumed.stderr
+    assert json.loads((out / "config.json").read_text())["training"]["steps"] == 26
 
 
 # Each rank sees its own validation numbers: rank 0 never improves after the first evaluation, rank 1
