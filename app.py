@@ -233,9 +233,9 @@ class SessionCap:
     def __init__(self, cap: int):
         self.cap, self.demo = cap, None
 
-    async def check(self, template, num_samples, steps, seed, temperature, fold, request: gr.Request):
+    async def check(self, template, num_samples, steps, seed, temperature, fold, sampler, top_p, request: gr.Request):
         pending = len(self.demo._queue.pending_event_ids_session.get(request.session_hash, ()))
-        verdicts = [gr.validate(True, "")] * 6                   # one per input; a refusal shows on the template
+        verdicts = [gr.validate(True, "")] * 8                   # one per input; a refusal shows on the template
         if pending >= self.cap:
             log.warning("refused a generate request: session has %d runs pending", pending)
             verdicts[0] = gr.validate(False, f"this session already has {pending} runs waiting or running "
