@@ -134,6 +134,8 @@ def main() -> None:
     p.add_argument("--threads", type=int)
     p.add_argument("--plot", help="PNG of quality vs network evaluations")
     p.add_argument("--out-json", help="write every row as JSON here")
+    p.add_argument("--rows", help="skip sampling: table and plot from the rows an earlier run logged (one JSON "
+                                  "object per line, as printed on stderr)")
     a = p.parse_args()
     from tqdm.auto import tqdm
 
@@ -151,9 +153,9 @@ def main() -> None:
     print(f"{a.checkpoint}: {a.num_samples} designs per configuration, mean length "
           f"{np.mean([len(t) for t in templates]):.1f}, {torch.get_num_threads()} threads", file=sys.stderr)
 
-    rows = []
+    rows = [json.loads(line) for line in Path(a.rows).read_text().splitlines() if line.startswith("{")] if a.rows else []
     grid = [(text, strategy, knobs, s) for text, strategy, knobs, only in configs for s in (only or a.steps)]
-    for text, strategy, knobs, steps in tqdm(grid, desc="configurations"):
+    for text, strategy, knobs, steps in tqdm([] if a.rows else grid, desc="configurations"):
         designs, nfe, seconds = draw(model, templates, strategy, knobs, steps, a.seed, a.batch_size)
         rows.append({"config": text, "steps": steps, "nfe_per_design": nfe / len(designs),
                      "seconds_per_design": seconds / len(designs),
