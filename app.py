@@ -4,7 +4,7 @@
 
 Serves on 127.0.0.1:7860, or the next free port (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT respected). The API endpoint
 ``generate`` takes ``template``, ``num_samples``, ``steps``, ``seed`` (and ``temperature``, ``fold``,
-``exclude``, ``span_lengths``);
+``exclude``, ``span_lengths``, ``sampler``, ``top_p``);
 it streams, and the first element of its final output is the FASTA text of the designs. The endpoint
 ``score`` takes ``sequence`` and returns one entry of ``sedd.score --json``'s ``"sequences"`` list,
 with the scan. Both are also MCP tools (Gradio's MCP server, ``/gradio_api/mcp/``).
@@ -174,7 +174,7 @@ class StudioCallbacks:
 
     def generate(self, template: str, num_samples: int = 4, steps: int = 128, seed: int | None = None,
                  temperature: float = 1.0, fold: str = "off", exclude: str = "",
-                 span_lengths: str = "sample"):
+                 span_lengths: str = "sample", sampler: str = "tau-leaping", top_p: float = 1.0):
         """Design proteins: fill the masked positions of a template with the SEDD model, then fold and rank them.
 
         Streams every denoising state; the final output's first element is the FASTA text of the designs,
@@ -189,10 +189,12 @@ class StudioCallbacks:
             fold: folding backend, one of "ESMFold (local)", "ESM Atlas API", "off".
             exclude: residues never placed at any designed position, e.g. "C" (empty = none).
             span_lengths: how [a-b] span lengths are chosen from the model's posterior: "sample" (each design draws its own) or "map" (all take the most probable).
+            sampler: "tau-leaping" (the exact reverse process, default), "confidence" (reveal the most confident positions first) or "remask" (may also send low-confidence designed residues back to mask and redraw them).
+            top_p: nucleus sampling, 0.05 to 1 (1 = off): keep the most probable residues up to this probability mass.
         """
         try:
             parsed, settings = studio.check_request(self.model, template, num_samples, steps, temperature, seed,
-                                                    fold, self.limits, exclude, span_lengths)
+                                                    fold, self.limits, exclude, span_lengths, sampler, top_p)
         except ValueError as e:
             log.warning("refused a generate request: %s", str(e).replace("\n", " "))   # one line, no traceback
             raise gr.Error(render.error_text(str(e)), title="Cannot design this", print_exception=False) from None
@@ -325,7 +327,7 @@ class SessionCap:
         self.cap, self.max_queue, self.demo = cap, max_queue, None
 
     async def check(self, template, num_samples, steps, seed, temperature, fold, exclude, span_lengths,
-                    request: gr.Request):
+                    sampler, top_p, request: gr.Request):
         pending = len(self.demo._queue.pending_event_ids_session.get(request.session_hash, ()))
         waiting = len(self.demo._queue)
         refusal = None
@@ -334,7 +336,7 @@ class SessionCap:
         elif pending >= self.cap:
             refusal = (f"this session already has {render.plural(pending, 'run')} waiting or running "
                        f"(at most {self.cap}); wait for one to finish")
-        verdicts = [gr.validate(True, "")] * 8                   # one per input; a refusal shows on the template
+        verdicts = [gr.validate(True, "")] * 10                   # one per input; a refusal shows on the template
         if refusal:
             log.warning("refused a generate request: %s", refusal)
             verdicts[0] = gr.validate(False, refusal)
@@ -375,6 +377,13 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
                                                  elem_id="exclude", info="never placed at a designed position")
                             span_mode = gr.Radio(SPAN_MODES, value="sample", label="Span lengths [a-b]",
                                                  elem_id="span-mode")
+                        with gr.Row():
+                            sampler = checked_by_callback(gr.Dropdown(
+                                list(studio.STRATEGIES), value="tau-leaping", label="Sampler", elem_id="sampler",
+                                info="tau-leaping: the exact process; confidence: most confident positions first; "
+                                     "remask: may also send low-confidence residues back to mask"))
+                            top_p = checked_by_callback(gr.Slider(lim.min_top_p, 1.0, value=1.0, step=0.01,
+                                                                  label="Top-p", info="nucleus sampling; 1 = off"))
                         fold = gr.Radio(list(studio.FOLD_BACKENDS), value=default_fold, label="Folding backend")
                         with gr.Row():
                             run_btn = gr.Button("Generate", variant="primary", elem_id="generate")
@@ -424,7 +433,7 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
                 selected = gr.State(0)
 
         fn = spaces.GPU(duration=180)(cb.generate) if spaces is not None else cb.generate
-        event = run_btn.click(fn, [template, num_samples, steps, seed, temperature, fold, exclude, span_mode],
+        event = run_btn.click(fn, [template, num_samples, steps, seed, temperature, fold, exclude, span_mode, sampler, top_p],
                               [fasta, frames, status, seed_used, table, structure, plot, files, designs],
                               api_name="generate", concurrency_limit=concurrency, show_progress="minimal",
                               # A click while the page still holds the previous run (a Stop being

@@ -2,6 +2,7 @@
 
     python benchmarks/sampler.py                      # small preset, random weights
     python benchmarks/sampler.py --checkpoint checkpoints/acyp --steps 1024
+    python benchmarks/sampler.py --sampler remask --steps 16    # any strategy of sedd.sampler
 
 Both variants run on the same templates with the same seed, interleaved, so machine noise hits
 both alike; the table reports the median of ``--repeats`` runs. Random weights are fine for NFE and
@@ -22,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a c
 from sedd import checkpoint
 from sedd.alphabet import PROTEIN
 from sedd.model import ScoreNetwork, preset
-from sedd.sampler import run
+from sedd.sampler import STRATEGIES, run
 
 
 def main() -> None:
@@ -32,6 +33,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=1024)
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--sampler", default="tau-leaping", choices=STRATEGIES)
     p.add_argument("--threads", type=int, default=None)
     a = p.parse_args()
     if a.threads:
@@ -42,7 +44,7 @@ def main() -> None:
         torch.manual_seed(0)
         model = ScoreNetwork(preset(a.preset, vocab_size=PROTEIN.size)).eval()
     print(f"model: {a.checkpoint or a.preset} ({model.num_parameters() / 1e6:.2f} M parameters), "
-          f"{a.steps} steps, {torch.get_num_threads()} threads")
+          f"{a.steps} steps, sampler {a.sampler}, {torch.get_num_threads()} threads")
     gen = torch.Generator().manual_seed(0)
     rows = []
     for batch in a.batch_sizes:
@@ -52,7 +54,8 @@ def main() -> None:
         for r in range(a.repeats):
             for cached in (True, False):
                 start = time.perf_counter()
-                frame = run(model, templates, mask_id=PROTEIN.mask_id, steps=a.steps, seed=r, use_cache=cached)
+                frame = run(model, templates, mask_id=PROTEIN.mask_id, steps=a.steps, seed=r, use_cache=cached,
+                            strategy=a.sampler)
                 results[cached].append((frame.nfe / batch, time.perf_counter() - start))
         nfe = {c: statistics.median(x[0] for x in results[c]) for c in results}
         sec = {c: statistics.median(x[1] for x in results[c]) for c in results}

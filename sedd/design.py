@@ -34,6 +34,8 @@ class Request:
     temperature: float = 1.0
     seed: int = 0
     use_cache: bool = True
+    sampler: str = "tau-leaping"        # one of ``sampler.STRATEGIES``
+    top_p: float = 1.0                  # nucleus filtering; 1 = off
 
 
 @dataclass
@@ -119,7 +121,8 @@ def stream(model: ckpt.Checkpoint, request: Request):
     return sample(model.model, [t.tokens for t in request.templates], mask_id=model.alphabet.mask_id,
                   steps=request.steps, temperature=request.temperature, seed=request.seed,
                   schedule=model.schedule, use_cache=request.use_cache,
-                  allowed=allowed_tensor(request.templates, model.alphabet.size))
+                  allowed=allowed_tensor(request.templates, model.alphabet.size),
+                  strategy=request.sampler, top_p=request.top_p)
 
 
 def decode_rows(model: ckpt.Checkpoint, frame: Frame, lengths: list[int]) -> list[str]:

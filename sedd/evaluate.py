@@ -41,6 +41,11 @@ Sample metrics (``--samples N --reference FASTA``); lengths drawn from the check
   finite when a residue never occurs in the samples);
 - motif rate: share of samples matching the regex ``G.VQG[VI].[FY]R`` anywhere (92 % in nature);
   the same rate on the references is reported beside it.
+- family membership (``sedd/hmm.py``): with a profile HMM (``--hmm``, or ``family.hmm`` beside the
+  checkpoint), the samples' hit rate at E ≤ 1e-5 and median bit score / that of the held-out
+  ``--data`` sequences, and the same for each sample's residues shuffled (a control that scores ≈ 0);
+- low complexity: the longest single-residue run per sample (mean, maximum) and the share of
+  samples with a run of 5 or more (``repeat_rate``).
 ``--fold``: mean pLDDT (0–100) and pTM per sample from ``sedd.fold.ESMFoldBackend``; when it cannot
 run (no weights, no network) its message is reported as ``"fold": {"error": ...}`` and the
 other metrics stand.
@@ -55,6 +60,7 @@ import time
 
 from . import checkpoint as ckpt
 from .data import Dataset, describe_dropped, read_clusters, read_fasta, split
+from .hmm import HMM_NAME, family_metrics, load as load_hmm
 from .likelihood import elbo_to_precision, length_nll, unigram_nll
 from .metrics import draw_samples, fold_metrics, infill_recovery, sample_metrics
 from .report import json_safe, summary, write_report
@@ -80,6 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, help="draw N unconditional samples and score them (needs --reference)")
     p.add_argument("--reference", help="FASTA of reference (training) sequences for the sample metrics and the "
                                        "unigram floor (default with --clusters: the training part)")
+    p.add_argument("--hmm", help=f"family profile HMM for the sample metrics (default: {HMM_NAME} beside the checkpoint, if there)")
     p.add_argument("--fold", action="store_true", help="fold the samples with ESMFold (mean pLDDT, pTM)")
     p.add_argument("--report", help="write a Markdown report here (samples FASTA and histogram PNG beside it)")
     p.add_argument("--update-config", action="store_true",
@@ -168,6 +175,10 @@ def evaluate(a: argparse.Namespace) -> tuple[dict, list[str] | None]:
         samples = draw_samples(model, a.samples, seed=a.seed, batch_size=max(a.batch_size, 128), progress=True)
         lap("sampling")
         result["samples"] = sample_metrics(samples, references, model.alphabet.residues, seed=a.seed, progress=True)
+        hmm_path = a.hmm or ckpt.resolve(a.checkpoint) / HMM_NAME
+        if a.hmm or hmm_path.is_file():
+            naturals = [model.alphabet.decode(t) for t in data.tokens]
+            result["samples"]["family_hmm"] = family_metrics(load_hmm(hmm_path), samples, naturals, seed=a.seed)
         lap("sample_metrics")
         if a.fold:
             result["fold"] = fold_metrics(samples, progress=True)

@@ -20,6 +20,7 @@ GAP_PENALTY = (-10, -1)      # affine: opening a gap costs 10, each further posi
 KMER = 3
 ALIGN_CANDIDATES = 20
 MAX_PAIRS = 2000
+REPEAT_RUN = 5               # a single residue repeated this many times counts as a low-complexity repeat
 
 
 # ---- infill recovery ---------------------------------------------------------------------------------
@@ -177,7 +178,7 @@ def mean_pairwise_identity(sequences: list[str], max_pairs: int = MAX_PAIRS, see
 
 def sample_metrics(samples: list[str], references: list[str], residues: str, *, seed: int = 0,
                    progress: bool = False) -> dict:
-    """Validity, novelty, nearest-reference identity, diversity, composition KL and motif rate.
+    """Validity, novelty, nearest-reference identity, diversity, composition KL, motif rate, repeats.
 
     ``nearest_identities`` holds one value per valid sample (for the histogram).
     """
@@ -187,7 +188,7 @@ def sample_metrics(samples: list[str], references: list[str], residues: str, *, 
         raise ValueError("sample metrics need at least one sample and one reference sequence")
     allowed = set(residues)
     valid = [s for s in samples if s and set(s) <= allowed]
-    out = {"num_samples": len(samples), "validity": len(valid) / len(samples),
+    out = {"num_samples": len(samples), "validity": len(valid) / len(samples), **low_complexity(samples),
            "motif_rate": motif_rate(samples), "reference_motif_rate": motif_rate(references),
            "composition_kl": composition_kl(references, valid, residues) if valid else float("nan")}
     if not valid:
@@ -200,6 +201,20 @@ def sample_metrics(samples: list[str], references: list[str], residues: str, *, 
     return {**out, "novelty": sum(s not in reference_set for s in valid) / len(valid),
             "median_nearest_identity": float(np.median(nearest)), "mean_pairwise_identity": pairwise,
             "pairs": n_pairs, "nearest_identities": nearest}
+
+
+def longest_run(sequence: str) -> int:
+    """Length of the longest stretch of one repeated residue (0 for an empty sequence)."""
+    return max((len(m.group()) for m in re.finditer(r"(.)\1*", sequence)), default=0)
+
+
+def low_complexity(sequences: list[str], threshold: int = REPEAT_RUN) -> dict:
+    """Longest single-residue run: mean and maximum over ``sequences``, and the share with a run ≥ ``threshold``."""
+    if not sequences:
+        raise ValueError("low-complexity metrics need at least one sequence")
+    runs = [longest_run(s) for s in sequences]
+    return {"mean_longest_run": float(np.mean(runs)), "max_longest_run": int(max(runs)),
+            "repeat_rate": sum(r >= threshold for r in runs) / len(runs), "repeat_run": threshold}
 
 
 def draw_samples(model: ckpt.Checkpoint, num_samples: int, *, seed: int = 0, batch_size: int = 128,

@@ -73,7 +73,15 @@ def write_report(path: str | Path, result: dict, samples: list[str] | None = Non
                   f"{_fmt(sample_stats['mean_pairwise_identity'])} |",
                   f"| composition KL(data ‖ samples) | {_fmt(sample_stats['composition_kl'], 4)} nats |",
                   f"| motif `{MOTIF}` rate (references) | {_fmt(sample_stats['motif_rate'])} "
-                  f"({_fmt(sample_stats['reference_motif_rate'])}) |"]
+                  f"({_fmt(sample_stats['reference_motif_rate'])}) |",
+                  f"| longest single-residue run: mean / max; share ≥ {sample_stats['repeat_run']} | "
+                  f"{_fmt(sample_stats['mean_longest_run'], 2)} / {sample_stats['max_longest_run']}; "
+                  f"{_fmt(sample_stats['repeat_rate'])} |"]
+        family = sample_stats.get("family_hmm")
+        if family:
+            lines.append(f"| family HMM: hit rate (E ≤ {family['hit_evalue']:g}) / bits ratio to held-out; shuffled | "
+                         f"{_fmt(family['hit_rate'])} / {_fmt(family['bits_ratio'])}; "
+                         f"{_fmt(family['shuffled']['hit_rate'])} / {_fmt(family['shuffled']['bits_ratio'])} |")
     fold = result.get("fold")
     if fold:
         lines.append(f"| ESMFold | {fold['error']} |" if "error" in fold else
@@ -100,7 +108,12 @@ def summary(result: dict) -> str:
         lines.append(f"samples          {s['num_samples']}: validity {s['validity']:.3f}, novelty {_fmt(s['novelty'])}, "
                      f"median nearest identity {_fmt(s['median_nearest_identity'])}, mean pairwise identity "
                      f"{_fmt(s['mean_pairwise_identity'])}, composition KL {_fmt(s['composition_kl'], 4)}, "
-                     f"motif rate {s['motif_rate']:.3f} (references {s['reference_motif_rate']:.3f})")
+                     f"motif rate {s['motif_rate']:.3f} (references {s['reference_motif_rate']:.3f}), "
+                     f"repeat rate {s['repeat_rate']:.3f}")
+        if s.get("family_hmm"):
+            f = s["family_hmm"]
+            lines.append(f"family HMM       hit rate {f['hit_rate']:.3f}, bits ratio {f['bits_ratio']:.3f} "
+                         f"(shuffled control {f['shuffled']['hit_rate']:.3f}, {f['shuffled']['bits_ratio']:.3f})")
     fold = result.get("fold")
     if fold:
         lines.append(f"fold             {fold['error']}" if "error" in fold else

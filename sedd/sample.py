@@ -3,10 +3,12 @@
     python -m sedd.sample --template "MKV__GF_R____" --num-samples 4 --seed 1
     python -m sedd.sample --length auto --num-samples 8 --json
     python -m sedd.sample --template "MKV[KR]GF[2-10]GQ__" --omit C --span-lengths map
+    python -m sedd.sample --length auto --num-samples 8 --steps 16 --sampler remask --top-p 0.95
 
 FASTA on stdout, a progress bar on stderr. ``--json`` prints one object with the sequences, the
-network evaluations per sample, the wall time, the steps, the seed and the checkpoint; with
-``[a-b]`` spans also ``span_lengths`` (per design) and ``span_posterior`` (the top 10 combinations).
+network evaluations per sample, the wall time, the steps, the seed, the sampler, top-p and the
+checkpoint; with ``[a-b]`` spans also ``span_lengths`` (per design) and ``span_posterior`` (the top
+10 combinations).
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import torch
 
 from . import checkpoint as ckpt
 from .design import Plan, Request, decode_rows, plan_designs, stream, to_fasta
-from .sampler import last_frame
+from .sampler import STRATEGIES, last_frame
 from .spans import SPAN_LENGTH_MODES, TOP
 
 
@@ -48,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--span-lengths", choices=SPAN_LENGTH_MODES, default="sample",
                    help="[a-b] spans: each design draws its lengths from the model's posterior (sample) "
                         "or all take the most probable (map)")
+    p.add_argument("--sampler", default="tau-leaping", choices=STRATEGIES,
+                   help="which masked positions to reveal each step (default: tau-leaping, the exact process)")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling: keep the most probable residues "
+                                                            "up to this mass (default 1 = off)")
     p.add_argument("--no-cache", action="store_true", help="evaluate the network at every step (speed reference)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of FASTA")
     p.add_argument("--device", default="cpu")
@@ -65,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"note: {notice}", file=sys.stderr)
         if plan.posterior is not None:
             print(f"note: {_describe_posterior(plan)}", file=sys.stderr)
-        request = Request(templates, a.steps, a.temperature, seed, use_cache=not a.no_cache)
+        request = Request(templates, a.steps, a.temperature, seed, use_cache=not a.no_cache, sampler=a.sampler,
+                          top_p=a.top_p)
         from tqdm.auto import tqdm
         frame = last_frame(tqdm(stream(model, request), total=a.steps + 1, desc="denoising", file=sys.stderr,
                                 leave=False))
@@ -76,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     sequences = decode_rows(model, frame, [len(t) for t in templates])
     if a.json:
         out = {"sequences": sequences, "nfe_per_sample": frame.nfe / len(sequences), "seconds": round(seconds, 4),
-               "steps": a.steps, "seed": seed, "checkpoint": str(a.checkpoint or model.source)}
+               "steps": a.steps, "seed": seed, "sampler": a.sampler, "top_p": a.top_p,
+               "checkpoint": str(a.checkpoint or model.source)}
         if plan.posterior is not None:
             out |= {"span_lengths": plan.span_lengths, "span_posterior": plan.posterior.top(TOP)}
         print(json.dumps(out))

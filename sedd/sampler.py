@@ -1,27 +1,47 @@
-"""Tweedie τ-leaping sampler (SEDD Alg. 2) for the absorbing process, as a generator of frames.
+"""Samplers for the absorbing process, as generators of frames: τ-leaping, confidence, remasking.
 
-The loop runs t from 1 down to 0 on a uniform grid of ``steps`` steps. At each step every still
-masked position stays masked with probability (1 − e^{−σ̄(s)})/(1 − e^{−σ̄(t)}) and otherwise
-becomes residue b with probability p_θ(b | x_t) (``process.py``). At s = 0 that probability is
-0, so the last step unmasks everything. Given residues are never masked and never resampled
-(exact conditioning, docs/design.md §8). Only residues are ever drawn: the network has no logit
-for MASK or PAD (docs/design.md §4).
+All three run t from 1 down to 0 on a uniform grid of ``steps`` steps, share one cached network
+(below) and one way to draw residues, and differ only in *which* masked positions they reveal:
 
-Caching (docs/design.md §6): the network is time-independent, so a row whose tokens did not change since
-its last evaluation reuses that output exactly; rows are recomputed individually. Draws are in
-float64 and in two stages — a Bernoulli "unmask now?", then an inverse-CDF categorical — with a
-fixed number of uniforms per step from one seeded generator, so caching never changes the
-random stream (docs/design.md §7).
+- ``tau-leaping`` (default; SEDD Alg. 2, exact Tweedie step, ``process.py``): every still masked
+  position stays masked with probability (1 − e^{−σ̄(s)})/(1 − e^{−σ̄(t)}), independently, and
+  otherwise becomes residue b with probability p̃(b | x_t). At s = 0 that probability is 0.
+- ``confidence`` (MaskGIT, Chang et al. 2022; ESM3's ordered unmasking): the number of positions
+  left masked after the step is what τ-leaping leaves on average,
+  m(s) = round(n · (1 − e^{−σ̄(s)})/(1 − e^{−σ̄(1)})) for n designed positions; the n − m(s)
+  positions kept revealed are the most confident ones, confidence = log max_b p̃(b | x_t), plus
+  ``order_noise`` · Gumbel noise (Gumbel-top-k: 0 = strictly most confident first, larger = closer
+  to a random order). A revealed position gets a residue ŷ ~ p̃(· | x_t), with the temperature.
+- ``remask`` (path planning, P2: Peng et al. 2025; confidence-based remasking, ReMDM: Wang et al.
+  2025): the same top-(n − m(s)) choice, but among *all* designed positions: a revealed designed
+  residue competes with score η · log p̃(residue | context when it was drawn), so a residue drawn
+  early with little context and low probability may lose its place and go back to MASK, to be
+  redrawn later. η = 0 never remasks (= ``confidence``); larger η remasks more. At most
+  floor(``remask_budget`` · n) remasks per row in the whole run (the lowest-scored revealed
+  residues stay eligible, the rest are protected), and m(0) = 0, so the run ends after ``steps``
+  steps with no MASK left.
+
+p̃ is p_θ renormalised over the position's allowed residues, tempered, then nucleus-filtered
+(``top_p``; docs/design.md §12). Given residues are never masked, resampled or remasked (exact
+conditioning, §8). Only residues are ever drawn: the network has no logit for MASK or PAD (§4).
+
+Caching (docs/design.md §6): the network is time-independent, so a row whose tokens did not change
+since its last evaluation reuses that output exactly; rows are recomputed individually. Draws are
+in float64 inverse-CDF form (τ-leaping in two stages: a Bernoulli "unmask now?", then the residue),
+with the same number of uniforms per step from one seeded generator whatever is cached, so caching
+never changes the random stream (§7).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
 import torch
 
 from .process import stay_masked_prob
 from .schedule import LogLinearSchedule
+
+STRATEGIES = ("tau-leaping", "confidence", "remask")
 
 
 @dataclass
@@ -33,6 +53,11 @@ class Frame:
     tokens: torch.LongTensor
     changed: torch.BoolTensor  # [B, L] positions revealed in this step
     nfe: int                  # network evaluations so far, counted per row
+    remasked: torch.BoolTensor | None = field(default=None)   # [B, L] revealed residues sent back to MASK
+
+    def __post_init__(self) -> None:
+        if self.remasked is None:
+            self.remasked = torch.zeros_like(self.changed)
 
     @property
     def done(self) -> bool:
@@ -51,30 +76,142 @@ def pad_templates(templates: Sequence[Sequence[int]], pad_id: int) -> torch.Long
 def _categorical(probs: torch.Tensor, u: torch.Tensor) -> torch.LongTensor:
     """Inverse-CDF draw: probs [N, V] float64, u [N] uniforms → indices [N]."""
     cdf = probs.cumsum(-1)
-    idx = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(-1)).squeeze(-1)
+    # right=True: the first index whose CDF exceeds u·total, so a zero-probability residue is never drawn
+    idx = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(-1), right=True).squeeze(-1)
     return idx.clamp(max=probs.shape[-1] - 1)
+
+
+def nucleus(probs: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Top-p filtering (Holtzman et al. 2020): keep the most probable residues, in order, until
+    their mass reaches ``top_p`` (the most probable always), zero the rest, renormalise.
+
+    probs: [..., V] float64, normalised. top_p = 1 returns ``probs`` untouched.
+    """
+    if top_p >= 1.0:
+        return probs
+    ranked, order = probs.sort(dim=-1, descending=True, stable=True)
+    mass_before = ranked.cumsum(-1) - ranked                  # mass of the residues ranked above
+    keep = torch.zeros_like(probs, dtype=torch.bool).scatter(-1, order, mass_before < top_p)
+    kept = probs * keep
+    return kept / kept.sum(-1, keepdim=True)
+
+
+class _CachedNetwork:
+    """p̃(· | x) for every row: network → allowed residues → temperature → top-p, in float64 on the CPU.
+
+    A row is re-evaluated only when it has a masked position and its tokens changed since its last
+    evaluation (``invalidate``); with ``use_cache=False`` every row at every step (the speed reference). ``nfe`` counts evaluated rows.
+    """
+
+    def __init__(self, model: torch.nn.Module, device: torch.device, shape: tuple[int, int, int],
+                 allowed: torch.BoolTensor | None, temperature: float, top_p: float, use_cache: bool):
+        self.model, self.device, self.allowed = model, device, allowed
+        self.temperature, self.top_p, self.use_cache = temperature, top_p, use_cache
+        self.probs = torch.zeros(*shape, dtype=torch.float64)
+        self.stale = torch.ones(shape[0], dtype=torch.bool)
+        self.nfe = 0
+
+    def update(self, x: torch.LongTensor, masked: torch.BoolTensor) -> torch.Tensor:
+        """Refresh the rows that need it; returns probs [B, L, V]."""
+        need = masked.any(-1) & self.stale if self.use_cache else torch.ones_like(self.stale)
+        if need.any():
+            logits = self.model(x[need].to(self.device)).cpu().double()
+            if self.allowed is not None:
+                logits = logits.masked_fill(~self.allowed[need], float("-inf"))
+            self.probs[need] = nucleus(torch.softmax(logits / self.temperature, dim=-1), self.top_p)
+            self.nfe += int(need.sum())
+            self.stale[need] = False
+        return self.probs
+
+    def invalidate(self, rows: torch.BoolTensor) -> None:
+        self.stale |= rows
+
+
+# ---- one step of each strategy ---------------------------------------------------------------------
+def _tau_leaping_step(x, probs, masked, stay: float, u_move, u_pick):
+    """Exact Tweedie τ-leaping: each masked position is revealed with probability 1 − stay."""
+    reveal = masked & (u_move >= stay)
+    x[reveal] = _categorical(probs[reveal], u_pick[reveal])
+    return reveal, torch.zeros_like(reveal)
+
+
+def _rank_desc(score: torch.Tensor, u_tie: torch.Tensor) -> torch.LongTensor:
+    """Rank (0 = best) of every entry of each row by score, descending; ties broken by u_tie ascending."""
+    by_tie = u_tie.argsort(dim=-1, stable=True)
+    order = by_tie.gather(-1, score.gather(-1, by_tie).argsort(dim=-1, descending=True, stable=True))
+    return torch.empty_like(order).scatter_(-1, order, torch.arange(score.shape[-1]).expand_as(order))
+
+
+def _planned_step(x, probs, masked, designed, keep: torch.LongTensor, conf, budget_left, eta: float, noise: float,
+                  u_pick, u_tie, mask_id: int):
+    """Keep the ``keep[b]`` best-scored designed positions of row b revealed; mask the rest.
+
+    Scores: a masked position scores its confidence log max_b p̃(b); a revealed designed residue scores
+    η · conf (its log p̃ when it was drawn), or +∞ once the row's remask budget cannot cover it (only
+    the ``budget_left[b]`` lowest-scored revealed residues stay eligible). ``noise`` · Gumbel(u_tie)
+    is added to both (Gumbel-top-k: positions are then drawn without replacement ∝ e^{score/noise};
+    0 = strictly best first). A newly revealed position gets ŷ ~ p̃. conf [B, L] and budget_left [B]
+    are updated in place. Returns (revealed, remasked) [B, L] bool.
+    """
+    draft = torch.full_like(x, mask_id)
+    draft[masked] = _categorical(probs[masked], u_pick[masked])
+    draft_conf = torch.zeros_like(conf)
+    draft_conf[masked] = probs[masked].gather(-1, draft[masked].unsqueeze(-1)).squeeze(-1).log()
+    gumbel = noise * -torch.log(-torch.log(u_tie.clamp(min=1e-300))) if noise > 0 else torch.zeros_like(conf)
+    revealed = designed & ~masked
+    held = torch.where(revealed, eta * conf + gumbel, torch.inf)
+    eligible = revealed & (_rank_desc(-held, u_tie) < budget_left.unsqueeze(-1))       # the lowest few
+    confidence = probs.max(-1).values.log() + gumbel
+    score = torch.where(masked, confidence, torch.where(eligible, held, torch.inf))
+    # designed positions always outrank fixed ones and padding, so the last step (keep = n) reveals them all
+    score = score.clamp(min=-1e300).masked_fill(~designed, -torch.inf)
+    kept = designed & (_rank_desc(score, u_tie) < keep.unsqueeze(-1))
+    reveal, remask = masked & kept, revealed & ~kept
+    x[reveal], conf[reveal] = draft[reveal], draft_conf[reveal]
+    x[remask] = mask_id
+    budget_left -= remask.sum(-1)
+    return reveal, remask
+
+
+# ---- the sampler ------------------------------------------------------------------------------------
+def _check(strategy: str, steps: int, temperature: float, top_p: float, seed: int, eta: float, budget: float,
+           noise: float) -> None:
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown sampler {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    if not 0 <= seed < 2**63:
+        raise ValueError(f"seed must be between 0 and 2**63 - 1, got {seed}")
+    if not (eta >= 0 and budget >= 0 and noise >= 0):
+        raise ValueError(f"eta, remask_budget and order_noise must be ≥ 0, got eta={eta}, "
+                         f"remask_budget={budget}, order_noise={noise}")
 
 
 @torch.no_grad()
 def sample(model: torch.nn.Module, templates: Sequence[Sequence[int]] | torch.LongTensor, *,
            mask_id: int, steps: int = 128, temperature: float = 1.0, seed: int = 0,
            schedule: LogLinearSchedule = LogLinearSchedule(), use_cache: bool = True,
-           device: torch.device | str | None = None, allowed: torch.BoolTensor | None = None) -> Iterator[Frame]:
-    """Fill the MASK positions of ``templates`` by reverse-time τ-leaping; yields a ``Frame`` per step.
+           device: torch.device | str | None = None, allowed: torch.BoolTensor | None = None,
+           strategy: str = "tau-leaping", top_p: float = 1.0, eta: float = 1.0,
+           remask_budget: float = 0.5, order_noise: float = 2.0) -> Iterator[Frame]:
+    """Fill the MASK positions of ``templates``; yields a ``Frame`` per step (strategies: module docstring).
 
     templates: token-id lists (MASK = ``mask_id`` at designed positions), lengths may differ.
     Frames hold CPU tensors whatever ``device`` the network runs on.
     The last yielded frame has t = 0 and no MASK left. PAD (= mask_id + 1) pads short rows.
     allowed: optional [B, L, V] bool, the residues each position may take (exact conditioning:
-    p_θ is renormalised over them before the temperature, docs/design.md §12); every designed
-    position needs at least one.
+    p_θ is renormalised over them before the temperature and top-p, DESIGN decision 12); every
+    designed position needs at least one. top_p ∈ (0, 1]: nucleus filtering for every strategy.
+    eta, remask_budget: the ``remask`` knobs (ignored by the other strategies); a row remasks at
+    most floor(remask_budget · designed positions) residues in the whole run. order_noise: Gumbel
+    noise on the position scores of ``confidence`` and ``remask`` (0 = most confident first). The
+    defaults of the three knobs come from ``benchmarks/sampler_quality.py`` (README, "Samplers").
     """
-    if steps < 1:
-        raise ValueError(f"steps must be at least 1, got {steps}")
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    if not 0 <= seed < 2**63:
-        raise ValueError(f"seed must be between 0 and 2**63 - 1, got {seed}")
+    _check(strategy, steps, temperature, top_p, seed, eta, remask_budget, order_noise)
     pad_id = mask_id + 1
     device = torch.device(device) if device is not None else next(model.parameters()).device
     # Tokens, cached probabilities and draws live on the CPU in float64 (MPS has no float64, and
@@ -91,35 +228,29 @@ def sample(model: torch.nn.Module, templates: Sequence[Sequence[int]] | torch.Lo
     model.eval()
 
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
-    probs = torch.zeros(B, L, mask_id, dtype=torch.float64)
-    stale = torch.ones(B, dtype=torch.bool)     # rows whose cached output is out of date
-    nfe = 0
+    net = _CachedNetwork(model, device, (B, L, mask_id), allowed, temperature, top_p, use_cache)
+    designed = x == mask_id
+    n_designed = designed.sum(-1)                                           # [B]
+    conf = torch.zeros(B, L, dtype=torch.float64)                           # log p̃ of each residue when drawn
+    budget_left = (remask_budget * n_designed).floor().long() if strategy == "remask" else torch.zeros(B, dtype=torch.long)
     grid = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64).tolist()
-    yield Frame(0, 1.0, x.clone(), torch.zeros_like(x, dtype=torch.bool), 0)
+    yield Frame(0, 1.0, x.clone(), torch.zeros_like(designed), 0)
 
     try:
         for k in range(steps):
             t, s = grid[k], grid[k + 1]
             masked = x == mask_id                                            # [B, L]
-            # 1. evaluate the network on the rows that need it (every row, every step, without cache)
-            need = masked.any(-1) & stale if use_cache else torch.ones_like(stale)
-            if need.any():
-                logits = model(x[need].to(device)).cpu().double()
-                if allowed is not None:
-                    logits = logits.masked_fill(~allowed[need], float("-inf"))
-                logits = logits / temperature
-                probs[need] = torch.softmax(logits, dim=-1)
-                nfe += int(need.sum())
-                stale[need] = False
-            # 2. two-stage Tweedie draw, a fixed number of float64 uniforms per step
-            u_move = torch.rand(B, L, dtype=torch.float64, generator=gen)
-            u_pick = torch.rand(B, L, dtype=torch.float64, generator=gen)
-            stay = stay_masked_prob(schedule, t, s)
-            reveal = masked & (u_move >= stay)
-            if reveal.any():
-                x[reveal] = _categorical(probs[reveal], u_pick[reveal])
-                stale |= reveal.any(-1)
-            yield Frame(k + 1, s, x.clone(), reveal, nfe)
+            probs = net.update(x, masked)
+            u_a = torch.rand(B, L, dtype=torch.float64, generator=gen)      # a fixed number of uniforms per step
+            u_b = torch.rand(B, L, dtype=torch.float64, generator=gen)
+            if strategy == "tau-leaping":
+                reveal, remask = _tau_leaping_step(x, probs, masked, stay_masked_prob(schedule, t, s), u_a, u_b)
+            else:
+                still_masked = (n_designed * stay_masked_prob(schedule, 1.0, s)).round().long()    # m(s)
+                reveal, remask = _planned_step(x, probs, masked, designed, n_designed - still_masked, conf,
+                                               budget_left, eta, order_noise, u_b, u_a, mask_id)
+            net.invalidate((reveal | remask).any(-1))
+            yield Frame(k + 1, s, x.clone(), reveal, net.nfe, remask)
     finally:
         model.train(was_training)
 

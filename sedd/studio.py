@@ -21,6 +21,7 @@ from . import render, score
 from .alphabet import Template, TemplateSpec
 from .checkpoint import Checkpoint, atomic_write_text
 from .design import Request, decode_rows, plan_for_spec, stream, to_fasta
+from .sampler import STRATEGIES
 from .fold import FoldError, FoldResult
 from .spans import SPAN_LENGTH_MODES, TOP
 
@@ -39,6 +40,7 @@ class Limits:
     min_temperature: float = 0.1
     max_temperature: float = 2.0
     max_seed: int = 2**31 - 1
+    min_top_p: float = 0.05
 
 
 @dataclass
@@ -57,11 +59,15 @@ class Settings:
     span_mode: str = "sample"              # how [a-b] span lengths are chosen: sample or map
     span_lengths: list[list[int]] | None = None      # chosen per design (filled by the run)
     span_posterior: list[dict] | None = None         # top combinations with their probabilities
+    sampler: str = "tau-leaping"                     # one of sampler.STRATEGIES
+    top_p: float = 1.0                               # nucleus filtering; 1 = off
 
     def command(self) -> str:
         """The ``python -m sedd.sample`` command that draws the same designs."""
         extra = (["--omit", self.exclude] if self.exclude else []) + \
             (["--span-lengths", self.span_mode] if self.span_mode != "sample" else [])
+        extra += ["--sampler", self.sampler] if self.sampler != "tau-leaping" else []
+        extra += ["--top-p", repr(self.top_p)] if self.top_p != 1.0 else []
         return shlex.join(["python", "-m", "sedd.sample", "--checkpoint", self.checkpoint,
                            "--template", self.template, "--num-samples", str(self.num_samples),
                            "--steps", str(self.steps), "--temperature", repr(self.temperature),
@@ -113,8 +119,19 @@ def checked_seed(value, limits: Limits = Limits()) -> int:
     return value
 
 
+def _checked_top_p(value, limits: Limits) -> float:
+    try:
+        top_p = float(value)
+    except (TypeError, ValueError):
+        top_p = float("nan")
+    if not limits.min_top_p <= top_p <= 1.0:
+        raise ValueError(f"top-p must be a number from {limits.min_top_p} to 1 (1 = off); got {value!r}")
+    return top_p
+
+
 def check_request(model: Checkpoint, template: str, num_samples, steps, temperature, seed, fold: str = "off",
-                  limits: Limits = Limits(), exclude: str = "", span_mode: str = "sample") -> tuple[TemplateSpec, Settings]:
+                  limits: Limits = Limits(), exclude: str = "", span_mode: str = "sample",
+                  sampler: str = "tau-leaping", top_p=1.0) -> tuple[TemplateSpec, Settings]:
     """Parse and check one request; a ``ValueError`` says what was wrong and what is allowed."""
     num_samples = _in_range(num_samples, "number of designs", 1, limits.max_designs)
     steps = _in_range(steps, "steps", limits.min_steps, limits.max_steps)
@@ -126,6 +143,9 @@ def check_request(model: Checkpoint, template: str, num_samples, steps, temperat
         raise ValueError(f"temperature must be a number from {limits.min_temperature} to "
                          f"{limits.max_temperature}; got {temperature!r}")
     seed = checked_seed(seed, limits)
+    if sampler not in STRATEGIES:
+        raise ValueError(f"sampler must be one of {', '.join(STRATEGIES)}; got {sampler!r}")
+    top_p = _checked_top_p(top_p, limits)
     if fold not in FOLD_BACKENDS:
         raise ValueError(f"folding backend must be one of {', '.join(FOLD_BACKENDS)}; got {fold!r}")
     if span_mode not in SPAN_LENGTH_MODES:
@@ -136,7 +156,7 @@ def check_request(model: Checkpoint, template: str, num_samples, steps, temperat
     exclude = "".join(model.alphabet.residues[i] for i in sorted(model.alphabet.residue_ids(exclude)))
     parsed = model.alphabet.parse_spec(template, model.max_len, exclude)
     settings = Settings(parsed.text(model.alphabet.residues), num_samples, steps, temperature, seed, fold,
-                        model.source, list(parsed.notices), exclude, span_mode)
+                        model.source, list(parsed.notices), exclude, span_mode, sampler=sampler, top_p=top_p)
     return parsed, settings
 
 
@@ -242,12 +262,13 @@ class Run:
         if self.plan is None:
             self.choose_span_lengths()
         templates = self.plan.templates
-        request = Request(templates, s.steps, s.temperature, s.seed)
+        request = Request(templates, s.steps, s.temperature, s.seed, sampler=s.sampler, top_p=s.top_p)
         lengths = [len(t) for t in templates]
         new, last_shown = None, -math.inf
         for frame in stream(self.model, request):
             new = frame.changed.cpu() if new is None else new | frame.changed.cpu()
-            if frame.step > 0 and not frame.changed.any() and not frame.done:
+            # a remasked position shows as masked again (its token is MASK in the frame)
+            if frame.step > 0 and not (frame.changed.any() or frame.remasked.any()) and not frame.done:
                 continue
             sequences = decode_rows(self.model, frame, lengths)
             self.trajectory.append({"step": frame.step, "t": frame.t, "nfe": frame.nfe, "sequences": sequences})

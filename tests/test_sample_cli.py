@@ -29,7 +29,7 @@ def test_json_fields_and_reproducibility(capsys, tiny_checkpoint):
     code, out, _ = run_cli(capsys, *args)
     first = json.loads(out)
     assert code == 0
-    assert set(first) == {"sequences", "nfe_per_sample", "seconds", "steps", "seed", "checkpoint"}
+    assert set(first) == {"sequences", "nfe_per_sample", "seconds", "steps", "seed", "checkpoint", "sampler", "top_p"}
     assert first["steps"] == 64 and first["seed"] == 5 and len(first["sequences"]) == 3
     assert 1 <= first["nfe_per_sample"] <= 31
     _, out, _ = run_cli(capsys, *args)
