@@ -439,6 +439,9 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
                               # A click while the page still holds the previous run (a Stop being
                               # processed) runs once that ends; the default ("once") drops it.
                               trigger_mode="always_last", validator=admit.check)
+        # No check of our own for a client that has gone: when its result stream closes, Gradio drops
+        # its waiting runs and ends its running one at the next yield (closing the generator), so
+        # the sampler, which runs between yields, stops too (tests/test_app_reliability.py).
         event.then(lambda: 0, None, selected, api_name=False)
         event.then(cb.heading, designs, heading, api_name=False)
         # the API/MCP endpoint returns the entry alone; the page then draws it

@@ -1,9 +1,11 @@
 """Reliability of the studio: bad input, caps and the queue, concurrent users, failing folds, no leaks."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -361,3 +363,75 @@ def test_cancelling_one_client_job_leaves_another_clients_job_running(model):
         assert len(fasta_sequences(kept.result(timeout=120)[0])) == 2
     finally:
         demo.close()
+
+
+# ---- a client that goes: Gradio drops its waiting job and ends its running one -------------------------
+
+def generate_fn_index(demo) -> int:
+    return next(i for i, fn in demo.fns.items() if fn.api_name == "generate")
+
+
+def join(url, demo, session: str, template: str, num_samples: int, steps: int):
+    """Queue a generate job over raw HTTP as the page does; return its open SSE stream (a response
+    with ``lines``: one line iterator for the whole stream, as each ``iter_lines()`` call buffers apart)."""
+    r = requests.post(f"{url}gradio_api/queue/join", timeout=30, json={
+        "fn_index": generate_fn_index(demo), "session_hash": session, "trigger_id": None,
+        "data": [template, num_samples, steps, 0, 1.0, "off", "", "sample"]})
+    assert r.status_code == 200, r.text[:300]
+    stream = requests.get(f"{url}gradio_api/queue/data", params={"session_hash": session}, stream=True, timeout=120)
+    stream.lines = stream.iter_lines()
+    return stream
+
+
+def read_until(stream, wanted: str) -> dict:
+    """Read SSE messages until one whose ``msg`` is ``wanted`` (the requests timeout bounds each read)."""
+    for line in stream.lines:
+        if line.startswith(b"data: "):
+            message = json.loads(line[6:])
+            assert message["msg"] != "process_completed" or wanted == "process_completed", message
+            if message["msg"] == wanted:
+                return message
+    raise AssertionError(f"the stream ended before a {wanted!r} message")
+
+
+def test_a_job_whose_client_has_gone_does_not_run(model):
+    """One worker: A runs, B and C wait. B's client goes before its turn and A's client goes while A
+    runs. The sampler must never run for B, must stop for A, and C must then run. Each job has its own
+    template length, so the length of each network call says which job made it; A's network waits
+    for ``go`` on its first call, so A is still running whatever the speed of the machine."""
+    lengths, go = [], threading.Event()
+    real_forward = model.model.forward
+
+    def forward(x):
+        lengths.append(x.shape[-1])
+        if x.shape[-1] == 120:
+            go.wait(timeout=60)
+        return real_forward(x)
+
+    model.model.forward = forward
+    demo, url = launch_app(model, {"off": None}, concurrency=1)
+    try:
+        a = join(url, demo, "client-a", "_" * 120, 4, 1024)
+        read_until(a, "process_generating")
+        b = join(url, demo, "client-b", "_" * 40, 3, 16)
+        read_until(b, "estimation")
+        c = join(url, demo, "client-c", OK, 2, 16)
+        read_until(c, "estimation")
+        b.close()                                         # B's client goes while B waits
+        deadline = time.monotonic() + 30
+        while any(e.session_hash == "client-b" for q in demo._queue.event_queue_per_concurrency_id.values()
+                  for e in q.queue):
+            assert time.monotonic() < deadline, "B's job stayed in the queue after its client went"
+            time.sleep(0.05)
+        a.close()                                         # A's client goes while A runs
+        go.set()
+        final = read_until(c, "process_completed")
+        assert final["success"] and len(fasta_sequences(final["output"]["data"][0])) == 2
+        assert lengths.count(len(OK)) > 0 and lengths.count(40) == 0, "the sampler ran for B, whose client had gone"
+        # a full run of A calls the network once per step in which something changed: hundreds of times
+        a_calls = wait_for_stable(lambda: lengths.count(120), settle_s=1.0)
+        assert 0 < a_calls < 50, f"{a_calls} network calls: A ran on after its client went"
+    finally:
+        go.set()
+        demo.close()
+        del model.model.forward
