@@ -28,7 +28,7 @@ def cb(model, tmp_path):
 
 @pytest.mark.parametrize("sampler", STRATEGIES)
 def test_settings_record_the_sampler_and_the_cli_command_reproduces_the_run(cb, capsys, sampler):
-    *_, final = cb.generate(TEMPLATE, 2, 16, 3, 1.0, "off", sampler, 0.9)
+    *_, final = cb.generate(TEMPLATE, 2, 16, 3, 1.0, "off", sampler=sampler, top_p=0.9)
     settings = json.loads(Path(next(f for f in final[7] if f.endswith("settings.json"))).read_text())
     assert settings["sampler"] == sampler and settings["top_p"] == 0.9
     argv = settings["command"].split()[3:]                      # after "python -m sedd.sample"
@@ -39,7 +39,7 @@ def test_settings_record_the_sampler_and_the_cli_command_reproduces_the_run(cb, 
 
 def test_defaults_are_todays_behaviour(cb):
     *_, default = cb.generate(TEMPLATE, 2, 16, 3, 1.0, "off")
-    *_, explicit = cb.generate(TEMPLATE, 2, 16, 3, 1.0, "off", "tau-leaping", 1.0)
+    *_, explicit = cb.generate(TEMPLATE, 2, 16, 3, 1.0, "off", sampler="tau-leaping", top_p=1.0)
     assert default[0] == explicit[0]
     settings = json.loads(Path(next(f for f in default[7] if f.endswith("settings.json"))).read_text())
     assert settings["sampler"] == "tau-leaping" and settings["top_p"] == 1.0
@@ -81,7 +81,7 @@ def test_api_generate_takes_sampler_and_top_p_by_name(model, tmp_path):
         fasta = client.predict(template=TEMPLATE, num_samples=2, steps=16, seed=4, sampler="confidence", top_p=0.8,
                                api_name="/generate")[0]
         cb = app.StudioCallbacks(model, {"off": None}, min_interval=0.0, output_root=tmp_path)
-        *_, solo = cb.generate(TEMPLATE, 2, 16, 4, 1.0, "off", "confidence", 0.8)
+        *_, solo = cb.generate(TEMPLATE, 2, 16, 4, 1.0, "off", sampler="confidence", top_p=0.8)
         assert fasta == solo[0]
         with pytest.raises(Exception, match="sampler must be one of"):
             client.predict(template=TEMPLATE, seed=1, sampler="greedy", api_name="/generate")
