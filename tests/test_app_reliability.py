@@ -376,7 +376,7 @@ def join(url, demo, session: str, template: str, num_samples: int, steps: int):
     with ``lines``: one line iterator for the whole stream, as each ``iter_lines()`` call buffers apart)."""
     r = requests.post(f"{url}gradio_api/queue/join", timeout=30, json={
         "fn_index": generate_fn_index(demo), "session_hash": session, "trigger_id": None,
-        "data": [template, num_samples, steps, 0, 1.0, "off", "", "sample"]})
+        "data": [template, num_samples, steps, 0, 1.0, "off", "", "sample", "tau-leaping", 1.0]})
     assert r.status_code == 200, r.text[:300]
     stream = requests.get(f"{url}gradio_api/queue/data", params={"session_hash": session}, stream=True, timeout=120)
     stream.lines = stream.iter_lines()
