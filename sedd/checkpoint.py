@@ -132,7 +132,7 @@ def resolve(name_or_path: str | Path | None) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HFValidationError
     try:
-        return Path(snapshot_download(str(name_or_path), allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, "README.md"]))
+        return Path(snapshot_download(str(name_or_path), allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, "README.md", "family.hmm"]))
     except HFValidationError as e:
         raise ValueError(f"checkpoint {str(name_or_path)!r} is neither a local directory nor a valid "
                          f"Hugging Face Hub repo id ({e})") from e
