@@ -19,6 +19,7 @@ import argparse
 import atexit
 import json
 import logging
+import math
 import os
 import queue
 import re
@@ -145,6 +146,19 @@ class StudioCallbacks:
         self.output_root = output_root or Path(tempfile.mkdtemp(prefix=f"sedd-studio-{os.getpid()}-", dir=cache))
         self.output_root.mkdir(parents=True, exist_ok=True)
         self.max_output_bytes = max_output_bytes
+        self._stops: dict[str, float] = {}      # session → when its Stop was last pressed
+
+    def stop(self, request: gr.Request | None = None) -> str:
+        """Stop this session's run. Besides Gradio's own cancel (``cancels=``), which the page does not
+        always route to a run it started while a Stop was in flight, the run itself checks this
+        time stamp between frames, so every run started before the press ends at its next frame."""
+        if request is not None and request.session_hash:
+            self._stops[request.session_hash] = time.monotonic()
+        return render.message_html("Stopped: the run was cancelled.", "warn")
+
+    def _stopped(self, request: gr.Request | None, started: float) -> bool:
+        session = request.session_hash if request is not None else None
+        return session is not None and self._stops.get(session, -math.inf) >= started
 
     def close(self) -> None:
         """Remove every download this studio wrote (at exit)."""
@@ -174,7 +188,8 @@ class StudioCallbacks:
 
     def generate(self, template: str, num_samples: int = 4, steps: int = 128, seed: int | None = None,
                  temperature: float = 1.0, fold: str = "off", exclude: str = "",
-                 span_lengths: str = "sample", sampler: str = "tau-leaping", top_p: float = 1.0):
+                 span_lengths: str = "sample", sampler: str = "tau-leaping", top_p: float = 1.0,
+                 request: gr.Request | None = None):
         """Design proteins: fill the masked positions of a template with the SEDD model, then fold and rank them.
 
         Streams every denoising state; the final output's first element is the FASTA text of the designs,
@@ -198,6 +213,7 @@ class StudioCallbacks:
         except ValueError as e:
             log.warning("refused a generate request: %s", str(e).replace("\n", " "))   # one line, no traceback
             raise gr.Error(render.error_text(str(e)), title="Cannot design this", print_exception=False) from None
+        started = time.monotonic()
         run = studio.Run(self.model, parsed, settings)
         skip = gr.skip()
         chart = ""
@@ -207,6 +223,8 @@ class StudioCallbacks:
             chart = render.span_posterior_html(settings.span_posterior, posterior.method)
         yield ("", "", self._status("Denoising…", settings, posterior=chart), settings.seed, None, "", None, None, [])
         for view in run.denoise(self.min_interval):
+            if self._stopped(request, started):
+                return                            # closing the frame stream ends the sampler
             fasta = "".join(f">design_{i + 1} (step {view.step})\n{s}\n" for i, s in enumerate(view.sequences))
             yield (fasta, render.frame_html(view.sequences, view.states, view.step, view.steps, view.nfe),
                    skip, skip, skip, skip, skip, skip, skip)
@@ -214,10 +232,14 @@ class StudioCallbacks:
         backend = self.backends.get(fold)
         if backend is not None:
             for design in run.fold(backend):
+                if self._stopped(request, started):
+                    return
                 yield (run.fasta(), skip, self._status(f"{done} Folded {design.index} of {len(run.designs)} "
                                                        f"with {fold}…", settings, posterior=chart),
                        skip, skip, skip, skip, skip, skip)
         for design in run.score():
+            if self._stopped(request, started):
+                return
             yield (run.fasta(), skip, self._status(f"{done} Model score of design {design.index} of "
                                                    f"{len(run.designs)}…", settings, posterior=chart),
                    skip, skip, skip, skip, skip, skip)
@@ -453,8 +475,7 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
             .success(score_fn, score_input, score_json, api_name=False) \
             .success(cb.show_score, [score_json, design_sent], score_views, api_name=False)
         # Not queued: a Stop must reach the server even when the queue is full.
-        stop_btn.click(lambda: render.message_html("Stopped: the run was cancelled.", "warn"), None, status,
-                       cancels=[event], api_name=False, queue=False)
+        stop_btn.click(cb.stop, None, status, cancels=[event], api_name=False, queue=False)
         reuse.click(lambda s: s, seed_used, seed, api_name=False)
         table.select(cb.select, [designs, color], [structure, plot, selected], api_name=False)
         color.change(cb.recolor, [designs, selected, color], [structure, plot], api_name=False)
