@@ -77,9 +77,6 @@ class Template:
         """Whether some designed position may not take every residue."""
         return any(a is not None for a in self.allowed)
 
-    def allowed_at(self, i: int) -> frozenset[int] | None:
-        return self.allowed[i] if self.allowed else None
-
 
 @dataclass(frozen=True)
 class Slot:
