@@ -61,6 +61,8 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "narrow-deep": ("width 128 × 8 layers (1.6 M parameters)",
                     {"model_overrides": {"d_model": 128, "n_layers": 8, "n_heads": 4, "d_ff": 512}}),
     "batch-8192": ("batches of 8,192 tokens (today's size)", {"tokens_per_batch": 8192}),
+    "combined": ("dropout 0 + SwiGLU + importance-sampled t (the three leading single changes)",
+                 {"dropout": 0.0, "time_sampling": "importance", "model_overrides": {"mlp": "swiglu"}}),
 }
 
 

@@ -1,0 +1,40 @@
+"""Every variant of the recipe ablation is a runnable training recipe (a typo there costs an hour of CPU)."""
+import importlib.util
+import warnings
+from pathlib import Path
+
+import pytest
+
+from conftest import profile_family, write_fasta
+from sedd.train import Trainer
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "ablate_recipe.py"
+spec = importlib.util.spec_from_file_location("ablate_recipe", SCRIPT)
+ablate = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(ablate)
+
+
+@pytest.mark.parametrize("name", list(ablate.VARIANTS))
+def test_each_variant_builds_a_trainer_with_its_change(name, tmp_path):
+    seqs, _ = profile_family(60, 24, seed=0)
+    write_fasta(tmp_path / "family.fasta", seqs)
+    change, overrides = ablate.VARIANTS[name]
+    cfg = ablate.short_run_config(str(tmp_path / "family.fasta"), None, tmp_path / "run", "tiny", 0.01, **overrides)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)      # the by-sequence split warning
+        trainer = Trainer(cfg)
+    for field, value in overrides.items():
+        if field == "model_overrides":
+            for key, v in value.items():
+                assert getattr(trainer.model.config, key) == v, (name, key)
+        else:
+            assert getattr(trainer.cfg, field) == value, (name, field)
+    assert trainer.cfg.clock == "cpu" and trainer.cfg.minutes == 0.01
+
+
+def test_the_combined_variant_is_exactly_the_three_single_changes():
+    singles = {}
+    for name in ("dropout-0", "swiglu", "importance"):
+        for field, value in ablate.VARIANTS[name][1].items():
+            singles[field] = {**singles.get(field, {}), **value} if isinstance(value, dict) else value
+    assert ablate.VARIANTS["combined"][1] == singles
