@@ -15,14 +15,23 @@ def tiny(**overrides) -> ScoreNetwork:
     return ScoreNetwork(preset("tiny", vocab_size=PROTEIN.size, dropout=0.0, **overrides)).eval()
 
 
-def test_defaults_are_the_network_of_the_bundled_checkpoint():
+def test_a_config_written_before_the_options_loads_as_the_network_it_was(tmp_path):
+    """config.json files from before mlp / tie_embeddings / causal existed load as GELU, untied, bidirectional."""
+    net = tiny()
+    directory = checkpoint.save(tmp_path / "old", net, PROTEIN, LogLinearSchedule(), {30: 1})
+    config = json.loads((directory / "config.json").read_text())
+    for key in ("mlp", "tie_embeddings", "causal"):
+        del config["model"][key]
+    (directory / "config.json").write_text(json.dumps(config))
+    loaded = checkpoint.load(directory).model
+    assert (loaded.config.mlp, loaded.config.tie_embeddings, loaded.config.causal) == ("gelu", False, False)
+    x = torch.randint(0, 21, (2, 30))
+    assert torch.equal(loaded(x), net(x))
+
+
+def test_the_bundled_checkpoint_records_its_network_options():
     config = json.loads((checkpoint.DEFAULT_CHECKPOINT / "config.json").read_text())["model"]
-    assert not {"mlp", "tie_embeddings", "causal"} & set(config)          # written before the options existed
-    cfg = ModelConfig(**config)
-    assert (cfg.mlp, cfg.tie_embeddings, cfg.causal) == ("gelu", False, False)
-    from safetensors import safe_open
-    with safe_open(str(checkpoint.DEFAULT_CHECKPOINT / "model.safetensors"), "pt") as f:
-        assert set(f.keys()) == set(ScoreNetwork(cfg).state_dict())
+    assert (config["mlp"], config["tie_embeddings"], config["causal"]) == ("swiglu", False, False)
 
 
 def test_swiglu_keeps_the_parameter_count_and_its_names():
