@@ -87,6 +87,12 @@ def train_quietly(cfg: TrainConfig, trainer_class=Trainer) -> Trainer:
     return trainer
 
 
+def run_summary(trainer: Trainer) -> dict:
+    """Size, steps and speed of a finished short run (tokens/CPU-s: residues trained on per CPU second)."""
+    return {"parameters": trainer.model.num_parameters(), "steps": trainer.step, "tokens": trainer.tokens_seen,
+            "cpu_seconds": trainer.seconds, "tokens_per_cpu_second": trainer.tokens_seen / max(trainer.seconds, 1e-9)}
+
+
 def score(trainer: Trainer, subset: Dataset, t_samples: int) -> dict:
     """ELBO of the raw and EMA weights on ``subset`` (same times and masks for every variant)."""
     out = {}
@@ -104,9 +110,7 @@ def run_variant(name: str, a: argparse.Namespace) -> dict:
     trainer = train_quietly(cfg)
     subset = validation_subset(trainer.val_set, a.val_seqs)
     return {"variant": name, "change": change, "overrides": overrides, "preset": a.preset, "cpu_minutes_budget": a.cpu_minutes,
-            "parameters": trainer.model.num_parameters(), "steps": trainer.step, "tokens": trainer.tokens_seen,
-            "cpu_seconds": trainer.seconds, "tokens_per_cpu_second": trainer.tokens_seen / max(trainer.seconds, 1e-9),
-            "val_sequences": len(subset), "val_residues": subset.num_residues(), "t_samples": a.t_samples,
+            **run_summary(trainer), "val_sequences": len(subset), "val_residues": subset.num_residues(), "t_samples": a.t_samples,
             **score(trainer, subset, a.t_samples)}
 
 

@@ -32,7 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))           # ablate_recipe
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))    # run from a checkout without installing
 
-from ablate_recipe import short_run_config, train_quietly  # noqa: E402
+from ablate_recipe import run_summary, short_run_config, train_quietly  # noqa: E402
 from sedd import checkpoint as ckpt  # noqa: E402
 from sedd.autoregressive import AutoregressiveTrainer, exact_nll  # noqa: E402
 from sedd.likelihood import estimate_elbo, length_nll  # noqa: E402
@@ -43,11 +43,6 @@ def sedd_elbo(net, trainer: Trainer, t_samples: int) -> dict:
     return estimate_elbo(net, trainer.val_set, trainer.schedule, trainer.alphabet.mask_id,
                          pad_id=trainer.alphabet.pad_id, t_samples=t_samples,
                          seed=0, device=trainer.device, progress=True)
-
-
-def run_summary(trainer: Trainer) -> dict:
-    return {"parameters": trainer.model.num_parameters(), "steps": trainer.step, "tokens": trainer.tokens_seen,
-            "cpu_seconds": trainer.seconds, "tokens_per_cpu_second": trainer.tokens_seen / max(trainer.seconds, 1e-9)}
 
 
 def main(argv: list[str] | None = None) -> int:
