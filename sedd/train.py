@@ -489,7 +489,12 @@ class Trainer:
 def train(cfg: TrainConfig) -> Path:
     trainer = Trainer(cfg)
     try:
-        return trainer.run()
+        out = trainer.run()
+        if trainer.distributed:
+            # Rank 0 is still saving while the others are done: a gloo rank that tears its group
+            # down while another is mid-exchange can abort at exit, so all ranks leave together.
+            dist.barrier()
+        return out
     finally:
         if trainer.distributed and dist.is_initialized():
             dist.destroy_process_group()

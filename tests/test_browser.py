@@ -62,6 +62,9 @@ def server(browser, tmp_path_factory):
 
 def open_page(browser, url: str):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    # Every wait is for a condition, so a long limit costs nothing when the page is quick; on a
+    # loaded 2-core machine (the tiny ESMFold, 3Dmol's first render) Playwright's 30 s is too short.
+    page.set_default_timeout(90_000)
     page.goto(url)
     page.wait_for_selector("#template textarea", timeout=60_000)
     # Record every denoising step the page shows, as it shows it.
