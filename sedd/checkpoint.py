@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,6 +95,33 @@ def save(directory: str | Path, model: ScoreNetwork, alphabet: Alphabet, schedul
     }
     atomic_write_text(directory / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
     return directory
+
+
+WEIGHT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def convert(source: str | Path, destination: str | Path, dtype: str = "bfloat16") -> Path:
+    """Copy a local checkpoint with its weights stored as ``dtype`` (half the size for the 16-bit
+    ones); ``config.json`` and the other files beside it (card, ``family.hmm``, plots) come along.
+
+    ``load`` casts the weights to the dtype it is asked for (float32 by default), so a converted
+    checkpoint serves everywhere; bfloat16 keeps float32's range, float16 three more bits of mantissa.
+    """
+    if dtype not in WEIGHT_DTYPES:
+        raise ValueError(f"unknown weight dtype {dtype!r}; choose one of {', '.join(WEIGHT_DTYPES)}")
+    source, destination = Path(source), Path(destination)
+    if not (source / WEIGHTS_NAME).is_file():
+        raise ValueError(f"{source} holds no {WEIGHTS_NAME}; is it a local SEDD checkpoint directory?")
+    if destination.resolve() == source.resolve():
+        raise ValueError(f"convert writes a new checkpoint: give a destination other than {source}")
+    _read_config(source)                                              # a valid checkpoint, or a clear error
+    state = {k: v.to(WEIGHT_DTYPES[dtype]).contiguous() for k, v in load_file(str(source / WEIGHTS_NAME)).items()}
+    destination.mkdir(parents=True, exist_ok=True)
+    for item in source.iterdir():
+        if item.is_file() and item.name not in (WEIGHTS_NAME, "resume.pt"):
+            atomic_write(destination / item.name, lambda tmp, item=item: shutil.copyfile(item, tmp))
+    atomic_write(destination / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": FORMAT}))
+    return destination
 
 
 def default_for_device(device: str | torch.device) -> str | Path:

@@ -83,3 +83,29 @@ def test_inference_path_never_unpickles(tiny_checkpoint, monkeypatch):
         raise AssertionError("torch.load called on the inference path")
     monkeypatch.setattr(torch, "load", forbidden)
     checkpoint.load(tiny_checkpoint)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_a_16_bit_copy_is_half_the_size_and_serves_the_same_model(tiny_model, tiny_checkpoint, tmp_path, dtype):
+    (tiny_checkpoint / "README.md").write_text("card")
+    (tiny_checkpoint / "resume.pt").write_bytes(b"optimizer state")
+    half = checkpoint.convert(tiny_checkpoint, tmp_path / "half", dtype)
+    assert sorted(p.name for p in half.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    assert (half / "config.json").read_text() == (tiny_checkpoint / "config.json").read_text()
+    assert {v.dtype for v in load_file(half / "model.safetensors").values()} == {getattr(torch, dtype)}
+    ratio = (half / "model.safetensors").stat().st_size / (tiny_checkpoint / "model.safetensors").stat().st_size
+    assert 0.45 < ratio < 0.55
+    loaded = checkpoint.load(half)                        # served in float32 unless asked otherwise
+    assert next(loaded.model.parameters()).dtype == torch.float32
+    x = torch.randint(0, 22, (3, 40))
+    torch.testing.assert_close(loaded.model(x), tiny_model(x), rtol=0.05, atol=0.05)
+    assert not torch.equal(loaded.model(x), tiny_model(x))      # the weights really were rounded
+
+
+def test_convert_refuses_what_it_cannot_do(tiny_checkpoint, tmp_path):
+    with pytest.raises(ValueError, match="unknown weight dtype 'int8'; choose one of float32, bfloat16, float16"):
+        checkpoint.convert(tiny_checkpoint, tmp_path / "out", "int8")
+    with pytest.raises(ValueError, match="destination other than"):
+        checkpoint.convert(tiny_checkpoint, tiny_checkpoint, "bfloat16")
+    with pytest.raises(ValueError, match="holds no model.safetensors"):
+        checkpoint.convert(tmp_path, tmp_path / "out", "bfloat16")

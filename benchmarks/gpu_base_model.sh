@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The GPU model: train the `base` preset (25 M parameters, bf16 autocast) with the bundled model's
+# recipe for a few minutes, store it as bf16 safetensors, evaluate it on the same cluster-held-out
+# split as checkpoints/acyp, and keep it as checkpoints/acyp-base only if its ELBO is better.
+#
+#   bash benchmarks/gpu_base_model.sh [MINUTES]          # default 8; run benchmarks/gpu_check.sh first
+#
+# Environment (defaults in brackets): DATA [data/acyp.fasta], CLUSTERS [data/acyp_clusters50.tsv],
+# DEVICE [cuda], PRESET [base], TOKENS_PER_BATCH [32768: a 25 M model leaves most of a GPU idle at
+# the CPU recipe's 8192], SAMPLES [256], DEST [checkpoints/acyp-base], RUN [runs/acyp-base], and
+# MAX_SEQS [all] (evaluate a subset: only for a dry run, the comparison needs the whole split).
+# A dry run of the whole pipeline on a CPU, which will not beat the bundled model and says so:
+#   DEVICE=cpu PRESET=tiny DEST=runs/dry-base RUN=runs/dry-run SAMPLES=16 MAX_SEQS=32 \
+#       bash benchmarks/gpu_base_model.sh 0.3
+set -euo pipefail
+cd "$(dirname "$0")/.."
+minutes="${1:-8}"
+data="${DATA:-data/acyp.fasta}"
+clusters="${CLUSTERS:-data/acyp_clusters50.tsv}"
+device="${DEVICE:-cuda}"
+preset="${PRESET:-base}"
+dest="${DEST:-checkpoints/acyp-base}"
+run="${RUN:-runs/acyp-base}"
+for f in "$data" "$clusters"; do
+    [[ -f "$f" ]] || { echo "gpu_base_model: $f not found (set DATA and CLUSTERS)" >&2; exit 2; }
+done
+[[ "$device" != cuda* ]] || python -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else "gpu_base_model: torch sees no CUDA GPU (DEVICE=cpu for a dry run)")'
+start=$SECONDS
+
+# 1. train: the recipe of checkpoints/acyp (its config.json records it), on the same split (seed 0)
+python -m sedd.train --data "$data" --clusters "$clusters" --out "$run" --preset "$preset" --minutes "$minutes" \
+    --device "$device" --tokens-per-batch "${TOKENS_PER_BATCH:-32768}" --dropout 0 --mlp swiglu --time-sampling importance
+
+# 2. what ships is what is evaluated: bf16 weights (load() serves them in float32 or on the GPU as asked)
+rm -rf "$dest"
+python -c 'import sys; from sedd.checkpoint import convert; convert(sys.argv[1], sys.argv[2], "bfloat16")' "$run" "$dest"
+cp checkpoints/acyp/family.hmm "$dest/"
+
+# 3. evaluate exactly as the bundled model's card does, on the device
+python -m sedd.evaluate --checkpoint "$dest" --data "$data" --clusters "$clusters" --val-fraction 0.05 --split-seed 0 \
+    --samples "${SAMPLES:-256}" ${MAX_SEQS:+--max-seqs "$MAX_SEQS"} --report "$dest/eval/report.md" --update-config --device "$device" --json > "$run/evaluation.json"
+
+# 4. ship only a better model
+python - "$dest" "$run" "$((SECONDS - start))" <<'PY'
+import json, shutil, sys
+from pathlib import Path
+
+dest, run, seconds = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+new = json.loads((dest / "config.json").read_text())["evaluation"]
+old = json.loads(Path("checkpoints/acyp/config.json").read_text())["evaluation"]
+keys = (("ELBO", "elbo_nats_per_residue"), ("infill recovery", "infill_recovery"), ("motif rate", "motif_rate"))
+def get(block, key):
+    return block.get(key, block.get("samples", {}).get(key))
+for label, key in keys:
+    print(f"{label:16s} acyp {get(old, key):.4f}   {dest.name} {get(new, key):.4f}")
+size = (dest / "model.safetensors").stat().st_size / 1e6
+better = new["elbo_nats_per_residue"] < old["elbo_nats_per_residue"]
+print(f"{dest}: {size:.1f} MB, {seconds} s in all")
+if not better:
+    shutil.rmtree(dest)
+    print(f"not shipped: its ELBO does not beat checkpoints/acyp; the run stays in {run}")
+PY
