@@ -40,7 +40,10 @@ cp checkpoints/acyp/family.hmm "$dest/"
 python -m sedd.evaluate --checkpoint "$dest" --data "$data" --clusters "$clusters" --val-fraction 0.05 --split-seed 0 \
     --samples "${SAMPLES:-256}" ${MAX_SEQS:+--max-seqs "$MAX_SEQS"} --report "$dest/eval/report.md" --update-config --device "$device" --json > "$run/evaluation.json"
 
-# 4. ship only a better model
+# 4. the card, from config.json; then ship only a better model
+hardware="$(python -c 'import torch, sys; d = sys.argv[1]; print(torch.cuda.get_device_name(0) if d.startswith("cuda") else "CPU (a dry run)")' "$device")"
+python benchmarks/model_card.py "$dest" --compare checkpoints/acyp --hardware "$hardware" \
+    --reproduce "bash benchmarks/gpu_base_model.sh $minutes   # TOKENS_PER_BATCH=${TOKENS_PER_BATCH:-32768}"
 python - "$dest" "$run" "$((SECONDS - start))" <<'PY'
 import json, shutil, sys
 from pathlib import Path
@@ -48,15 +51,12 @@ from pathlib import Path
 dest, run, seconds = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
 new = json.loads((dest / "config.json").read_text())["evaluation"]
 old = json.loads(Path("checkpoints/acyp/config.json").read_text())["evaluation"]
-keys = (("ELBO", "elbo_nats_per_residue"), ("infill recovery", "infill_recovery"), ("motif rate", "motif_rate"))
-def get(block, key):
-    return block.get(key, block.get("samples", {}).get(key))
-for label, key in keys:
-    print(f"{label:16s} acyp {get(old, key):.4f}   {dest.name} {get(new, key):.4f}")
-size = (dest / "model.safetensors").stat().st_size / 1e6
-better = new["elbo_nats_per_residue"] < old["elbo_nats_per_residue"]
-print(f"{dest}: {size:.1f} MB, {seconds} s in all")
-if not better:
-    shutil.rmtree(dest)
-    print(f"not shipped: its ELBO does not beat checkpoints/acyp; the run stays in {run}")
+for label, block in (("ELBO", lambda e: e["elbo_nats_per_residue"]), ("infill recovery", lambda e: e["infill_recovery"]),
+                     ("motif rate", lambda e: e["samples"]["motif_rate"])):
+    print(f"{label:16s} acyp {block(old):.4f}   {dest.name} {block(new):.4f}")
+print(f"{dest}: {(dest / 'model.safetensors').stat().st_size / 1e6:.1f} MB, {seconds} s in all")
+if new["elbo_nats_per_residue"] >= old["elbo_nats_per_residue"]:
+    shutil.rmtree(run / "not-shipped", ignore_errors=True)
+    shutil.move(dest, run / "not-shipped")
+    print(f"not shipped: its ELBO does not beat checkpoints/acyp; it is in {run / 'not-shipped'}")
 PY

@@ -1,0 +1,112 @@
+"""Write a checkpoint's model card (README.md) from its config.json, beside a reference model.
+
+    python benchmarks/model_card.py checkpoints/acyp-base --compare checkpoints/acyp \
+        --hardware "one NVIDIA H200" --reproduce "bash benchmarks/gpu_base_model.sh 8"
+
+Every figure comes from the ``training`` and ``evaluation`` blocks that ``sedd.train`` and
+``sedd.evaluate --update-config`` wrote; nothing is typed in by hand, so rerunning this after a new
+evaluation rewrites the card. ``benchmarks/gpu_base_model.sh`` calls it for the GPU model.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from sedd.checkpoint import CONFIG_NAME, WEIGHTS_NAME, atomic_write_text  # noqa: E402
+
+# (label, where in the evaluation block, format)
+ROWS = (
+    ("**ELBO, nats/residue** (lower is better)", ("elbo_nats_per_residue",), "{:.3f}"),
+    ("infill recovery, 30 % masked, 128 steps", ("infill_recovery",), "{:.3f}"),
+    ("catalytic motif `G.VQG[VI].[FY]R` in the samples, 128 steps", ("samples", "motif_rate"), "{:.1%}"),
+    ("family-HMM hit rate (E ≤ 1e-5)", ("samples", "family_hmm", "hit_rate"), "{:.1%}"),
+    ("HMM bits ratio (samples / held-out naturals)", ("samples", "family_hmm", "bits_ratio"), "{:.3f}"),
+    ("median identity to the nearest training sequence", ("samples", "median_nearest_identity"), "{:.3f}"),
+    ("mean pairwise identity of the samples", ("samples", "mean_pairwise_identity"), "{:.3f}"),
+)
+
+
+def _get(block: dict, path: tuple[str, ...]):
+    for key in path:
+        if not isinstance(block, dict) or key not in block:
+            return None
+        block = block[key]
+    return block
+
+
+def _cell(block: dict, path: tuple[str, ...], fmt: str) -> str:
+    value = _get(block, path)
+    return "–" if value is None else fmt.format(value)
+
+
+def card(directory: Path, compare: Path, hardware: str, reproduce: str) -> str:
+    config = json.loads((directory / CONFIG_NAME).read_text())
+    ref = json.loads((compare / CONFIG_NAME).read_text())
+    train, evaluation = config["training"], config["evaluation"]
+    recipe, net = train["config"], config["model"]
+    split = evaluation.get("split", {})
+    megabytes = (directory / WEIGHTS_NAME).stat().st_size / 1e6
+    lines = [
+        f"# SEDD ACYP — `{directory.name}`",
+        "",
+        "A score-entropy discrete diffusion model (absorbing process, log-linear schedule) of the acylphosphatase "
+        f"family, preset `{train['preset']}`. This card is written by `benchmarks/model_card.py` from `config.json` "
+        "(the `training` block of `sedd.train`, the `evaluation` block of `sedd.evaluate --update-config`); "
+        "`eval/report.md` is the full evaluation.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| network | {net['n_layers']} layers, d = {net['d_model']}, {net['n_heads']} heads, {net.get('mlp', 'gelu')} MLP, "
+        f"dropout {net['dropout']} — **{train['parameters']:,} parameters**; weights {megabytes:.1f} MB "
+        f"({_weights_dtype(directory)}) |",
+        f"| data | `{train['data']}`, held out: whole clusters of `{train['clusters']}` "
+        f"({split.get('held_out_sequences', train['num_val_sequences']):,} sequences), "
+        f"{train['num_train_sequences']:,} to train |",
+        f"| training | {train['steps']:,} steps, {train['tokens_seen'] / 1e6:.1f} M residues, "
+        f"{recipe['tokens_per_batch']:,} residues/batch, lr {recipe['lr']:g}, optimizer {recipe['optimizer']}, "
+        f"t sampling {recipe['time_sampling']}, {train['wall_seconds'] / 60:.1f} wall-minutes on {train['device']} |",
+        f"| hardware | {hardware} |",
+        "",
+        f"## Evaluation, beside `{compare.name}`",
+        "",
+        f"Both with `sedd.evaluate` on the same held-out clusters ({evaluation.get('num_sequences', '?'):,} sequences); "
+        "the held-out set also chose the shipped step and EMA vs raw weights, so the figures may be slightly "
+        "optimistic.",
+        "",
+        f"| | `{compare.name}` | **`{directory.name}`** |",
+        "|---|---:|---:|",
+    ]
+    lines += [f"| {label} | {_cell(ref['evaluation'], path, fmt)} | {_cell(evaluation, path, fmt)} |"
+              for label, path, fmt in ROWS]
+    lines += ["", "## Reproduce", "", "```bash", reproduce, "```", ""]
+    return "\n".join(lines)
+
+
+def _weights_dtype(directory: Path) -> str:
+    from safetensors import safe_open
+    with safe_open(str(directory / WEIGHTS_NAME), "pt") as f:
+        return str(f.get_slice(next(iter(f.keys()))).get_dtype()).lower()
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("checkpoint", type=Path, help="a local checkpoint with 'training' and 'evaluation' blocks")
+    p.add_argument("--compare", type=Path, default=Path("checkpoints/acyp"), help="the model to set it beside")
+    p.add_argument("--hardware", required=True, help="what it was trained on, in words")
+    p.add_argument("--reproduce", required=True, help="the command that made it")
+    a = p.parse_args(argv)
+    for directory in (a.checkpoint, a.compare):
+        config = json.loads((directory / CONFIG_NAME).read_text()) if (directory / CONFIG_NAME).is_file() else {}
+        missing = [k for k in ("training", "evaluation") if k not in config]
+        if missing:
+            p.error(f"{directory} has no {' or '.join(missing)} block in {CONFIG_NAME}; train it with sedd.train "
+                    "and run sedd.evaluate --update-config first")
+    atomic_write_text(a.checkpoint / "README.md", card(a.checkpoint, a.compare, a.hardware, a.reproduce))
+    print(f"wrote {a.checkpoint / 'README.md'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""The GPU model's card is written from its config.json, beside the model it must beat."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from sedd import checkpoint
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "model_card.py"
+spec = importlib.util.spec_from_file_location("model_card", SCRIPT)
+model_card = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(model_card)
+
+
+def _evaluated(directory: Path, elbo: float, motif: float) -> Path:
+    config = json.loads((directory / "config.json").read_text())
+    config["training"] = {"data": "family.fasta", "clusters": "clusters.tsv", "preset": "tiny", "parameters": 104_000,
+                          "steps": 1234, "tokens_seen": 5_000_000, "wall_seconds": 480.0, "device": "cuda:0",
+                          "num_train_sequences": 900, "num_val_sequences": 100,
+                          "config": {"tokens_per_batch": 32768, "lr": 1e-3, "optimizer": "adamw",
+                                     "time_sampling": "importance"}}
+    config["evaluation"] = {"elbo_nats_per_residue": elbo, "infill_recovery": 0.4, "num_sequences": 100,
+                            "samples": {"motif_rate": motif, "family_hmm": {"hit_rate": 0.99}}}
+    (directory / "config.json").write_text(json.dumps(config))
+    return directory
+
+
+def test_card_sets_every_figure_beside_the_reference(tiny_checkpoint, tmp_path):
+    base = _evaluated(checkpoint.convert(tiny_checkpoint, tmp_path / "acyp-base", "bfloat16"), 1.5321, 0.875)
+    ref = _evaluated(checkpoint.convert(tiny_checkpoint, tmp_path / "acyp", "float32"), 1.6639, 0.824)
+    model_card.main([str(base), "--compare", str(ref), "--hardware", "one test GPU", "--reproduce", "bash x.sh 8"])
+    text = (base / "README.md").read_text()
+    assert "| **ELBO, nats/residue** (lower is better) | 1.664 | 1.532 |" in text
+    assert "| catalytic motif `G.VQG[VI].[FY]R` in the samples, 128 steps | 82.4% | 87.5% |" in text
+    assert "| median identity to the nearest training sequence | – | – |" in text       # absent: a dash, no crash
+    assert "(bf16)" in text and "1,234 steps" in text and "one test GPU" in text and "bash x.sh 8" in text
+
+
+def test_card_refuses_an_unevaluated_checkpoint(tiny_checkpoint, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        model_card.main([str(tiny_checkpoint), "--compare", str(tiny_checkpoint), "--hardware", "x", "--reproduce", "y"])
+    assert "has no evaluation block in config.json" in capsys.readouterr().err
