@@ -2,9 +2,9 @@
 
 One process on CPU / one GPU / MPS, or several under ``torchrun`` (DDP, NCCL on GPUs, gloo on CPU):
 each rank takes its own shard of batches and only rank 0 writes. Budgets: ``--minutes`` and
-``--max-steps``. Every few minutes rank 0 writes, atomically, the checkpoint directory (best of
-raw/EMA weights by validation ELBO) and ``resume.pt`` (raw + EMA weights, optimizer, step, data
-position, RNG), which ``--resume`` continues from.
+``--max-steps``. Every few minutes rank 0 writes, atomically, the checkpoint directory (the EMA
+weights of the step with the best validation ELBO) and ``resume.pt`` (raw + EMA weights, optimizer,
+step, data position, RNG), which ``--resume`` continues from.
 """
 from __future__ import annotations
 
@@ -297,18 +297,24 @@ class Trainer:
 
     # ---- one step of each kind ----------------------------------------------------------------------
     def evaluate(self) -> dict:
-        """Validation ELBO of raw and EMA weights on a fixed probe set; keep the better as 'best'.
+        """Validation ELBO of the raw and the EMA weights on a fixed probe set; the EMA weights of the
+        best step so far are kept as 'best' (what ships, and what early stopping watches).
 
-        Seeded, so every rank scores the same probe with the same times and masks.
+        Only EMA weights ship, even when the raw weights score a hair better: on the probe the two
+        differ by noise (0.00004 nats/residue when a resumed run picked raw weights), while the raw
+        weights of any one step carry that step's SGD noise into sampling (that pick sampled the
+        catalytic motif in 75 % of designs vs 80 % for the EMA weights, at a 10× larger composition
+        KL). The raw ELBO is logged beside it. Seeded, so every rank scores the same probe with the
+        same times and masks.
         """
         record = {"step": self.step}
         for name, net in (("raw", self.model), ("ema", self.ema)):
             record[f"val_elbo_{name}"] = estimate_elbo(net, self.val_probe, self.schedule, self.alphabet.mask_id,
                                                        pad_id=self.alphabet.pad_id, t_samples=2, seed=1234,
                                                        device=self.device)["elbo_nats_per_residue"]
-            if record[f"val_elbo_{name}"] < self.best["elbo"]:
-                self.best = {"elbo": record[f"val_elbo_{name}"], "step": self.step,
-                             "weights": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}}
+        if record["val_elbo_ema"] < self.best["elbo"]:
+            self.best = {"elbo": record["val_elbo_ema"], "step": self.step,
+                         "weights": {k: v.detach().cpu().clone() for k, v in self.ema.state_dict().items()}}
         self.history.append(record)
         return record
 

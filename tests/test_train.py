@@ -255,6 +255,23 @@ def test_early_stopping_when_validation_stops_improving(tmp_path, family):
     assert checkpoint.load(tmp_path / "early")
 
 
+def test_the_checkpoint_holds_ema_weights_even_when_the_raw_weights_score_better(tmp_path, family, monkeypatch):
+    import sedd.train as T
+    data, _ = family
+    with pytest.warns(UserWarning):
+        trainer = Trainer(fast_config(data, tmp_path / "ema", max_steps=30, eval_every=10, patience=0))
+
+    def raw_always_better(net, *args, **kwargs):      # both improve at every probe; the raw weights by a hair more
+        return {"elbo_nats_per_residue": (2.0 if net is trainer.model else 2.001) - 0.01 * trainer.step}
+    monkeypatch.setattr(T, "estimate_elbo", raw_always_better)
+    trainer.run()
+    assert trainer.best["step"] == 30
+    saved = checkpoint.load(tmp_path / "ema").model.state_dict()
+    for name, value in trainer.ema.state_dict().items():
+        torch.testing.assert_close(saved[name], value, rtol=0, atol=0)
+    assert any(not torch.equal(saved[n], v) for n, v in trainer.model.state_dict().items())
+
+
 def test_learning_rate_warms_up_then_decays_to_its_floor_with_the_budget():
     from sedd.train import lr_at
     cfg = TrainConfig(data="-", out="-", lr=1e-3, warmup_steps=10, min_lr_fraction=0.1)
