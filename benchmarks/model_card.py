@@ -73,7 +73,7 @@ def card(directory: Path, compare: Path, hardware: str, reproduce: str) -> str:
         f"## Evaluation, beside `{compare.name}`",
         "",
         f"Both with `sedd.evaluate` on the same held-out clusters ({evaluation.get('num_sequences', '?'):,} sequences); "
-        "the held-out set also chose the shipped step and EMA vs raw weights, so the figures may be slightly "
+        "the held-out set also chose the shipped step, so the figures may be slightly "
         "optimistic.",
         "",
         f"| | `{compare.name}` | **`{directory.name}`** |",
