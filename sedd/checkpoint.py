@@ -25,6 +25,7 @@ from .schedule import LogLinearSchedule
 FORMAT = "sedd-protein/1"
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+RESUME_NAME = "resume.pt"                          # training state (sedd.train), not part of a checkpoint
 CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
 DEFAULT_CHECKPOINT = CHECKPOINTS / "acyp"          # the CPU model (mini), always bundled
 GPU_CHECKPOINT = CHECKPOINTS / "acyp-base"         # the base model, when one has been trained on a GPU
@@ -105,7 +106,7 @@ def convert(source: str | Path, destination: str | Path, dtype: str = "bfloat16"
     ones); ``config.json`` and the other files beside it (card, ``family.hmm``, plots) come along.
 
     ``load`` casts the weights to the dtype it is asked for (float32 by default), so a converted
-    checkpoint serves everywhere; bfloat16 keeps float32's range, float16 three more bits of mantissa.
+    checkpoint serves everywhere; bfloat16 keeps float32's range; float16 has three more mantissa bits but overflows above 65,504.
     """
     if dtype not in WEIGHT_DTYPES:
         raise ValueError(f"unknown weight dtype {dtype!r}; choose one of {', '.join(WEIGHT_DTYPES)}")
@@ -118,7 +119,7 @@ def convert(source: str | Path, destination: str | Path, dtype: str = "bfloat16"
     state = {k: v.to(WEIGHT_DTYPES[dtype]).contiguous() for k, v in load_file(str(source / WEIGHTS_NAME)).items()}
     destination.mkdir(parents=True, exist_ok=True)
     for item in source.iterdir():
-        if item.is_file() and item.name not in (WEIGHTS_NAME, "resume.pt"):
+        if item.is_file() and item.name not in (WEIGHTS_NAME, RESUME_NAME):
             atomic_write(destination / item.name, lambda tmp, item=item: shutil.copyfile(item, tmp))
     atomic_write(destination / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": FORMAT}))
     return destination

@@ -32,7 +32,7 @@ from .optim import OPTIMIZERS, make_optimizer
 from .schedule import LogLinearSchedule
 from .time_sampling import TIME_SAMPLINGS, time_sampler
 
-RESUME_NAME = "resume.pt"
+RESUME_NAME = ckpt.RESUME_NAME
 
 
 @dataclass
