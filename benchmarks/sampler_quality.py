@@ -112,7 +112,8 @@ def table(rows: list[dict], natural: dict) -> str:
             "| mean pairwise id. | novelty | repeat rate |")
     lines = [head, "|" + "---|" * 2 + "---:|" * 9]
     for r in rows + [natural]:
-        lines.append(f"| {r['config']} | {r['steps']} | {r['nfe_per_design']:.1f} | {r['seconds_per_design']:.3f} "
+        cost = ("–", "–") if np.isnan(r["nfe_per_design"]) else (f"{r['nfe_per_design']:.1f}", f"{r['seconds_per_design']:.3f}")
+        lines.append(f"| {r['config']} | {r['steps']} | {cost[0]} | {cost[1]} "
                      f"| {r['hmm_hit_rate']:.3f} | {r['hmm_bits_ratio']:.3f} | {r['motif_rate']:.3f} "
                      f"| {r['composition_kl']:.4f} | {r['mean_pairwise_identity']:.3f} | {r['novelty']:.3f} "
                      f"| {r['repeat_rate']:.3f} |")
