@@ -1,15 +1,18 @@
 """An autoregressive baseline beside SEDD: same network, data, split, recipe and CPU budget.
 
     python benchmarks/ar_baseline.py --data acyp.fasta --clusters acyp_clusters50.tsv --out runs/ar \
-        [--preset mini] [--cpu-minutes 2] [--checkpoint checkpoints/acyp] [--json result.json]
+        [--preset mini] [--cpu-minutes 2] [--recipe baseline|combined] [--checkpoint checkpoints/acyp] [--json result.json]
 
 Two runs of ``sedd.train.Trainer`` with identical settings (``ablate_recipe.SHORT_RUN``: the same
 cluster-held-out split, seed, batches, AdamW schedule, EMA, and a budget in CPU seconds of the
 training process, one torch thread):
 
-- SEDD: the score network and the diffusion loss (today's recipe);
+- SEDD: the score network and the diffusion loss, with the ``--recipe`` of ``ablate_recipe.VARIANTS``
+  (``baseline``: the ``TrainConfig`` defaults; ``combined``: dropout 0, SwiGLU, importance-sampled
+  t, the bundled model's recipe);
 - AR: the same network with a causal mask and one more output (END), trained on shifted targets
-  (``sedd.autoregressive``: input BOS x_1…x_n, target x_1…x_n END).
+  (``sedd.autoregressive``: input BOS x_1…x_n, target x_1…x_n END), with the same recipe less the
+  time sampling (an AR model has no diffusion time).
 
 Both are then scored on the **whole** validation split with their EMA weights:
 SEDD by ``sedd.likelihood.estimate_elbo`` (an upper bound on −log p(residues | length), Monte
@@ -32,7 +35,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))           # ablate_recipe
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))    # run from a checkout without installing
 
-from ablate_recipe import run_summary, short_run_config, train_quietly  # noqa: E402
+from ablate_recipe import VARIANTS, run_summary, short_run_config, train_quietly  # noqa: E402
 from sedd import checkpoint as ckpt  # noqa: E402
 from sedd.autoregressive import AutoregressiveTrainer, exact_nll  # noqa: E402
 from sedd.likelihood import estimate_elbo, length_nll  # noqa: E402
@@ -54,25 +57,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cpu-minutes", type=float, default=2.0, help="training budget of each model, CPU minutes")
     p.add_argument("--t-samples", type=int, default=4, help="times per validation sequence for SEDD's ELBO")
     p.add_argument("--checkpoint", help="also score this SEDD checkpoint (e.g. checkpoints/acyp) on the split")
+    p.add_argument("--recipe", choices=("baseline", "combined"), default="baseline",
+                   help="training recipe of both models (ablate_recipe.VARIANTS)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", help="write the results here")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     out = Path(a.out)
 
+    recipe = VARIANTS[a.recipe][1]
+    ar_recipe = {k: v for k, v in recipe.items() if k != "time_sampling"}
     print(f"SEDD: training for {a.cpu_minutes} CPU minutes", file=sys.stderr)
     torch.manual_seed(0)
-    sedd = train_quietly(short_run_config(a.data, a.clusters, out / "sedd", a.preset, a.cpu_minutes))
+    sedd = train_quietly(short_run_config(a.data, a.clusters, out / "sedd", a.preset, a.cpu_minutes, **recipe))
     print(f"AR: training for {a.cpu_minutes} CPU minutes", file=sys.stderr)
     torch.manual_seed(0)
-    ar = train_quietly(short_run_config(a.data, a.clusters, out / "ar", a.preset, a.cpu_minutes), AutoregressiveTrainer)
+    ar = train_quietly(short_run_config(a.data, a.clusters, out / "ar", a.preset, a.cpu_minutes, **ar_recipe),
+                       AutoregressiveTrainer)
     assert [len(t) for t in ar.val_set.tokens] == [len(t) for t in sedd.val_set.tokens], "the two runs split differently"
 
     length_term = length_nll(sedd.train_set.length_histogram(), sedd.val_set, sedd.model.config.max_len)
     elbo = sedd_elbo(sedd.ema, sedd, a.t_samples)
     nll = exact_nll(ar.ema, ar.val_set)
     result = {
-        "preset": a.preset, "cpu_minutes": a.cpu_minutes, "threads": torch.get_num_threads(),
+        "preset": a.preset, "cpu_minutes": a.cpu_minutes, "recipe": a.recipe, "threads": torch.get_num_threads(),
         "val_sequences": len(sedd.val_set), "val_residues": sedd.val_set.num_residues(),
         "sedd": {**run_summary(sedd), "elbo_nats_per_residue": elbo["elbo_nats_per_residue"],
                  "elbo_stderr": elbo["elbo_stderr"], "t_samples": a.t_samples,
@@ -95,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def table(r: dict) -> str:
     s, ar = r["sedd"], r["ar"]
-    lines = [(f"{r['preset']}, {r['cpu_minutes']} CPU minutes each, {r['threads']} thread(s); validation split: "
+    lines = [(f"{r['preset']}, recipe {r.get('recipe', 'baseline')}, {r['cpu_minutes']} CPU minutes each, "
+              f"{r['threads']} thread(s); validation split: "
               f"{r['val_sequences']:,} sequences, {r['val_residues']:,} residues"),
              "| model | steps | tokens/CPU-s | nats/residue, residues given the length | with the length / END |",
              "|---|---:|---:|---:|---:|",
