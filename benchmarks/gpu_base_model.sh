@@ -9,6 +9,9 @@
 # DEVICE [cuda], PRESET [base], TOKENS_PER_BATCH [32768: a 25 M model leaves most of a GPU idle at
 # the CPU recipe's 8192], SAMPLES [256], DEST [checkpoints/acyp-base], RUN [runs/acyp-base], and
 # MAX_SEQS [all] (evaluate a subset: only for a dry run, the comparison needs the whole split).
+# Where data/ is a link that does not travel to the GPU machine, copy the two files into the
+# checkout first (mkdir -p runs/gpu-data && cp -L data/acyp.fasta data/acyp_clusters50.tsv runs/gpu-data/)
+# and point DATA and CLUSTERS there.
 # A dry run of the whole pipeline on a CPU, which will not beat the bundled model and says so:
 #   DEVICE=cpu PRESET=tiny DEST=runs/dry-base RUN=runs/dry-run SAMPLES=16 MAX_SEQS=32 \
 #       bash benchmarks/gpu_base_model.sh 0.3
