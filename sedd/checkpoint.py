@@ -26,6 +26,7 @@ FORMAT = "sedd-protein/1"
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 RESUME_NAME = "resume.pt"                          # training state (sedd.train), not part of a checkpoint
+WEIGHT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
 DEFAULT_CHECKPOINT = CHECKPOINTS / "acyp"          # the CPU model (mini), always bundled
 GPU_CHECKPOINT = CHECKPOINTS / "acyp-base"         # the base model, when one has been trained on a GPU
@@ -84,8 +85,7 @@ def save(directory: str | Path, model: ScoreNetwork, alphabet: Alphabet, schedul
          length_histogram: dict[int, int] | None = None, meta: dict | None = None) -> Path:
     """Write ``model.safetensors`` then ``config.json``, each atomically."""
     directory = Path(directory)
-    state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
-    atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": FORMAT}))
+    _write_weights(directory, {k: v.detach().to("cpu", torch.float32) for k, v in model.state_dict().items()})
     config = {
         "format": FORMAT,
         "model": model.config.to_dict(),
@@ -98,15 +98,13 @@ def save(directory: str | Path, model: ScoreNetwork, alphabet: Alphabet, schedul
     return directory
 
 
-WEIGHT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
 def convert(source: str | Path, destination: str | Path, dtype: str = "bfloat16") -> Path:
     """Copy a local checkpoint with its weights stored as ``dtype`` (half the size for the 16-bit
     ones); ``config.json`` and the other files beside it (card, ``family.hmm``, plots) come along.
 
     ``load`` casts the weights to the dtype it is asked for (float32 by default), so a converted
-    checkpoint serves everywhere; bfloat16 keeps float32's range; float16 has three more mantissa bits but overflows above 65,504.
+    checkpoint serves everywhere; bfloat16 keeps float32's range; float16 has three more mantissa
+    bits but overflows above 65,504.
     """
     if dtype not in WEIGHT_DTYPES:
         raise ValueError(f"unknown weight dtype {dtype!r}; choose one of {', '.join(WEIGHT_DTYPES)}")
@@ -116,13 +114,18 @@ def convert(source: str | Path, destination: str | Path, dtype: str = "bfloat16"
     if destination.resolve() == source.resolve():
         raise ValueError(f"convert writes a new checkpoint: give a destination other than {source}")
     _read_config(source)                                              # a valid checkpoint, or a clear error
-    state = {k: v.to(WEIGHT_DTYPES[dtype]).contiguous() for k, v in load_file(str(source / WEIGHTS_NAME)).items()}
+    state = {k: v.to(WEIGHT_DTYPES[dtype]) for k, v in load_file(str(source / WEIGHTS_NAME)).items()}
     destination.mkdir(parents=True, exist_ok=True)
     for item in source.iterdir():
         if item.is_file() and item.name not in (WEIGHTS_NAME, RESUME_NAME):
             atomic_write(destination / item.name, lambda tmp, item=item: shutil.copyfile(item, tmp))
-    atomic_write(destination / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": FORMAT}))
+    _write_weights(destination, state)
     return destination
+
+
+def _write_weights(directory: Path, state: dict[str, torch.Tensor]) -> None:
+    state = {k: v.contiguous() for k, v in state.items()}
+    atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": FORMAT}))
 
 
 def default_for_device(device: str | torch.device) -> str | Path:
