@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU model: train the `base` preset (25 M parameters, bf16 autocast) with the bundled model's
 # recipe for a few minutes, store it as bf16 safetensors, evaluate it on the same cluster-held-out
-# split as checkpoints/acyp, and keep it as checkpoints/acyp-base only if its ELBO is better.
+# split as checkpoints/acyp, and keep it as checkpoints/acyp-base only if its ELBO is better (a model
+# already there is set aside meanwhile and put back if the new one loses or a step fails).
 #
 #   bash benchmarks/gpu_base_model.sh [MINUTES]          # default 8; run benchmarks/gpu_check.sh first
 #
@@ -34,8 +35,12 @@ start=$SECONDS
 python -m sedd.train --data "$data" --clusters "$clusters" --out "$run" --preset "$preset" --minutes "$minutes" \
     --device "$device" --tokens-per-batch "${TOKENS_PER_BATCH:-32768}" --dropout 0 --mlp swiglu --time-sampling importance
 
-# 2. what ships is what is evaluated: bf16 weights (load() serves them in float32 or on the GPU as asked)
-rm -rf "$dest"
+# 2. what ships is what is evaluated: bf16 weights (load() serves them in float32 or on the GPU as asked).
+#    A model already at DEST is set aside, and put back unless the new one wins.
+previous="$run/replaced-$(basename "$dest")"
+rm -rf "$previous"
+[[ ! -e "$dest" ]] || mv "$dest" "$previous"
+trap '[[ ! -e "$previous" ]] || { rm -rf "$dest"; mv "$previous" "$dest"; echo "gpu_base_model: failed; $dest put back" >&2; }' ERR
 python -c 'import sys; from sedd.checkpoint import convert; convert(sys.argv[1], sys.argv[2], "bfloat16")' "$run" "$dest"
 cp checkpoints/acyp/family.hmm "$dest/"
 
@@ -47,19 +52,25 @@ python -m sedd.evaluate --checkpoint "$dest" --data "$data" --clusters "$cluster
 hardware="$(python -c 'import torch, sys; d = sys.argv[1]; print(torch.cuda.get_device_name(0) if d.startswith("cuda") else "CPU (a dry run)")' "$device")"
 python benchmarks/model_card.py "$dest" --compare checkpoints/acyp --hardware "$hardware" \
     --reproduce "bash benchmarks/gpu_base_model.sh $minutes   # TOKENS_PER_BATCH=${TOKENS_PER_BATCH:-32768}"
-python - "$dest" "$run" "$((SECONDS - start))" <<'PY'
-import json, shutil, sys
+trap - ERR
+if python - "$dest" "$((SECONDS - start))" <<'PY'
+import json, sys
 from pathlib import Path
 
-dest, run, seconds = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+dest, seconds = Path(sys.argv[1]), int(sys.argv[2])
 new = json.loads((dest / "config.json").read_text())["evaluation"]
 old = json.loads(Path("checkpoints/acyp/config.json").read_text())["evaluation"]
 for label, block in (("ELBO", lambda e: e["elbo_nats_per_residue"]), ("infill recovery", lambda e: e["infill_recovery"]),
                      ("motif rate", lambda e: e["samples"]["motif_rate"])):
     print(f"{label:16s} acyp {block(old):.4f}   {dest.name} {block(new):.4f}")
 print(f"{dest}: {(dest / 'model.safetensors').stat().st_size / 1e6:.1f} MB, {seconds} s in all")
-if new["elbo_nats_per_residue"] >= old["elbo_nats_per_residue"]:
-    shutil.rmtree(run / "not-shipped", ignore_errors=True)
-    shutil.move(dest, run / "not-shipped")
-    print(f"not shipped: its ELBO does not beat checkpoints/acyp; it is in {run / 'not-shipped'}")
+sys.exit(0 if new["elbo_nats_per_residue"] < old["elbo_nats_per_residue"] else 1)
 PY
+then
+    [[ ! -e "$previous" ]] || echo "shipped; the model it replaced is in $previous"
+else
+    rm -rf "$run/not-shipped"
+    mv "$dest" "$run/not-shipped"
+    [[ ! -e "$previous" ]] || mv "$previous" "$dest"
+    echo "not shipped: its ELBO does not beat checkpoints/acyp; it is in $run/not-shipped"
+fi
