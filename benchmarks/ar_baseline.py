@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def table(r: dict) -> str:
     s, ar = r["sedd"], r["ar"]
-    lines = [(f"{r['preset']}, recipe {r.get('recipe', 'baseline')}, {r['cpu_minutes']} CPU minutes each, "
+    lines = [(f"{r['preset']}, recipe {r['recipe']}, {r['cpu_minutes']} CPU minutes each, "
               f"{r['threads']} thread(s); validation split: "
               f"{r['val_sequences']:,} sequences, {r['val_residues']:,} residues"),
              "| model | steps | tokens/CPU-s | nats/residue, residues given the length | with the length / END |",
