@@ -2,6 +2,7 @@
 
     python benchmarks/ablate_recipe.py --data acyp.fasta --clusters acyp_clusters50.tsv --out runs/ablate
     python benchmarks/ablate_recipe.py ... --variants baseline,muon --cpu-minutes 20    # the issue's budget
+    python benchmarks/ablate_recipe.py ... --on combined --variants lr-2e-3,small     # a second round
 
 Every variant is the baseline with exactly one change (``VARIANTS``). The baseline is today's
 recipe (``TrainConfig`` defaults: AdamW, stratified t, GELU MLP, untied head, dropout 0.1) with
@@ -13,6 +14,9 @@ checkpoint during the run. All variants use the same cluster-held-out split (``-
 budget would hand whichever variant ran at a quiet moment more compute. ``torch.compile``'s
 inductor is told to compile in this process (``compile_threads = 1``) so compilation is charged
 to that variant's budget.
+
+With ``--on NAME`` every variant is instead NAME's recipe with that variant's change added (a second
+round on top of the first round's winner), named ``NAME+variant`` and compared with NAME's own row.
 
 At the end of each run the raw and EMA weights are scored with ``sedd.likelihood.estimate_elbo``
 on one fixed random subset of the validation split (``--val-seqs`` sequences, ``--t-samples``
@@ -61,9 +65,20 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "narrow-deep": ("width 128 × 8 layers (1.6 M parameters)",
                     {"model_overrides": {"d_model": 128, "n_layers": 8, "n_heads": 4, "d_ff": 512}}),
     "batch-8192": ("batches of 8,192 tokens (today's size)", {"tokens_per_batch": 8192}),
+    "small": ("the small preset's width: d = 256, 8 heads, FFN 1024 (≈ 3.2 M parameters)",
+              {"model_overrides": {"d_model": 256, "n_heads": 8, "d_ff": 1024}}),
     "combined": ("dropout 0 + SwiGLU + importance-sampled t (the three leading single changes)",
                  {"dropout": 0.0, "time_sampling": "importance", "model_overrides": {"mlp": "swiglu"}}),
 }
+
+
+def stacked(*changes: dict) -> dict:
+    """TrainConfig overrides applied one after the other; ``model_overrides`` are merged key by key."""
+    out: dict = {}
+    for change in changes:
+        for field, value in change.items():
+            out[field] = {**out.get(field, {}), **value} if field == "model_overrides" else value
+    return out
 
 
 def short_run_config(data: str, clusters: str | None, out: Path, preset: str, cpu_minutes: float, **change) -> TrainConfig:
@@ -103,8 +118,16 @@ def score(trainer: Trainer, subset: Dataset, t_samples: int) -> dict:
     return out
 
 
+def row_name(name: str, on: str | None) -> str:
+    """The variant's name in the results: ``on+name`` in a second round (``on`` itself stays ``on``)."""
+    return name if on in (None, name) else f"{on}+{name}"
+
+
 def run_variant(name: str, a: argparse.Namespace) -> dict:
     change, overrides = VARIANTS[name]
+    if a.on and name != a.on:
+        change, overrides = f"{VARIANTS[a.on][0]}, then {change}", stacked(VARIANTS[a.on][1], overrides)
+    name = row_name(name, a.on)
     cfg = short_run_config(a.data, a.clusters, Path(a.out) / name, a.preset, a.cpu_minutes, **overrides)
     torch.manual_seed(0)
     trainer = train_quietly(cfg)
@@ -114,9 +137,9 @@ def run_variant(name: str, a: argparse.Namespace) -> dict:
             **score(trainer, subset, a.t_samples)}
 
 
-def table(rows: list[dict]) -> str:
-    base = next((r for r in rows if r["variant"] == "baseline"), None)
-    head = ("| change | parameters | steps | tokens/CPU-s | val ELBO, EMA | val ELBO, raw | EMA vs baseline |\n"
+def table(rows: list[dict], reference: str = "baseline") -> str:
+    base = next((r for r in rows if r["variant"] == reference), None)
+    head = (f"| change | parameters | steps | tokens/CPU-s | val ELBO, EMA | val ELBO, raw | EMA vs {reference} |\n"
             "|---|---:|---:|---:|---:|---:|---:|")
     body = []
     for r in rows:
@@ -126,7 +149,7 @@ def table(rows: list[dict]) -> str:
     return "\n".join([head, *body])
 
 
-def plot(rows: list[dict], path: Path) -> None:
+def plot(rows: list[dict], path: Path, reference: str = "baseline") -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -135,9 +158,9 @@ def plot(rows: list[dict], path: Path) -> None:
     y = range(len(rows))
     ax.errorbar([r["elbo_ema"] for r in rows], list(y), xerr=[2 * r["elbo_ema_stderr"] for r in rows], fmt="o", ms=4,
                 capsize=3)
-    base = next((r for r in rows if r["variant"] == "baseline"), None)
+    base = next((r for r in rows if r["variant"] == reference), None)
     if base:
-        ax.axvline(base["elbo_ema"], color="grey", ls="--", lw=0.8, label="baseline")
+        ax.axvline(base["elbo_ema"], color="grey", ls="--", lw=0.8, label=reference)
         ax.legend(fontsize=8)
     ax.set_yticks(list(y), [r["variant"] for r in rows])
     ax.invert_yaxis()
@@ -156,31 +179,38 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--preset", default="mini")
     p.add_argument("--cpu-minutes", type=float, default=3.0, help="training budget of each variant, CPU minutes")
     p.add_argument("--variants", default="all", help=f"comma-separated, from: {', '.join(VARIANTS)}")
+    p.add_argument("--on", help="a second round: every variant on top of this variant's recipe, compared with it")
     p.add_argument("--val-seqs", type=int, default=384, help="validation sequences scored (a fixed random subset)")
     p.add_argument("--t-samples", type=int, default=4, help="times per validation sequence")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 makes CPU seconds = compute)")
     a = p.parse_args(argv)
     names = list(VARIANTS) if a.variants == "all" else [v.strip() for v in a.variants.split(",")]
-    unknown = [n for n in names if n not in VARIANTS]
+    unknown = [n for n in [*names, *([a.on] if a.on else [])] if n not in VARIANTS]
     if unknown:
         p.error(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
     torch.set_num_threads(a.threads)
     import torch._inductor.config as inductor_config
     inductor_config.compile_threads = 1               # compile in this process: its CPU time counts
     results_path = Path(a.out) / "ablation.json"
-    rows = json.loads(results_path.read_text()) if results_path.is_file() else []
+
+    def saved() -> list[dict]:   # read afresh each time: another process may be running other variants into OUT
+        return json.loads(results_path.read_text()) if results_path.is_file() else []
+
     for name in names:
-        if any(r["variant"] == name and r["cpu_minutes_budget"] == a.cpu_minutes and r["preset"] == a.preset for r in rows):
-            print(f"{name}: already in {results_path}, skipped", file=sys.stderr)
+        if any(r["variant"] == row_name(name, a.on) and r["cpu_minutes_budget"] == a.cpu_minutes and r["preset"] == a.preset
+               for r in saved()):
+            print(f"{row_name(name, a.on)}: already in {results_path}, skipped", file=sys.stderr)
             continue
-        print(f"{name}: training for {a.cpu_minutes} CPU minutes", file=sys.stderr)
-        rows = [r for r in rows if r["variant"] != name] + [run_variant(name, a)]
-        ckpt.atomic_write_text(results_path, json.dumps(rows, indent=1) + "\n")
-    rows = [r for n in names for r in rows if r["variant"] == n]
-    plot(rows, Path(a.out) / "ablation.png")
+        print(f"{row_name(name, a.on)}: training for {a.cpu_minutes} CPU minutes", file=sys.stderr)
+        row = run_variant(name, a)
+        ckpt.atomic_write_text(results_path, json.dumps([r for r in saved() if r["variant"] != row["variant"]] + [row],
+                                                        indent=1) + "\n")
+    rows = [r for n in names for r in saved() if r["variant"] == row_name(n, a.on)]
+    reference = a.on or "baseline"
+    plot(rows, Path(a.out) / ("ablation.png" if a.on is None else f"ablation-on-{a.on}.png"), reference)
     print(f"{a.preset}, {a.cpu_minutes} CPU minutes each, {torch.get_num_threads()} thread(s); validation: "
           f"{rows[0]['val_sequences']} sequences ({rows[0]['val_residues']:,} residues), {a.t_samples} times each")
-    print(table(rows))
+    print(table(rows, reference))
     return 0
 
 

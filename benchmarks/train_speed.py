@@ -3,6 +3,7 @@
     python benchmarks/train_speed.py                       # small, mini, tiny; ~10 s each on a CPU
     python benchmarks/train_speed.py --presets small --seconds 60 --threads 2
     python benchmarks/train_speed.py --device cuda --presets small,base --json figures.json
+    python benchmarks/train_speed.py --presets mini --recipe combined --compile both --threads 2
 
 Each preset gets a ``sedd.train.Trainer`` (AdamW, warm-up LR, grad clip, EMA update — exactly
 ``Trainer.train_step``) built on a throw-away synthetic FASTA, then is fed synthetic batches shaped
@@ -43,28 +44,38 @@ def synthetic_batch(rng: random.Random, tokens_per_batch: int, lengths: tuple[in
             for _ in range(count)]
 
 
-def make_trainer(preset: str, workdir: Path, tokens_per_batch: int, device: str) -> Trainer:
+# The training options of each --recipe: "default" is TrainConfig's own, "combined" the bundled model's.
+RECIPES = {"default": {},
+           "combined": {"dropout": 0.0, "time_sampling": "importance", "model_overrides": {"mlp": "swiglu"}}}
+
+
+def make_trainer(preset: str, workdir: Path, tokens_per_batch: int, device: str, recipe: str = "default",
+                 compile: bool = False) -> Trainer:
     """A real Trainer on a small synthetic FASTA (it only needs one to build its splits)."""
     fasta = workdir / "synthetic.fasta"
     rng = random.Random(0)
     write_fasta(fasta, ["".join(rng.choice(PROTEIN.residues) for _ in range(100)) for _ in range(40)])
     cfg = TrainConfig(data=str(fasta), out=str(workdir / preset), preset=preset, device=device,
-                      tokens_per_batch=tokens_per_batch, max_steps=10**9)
+                      tokens_per_batch=tokens_per_batch, max_steps=10**9, compile=compile, **RECIPES[recipe])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")      # the by-sequence split warning is irrelevant here
         return Trainer(cfg)
 
 
 def measure(preset: str, *, seconds: float, warmup: int, max_steps: int, tokens_per_batch: int, workdir: Path,
-            device: str = "cpu") -> dict:
+            device: str = "cpu", recipe: str = "default", compile: bool = False) -> dict:
     """Time ``Trainer.train_step`` on synthetic batches until ``seconds`` or ``max_steps`` (warm-up excluded).
 
     ``train_step`` ends with ``loss.item()``, which waits for the device, so wall time is honest on a GPU.
+    With ``compile`` the warm-up steps also pay for the compilations (``dynamic=True``: batch shapes vary),
+    which are reported as ``warmup_seconds`` and not counted in tokens/s.
     """
-    trainer = make_trainer(preset, workdir, tokens_per_batch, device)
+    trainer = make_trainer(preset, workdir, tokens_per_batch, device, recipe, compile)
+    start = time.perf_counter()
     rng = random.Random(1)
     for _ in range(warmup):
         trainer.train_step(synthetic_batch(rng, tokens_per_batch))
+    warmup_seconds = time.perf_counter() - start
     steps, tokens, sequences, start = 0, 0, 0, time.perf_counter()
     while steps < max_steps and time.perf_counter() - start < seconds:
         batch = synthetic_batch(rng, tokens_per_batch)
@@ -72,15 +83,17 @@ def measure(preset: str, *, seconds: float, warmup: int, max_steps: int, tokens_
             raise FloatingPointError(f"{preset}: a non-finite step in the benchmark")
         steps, tokens, sequences = steps + 1, tokens + sum(map(len, batch)), sequences + len(batch)
     elapsed = time.perf_counter() - start
-    return {"preset": preset, "parameters": trainer.model.num_parameters(), "device": str(trainer.device), "steps": steps,
+    return {"preset": preset, "recipe": recipe, "compile": compile, "warmup_seconds": warmup_seconds,
+            "parameters": trainer.model.num_parameters(), "device": str(trainer.device), "steps": steps,
             "sequences_per_step": sequences / steps, "tokens_per_step": tokens / steps,
             "seconds_per_step": elapsed / steps, "tokens_per_second": tokens / elapsed}
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| preset | parameters | timed steps | seqs/step | tokens/step | s/step | tokens/s |\n"
-            "|---|---:|---:|---:|---:|---:|---:|")
-    body = [f"| {r['preset']} | {r['parameters'] / 1e6:.2f} M | {r['steps']} | {r['sequences_per_step']:.0f} | "
+    head = ("| preset | recipe | compile | parameters | warm-up s | timed steps | seqs/step | tokens/step | s/step | tokens/s |\n"
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    body = [f"| {r['preset']} | {r['recipe']} | {'yes' if r['compile'] else 'no'} | {r['parameters'] / 1e6:.2f} M | "
+            f"{r['warmup_seconds']:.1f} | {r['steps']} | {r['sequences_per_step']:.0f} | "
             f"{r['tokens_per_step']:,.0f} | {r['seconds_per_step']:.2f} | {r['tokens_per_second']:,.0f} |" for r in rows]
     return "\n".join([head, *body])
 
@@ -94,6 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tokens-per-batch", type=int, default=TrainConfig.tokens_per_batch)
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     p.add_argument("--device", default="cpu", help="cpu / cuda / mps (on cuda the step runs under bf16 autocast)")
+    p.add_argument("--recipe", choices=sorted(RECIPES), default="default",
+                   help="training options: TrainConfig's defaults, or the bundled model's (dropout 0, SwiGLU, importance t)")
+    p.add_argument("--compile", choices=("off", "on", "both"), default="off",
+                   help="torch.compile the training step; 'both' measures each preset without, then with it")
     p.add_argument("--json", help="also write the rows to this JSON file")
     a = p.parse_args(argv)
     if a.threads:
@@ -103,9 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"torch {torch.__version__}, {where}, "
           f"{a.tokens_per_batch} tokens per batch, {a.warmup} warm-up steps excluded", file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:
+        compiles = {"off": [False], "on": [True], "both": [False, True]}[a.compile]
         rows = [measure(name.strip(), seconds=a.seconds, warmup=a.warmup, max_steps=a.max_steps,
-                        tokens_per_batch=a.tokens_per_batch, workdir=Path(tmp), device=a.device)
-                for name in a.presets.split(",")]
+                        tokens_per_batch=a.tokens_per_batch, workdir=Path(tmp), device=a.device,
+                        recipe=a.recipe, compile=compiled)
+                for name in a.presets.split(",") for compiled in compiles]
     print(table(rows))
     if a.json:
         checkpoint.atomic_write_text(Path(a.json), json.dumps(rows, indent=2) + "\n")

@@ -38,3 +38,17 @@ def test_the_combined_variant_is_exactly_the_three_single_changes():
         for field, value in ablate.VARIANTS[name][1].items():
             singles[field] = {**singles.get(field, {}), **value} if isinstance(value, dict) else value
     assert ablate.VARIANTS["combined"][1] == singles
+
+
+def test_a_second_round_variant_keeps_the_base_recipe_and_adds_its_change(tmp_path):
+    seqs, _ = profile_family(60, 24, seed=0)
+    write_fasta(tmp_path / "family.fasta", seqs)
+    overrides = ablate.stacked(ablate.VARIANTS["combined"][1], ablate.VARIANTS["small"][1], {"lr": 2e-3})
+    cfg = ablate.short_run_config(str(tmp_path / "family.fasta"), None, tmp_path / "run", "tiny", 0.01, **overrides)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        trainer = Trainer(cfg)
+    config = trainer.model.config
+    assert (config.mlp, config.d_model, config.n_heads, config.d_ff) == ("swiglu", 256, 8, 1024)   # both model changes
+    assert (trainer.cfg.dropout, trainer.cfg.time_sampling, trainer.cfg.lr) == (0.0, "importance", 2e-3)
+    assert ablate.row_name("small", "combined") == "combined+small" and ablate.row_name("combined", "combined") == "combined"
