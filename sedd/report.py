@@ -32,6 +32,12 @@ def _fmt(value, digits: int = 3) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
+def _rate(stats: dict, key: str) -> str:
+    """A share of the samples with its binomial standard error, e.g. ``0.824 ± 0.024``."""
+    p, n = stats[key], stats["num_samples"]
+    return f"{p:.3f} ± {math.sqrt(p * (1 - p) / n):.3f}"
+
+
 def _data_line(result: dict) -> str:
     counts = f"{result['num_sequences']} sequences, {result['num_residues']} residues"
     split = result.get("split")
@@ -72,7 +78,7 @@ def write_report(path: str | Path, result: dict, samples: list[str] | None = Non
                   f"| mean pairwise identity ({sample_stats['pairs']} pairs) | "
                   f"{_fmt(sample_stats['mean_pairwise_identity'])} |",
                   f"| composition KL(data ‖ samples) | {_fmt(sample_stats['composition_kl'], 4)} nats |",
-                  f"| motif `{MOTIF}` rate (references) | {_fmt(sample_stats['motif_rate'])} "
+                  f"| motif `{MOTIF}` rate ± binomial SE (references) | {_rate(sample_stats, 'motif_rate')} "
                   f"({_fmt(sample_stats['reference_motif_rate'])}) |",
                   f"| longest single-residue run: mean / max; share ≥ {sample_stats['repeat_run']} | "
                   f"{_fmt(sample_stats['mean_longest_run'], 2)} / {sample_stats['max_longest_run']}; "
@@ -108,7 +114,7 @@ def summary(result: dict) -> str:
         lines.append(f"samples          {s['num_samples']}: validity {s['validity']:.3f}, novelty {_fmt(s['novelty'])}, "
                      f"median nearest identity {_fmt(s['median_nearest_identity'])}, mean pairwise identity "
                      f"{_fmt(s['mean_pairwise_identity'])}, composition KL {_fmt(s['composition_kl'], 4)}, "
-                     f"motif rate {s['motif_rate']:.3f} (references {s['reference_motif_rate']:.3f}), "
+                     f"motif rate {_rate(s, 'motif_rate')} (references {s['reference_motif_rate']:.3f}), "
                      f"repeat rate {s['repeat_rate']:.3f}")
         if s.get("family_hmm"):
             f = s["family_hmm"]

@@ -300,6 +300,8 @@ def test_update_config_records_exactly_the_printed_result(ckpt_dir, clustered_fa
     assert printed["samples"]["num_samples"] == 4 and printed["files"]["report"] == str(report)
     text = report.read_text()
     assert "whole clusters of" in text and "8 sequences in 2 clusters" in text and "unigram floor" in text
+    motif = printed["samples"]["motif_rate"]      # 4 samples: the rate comes with its (large) binomial SE
+    assert f"| {motif:.3f} ± {(motif * (1 - motif) / 4) ** 0.5:.3f} (" in text
     assert checkpoint.load(ckpt_dir).meta["evaluation"] == printed
 
 
@@ -328,5 +330,6 @@ def test_the_bundled_report_is_what_evaluate_writes_from_the_recorded_result(tmp
     samples = [PROTEIN.decode(t) for t in read_fasta(bundled / "eval" / "report_samples.fasta", PROTEIN).tokens]
     write_report(tmp_path / "report.md", evaluation, samples, evaluation["samples"]["nearest_identities"])
     assert (tmp_path / "report.md").read_text() == (bundled / "eval" / "report.md").read_text()
+    assert "| 0.824 ± 0.024 (0.918) |" in (tmp_path / "report.md").read_text()   # 256 samples: the rate's binomial SE
     assert (tmp_path / "report_samples.fasta").read_text() == (bundled / "eval" / "report_samples.fasta").read_text()
     assert evaluation["files"]["report"].endswith("eval/report.md") and evaluation["split"]["held_out_clusters"] > 0
