@@ -106,6 +106,7 @@ def wait_until_done(page, previous_seed: str = "") -> tuple[str, str]:
 
 
 def test_generate_streams_frames_then_designs_and_3d_view(page, tmp_path):
+    assert page.input_value("#seed-used input") == ""          # no run yet: no seed, not a made-up 0
     page.fill("#template textarea", ">demo\nMKV__GF_R____LLAGW__KDE" + "_" * 60)
     page.fill(SEED, "7")
     page.click("#generate")
