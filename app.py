@@ -56,6 +56,7 @@ COLOR_CHOICES = {"pLDDT": "plddt", "designed vs fixed": "designed"}
 OUTPUT_MAX_AGE_S = 3600
 OUTPUT_MAX_BYTES = 256 * 2**20     # downloads kept at most; the oldest runs go first
 MAX_UPLOAD = "1kb"                 # the page has no file input; refuse anonymous uploads
+NO_SEED_YET = -1                   # the hidden seed output before any run (seeds are 0 … 2**31 − 1)
 log = logging.getLogger("sedd.studio")
 
 
@@ -411,7 +412,11 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
                             run_btn = gr.Button("Generate", variant="primary", elem_id="generate")
                             stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
                         with gr.Row():
-                            seed_used = gr.Number(label="Seed used", interactive=False, precision=0, placeholder="–", elem_id="seed-used")
+                            # The API returns the seed as a number (seed_used, hidden); the page shows it as text,
+                            # because Gradio's Number shows 0, a real seed, before anything has run.
+                            seed_used = gr.Number(value=NO_SEED_YET, precision=0, visible=False)
+                            seed_shown = gr.Textbox(label="Seed used", interactive=False, placeholder="–", max_lines=1,
+                                                    elem_id="seed-used")
                             reuse = gr.Button("Reuse this seed", size="sm")
                     with gr.Column(scale=3):
                         status = gr.HTML(elem_id="status")
@@ -476,7 +481,8 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
             .success(cb.show_score, [score_json, design_sent], score_views, api_name=False)
         # Not queued: a Stop must reach the server even when the queue is full.
         stop_btn.click(cb.stop, None, status, cancels=[event], api_name=False, queue=False)
-        reuse.click(lambda s: s, seed_used, seed, api_name=False)
+        seed_used.change(None, seed_used, seed_shown, js="(s) => String(s)", api_name=False)
+        reuse.click(lambda s: s, seed_shown, seed, api_name=False)
         table.select(cb.select, [designs, color], [structure, plot, selected], api_name=False)
         color.change(cb.recolor, [designs, selected, color], [structure, plot], api_name=False)
     admit.demo = demo

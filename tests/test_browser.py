@@ -24,6 +24,7 @@ from sedd import render
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 SEED = "#seed :is(input, textarea)"
+SEED_USED = "#seed-used :is(input, textarea)"
 CHROMIUM = os.environ.get("SEDD_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 
 
@@ -102,11 +103,11 @@ def wait_until_done(page, previous_seed: str = "") -> tuple[str, str]:
         const m = document.querySelector('#status').innerText.match(/in \\d+ steps \\(seed (\\d+)\\)/);
         return m && m[1] !== prev && !document.querySelector('#status').innerText.includes('…');
     }""", arg=previous_seed, timeout=120_000)
-    return page.input_value("#seed-used input"), page.input_value("#fasta textarea")
+    return page.input_value(SEED_USED), page.input_value("#fasta textarea")
 
 
 def test_generate_streams_frames_then_designs_and_3d_view(page, tmp_path):
-    assert page.input_value("#seed-used input") == ""          # no run yet: no seed, not a made-up 0
+    assert page.input_value(SEED_USED) == ""          # no run yet: no seed, not a made-up 0
     page.fill("#template textarea", ">demo\nMKV__GF_R____LLAGW__KDE" + "_" * 60)
     page.fill(SEED, "7")
     page.click("#generate")
@@ -118,7 +119,7 @@ def test_generate_streams_frames_then_designs_and_3d_view(page, tmp_path):
     assert fasta.count(">design_") == 4 and "(step" not in fasta
     table = page.locator("#designs").inner_text()
     assert all(f"design_{i}" in table for i in range(1, 5))
-    assert page.input_value("#seed-used input") == "7"
+    assert page.input_value(SEED_USED) == "7"
     canvas = page.frame_locator("#structure iframe").locator("canvas")
     canvas.wait_for(timeout=30_000)
     assert canvas.bounding_box()["height"] > 200
@@ -139,6 +140,10 @@ def test_generate_streams_frames_then_designs_and_3d_view(page, tmp_path):
 
 def test_a_blank_seed_draws_a_new_seed_every_run(page):
     assert page.input_value(SEED) == "", "the seed box starts blank"
+    reuse = page.get_by_role("button", name="Reuse this seed")
+    reuse.click()                                            # nothing has run: nothing to reuse
+    page.wait_for_timeout(500)
+    assert page.input_value(SEED) == ""
     page.fill("#template textarea", "MKV" + "_" * 40)
     set_steps(page, 16)
     fold_off(page)
@@ -148,6 +153,8 @@ def test_a_blank_seed_draws_a_new_seed_every_run(page):
     second_seed, second = wait_until_done(page, first_seed)
     assert page.input_value(SEED) == ""
     assert first_seed != second_seed and first != second
+    reuse.click()
+    page.wait_for_function("s => document.querySelector('#seed :is(input, textarea)').value === s", arg=second_seed)
 
 
 def test_every_residue_of_a_long_design_is_visible(page):
