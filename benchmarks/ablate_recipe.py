@@ -144,7 +144,7 @@ def table(rows: list[dict], reference: str = "baseline") -> str:
     body = []
     for r in rows:
         delta = f"{r['elbo_ema'] - base['elbo_ema']:+.3f}" if base and r is not base else "—"
-        on, plus, name = r["variant"].partition("+")
+        _, plus, name = r["variant"].partition("+")
         change = f"+ {VARIANTS[name][0]}" if plus and name in VARIANTS else r["change"]   # a second round: its one change
         body.append(f"| {change} | {r['parameters'] / 1e6:.2f} M | {r['steps']} | {r['tokens_per_cpu_second']:,.0f} | "
                     f"{r['elbo_ema']:.3f} ± {r['elbo_ema_stderr']:.3f} | {r['elbo_raw']:.3f} | {delta} |")

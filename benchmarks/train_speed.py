@@ -68,7 +68,8 @@ def measure(preset: str, *, seconds: float, warmup: int, max_steps: int, tokens_
 
     ``train_step`` ends with ``loss.item()``, which waits for the device, so wall time is honest on a GPU.
     With ``compile`` the warm-up steps also pay for the compilations (``dynamic=True``: batch shapes vary),
-    which are reported as ``warmup_seconds`` and not counted in tokens/s.
+    which are reported as ``warmup_seconds`` and not counted in tokens/s (a rerun compiles faster: inductor
+    keeps compiled code in an on-disk cache).
     """
     trainer = make_trainer(preset, workdir, tokens_per_batch, device, recipe, compile)
     start = time.perf_counter()

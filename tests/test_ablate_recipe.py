@@ -52,3 +52,12 @@ def test_a_second_round_variant_keeps_the_base_recipe_and_adds_its_change(tmp_pa
     assert (config.mlp, config.d_model, config.n_heads, config.d_ff) == ("swiglu", 256, 8, 1024)   # both model changes
     assert (trainer.cfg.dropout, trainer.cfg.time_sampling, trainer.cfg.lr) == (0.0, "importance", 2e-3)
     assert ablate.row_name("small", "combined") == "combined+small" and ablate.row_name("combined", "combined") == "combined"
+
+
+def test_a_second_round_table_names_each_rows_one_change_and_compares_with_its_base():
+    row = dict(parameters=1.79e6, steps=1000, tokens_per_cpu_second=6900.0, elbo_ema_stderr=0.02, elbo_raw=2.0)
+    rows = [{**row, "variant": "combined", "change": ablate.VARIANTS["combined"][0], "elbo_ema": 1.974},
+            {**row, "variant": "combined+lr-2e-3", "change": "(stored text)", "elbo_ema": 2.026}]
+    text = ablate.table(rows, "combined")
+    assert "EMA vs combined |" in text
+    assert "| + learning rate 2e-3 | 1.79 M | 1000 | 6,900 | 2.026 ± 0.020 | 2.000 | +0.052 |" in text
