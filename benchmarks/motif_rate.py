@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import sys
 from pathlib import Path
 
@@ -28,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a checkout without installing
 
 from sedd import checkpoint as ckpt  # noqa: E402
-from sedd.metrics import MOTIF, draw_samples  # noqa: E402
+from sedd.metrics import MOTIF, binomial_stderr, draw_samples, motif_hits  # noqa: E402
 
 Z95 = 1.959963984540054
 
@@ -45,7 +44,7 @@ def rate_summary(hits: list[bool]) -> dict:
     n, k = len(hits), sum(hits)
     p = k / n
     low, high = wilson_interval(k, n)
-    return {"samples": n, "hits": k, "rate": p, "stderr": math.sqrt(p * (1 - p) / n), "wilson95": [low, high]}
+    return {"samples": n, "hits": k, "rate": p, "stderr": binomial_stderr(p, n), "wilson95": [low, high]}
 
 
 def paired_difference(hits: list[bool], reference: list[bool]) -> dict:
@@ -71,12 +70,11 @@ def parse_checkpoints(specs: list[str]) -> list[tuple[str, str]]:
 
 
 def measure(checkpoints: list[tuple[str, str]], samples: int, seed: int, progress: bool = True) -> list[dict]:
-    pattern = re.compile(MOTIF)
     rows, reference = [], None
     for name, path in checkpoints:
         model = ckpt.load(path)
         sequences = draw_samples(model, samples, seed=seed, progress=progress)
-        hits = [bool(pattern.search(s)) for s in sequences]
+        hits = motif_hits(sequences)
         row = {"name": name, "checkpoint": str(path), **rate_summary(hits)}
         if reference is None:
             reference = hits

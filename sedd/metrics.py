@@ -2,6 +2,7 @@
 """
 from __future__ import annotations
 
+import math
 import random
 import re
 from collections import Counter
@@ -151,10 +152,20 @@ def composition_kl(data: list[str], samples: list[str], residues: str, pseudocou
     return float(np.sum(p * np.log(p / q)))
 
 
+def motif_hits(sequences: list[str], pattern: str = MOTIF) -> list[bool]:
+    """For each sequence, whether it contains a match of ``pattern`` anywhere."""
+    regex = re.compile(pattern)
+    return [bool(regex.search(s)) for s in sequences]
+
+
 def motif_rate(sequences: list[str], pattern: str = MOTIF) -> float:
     """Share of sequences containing a match of ``pattern`` anywhere."""
-    regex = re.compile(pattern)
-    return sum(bool(regex.search(s)) for s in sequences) / len(sequences) if sequences else float("nan")
+    return sum(motif_hits(sequences, pattern)) / len(sequences) if sequences else float("nan")
+
+
+def binomial_stderr(rate: float, n: int) -> float:
+    """Standard error of a share ``rate`` of ``n`` independent draws: √(p(1 − p)/n)."""
+    return math.sqrt(rate * (1 - rate) / n)
 
 
 def mean_pairwise_identity(sequences: list[str], max_pairs: int = MAX_PAIRS, seed: int = 0,

@@ -8,7 +8,7 @@ import numpy as np
 
 from . import checkpoint as ckpt
 from .design import to_fasta
-from .metrics import MOTIF
+from .metrics import MOTIF, binomial_stderr
 
 
 def _histogram(identities: list[float], path: Path) -> None:
@@ -34,8 +34,7 @@ def _fmt(value, digits: int = 3) -> str:
 
 def _rate(stats: dict, key: str) -> str:
     """A share of the samples with its binomial standard error, e.g. ``0.824 ± 0.024``."""
-    p, n = stats[key], stats["num_samples"]
-    return f"{p:.3f} ± {math.sqrt(p * (1 - p) / n):.3f}"
+    return f"{stats[key]:.3f} ± {binomial_stderr(stats[key], stats['num_samples']):.3f}"
 
 
 def _data_line(result: dict) -> str:
