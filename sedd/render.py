@@ -126,6 +126,31 @@ def legend_structure(color_by: str) -> str:
     return f'<div class="structure-legend"><b>{title}</b> {swatches}</div>'
 
 
+# The 3D view must never be a silent blank box. Two ways it became one: the viewer started while its
+# box had no size (the sandboxed iframe not laid out yet; one page load in ten in headless Chromium),
+# and no resize notification reached it, so WebGL never started; or the browser has no WebGL at all,
+# and 3Dmol.createViewer throws. 3Dmol's resize() starts a renderer that never started: retry it
+# until the box has a size, then for five seconds, and if WebGL still fails say so.
+_WEBGL_RETRY = """<script>
+$3Dmolpromise.then(function () {
+  var box = document.getElementById("3dmolviewer_UID"), failures = 0;
+  function noWebGL() {
+    box.innerHTML = '<p class="no-webgl" style="font:14px sans-serif;padding:1em">This browser could not '
+      + 'start WebGL, which the 3D view needs. The structure is in the downloads as a PDB file.</p>';
+  }
+  (function retry() {
+    var viewer = viewer_UID;
+    if (!viewer) return noWebGL();                  // createViewer threw
+    if (!viewer.renderer.isLost()) return;          // drawn
+    try { viewer.resize(); } catch (e) {}           // starts the renderer once the box has a size
+    if (!viewer.renderer.isLost()) return;
+    if (box.offsetWidth > 0 && ++failures >= 20) return noWebGL();   // a hidden box is not a failure
+    setTimeout(retry, 250);
+  })();
+});
+</script>"""
+
+
 def viewer_page(pdb: str, plddt: list[float], designed: list[bool], color_by: str = "plddt",
                 js_url: str = CDN_3DMOL, height: int = 440) -> str:
     """A standalone HTML page with a py3Dmol cartoon coloured by pLDDT band or by designed/fixed."""
@@ -147,7 +172,9 @@ def viewer_page(pdb: str, plddt: list[float], designed: list[bool], color_by: st
         view.addStyle({"resi": _residue_groups(designed)[0]}, {"stick": {"color": DESIGNED_COLOR, "radius": 0.15}})
     view.zoomTo()
     return ('<!doctype html><html><head><meta charset="utf-8"></head>'
-            f'<body style="margin:0;overflow:hidden">{view.write_html()}</body></html>')
+            f'<body style="margin:0;overflow:hidden">{view.write_html()}'
+            f'{_WEBGL_RETRY.replace("UID", str(view.uniqueid))}</body></html>')
+
 
 
 def structure_html(pdb: str, plddt: list[float], designed: list[bool], title: str, color_by: str = "plddt",

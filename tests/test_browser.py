@@ -138,6 +138,47 @@ def test_generate_streams_frames_then_designs_and_3d_view(page, tmp_path):
     page.wait_for_function(f"document.querySelector('#structure .structure-title').innerText.startsWith('{name}:')")
 
 
+# The two ways the 3D view went blank, made to happen every time (scripts run before the page's own):
+# the viewer's box gets its width a second after the viewer starts, and no resize notification comes
+# (what a sandboxed iframe not yet laid out did, one page load in ten); and no WebGL at all.
+UNSIZED_AT_START = """() => {
+    window.ResizeObserver = window.IntersectionObserver = undefined;
+    const width = Object.getOwnPropertyDescriptor(HTMLElement.prototype, "offsetWidth").get;
+    const start = performance.now();           // the box is laid out a second late
+    Object.defineProperty(HTMLElement.prototype, "offsetWidth", {get() {
+        return this.id.startsWith("3dmolviewer") && performance.now() - start < 1000 ? 0 : width.call(this);
+    }});
+}"""
+NO_WEBGL = """() => {
+    for (const C of [HTMLCanvasElement, self.OffscreenCanvas].filter(Boolean)) {
+        const getContext = C.prototype.getContext;
+        C.prototype.getContext = function (kind, ...rest) {
+            return /webgl/.test(kind) ? null : getContext.call(this, kind, ...rest);
+        };
+    }
+}"""
+PDB = "".join(f"ATOM  {i:5d}  CA  ALA A{i:4d}    {i * 3.8:8.3f}{0.0:8.3f}{0.0:8.3f}  1.00 90.00           C\n"
+              for i in range(1, 9))
+
+
+@pytest.mark.parametrize("breakage", [UNSIZED_AT_START, NO_WEBGL], ids=["unsized-at-start", "no-webgl"])
+def test_the_3d_view_is_never_a_silent_blank_box(browser, breakage):
+    _require(render.LOCAL_3DMOL.is_file(), "the npm package 3dmol (npm ci)")
+    page = browser.new_page(viewport={"width": 900, "height": 700})
+    page.add_init_script(f"({breakage})()")
+    viewer = render.viewer_page(PDB, [90.0] * 8, [True] * 8, js_url="3Dmol-min.js")
+    page.route("http://studio.test/", lambda route: route.fulfill(body=viewer, content_type="text/html"))
+    page.route("http://studio.test/3Dmol-min.js", lambda route: route.fulfill(path=render.LOCAL_3DMOL))
+    page.goto("http://studio.test/")
+    if breakage is UNSIZED_AT_START:        # a retry starts WebGL once the box has a size
+        page.locator("canvas").wait_for(state="visible", timeout=30_000)
+        assert page.locator("canvas").bounding_box()["height"] > 200
+    else:                                   # a message, not a blank box
+        page.get_by_text("could not start WebGL").wait_for(timeout=30_000)
+        assert "PDB" in page.locator(".no-webgl").inner_text()
+    page.close()
+
+
 def test_a_blank_seed_draws_a_new_seed_every_run(page):
     assert page.input_value(SEED) == "", "the seed box starts blank"
     reuse = page.get_by_role("button", name="Reuse this seed")
