@@ -39,6 +39,7 @@ import torch
 
 from sedd import checkpoint as ckpt
 from sedd import render, score, studio
+from sedd.alphabet import TemplateSpec
 from sedd.fold import ESMFOLD_MODEL, ESMAtlasBackend, ESMFoldBackend
 
 try:                       # ZeroGPU on Hugging Face Spaces: a GPU is attached per call
@@ -55,6 +56,7 @@ SPAN_MODES = [("draw per design", "sample"), ("most probable", "map")]
 COLOR_CHOICES = {"pLDDT": "plddt", "designed vs fixed": "designed"}
 OUTPUT_MAX_AGE_S = 3600
 OUTPUT_MAX_BYTES = 256 * 2**20     # downloads kept at most; the oldest runs go first
+STOPPED_HTML = render.message_html("Stopped: the run was cancelled.", "warn")
 MAX_UPLOAD = "1kb"                 # the page has no file input; refuse anonymous uploads
 NO_SEED_YET = -1                   # the hidden seed output before any run (seeds are 0 … 2**31 − 1)
 log = logging.getLogger("sedd.studio")
@@ -148,18 +150,34 @@ class StudioCallbacks:
         self.output_root.mkdir(parents=True, exist_ok=True)
         self.max_output_bytes = max_output_bytes
         self._stops: dict[str, float] = {}      # session → when its Stop was last pressed
+        self._admitted: dict[str, float] = {}   # session → when its latest run entered the queue
 
     def stop(self, request: gr.Request | None = None) -> str:
-        """Stop this session's run. Besides Gradio's own cancel (``cancels=``), which the page does not
-        always route to a run it started while a Stop was in flight, the run itself checks this
-        time stamp between frames, so every run started before the press ends at its next frame."""
+        """Stop this session's run: every run of the session that entered the queue before the press
+        ends, a running one at its next frame, a waiting one as soon as its turn comes.
+
+        The page's Stop does not also use Gradio's client-side cancel (``cancels=``): that loses a
+        Generate clicked while the cancel is in flight (Gradio 6.31 defers the click, then drops
+        it when the cancelled run is cleared; one time in three on a loaded machine). Without it, a
+        deferred Generate is sent when the stopped run ends, so always after this time stamp.
+        """
         if request is not None and request.session_hash:
             self._stops[request.session_hash] = time.monotonic()
-        return render.message_html("Stopped: the run was cancelled.", "warn")
+        return STOPPED_HTML
 
-    def _stopped(self, request: gr.Request | None, started: float) -> bool:
+    def admitted(self, session: str) -> None:
+        """A run of ``session`` has just been let into the queue (called by its validator)."""
+        self._admitted[session] = time.monotonic()
+
+    def _queued_at(self, request: gr.Request | None) -> float:
+        """When this run entered the queue: a Stop pressed since then stops it. (The page has one
+        run in flight per session; an API client with several at once has no Stop to press.)"""
         session = request.session_hash if request is not None else None
-        return session is not None and self._stops.get(session, -math.inf) >= started
+        return self._admitted.pop(session, time.monotonic()) if session else time.monotonic()
+
+    def _stopped(self, request: gr.Request | None, queued: float) -> bool:
+        session = request.session_hash if request is not None else None
+        return session is not None and self._stops.get(session, -math.inf) >= queued
 
     def close(self) -> None:
         """Remove every download this studio wrote (at exit)."""
@@ -208,13 +226,23 @@ class StudioCallbacks:
             sampler: "tau-leaping" (the exact reverse process, default), "confidence" (reveal the most confident positions first) or "remask" (may also send low-confidence designed residues back to mask and redraw them).
             top_p: nucleus sampling, 0.05 to 1 (1 = off): keep the most probable residues up to this probability mass.
         """
+        queued = self._queued_at(request)
         try:
             parsed, settings = studio.check_request(self.model, template, num_samples, steps, temperature, seed,
                                                     fold, self.limits, exclude, span_lengths, sampler, top_p)
         except ValueError as e:
             log.warning("refused a generate request: %s", str(e).replace("\n", " "))   # one line, no traceback
             raise gr.Error(render.error_text(str(e)), title="Cannot design this", print_exception=False) from None
-        started = time.monotonic()
+        # The session's Stop ends the run between two outputs; a stopped run shows "Stopped" once
+        # more, so a frame or status it yielded as the Stop came in is not what the page keeps.
+        for outputs in self._run(parsed, settings, fold):
+            if self._stopped(request, queued):
+                yield (gr.skip(), gr.skip(), STOPPED_HTML) + (gr.skip(),) * 6
+                return                            # closing _run's generator ends the sampler
+            yield outputs
+
+    def _run(self, parsed: TemplateSpec, settings: studio.Settings, fold: str):
+        """One checked generate request, as the page's successive outputs."""
         run = studio.Run(self.model, parsed, settings)
         skip = gr.skip()
         chart = ""
@@ -224,8 +252,6 @@ class StudioCallbacks:
             chart = render.span_posterior_html(settings.span_posterior, posterior.method)
         yield ("", "", self._status("Denoising…", settings, posterior=chart), settings.seed, None, "", None, None, [])
         for view in run.denoise(self.min_interval):
-            if self._stopped(request, started):
-                return                            # closing the frame stream ends the sampler
             fasta = "".join(f">design_{i + 1} (step {view.step})\n{s}\n" for i, s in enumerate(view.sequences))
             yield (fasta, render.frame_html(view.sequences, view.states, view.step, view.steps, view.nfe),
                    skip, skip, skip, skip, skip, skip, skip)
@@ -233,14 +259,10 @@ class StudioCallbacks:
         backend = self.backends.get(fold)
         if backend is not None:
             for design in run.fold(backend):
-                if self._stopped(request, started):
-                    return
                 yield (run.fasta(), skip, self._status(f"{done} Folded {design.index} of {len(run.designs)} "
                                                        f"with {fold}…", settings, posterior=chart),
                        skip, skip, skip, skip, skip, skip)
         for design in run.score():
-            if self._stopped(request, started):
-                return
             yield (run.fasta(), skip, self._status(f"{done} Model score of design {design.index} of "
                                                    f"{len(run.designs)}…", settings, posterior=chart),
                    skip, skip, skip, skip, skip, skip)
@@ -346,8 +368,8 @@ class SessionCap:
     requests of a burst are counted one by one (tested).
     """
 
-    def __init__(self, cap: int, max_queue: int):
-        self.cap, self.max_queue, self.demo = cap, max_queue, None
+    def __init__(self, cap: int, max_queue: int, on_admit: Callable[[str], None] | None = None):
+        self.cap, self.max_queue, self.on_admit, self.demo = cap, max_queue, on_admit, None
 
     async def check(self, template, num_samples, steps, seed, temperature, fold, exclude, span_lengths,
                     sampler, top_p, request: gr.Request):
@@ -363,13 +385,15 @@ class SessionCap:
         if refusal:
             log.warning("refused a generate request: %s", refusal)
             verdicts[0] = gr.validate(False, refusal)
+        elif self.on_admit is not None:
+            self.on_admit(request.session_hash)
         return verdicts
 
 
 def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int = 2, max_queue: int = 32,
                per_session: int = 4) -> gr.Blocks:
     lim = cb.limits
-    admit = SessionCap(per_session, max_queue)
+    admit = SessionCap(per_session, max_queue, on_admit=cb.admitted)
     with gr.Blocks(title="SEDD Protein Studio", delete_cache=(OUTPUT_MAX_AGE_S, OUTPUT_MAX_AGE_S)) as demo:
         gr.Markdown("# SEDD Protein Studio\nScore-entropy discrete diffusion fills the masked positions "
                     "(`_ ? # X`) of your template; watch the residues appear, then fold the designs.\n\n"
@@ -479,8 +503,9 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
         score_design_btn.click(cb.send_to_score, [designs, selected], [score_input, design_sent, tabs], api_name=False) \
             .success(score_fn, score_input, score_json, api_name=False) \
             .success(cb.show_score, [score_json, design_sent], score_views, api_name=False)
-        # Not queued: a Stop must reach the server even when the queue is full.
-        stop_btn.click(cb.stop, None, status, cancels=[event], api_name=False, queue=False)
+        # Not queued: a Stop must reach the server even when the queue is full. No cancels=[event]:
+        # see StudioCallbacks.stop.
+        stop_btn.click(cb.stop, None, status, api_name=False, queue=False)
         seed_used.change(None, seed_used, seed_shown, js="(s) => String(s)", api_name=False)
         reuse.click(lambda s: s, seed_shown, seed, api_name=False)
         table.select(cb.select, [designs, color], [structure, plot, selected], api_name=False)

@@ -316,10 +316,17 @@ def test_browser_tests_skip_locally_and_fail_in_ci_without_chromium(tmp_path):
 
 
 def stop_function_index(demo) -> int:
-    """The Stop button's own handler (the one that writes "Stopped"; Gradio adds the cancel beside it)."""
+    """The Stop button's handler."""
     [stop] = [b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "stop"]
     [index] = [i for i, d in demo.fns.items() if d.fn is not None and (stop._id, "click") in d.targets]
     return index
+
+
+def press_stop(url, demo, session: str) -> None:
+    """What the page's Stop sends: straight to the handler, past the queue."""
+    r = requests.post(f"{url}gradio_api/run/predict", timeout=30,
+                      json={"fn_index": stop_function_index(demo), "data": [], "session_hash": session})
+    assert r.status_code == 200 and "Stopped" in r.json()["data"][0], r.text[:300]
 
 
 def test_stop_answers_while_the_queue_is_full(model):
@@ -339,13 +346,47 @@ def test_stop_answers_while_the_queue_is_full(model):
             client.predict(OK, 1, 16, 0, api_name="/generate")
         # The page sends a queued handler through the queue (refused now) and an unqueued one straight here.
         assert demo.fns[stop_function_index(demo)].queue is False
-        r = requests.post(f"{url}gradio_api/run/predict", json={"fn_index": stop_function_index(demo), "data": [],
-                                                                "session_hash": "stopper"}, timeout=30)
-        assert r.status_code == 200 and "Stopped" in r.json()["data"][0], r.text[:300]
+        press_stop(url, demo, "stopper")
         for job in jobs:
             job.cancel()
     finally:
         demo.close()
+
+
+
+def test_stop_ends_a_run_still_waiting_in_the_queue_and_no_later_one(model):
+    """The page's Stop is the app's own (not Gradio's client-side cancel): a run of the session that
+    entered the queue before the press never samples; the session's next run is not touched.
+    Template lengths say whose network call is whose; the other session's run holds the one worker
+    until ``go``."""
+    lengths, go = [], threading.Event()
+    real_forward = model.model.forward
+
+    def forward(x):
+        lengths.append(x.shape[-1])
+        if x.shape[-1] == 120:
+            go.wait(timeout=60)
+        return real_forward(x)
+
+    model.model.forward = forward
+    demo, url = launch_app(model, {"off": None}, concurrency=1)
+    try:
+        other = join(url, demo, "other", "_" * 120, 1, 16)
+        read_until(other, "process_generating")
+        waiting = join(url, demo, "page", "_" * 40, 2, 16)
+        read_until(waiting, "estimation")
+        press_stop(url, demo, "page")
+        go.set()
+        final = read_until(waiting, "process_completed")
+        assert final["success"] and "Stopped" in json.dumps(final["output"]["data"][2])
+        assert lengths.count(40) == 0, "the stopped run sampled when its turn came"
+        read_until(other, "process_completed")
+        after = read_until(join(url, demo, "page", OK, 2, 16), "process_completed")
+        assert after["success"] and len(fasta_sequences(after["output"]["data"][0])) == 2
+    finally:
+        go.set()
+        demo.close()
+        del model.model.forward
 
 
 def test_cancelling_one_client_job_leaves_another_clients_job_running(model):
