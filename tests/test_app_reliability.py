@@ -354,40 +354,6 @@ def test_stop_answers_while_the_queue_is_full(model):
 
 
 
-def test_stop_ends_a_run_still_waiting_in_the_queue_and_no_later_one(model):
-    """The page's Stop is the app's own (not Gradio's client-side cancel): a run of the session that
-    entered the queue before the press never samples; the session's next run is not touched.
-    Template lengths say whose network call is whose; the other session's run holds the one worker
-    until ``go``."""
-    lengths, go = [], threading.Event()
-    real_forward = model.model.forward
-
-    def forward(x):
-        lengths.append(x.shape[-1])
-        if x.shape[-1] == 120:
-            go.wait(timeout=60)
-        return real_forward(x)
-
-    model.model.forward = forward
-    demo, url = launch_app(model, {"off": None}, concurrency=1)
-    try:
-        other = join(url, demo, "other", "_" * 120, 1, 16)
-        read_until(other, "process_generating")
-        waiting = join(url, demo, "page", "_" * 40, 2, 16)
-        read_until(waiting, "estimation")
-        press_stop(url, demo, "page")
-        go.set()
-        final = read_until(waiting, "process_completed")
-        assert final["success"] and "Stopped" in json.dumps(final["output"]["data"][2])
-        assert lengths.count(40) == 0, "the stopped run sampled when its turn came"
-        read_until(other, "process_completed")
-        after = read_until(join(url, demo, "page", OK, 2, 16), "process_completed")
-        assert after["success"] and len(fasta_sequences(after["output"]["data"][0])) == 2
-    finally:
-        go.set()
-        demo.close()
-        del model.model.forward
-
 
 def test_cancelling_one_client_job_leaves_another_clients_job_running(model):
     """Gradio cancels by session and endpoint, so the README tells API users to give each job
@@ -435,11 +401,10 @@ def read_until(stream, wanted: str) -> dict:
     raise AssertionError(f"the stream ended before a {wanted!r} message")
 
 
-def test_a_job_whose_client_has_gone_does_not_run(model):
-    """One worker: A runs, B and C wait. B's client goes before its turn and A's client goes while A
-    runs. The sampler must never run for B, must stop for A, and C must then run. Each job has its own
-    template length, so the length of each network call says which job made it; A's network waits
-    for ``go`` on its first call, so A is still running whatever the speed of the machine."""
+@pytest.fixture
+def gated(model):
+    """A one-worker studio whose network records each call's template length (which says whose
+    call it is) and holds any call on a 120-long template until ``go`` is set."""
     lengths, go = [], threading.Event()
     real_forward = model.model.forward
 
@@ -451,28 +416,52 @@ def test_a_job_whose_client_has_gone_does_not_run(model):
 
     model.model.forward = forward
     demo, url = launch_app(model, {"off": None}, concurrency=1)
-    try:
-        a = join(url, demo, "client-a", "_" * 120, 4, 1024)
-        read_until(a, "process_generating")
-        b = join(url, demo, "client-b", "_" * 40, 3, 16)
-        read_until(b, "estimation")
-        c = join(url, demo, "client-c", OK, 2, 16)
-        read_until(c, "estimation")
-        b.close()                                         # B's client goes while B waits
-        deadline = time.monotonic() + 30
-        while any(e.session_hash == "client-b" for q in demo._queue.event_queue_per_concurrency_id.values()
-                  for e in q.queue):
-            assert time.monotonic() < deadline, "B's job stayed in the queue after its client went"
-            time.sleep(0.05)
-        a.close()                                         # A's client goes while A runs
-        go.set()
-        final = read_until(c, "process_completed")
-        assert final["success"] and len(fasta_sequences(final["output"]["data"][0])) == 2
-        assert lengths.count(len(OK)) > 0 and lengths.count(40) == 0, "the sampler ran for B, whose client had gone"
-        # a full run of A calls the network once per step in which something changed: hundreds of times
-        a_calls = wait_for_stable(lambda: lengths.count(120), settle_s=1.0)
-        assert 0 < a_calls < 50, f"{a_calls} network calls: A ran on after its client went"
-    finally:
-        go.set()
-        demo.close()
-        del model.model.forward
+    yield demo, url, lengths, go
+    go.set()
+    demo.close()
+    del model.model.forward
+
+
+def test_a_job_whose_client_has_gone_does_not_run(gated):
+    """One worker: A runs, B and C wait. B's client goes before its turn and A's client goes while A
+    runs. The sampler must never run for B, must stop for A, and C must then run. A's network waits
+    for ``go`` on its first call, so A is still running whatever the speed of the machine."""
+    demo, url, lengths, go = gated
+    a = join(url, demo, "client-a", "_" * 120, 4, 1024)
+    read_until(a, "process_generating")
+    b = join(url, demo, "client-b", "_" * 40, 3, 16)
+    read_until(b, "estimation")
+    c = join(url, demo, "client-c", OK, 2, 16)
+    read_until(c, "estimation")
+    b.close()                                         # B's client goes while B waits
+    deadline = time.monotonic() + 30
+    while any(e.session_hash == "client-b" for q in demo._queue.event_queue_per_concurrency_id.values()
+              for e in q.queue):
+        assert time.monotonic() < deadline, "B's job stayed in the queue after its client went"
+        time.sleep(0.05)
+    a.close()                                         # A's client goes while A runs
+    go.set()
+    final = read_until(c, "process_completed")
+    assert final["success"] and len(fasta_sequences(final["output"]["data"][0])) == 2
+    assert lengths.count(len(OK)) > 0 and lengths.count(40) == 0, "the sampler ran for B, whose client had gone"
+    # a full run of A calls the network once per step in which something changed: hundreds of times
+    a_calls = wait_for_stable(lambda: lengths.count(120), settle_s=1.0)
+    assert 0 < a_calls < 50, f"{a_calls} network calls: A ran on after its client went"
+
+
+def test_stop_ends_a_run_still_waiting_in_the_queue_and_no_later_one(gated):
+    """The page's Stop is the app's own, not Gradio's client-side cancel: a run of the session that
+    entered the queue before the press never samples; the session's next run is not touched."""
+    demo, url, lengths, go = gated
+    other = join(url, demo, "other", "_" * 120, 1, 16)
+    read_until(other, "process_generating")
+    waiting = join(url, demo, "page", "_" * 40, 2, 16)
+    read_until(waiting, "estimation")
+    press_stop(url, demo, "page")
+    go.set()
+    final = read_until(waiting, "process_completed")
+    assert final["success"] and "Stopped" in json.dumps(final["output"]["data"][2])
+    assert lengths.count(40) == 0, "the stopped run sampled when its turn came"
+    read_until(other, "process_completed")
+    after = read_until(join(url, demo, "page", OK, 2, 16), "process_completed")
+    assert after["success"] and len(fasta_sequences(after["output"]["data"][0])) == 2
