@@ -57,6 +57,13 @@ COLOR_CHOICES = {"pLDDT": "plddt", "designed vs fixed": "designed"}
 OUTPUT_MAX_AGE_S = 3600
 OUTPUT_MAX_BYTES = 256 * 2**20     # downloads kept at most; the oldest runs go first
 STOPPED_HTML = render.message_html("Stopped: the run was cancelled.", "warn")
+STOP_COUNTING_JS = """() => {
+    window.seddStops = 0;
+    document.addEventListener("click", e => {       // capture: before Gradio handles the click
+        if (e.target.closest("#generate")) window.seddStopsAtGenerate = window.seddStops;
+        if (e.target.closest("#stop")) window.seddStops += 1;
+    }, true);
+}"""
 MAX_UPLOAD = "1kb"                 # the page has no file input; refuse anonymous uploads
 NO_SEED_YET = -1                   # the hidden seed output before any run (seeds are 0 … 2**31 − 1)
 log = logging.getLogger("sedd.studio")
@@ -149,35 +156,26 @@ class StudioCallbacks:
         self.output_root = output_root or Path(tempfile.mkdtemp(prefix=f"sedd-studio-{os.getpid()}-", dir=cache))
         self.output_root.mkdir(parents=True, exist_ok=True)
         self.max_output_bytes = max_output_bytes
-        self._stops: dict[str, float] = {}      # session → when its Stop was last pressed
-        self._admitted: dict[str, float] = {}   # session → when its latest run entered the queue
+        self._stops: dict[str, int] = {}        # session → how many times its page's Stop was pressed
 
-    def stop(self, request: gr.Request | None = None) -> str:
-        """Stop this session's run: every run of the session that entered the queue before the press
-        ends, a running one at its next frame, a waiting one as soon as its turn comes.
+    def stop(self, presses: int = 1, request: gr.Request | None = None) -> str:
+        """The page's Stop, pressed for the ``presses``-th time: every run of the session started by
+        a Generate clicked before this press ends, a running one at its next frame, a waiting one
+        when its turn comes, whichever request reaches the server first.
 
-        The page's Stop does not also use Gradio's client-side cancel (``cancels=``): that loses a
-        Generate clicked while the cancel is in flight (Gradio 6.31 defers the click, then drops
-        it when the cancelled run is cleared; one time in three on a loaded machine). Without it, a
-        deferred Generate is sent when the stopped run ends, so always after this time stamp.
+        The page counts both in the browser, in click order: each Stop sends its count, each
+        Generate the count so far (``stop_epoch``). Neither arrival order at the server nor time
+        stamps decide, and Gradio's client-side cancel is not used (``cancels=`` lost a Generate
+        clicked while the cancel was in flight: Gradio 6.31 defers the click, then drops it).
         """
         if request is not None and request.session_hash:
-            self._stops[request.session_hash] = time.monotonic()
+            session = request.session_hash
+            self._stops[session] = max(self._stops.get(session, 0), int(presses or 0))
         return STOPPED_HTML
 
-    def admitted(self, session: str) -> None:
-        """A run of ``session`` has just been let into the queue (called by its validator)."""
-        self._admitted[session] = time.monotonic()
-
-    def _queued_at(self, request: gr.Request | None) -> float:
-        """When this run entered the queue: a Stop pressed since then stops it. (The page has one
-        run in flight per session; an API client with several at once has no Stop to press.)"""
+    def _stopped(self, request: gr.Request | None, stop_epoch: int) -> bool:
         session = request.session_hash if request is not None else None
-        return self._admitted.pop(session, time.monotonic()) if session else time.monotonic()
-
-    def _stopped(self, request: gr.Request | None, queued: float) -> bool:
-        session = request.session_hash if request is not None else None
-        return session is not None and self._stops.get(session, -math.inf) >= queued
+        return session is not None and self._stops.get(session, 0) > stop_epoch
 
     def close(self) -> None:
         """Remove every download this studio wrote (at exit)."""
@@ -208,7 +206,7 @@ class StudioCallbacks:
     def generate(self, template: str, num_samples: int = 4, steps: int = 128, seed: int | None = None,
                  temperature: float = 1.0, fold: str = "off", exclude: str = "",
                  span_lengths: str = "sample", sampler: str = "tau-leaping", top_p: float = 1.0,
-                 request: gr.Request | None = None):
+                 stop_epoch: int = 0, request: gr.Request | None = None):
         """Design proteins: fill the masked positions of a template with the SEDD model, then fold and rank them.
 
         Streams every denoising state; the final output's first element is the FASTA text of the designs,
@@ -225,8 +223,9 @@ class StudioCallbacks:
             span_lengths: how [a-b] span lengths are chosen from the model's posterior: "sample" (each design draws its own) or "map" (all take the most probable).
             sampler: "tau-leaping" (the exact reverse process, default), "confidence" (reveal the most confident positions first) or "remask" (may also send low-confidence designed residues back to mask and redraw them).
             top_p: nucleus sampling, 0.05 to 1 (1 = off): keep the most probable residues up to this probability mass.
+            stop_epoch: for the page's Stop button (how many times it had been pressed when this run was asked for); leave it at 0.
         """
-        queued = self._queued_at(request)
+        stop_epoch = int(stop_epoch or 0)
         try:
             parsed, settings = studio.check_request(self.model, template, num_samples, steps, temperature, seed,
                                                     fold, self.limits, exclude, span_lengths, sampler, top_p)
@@ -236,7 +235,7 @@ class StudioCallbacks:
         # The session's Stop ends the run between two outputs; a stopped run shows "Stopped" once
         # more, so a frame or status it yielded as the Stop came in is not what the page keeps.
         for outputs in self._run(parsed, settings, fold):
-            if self._stopped(request, queued):
+            if self._stopped(request, stop_epoch):
                 yield (gr.skip(), gr.skip(), STOPPED_HTML) + (gr.skip(),) * 6
                 return                            # closing _run's generator ends the sampler
             yield outputs
@@ -368,11 +367,11 @@ class SessionCap:
     requests of a burst are counted one by one (tested).
     """
 
-    def __init__(self, cap: int, max_queue: int, on_admit: Callable[[str], None] | None = None):
-        self.cap, self.max_queue, self.on_admit, self.demo = cap, max_queue, on_admit, None
+    def __init__(self, cap: int, max_queue: int):
+        self.cap, self.max_queue, self.demo = cap, max_queue, None
 
     async def check(self, template, num_samples, steps, seed, temperature, fold, exclude, span_lengths,
-                    sampler, top_p, request: gr.Request):
+                    sampler, top_p, stop_epoch, request: gr.Request):
         pending = len(self.demo._queue.pending_event_ids_session.get(request.session_hash, ()))
         waiting = len(self.demo._queue)
         refusal = None
@@ -381,19 +380,17 @@ class SessionCap:
         elif pending >= self.cap:
             refusal = (f"this session already has {render.plural(pending, 'run')} waiting or running "
                        f"(at most {self.cap}); wait for one to finish")
-        verdicts = [gr.validate(True, "")] * 10                   # one per input; a refusal shows on the template
+        verdicts = [gr.validate(True, "")] * 11                   # one per input; a refusal shows on the template
         if refusal:
             log.warning("refused a generate request: %s", refusal)
             verdicts[0] = gr.validate(False, refusal)
-        elif self.on_admit is not None:
-            self.on_admit(request.session_hash)
         return verdicts
 
 
 def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int = 2, max_queue: int = 32,
                per_session: int = 4) -> gr.Blocks:
     lim = cb.limits
-    admit = SessionCap(per_session, max_queue, on_admit=cb.admitted)
+    admit = SessionCap(per_session, max_queue)
     with gr.Blocks(title="SEDD Protein Studio", delete_cache=(OUTPUT_MAX_AGE_S, OUTPUT_MAX_AGE_S)) as demo:
         gr.Markdown("# SEDD Protein Studio\nScore-entropy discrete diffusion fills the masked positions "
                     "(`_ ? # X`) of your template; watch the residues appear, then fold the designs.\n\n"
@@ -435,6 +432,7 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
                         with gr.Row():
                             run_btn = gr.Button("Generate", variant="primary", elem_id="generate")
                             stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
+                            stop_epoch = gr.Number(0, precision=0, visible=False)   # Stop presses so far (see cb.stop)
                         with gr.Row():
                             # The API returns the seed as a number (seed_used, hidden); the page shows it as text,
                             # because Gradio's Number shows 0, a real seed, before anything has run.
@@ -484,8 +482,13 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
                 selected = gr.State(0)
 
         fn = spaces.GPU(duration=180)(cb.generate) if spaces is not None else cb.generate
-        event = run_btn.click(fn, [template, num_samples, steps, seed, temperature, fold, exclude, span_mode, sampler, top_p],
+        # The browser counts Stop presses; a Generate sends the count at its click, which may come
+        # before Gradio sends the run (a click while a run is ending waits for it). See cb.stop.
+        demo.load(None, js=STOP_COUNTING_JS, api_name=False)
+        event = run_btn.click(fn, [template, num_samples, steps, seed, temperature, fold, exclude, span_mode, sampler, top_p,
+                                   stop_epoch],
                               [fasta, frames, status, seed_used, table, structure, plot, files, designs],
+                              js="(...inputs) => [...inputs.slice(0, -1), window.seddStopsAtGenerate ?? 0]",
                               api_name="generate", concurrency_limit=concurrency, show_progress="minimal",
                               # A click while the page still holds the previous run (a Stop being
                               # processed) runs once that ends; the default ("once") drops it.
@@ -503,9 +506,8 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
         score_design_btn.click(cb.send_to_score, [designs, selected], [score_input, design_sent, tabs], api_name=False) \
             .success(score_fn, score_input, score_json, api_name=False) \
             .success(cb.show_score, [score_json, design_sent], score_views, api_name=False)
-        # Not queued: a Stop must reach the server even when the queue is full. No cancels=[event]:
-        # see StudioCallbacks.stop.
-        stop_btn.click(cb.stop, None, status, api_name=False, queue=False)
+        # Not queued: a Stop must reach the server even when the queue is full.
+        stop_btn.click(cb.stop, stop_epoch, status, js="() => window.seddStops", api_name=False, queue=False)
         seed_used.change(None, seed_used, seed_shown, js="(s) => String(s)", api_name=False)
         reuse.click(lambda s: s, seed_shown, seed, api_name=False)
         table.select(cb.select, [designs, color], [structure, plot, selected], api_name=False)

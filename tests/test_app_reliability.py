@@ -322,10 +322,10 @@ def stop_function_index(demo) -> int:
     return index
 
 
-def press_stop(url, demo, session: str) -> None:
-    """What the page's Stop sends: straight to the handler, past the queue."""
+def press_stop(url, demo, session: str, presses: int = 1) -> None:
+    """What the page's Stop sends, its ``presses``-th time: straight to the handler, past the queue."""
     r = requests.post(f"{url}gradio_api/run/predict", timeout=30,
-                      json={"fn_index": stop_function_index(demo), "data": [], "session_hash": session})
+                      json={"fn_index": stop_function_index(demo), "data": [presses], "session_hash": session})
     assert r.status_code == 200 and "Stopped" in r.json()["data"][0], r.text[:300]
 
 
@@ -378,12 +378,12 @@ def generate_fn_index(demo) -> int:
     return next(i for i, fn in demo.fns.items() if fn.api_name == "generate")
 
 
-def join(url, demo, session: str, template: str, num_samples: int, steps: int):
+def join(url, demo, session: str, template: str, num_samples: int, steps: int, stop_epoch: int = 0):
     """Queue a generate job over raw HTTP as the page does; return its open SSE stream (a response
     with ``lines``: one line iterator for the whole stream, as each ``iter_lines()`` call buffers apart)."""
     r = requests.post(f"{url}gradio_api/queue/join", timeout=30, json={
         "fn_index": generate_fn_index(demo), "session_hash": session, "trigger_id": None,
-        "data": [template, num_samples, steps, 0, 1.0, "off", "", "sample", "tau-leaping", 1.0]})
+        "data": [template, num_samples, steps, 0, 1.0, "off", "", "sample", "tau-leaping", 1.0, stop_epoch]})
     assert r.status_code == 200, r.text[:300]
     stream = requests.get(f"{url}gradio_api/queue/data", params={"session_hash": session}, stream=True, timeout=120)
     stream.lines = stream.iter_lines()
@@ -449,19 +449,27 @@ def test_a_job_whose_client_has_gone_does_not_run(gated):
     assert 0 < a_calls < 50, f"{a_calls} network calls: A ran on after its client went"
 
 
-def test_stop_ends_a_run_still_waiting_in_the_queue_and_no_later_one(gated):
-    """The page's Stop is the app's own, not Gradio's client-side cancel: a run of the session that
-    entered the queue before the press never samples; the session's next run is not touched."""
+def test_stop_ends_the_runs_clicked_before_it_whatever_reaches_the_server_first(gated):
+    """The page counts its Stop presses and sends the count with each Stop and each Generate.
+    A run asked for before the press never samples: one whose request reaches the server after
+    the Stop does, and one waiting in the queue. A run asked for after the press runs.
+    (One open stream per session at a time, so each case has its own session.)"""
     demo, url, lengths, go = gated
+
+    def assert_stopped(stream):
+        final = read_until(stream, "process_completed")
+        assert final["success"] and "Stopped" in json.dumps(final["output"]["data"][2])
+
+    press_stop(url, demo, "late", presses=1)
+    assert_stopped(join(url, demo, "late", "_" * 40, 2, 16, stop_epoch=0))
     other = join(url, demo, "other", "_" * 120, 1, 16)
-    read_until(other, "process_generating")
-    waiting = join(url, demo, "page", "_" * 40, 2, 16)
+    read_until(other, "process_generating")              # holds the one worker until go
+    waiting = join(url, demo, "queued", "_" * 40, 2, 16, stop_epoch=0)
     read_until(waiting, "estimation")
-    press_stop(url, demo, "page")
+    press_stop(url, demo, "queued", presses=1)
     go.set()
-    final = read_until(waiting, "process_completed")
-    assert final["success"] and "Stopped" in json.dumps(final["output"]["data"][2])
-    assert lengths.count(40) == 0, "the stopped run sampled when its turn came"
+    assert_stopped(waiting)
+    assert lengths.count(40) == 0, "a run asked for before the Stop sampled"
     read_until(other, "process_completed")
-    after = read_until(join(url, demo, "page", OK, 2, 16), "process_completed")
+    after = read_until(join(url, demo, "late", OK, 2, 16, stop_epoch=1), "process_completed")
     assert after["success"] and len(fasta_sequences(after["output"]["data"][0])) == 2

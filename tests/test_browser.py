@@ -268,6 +268,22 @@ def test_stop_halts_the_sampler_not_just_the_display(counted):
     assert page.evaluate("window.__steps") == shown
 
 
+def test_stop_right_after_generate_stops_both_runs(counted):
+    """Generate while a run is going (Gradio holds the click until that run ends), then Stop at
+    once: the Stop covers the run it interrupts and the one asked for before it."""
+    page, calls = counted
+    page.fill("#template textarea", "_" * 120)
+    set_steps(page, 1024)
+    page.click("#generate")
+    page.wait_for_function("window.__steps.length >= 3", timeout=60_000)
+    page.click("#generate")
+    page.click("#stop")
+    stopped_at = wait_for_stable(lambda: len(calls), settle_s=2.0)
+    assert stopped_at < 200, f"{stopped_at} network calls: a run went on after Stop"
+    assert "Stopped" in page.locator("#status").inner_text()
+    assert "(step" in page.input_value("#fasta textarea"), "a run finished after Stop"
+
+
 # A new run: frames from a step below the one the stopped run reached, then two more. (The page may
 # skip showing step 0 when frames come fast.)
 NEW_RUN_STARTED = "stopped => { const s = window.__steps.map(Number), i = s.findIndex(x => x < stopped);" \
