@@ -19,7 +19,6 @@ import argparse
 import atexit
 import json
 import logging
-import math
 import os
 import queue
 import re
