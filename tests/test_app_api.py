@@ -89,7 +89,7 @@ def test_a_bad_seed_gets_the_studios_message(client, seed):
 @pytest.mark.parametrize("seed_json", ["NaN", "1e400", "-Infinity"])
 def test_a_non_finite_seed_in_raw_json_gets_the_studios_message(served, seed_json):
     """gradio_client will not send NaN; a raw HTTP client will (Python's JSON reads 1e400 as inf)."""
-    body = f'{{"data": ["{TEMPLATE}", 1, 16, {seed_json}, 1.0, "off", "", "sample", "tau-leaping", 1.0]}}'   # a raw call sends every input
+    body = f'{{"data": ["{TEMPLATE}", 1, 16, {seed_json}, 1.0, "off", "", "sample", "tau-leaping", 1.0, 0]}}'   # a raw call sends every input
     r = requests.post(f"{served}gradio_api/call/generate", data=body, headers={"Content-Type": "application/json"},
                       timeout=30)
     events = requests.get(f"{served}gradio_api/call/generate/{r.json()['event_id']}", timeout=60).text
