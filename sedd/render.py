@@ -176,7 +176,6 @@ def viewer_page(pdb: str, plddt: list[float], designed: list[bool], color_by: st
             f'{_WEBGL_RETRY.replace("UID", str(view.uniqueid))}</body></html>')
 
 
-
 def structure_html(pdb: str, plddt: list[float], designed: list[bool], title: str, color_by: str = "plddt",
                    js_url: str = CDN_3DMOL, height: int = 440) -> str:
     """The 3D view in a sandboxed ``<iframe srcdoc>``, with a title and a colour legend."""
@@ -211,8 +210,6 @@ def plddt_figure(plddt: list[float], designed: list[bool]) -> Figure:
     ax.legend(loc="lower right", fontsize=8, framealpha=0.8)
     fig.tight_layout()
     return fig
-
-
 
 
 # ---- scores (Score tab) -----------------------------------------------------------------------------

@@ -353,8 +353,6 @@ def test_stop_answers_while_the_queue_is_full(model):
         demo.close()
 
 
-
-
 def test_cancelling_one_client_job_leaves_another_clients_job_running(model):
     """Gradio cancels by session and endpoint, so the README tells API users to give each job
     they may cancel its own Client; then a cancel ends only that job."""
