@@ -363,14 +363,14 @@ class SessionCap:
     queue's size check: Gradio checks the size before it awaits a validator, so a burst of
     requests would all pass that check and overfill the queue. This check is a coroutine that
     never suspends, run by Gradio's event loop right before the request is queued, so the
-    requests of a burst are counted one by one (tested).
+    requests of a burst are counted one by one (tested). Gradio passes the request first (it fills a
+    leading parameter annotated ``gr.Request``), then the event's inputs, whatever they are.
     """
 
     def __init__(self, cap: int, max_queue: int):
         self.cap, self.max_queue, self.demo = cap, max_queue, None
 
-    async def check(self, template, num_samples, steps, seed, temperature, fold, exclude, span_lengths,
-                    sampler, top_p, stop_epoch, request: gr.Request):
+    async def check(self, request: gr.Request, *inputs):
         pending = len(self.demo._queue.pending_event_ids_session.get(request.session_hash, ()))
         waiting = len(self.demo._queue)
         refusal = None
@@ -379,7 +379,7 @@ class SessionCap:
         elif pending >= self.cap:
             refusal = (f"this session already has {render.plural(pending, 'run')} waiting or running "
                        f"(at most {self.cap}); wait for one to finish")
-        verdicts = [gr.validate(True, "")] * 11                   # one per input; a refusal shows on the template
+        verdicts = [gr.validate(True, "")] * len(inputs)          # one per input; a refusal shows on the template
         if refusal:
             log.warning("refused a generate request: %s", refusal)
             verdicts[0] = gr.validate(False, refusal)
