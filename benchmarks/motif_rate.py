@@ -8,11 +8,15 @@
 draws many more samples of each checkpoint with the evaluation's own sampler
 (``sedd.metrics.draw_samples``: lengths from the checkpoint's histogram, the default 128-step
 τ-leaping, batches of 128) and reports the rate with its standard error and Wilson 95 % interval.
+An autoregressive baseline (``benchmarks/ar_baseline.py``'s ``RUN/ar``) is sampled left to right
+with its exact distribution instead (``sedd.autoregressive.draw_samples``; it chooses its own
+lengths), so the same network trained the other way can be compared with the diffusion model.
 
 Every checkpoint is sampled with the same seed, so all of them draw the same lengths and the same
 random numbers (common random numbers). Compared with the first checkpoint, the paired difference
 then has a smaller standard error than two independent rates would: it is computed from the
-per-sample differences d_i = hit_i(model) − hit_i(first), SE = sd(d) / √n.
+per-sample differences d_i = hit_i(model) − hit_i(first), SE = sd(d) / √n. Between a diffusion and
+an autoregressive model nothing is shared, and the same formula gives the SE of two independent rates.
 """
 from __future__ import annotations
 
@@ -26,10 +30,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a checkout without installing
 
+from sedd import autoregressive  # noqa: E402
 from sedd import checkpoint as ckpt  # noqa: E402
 from sedd.metrics import MOTIF, binomial_stderr, draw_samples, motif_hits  # noqa: E402
 
 Z95 = 1.959963984540054
+SAMPLERS = {False: "τ-leaping, 128 steps", True: "left to right (autoregressive)"}
 
 
 def wilson_interval(hits: int, n: int, z: float = Z95) -> tuple[float, float]:
@@ -72,10 +78,13 @@ def parse_checkpoints(specs: list[str]) -> list[tuple[str, str]]:
 def measure(checkpoints: list[tuple[str, str]], samples: int, seed: int, progress: bool = True) -> list[dict]:
     rows, reference = [], None
     for name, path in checkpoints:
-        model = ckpt.load(path)
-        sequences = draw_samples(model, samples, seed=seed, progress=progress)
+        model = ckpt.load(path, causal=None)
+        causal = model.model.config.causal
+        draw = autoregressive.draw_samples if causal else draw_samples
+        sequences = draw(model, samples, seed=seed, progress=progress)
         hits = motif_hits(sequences)
-        row = {"name": name, "checkpoint": str(path), **rate_summary(hits)}
+        row = {"name": name, "checkpoint": str(path), "sampler": SAMPLERS[causal],
+               "mean_length": sum(map(len, sequences)) / len(sequences), **rate_summary(hits)}
         if reference is None:
             reference = hits
         else:
@@ -87,13 +96,13 @@ def measure(checkpoints: list[tuple[str, str]], samples: int, seed: int, progres
 
 def table(rows: list[dict]) -> str:
     first = rows[0]["name"]
-    head = (f"| checkpoint | motif rate | ± SE | Wilson 95 % | vs {first} (paired) |\n"
-            "|---|---:|---:|---:|---:|")
+    head = (f"| checkpoint | sampler | motif rate | ± SE | Wilson 95 % | vs {first} (paired) |\n"
+            "|---|---|---:|---:|---:|---:|")
     body = []
     for r in rows:
         diff = r.get("vs_first")
         vs = f"{diff['difference']:+.1%} ± {diff['stderr']:.1%}" if diff else "—"
-        body.append(f"| {r['name']} | {r['rate']:.1%} ({r['hits']}/{r['samples']}) | {r['stderr']:.1%} | "
+        body.append(f"| {r['name']} | {r['sampler']} | {r['rate']:.1%} ({r['hits']}/{r['samples']}) | {r['stderr']:.1%} | "
                     f"{r['wilson95'][0]:.1%}–{r['wilson95'][1]:.1%} | {vs} |")
     return "\n".join([head, *body])
 
@@ -115,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
     rows = measure(checkpoints, a.samples, a.seed)
-    print(f"motif {MOTIF}, {a.samples} unconditional samples per checkpoint (128-step τ-leaping, lengths from each "
+    print(f"motif {MOTIF}, {a.samples} unconditional samples per checkpoint (diffusion models: lengths from the "
           f"checkpoint's histogram), seed {a.seed}, {torch.get_num_threads()} threads")
     print(table(rows))
     if a.json:

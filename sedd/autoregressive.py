@@ -13,7 +13,8 @@ END = V (an output only), BOS = V + 1, padding = V + 2. The END term is what mak
 distribution over whole sequences of any length; SEDD instead conditions on the length, so the
 fair comparisons are (residue terms only) vs SEDD's ELBO, and (residues + END) vs SEDD's ELBO plus
 −log p(length) (``benchmarks/ar_baseline.py`` reports both). ``AutoregressiveTrainer`` trains it
-with everything else of ``sedd.train`` unchanged.
+with everything else of ``sedd.train`` unchanged; ``sample`` draws from it left to right, so its
+samples can be measured beside SEDD's (``benchmarks/motif_rate.py``).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import copy
 import torch
 import torch.nn.functional as F
 
+from . import checkpoint as ckpt
 from .data import Dataset, bucketed_batches, collate
 from .model import ModelConfig, ScoreNetwork, preset
 from .train import Trainer
@@ -89,6 +91,51 @@ def exact_nll(model: ScoreNetwork, data: Dataset, tokens_per_batch: int = 16384,
     return {"nll_nats_per_residue": residue.sum().item() / n_res,
             "nll_with_end_nats_per_residue": (residue + end).sum().item() / n_res,
             "num_sequences": len(data), "num_residues": n_res, "per_sequence": residue.tolist()}
+
+
+@torch.no_grad()
+def sample(model: ScoreNetwork, num_samples: int, *, generator: torch.Generator | None = None,
+           temperature: float = 1.0) -> list[list[int]]:
+    """Ancestral samples, left to right: x_i ~ p(· | x_<i) until END. Residue ids per sample.
+
+    The model's exact distribution at ``temperature`` 1 (the counterpart of SEDD's τ-leaping: no
+    top-p, no reordering). A sample that has not ended after ``max_len − 1`` residues, the most the
+    network has positions for, stops there. One forward of the whole prefix per residue: with
+    prefixes of at most 128 tokens a key-value cache would save little.
+    """
+    cfg = model.config
+    assert cfg.causal, "ancestral sampling needs a causal network (ModelConfig(causal=True))"
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    device = next(model.parameters()).device
+    end, bos = cfg.vocab_size - 1, cfg.vocab_size
+    most = cfg.max_len - 1
+    x = torch.full((num_samples, 1), bos, dtype=torch.long, device=device)
+    lengths = torch.full((num_samples,), most, dtype=torch.long, device=device)
+    ended = torch.zeros(num_samples, dtype=torch.bool, device=device)
+    for i in range(most + 1):
+        probs = (model(x)[:, -1] / temperature).softmax(-1)                       # (B, V + 1)
+        token = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        now = ~ended & (token == end)
+        lengths[now], ended = i, ended | now
+        if ended.all() or i == most:
+            break
+        x = torch.cat([x, token.unsqueeze(1)], dim=1)                             # ended rows: ignored
+    return [row[1:1 + n].tolist() for row, n in zip(x, lengths.tolist())]
+
+
+def draw_samples(model: ckpt.Checkpoint, num_samples: int, *, seed: int = 0, batch_size: int = 128,
+                 progress: bool = False) -> list[str]:
+    """Unconditional samples of an autoregressive checkpoint; the model chooses each length (END)."""
+    from tqdm.auto import tqdm
+
+    sequences: list[str] = []
+    for b in tqdm(range(0, num_samples, batch_size), disable=not progress, leave=False, desc="sampling batches"):
+        device = next(model.model.parameters()).device
+        generator = torch.Generator(device).manual_seed(seed + b // batch_size)
+        rows = sample(model.model, min(batch_size, num_samples - b), generator=generator)
+        sequences += [model.alphabet.decode(row) for row in rows]
+    return sequences
 
 
 class AutoregressiveTrainer(Trainer):

@@ -190,11 +190,13 @@ def _read_config(directory: Path) -> dict:
 
 
 def load(name_or_path: str | Path | None = None, device: str | torch.device = "cpu",
-         dtype: torch.dtype = torch.float32) -> Checkpoint:
+         dtype: torch.dtype = torch.float32, causal: bool | None = False) -> Checkpoint:
     """Load a checkpoint from a directory or Hub repo id (default: the bundled ACYP model).
 
     Strict: missing, unexpected or mis-shaped weights are listed in the error. CPU float32 unless
-    the caller asks otherwise. The model is returned in eval mode.
+    the caller asks otherwise. The model is returned in eval mode. ``causal``: False for a diffusion
+    model (what every sampler and score needs), True for the autoregressive baseline
+    (``sedd.autoregressive``), None for either.
     """
     directory = resolve(name_or_path)
     config = _read_config(directory)
@@ -204,8 +206,13 @@ def load(name_or_path: str | Path | None = None, device: str | torch.device = "c
         schedule = LogLinearSchedule.from_dict(config["schedule"])
     except (TypeError, KeyError, AssertionError, ValueError) as e:
         raise ValueError(f"{directory / CONFIG_NAME} has an invalid section: {e}") from e
-    if model_cfg.vocab_size != alphabet.size:
-        raise ValueError(f"config mismatch: model predicts {model_cfg.vocab_size} residues but the alphabet has {alphabet.size}")
+    if causal is not None and model_cfg.causal != causal:
+        kinds = {True: "an autoregressive baseline (a causal network)", False: "a diffusion model"}
+        raise ValueError(f"{directory} holds {kinds[model_cfg.causal]}; this needs {kinds[causal]}")
+    outputs = alphabet.size + int(model_cfg.causal)                # the causal twin also predicts END
+    if model_cfg.vocab_size != outputs:
+        raise ValueError(f"config mismatch: model predicts {model_cfg.vocab_size} tokens but the alphabet "
+                         f"needs {outputs} ({alphabet.size} residues{' + END' if model_cfg.causal else ''})")
 
     weights = directory / WEIGHTS_NAME
     if not weights.is_file():

@@ -1,4 +1,5 @@
-"""The autoregressive baseline: shifted targets, an exact NLL that learns what can be learned and no more."""
+"""The autoregressive baseline: shifted targets, an exact NLL that learns what can be learned and no more,
+ancestral samples from the model's own distribution, and its checkpoints kept apart from diffusion ones."""
 import math
 import random
 import warnings
@@ -7,10 +8,13 @@ import pytest
 import torch
 
 from conftest import write_fasta
+from sedd import checkpoint
 from sedd.alphabet import PROTEIN
-from sedd.autoregressive import AutoregressiveTrainer, autoregressive_config, causal_nll, exact_nll, shift
+from sedd.autoregressive import (AutoregressiveTrainer, autoregressive_config, causal_nll, draw_samples, exact_nll,
+                                  sample, shift)
 from sedd.data import Dataset, collate
 from sedd.model import ScoreNetwork, preset
+from sedd.schedule import LogLinearSchedule
 from sedd.train import TrainConfig
 
 V = PROTEIN.size
@@ -60,8 +64,18 @@ def test_causal_nll_needs_a_causal_network():
         causal_nll(model, torch.zeros(1, 4, dtype=torch.long), torch.tensor([4]))
 
 
-def test_deterministic_family_goes_to_zero_while_a_shuffled_one_stays_at_log_20(tmp_path):
-    deterministic = train_ar(tmp_path / "deterministic", deterministic_family(400, seed=0))
+@pytest.fixture(scope="module")
+def deterministic(tmp_path_factory):
+    """The baseline trained on the deterministic family (shared: training is the slow part)."""
+    return train_ar(tmp_path_factory.mktemp("ar") / "deterministic", deterministic_family(400, seed=0))
+
+
+def random_ar(max_len: int = 16) -> ScoreNetwork:
+    torch.manual_seed(0)
+    return ScoreNetwork(autoregressive_config(preset("tiny", vocab_size=V, max_len=max_len, dropout=0.0))).eval()
+
+
+def test_deterministic_family_goes_to_zero_while_a_shuffled_one_stays_at_log_20(deterministic, tmp_path):
     held_out = exact_nll(deterministic, Dataset([""] * 100, deterministic_family(100, seed=1)))
     # only the first residue is uncertain: log 20 / 24 = 0.125 nats per residue is the floor
     assert held_out["nll_nats_per_residue"] < math.log(V) / LENGTH + 0.05, held_out
@@ -89,3 +103,44 @@ def test_exact_nll_is_the_sum_of_next_residue_log_probabilities_computed_one_pre
     assert result["nll_nats_per_residue"] == pytest.approx(sum(expected) / 16, abs=1e-5)
     assert result["nll_with_end_nats_per_residue"] == pytest.approx(with_end / 16, abs=1e-5)
     assert result["num_residues"] == 16
+
+
+def test_samples_of_a_deterministic_family_follow_its_rule_and_end_where_it_ends(deterministic):
+    samples = sample(deterministic, 64, generator=torch.Generator().manual_seed(0))
+    assert sum(len(s) == LENGTH for s in samples) >= 62, samples     # END where every training sequence ends
+    steps = [(b - a) % V == 7 for s in samples for a, b in zip(s, s[1:])]
+    assert sum(steps) / len(steps) > 0.97, samples      # reading the wrong position's logits gives ~1/20
+    assert len({s[0] for s in samples}) >= 10             # the first residue stays uniform: samples, not a copy
+
+
+def test_the_first_residue_is_drawn_from_the_models_own_distribution():
+    model = random_ar()
+    expected = model(torch.tensor([[V + 1]]))[0, -1].softmax(-1)           # p(x_1 | BOS), END included
+    samples = sample(model, 4000, generator=torch.Generator().manual_seed(1))
+    counts = torch.bincount(torch.tensor([s[0] if s else V for s in samples]), minlength=V + 1).double()
+    assert torch.allclose(counts / 4000, expected.double(), atol=0.02)
+    assert sample(model, 5, generator=torch.Generator().manual_seed(2)) == sample(
+        model, 5, generator=torch.Generator().manual_seed(2))
+
+
+def test_a_sample_that_never_ends_stops_at_the_last_position_the_network_has():
+    model = random_ar(max_len=9)
+    with torch.no_grad():
+        model.head.bias[V] = -1e4                          # END is never drawn
+    lengths = [len(s) for s in sample(model, 6, generator=torch.Generator().manual_seed(0))]
+    assert lengths == [model.config.max_len - 1] * 6 == [9] * 6      # BOS takes the first of its 10 positions
+    with pytest.raises(ValueError, match="temperature must be positive"):
+        sample(model, 1, temperature=0.0)
+
+
+def test_an_autoregressive_checkpoint_loads_only_where_asked_for(tmp_path, tiny_checkpoint):
+    directory = checkpoint.save(tmp_path / "ar", random_ar(), PROTEIN, LogLinearSchedule(), {8: 1})
+    with pytest.raises(ValueError, match="holds an autoregressive baseline"):
+        checkpoint.load(directory)                         # the default: samplers and scores need diffusion
+    with pytest.raises(ValueError, match="holds a diffusion model; this needs an autoregressive"):
+        checkpoint.load(tiny_checkpoint, causal=True)
+    model = checkpoint.load(directory, causal=None)
+    assert model.model.config.causal and model.model.config.vocab_size == V + 1
+    samples = draw_samples(model, 5, seed=0, batch_size=2)
+    assert len(samples) == 5 and all(set(s) <= set(PROTEIN.residues) for s in samples)
+    assert samples == draw_samples(checkpoint.load(directory, causal=True), 5, seed=0, batch_size=2)

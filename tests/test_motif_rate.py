@@ -2,6 +2,7 @@
 import importlib.util
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -37,13 +38,17 @@ def test_checkpoint_names_come_from_the_folder_or_the_user_and_must_differ():
 
 def test_rates_and_paired_differences_are_counted_from_each_checkpoints_samples(monkeypatch, tmp_path, capsys):
     drawn = {"good": [WITH, WITH, WITH, WITHOUT], "bad": [WITH, WITHOUT, WITHOUT, WITHOUT]}
-    monkeypatch.setattr(motif_rate.ckpt, "load", lambda path: path)
-    monkeypatch.setattr(motif_rate, "draw_samples", lambda model, n, seed, progress: drawn[model][:n])
+    kinds = {"good": False, "bad": True}                  # "bad" stands for an autoregressive baseline
+    monkeypatch.setattr(motif_rate.ckpt, "load", lambda path, causal: SimpleNamespace(
+        name=path, model=SimpleNamespace(config=SimpleNamespace(causal=kinds[path]))))
+    monkeypatch.setattr(motif_rate, "draw_samples", lambda model, n, seed, progress: drawn[model.name][:n])
+    monkeypatch.setattr(motif_rate.autoregressive, "draw_samples", lambda model, n, seed, progress: drawn[model.name][:n])
     assert motif_rate.main(["good", "bad", "--samples", "4", "--json", str(tmp_path / "m.json")]) == 0
     rows = json.loads((tmp_path / "m.json").read_text())["rows"]
     assert [(r["name"], r["hits"], r["rate"]) for r in rows] == [("good", 3, 0.75), ("bad", 1, 0.25)]
+    assert [r["sampler"] for r in rows] == ["τ-leaping, 128 steps", "left to right (autoregressive)"]
     assert rows[1]["vs_first"]["difference"] == -0.5 and rows[1]["vs_first"]["only_reference"] == 2
-    assert "| bad | 25.0% (1/4) |" in capsys.readouterr().out
+    assert "| bad | left to right (autoregressive) | 25.0% (1/4) |" in capsys.readouterr().out
 
 
 def test_every_checkpoint_is_sampled_with_the_same_random_numbers(tiny_checkpoint, monkeypatch):
