@@ -10,7 +10,8 @@ Recipe options (``ModelConfig``; the defaults are the network every checkpoint s
 with, so old ``config.json`` files load unchanged): ``mlp="swiglu"`` (Shazeer 2020, GLU variants),
 ``tie_embeddings`` (the output layer reuses the residue rows of the input embedding, Press & Wolf
 2017) and ``causal`` (each position attends only to itself and earlier positions: the same network
-as a left-to-right model, used by ``sedd.autoregressive`` as the baseline).
+as a left-to-right model, used by ``sedd.autoregressive`` as the baseline). ``weights_from_causal_twin``
+starts a diffusion network from such a baseline's weights (``sedd.train --init-from``).
 """
 from __future__ import annotations
 
@@ -184,3 +185,36 @@ class ScoreNetwork(nn.Module):
         if self.config.tie_embeddings:
             return F.linear(h, self.embed.weight[:self.config.vocab_size], self.head_bias).float()
         return self.head(h).float()                                        # (B, L, V)
+
+
+def weights_from_causal_twin(twin: dict[str, torch.Tensor], fresh: dict[str, torch.Tensor],
+                             num_residues: int) -> dict[str, torch.Tensor]:
+    """A diffusion network's state dict that starts from its causal twin's trained weights.
+
+    ``twin``: the state dict of an autoregressive baseline (``sedd.autoregressive``: the same network
+    with a causal mask, one more output, END, and the inputs BOS and PAD after it); ``fresh``: a newly
+    initialised diffusion network of the same size. The transformer blocks and the final norm are
+    copied; of the embedding and the output layer only the residue rows, because MASK, and the END
+    output, have no counterpart in the other model and keep their fresh initialisation. Attention
+    turns bidirectional, and each position now predicts its own residue rather than the next one:
+    fine-tuning adapts both (Gong et al. 2024 adapt left-to-right models to diffusion the same way).
+    """
+    V = num_residues
+    out, problems = dict(fresh), []
+    for name, value in fresh.items():
+        if name not in twin:
+            problems.append(f"{name} is missing")
+        elif name in ("embed.weight", "head.weight", "head.bias", "head_bias"):
+            if twin[name].shape[1:] != value.shape[1:] or twin[name].shape[0] < V:
+                problems.append(f"{name}: {tuple(twin[name].shape)} vs {tuple(value.shape)}")
+            else:
+                out[name] = torch.cat([twin[name][:V].to(value.dtype), value[V:]])
+        elif twin[name].shape != value.shape:
+            problems.append(f"{name}: {tuple(twin[name].shape)} vs {tuple(value.shape)}")
+        else:
+            out[name] = twin[name].to(value.dtype).clone()
+    if problems:
+        raise ValueError("the autoregressive baseline's network does not match this one "
+                         f"({'; '.join(problems[:4])}{'; …' if len(problems) > 4 else ''}); "
+                         "train it with the same preset and model options")
+    return out

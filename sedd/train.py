@@ -27,7 +27,7 @@ from .alphabet import PROTEIN, Alphabet
 from .data import bucketed_batches, collate, describe_dropped, read_clusters, read_fasta, split
 from .likelihood import estimate_elbo, unigram_nll
 from .loss import diffusion_loss
-from .model import MLP_KINDS, ScoreNetwork, preset
+from .model import MLP_KINDS, ScoreNetwork, preset, weights_from_causal_twin
 from .optim import OPTIMIZERS, make_optimizer
 from .schedule import LogLinearSchedule
 from .time_sampling import TIME_SAMPLINGS, time_sampler
@@ -67,6 +67,7 @@ class TrainConfig:
     time_sampling: str = "stratified"   # stratified | antithetic | importance (sedd/time_sampling.py)
     compile: bool = False               # torch.compile the network for the training forward/backward
     clock: str = "wall"                 # what --minutes counts: wall seconds, or this process's CPU seconds
+    init_from: str | None = None        # an autoregressive baseline checkpoint whose weights start the network
 
 
 # Recipe fields a resumed run must share with the run it continues (weights, optimizer state and
@@ -184,6 +185,12 @@ class Trainer:
         model_cfg = preset(cfg.preset, vocab_size=self.alphabet.size, max_len=cfg.max_len,
                            dropout=cfg.dropout, **cfg.model_overrides)
         self.model = ScoreNetwork(model_cfg).to(self.device)
+        if cfg.init_from:   # a resumed run then overwrites these with its own weights
+            twin = ckpt.load(cfg.init_from, causal=True).model.state_dict()
+            try:
+                self.model.load_state_dict(weights_from_causal_twin(twin, self.model.state_dict(), self.alphabet.size))
+            except ValueError as e:
+                raise ValueError(f"--init-from {cfg.init_from}: {e}") from e
         self.ema = ScoreNetwork(model_cfg).to(self.device).eval()
         self.ema.load_state_dict(self.model.state_dict())
         self.ema.requires_grad_(False)
@@ -528,6 +535,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the network for training")
     p.add_argument("--clock", choices=list(CLOCKS), default=TrainConfig.clock,
                    help="--minutes of wall time, or of this process's CPU time (fair on a shared machine)")
+    p.add_argument("--init-from", metavar="CHECKPOINT",
+                   help="start from an autoregressive baseline's weights (benchmarks/ar_baseline.py's RUN/ar)")
     p.add_argument("--eval-every", type=int, default=TrainConfig.eval_every)
     p.add_argument("--patience", type=int, default=TrainConfig.patience,
                    help="early stop after this many evaluations without improvement (0 = never)")
@@ -545,7 +554,7 @@ def main(argv: list[str] | None = None) -> None:
                       dropout=a.dropout, eval_every=a.eval_every, patience=a.patience, checkpoint_minutes=a.checkpoint_minutes,
                       seed=a.seed, device=a.device, alphabet=alphabet.to_dict(), warmup_steps=a.warmup_steps,
                       optimizer=a.optimizer, time_sampling=a.time_sampling, model_overrides=model_overrides,
-                      compile=a.compile, clock=a.clock)
+                      compile=a.compile, clock=a.clock, init_from=a.init_from)
     out = train(cfg)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"wrote {out}", file=sys.stderr)

@@ -13,7 +13,7 @@ from sedd.alphabet import PROTEIN
 from sedd.autoregressive import (AutoregressiveTrainer, autoregressive_config, causal_nll, draw_samples, exact_nll,
                                   sample, shift)
 from sedd.data import Dataset, collate
-from sedd.model import ScoreNetwork, preset
+from sedd.model import ScoreNetwork, preset, weights_from_causal_twin
 from sedd.schedule import LogLinearSchedule
 from sedd.train import TrainConfig
 
@@ -144,3 +144,22 @@ def test_an_autoregressive_checkpoint_loads_only_where_asked_for(tmp_path, tiny_
     samples = draw_samples(model, 5, seed=0, batch_size=2)
     assert len(samples) == 5 and all(set(s) <= set(PROTEIN.residues) for s in samples)
     assert samples == draw_samples(checkpoint.load(directory, causal=True), 5, seed=0, batch_size=2)
+
+
+def test_a_diffusion_network_started_from_its_causal_twin_computes_what_the_twin_computes_where_they_agree():
+    """With one token attention is the same both ways: the started network's logits are the twin's, less END."""
+    twin = random_ar()
+    fresh = ScoreNetwork(preset("tiny", vocab_size=V, max_len=16, dropout=0.0))
+    before = fresh.state_dict()
+    state = weights_from_causal_twin(twin.state_dict(), before, V)
+    assert torch.equal(state["embed.weight"][V:], before["embed.weight"][V:])        # MASK and PAD stay fresh
+    fresh.load_state_dict(state)
+    fresh.eval()
+    tokens = torch.arange(V).unsqueeze(1)                                            # each residue alone
+    torch.testing.assert_close(fresh(tokens), twin(tokens)[..., :V])
+
+
+def test_a_twin_of_another_size_is_refused_with_what_differs():
+    fresh = ScoreNetwork(preset("mini", vocab_size=V, dropout=0.0)).state_dict()
+    with pytest.raises(ValueError, match=r"does not match this one \(embed.weight: \(23, 64\) vs \(22, 192\).*same preset"):
+        weights_from_causal_twin(random_ar().state_dict(), fresh, V)

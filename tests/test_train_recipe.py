@@ -7,7 +7,11 @@ import torch
 
 from conftest import profile_family, write_fasta
 from sedd import checkpoint
+from sedd.alphabet import PROTEIN
+from sedd.autoregressive import autoregressive_config
+from sedd.model import ScoreNetwork, preset, weights_from_causal_twin
 from sedd.optim import Optimizers
+from sedd.schedule import LogLinearSchedule
 from sedd.time_sampling import ImportanceTimes
 from sedd.train import RESUME_NAME, TrainConfig, Trainer, main
 
@@ -63,6 +67,28 @@ def test_recipe_options_round_trip_through_the_checkpoint_and_resume(tmp_path, d
     summary = json.loads((out / "config.json").read_text())["training"]
     assert summary["steps"] == 20 and summary["config"]["optimizer"] == "muon"
     assert int(torch.load(out / RESUME_NAME, weights_only=True)["times"]["count"].sum()) > int(trainer.times.count.sum())
+
+
+def test_a_run_started_from_an_autoregressive_baseline_records_it_and_resumes(tmp_path, data):
+    torch.manual_seed(1)
+    twin = ScoreNetwork(autoregressive_config(preset("tiny", vocab_size=PROTEIN.size, max_len=24)))
+    baseline = checkpoint.save(tmp_path / "ar", twin, PROTEIN, LogLinearSchedule(), {24: 1})
+    trainer = resume_trainer(data, tmp_path / "run", resume=False, init_from=str(baseline), model_overrides={},
+                             optimizer="adamw")
+    fresh = ScoreNetwork(trainer.model.config).state_dict()
+    expected = weights_from_causal_twin(twin.state_dict(), fresh, PROTEIN.size)
+    for name in ("blocks.0.attn.qkv.weight", "head.weight"):                        # step 0: the twin's weights
+        assert name in expected and torch.equal(trainer.model.state_dict()[name], expected[name])
+        assert torch.equal(trainer.ema.state_dict()[name], expected[name])
+
+    out = tmp_path / "run2"
+    cli(data, out, "--max-steps", "6", "--init-from", str(baseline))
+    assert json.loads((out / "config.json").read_text())["training"]["config"]["init_from"] == str(baseline)
+    cli(data, out, "--max-steps", "9", "--init-from", str(baseline), "--resume")
+    assert json.loads((out / "config.json").read_text())["training"]["steps"] == 9
+
+    with pytest.raises(ValueError, match="holds a diffusion model; this needs an autoregressive baseline"):
+        cli(data, tmp_path / "run3", "--max-steps", "2", "--init-from", str(out))
 
 
 def test_resume_with_a_different_recipe_names_what_changed(tmp_path, data):
