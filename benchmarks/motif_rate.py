@@ -11,6 +11,9 @@ draws many more samples of each checkpoint with the evaluation's own sampler
 An autoregressive baseline (``benchmarks/ar_baseline.py``'s ``RUN/ar``) is sampled left to right
 with its exact distribution instead (``sedd.autoregressive.draw_samples``; it chooses its own
 lengths), so the same network trained the other way can be compared with the diffusion model.
+``--sampler left-to-right`` samples the diffusion models one position at a time, left to right,
+instead of by τ-leaping: an exact sample of the same model in a fixed order rather than a random
+one, which tells whether the order, not the model, costs the motif.
 
 Every checkpoint is sampled with the same seed, so all of them draw the same lengths and the same
 random numbers (common random numbers). Compared with the first checkpoint, the paired difference
@@ -32,10 +35,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a c
 
 from sedd import autoregressive  # noqa: E402
 from sedd import checkpoint as ckpt  # noqa: E402
+from sedd.design import templates_for  # noqa: E402
 from sedd.metrics import MOTIF, binomial_stderr, draw_samples, motif_hits  # noqa: E402
 
 Z95 = 1.959963984540054
-SAMPLERS = {False: "τ-leaping, 128 steps", True: "left to right (autoregressive)"}
+DIFFUSION_SAMPLERS = {"tau-leaping": "τ-leaping, 128 steps", "left-to-right": "one position at a time, left to right"}
+AUTOREGRESSIVE = "left to right (autoregressive)"
 
 
 def wilson_interval(hits: int, n: int, z: float = Z95) -> tuple[float, float]:
@@ -63,6 +68,32 @@ def paired_difference(hits: list[bool], reference: list[bool]) -> dict:
             "only_this": sum(x == 1 for x in d), "only_reference": sum(x == -1 for x in d)}
 
 
+@torch.no_grad()
+def draw_left_to_right(model: ckpt.Checkpoint, num_samples: int, *, seed: int = 0, batch_size: int = 128,
+                       progress: bool = False) -> list[str]:
+    """A diffusion model sampled position by position: x_i ~ p_θ(x_i | x_<i, the rest masked).
+
+    Exact ancestral sampling of the any-order model in a fixed order, one network evaluation per
+    residue, with the lengths ``draw_samples`` draws for the same seed.
+    """
+    from tqdm.auto import tqdm
+
+    net, mask, pad = model.model, model.alphabet.mask_id, model.alphabet.pad_id
+    lengths = [len(t) for t in templates_for(model, length="auto", num_samples=num_samples, seed=seed)]
+    sequences: list[str] = []
+    for b in tqdm(range(0, num_samples, batch_size), disable=not progress, leave=False, desc="sampling batches"):
+        rows = lengths[b:b + batch_size]
+        x = torch.full((len(rows), max(rows)), pad, dtype=torch.long)
+        for r, n in enumerate(rows):
+            x[r, :n] = mask
+        generator = torch.Generator().manual_seed(seed + b // batch_size)
+        for i in range(max(rows)):
+            token = torch.multinomial(net(x)[:, i].softmax(-1), 1, generator=generator).squeeze(1)
+            x[:, i] = torch.where(x[:, i] == mask, token, x[:, i])          # rows shorter than i keep PAD
+        sequences += [model.alphabet.decode(row[:n].tolist()) for row, n in zip(x, rows)]
+    return sequences
+
+
 def parse_checkpoints(specs: list[str]) -> list[tuple[str, str]]:
     """``name=path`` or ``path`` (named by its folder) → [(name, path)]."""
     out = []
@@ -75,15 +106,20 @@ def parse_checkpoints(specs: list[str]) -> list[tuple[str, str]]:
     return out
 
 
-def measure(checkpoints: list[tuple[str, str]], samples: int, seed: int, progress: bool = True) -> list[dict]:
+def measure(checkpoints: list[tuple[str, str]], samples: int, seed: int, progress: bool = True,
+            sampler: str = "tau-leaping") -> list[dict]:
+    """``sampler``: how diffusion checkpoints are sampled (an autoregressive one always left to right)."""
     rows, reference = [], None
     for name, path in checkpoints:
         model = ckpt.load(path, causal=None)
-        causal = model.model.config.causal
-        draw = autoregressive.draw_samples if causal else draw_samples
+        if model.model.config.causal:
+            draw, label = autoregressive.draw_samples, AUTOREGRESSIVE
+        else:
+            draw = draw_samples if sampler == "tau-leaping" else draw_left_to_right
+            label = DIFFUSION_SAMPLERS[sampler]
         sequences = draw(model, samples, seed=seed, progress=progress)
         hits = motif_hits(sequences)
-        row = {"name": name, "checkpoint": str(path), "sampler": SAMPLERS[causal],
+        row = {"name": name, "checkpoint": str(path), "sampler": label,
                "mean_length": sum(map(len, sequences)) / len(sequences), **rate_summary(hits)}
         if reference is None:
             reference = hits
@@ -112,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("checkpoints", nargs="+", help="checkpoint directories, optionally name=path; the first is the reference")
     p.add_argument("--samples", type=int, default=1024, help="unconditional samples per checkpoint")
     p.add_argument("--seed", type=int, default=0, help="the same seed for every checkpoint (common random numbers)")
+    p.add_argument("--sampler", choices=list(DIFFUSION_SAMPLERS), default="tau-leaping",
+                   help="how diffusion checkpoints are sampled (autoregressive ones: always left to right)")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     p.add_argument("--json", help="also write the rows to this JSON file")
     a = p.parse_args(argv)
@@ -123,12 +161,13 @@ def main(argv: list[str] | None = None) -> int:
         p.error(str(e))
     if a.threads:
         torch.set_num_threads(a.threads)
-    rows = measure(checkpoints, a.samples, a.seed)
+    rows = measure(checkpoints, a.samples, a.seed, sampler=a.sampler)
     print(f"motif {MOTIF}, {a.samples} unconditional samples per checkpoint (diffusion models: lengths from the "
           f"checkpoint's histogram), seed {a.seed}, {torch.get_num_threads()} threads")
     print(table(rows))
     if a.json:
-        result = {"motif": MOTIF, "samples": a.samples, "seed": a.seed, "command": " ".join(sys.argv), "rows": rows}
+        result = {"motif": MOTIF, "samples": a.samples, "seed": a.seed, "sampler": a.sampler,
+                  "command": " ".join(sys.argv), "rows": rows}
         ckpt.atomic_write_text(Path(a.json), json.dumps(result, indent=1) + "\n")
     return 0
 

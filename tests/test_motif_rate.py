@@ -5,6 +5,12 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import torch
+
+from sedd import checkpoint
+from sedd.alphabet import PROTEIN
+from sedd.model import preset
+from sedd.schedule import LogLinearSchedule
 
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "motif_rate.py"
 spec = importlib.util.spec_from_file_location("motif_rate", SCRIPT)
@@ -64,3 +70,36 @@ def test_every_checkpoint_is_sampled_with_the_same_random_numbers(tiny_checkpoin
                               progress=False)
     assert len(drawn[0]) == 6 and drawn[0] == drawn[1] and len(set(drawn[0])) > 1
     assert rows[1]["vs_first"]["only_this"] == rows[1]["vs_first"]["only_reference"] == 0
+
+
+class NextResidue(torch.nn.Module):
+    """A stand-in network: position i is certain to be (residue at i − 1) + 1, or residue 0 with nothing revealed
+    before it. Only a sampler that reveals positions in order, each conditioned on the last, spells 0, 1, 2, …"""
+
+    def __init__(self):
+        super().__init__()
+        self.config = preset("tiny", vocab_size=PROTEIN.size)
+
+    def forward(self, x):
+        previous = torch.cat([torch.full_like(x[:, :1], -1), x[:, :-1]], dim=1)
+        target = torch.where(previous < PROTEIN.size, (previous + 1) % PROTEIN.size, 0)
+        return torch.nn.functional.one_hot(target, PROTEIN.size).float() * 50.0
+
+
+def test_left_to_right_reveals_one_position_at_a_time_each_given_those_before():
+    model = checkpoint.Checkpoint(NextResidue(), PROTEIN, LogLinearSchedule(), {6: 1, 9: 1})
+    samples = motif_rate.draw_left_to_right(model, 5, seed=0, batch_size=2)
+    assert {len(s) for s in samples} <= {6, 9} and len(samples) == 5
+    assert all(s == PROTEIN.residues[:len(s)] for s in samples), samples
+
+
+def test_left_to_right_draws_the_first_residue_from_the_models_own_distribution_and_the_usual_lengths(tiny_model, tmp_path):
+    model = checkpoint.load(checkpoint.save(tmp_path / "c", tiny_model, PROTEIN, LogLinearSchedule(), {12: 1}))
+    expected = model.model(torch.full((1, 12), PROTEIN.mask_id))[0, 0].softmax(-1)
+    samples = motif_rate.draw_left_to_right(model, 3000, seed=1, batch_size=1000)
+    counts = torch.bincount(torch.tensor([PROTEIN.residues.index(s[0]) for s in samples]), minlength=PROTEIN.size)
+    assert torch.allclose(counts.double() / 3000, expected.double(), atol=0.025)
+
+    varied = checkpoint.load(checkpoint.save(tmp_path / "v", tiny_model, PROTEIN, LogLinearSchedule(), {7: 1, 11: 2}))
+    ours = motif_rate.draw_left_to_right(varied, 6, seed=3)
+    assert [len(s) for s in ours] == [len(s) for s in motif_rate.draw_samples(varied, 6, seed=3)]
