@@ -129,9 +129,9 @@ def draw_samples(model: ckpt.Checkpoint, num_samples: int, *, seed: int = 0, bat
     """Unconditional samples of an autoregressive checkpoint; the model chooses each length (END)."""
     from tqdm.auto import tqdm
 
+    device = next(model.model.parameters()).device
     sequences: list[str] = []
     for b in tqdm(range(0, num_samples, batch_size), disable=not progress, leave=False, desc="sampling batches"):
-        device = next(model.model.parameters()).device
         generator = torch.Generator(device).manual_seed(seed + b // batch_size)
         rows = sample(model.model, min(batch_size, num_samples - b), generator=generator)
         sequences += [model.alphabet.decode(row) for row in rows]

@@ -186,8 +186,8 @@ class Trainer:
                            dropout=cfg.dropout, **cfg.model_overrides)
         self.model = ScoreNetwork(model_cfg).to(self.device)
         if cfg.init_from:   # a resumed run then overwrites these with its own weights
-            twin = ckpt.load(cfg.init_from, causal=True).model.state_dict()
             try:
+                twin = ckpt.load(cfg.init_from, causal=True).model.state_dict()
                 self.model.load_state_dict(weights_from_causal_twin(twin, self.model.state_dict(), self.alphabet.size))
             except ValueError as e:
                 raise ValueError(f"--init-from {cfg.init_from}: {e}") from e
@@ -555,7 +555,10 @@ def main(argv: list[str] | None = None) -> None:
                       seed=a.seed, device=a.device, alphabet=alphabet.to_dict(), warmup_steps=a.warmup_steps,
                       optimizer=a.optimizer, time_sampling=a.time_sampling, model_overrides=model_overrides,
                       compile=a.compile, clock=a.clock, init_from=a.init_from)
-    out = train(cfg)
+    try:
+        out = train(cfg)
+    except (ValueError, FileNotFoundError) as e:    # what the options asked for cannot be done: say what
+        p.exit(2, f"error: {e}\n")
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"wrote {out}", file=sys.stderr)
 

@@ -69,7 +69,7 @@ def test_recipe_options_round_trip_through_the_checkpoint_and_resume(tmp_path, d
     assert int(torch.load(out / RESUME_NAME, weights_only=True)["times"]["count"].sum()) > int(trainer.times.count.sum())
 
 
-def test_a_run_started_from_an_autoregressive_baseline_records_it_and_resumes(tmp_path, data):
+def test_a_run_started_from_an_autoregressive_baseline_records_it_and_resumes(tmp_path, data, capsys):
     torch.manual_seed(1)
     twin = ScoreNetwork(autoregressive_config(preset("tiny", vocab_size=PROTEIN.size, max_len=24)))
     baseline = checkpoint.save(tmp_path / "ar", twin, PROTEIN, LogLinearSchedule(), {24: 1})
@@ -87,8 +87,11 @@ def test_a_run_started_from_an_autoregressive_baseline_records_it_and_resumes(tm
     cli(data, out, "--max-steps", "9", "--init-from", str(baseline), "--resume")
     assert json.loads((out / "config.json").read_text())["training"]["steps"] == 9
 
-    with pytest.raises(ValueError, match="holds a diffusion model; this needs an autoregressive baseline"):
+    with pytest.raises(SystemExit) as stop:                               # the CLI says why, no traceback
         cli(data, tmp_path / "run3", "--max-steps", "2", "--init-from", str(out))
+    assert stop.value.code == 2
+    assert f"error: --init-from {out}: {out} holds a diffusion model; this needs an autoregressive baseline" in \
+        capsys.readouterr().err
 
 
 def test_resume_with_a_different_recipe_names_what_changed(tmp_path, data):
