@@ -30,13 +30,13 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))           # ablate_recipe, motif_rate
+sys.path.insert(0, str(Path(__file__).resolve().parent))           # ablate_recipe, ar_baseline, motif_rate
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))    # run from a checkout without installing
 
 from ablate_recipe import VARIANTS, run_summary, short_run_config, train_quietly  # noqa: E402
+from ar_baseline import sedd_elbo  # noqa: E402
 from motif_rate import measure  # noqa: E402
 from sedd import checkpoint as ckpt  # noqa: E402
-from sedd.likelihood import estimate_elbo  # noqa: E402
 
 RECIPE = VARIANTS["combined"][1]
 
@@ -57,8 +57,7 @@ def train_arm(name: str, out: str, data: str, clusters: str | None, preset: str,
     torch.manual_seed(0)
     cfg = short_run_config(data, clusters, Path(out) / name, preset, minutes, **RECIPE, init_from=init_from)
     trainer = train_quietly(cfg)
-    elbo = estimate_elbo(trainer.ema, trainer.val_set, trainer.schedule, trainer.alphabet.mask_id,
-                         pad_id=trainer.alphabet.pad_id, t_samples=t_samples, seed=0, device=trainer.device)
+    elbo = sedd_elbo(trainer.ema, trainer, t_samples)
     return {"arm": name, "init_from": init_from, "cpu_minutes_budget": minutes, **run_summary(trainer),
             "checkpoint": str(Path(out) / name), "val_sequences": len(trainer.val_set),
             "elbo_nats_per_residue": elbo["elbo_nats_per_residue"], "elbo_stderr": elbo["elbo_stderr"]}
