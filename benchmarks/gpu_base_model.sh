@@ -12,12 +12,14 @@
 # MAX_SEQS [all] (evaluate a subset: only for a dry run, the comparison needs the whole split).
 # Where data/ is a link that does not travel to the GPU machine, copy the two files into the
 # checkout first (mkdir -p runs/gpu-data && cp -L data/acyp.fasta data/acyp_clusters50.tsv runs/gpu-data/)
-# and point DATA and CLUSTERS there.
+# and point DATA and CLUSTERS there. A machine without biotite or pyhmmer takes them from
+# .gpu-site.tar.gz (benchmarks/gpu_packages.sh, benchmarks/gpu_env.sh).
 # A dry run of the whole pipeline on a CPU, which will not beat the bundled model and says so:
 #   DEVICE=cpu PRESET=tiny DEST=runs/dry-base RUN=runs/dry-run SAMPLES=16 MAX_SEQS=32 \
 #       bash benchmarks/gpu_base_model.sh 0.3
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source benchmarks/gpu_env.sh
 minutes="${1:-8}"
 data="${DATA:-data/acyp.fasta}"
 clusters="${CLUSTERS:-data/acyp_clusters50.tsv}"
@@ -28,11 +30,11 @@ run="${RUN:-runs/acyp-base}"
 for f in "$data" "$clusters"; do
     [[ -f "$f" ]] || { echo "gpu_base_model: $f not found (set DATA and CLUSTERS)" >&2; exit 2; }
 done
-[[ "$device" != cuda* ]] || python -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else "gpu_base_model: torch sees no CUDA GPU (DEVICE=cpu for a dry run)")'
+[[ "$device" != cuda* ]] || "$PYTHON" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else "gpu_base_model: torch sees no CUDA GPU (DEVICE=cpu for a dry run)")'
 start=$SECONDS
 
 # 1. train: the recipe of checkpoints/acyp (its config.json records it), on the same split (seed 0)
-python -m sedd.train --data "$data" --clusters "$clusters" --out "$run" --preset "$preset" --minutes "$minutes" \
+"$PYTHON" -m sedd.train --data "$data" --clusters "$clusters" --out "$run" --preset "$preset" --minutes "$minutes" \
     --device "$device" --tokens-per-batch "${TOKENS_PER_BATCH:-32768}" --dropout 0 --mlp swiglu --time-sampling importance
 
 # 2. what ships is what is evaluated: bf16 weights (load() serves them in float32 or on the GPU as asked).
@@ -41,19 +43,19 @@ previous="$run/replaced-$(basename "$dest")"
 rm -rf "$previous"
 [[ ! -e "$dest" ]] || mv "$dest" "$previous"
 trap '[[ ! -e "$previous" ]] || { rm -rf "$dest"; mv "$previous" "$dest"; echo "gpu_base_model: failed; $dest put back" >&2; }' ERR
-python -c 'import sys; from sedd.checkpoint import convert; convert(sys.argv[1], sys.argv[2], "bfloat16")' "$run" "$dest"
+"$PYTHON" -c 'import sys; from sedd.checkpoint import convert; convert(sys.argv[1], sys.argv[2], "bfloat16")' "$run" "$dest"
 cp checkpoints/acyp/family.hmm "$dest/"
 
 # 3. evaluate exactly as the bundled model's card does, on the device
-python -m sedd.evaluate --checkpoint "$dest" --data "$data" --clusters "$clusters" --val-fraction 0.05 --split-seed 0 \
+"$PYTHON" -m sedd.evaluate --checkpoint "$dest" --data "$data" --clusters "$clusters" --val-fraction 0.05 --split-seed 0 \
     --samples "${SAMPLES:-256}" ${MAX_SEQS:+--max-seqs "$MAX_SEQS"} --report "$dest/eval/report.md" --update-config --device "$device" --json > "$run/evaluation.json"
 
 # 4. the card, from config.json; then ship only a better model
-hardware="$(python -c 'import torch, sys; d = sys.argv[1]; print(torch.cuda.get_device_name(0) if d.startswith("cuda") else "CPU (a dry run)")' "$device")"
-python benchmarks/model_card.py "$dest" --compare checkpoints/acyp --hardware "$hardware" \
+hardware="$("$PYTHON" -c 'import torch, sys; d = sys.argv[1]; print(torch.cuda.get_device_name(0) if d.startswith("cuda") else "CPU (a dry run)")' "$device")"
+"$PYTHON" benchmarks/model_card.py "$dest" --compare checkpoints/acyp --hardware "$hardware" \
     --reproduce "bash benchmarks/gpu_base_model.sh $minutes   # TOKENS_PER_BATCH=${TOKENS_PER_BATCH:-32768}"
 trap - ERR
-if python - "$dest" "$((SECONDS - start))" <<'PY'
+if "$PYTHON" - "$dest" "$((SECONDS - start))" <<'PY'
 import json, sys
 from pathlib import Path
 

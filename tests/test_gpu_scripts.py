@@ -1,0 +1,77 @@
+"""The scripts a GPU session runs (benchmarks/gpu_*.sh), on the CPU: a machine that lacks biotite,
+pyhmmer or gradio gets them from the carried archive or a clear error, and the GPU check runs end to
+end as a dry run. A GPU session has a few minutes of device time; these catch what would waste them."""
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NEEDED = ("biotite", "pyhmmer", "gradio", "gradio_client", "mcp", "py3Dmol")
+THIS_PYTHON = f"{sys.version_info[0]}.{sys.version_info[1]}"
+
+
+def bare_python(tmp_path: Path) -> Path:
+    """This interpreter without site-packages: like a machine whose image lacks the studio's packages."""
+    wrapper = tmp_path / "bare-python"
+    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" -S "$@"\n')
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+def archive(tmp_path: Path, python: str = THIS_PYTHON) -> Path:
+    """A .gpu-site.tar.gz as benchmarks/gpu_packages.sh lays it out, holding stand-in packages."""
+    site = tmp_path / "build" / "gpu-site"
+    for name in NEEDED:
+        (site / name).mkdir(parents=True)
+        (site / name / "__init__.py").write_text(f"NAME = {name!r}\n")
+    (site / "GPU_SITE_PYTHON").write_text(f"python {python}\n")
+    path = tmp_path / "site.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        tar.add(site, arcname="gpu-site")
+    return path
+
+
+def source_env(tmp_path: Path, gpu_site: Path, then: str = "true") -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHON": str(bare_python(tmp_path)), "GPU_SITE": str(gpu_site), "TMPDIR": str(tmp_path)}
+    env.pop("PYTHONPATH", None)
+    return subprocess.run(["bash", "-c", f"set -euo pipefail; source benchmarks/gpu_env.sh; {then}"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_the_carried_packages_are_unpacked_and_put_on_the_path(tmp_path):
+    done = source_env(tmp_path, archive(tmp_path), then='"$PYTHON" -c "import biotite, gradio; print(gradio.__file__)"')
+    assert done.returncode == 0, done.stderr
+    unpacked = Path(done.stdout.strip().splitlines()[-1])
+    assert unpacked.parts[-3:] == ("gpu-site", "gradio", "__init__.py") and tmp_path in unpacked.parents
+
+
+def test_without_the_packages_or_the_archive_the_error_says_how_to_build_it(tmp_path):
+    done = source_env(tmp_path, tmp_path / "absent.tar.gz")
+    assert done.returncode == 2
+    assert "lacks biotite, pyhmmer or gradio" in done.stderr and "bash benchmarks/gpu_packages.sh" in done.stderr
+
+
+def test_an_archive_for_another_python_is_refused_with_the_rebuild_command(tmp_path):
+    done = source_env(tmp_path, archive(tmp_path, python="3.99"))
+    assert done.returncode == 2
+    assert "built for Python 3.99" in done.stderr
+    assert f"PYTHON_VERSION={THIS_PYTHON} bash benchmarks/gpu_packages.sh" in done.stderr
+
+
+@pytest.mark.slow
+def test_the_gpu_check_runs_end_to_end_as_a_dry_run_on_the_cpu(tmp_path):
+    out = tmp_path / "gpu_check.json"
+    env = {**os.environ, "DEVICE": "cpu", "PYTHON": sys.executable, "TMPDIR": str(tmp_path)}
+    done = subprocess.run(["bash", "benchmarks/gpu_check.sh", str(out)], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    assert figures["gpu"] == "none: a dry run on cpu"
+    assert figures["gpu_tests"] == {"tests": 4, "failures": 0, "errors": 0, "skipped": 0}
+    assert {row["preset"] for row in figures["training"]} == {"small", "base"}
+    assert {row["preset"] for row in figures["sampling"]} == {"small", "base"}
