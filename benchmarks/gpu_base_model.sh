@@ -8,7 +8,8 @@
 #
 # Environment (defaults in brackets): DATA [data/acyp.fasta], CLUSTERS [data/acyp_clusters50.tsv],
 # DEVICE [cuda], PRESET [base], TOKENS_PER_BATCH [32768: a 25 M model leaves most of a GPU idle at
-# the CPU recipe's 8192], SAMPLES [256], DEST [checkpoints/acyp-base], RUN [runs/acyp-base], and
+# the CPU recipe's 8192], SAMPLES [256], DEST [checkpoints/acyp-base], RUN [runs/acyp-base], HMM
+# [checkpoints/acyp/family.hmm; empty: no family-HMM metric, for data of another family] and
 # MAX_SEQS [all] (evaluate a subset: only for a dry run, the comparison needs the whole split).
 # Where data/ is a link that does not travel to the GPU machine, copy the two files into the
 # checkout first (mkdir -p runs/gpu-data && cp -L data/acyp.fasta data/acyp_clusters50.tsv runs/gpu-data/)
@@ -26,6 +27,7 @@ clusters="${CLUSTERS:-data/acyp_clusters50.tsv}"
 device="${DEVICE:-cuda}"
 preset="${PRESET:-base}"
 dest="${DEST:-checkpoints/acyp-base}"
+hmm="${HMM-checkpoints/acyp/family.hmm}"
 run="${RUN:-runs/acyp-base}"
 for f in "$data" "$clusters"; do
     [[ -f "$f" ]] || { echo "gpu_base_model: $f not found (set DATA and CLUSTERS)" >&2; exit 2; }
@@ -44,7 +46,7 @@ rm -rf "$previous"
 [[ ! -e "$dest" ]] || mv "$dest" "$previous"
 trap '[[ ! -e "$previous" ]] || { rm -rf "$dest"; mv "$previous" "$dest"; echo "gpu_base_model: failed; $dest put back" >&2; }' ERR
 "$PYTHON" -c 'import sys; from sedd.checkpoint import convert; convert(sys.argv[1], sys.argv[2], "bfloat16")' "$run" "$dest"
-cp checkpoints/acyp/family.hmm "$dest/"
+[[ -z "$hmm" ]] || cp "$hmm" "$dest/family.hmm"
 
 # 3. evaluate exactly as the bundled model's card does, on the device
 "$PYTHON" -m sedd.evaluate --checkpoint "$dest" --data "$data" --clusters "$clusters" --val-fraction 0.05 --split-seed 0 \
@@ -69,7 +71,8 @@ print(f"{dest}: {(dest / 'model.safetensors').stat().st_size / 1e6:.1f} MB, {sec
 sys.exit(0 if new["elbo_nats_per_residue"] < old["elbo_nats_per_residue"] else 1)
 PY
 then
-    [[ ! -e "$previous" ]] || echo "shipped; the model it replaced is in $previous"
+    echo "shipped: $dest"
+    [[ ! -e "$previous" ]] || echo "the model it replaced is in $previous"
 else
     rm -rf "$run/not-shipped"
     mv "$dest" "$run/not-shipped"

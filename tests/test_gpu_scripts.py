@@ -1,6 +1,7 @@
 """The scripts a GPU session runs (benchmarks/gpu_*.sh), on the CPU: a machine that lacks biotite,
 pyhmmer or gradio gets them from the carried archive or a clear error, and the GPU check runs end to
 end as a dry run. A GPU session has a few minutes of device time; these catch what would waste them."""
+import io
 import json
 import os
 import subprocess
@@ -9,6 +10,9 @@ import tarfile
 from pathlib import Path
 
 import pytest
+
+from conftest import profile_family, write_fasta
+from sedd import checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 NEEDED = ("biotite", "pyhmmer", "gradio", "gradio_client", "mcp", "py3Dmol")
@@ -64,14 +68,30 @@ def test_an_archive_for_another_python_is_refused_with_the_rebuild_command(tmp_p
 
 
 @pytest.mark.slow
-def test_the_gpu_check_runs_end_to_end_as_a_dry_run_on_the_cpu(tmp_path):
-    out = tmp_path / "gpu_check.json"
-    env = {**os.environ, "DEVICE": "cpu", "PYTHON": sys.executable, "TMPDIR": str(tmp_path)}
-    done = subprocess.run(["bash", "benchmarks/gpu_check.sh", str(out)], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    figures = json.loads(out.read_text())
+def test_a_gpu_session_runs_end_to_end_as_a_dry_run_on_the_cpu(tmp_path):
+    """gpu_session.sh: the GPU check, then a model trained in the time left, evaluated, and sent back in parts."""
+    sequences, _ = profile_family(300, 40, seed=0)
+    write_fasta(tmp_path / "family.fasta", sequences)
+    (tmp_path / "clusters.tsv").write_text("".join(f"seq{i - i % 3}\tseq{i}\n" for i in range(len(sequences))))
+    out = tmp_path / "out"
+    env = {**os.environ, "DEVICE": "cpu", "PYTHON": sys.executable, "TMPDIR": str(tmp_path), "PRESET": "tiny",
+           "SAMPLES": "8", "MAX_SEQS": "16", "MINUTES": "0.1", "HMM": "", "DATA": str(tmp_path / "family.fasta"),
+           "CLUSTERS": str(tmp_path / "clusters.tsv"), "DEST": str(tmp_path / "acyp-base"), "RUN": str(tmp_path / "run")}
+    done = subprocess.run(["bash", "benchmarks/gpu_session.sh", str(out)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    figures = json.loads((out / "gpu_check.json").read_text())
     assert figures["gpu"] == "none: a dry run on cpu"
     assert figures["gpu_tests"] == {"tests": 4, "failures": 0, "errors": 0, "skipped": 0}
-    assert {row["preset"] for row in figures["training"]} == {"small", "base"}
-    assert {row["preset"] for row in figures["sampling"]} == {"small", "base"}
+    assert {row["preset"] for row in figures["training"]} == {row["preset"] for row in figures["sampling"]} == {"small", "base"}
+
+    assert "not shipped" in (out / "gpu_base_model.log").read_text()     # a tiny CPU model never beats acyp
+    assert len(list(out.iterdir())) <= 8 and all(f.stat().st_size <= 15 * 2**20 for f in out.iterdir())
+    parts = sorted(out.glob("model.tar.part-*"))
+    with tarfile.open(fileobj=io.BytesIO(b"".join(p.read_bytes() for p in parts))) as tar:
+        tar.extractall(tmp_path / "back", filter="data")
+    back = tmp_path / "back" / "acyp-base-not-shipped"
+    config = json.loads((back / "config.json").read_text())
+    assert config["evaluation"]["samples"]["num_samples"] == 8 and config["training"]["steps"] > 0
+    assert checkpoint.load(back).model.config.d_model == config["model"]["d_model"]
