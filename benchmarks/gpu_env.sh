@@ -3,6 +3,8 @@
 # GPU machine's image has no biotite, pyhmmer or gradio), unpacks .gpu-site.tar.gz
 # (benchmarks/gpu_packages.sh; another archive: GPU_SITE=PATH) into a folder under $TMPDIR and puts it
 # first on PYTHONPATH.
+# The GPU machine reaches nothing outside: nothing should wait on a hub or on gradio's analytics.
+export GRADIO_ANALYTICS_ENABLED=False HF_HUB_OFFLINE=1
 PYTHON="${PYTHON:-$(command -v python3 || command -v python)}"
 gpu_site="${GPU_SITE:-.gpu-site.tar.gz}"
 gpu_needs='import biotite, pyhmmer, gradio, gradio_client, mcp, py3Dmol'

@@ -40,7 +40,7 @@ bash benchmarks/gpu_base_model.sh "$minutes" 2>&1 | tee "$out/gpu_base_model.log
 # the evaluated model, shipped or not, in parts that fit what comes back
 if [[ -f "$DEST/config.json" ]] && grep -q "^shipped" "$out/gpu_base_model.log"; then
     model="$DEST" name="$(basename "$DEST")"
-elif [[ -d "$RUN/not-shipped" ]]; then
+elif [[ -d "$RUN/not-shipped" ]] && grep -q "^not shipped" "$out/gpu_base_model.log"; then
     model="$RUN/not-shipped" name="$(basename "$DEST")-not-shipped"
 else
     echo "gpu_session: no evaluated model to send back" >&2
