@@ -89,11 +89,14 @@ def plot(rows: list[dict], natural: dict, path: Path) -> None:
 
     panels = [("hmm_bits_ratio", "HMM bits ratio (designs / held-out)"), ("motif_rate", "catalytic motif rate"),
               ("mean_pairwise_identity", "mean pairwise identity (lower = more diverse)")]
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4), dpi=110)
+    configs = list(dict.fromkeys(r["config"] for r in rows))
+    colour = {config: plt.get_cmap("tab20")(i % 20) for i, config in enumerate(configs)}
+    fig, axes = plt.subplots(1, 4, figsize=(19, 4.2), dpi=110)
     for ax, (key, label) in zip(axes, panels):
-        for config in dict.fromkeys(r["config"] for r in rows):
+        for config in configs:
             mine = sorted((r for r in rows if r["config"] == config), key=lambda r: r["nfe_per_design"])
-            ax.plot([r["nfe_per_design"] for r in mine], [r[key] for r in mine], marker="o", label=config)
+            ax.plot([r["nfe_per_design"] for r in mine], [r[key] for r in mine], marker="o", color=colour[config],
+                    label=config)
             for r in mine:
                 ax.annotate(str(r["steps"]), (r["nfe_per_design"], r[key]), fontsize=6, alpha=0.6,
                             textcoords="offset points", xytext=(3, 3))
@@ -101,6 +104,22 @@ def plot(rows: list[dict], natural: dict, path: Path) -> None:
         ax.set_xscale("log")
         ax.set_xlabel("network evaluations per design (labels: steps)")
         ax.set_title(label, fontsize=9)
+    # the trade-off: how much diversity each way of raising the motif rate costs
+    trade = axes[3]
+    for config in configs:
+        mine = sorted((r for r in rows if r["config"] == config), key=lambda r: r["nfe_per_design"])
+        trade.plot([r["mean_pairwise_identity"] for r in mine], [r["motif_rate"] for r in mine], marker="o",
+                   color=colour[config], alpha=0.8)
+        for r in mine:
+            trade.annotate(str(r["steps"]), (r["mean_pairwise_identity"], r["motif_rate"]), fontsize=6, alpha=0.6,
+                           textcoords="offset points", xytext=(3, 3))
+    trade.plot(natural["mean_pairwise_identity"], natural["motif_rate"], marker="*", ms=12, color="grey", ls="")
+    near = [r for r in rows + [natural] if r["motif_rate"] >= 0.7]          # zoomed on the family-like designs
+    xs = [r["mean_pairwise_identity"] for r in near]
+    trade.set_xlim(min(xs) - 0.005, max(xs) + 0.008)
+    trade.set_ylim(0.7, max(r["motif_rate"] for r in near) + 0.015)
+    trade.set_xlabel("mean pairwise identity (lower = more diverse)")
+    trade.set_title("motif rate vs diversity, motif ≥ 0.7 (star: held-out naturals)", fontsize=9)
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     checkpoint.atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
