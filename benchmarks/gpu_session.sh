@@ -15,13 +15,12 @@
 # A dry run on a CPU: DEVICE=cpu PRESET=tiny SAMPLES=16 MAX_SEQS=32 DEST=runs/dry-base RUN=runs/dry-run MINUTES=0.3 \
 #     bash benchmarks/gpu_session.sh runs/dry-session
 set -uo pipefail
+mkdir -p "${1:?usage: gpu_session.sh OUT [SECONDS]}" && out="$(cd "$1" && pwd)"
 cd "$(dirname "$0")/.."
-out="${1:?usage: gpu_session.sh OUT [SECONDS]}"
 limit="${2:-570}"
 reserve="${RESERVE:-150}"
 export DATA="${DATA:-runs/gpu-data/acyp.fasta}" CLUSTERS="${CLUSTERS:-runs/gpu-data/acyp_clusters50.tsv}"
 export DEST="${DEST:-checkpoints/acyp-base}" RUN="${RUN:-runs/acyp-base}"
-mkdir -p "$out"
 status=0
 
 bash benchmarks/gpu_check.sh "$out/gpu_check.json" 2>&1 | tee "$out/gpu_check.log" || status=1
