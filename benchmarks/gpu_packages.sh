@@ -6,8 +6,8 @@
 # check). benchmarks/gpu_packages.txt pins the missing ones.
 #
 #   bash benchmarks/gpu_packages.sh            # here, with pip and a package index: writes .gpu-site.tar.gz
-#   then run on the GPU machine with carry [".gpu-site.tar.gz", "runs/gpu-data"]:
-#     bash benchmarks/gpu_check.sh $OUT/gpu_check.json     (benchmarks/gpu_env.sh unpacks the archive)
+#   then, on the GPU machine, with .gpu-site.tar.gz and runs/gpu-data/ carried along:
+#     bash benchmarks/gpu_session.sh $OUT      (its scripts source benchmarks/gpu_env.sh, which unpacks the archive)
 #
 # The archive holds the installed files (not wheels), without the data the GPU runs never read,
 # so that it fits beside the checkout and the training data in what one device call may carry

@@ -1,6 +1,6 @@
 """The scripts a GPU session runs (benchmarks/gpu_*.sh), on the CPU: a machine that lacks biotite,
-pyhmmer or gradio gets them from the carried archive or a clear error, and the GPU check runs end to
-end as a dry run. A GPU session has a few minutes of device time; these catch what would waste them."""
+pyhmmer or gradio gets them from the carried archive or a clear error, and a whole GPU session runs
+end to end as a dry run. A GPU session has a few minutes of device time; these catch what would waste them."""
 import io
 import json
 import os
