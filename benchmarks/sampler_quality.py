@@ -87,39 +87,33 @@ def plot(rows: list[dict], natural: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [("hmm_bits_ratio", "HMM bits ratio (designs / held-out)"), ("motif_rate", "catalytic motif rate"),
-              ("mean_pairwise_identity", "mean pairwise identity (lower = more diverse)")]
+    nfe = ("nfe_per_design", "network evaluations per design (labels: steps)")
+    identity = ("mean_pairwise_identity", "mean pairwise identity (lower = more diverse)")
+    panels = [(nfe, "hmm_bits_ratio", "HMM bits ratio (designs / held-out)"), (nfe, "motif_rate", "catalytic motif rate"),
+              (nfe, "mean_pairwise_identity", identity[1]),
+              # the trade-off: how much diversity each way of raising the motif rate costs
+              (identity, "motif_rate", "motif rate vs diversity, motif ≥ 0.7 (star: held-out naturals)")]
     configs = list(dict.fromkeys(r["config"] for r in rows))
     colour = {config: plt.get_cmap("tab20")(i % 20) for i, config in enumerate(configs)}
-    fig, axes = plt.subplots(1, 4, figsize=(19, 4.2), dpi=110)
-    for ax, (key, label) in zip(axes, panels):
+    fig, axes = plt.subplots(1, len(panels), figsize=(19, 4.2), dpi=110)
+    for ax, ((x, xlabel), y, title) in zip(axes, panels):
         for config in configs:
             mine = sorted((r for r in rows if r["config"] == config), key=lambda r: r["nfe_per_design"])
-            ax.plot([r["nfe_per_design"] for r in mine], [r[key] for r in mine], marker="o", color=colour[config],
-                    label=config)
+            ax.plot([r[x] for r in mine], [r[y] for r in mine], marker="o", color=colour[config], label=config)
             for r in mine:
-                ax.annotate(str(r["steps"]), (r["nfe_per_design"], r[key]), fontsize=6, alpha=0.6,
-                            textcoords="offset points", xytext=(3, 3))
-        ax.axhline(natural[key], color="grey", ls=":", lw=1, label="held-out naturals")
+                ax.annotate(str(r["steps"]), (r[x], r[y]), fontsize=6, alpha=0.6, textcoords="offset points",
+                            xytext=(3, 3))
+        ax.set_xlabel(xlabel)
+        ax.set_title(title, fontsize=9)
+    for ax, (_, y, _) in zip(axes[:3], panels):                          # against network evaluations
+        ax.axhline(natural[y], color="grey", ls=":", lw=1, label="held-out naturals")
         ax.set_xscale("log")
-        ax.set_xlabel("network evaluations per design (labels: steps)")
-        ax.set_title(label, fontsize=9)
-    # the trade-off: how much diversity each way of raising the motif rate costs
     trade = axes[3]
-    for config in configs:
-        mine = sorted((r for r in rows if r["config"] == config), key=lambda r: r["nfe_per_design"])
-        trade.plot([r["mean_pairwise_identity"] for r in mine], [r["motif_rate"] for r in mine], marker="o",
-                   color=colour[config], alpha=0.8)
-        for r in mine:
-            trade.annotate(str(r["steps"]), (r["mean_pairwise_identity"], r["motif_rate"]), fontsize=6, alpha=0.6,
-                           textcoords="offset points", xytext=(3, 3))
     trade.plot(natural["mean_pairwise_identity"], natural["motif_rate"], marker="*", ms=12, color="grey", ls="")
     near = [r for r in rows + [natural] if r["motif_rate"] >= 0.7]          # zoomed on the family-like designs
     xs = [r["mean_pairwise_identity"] for r in near]
     trade.set_xlim(min(xs) - 0.005, max(xs) + 0.008)
     trade.set_ylim(0.7, max(r["motif_rate"] for r in near) + 0.015)
-    trade.set_xlabel("mean pairwise identity (lower = more diverse)")
-    trade.set_title("motif rate vs diversity, motif ≥ 0.7 (star: held-out naturals)", fontsize=9)
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     checkpoint.atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
