@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import gc
 import json
 import math
 import os
@@ -501,15 +502,21 @@ class Trainer:
 
 def train(cfg: TrainConfig) -> Path:
     trainer = Trainer(cfg)
+    distributed = trainer.distributed
     try:
         out = trainer.run()
-        if trainer.distributed:
+        if distributed:
             # Rank 0 is still saving while the others are done: a gloo rank that tears its group
             # down while another is mid-exchange can abort at exit, so all ranks leave together.
             dist.barrier()
         return out
     finally:
-        if trainer.distributed and dist.is_initialized():
+        # The DDP wrapper's reducer holds the process group: free it first, so the group is shut down
+        # and destroyed here with no user left. Shut down under a live DDP module, a gloo rank once
+        # aborted at exit in CI ("terminate called without an active exception").
+        del trainer
+        gc.collect()
+        if distributed and dist.is_initialized():
             dist.destroy_process_group()
 
 

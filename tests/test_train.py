@@ -18,7 +18,8 @@ from sedd.sampler import run
 from sedd.train import RESUME_NAME, TrainConfig, Trainer, ema_decay_at, train
 
 ROOT = Path(__file__).resolve().parent.parent
-ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
+       "PYTHONFAULTHANDLER": "1"}     # a rank that aborts prints where it was
 
 
 def fast_config(data, out, **kw) -> TrainConfig:
@@ -218,7 +219,9 @@ def test_torchrun_two_processes_on_gloo(tmp_path, family):
 # Each rank sees its own validation numbers: rank 0 never improves after the first evaluation, rank 1
 # always does. Ranks that decide alone part ways (one stops, the other waits in an all-reduce).
 DISAGREEING_RANKS = """
+import gc
 import sys
+import torch
 import torch.distributed as dist
 import sedd.train as T
 calls = [0]
@@ -227,12 +230,21 @@ def estimate_elbo(*args, **kwargs):
     calls[0] += 1
     return {"elbo_nats_per_residue": 3.0 if dist.get_rank() == 0 else 3.0 - 0.01 * calls[0]}
 
+destroy = dist.destroy_process_group
+
+def destroy_with_no_user_left(*args, **kwargs):
+    users = [o for o in gc.get_objects() if isinstance(o, torch.nn.parallel.DistributedDataParallel)]
+    assert not users, f"process group torn down while {len(users)} DDP module(s) still hold it"
+    destroy(*args, **kwargs)
+
 T.estimate_elbo = estimate_elbo
+dist.destroy_process_group = destroy_with_no_user_left
 T.main(sys.argv[1:])
 """
 
 
 def test_torchrun_early_stopping_is_one_decision_for_every_rank(tmp_path, family):
+    """Ranks that disagree stop together, and each frees its DDP module before the group goes."""
     data, _ = family
     out = tmp_path / "ddp_patience"
     script = tmp_path / "disagreeing_ranks.py"
