@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import inspect
 import json
 import logging
 import os
@@ -140,6 +141,10 @@ def remove_orphaned_outputs(cache: Path) -> None:
 
 # ---- callbacks --------------------------------------------------------------------------------------
 
+def log_refusal(what: str, reason: str) -> None:
+    log.warning("refused a %s request: %s", what, reason.replace("\n", " "))     # one line, no traceback
+
+
 class StudioCallbacks:
     """The page's callbacks over one loaded model and its folding backends."""
 
@@ -225,11 +230,10 @@ class StudioCallbacks:
             stop_epoch: for the page's Stop button (how many times it had been pressed when this run was asked for); leave it at 0.
         """
         stop_epoch = int(stop_epoch or 0)
-        try:
-            parsed, settings = studio.check_request(self.model, template, num_samples, steps, temperature, seed,
-                                                    fold, self.limits, exclude, span_lengths, sampler, top_p)
-        except ValueError as e:
-            log.warning("refused a generate request: %s", str(e).replace("\n", " "))   # one line, no traceback
+        try:      # the page's requests were checked before they were queued (Admission); API calls too
+            parsed, settings = self.check(template, num_samples, steps, seed, temperature, fold, exclude,
+                                          span_lengths, sampler, top_p)
+        except studio.RequestError as e:
             raise gr.Error(render.error_text(str(e)), title="Cannot design this", print_exception=False) from None
         # The session's Stop ends the run between two outputs; a stopped run shows "Stopped" once
         # more, so a frame or status it yielded as the Stop came in is not what the page keeps.
@@ -238,6 +242,16 @@ class StudioCallbacks:
                 yield (gr.skip(), gr.skip(), STOPPED_HTML) + (gr.skip(),) * 6
                 return                            # closing _run's generator ends the sampler
             yield outputs
+
+    def check(self, template: str, num_samples=4, steps=128, seed=None, temperature=1.0, fold="off", exclude="",
+              span_lengths="sample", sampler="tau-leaping", top_p=1.0, *_ignored):
+        """``generate``'s inputs, in its order, checked; a refusal is logged and raised as ``studio.RequestError``."""
+        try:
+            return studio.check_request(self.model, template, num_samples, steps, temperature, seed, fold,
+                                        self.limits, exclude, span_lengths, sampler, top_p)
+        except studio.RequestError as e:
+            log_refusal("generate", str(e))
+            raise
 
     def _run(self, parsed: TemplateSpec, settings: studio.Settings, fold: str):
         """One checked generate request, as the page's successive outputs."""
@@ -289,11 +303,21 @@ class StudioCallbacks:
         Args:
             sequence: a full protein sequence in one-letter codes (the 20 canonical residues), 1 to the model's maximum length (128 for the bundled model); a FASTA header line, digits, spaces and a trailing * are ignored; masked positions (_ ? # X) are refused.
         """
-        try:
+        try:      # the page's requests were checked before they were queued (check_score); API calls too
             return studio.score_request(self.model, sequence, seed=0)
         except ValueError as e:
-            log.warning("refused a score request: %s", str(e).replace("\n", " "))
+            log_refusal("score", str(e))
             raise gr.Error(render.error_text(str(e)), title="Cannot score this", print_exception=False) from None
+
+    def check_score(self, sequence: str):
+        """Gradio validator for ``score``: bad input is refused before it is queued, the reason shown
+        under the sequence until it is edited (see ``Admission``)."""
+        try:
+            studio.check_score_request(self.model, sequence)
+        except ValueError as e:
+            log_refusal("score", str(e))
+            return gr.validate(False, str(e))
+        return gr.validate(True, "")
 
     def show_score(self, entry: dict, design: tuple[str, list[bool]] | None = None):
         """The Score tab's views of an entry: summary, per-residue track, scan heatmap, top substitutions, files."""
@@ -354,42 +378,59 @@ def model_summary(model: ckpt.Checkpoint) -> str:
             + (f" · held-out ELBO {elbo:.3f} nats/residue" if elbo else ""))
 
 
-class SessionCap:
+class Admission:
     """Gradio validator for ``generate``, run before a request takes a place in the queue.
 
-    It refuses a request from a session that already has ``cap`` runs waiting or running, so one
-    visitor (or one API client that never reads its results: Gradio counts a session's events
-    until their results are delivered) cannot fill the queue for everyone. It also repeats the
-    queue's size check: Gradio checks the size before it awaits a validator, so a burst of
-    requests would all pass that check and overfill the queue. This check is a coroutine that
-    never suspends, run by Gradio's event loop right before the request is queued, so the
-    requests of a burst are counted one by one (tested). Gradio passes the request first (it fills a
-    leading parameter annotated ``gr.Request``), then the event's inputs, whatever they are.
+    It refuses, with the reason shown under the input at fault until that input is edited:
+
+    - **bad input** (``cb.check``): a refused request never starts, so the page keeps its last
+      results instead of marking every output "Error" with the reason only in a toast that fades;
+    - a session that already has ``cap`` runs waiting or running, so one visitor (or one API
+      client that never reads its results: Gradio counts a session's events until their results
+      are delivered) cannot fill the queue for everyone;
+    - a full queue. Gradio checks the queue's size before it awaits a validator, so a burst of
+      requests would all pass that check and overfill the queue.
+
+    The check is a coroutine that never suspends, run by Gradio's event loop right before the request
+    is queued, so the requests of a burst are counted one by one (tested). Gradio passes the request
+    first (it fills a leading parameter annotated ``gr.Request``), then the event's inputs, in the
+    order of ``generate``'s parameters. API clients get the same message, as a validation error.
     """
 
-    def __init__(self, cap: int, max_queue: int):
-        self.cap, self.max_queue, self.demo = cap, max_queue, None
+    def __init__(self, cb: StudioCallbacks, cap: int, max_queue: int):
+        self.cb, self.cap, self.max_queue, self.demo = cb, cap, max_queue, None
+        self.fields = list(inspect.signature(cb.generate).parameters)
 
-    async def check(self, request: gr.Request, *inputs):
+    def refusal(self, request: gr.Request, inputs: tuple) -> tuple[int, str] | None:
+        """(the index of the input to show the reason at, the reason), or None to admit the request."""
+        try:
+            self.cb.check(*inputs)
+        except studio.RequestError as e:
+            return self.fields.index(e.field), str(e)
         pending = len(self.demo._queue.pending_event_ids_session.get(request.session_hash, ()))
         waiting = len(self.demo._queue)
-        refusal = None
         if waiting >= self.max_queue:
             refusal = f"the queue is full ({render.plural(waiting, 'run')} waiting); try again in a minute"
         elif pending >= self.cap:
             refusal = (f"this session already has {render.plural(pending, 'run')} waiting or running "
                        f"(at most {self.cap}); wait for one to finish")
-        verdicts = [gr.validate(True, "")] * len(inputs)          # one per input; a refusal shows on the template
-        if refusal:
-            log.warning("refused a generate request: %s", refusal)
-            verdicts[0] = gr.validate(False, refusal)
+        else:
+            return None
+        log_refusal("generate", refusal)
+        return 0, refusal                                    # shown on the template
+
+    async def check(self, request: gr.Request, *inputs):
+        verdicts = [gr.validate(True, "")] * len(inputs)      # one per input
+        refused = self.refusal(request, inputs)
+        if refused:
+            verdicts[refused[0]] = gr.validate(False, refused[1])
         return verdicts
 
 
 def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int = 2, max_queue: int = 32,
                per_session: int = 4) -> gr.Blocks:
     lim = cb.limits
-    admit = SessionCap(per_session, max_queue)
+    admit = Admission(cb, per_session, max_queue)
     with gr.Blocks(title="SEDD Protein Studio", delete_cache=(OUTPUT_MAX_AGE_S, OUTPUT_MAX_AGE_S)) as demo:
         gr.Markdown("# SEDD Protein Studio\nScore-entropy discrete diffusion fills the masked positions "
                     "(`_ ? # X`) of your template; watch the residues appear, then fold the designs.\n\n"
@@ -500,7 +541,8 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
         # the API/MCP endpoint returns the entry alone; the page then draws it
         score_fn = spaces.GPU(duration=60)(cb.score) if spaces is not None else cb.score
         score_views = [score_summary, track, heatmap, top, score_files]
-        score_btn.click(score_fn, score_input, score_json, api_name="score", concurrency_limit=concurrency) \
+        score_btn.click(score_fn, score_input, score_json, api_name="score", concurrency_limit=concurrency,
+                        validator=cb.check_score) \
             .success(cb.show_score, [score_json, design_sent], score_views, api_name=False)
         score_design_btn.click(cb.send_to_score, [designs, selected], [score_input, design_sent, tabs], api_name=False) \
             .success(score_fn, score_input, score_json, api_name=False) \

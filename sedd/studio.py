@@ -12,6 +12,7 @@ import secrets
 import shlex
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -129,32 +130,60 @@ def _checked_top_p(value, limits: Limits) -> float:
     return top_p
 
 
+class RequestError(ValueError):
+    """A refused request; ``field`` names the input at fault, as ``generate``'s parameter is called."""
+
+    def __init__(self, message: str, field: str):
+        super().__init__(message)
+        self.field = field
+
+
+@contextmanager
+def _checking(field: str):
+    """Turn a ``ValueError`` raised while checking one input into a ``RequestError`` that names it."""
+    try:
+        yield
+    except ValueError as e:
+        raise RequestError(str(e), field) from None
+
+
 def check_request(model: Checkpoint, template: str, num_samples, steps, temperature, seed, fold: str = "off",
                   limits: Limits = Limits(), exclude: str = "", span_mode: str = "sample",
                   sampler: str = "tau-leaping", top_p=1.0) -> tuple[TemplateSpec, Settings]:
-    """Parse and check one request; a ``ValueError`` says what was wrong and what is allowed."""
-    num_samples = _in_range(num_samples, "number of designs", 1, limits.max_designs)
-    steps = _in_range(steps, "steps", limits.min_steps, limits.max_steps)
-    try:
-        temperature = float(temperature)
-    except (TypeError, ValueError):
-        temperature = float("nan")
-    if not limits.min_temperature <= temperature <= limits.max_temperature:
-        raise ValueError(f"temperature must be a number from {limits.min_temperature} to "
-                         f"{limits.max_temperature}; got {temperature!r}")
-    seed = checked_seed(seed, limits)
-    if sampler not in STRATEGIES:
-        raise ValueError(f"sampler must be one of {', '.join(STRATEGIES)}; got {sampler!r}")
-    top_p = _checked_top_p(top_p, limits)
-    if fold not in FOLD_BACKENDS:
-        raise ValueError(f"folding backend must be one of {', '.join(FOLD_BACKENDS)}; got {fold!r}")
-    if span_mode not in SPAN_LENGTH_MODES:
-        raise ValueError(f"span lengths must be chosen by one of {', '.join(SPAN_LENGTH_MODES)}; got {span_mode!r}")
-    exclude = "" if exclude is None else exclude
-    if not isinstance(exclude, str):
-        raise ValueError(f"excluded residues must be text such as 'C' or 'CM'; got {exclude!r}")
-    exclude = "".join(model.alphabet.residues[i] for i in sorted(model.alphabet.residue_ids(exclude)))
-    parsed = model.alphabet.parse_spec(template, model.max_len, exclude)
+    """Parse and check one request; a ``RequestError`` says which input was wrong, how, and what is allowed."""
+    with _checking("num_samples"):
+        num_samples = _in_range(num_samples, "number of designs", 1, limits.max_designs)
+    with _checking("steps"):
+        steps = _in_range(steps, "steps", limits.min_steps, limits.max_steps)
+    with _checking("temperature"):
+        try:
+            temperature = float(temperature)
+        except (TypeError, ValueError):
+            temperature = float("nan")
+        if not limits.min_temperature <= temperature <= limits.max_temperature:
+            raise ValueError(f"temperature must be a number from {limits.min_temperature} to "
+                             f"{limits.max_temperature}; got {temperature!r}")
+    with _checking("seed"):
+        seed = checked_seed(seed, limits)
+    with _checking("sampler"):
+        if sampler not in STRATEGIES:
+            raise ValueError(f"sampler must be one of {', '.join(STRATEGIES)}; got {sampler!r}")
+    with _checking("top_p"):
+        top_p = _checked_top_p(top_p, limits)
+    with _checking("fold"):
+        if fold not in FOLD_BACKENDS:
+            raise ValueError(f"folding backend must be one of {', '.join(FOLD_BACKENDS)}; got {fold!r}")
+    with _checking("span_lengths"):
+        if span_mode not in SPAN_LENGTH_MODES:
+            raise ValueError(f"span lengths must be chosen by one of {', '.join(SPAN_LENGTH_MODES)}; "
+                             f"got {span_mode!r}")
+    with _checking("exclude"):
+        exclude = "" if exclude is None else exclude
+        if not isinstance(exclude, str):
+            raise ValueError(f"excluded residues must be text such as 'C' or 'CM'; got {exclude!r}")
+        exclude = "".join(model.alphabet.residues[i] for i in sorted(model.alphabet.residue_ids(exclude)))
+    with _checking("template"):
+        parsed = model.alphabet.parse_spec(template, model.max_len, exclude)
     settings = Settings(parsed.text(model.alphabet.residues), num_samples, steps, temperature, seed, fold,
                         model.source, list(parsed.notices), exclude, span_mode, sampler=sampler, top_p=top_p)
     return parsed, settings
@@ -347,13 +376,18 @@ class Scored:
         return paths
 
 
-def score_request(model: Checkpoint, text: str, seed: int = 0) -> dict:
-    """Parse ``text`` by the template rules (no masks allowed); its ``sedd.score`` entry, with the scan."""
+def check_score_request(model: Checkpoint, text: str) -> tuple[str, list[int]]:
+    """Parse ``text`` by the template rules (no masks allowed): (a file-safe name, residue ids)."""
     if not isinstance(text, str) or not text.strip():
         raise ValueError("paste a protein sequence to score (one-letter codes; a FASTA header line is fine)")
     name, body = score.fasta_records(text)[0]
     tokens = score.parse_sequence(model, body)
-    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:64] or "sequence"
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:64] or "sequence", tokens
+
+
+def score_request(model: Checkpoint, text: str, seed: int = 0) -> dict:
+    """The checked sequence's ``sedd.score`` entry, with the scan."""
+    name, tokens = check_score_request(model, text)
     return score.score_sequence(model, tokens, name, seed=seed, scan=True)
 
 

@@ -88,12 +88,32 @@ def test_a_bad_seed_gets_the_studios_message(client, seed):
 
 @pytest.mark.parametrize("seed_json", ["NaN", "1e400", "-Infinity"])
 def test_a_non_finite_seed_in_raw_json_gets_the_studios_message(served, seed_json):
-    """gradio_client will not send NaN; a raw HTTP client will (Python's JSON reads 1e400 as inf)."""
+    """gradio_client will not send NaN; a raw HTTP client will (Python's JSON reads 1e400 as inf).
+
+    The request is refused before it is queued (422), with the message on the seed alone."""
     body = f'{{"data": ["{TEMPLATE}", 1, 16, {seed_json}, 1.0, "off", "", "sample", "tau-leaping", 1.0, 0]}}'   # a raw call sends every input
     r = requests.post(f"{served}gradio_api/call/generate", data=body, headers={"Content-Type": "application/json"},
                       timeout=30)
-    events = requests.get(f"{served}gradio_api/call/generate/{r.json()['event_id']}", timeout=60).text
-    assert "event: error" in events and SEED_MESSAGE in events, events[-500:]
+    assert r.status_code == 422, r.text[:500]
+    refused = [(v["parameter_name"], v["message"]) for v in r.json()["detail"] if not v["is_valid"]]
+    assert len(refused) == 1 and refused[0][0] == "seed" and SEED_MESSAGE in refused[0][1], refused
+
+
+@pytest.mark.parametrize("change, field, message", [
+    ({0: ""}, "template", "template is empty"),
+    ({2: 0}, "steps", "steps must be 16 to 1024; got 0"),
+    ({6: "CZ"}, "exclude", "excluded residues: 'Z' at position 2 is not a residue"),
+    ({8: "greedy"}, "sampler", "sampler must be one of tau-leaping, confidence, remask; got 'greedy'"),
+])
+def test_bad_input_is_refused_before_it_is_queued_with_the_reason_at_its_input(served, change, field, message):
+    """The page shows a validator's reason under the input it names, until that input is edited."""
+    data = [TEMPLATE, 1, 16, 0, 1.0, "off", "", "sample", "tau-leaping", 1.0, 0]
+    for i, value in change.items():
+        data[i] = value
+    r = requests.post(f"{served}gradio_api/call/generate", json={"data": data}, timeout=30)
+    assert r.status_code == 422, r.text[:500]
+    refused = [(v["parameter_name"], v["message"]) for v in r.json()["detail"] if not v["is_valid"]]
+    assert len(refused) == 1 and refused[0][0] == field and message in refused[0][1], refused
 
 
 def test_digits_are_that_seed_and_blank_is_a_new_random_seed(client):

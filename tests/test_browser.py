@@ -228,11 +228,38 @@ def test_script_in_a_template_shows_as_text_and_runs_nothing(page):
     toast = page.get_by_text("invalid character '<' at position 1")
     toast.first.wait_for(timeout=30_000)
     assert page.evaluate("window.__pwned") is None
-    # and the page still works
+    # a refusal that quotes the input shows the markup as text
     page.fill("#template textarea", "MKV__GF_R")
+    page.fill(SEED, '<b id="injected">x</b>')
+    page.click("#generate")
+    page.locator("#seed").get_by_text("""got '<b id="injected">x</b>'""").wait_for()
+    assert page.locator("#injected").count() == 0
+    # and the page still works
+    page.fill(SEED, "")
     page.click("#generate")
     page.wait_for_function("document.querySelector('#fasta textarea').value.includes('>design_4')",
                            timeout=60_000)
+
+
+def test_a_refused_request_keeps_the_results_and_shows_why_at_the_input(page):
+    """Bad input is refused before a run starts: the last designs stay, and the reason stays under
+    the input at fault (not in a toast that fades) until that input is edited."""
+    page.fill("#template textarea", "MKV" + "_" * 20)
+    set_steps(page, 16)
+    fold_off(page)
+    page.click("#generate")
+    _, fasta = wait_until_done(page)
+    page.fill("#exclude input", "Z")
+    page.click("#generate")
+    reason = page.locator("#exclude").get_by_text("excluded residues: 'Z' at position 1 is not a residue")
+    reason.wait_for()
+    assert page.input_value("#fasta textarea") == fasta
+    assert "Error" not in page.inner_text("#fasta") + page.inner_text("#status") + page.inner_text("#designs")
+    page.fill("#exclude input", "C")
+    reason.wait_for(state="detached")
+    page.click("#generate")
+    page.wait_for_function("f => document.querySelector('#fasta textarea').value !== f "
+                           "&& document.querySelector('#status').innerText.includes('in 16 steps')", arg=fasta)
 
 
 # ---- Stop: the sampler itself stops, and the next Generate always runs ------------------------------

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import gradio as gr
 import pytest
+import requests
 from gradio_client import Client
 from studio_helpers import launch_app, tiny_esmfold
 
@@ -119,6 +120,14 @@ def test_score_endpoint_returns_the_cli_entry(served, model, capsys):
     assert client.predict(SEQUENCE, api_name="/score") == cli_entry(model, capsys, SEQUENCE)
     with pytest.raises(Exception, match="scoring needs a full sequence"):
         client.predict("MKV_GF", api_name="/score")
+
+
+def test_a_bad_sequence_is_refused_before_it_is_queued(served):
+    r = requests.post(f"{served}gradio_api/call/score", json={"data": ["MKVBGF"]}, timeout=30)
+    assert r.status_code == 422, r.text[:500]
+    [verdict] = r.json()["detail"]
+    assert verdict["parameter_name"] == "sequence" and not verdict["is_valid"]
+    assert "'B' at position 4" in verdict["message"]
 
 
 async def _mcp_session(url: str, sequence: str):

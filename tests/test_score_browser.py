@@ -34,11 +34,20 @@ def test_paste_a_sequence_and_score_it(page):
     assert "my_protein_scan\n.csv" in downloads and "my_protein_scores\n.json" in downloads
 
 
-def test_a_masked_sequence_is_refused_with_the_reason(page):
+def test_a_masked_sequence_is_refused_with_the_reason_at_the_input(page):
+    """Refused before it is queued: the last scores stay, the reason stays under the sequence until it is edited."""
     page.get_by_role("tab", name="Score").click()
+    page.fill("#score-sequence textarea", f">first\n{SEQUENCE}")
+    page.click("#score")
+    wait_for_scores(page, "first")
+    summary = page.inner_text("#score-summary")
     page.fill("#score-sequence textarea", "MKV__GF")
     page.click("#score")
-    page.get_by_text("scoring needs a full sequence").first.wait_for(timeout=30_000)
+    reason = page.locator("#score-sequence").get_by_text("scoring needs a full sequence")
+    reason.wait_for(timeout=30_000)
+    assert page.inner_text("#score-summary") == summary and "Error" not in page.inner_text("#score-top")
+    page.fill("#score-sequence textarea", SEQUENCE)
+    reason.wait_for(state="detached")
 
 
 def test_score_this_design_from_the_generate_table(page):
