@@ -4,6 +4,7 @@
     python benchmarks/train_speed.py --presets small --seconds 60 --threads 2
     python benchmarks/train_speed.py --device cuda --presets small,base --json figures.json
     python benchmarks/train_speed.py --presets mini --recipe combined --compile both --threads 2
+    python benchmarks/train_speed.py --presets mini --recipe combined --tokens-per-batch 2048,8192 --threads 2
 
 Each preset gets a ``sedd.train.Trainer`` (AdamW, warm-up LR, grad clip, EMA update — exactly
 ``Trainer.train_step``) built on a throw-away synthetic FASTA, then is fed synthetic batches shaped
@@ -84,16 +85,18 @@ def measure(preset: str, *, seconds: float, warmup: int, max_steps: int, tokens_
             raise FloatingPointError(f"{preset}: a non-finite step in the benchmark")
         steps, tokens, sequences = steps + 1, tokens + sum(map(len, batch)), sequences + len(batch)
     elapsed = time.perf_counter() - start
-    return {"preset": preset, "recipe": recipe, "compile": compile, "warmup_seconds": warmup_seconds,
+    return {"preset": preset, "recipe": recipe, "compile": compile, "tokens_per_batch": tokens_per_batch,
+            "warmup_seconds": warmup_seconds,
             "parameters": trainer.model.num_parameters(), "device": str(trainer.device), "steps": steps,
             "sequences_per_step": sequences / steps, "tokens_per_step": tokens / steps,
             "seconds_per_step": elapsed / steps, "tokens_per_second": tokens / elapsed}
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| preset | recipe | compile | parameters | warm-up s | timed steps | seqs/step | tokens/step | s/step | tokens/s |\n"
-            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
-    body = [f"| {r['preset']} | {r['recipe']} | {'yes' if r['compile'] else 'no'} | {r['parameters'] / 1e6:.2f} M | "
+    head = ("| preset | recipe | compile | batch tokens | parameters | warm-up s | timed steps | seqs/step | tokens/step "
+            "| s/step | tokens/s |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    body = [f"| {r['preset']} | {r['recipe']} | {'yes' if r['compile'] else 'no'} | {r['tokens_per_batch']:,} | "
+            f"{r['parameters'] / 1e6:.2f} M | "
             f"{r['warmup_seconds']:.1f} | {r['steps']} | {r['sequences_per_step']:.0f} | "
             f"{r['tokens_per_step']:,.0f} | {r['seconds_per_step']:.2f} | {r['tokens_per_second']:,.0f} |" for r in rows]
     return "\n".join([head, *body])
@@ -105,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=10.0, help="timed wall-clock seconds per preset")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     p.add_argument("--max-steps", type=int, default=200, help="timed steps at most per preset")
-    p.add_argument("--tokens-per-batch", type=int, default=TrainConfig.tokens_per_batch)
+    p.add_argument("--tokens-per-batch", default=str(TrainConfig.tokens_per_batch),
+                   help="batch size in residues; several, comma-separated, are measured one after another")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     p.add_argument("--device", default="cpu", help="cpu / cuda / mps (on cuda the step runs under bf16 autocast)")
     p.add_argument("--recipe", choices=sorted(RECIPES), default="default",
@@ -118,14 +122,13 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     where = torch.cuda.get_device_name() if a.device.startswith("cuda") else f"{a.device}, {torch.get_num_threads()} threads"
-    print(f"torch {torch.__version__}, {where}, "
-          f"{a.tokens_per_batch} tokens per batch, {a.warmup} warm-up steps excluded", file=sys.stderr)
+    print(f"torch {torch.__version__}, {where}, {a.warmup} warm-up steps excluded", file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:
         compiles = {"off": [False], "on": [True], "both": [False, True]}[a.compile]
         rows = [measure(name.strip(), seconds=a.seconds, warmup=a.warmup, max_steps=a.max_steps,
-                        tokens_per_batch=a.tokens_per_batch, workdir=Path(tmp), device=a.device,
+                        tokens_per_batch=int(batch), workdir=Path(tmp), device=a.device,
                         recipe=a.recipe, compile=compiled)
-                for name in a.presets.split(",") for compiled in compiles]
+                for name in a.presets.split(",") for batch in a.tokens_per_batch.split(",") for compiled in compiles]
     print(table(rows))
     if a.json:
         checkpoint.atomic_write_text(Path(a.json), json.dumps(rows, indent=2) + "\n")
