@@ -86,6 +86,12 @@ def test_a_bad_seed_gets_the_studios_message(client, seed):
     assert SEED_MESSAGE in str(e.value) and "upstream app has raised an exception" not in str(e.value)
 
 
+def refused_inputs(response) -> list[tuple[str, str]]:
+    """A request refused before it was queued: (parameter, reason) of each input the validator refused."""
+    assert response.status_code == 422, response.text[:500]
+    return [(v["parameter_name"], v["message"]) for v in response.json()["detail"] if not v["is_valid"]]
+
+
 @pytest.mark.parametrize("seed_json", ["NaN", "1e400", "-Infinity"])
 def test_a_non_finite_seed_in_raw_json_gets_the_studios_message(served, seed_json):
     """gradio_client will not send NaN; a raw HTTP client will (Python's JSON reads 1e400 as inf).
@@ -94,9 +100,8 @@ def test_a_non_finite_seed_in_raw_json_gets_the_studios_message(served, seed_jso
     body = f'{{"data": ["{TEMPLATE}", 1, 16, {seed_json}, 1.0, "off", "", "sample", "tau-leaping", 1.0, 0]}}'   # a raw call sends every input
     r = requests.post(f"{served}gradio_api/call/generate", data=body, headers={"Content-Type": "application/json"},
                       timeout=30)
-    assert r.status_code == 422, r.text[:500]
-    refused = [(v["parameter_name"], v["message"]) for v in r.json()["detail"] if not v["is_valid"]]
-    assert len(refused) == 1 and refused[0][0] == "seed" and SEED_MESSAGE in refused[0][1], refused
+    [(field, message)] = refused_inputs(r)
+    assert field == "seed" and SEED_MESSAGE in message
 
 
 @pytest.mark.parametrize("change, field, message", [
@@ -111,9 +116,8 @@ def test_bad_input_is_refused_before_it_is_queued_with_the_reason_at_its_input(s
     for i, value in change.items():
         data[i] = value
     r = requests.post(f"{served}gradio_api/call/generate", json={"data": data}, timeout=30)
-    assert r.status_code == 422, r.text[:500]
-    refused = [(v["parameter_name"], v["message"]) for v in r.json()["detail"] if not v["is_valid"]]
-    assert len(refused) == 1 and refused[0][0] == field and message in refused[0][1], refused
+    [(refused_field, reason)] = refused_inputs(r)
+    assert refused_field == field and message in reason
 
 
 def test_digits_are_that_seed_and_blank_is_a_new_random_seed(client):

@@ -225,8 +225,7 @@ def test_every_residue_of_a_long_design_is_visible(page):
 def test_script_in_a_template_shows_as_text_and_runs_nothing(page):
     page.fill("#template textarea", "<script>window.__pwned = 1</script>MKV__")
     page.click("#generate")
-    toast = page.get_by_text("invalid character '<' at position 1")
-    toast.first.wait_for(timeout=30_000)
+    page.locator("#template").get_by_text("invalid character '<' at position 1").wait_for(timeout=30_000)
     assert page.evaluate("window.__pwned") is None
     # a refusal that quotes the input shows the markup as text
     page.fill("#template textarea", "MKV__GF_R")
