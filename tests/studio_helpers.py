@@ -72,3 +72,9 @@ def wait_for_stable(count, settle_s: float = 1.5, timeout_s: float = 60.0) -> in
         if count() != last:
             last, since = count(), time.monotonic()
     return last
+
+
+def refused_inputs(response) -> list[tuple[str, str]]:
+    """A request refused before it was queued: (parameter, reason) of each input the validator refused."""
+    assert response.status_code == 422, response.text[:500]
+    return [(v["parameter_name"], v["message"]) for v in response.json()["detail"] if not v["is_valid"]]

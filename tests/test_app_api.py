@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import requests
 from gradio_client import Client
-from studio_helpers import launch_app
+from studio_helpers import launch_app, refused_inputs
 
 import app
 
@@ -84,12 +84,6 @@ def test_a_bad_seed_gets_the_studios_message(client, seed):
     with pytest.raises(Exception) as e:
         client.predict(TEMPLATE, 1, 16, seed, api_name="/generate")
     assert SEED_MESSAGE in str(e.value) and "upstream app has raised an exception" not in str(e.value)
-
-
-def refused_inputs(response) -> list[tuple[str, str]]:
-    """A request refused before it was queued: (parameter, reason) of each input the validator refused."""
-    assert response.status_code == 422, response.text[:500]
-    return [(v["parameter_name"], v["message"]) for v in response.json()["detail"] if not v["is_valid"]]
 
 
 @pytest.mark.parametrize("seed_json", ["NaN", "1e400", "-Infinity"])
