@@ -328,7 +328,7 @@ class Alphabet:
             raise ValueError(f"empty bracket [] at position {at}; {BRACKET_HELP}")
         numbers = re.fullmatch(r"(\d+)(?:-(\d+))?", inner)
         if numbers:
-            if any(len(g) > _MAX_DIGITS for g in numbers.groups() if g):
+            if any(len(g.lstrip("0")) > _MAX_DIGITS for g in numbers.groups() if g):   # [0001] is one
                 raise ValueError(f"{where} asks for more positions than the model's maximum of {max_len}")
             low = int(numbers[1])
             high = low if numbers[2] is None else int(numbers[2])

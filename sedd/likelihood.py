@@ -146,7 +146,7 @@ def elbo_to_precision(model, data: Dataset, schedule: LogLinearSchedule, mask_id
         k_total = sum(k for k, _, _ in rounds)
         elbo = sum(k * e for k, e, _ in rounds) / k_total
         stderr = math.sqrt(sum((k * se) ** 2 for k, _, se in rounds)) / k_total
-        if stderr < target_stderr or k_total >= max_t_samples:
+        if stderr < target_stderr or max_t_samples - k_total < 2:     # a round needs 2 times for its SE
             break
         k_needed = math.ceil(k_total * (stderr / target_stderr) ** 2 * 1.1)
         k_next = max(2, min(k_needed, max_t_samples) - k_total)

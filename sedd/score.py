@@ -64,7 +64,12 @@ def parse_sequence(model: ckpt.Checkpoint, text: str) -> list[int]:
     """
     if not text.strip():
         raise ValueError(f"the sequence is empty: give 1 to {model.max_len} residues")
-    template = model.alphabet.parse_template(text, model.max_len)
+    spec = model.alphabet.parse_spec(text, model.max_len)
+    if spec.spans:
+        span = spec.spans[0]
+        raise ValueError(f"scoring needs a full sequence, but span {span.text} at position {span.at} leaves its "
+                         "length open; write the residues themselves")
+    template = spec.fixed()
     masked = [i + 1 for i, d in enumerate(template.designed) if d]
     if masked:
         shown = ", ".join(map(str, masked[:10])) + (" …" if len(masked) > 10 else "")

@@ -134,6 +134,7 @@ def test_spans_expand_to_the_chosen_lengths():
     with pytest.raises(ValueError, match=r"\[2-4\] at position 3 has a variable length"):
         s.fixed()
     assert spec("MK[3-3]G").expand((3,)).tokens == parse("MK___G").tokens
+    assert parse("MK[0000003]G").tokens == parse("MK___G").tokens                # leading zeros are no length
 
 
 def test_spec_writes_itself_back_in_the_syntax():

@@ -110,6 +110,14 @@ def test_untrained_elbo_is_near_log20_with_stderr_below_001(tiny_model):
     assert result["num_residues"] == data.num_residues()
 
 
+@pytest.mark.parametrize("cap", [4, 5, 6, 9])
+def test_elbo_to_precision_never_draws_more_times_than_its_cap(cap):
+    sequences, profile = profile_family(4, 20, seed=3)
+    result = likelihood.elbo_to_precision(FixedProfile(profile), as_dataset(sequences), S, MASK, t_samples=4,
+                                          target_stderr=1e-9, max_t_samples=cap, seed=0)
+    assert cap - 1 <= result["t_samples"] <= cap and not result["elbo_target_met"]
+
+
 def test_elbo_stderr_matches_the_spread_of_independent_estimates():
     sequences, profile = profile_family(16, 40, seed=2, sharpness=2.0)
     model, data = FixedProfile(profile), as_dataset(sequences)
