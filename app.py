@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import functools
 import inspect
 import json
 import logging
@@ -361,6 +362,15 @@ class StudioCallbacks:
 
 # ---- layout and wiring ------------------------------------------------------------------------------
 
+def without_last_output(generate: Callable) -> Callable:
+    """``generate`` (a generator of output tuples, with its signature and docstring) minus each tuple's last element."""
+    @functools.wraps(generate)
+    def outputs(*args, **kwargs):
+        for values in generate(*args, **kwargs):
+            yield values[:-1]
+    return outputs
+
+
 def model_name(source: str) -> str:
     """What the page calls the model: a local checkpoint's folder name, else the Hub id as given.
 
@@ -522,17 +532,21 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
                 selected = gr.State(0)
 
         fn = spaces.GPU(duration=180)(cb.generate) if spaces is not None else cb.generate
+        inputs = [template, num_samples, steps, seed, temperature, fold, exclude, span_mode, sampler, top_p, stop_epoch]
+        outputs = [fasta, frames, status, seed_used, table, structure, plot, files]
         # The browser counts Stop presses; a Generate sends the count at its click, which may come
         # before Gradio sends the run (a click while a run is ending waits for it). See cb.stop.
         demo.load(None, js=STOP_COUNTING_JS, api_name=False)
-        event = run_btn.click(fn, [template, num_samples, steps, seed, temperature, fold, exclude, span_mode, sampler, top_p,
-                                   stop_epoch],
-                              [fasta, frames, status, seed_used, table, structure, plot, files, designs],
+        event = run_btn.click(fn, inputs, outputs + [designs],
                               js="(...inputs) => [...inputs.slice(0, -1), window.seddStopsAtGenerate ?? 0]",
-                              api_name="generate", concurrency_limit=concurrency, show_progress="minimal",
+                              api_name=False, concurrency_limit=concurrency, show_progress="minimal",
                               # A click while the page still holds the previous run (a Stop being
                               # processed) runs once that ends; the default ("once") drops it.
                               trigger_mode="always_last", validator=admit.check)
+        # The API and MCP endpoint: the same run without the page's State output, which Gradio
+        # 6.31 cannot return to an MCP client that asks for no progress ("pop index out of range").
+        gr.Button(visible=False).click(without_last_output(fn), inputs, outputs, api_name="generate",
+                                       concurrency_limit=concurrency, validator=admit.check)
         # No check of our own for a client that has gone: when its result stream closes, Gradio drops
         # its waiting runs and ends its running one at the next yield (closing the generator), so
         # the sampler, which runs between yields, stops too (tests/test_app_reliability.py).

@@ -136,11 +136,13 @@ async def _mcp_session(url: str, sequence: str):
         await session.initialize()
         tools = {t.name: t for t in (await session.list_tools()).tools}
         result = await session.call_tool("score", {"sequence": sequence})
-        return tools, result
+        # an agent that asks for no progress updates (no progress token): the plain path
+        designed = await session.call_tool("generate", {"template": TEMPLATE, "num_samples": 2, "steps": 16, "seed": 3})
+        return tools, result, designed
 
 
-def test_mcp_tools_are_documented_and_score_can_be_called(served, model, capsys):
-    tools, result = asyncio.run(_mcp_session(served, SEQUENCE))
+def test_mcp_tools_are_documented_and_both_can_be_called(served, model, capsys):
+    tools, result, designed = asyncio.run(_mcp_session(served, SEQUENCE))
     assert set(tools) == {"generate", "score"}
     generate = tools["generate"].inputSchema["properties"]
     assert "1 to 8" in generate["num_samples"]["description"] and "16 to 1024" in generate["steps"]["description"]
@@ -150,3 +152,6 @@ def test_mcp_tools_are_documented_and_score_can_be_called(served, model, capsys)
     assert len(result.content) == 1
     entry = ast.literal_eval(result.content[0].text)      # Gradio's MCP server sends str() of the JSON value
     assert entry == cli_entry(model, capsys, SEQUENCE)
+    assert not designed.isError, designed.content
+    fasta = designed.content[0].text                       # the first output: the designs' FASTA
+    assert fasta.count(">design_") == 2 and "MKV" in fasta
