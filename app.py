@@ -162,6 +162,8 @@ class StudioCallbacks:
         self.output_root.mkdir(parents=True, exist_ok=True)
         self.max_output_bytes = max_output_bytes
         self._stops: dict[str, int] = {}        # session → how many times its page's Stop was pressed
+        # session → its events waiting or running (build_demo reads Gradio's queue); None: unknown
+        self.pending: Callable[[str], int] | None = None
 
     def stop(self, presses: int = 1, request: gr.Request | None = None) -> str:
         """The page's Stop, pressed for the ``presses``-th time: every run of the session started by
@@ -172,10 +174,15 @@ class StudioCallbacks:
         Generate the count so far (``stop_epoch``). Neither arrival order at the server nor time
         stamps decide, and Gradio's client-side cancel is not used (``cancels=`` lost a Generate
         clicked while the cancel was in flight: Gradio 6.31 defers the click, then drops it).
+
+        The press is recorded either way; the status says "Stopped" only when the session has a run
+        waiting or running, so a Stop after a run has ended leaves that run's status on the page.
         """
-        if request is not None and request.session_hash:
-            session = request.session_hash
+        session = request.session_hash if request is not None else None
+        if session:
             self._stops[session] = max(self._stops.get(session, 0), int(presses or 0))
+            if self.pending is not None and not self.pending(session):
+                return gr.skip()
         return STOPPED_HTML
 
     def _stopped(self, request: gr.Request | None, stop_epoch: int) -> bool:
@@ -236,13 +243,21 @@ class StudioCallbacks:
                                           span_lengths, sampler, top_p)
         except studio.RequestError as e:
             raise gr.Error(render.error_text(str(e)), title="Cannot design this", print_exception=False) from None
-        # The session's Stop ends the run between two outputs; a stopped run shows "Stopped" once
-        # more, so a frame or status it yielded as the Stop came in is not what the page keeps.
-        for outputs in self._run(parsed, settings, fold):
+        # The session's Stop ends the run between two outputs (or two span-length candidates); a
+        # stopped run shows "Stopped" once more, so a frame or status it yielded as the Stop came
+        # in is not what the page keeps.
+        stopped = (gr.skip(), gr.skip(), STOPPED_HTML) + (gr.skip(),) * 6
+
+        def check() -> None:
             if self._stopped(request, stop_epoch):
-                yield (gr.skip(), gr.skip(), STOPPED_HTML) + (gr.skip(),) * 6
-                return                            # closing _run's generator ends the sampler
-            yield outputs
+                raise studio.Cancelled
+
+        try:
+            for outputs in self._run(parsed, settings, fold, check):
+                check()
+                yield outputs
+        except studio.Cancelled:
+            yield stopped                         # leaving the loop closed _run's generator: the sampler ends
 
     def check(self, template: str, num_samples=4, steps=128, seed=None, temperature=1.0, fold="off", exclude="",
               span_lengths="sample", sampler="tau-leaping", top_p=1.0, *_ignored):
@@ -254,14 +269,14 @@ class StudioCallbacks:
             log_refusal("generate", str(e))
             raise
 
-    def _run(self, parsed: TemplateSpec, settings: studio.Settings, fold: str):
-        """One checked generate request, as the page's successive outputs."""
+    def _run(self, parsed: TemplateSpec, settings: studio.Settings, fold: str, check: Callable[[], None]):
+        """One checked generate request, as the page's successive outputs (``check``: raises ``Cancelled``)."""
         run = studio.Run(self.model, parsed, settings)
         skip = gr.skip()
         chart = ""
         if parsed.spans:
             yield ("", "", self._status("Choosing span lengths…", settings), settings.seed, None, "", None, None, [])
-            posterior = run.choose_span_lengths()
+            posterior = run.choose_span_lengths(check)
             chart = render.span_posterior_html(settings.span_posterior, posterior.method)
         yield ("", "", self._status("Denoising…", settings, posterior=chart), settings.seed, None, "", None, None, [])
         for view in run.denoise(self.min_interval):
@@ -272,8 +287,9 @@ class StudioCallbacks:
         backend = self.backends.get(fold)
         if backend is not None:
             for design in run.fold(backend):
-                yield (run.fasta(), skip, self._status(f"{done} Folded {design.index} of {len(run.designs)} "
-                                                       f"with {fold}…", settings, posterior=chart),
+                loads = "" if getattr(backend, "loaded", True) else " (loading its weights first)"
+                yield (run.fasta(), skip, self._status(f"{done} Folding design {design.index} of {len(run.designs)} "
+                                                       f"with {fold}{loads}…", settings, posterior=chart),
                        skip, skip, skip, skip, skip, skip)
         for design in run.score():
             yield (run.fasta(), skip, self._status(f"{done} Model score of design {design.index} of "
@@ -354,6 +370,12 @@ class StudioCallbacks:
         row = evt.index[0] if isinstance(evt.index, (list, tuple)) else int(evt.index)
         return (*self._show(ranked[row], COLOR_CHOICES[color]), row)
 
+    def recolor_first(self, ranked: list[studio.Design] | None, color: str):
+        """After a run, whose first design is drawn in pLDDT colours: redraw it in the colouring the page shows."""
+        if COLOR_CHOICES[color] == "plddt":
+            return gr.skip(), gr.skip()
+        return self.recolor(ranked, 0, color)
+
     def recolor(self, ranked: list[studio.Design] | None, row: int, color: str):
         if not ranked:
             return gr.skip(), gr.skip()
@@ -411,13 +433,17 @@ class Admission:
         self.cb, self.cap, self.max_queue, self.demo = cb, cap, max_queue, None
         self.fields = list(inspect.signature(cb.generate).parameters)
 
+    def pending(self, session: str) -> int:
+        """The session's events waiting or running (Gradio counts them until their results are delivered)."""
+        return len(self.demo._queue.pending_event_ids_session.get(session, ()))
+
     def refusal(self, request: gr.Request, inputs: tuple) -> tuple[int, str] | None:
         """(the index of the input to show the reason at, the reason), or None to admit the request."""
         try:
             self.cb.check(*inputs)
         except studio.RequestError as e:
             return self.fields.index(e.field), str(e)
-        pending = len(self.demo._queue.pending_event_ids_session.get(request.session_hash, ()))
+        pending = self.pending(request.session_hash)
         waiting = len(self.demo._queue)
         if waiting >= self.max_queue:
             refusal = f"the queue is full ({render.plural(waiting, 'run')} waiting); try again in a minute"
@@ -550,7 +576,9 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
         # No check of our own for a client that has gone: when its result stream closes, Gradio drops
         # its waiting runs and ends its running one at the next yield (closing the generator), so
         # the sampler, which runs between yields, stops too (tests/test_app_reliability.py).
-        event.then(lambda: 0, None, selected, api_name=False)
+        # the first design is shown; in the colouring the page has chosen
+        event.then(lambda: 0, None, selected, api_name=False) \
+            .then(cb.recolor_first, [designs, color], [structure, plot], api_name=False)
         event.then(cb.heading, designs, heading, api_name=False)
         # the API/MCP endpoint returns the entry alone; the page then draws it
         score_fn = spaces.GPU(duration=60)(cb.score) if spaces is not None else cb.score
@@ -568,6 +596,7 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
         table.select(cb.select, [designs, color], [structure, plot, selected], api_name=False)
         color.change(cb.recolor, [designs, selected, color], [structure, plot], api_name=False)
     admit.demo = demo
+    cb.pending = admit.pending
     return demo.queue(max_size=max_queue, default_concurrency_limit=concurrency)
 
 

@@ -8,6 +8,7 @@ returns beside the templates.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -68,13 +69,15 @@ def _spec_for(model: ckpt.Checkpoint, template: str | None, length: int | str | 
 
 
 def plan_for_spec(model: ckpt.Checkpoint, spec: TemplateSpec, num_samples: int, seed: int = 0,
-                  span_lengths: str = "sample", t_samples: int = SPAN_T_SAMPLES, progress: bool = False) -> Plan:
-    """``num_samples`` templates from a parsed template, span lengths chosen by the model when it has spans."""
+                  span_lengths: str = "sample", t_samples: int = SPAN_T_SAMPLES, progress: bool = False,
+                  check: Callable[[], None] | None = None) -> Plan:
+    """``num_samples`` templates from a parsed template, span lengths chosen by the model when it has spans
+    (``check``: see ``spans.span_posterior``)."""
     if span_lengths not in SPAN_LENGTH_MODES:
         raise ValueError(f"span lengths must be chosen by one of {', '.join(SPAN_LENGTH_MODES)}; got {span_lengths!r}")
     if not spec.spans:
         return Plan([spec.fixed()] * num_samples)
-    posterior = span_posterior(model, spec, t_samples=t_samples, seed=seed, progress=progress)
+    posterior = span_posterior(model, spec, t_samples=t_samples, seed=seed, progress=progress, check=check)
     chosen = choose_lengths(posterior, num_samples, span_lengths, seed)
     return Plan([spec.expand(k) for k in chosen], posterior)
 

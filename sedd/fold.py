@@ -134,6 +134,11 @@ class ESMFoldBackend(_CachedBackend):
     def _prepare(self, model: torch.nn.Module) -> torch.nn.Module:
         return set_precision(model.to(self.device).eval(), self.device.type == "cuda", self.chunk_size)
 
+    @property
+    def loaded(self) -> bool:
+        """Whether the weights are in memory (the first fold loads them, which can take minutes)."""
+        return self._model is not None
+
     def _load(self) -> torch.nn.Module:
         if self._model is not None:
             return self._model
@@ -160,6 +165,9 @@ class ESMFoldBackend(_CachedBackend):
                 torch.cuda.empty_cache()
                 raise FoldError(f"{self.name}: the GPU ran out of memory folding {len(sequence)} residues. "
                                 "Try fewer or shorter designs, or fold later.", "out_of_memory") from e
+            except RuntimeError as e:          # e.g. the CPU allocator out of memory
+                raise FoldError(f"{self.name}: folding {len(sequence)} residues failed "
+                                f"({type(e).__name__}: {str(e).splitlines()[0][:200]}).", "failed") from e
         return self._result(sequence, model, output)
 
     def _result(self, sequence: str, model, output) -> FoldResult:
@@ -220,6 +228,8 @@ class ESMAtlasBackend(_CachedBackend):
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as e:
             raise FoldError(f"{self.name}: the service cannot be reached from here "
                             f"({type(e).__name__}). Use ESMFold (local) or fold later.", "no_network") from e
+        except requests.exceptions.RequestException as e:      # a broken answer, a redirect loop, …
+            raise FoldError(f"{self.name}: the request failed ({type(e).__name__}: {str(e)[:200]}).", "failed") from e
         if response.status_code != 200:
             raise FoldError(f"{self.name}: the service answered HTTP {response.status_code} "
                             f"({response.text[:200].strip()!r}).", "failed")
@@ -227,7 +237,11 @@ class ESMAtlasBackend(_CachedBackend):
 
     def _fold_one(self, sequence: str) -> FoldResult:
         pdb = self._post(sequence)
-        plddt = pdb_ca_bfactors(pdb)
+        try:
+            plddt = pdb_ca_bfactors(pdb)
+        except Exception as e:             # biotite raises several kinds on a page that is not a PDB
+            raise FoldError(f"{self.name}: the answer is not a PDB structure ({type(e).__name__}: "
+                            f"{str(e)[:200]}; it began {pdb[:80].strip()!r}).", "failed") from e
         if len(plddt) != len(sequence):
             raise FoldError(f"{self.name}: the answer holds {len(plddt)} residues for a sequence of "
                             f"{len(sequence)}; it is not a structure of this design.", "failed")

@@ -26,6 +26,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -51,7 +52,7 @@ def log_length_prior(histogram: dict[int, int], lengths: list[int], max_len: int
 
 @torch.no_grad()
 def observed_log_likelihoods(model, spec: TemplateSpec, combos: list[tuple[int, ...]], *, t_samples: int,
-                             seed: int, progress: bool = False) -> list[float]:
+                             seed: int, progress: bool = False, check: Callable[[], None] | None = None) -> list[float]:
     """−ELBO (nats, summed) of the given residues of ``spec`` laid out by each combination.
 
     The bound of ``likelihood.estimate_elbo(..., observed=...)`` (docs/design.md §11): designed
@@ -77,6 +78,8 @@ def observed_log_likelihoods(model, spec: TemplateSpec, combos: list[tuple[int, 
     hidden = None                                                   # [K, given]: masked at t_k
     out = []
     for combo in tqdm(combos, desc="span lengths", disable=not progress, leave=False):
+        if check is not None:
+            check()                                  # may raise: the caller abandons the estimate (Stop)
         tpl = spec.expand(combo)
         given = torch.tensor([i for i, d in enumerate(tpl.designed) if not d], dtype=torch.long)
         if len(given) == 0:                          # nothing given: every layout is equally likely
@@ -143,24 +146,28 @@ def _combinations(spec: TemplateSpec) -> int:
     return math.prod(s.high - s.low + 1 for s in spec.spans)
 
 
-def _score(model, spec: TemplateSpec, combos, t_samples, seed, progress) -> list[float]:
+def _score(model, spec: TemplateSpec, combos, t_samples, seed, progress, check) -> list[float]:
     """log w(k) = log p(n_k) + log p_θ(given | n_k) for each combination."""
     fixed = spec.num_slots
     prior = log_length_prior(model.length_histogram, [fixed + sum(c) for c in combos], model.max_len)
-    like = observed_log_likelihoods(model, spec, combos, t_samples=t_samples, seed=seed, progress=progress)
+    like = observed_log_likelihoods(model, spec, combos, t_samples=t_samples, seed=seed, progress=progress, check=check)
     return [a + b for a, b in zip(prior, like)]
 
 
 def span_posterior(model, spec: TemplateSpec, *, t_samples: int = SPAN_T_SAMPLES, seed: int = 0,
-                   progress: bool = False) -> SpanPosterior:
-    """The posterior over the lengths of ``spec``'s spans (see the module docstring for the method)."""
+                   progress: bool = False, check: Callable[[], None] | None = None) -> SpanPosterior:
+    """The posterior over the lengths of ``spec``'s spans (see the module docstring for the method).
+
+    ``check`` is called before each candidate layout is scored; an exception it raises abandons the
+    estimate (the studio's Stop).
+    """
     spans = spec.spans
     if not spans:
         raise ValueError("the template has no variable span [a-b] to choose a length for")
     ranges = [list(range(s.low, s.high + 1)) for s in spans]
     if _combinations(spec) <= MAX_ENUMERATED:
         combos = list(itertools.product(*ranges))
-        probs = _softmax(_score(model, spec, combos, t_samples, seed, progress) if len(combos) > 1 else [0.0])
+        probs = _softmax(_score(model, spec, combos, t_samples, seed, progress, check) if len(combos) > 1 else [0.0])
         factors = []
         for j, lengths in enumerate(ranges):
             marginal = {k: 0.0 for k in lengths}
@@ -172,7 +179,7 @@ def span_posterior(model, spec: TemplateSpec, *, t_samples: int = SPAN_T_SAMPLES
     factors = []
     for j, lengths in enumerate(ranges):
         combos = [tuple(current[:j]) + (k,) + tuple(current[j + 1:]) for k in lengths]
-        probs = _softmax(_score(model, spec, combos, t_samples, seed, progress))
+        probs = _softmax(_score(model, spec, combos, t_samples, seed, progress, check))
         factors.append((lengths, probs))
         current[j] = lengths[max(range(len(probs)), key=probs.__getitem__)]
     return SpanPosterior("span by span", factors)

@@ -7,11 +7,12 @@ tests drive it without a browser. One ``Run`` is one user request: it owns its s
 from __future__ import annotations
 
 import json
+import logging
 import math
 import secrets
 import shlex
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,6 +30,11 @@ from .spans import SPAN_LENGTH_MODES, TOP
 FOLD_BACKENDS = ("ESMFold (local)", "ESM Atlas API", "off")
 # A failure that will repeat for every design of the request: stop asking the backend.
 _REQUEST_WIDE_FAILURES = ("no_weights", "no_network")
+log = logging.getLogger("sedd.studio")
+
+
+class Cancelled(Exception):
+    """The user stopped the run (raised from a ``check`` callback between two units of work)."""
 
 
 @dataclass(frozen=True)
@@ -264,13 +270,14 @@ class Run:
         self.designs: list[Design] = []
         self.plan = None
 
-    def choose_span_lengths(self):
+    def choose_span_lengths(self, check: Callable[[], None] | None = None):
         """The designs' templates: span lengths chosen by the model (a no-op without spans).
 
-        Returns the posterior (or None) and records the lengths in the settings.
+        Returns the posterior (or None) and records the lengths in the settings. ``check`` is called
+        between candidate layouts and may raise to abandon the choice (``Cancelled``, the page's Stop).
         """
         s = self.settings
-        self.plan = plan_for_spec(self.model, self.template, s.num_samples, s.seed, s.span_mode)
+        self.plan = plan_for_spec(self.model, self.template, s.num_samples, s.seed, s.span_mode, check=check)
         if self.plan.posterior is not None:
             s.span_lengths, s.span_posterior = self.plan.span_lengths, self.plan.posterior.top(TOP)
         return self.plan.posterior
@@ -310,18 +317,27 @@ class Run:
                         for i, (seq, tpl, near) in enumerate(zip(final, templates, nearest))]
 
     def fold(self, backend) -> Iterator[Design]:
-        """Fold each design in turn, yielding it; a failure is recorded on the design, never raised."""
+        """Fold each design in turn, yielding it just *before* its fold, so that a caller can say which
+        design is folding and stop between folds (a first fold may load the weights for minutes).
+
+        A failure is recorded on the design, never raised: the designs are worth keeping without a
+        structure. An error the backend did not foresee is logged with its traceback.
+        """
         shared_error = None
         for design in self.designs:
+            yield design
             if shared_error:
                 design.fold_error = shared_error
-            else:
-                try:
-                    design.fold = backend.fold([design.sequence])[0]
-                except FoldError as e:
-                    design.fold_error = str(e)
-                    shared_error = str(e) if e.reason in _REQUEST_WIDE_FAILURES else None
-            yield design
+                continue
+            try:
+                design.fold = backend.fold([design.sequence])[0]
+            except FoldError as e:
+                design.fold_error = str(e)
+                shared_error = str(e) if e.reason in _REQUEST_WIDE_FAILURES else None
+            except Exception as e:
+                name = getattr(backend, "name", type(backend).__name__)
+                log.exception("folding %s with %s failed", design.name, name)
+                design.fold_error = f"{name}: folding failed unexpectedly ({type(e).__name__}: {str(e)[:200]})."
 
     def score(self) -> Iterator[Design]:
         """Give each design its model score (``sedd.score.elbo_score``, the run's seed), yielding it."""

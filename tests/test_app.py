@@ -94,6 +94,32 @@ def test_without_weights_the_designs_still_come(model, tmp_path):
     assert not any(f.endswith(".pdb") for f in files) and any(f.endswith("designs.fasta") for f in files)
 
 
+class BrokenBackend:
+    """A folding backend failing in a way nobody foresaw (not a FoldError)."""
+    name = "broken"
+
+    def fold(self, sequences):
+        raise KeyError("plddt")
+
+
+def test_an_unforeseen_fold_failure_keeps_the_designs(model, tmp_path):
+    cb = app.StudioCallbacks(model, {"ESM Atlas API": BrokenBackend()}, min_interval=0.0, output_root=tmp_path)
+    outputs = list(cb.generate(TEMPLATE, 2, 16, 1, 1.0, "ESM Atlas API"))
+    folding = [o[2] for o in outputs if isinstance(o[2], str) and "Folding design" in o[2]]
+    assert ["Folding design 1 of 2" in folding[0], "Folding design 2 of 2" in folding[1]] == [True, True]
+    fasta, _f, status, _s, table, _structure, _plot, files, _ranked = outputs[-1]
+    assert len(fasta_sequences(fasta)) == 2 and [row[6] for row in table] == ["failed", "failed"]
+    assert "Folding failed: broken: folding failed unexpectedly (KeyError" in status
+    assert any(f.endswith("designs.fasta") for f in files)
+
+
+def test_a_new_run_is_shown_in_the_chosen_colouring(cb):
+    *_, final = cb.generate(TEMPLATE, 2, 16, 4, 1.0, ESMFOLD)
+    assert cb.recolor_first(final[8], "pLDDT") == (gr.skip(), gr.skip())      # already drawn so
+    structure, _plot = cb.recolor_first(final[8], "designed vs fixed")
+    assert final[8][0].name in structure and "designed positions" in structure
+
+
 def test_selecting_a_row_and_recolouring(cb):
     *_, final = cb.generate(TEMPLATE, 2, 16, 4, 1.0, ESMFOLD)
     ranked = final[8]

@@ -316,18 +316,24 @@ def test_browser_tests_skip_locally_and_fail_in_ci_without_chromium(tmp_path):
     assert ci.returncode == 1 and "is missing; .ci/run must install it" in ci.stdout, ci.stdout[-2000:]
 
 
-def stop_function_index(demo) -> int:
-    """The Stop button's handler."""
-    [stop] = [b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "stop"]
-    [index] = [i for i, d in demo.fns.items() if d.fn is not None and (stop._id, "click") in d.targets]
+def click_handler(demo, elem_id: str) -> int:
+    """The index of the function a click on the page's button ``elem_id`` runs."""
+    [button] = [b for b in demo.blocks.values() if getattr(b, "elem_id", None) == elem_id]
+    [index] = [i for i, d in demo.fns.items() if d.fn is not None and (button._id, "click") in d.targets]
     return index
 
 
-def press_stop(url, demo, session: str, presses: int = 1) -> None:
-    """What the page's Stop sends, its ``presses``-th time: straight to the handler, past the queue."""
+def stop_function_index(demo) -> int:
+    return click_handler(demo, "stop")
+
+
+def press_stop(url, demo, session: str, presses: int = 1) -> str:
+    """What the page's Stop sends, its ``presses``-th time: straight to the handler, past the queue.
+    Returns the status it answers, as JSON text."""
     r = requests.post(f"{url}gradio_api/run/predict", timeout=30,
                       json={"fn_index": stop_function_index(demo), "data": [presses], "session_hash": session})
-    assert r.status_code == 200 and "Stopped" in r.json()["data"][0], r.text[:300]
+    assert r.status_code == 200, r.text[:300]
+    return json.dumps(r.json()["data"][0])
 
 
 def test_stop_answers_while_the_queue_is_full(model):
@@ -374,7 +380,7 @@ def test_cancelling_one_client_job_leaves_another_clients_job_running(model):
 # ---- a client that goes: Gradio drops its waiting job and ends its running one -------------------------
 
 def generate_fn_index(demo) -> int:
-    return next(i for i, fn in demo.fns.items() if fn.api_name == "generate")
+    return click_handler(demo, "generate")
 
 
 def join(url, demo, session: str, template: str, num_samples: int, steps: int, stop_epoch: int = 0):
@@ -459,16 +465,18 @@ def test_stop_ends_the_runs_clicked_before_it_whatever_reaches_the_server_first(
         final = read_until(stream, "process_completed")
         assert final["success"] and "Stopped" in json.dumps(final["output"]["data"][2])
 
-    press_stop(url, demo, "late", presses=1)
+    # nothing of the session's runs yet: the press counts, and the status is left as it is
+    assert "Stopped" not in press_stop(url, demo, "late", presses=1)
     assert_stopped(join(url, demo, "late", "_" * 40, 2, 16, stop_epoch=0))
     other = join(url, demo, "other", "_" * 120, 1, 16)
     read_until(other, "process_generating")              # holds the one worker until go
     waiting = join(url, demo, "queued", "_" * 40, 2, 16, stop_epoch=0)
     read_until(waiting, "estimation")
-    press_stop(url, demo, "queued", presses=1)
+    assert "Stopped" in press_stop(url, demo, "queued", presses=1)
     go.set()
     assert_stopped(waiting)
     assert lengths.count(40) == 0, "a run asked for before the Stop sampled"
     read_until(other, "process_completed")
     after = read_until(join(url, demo, "late", OK, 2, 16, stop_epoch=1), "process_completed")
     assert after["success"] and len(fasta_sequences(after["output"]["data"][0])) == 2
+    assert "Stopped" not in press_stop(url, demo, "late", presses=2)     # after the run: its status stays

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import shlex
 from pathlib import Path
+from types import SimpleNamespace
 
 import gradio as gr
 import pytest
@@ -57,6 +58,25 @@ def test_the_settings_command_reproduces_a_span_run(cb, capsys):
     assert cli["sequences"] == designs(fasta)
     assert cli["span_lengths"] == settings["span_lengths"] and cli["span_posterior"] == settings["span_posterior"]
     assert len({tuple(k) for k in cli["span_lengths"]}) == 1          # map: every design the same lengths
+
+
+def test_stop_ends_the_span_length_choice_between_candidates(cb, monkeypatch):
+    """A Stop pressed while the model weighs span lengths (hundreds of network calls for two wide
+    spans) ends the run at the next candidate, not after the whole choice."""
+    request = SimpleNamespace(session_hash="user")
+    calls = []
+    real = cb.model.model.forward
+
+    def forward(x):
+        calls.append(len(x))
+        if len(calls) == 1:
+            cb.stop(1, request)                          # pressed during the first candidate
+        return real(x)
+
+    monkeypatch.setattr(cb.model.model, "forward", forward)
+    outputs = list(cb.generate("M[0-40]GVQG[0-40]", 2, 16, 0, 1.0, "off", stop_epoch=0, request=request))
+    assert "Choosing span lengths" in outputs[0][2] and "Stopped" in outputs[-1][2]
+    assert len(outputs) == 2 and len(calls) == 1, f"{len(calls)} network calls after the Stop"
 
 
 def test_a_template_without_spans_has_no_chart_and_dashes(cb):

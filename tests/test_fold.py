@@ -111,6 +111,18 @@ def test_out_of_memory_is_reported_and_the_next_fold_works(monkeypatch):
     assert backend.fold([SEQ])[0].sequence == SEQ
 
 
+def test_a_cpu_out_of_memory_is_a_fold_error(monkeypatch):
+    backend = ESMFoldBackend(model=tiny_esmfold(), device="cpu")
+
+    def no_memory(seq):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")
+
+    monkeypatch.setattr(backend._model, "infer", no_memory)
+    with pytest.raises(FoldError, match=f"folding {len(SEQ)} residues failed .*can't allocate memory") as e:
+        backend.fold([SEQ])
+    assert e.value.reason == "failed"
+
+
 # ---- ESM Atlas API, against a fake session ------------------------------------------------------
 
 def _pdb(seq: str, bfactor: float) -> str:
@@ -139,11 +151,19 @@ def test_atlas_rescales_0_1_bfactors_to_0_100():
 @pytest.mark.parametrize("error, reason, words", [
     (requests.exceptions.ConnectionError("no route"), "no_network", "cannot be reached"),
     (requests.exceptions.SSLError("bad cert"), "no_network", "certificate"),
+    (requests.exceptions.ChunkedEncodingError("cut off"), "failed", "the request failed"),
 ])
 def test_atlas_network_failures(error, reason, words):
     with pytest.raises(FoldError, match=words) as e:
         ESMAtlasBackend(session=FakeSession(error=error)).fold([SEQ])
     assert e.value.reason == reason and "ESM Atlas API" in str(e.value)
+
+
+@pytest.mark.parametrize("page", ["", "<html>Down for maintenance</html>"])
+def test_an_atlas_answer_that_is_not_a_structure_is_a_fold_error(page):
+    with pytest.raises(FoldError, match="the answer is not a PDB structure") as e:
+        ESMAtlasBackend(session=FakeSession(page)).fold([SEQ])
+    assert e.value.reason == "failed"
 
 
 def test_atlas_http_error_and_length_limit():
