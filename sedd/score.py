@@ -37,6 +37,7 @@ import io
 import json
 import math
 import random
+import re
 import sys
 from pathlib import Path
 
@@ -62,9 +63,15 @@ def parse_sequence(model: ckpt.Checkpoint, text: str) -> list[int]:
 
     Designed positions (``_ ? # X`` or brackets) are refused: a score needs every residue.
     """
+    empty = f"the sequence is empty: give 1 to {model.max_len} residues"
     if not text.strip():
-        raise ValueError(f"the sequence is empty: give 1 to {model.max_len} residues")
-    spec = model.alphabet.parse_spec(text, model.max_len)
+        raise ValueError(empty)
+    try:
+        spec = model.alphabet.parse_spec(text, model.max_len)
+    except ValueError as e:                 # the template parser's words, said of a sequence
+        message = str(e)
+        raise ValueError(empty if message.startswith("template is empty")
+                         else re.sub(r"^template\b", "the sequence", message)) from None
     if spec.spans:
         span = spec.spans[0]
         raise ValueError(f"scoring needs a full sequence, but span {span.text} at position {span.at} leaves its "

@@ -396,7 +396,11 @@ def check_score_request(model: Checkpoint, text: str) -> tuple[str, list[int]]:
     """Parse ``text`` by the template rules (no masks allowed): (a file-safe name, residue ids)."""
     if not isinstance(text, str) or not text.strip():
         raise ValueError("paste a protein sequence to score (one-letter codes; a FASTA header line is fine)")
-    name, body = score.fasta_records(text)[0]
+    records = score.fasta_records(text)
+    if len(records) > 1:
+        raise ValueError(f"the input holds {len(records)} FASTA records; this scores one sequence at a time "
+                         "(python -m sedd.score --fasta FILE scores many)")
+    name, body = records[0]
     tokens = score.parse_sequence(model, body)
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:64] or "sequence", tokens
 

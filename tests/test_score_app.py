@@ -128,6 +128,18 @@ def test_a_bad_sequence_is_refused_before_it_is_queued(served):
     assert field == "sequence" and "'B' at position 4" in reason
 
 
+@pytest.mark.parametrize("text, message", [
+    (">a\nMKVLA\n>b\nGFWLA", "the input holds 2 FASTA records; this scores one sequence at a time"),
+    ("*", "the sequence is empty: give 1 to"),
+    ("A" * 200, "the sequence has 200 positions; the model's maximum is"),
+    ("MKV[2-3]GF", "scoring needs a full sequence, but span [2-3] at position 4 leaves its length open"),
+])
+def test_the_score_tab_says_what_is_wrong_with_a_sequence(model, text, message):
+    with pytest.raises(ValueError) as e:
+        studio.check_score_request(model, text)
+    assert message in str(e.value) and "template" not in str(e.value)
+
+
 async def _mcp_session(url: str, sequence: str):
     from mcp import ClientSession
     from mcp.client.streamable_http import streamablehttp_client
