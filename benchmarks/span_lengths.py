@@ -157,8 +157,11 @@ def figure(result: dict, path: Path) -> None:
     right.legend(loc="lower right", fontsize=8)
     fig.suptitle(f"[{LOW}-{HIGH}] in place of a cut segment, {len(rows)} held-out sequences", fontsize=10)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    # atomically, like the JSON: an interrupted run leaves the previous figure, not half a PNG; the
+    # format is named because the temporary file's suffix (.tmp) is not one matplotlib knows
+    fmt = path.suffix.lstrip(".").lower() or plt.rcParams["savefig.format"]
+    checkpoint.atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format=fmt))
+    plt.close(fig)
 
 
 def main() -> None:

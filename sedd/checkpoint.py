@@ -7,8 +7,10 @@ directory does. Resume state (optimizer, step, RNG) lives in a separate file of 
 """
 from __future__ import annotations
 
+import difflib
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -30,6 +32,7 @@ WEIGHT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16"
 CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
 DEFAULT_CHECKPOINT = CHECKPOINTS / "acyp"          # the CPU model (mini), always bundled
 GPU_CHECKPOINT = CHECKPOINTS / "acyp-base"         # the base model, when one has been trained on a GPU
+REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")          # owner/name: a Hub repo id, or a path one folder deep
 
 
 @dataclass
@@ -58,7 +61,12 @@ class Checkpoint:
 
 
 def atomic_write(path: Path, write) -> None:
-    """Write a file via a temporary file in the same directory and ``os.replace``."""
+    """Write a file via a temporary file in the same directory and ``os.replace``.
+
+    ``write(tmp)`` fills the temporary file. It is fsynced before the rename and the directory after
+    it, so a crash or power cut leaves the old file or the new one, never an empty or partial one
+    (a rename can reach the disk before the data it points to).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -66,19 +74,92 @@ def atomic_write(path: Path, write) -> None:
     try:
         write(tmp)
         os.chmod(tmp, 0o644)   # mkstemp makes 0600; checkpoints and downloads are meant to be shared
+        _fsync_file(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_directory(path.parent)
+
+
+def _fsync_file(path: str | Path) -> None:
+    """Flush a written file's data to the disk (whatever library wrote it, and however it closed it)."""
+    fd = os.open(path, os.O_RDWR)      # Windows commits only through a writable handle
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_directory(directory: str | Path) -> None:
+    """Flush a directory's entries (the rename) to the disk; best effort: where a directory cannot be
+    opened (Windows) or synced, the rename is already as durable as the platform makes it."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     def write(tmp):
         with open(tmp, "w") as f:
             f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
     atomic_write(path, write)
+
+
+def check_writable(path: str | Path, what: str) -> Path:
+    """Refuse, before any slow work, an output path that cannot be written: a directory, or one under
+    a file or a read-only folder (``atomic_write`` creates the missing folders). Creates nothing."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{what} {path} is a directory; give a file path")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:   # the nearest folder that exists
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ValueError(f"{what} {path} cannot be written: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"{what} {path} cannot be written: no permission to write in {folder}")
+    return path
+
+
+def available_devices() -> list[str]:
+    """The torch devices this machine can run the model on."""
+    return ["cpu"] + ["cuda"] * torch.cuda.is_available() + ["mps"] * torch.backends.mps.is_available()
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """``device`` as a ``torch.device`` when this machine has it, else a one-line ValueError naming it
+    and what is available. torch itself fails late and with a traceback: a RuntimeError for a name it
+    does not know, an AssertionError ("Torch not compiled with CUDA enabled") for CUDA on a CPU build."""
+    use = f"use --device {' or '.join(available_devices())}"
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"unknown device {str(device)!r}; {use}") from None
+    if dev.type == "cpu":
+        return dev
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            built = torch.version.cuda or getattr(torch.version, "hip", None)
+            why = "no CUDA GPU visible" if built else "torch built without CUDA"
+        elif dev.index is not None and dev.index >= torch.cuda.device_count():
+            why = f"it has {torch.cuda.device_count()} CUDA device(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}"
+        else:
+            return dev
+    elif dev.type == "mps":
+        if torch.backends.mps.is_available():
+            return dev
+        why = "no Apple MPS backend"
+    else:
+        why = "the model runs on cpu, cuda or mps"
+    raise ValueError(f"{device} is not available on this machine ({why}); {use}")
 
 
 def save(directory: str | Path, model: ScoreNetwork, alphabet: Alphabet, schedule: LogLinearSchedule,
@@ -152,25 +233,52 @@ def update_config(directory: str | Path, key: str, block: dict) -> Path:
 
 
 def resolve(name_or_path: str | Path | None) -> Path:
-    """A local directory as is; anything else is treated as a Hugging Face Hub repo id."""
+    """A local directory as is; else a Hugging Face Hub repo id, unless the name can only be a path.
+
+    A missing directory is reported as such, not as a failed download: a name that is absolute, starts
+    with '.' or '~', has a separator but is not shaped ``owner/name``, or sits in a local folder that
+    exists (``runs/my-modle``) is a path, and the Hub is not asked; any other ``owner/name`` or bare
+    name is tried on the Hub, and its error says that both were tried.
+    """
     if name_or_path is None or str(name_or_path) == "":
         name_or_path = os.environ.get("SEDD_CHECKPOINT") or DEFAULT_CHECKPOINT
-    path = Path(name_or_path)
+    name, path = str(name_or_path), Path(name_or_path)
     if path.is_dir():
         return path
     if path.exists():
-        raise ValueError(f"checkpoint {str(path)!r} is a file; give the directory holding "
+        raise ValueError(f"checkpoint {name!r} is a file; give the directory holding "
                          f"{CONFIG_NAME} and {WEIGHTS_NAME}")
+    missing = f"no checkpoint directory {name}{_did_you_mean(path)}"
+    in_folder = any(s in name for s in (os.sep, os.altsep) if s)
+    if path.is_absolute() or name.startswith((".", "~")) or (in_folder and not REPO_ID.fullmatch(name)):
+        raise ValueError(missing)
+    if in_folder and path.parent.is_dir():
+        raise ValueError(f"{missing}; {path.parent} is a local folder, so the Hugging Face Hub was not asked")
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HFValidationError
     try:
-        return Path(snapshot_download(str(name_or_path), allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, "README.md", "family.hmm"]))
+        return Path(snapshot_download(name, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, "README.md", "family.hmm"]))
     except HFValidationError as e:
-        raise ValueError(f"checkpoint {str(name_or_path)!r} is neither a local directory nor a valid "
-                         f"Hugging Face Hub repo id ({e})") from e
-    except Exception as e:   # network, 404, gated repo: say which and from where
-        raise ValueError(f"could not download checkpoint {str(name_or_path)!r} from the Hugging Face Hub: "
-                         f"{type(e).__name__}: {e}") from e
+        raise ValueError(f"checkpoint {name!r} is neither a local directory nor a valid "
+                         f"Hugging Face Hub repo id ({_one_line(e)})") from e
+    except Exception as e:   # network, 404, gated repo: say which, and that the local directory was looked for
+        raise ValueError(f"{missing}, and no Hugging Face Hub repo {name} could be downloaded: "
+                         f"{type(e).__name__}: {_one_line(e)}") from e
+
+
+def _did_you_mean(path: Path) -> str:
+    """' (did you mean runs/my-model?)' when the folder holds a directory of a similar name."""
+    try:
+        near = difflib.get_close_matches(path.name, [p.name for p in path.parent.iterdir() if p.is_dir()], n=1)
+    except OSError:
+        return ""
+    return f" (did you mean {path.parent / near[0]}?)" if near else ""
+
+
+def _one_line(error: Exception, limit: int = 300) -> str:
+    """An exception's text on one line (the Hub's errors span several), cut at ``limit`` characters."""
+    text = " ".join(str(error).split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _read_config(directory: Path) -> dict:
@@ -189,6 +297,27 @@ def _read_config(directory: Path) -> dict:
     return config
 
 
+def _length_histogram(raw, path: Path) -> dict[int, int]:
+    """``{"40": 3, ...}`` as ``{40: 3, ...}``; a bad entry is named with the file it is in (else the error
+    is int()'s "invalid literal ... 'abc'" with no hint of where the 'abc' came from)."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: 'length_histogram' must map lengths to counts, got {type(raw).__name__}")
+    histogram = {}
+    for key, count in raw.items():
+        try:
+            length = int(key)
+        except ValueError:
+            length = None
+        if length is None or length < 1:
+            raise ValueError(f"{path}: 'length_histogram' has the key {key!r}; keys are lengths (whole numbers ≥ 1)")
+        whole = isinstance(count, int) or (isinstance(count, float) and count.is_integer())
+        if isinstance(count, bool) or not whole or count < 0:
+            raise ValueError(f"{path}: 'length_histogram' has the count {count!r} for length {key}; "
+                             "counts are whole numbers ≥ 0")
+        histogram[length] = int(count)
+    return histogram
+
+
 def load(name_or_path: str | Path | None = None, device: str | torch.device = "cpu",
          dtype: torch.dtype = torch.float32, causal: bool | None = False) -> Checkpoint:
     """Load a checkpoint from a directory or Hub repo id (default: the bundled ACYP model).
@@ -198,6 +327,7 @@ def load(name_or_path: str | Path | None = None, device: str | torch.device = "c
     model (what every sampler and score needs), True for the autoregressive baseline
     (``sedd.autoregressive``), None for either.
     """
+    device = check_device(device)          # before a download: a bad --device is a one-line error
     directory = resolve(name_or_path)
     config = _read_config(directory)
     try:
@@ -234,5 +364,5 @@ def load(name_or_path: str | Path | None = None, device: str | torch.device = "c
     model.load_state_dict(state, strict=True)
     model.to(device=device, dtype=dtype).eval()
     meta = {k: v for k, v in config.items() if k not in ("format", "model", "alphabet", "schedule", "length_histogram")}
-    histogram = {int(k): int(v) for k, v in config.get("length_histogram", {}).items()}
+    histogram = _length_histogram(config.get("length_histogram", {}), directory / CONFIG_NAME)
     return Checkpoint(model, alphabet, schedule, histogram, meta, str(name_or_path or directory))

@@ -54,16 +54,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 import time
+from pathlib import Path
 
 from . import checkpoint as ckpt
 from .data import Dataset, describe_dropped, read_clusters, read_fasta, split
-from .hmm import HMM_NAME, family_metrics, load as load_hmm
+from .hmm import HMM_NAME, check_file as check_hmm_file, family_metrics, load as load_hmm
 from .likelihood import elbo_to_precision, length_nll, unigram_nll
 from .metrics import draw_samples, fold_metrics, infill_recovery, sample_metrics
-from .report import json_safe, summary, write_report
+from .report import json_safe, report_files, summary, write_report
 from .score import DISTRIBUTION_KEY, family_distribution
 
 
@@ -91,24 +93,48 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--report", help="write a Markdown report here (samples FASTA and histogram PNG beside it)")
     p.add_argument("--update-config", action="store_true",
                    help="write the result as the 'evaluation' block of the checkpoint's config.json (atomically)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     return p
 
 
 def _check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
+    """Refuse bad arguments before the minutes of ELBO, infill and sampling work, not after them.
+
+    Argument mistakes exit through ``p.error`` (usage and message); a missing file or folder, an
+    unwritable output or an absent device raise ValueError, which ``main`` reports on one line.
+    """
     if a.samples is not None and a.reference is None and a.clusters is None:
         p.error("--samples needs reference sequences: --reference FASTA, or --clusters to use the training part")
     if a.reference is not None and a.clusters is not None:
         p.error("--clusters makes the training part the reference: give one of --reference and --clusters")
     if not 0 < a.val_fraction < 1:
         p.error(f"--val-fraction must be between 0 and 1, got {a.val_fraction}")
+    if not 0 < a.infill_fraction <= 1:
+        p.error(f"--infill-fraction is the share of residues masked: more than 0 and at most 1, "
+                f"got {a.infill_fraction}")
+    if not a.target_stderr > 0:
+        p.error(f"--target-stderr must be more than 0 (nats/residue), got {a.target_stderr}")
     if a.fold and a.samples is None:
         p.error("--fold folds the samples: give --samples N --reference FASTA")
+    if a.hmm is not None and a.samples is None:
+        p.error("--hmm scores the samples: give --samples N --reference FASTA (or --clusters)")
     for name in ("max_seqs", "samples", "t_samples", "max_t_samples", "batch_size"):
         value = getattr(a, name)
         if value is not None and value < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    ckpt.check_device(a.device)
+    if a.hmm is not None:
+        check_hmm_file(a.hmm)
+    if a.report is not None:
+        ckpt.check_writable(a.report, "--report")
+    if a.update_config:
+        target = Path(a.checkpoint or os.environ.get("SEDD_CHECKPOINT") or ckpt.DEFAULT_CHECKPOINT)
+        if not target.is_dir():
+            raise ValueError(f"--update-config rewrites the checkpoint's {ckpt.CONFIG_NAME}: give a local checkpoint "
+                             f"directory, not {str(target)!r} (a Hub repo id or a missing path)")
+        if not os.access(target, os.W_OK):
+            raise ValueError(f"--update-config rewrites {target / ckpt.CONFIG_NAME}, but {target} is not writable")
 
 
 def _read(path: str, model: ckpt.Checkpoint, what: str, max_len: int | None) -> Dataset:
@@ -152,6 +178,11 @@ def evaluate(a: argparse.Namespace) -> tuple[dict, list[str] | None]:
     model = ckpt.load(a.checkpoint, device=a.device)
     data, reference, about = _load_data(a, model)
     result = {"checkpoint": str(model.source), **about, "seed": a.seed}
+    hmm = None                     # read now: a broken file is reported before the slow work, not after it
+    if a.samples:
+        hmm_path = a.hmm or ckpt.resolve(a.checkpoint) / HMM_NAME
+        if a.hmm or hmm_path.is_file():
+            hmm = load_hmm(hmm_path)
     lap("load")
     elbo = elbo_to_precision(model.model, data, model.schedule, model.alphabet.mask_id, t_samples=a.t_samples,
                              target_stderr=a.target_stderr, max_t_samples=a.max_t_samples, seed=a.seed, progress=True,
@@ -175,10 +206,9 @@ def evaluate(a: argparse.Namespace) -> tuple[dict, list[str] | None]:
         samples = draw_samples(model, a.samples, seed=a.seed, batch_size=max(a.batch_size, 128), progress=True)
         lap("sampling")
         result["samples"] = sample_metrics(samples, references, model.alphabet.residues, seed=a.seed, progress=True)
-        hmm_path = a.hmm or ckpt.resolve(a.checkpoint) / HMM_NAME
-        if a.hmm or hmm_path.is_file():
+        if hmm is not None:
             naturals = [model.alphabet.decode(t) for t in data.tokens]
-            result["samples"]["family_hmm"] = family_metrics(load_hmm(hmm_path), samples, naturals, seed=a.seed)
+            result["samples"]["family_hmm"] = family_metrics(hmm, samples, naturals, seed=a.seed)
         lap("sample_metrics")
         if a.fold:
             result["fold"] = fold_metrics(samples, progress=True)
@@ -190,19 +220,26 @@ def evaluate(a: argparse.Namespace) -> tuple[dict, list[str] | None]:
 def main(argv: list[str] | None = None) -> int:
     p = _parser()
     a = p.parse_args(argv)
-    _check_args(p, a)
     try:
+        _check_args(p, a)
         result, samples = evaluate(a)
-        if a.report:
-            identities = result.get("samples", {}).get("nearest_identities")
-            result["files"] = write_report(a.report, result, samples, identities)
-        if a.update_config:
-            written = ckpt.update_config(result["checkpoint"], "evaluation", json_safe(result))
-            print(f"wrote the evaluation block of {written}", file=sys.stderr)
     except (ValueError, OSError) as e:   # bad paths, bad checkpoints, empty FASTA: one line, no traceback
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(json.dumps(json_safe(result), allow_nan=False) if a.json else summary(result))
+    if a.report:
+        # named before they are written: the result, which lists them, is printed first
+        result["files"] = report_files(a.report, with_samples=bool(result.get("samples")) and samples is not None)
+    print(json.dumps(json_safe(result), allow_nan=False) if a.json else summary(result), flush=True)
+    try:
+        if a.report:
+            identities = result.get("samples", {}).get("nearest_identities")
+            write_report(a.report, result, samples, identities)
+        if a.update_config:
+            written = ckpt.update_config(result["checkpoint"], "evaluation", json_safe(result))
+            print(f"wrote the evaluation block of {written}", file=sys.stderr)
+    except (ValueError, OSError) as e:
+        print(f"error: {e} (the result is on stdout)", file=sys.stderr)
+        return 2
     return 0
 
 

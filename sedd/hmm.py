@@ -91,14 +91,24 @@ def save(hmm, path: str | Path) -> Path:
     return Path(path)
 
 
-def load(path: str | Path):
-    from pyhmmer import plan7
-
+def check_file(path: str | Path) -> Path:
+    """``path`` if it is a file, else a ValueError saying how to build one: cheap, so callers check it
+    before their slow work rather than fail after it."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"no profile HMM at {path}; build one with python -m sedd.hmm --train FASTA --out {path}")
-    with plan7.HMMFile(str(path)) as f:
-        return f.read()
+    return path
+
+
+def load(path: str | Path):
+    from pyhmmer import plan7
+
+    path = check_file(path)
+    try:
+        with plan7.HMMFile(str(path)) as f:
+            return f.read()
+    except (ValueError, EOFError) as e:     # pyhmmer's "format not recognized", "HMM file is empty"
+        raise ValueError(f"{path} is not a HMMER3 profile HMM ({e}); build one with python -m sedd.hmm") from e
 
 
 def bit_scores(hmm, sequences: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -148,8 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0, help="seed of the representative's sample")
     a = p.parse_args(argv)
     from .alphabet import PROTEIN
+    from .checkpoint import check_writable
     from .data import read_fasta
     try:
+        check_writable(a.out, "--out")          # before jackhmmer, not after it
         data = read_fasta(a.train, PROTEIN)
         hmm = build([PROTEIN.decode(t) for t in data.tokens], iterations=a.iterations, seed=a.seed, progress=True)
     except (ValueError, OSError) as e:
@@ -157,7 +169,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # record a command anyone can rerun, not this machine's paths
     hmm.command_line = f"python -m sedd.hmm --train {Path(a.train).name} --iterations {a.iterations} --seed {a.seed}"
-    save(hmm, a.out)
+    try:
+        save(hmm, a.out)
+    except OSError as e:                        # the folder changed while jackhmmer ran: a line, not a traceback
+        print(f"error: cannot write --out {a.out}: {e}", file=sys.stderr)
+        return 2
     print(f"wrote {a.out}: {hmm.M} match states from {len(data)} sequences, consensus {hmm.consensus.upper()}")
     return 0
 

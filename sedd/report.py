@@ -48,6 +48,14 @@ def _data_line(result: dict) -> str:
             f"({counts} evaluated); the other {split['reference_sequences']} sequences are the reference.")
 
 
+def report_files(path: str | Path, with_samples: bool) -> dict[str, str]:
+    """The files ``write_report`` writes for a report at ``path`` (known before it runs)."""
+    path = Path(path)
+    files = {"samples_fasta": str(path.with_name(f"{path.stem}_samples.fasta")),
+             "identity_histogram": str(path.with_name(f"{path.stem}_identity.png"))} if with_samples else {}
+    return {**files, "report": str(path)}
+
+
 def write_report(path: str | Path, result: dict, samples: list[str] | None = None,
                  identities: list[float] | None = None) -> dict[str, str]:
     """Markdown report at ``path``; with samples also ``<stem>_samples.fasta`` and ``<stem>_identity.png`` beside it."""
@@ -65,8 +73,8 @@ def write_report(path: str | Path, result: dict, samples: list[str] | None = Non
              f"({result['infill_masked_residues']} masked residues) |"]
     sample_stats = result.get("samples")
     if sample_stats and samples is not None:
-        fasta = path.with_name(f"{path.stem}_samples.fasta")
-        png = path.with_name(f"{path.stem}_identity.png")
+        names = report_files(path, with_samples=True)
+        fasta, png = Path(names["samples_fasta"]), Path(names["identity_histogram"])
         ckpt.atomic_write_text(fasta, to_fasta(samples, prefix="sample"))
         _histogram(identities or [], png)
         written.update(samples_fasta=str(fasta), identity_histogram=str(png))

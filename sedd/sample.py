@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
                                                             "up to this mass (default 1 = off)")
     p.add_argument("--no-cache", action="store_true", help="evaluate the network at every step (speed reference)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of FASTA")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
     a = p.parse_args(argv)
     seed = a.seed if a.seed is not None else int(torch.randint(0, 2**31 - 1, ()).item())
     try:

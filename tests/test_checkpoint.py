@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 import torch
@@ -61,7 +62,7 @@ def test_not_a_directory_or_repo_id(tmp_path):
     with pytest.raises(ValueError, match="is a file"):
         checkpoint.load(f)
     with pytest.raises(ValueError, match="neither a local directory nor a valid"):
-        checkpoint.load("not a/valid//repo id")
+        checkpoint.load("not a valid repo id")
 
 
 def test_hub_repo_id_is_downloaded_through_huggingface_hub(tiny_checkpoint, monkeypatch):
@@ -109,3 +110,95 @@ def test_convert_refuses_what_it_cannot_do(tiny_checkpoint, tmp_path):
         checkpoint.convert(tiny_checkpoint, tiny_checkpoint, "bfloat16")
     with pytest.raises(ValueError, match="holds no model.safetensors"):
         checkpoint.convert(tmp_path, tmp_path / "out", "bfloat16")
+
+
+# ---- a mistyped local path is not a failed download --------------------------------------------------
+@pytest.fixture
+def no_hub(monkeypatch):
+    """Records every Hub download; each one fails like an offline machine (messages span lines)."""
+    asked = []
+
+    def offline(repo_id, allow_patterns):
+        asked.append(repo_id)
+        raise OSError("offline:\ncannot reach the Hub")
+    import huggingface_hub
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    return asked
+
+
+def test_a_mistyped_local_path_is_reported_as_a_missing_directory(tmp_path, monkeypatch, no_hub):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "my-model").mkdir(parents=True)
+    with pytest.raises(ValueError) as error:
+        checkpoint.load("runs/my-modle")
+    assert str(error.value) == ("no checkpoint directory runs/my-modle (did you mean runs/my-model?); runs is a local "
+                                "folder, so the Hugging Face Hub was not asked")
+    for name in (tmp_path / "runs" / "nothing-like-it", "./my-model", "~/checkpoints/acyp", "runs/a/b"):
+        with pytest.raises(ValueError, match=f"^no checkpoint directory {re.escape(str(name))}$"):
+            checkpoint.load(name)
+    assert no_hub == []
+
+
+def test_owner_name_is_looked_for_locally_and_on_the_hub(tmp_path, monkeypatch, no_hub):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError) as error:
+        checkpoint.load("someone/no-such-model")
+    assert str(error.value) == ("no checkpoint directory someone/no-such-model, and no Hugging Face Hub repo "
+                                "someone/no-such-model could be downloaded: OSError: offline: cannot reach the Hub")
+    assert no_hub == ["someone/no-such-model"]
+
+
+# ---- atomic writes reach the disk -------------------------------------------------------------------
+def test_atomic_write_fsyncs_the_file_before_the_rename_and_the_folder_after(tmp_path, monkeypatch):
+    import os
+    import stat
+
+    synced, real_fsync = [], os.fsync
+    path = tmp_path / "out" / "weights.bin"
+
+    def spy(fd):
+        st = os.fstat(fd)
+        synced.append((stat.S_ISDIR(st.st_mode), st.st_ino, path.exists()))
+        real_fsync(fd)
+    monkeypatch.setattr(os, "fsync", spy)
+    source = tmp_path / "source.bin"
+    source.write_bytes(b"x" * 1000)
+    # a writer that neither flushes nor syncs: atomic_write must do it (here: a copy, as convert does)
+    checkpoint.atomic_write(path, lambda tmp: __import__("shutil").copyfile(source, tmp))
+    assert path.read_bytes() == b"x" * 1000
+    assert synced == [(False, path.stat().st_ino, False),            # the data, before the rename
+                      (True, path.parent.stat().st_ino, True)]        # the folder's entry, after it
+
+
+def test_atomic_write_skips_the_folder_sync_where_a_folder_cannot_be_opened(tmp_path, monkeypatch):
+    import os
+
+    real_open = os.open
+
+    def no_directories(path, flags, *args, **kwargs):      # as on Windows
+        if os.path.isdir(path):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args, **kwargs)
+    monkeypatch.setattr(os, "open", no_directories)
+    checkpoint.atomic_write_text(tmp_path / "config.json", "{}\n")
+    assert (tmp_path / "config.json").read_text() == "{}\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["config.json"]          # no temporary file left
+
+
+# ---- a bad length histogram names the file and the field ---------------------------------------------
+@pytest.mark.parametrize("histogram, message", [
+    ({"40": 3, "abc": 2}, "'length_histogram' has the key 'abc'; keys are lengths (whole numbers ≥ 1)"),
+    ({"0": 3}, "'length_histogram' has the key '0'"),
+    ({"40": -1}, "'length_histogram' has the count -1 for length 40; counts are whole numbers ≥ 0"),
+    ({"40": "x"}, "'length_histogram' has the count 'x' for length 40"),
+    ({"40": 2.5}, "'length_histogram' has the count 2.5 for length 40"),
+    ([40, 50], "'length_histogram' must map lengths to counts, got list"),
+])
+def test_a_bad_length_histogram_names_the_file_and_the_field(tiny_checkpoint, histogram, message):
+    path = tiny_checkpoint / "config.json"
+    config = json.loads(path.read_text())
+    config["length_histogram"] = histogram
+    path.write_text(json.dumps(config))
+    with pytest.raises(ValueError) as error:
+        checkpoint.load(tiny_checkpoint)
+    assert str(error.value).startswith(f"{path}: {message}")

@@ -50,6 +50,41 @@ def test_cli_writes_a_loadable_hmm(family, tmp_path):
         hmm.load(tmp_path / "nothing.hmm")
 
 
+def test_cli_refuses_an_unwritable_out_before_jackhmmer(family, tmp_path, monkeypatch, capsys):
+    def forbidden(*args, **kwargs):
+        raise AssertionError("jackhmmer ran before --out was checked")
+    monkeypatch.setattr(hmm, "build", forbidden)
+    write_fasta(tmp_path / "train.fasta", family[0][:10])
+    (tmp_path / "ckpt").write_text("a file where the folder should be")
+    out = tmp_path / "ckpt" / hmm.HMM_NAME
+    assert hmm.main(["--train", str(tmp_path / "train.fasta"), "--out", str(out)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: --out {out} cannot be written: {tmp_path / 'ckpt'} is a file, not a folder"]
+
+
+def test_cli_reports_a_write_that_fails_after_jackhmmer_in_one_line(family, family_hmm, tmp_path, monkeypatch, capsys):
+    """The folder becomes a file while jackhmmer runs: the save fails late, and says so in one line."""
+    out = tmp_path / "ckpt" / hmm.HMM_NAME
+
+    def build_then_block(*args, **kwargs):
+        (tmp_path / "ckpt").write_text("a file where the folder should be")
+        return family_hmm.copy()
+    monkeypatch.setattr(hmm, "build", build_then_block)
+    write_fasta(tmp_path / "train.fasta", family[0][:10])
+    assert hmm.main(["--train", str(tmp_path / "train.fasta"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot write --out {out}: ") and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("text, why", [("not an HMM\n", "format not recognized by HMMER"), ("", "HMM file is empty")])
+def test_a_file_that_is_not_an_hmm_is_named(tmp_path, text, why):
+    path = tmp_path / hmm.HMM_NAME
+    path.write_text(text)
+    with pytest.raises(ValueError) as error:
+        hmm.load(path)
+    assert str(error.value) == f"{path} is not a HMMER3 profile HMM ({why}); build one with python -m sedd.hmm"
+
+
 def test_naturals_outside_the_family_are_refused(family_hmm):
     other, _ = profile_family(10, 60, seed=7, sharpness=3.0)
     with pytest.raises(ValueError, match="not their family"):

@@ -76,6 +76,24 @@ def test_bad_checkpoint_exits_2_with_a_message(capsys, tmp_path):
     assert code == 2 and "holds no config.json" in err
 
 
+def test_an_unknown_device_is_one_line_naming_it(capsys, tiny_checkpoint):
+    code, out, err = run_cli(capsys, "--checkpoint", tiny_checkpoint, "--length", 10, "--device", "foo")
+    assert code == 2 and out == ""
+    assert err.startswith("error: unknown device 'foo'; use --device cpu") and len(err.splitlines()) == 1
+
+
+def test_cuda_without_cuda_is_one_line_saying_what_to_use(capsys, tiny_checkpoint, monkeypatch):
+    """torch's own answer is an AssertionError traceback ("Torch not compiled with CUDA enabled")."""
+    import torch
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    code, out, err = run_cli(capsys, "--checkpoint", tiny_checkpoint, "--length", 10, "--device", "cuda")
+    built = torch.version.cuda or getattr(torch.version, "hip", None)
+    why = "no CUDA GPU visible" if built else "torch built without CUDA"
+    assert code == 2 and out == ""
+    assert err.splitlines() == [f"error: cuda is not available on this machine ({why}); use --device cpu"]
+
+
 def test_omit_keeps_residues_out_of_every_design(capsys, tiny_checkpoint):
     code, out, _ = run_cli(capsys, "--checkpoint", tiny_checkpoint, "--length", 40, "--num-samples", 16,
                            "--temperature", 2, "--omit", "CWM", "--steps", 16, "--seed", 2, "--json")
