@@ -70,29 +70,30 @@ NO_SEED_YET = -1                   # the hidden seed output before any run (seed
 log = logging.getLogger("sedd.studio")
 
 
-def _fmt(value: float | None, digits: int = 1) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
+def _rounded(value: float | None, digits: int = 1) -> float | None:
+    """A number cell: a number, so that the table sorts it as one (text sorts 100.0 before 66.7); None is blank."""
+    return None if value is None else round(value, digits)
 
 
 def _fold_state(d: studio.Design) -> str:
     return "ok" if d.fold else ("failed" if d.fold_error else "off")
 
 
-# The ranked table, one (header, cell of (rank, design)) pair per column: a new column is one line.
-TABLE_COLUMNS: list[tuple[str, Callable[[int, studio.Design], object]]] = [
-    ("rank", lambda rank, d: rank),
-    ("design", lambda rank, d: d.name),
-    ("mean pLDDT", lambda rank, d: _fmt(d.fold.mean_plddt if d.fold else None)),
-    ("pTM", lambda rank, d: _fmt(d.fold.ptm if d.fold else None, 3)),
-    ("length", lambda rank, d: len(d.sequence)),
-    ("nearest other design (% identity, designed positions)",
-     lambda rank, d: _fmt(None if d.nearest_identity is None else 100 * d.nearest_identity)),
-    ("fold", lambda rank, d: _fold_state(d)),
-    ("model score (nats/res)", lambda rank, d: _fmt(d.score, 3)),
-    ("span lengths", lambda rank, d: ", ".join(map(str, d.span_lengths)) or "–"),
-    ("sequence", lambda rank, d: d.sequence),
+# The ranked table, one (header, type, cell of (rank, design)) triple per column: a new column is one line.
+TABLE_COLUMNS: list[tuple[str, str, Callable[[int, studio.Design], object]]] = [
+    ("rank", "number", lambda rank, d: rank),
+    ("design", "str", lambda rank, d: d.name),
+    ("mean pLDDT", "number", lambda rank, d: _rounded(d.fold.mean_plddt if d.fold else None)),
+    ("pTM", "number", lambda rank, d: _rounded(d.fold.ptm if d.fold else None, 3)),
+    ("length", "number", lambda rank, d: len(d.sequence)),
+    ("nearest other design (% identity, designed positions)", "number",
+     lambda rank, d: _rounded(None if d.nearest_identity is None else 100 * d.nearest_identity)),
+    ("fold", "str", lambda rank, d: _fold_state(d)),
+    ("model score (nats/res)", "number", lambda rank, d: _rounded(d.score, 3)),
+    ("span lengths", "str", lambda rank, d: ", ".join(map(str, d.span_lengths)) or "–"),
+    ("sequence", "str", lambda rank, d: d.sequence),
 ]
-TABLE_HEADERS = [header for header, _ in TABLE_COLUMNS]
+TABLE_HEADERS = [header for header, _, _ in TABLE_COLUMNS]
 
 
 def checked_by_callback(component: gr.components.Component) -> gr.components.Component:
@@ -304,7 +305,7 @@ class StudioCallbacks:
         yield (run.fasta(), skip, status, settings.seed, self._table(ranked), structure, plot, files, ranked)
 
     def _table(self, ranked: list[studio.Design]) -> list[list]:
-        return [[cell(rank, d) for _, cell in TABLE_COLUMNS] for rank, d in enumerate(ranked, start=1)]
+        return [[cell(rank, d) for _, _, cell in TABLE_COLUMNS] for rank, d in enumerate(ranked, start=1)]
 
     def heading(self, ranked: list[studio.Design] | None) -> str:
         basis = studio.ranking_basis(ranked or [])
@@ -521,7 +522,8 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
                         frames = gr.HTML(elem_id="frames", label="Denoising")
                         fasta = gr.Textbox(label="FASTA", lines=6, buttons=["copy"], elem_id="fasta")
                 heading = gr.Markdown(cb.heading([]), elem_id="designs-heading")
-                table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, elem_id="designs", wrap=False)
+                table = gr.Dataframe(headers=TABLE_HEADERS, datatype=[kind for _, kind, _ in TABLE_COLUMNS],
+                                     interactive=False, elem_id="designs", wrap=False)
                 score_design_btn = gr.Button("Score this design (the selected row) in the Score tab", size="sm",
                                              elem_id="score-design")
                 with gr.Row():
