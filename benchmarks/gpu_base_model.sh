@@ -36,7 +36,7 @@ done
 start=$SECONDS
 
 # 1. train: the recipe of checkpoints/acyp (its config.json records it), on the same split (seed 0)
-"$PYTHON" -m sedd.train --data "$data" --clusters "$clusters" --out "$run" --preset "$preset" --minutes "$minutes" \
+"$PYTHON" -m sedd.train --data "$data" --clusters "$clusters" --out "$run" --overwrite --preset "$preset" --minutes "$minutes" \
     --device "$device" --tokens-per-batch "${TOKENS_PER_BATCH:-32768}" --dropout 0 --mlp swiglu --time-sampling importance
 
 # 2. what ships is what is evaluated: bf16 weights (load() serves them in float32 or on the GPU as asked).

@@ -4,7 +4,8 @@ One process on CPU / one GPU / MPS, or several under ``torchrun`` (DDP, NCCL on 
 each rank takes its own shard of batches and only rank 0 writes. Budgets: ``--minutes`` and
 ``--max-steps``. Every few minutes rank 0 writes, atomically, the checkpoint directory (the EMA
 weights of the step with the best validation ELBO) and ``resume.pt`` (raw + EMA weights, optimizer,
-step, data position, RNG), which ``--resume`` continues from.
+step, data position, RNG), which ``--resume`` continues from, with every option of the saved run
+(only budgets and how the run is watched may change; ``RESUME_MAY_CHANGE``).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import os
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
@@ -71,20 +72,93 @@ class TrainConfig:
     init_from: str | None = None        # an autoregressive baseline checkpoint whose weights start the network
 
 
-# Recipe fields a resumed run must share with the run it continues (weights, optimizer state and
-# time-sampler state are only meaningful for the same choices).
-RESUME_MUST_MATCH = ("preset", "max_len", "alphabet", "model_overrides", "optimizer", "time_sampling")
+# What a resumed run may set anew: its budgets and how it is watched, saved and placed. These do
+# not change what a step computes (the validation probe draws from its own seeded generators), so
+# the run stays the run it was; a new budget only refits the cosine decay to the new end.
+RESUME_MAY_CHANGE = ("out", "resume", "minutes", "max_steps", "eval_every", "patience", "checkpoint_minutes",
+                     "max_bad_steps", "device")
+# Everything else defines the run (data and split, network, optimizer and LR schedule, random
+# streams): the saved weights, optimizer moments, data position and generators are only meaningful
+# for the same values, so a resumed run must share them. New fields land here unless listed above.
+RESUME_MUST_MATCH = tuple(f.name for f in fields(TrainConfig) if f.name not in RESUME_MAY_CHANGE)
+PATH_FIELDS = ("data", "clusters", "init_from")     # the same file under another spelling is the same
+# What resume.pt must hold for a run to continue from it.
+RESUME_KEYS = ("model", "ema", "opt", "step", "epoch", "batch_in_epoch", "tokens_seen", "seconds", "gen",
+               "history", "best_elbo", "best_step", "best_weights", "config")
 CLOCKS = {"wall": time.time, "cpu": time.process_time}
+DEVICE_TYPES = ("cpu", "cuda", "mps")
 
 
 def pick_device(requested: str | None = None) -> torch.device:
+    """The requested device, or the best available; a device this machine lacks is a ValueError that
+    says so (torch would fail later, deep in a tensor move, with a traceback)."""
     if requested:
-        return torch.device(requested)
+        return _available_device(requested)
     if torch.cuda.is_available():
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def _available_device(requested: str) -> torch.device:
+    try:
+        device = torch.device(requested)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in DEVICE_TYPES:
+        raise ValueError(f"unknown device {requested!r}; use cpu, cuda, cuda:N or mps")
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if not count:
+            raise ValueError(f"device {requested!r}: torch sees no CUDA GPU here; use cpu")
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"device {requested!r}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"device {requested!r}: MPS is not available here; use cpu")
+    return device
+
+
+def read_resume(path: str | Path) -> dict:
+    """The training state in ``path`` (weights only, onto the CPU), or a ValueError naming the file.
+
+    torch's own message for a damaged file advises ``weights_only=False``, which would run any code
+    the file holds; the reason is put in our words instead. Damaged bytes fail in whatever way the
+    unpickler meets them (UnpicklingError, RuntimeError, struct.error, …), hence the broad except.
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as e:
+        reason = e.strerror or type(e).__name__
+    except EOFError:
+        reason = "the file is empty"
+    except Exception:       # noqa: BLE001 - any other failure to parse means: not a resume file
+        reason = "truncated, damaged, or not written by sedd.train"
+    else:
+        missing = [k for k in RESUME_KEYS if k not in state] if isinstance(state, dict) else RESUME_KEYS
+        if not missing:
+            return state
+        reason = f"it holds no training state: {', '.join(missing[:3])}{', …' if len(missing) > 3 else ''} missing"
+    raise ValueError(f"{path} is not a readable resume file ({reason}); start a new --out or pass --overwrite")
+
+
+def saved_config(state: dict) -> TrainConfig:
+    """The TrainConfig a resume state was written with; fields it predates take their defaults."""
+    saved = json.loads(state["config"])
+    return TrainConfig(**{f.name: saved[f.name] for f in fields(TrainConfig) if f.name in saved})
+
+
+def same_setting(key: str, saved, now) -> bool:
+    """Whether a resumed run's ``key`` equals the saved run's: paths by the file they name, so the
+    same data given relative to another directory is still the same data."""
+    if saved == now:
+        return True
+    if key in PATH_FIELDS and saved and now:
+        try:
+            return os.path.samefile(saved, now)
+        except OSError:
+            return False
+    return False
 
 
 def ema_decay_at(step: int, max_decay: float) -> float:
@@ -239,10 +313,10 @@ class Trainer:
         path = self.out / RESUME_NAME
         if not path.is_file():
             raise FileNotFoundError(f"--resume: {path} does not exist; start without --resume")
-        # Load onto the CPU: generator states must stay CPU ByteTensors; load_state_dict copies
+        # Loaded onto the CPU: generator states must stay CPU ByteTensors; load_state_dict copies
         # weights and optimizer moments onto the parameters' device.
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        self._check_same_recipe(json.loads(state["config"]), path)
+        state = read_resume(path)
+        self._check_same_recipe(saved_config(state), path)
         self.model.load_state_dict(state["model"])
         self.ema.load_state_dict(state["ema"])
         self.opt.load_state_dict(state["opt"])
@@ -257,10 +331,11 @@ class Trainer:
         if self.is_main:
             print(f"resumed from {path} at step {self.step} ({self.tokens_seen:,} tokens)", file=sys.stderr)
 
-    def _check_same_recipe(self, saved: dict, path: Path) -> None:
-        now = asdict(self.cfg)
-        differ = [f"{k}: {saved.get(k)!r} there, {now[k]!r} now" for k in RESUME_MUST_MATCH
-                  if saved.get(k, TrainConfig.__dataclass_fields__[k].default) != now[k]]
+    def _check_same_recipe(self, saved: TrainConfig, path: Path) -> None:
+        """Refuse to continue a run with any RESUME_MUST_MATCH field changed, naming each one."""
+        now, then = asdict(self.cfg), asdict(saved)
+        differ = [f"{k}: {then[k]!r} there, {now[k]!r} now" for k in RESUME_MUST_MATCH
+                  if not same_setting(k, then[k], now[k])]
         if differ:
             raise ValueError(f"--resume: {path} was trained with a different recipe ({'; '.join(differ)}); "
                              "resume with the same options or start a new --out")
@@ -520,48 +595,191 @@ def train(cfg: TrainConfig) -> Path:
             dist.destroy_process_group()
 
 
-def main(argv: list[str] | None = None) -> None:
+def _checked(convert, ok, allowed: str):
+    """An argparse ``type`` that also refuses out-of-range values, saying what is allowed (argparse
+    then stops with ``error: argument --flag: ...`` and exit code 2)."""
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not ok(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {allowed}")
+        return value
+    return parse
+
+
+COUNT = _checked(int, lambda v: v > 0, "a whole number above 0")
+COUNT_OR_ZERO = _checked(int, lambda v: v >= 0, "a whole number, 0 or more")
+POSITIVE = _checked(float, lambda v: 0 < v < math.inf, "a number above 0")
+POSITIVE_OR_ZERO = _checked(float, lambda v: 0 <= v < math.inf, "a number, 0 or more")
+FRACTION = _checked(float, lambda v: 0 <= v < 1, "a number from 0 up to (not including) 1")
+
+
+def _alphabet_arg(text: str) -> Alphabet:
+    try:
+        return Alphabet(text, mask_chars="_")
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _device_arg(text: str) -> str:
+    try:
+        _available_device(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def _default(name: str) -> str:
+    return f"default: {TrainConfig.__dataclass_fields__[name].default}"
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _parser() -> argparse.ArgumentParser:
+    """The options that set TrainConfig fields default to None, "not given": a --resume takes the
+    saved run's value for each of them, and a fresh run TrainConfig's default."""
     p = argparse.ArgumentParser(prog="python -m sedd.train", description=__doc__.splitlines()[0])
-    p.add_argument("--data", required=True, help="FASTA file of training sequences")
+    p.add_argument("--data", help="FASTA file of training sequences (required, except with --resume)")
     p.add_argument("--out", required=True, help="checkpoint directory to write")
-    p.add_argument("--preset", default="small", choices=["tiny", "mini", "small", "base"])
-    p.add_argument("--minutes", type=float, help="time budget (wall clock, or CPU time with --clock cpu)")
-    p.add_argument("--max-steps", type=int, help="step budget")
-    p.add_argument("--resume", action="store_true", help=f"continue from OUT/{RESUME_NAME}")
+    p.add_argument("--preset", choices=["tiny", "mini", "small", "base"], help=_default("preset"))
+    p.add_argument("--minutes", type=POSITIVE, help="time budget (wall clock, or CPU time with --clock cpu)")
+    p.add_argument("--max-steps", type=COUNT, help="step budget")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help=f"continue the run in OUT from OUT/{RESUME_NAME} with every option it was started with; "
+                            f"only {_resume_may_change()} may be given anew (a budget given replaces the saved one)")
+    again.add_argument("--overwrite", action="store_true", help="start a new run in an OUT that already holds one, "
+                                                                "replacing its files")
     p.add_argument("--clusters", help="cluster<TAB>member TSV: validate on whole held-out clusters")
-    p.add_argument("--lr", type=float, default=TrainConfig.lr)
-    p.add_argument("--tokens-per-batch", type=int, default=TrainConfig.tokens_per_batch)
-    p.add_argument("--dropout", type=float, default=TrainConfig.dropout)
-    p.add_argument("--warmup-steps", type=int, default=TrainConfig.warmup_steps)
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default=TrainConfig.optimizer,
-                   help="muon: Muon for the transformer's weight matrices, AdamW for the rest")
-    p.add_argument("--time-sampling", choices=TIME_SAMPLINGS, default=TrainConfig.time_sampling,
-                   help="how each sequence's diffusion time is drawn (sedd/time_sampling.py)")
+    p.add_argument("--lr", type=POSITIVE, help=_default("lr"))
+    p.add_argument("--tokens-per-batch", type=COUNT, help=_default("tokens_per_batch"))
+    p.add_argument("--dropout", type=FRACTION, help=_default("dropout"))
+    p.add_argument("--warmup-steps", type=COUNT_OR_ZERO, help=_default("warmup_steps"))
+    p.add_argument("--optimizer", choices=OPTIMIZERS,
+                   help=f"muon: Muon for the transformer's weight matrices, AdamW for the rest ({_default('optimizer')})")
+    p.add_argument("--time-sampling", choices=TIME_SAMPLINGS,
+                   help=f"how each sequence's diffusion time is drawn, sedd/time_sampling.py ({_default('time_sampling')})")
     p.add_argument("--mlp", choices=MLP_KINDS, help="MLP of the transformer blocks (default: gelu)")
-    p.add_argument("--tie-embeddings", action="store_true", help="output layer = the input embedding's residue rows")
-    p.add_argument("--compile", action="store_true", help="torch.compile the network for training")
-    p.add_argument("--clock", choices=list(CLOCKS), default=TrainConfig.clock,
-                   help="--minutes of wall time, or of this process's CPU time (fair on a shared machine)")
+    p.add_argument("--tie-embeddings", action="store_true", default=None,
+                   help="output layer = the input embedding's residue rows")
+    p.add_argument("--compile", action="store_true", default=None, help="torch.compile the network for training")
+    p.add_argument("--clock", choices=list(CLOCKS),
+                   help=f"--minutes of wall time, or of this process's CPU time (fair on a shared machine; {_default('clock')})")
     p.add_argument("--init-from", metavar="CHECKPOINT",
                    help="start from an autoregressive baseline's weights (benchmarks/ar_baseline.py's RUN/ar)")
-    p.add_argument("--eval-every", type=int, default=TrainConfig.eval_every)
-    p.add_argument("--patience", type=int, default=TrainConfig.patience,
-                   help="early stop after this many evaluations without improvement (0 = never)")
-    p.add_argument("--checkpoint-minutes", type=float, default=TrainConfig.checkpoint_minutes)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", help="cuda / mps / cpu (default: the best available)")
-    p.add_argument("--alphabet", help="residue characters (default: the 20 amino acids)")
+    p.add_argument("--eval-every", type=COUNT, help=f"validate every N steps ({_default('eval_every')})")
+    p.add_argument("--patience", type=COUNT_OR_ZERO,
+                   help=f"early stop after this many evaluations without improvement, 0 = never ({_default('patience')})")
+    p.add_argument("--checkpoint-minutes", type=POSITIVE_OR_ZERO,
+                   help=f"save every M minutes, 0 = every step ({_default('checkpoint_minutes')})")
+    p.add_argument("--seed", type=int, help=_default("seed"))
+    p.add_argument("--device", type=_device_arg, help="cuda, cuda:N, mps or cpu (default: the best available)")
+    p.add_argument("--alphabet", type=_alphabet_arg, help="residue characters (default: the 20 amino acids)")
+    return p
+
+
+def _given(a: argparse.Namespace) -> dict:
+    """The TrainConfig fields this command line sets; options left off are absent."""
+    direct = {f.name for f in fields(TrainConfig)} - {"out", "resume", "alphabet", "model_overrides"}
+    given = {k: v for k, v in vars(a).items() if k in direct and v is not None}
+    if a.alphabet is not None:
+        given["alphabet"] = a.alphabet.to_dict()
+    return given
+
+
+def _model_options(a: argparse.Namespace) -> dict:
+    """The ModelConfig fields this command line sets (--mlp, --tie-embeddings)."""
+    return {k: v for k, v in (("mlp", a.mlp), ("tie_embeddings", a.tie_embeddings)) if v is not None}
+
+
+def _refuse_to_replace_a_run(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
+    """A new run writes its checkpoint over whatever OUT holds: only with --overwrite, never by accident."""
+    out = Path(a.out)
+    held = [name for name in (RESUME_NAME, ckpt.CONFIG_NAME) if (out / name).exists()]
+    if held and not (a.resume or a.overwrite):
+        p.error(f"--out {out} already holds a run ({', '.join(held)}); pass --resume to continue it, "
+                "--overwrite to replace it, or choose another --out")
+
+
+def _resumed_config(p: argparse.ArgumentParser, a: argparse.Namespace) -> TrainConfig:
+    """The saved run's TrainConfig, with what this command line may change on --resume.
+
+    Every option left off keeps the saved value (a default would silently change the run: a new
+    seed, split or warm-up). An option given with a different value than the saved run's is refused,
+    each difference named, unless it is in RESUME_MAY_CHANGE; a budget given replaces the saved one.
+    """
+    out = Path(a.out)
+    path = out / RESUME_NAME
+    if not path.exists():
+        if (out / ckpt.CONFIG_NAME).exists():
+            p.error(f"--resume: {path} does not exist ({out} holds a checkpoint but no training state); "
+                    "pass --overwrite instead of --resume to replace it, or choose another --out")
+        p.error(f"--resume: {path} does not exist; start without --resume")
+    try:
+        state = read_resume(path)
+    except ValueError as e:
+        p.error(str(e))
+    saved, given = saved_config(state), _given(a)
+    differ = _changed_options(saved, given, _model_options(a))
+    if differ:
+        p.error(f"--resume: {out} was trained with other values of options that define the run "
+                f"({'; '.join(differ)}); leave them off to keep the saved values, or start a new --out "
+                f"(a resumed run may change only {_resume_may_change()})")
+    changes = {k: v for k, v in given.items() if k in RESUME_MAY_CHANGE or k in PATH_FIELDS}
+    if "minutes" in given or "max_steps" in given:          # a new budget, not half of the old one
+        changes.update(minutes=given.get("minutes"), max_steps=given.get("max_steps"))
+    cfg = replace(saved, out=a.out, resume=True, **changes)
+    _refuse_a_spent_budget(p, cfg, state)
+    return cfg
+
+
+def _changed_options(saved: TrainConfig, given: dict, model_options: dict) -> list[str]:
+    """Each option given that defines the run and differs from the saved run: "--flag: saved there, given now"."""
+    differ = []
+    for k, v in given.items():
+        then = getattr(saved, k)
+        if k == "alphabet":               # the command line sets residues only; the mask characters are not the run
+            then, v = then["residues"], v["residues"]
+        if k in RESUME_MUST_MATCH and not same_setting(k, then, v):
+            differ.append(f"{_flag(k)}: {then!r} there, {v!r} now")
+    saved_model = preset(saved.preset, **saved.model_overrides)
+    differ += [f"{_flag(k)}: {getattr(saved_model, k)!r} there, {v!r} now"
+               for k, v in model_options.items() if getattr(saved_model, k) != v]
+    return differ
+
+
+def _resume_may_change() -> str:
+    return ", ".join(_flag(k) for k in RESUME_MAY_CHANGE if k not in ("out", "resume", "max_bad_steps"))
+
+
+def _refuse_a_spent_budget(p: argparse.ArgumentParser, cfg: TrainConfig, state: dict) -> None:
+    """A resumed run whose budget is already spent would train no step and exit as if it had."""
+    spent = []
+    if cfg.max_steps and state["step"] >= cfg.max_steps:
+        spent.append(f"--max-steps {cfg.max_steps}")
+    if cfg.minutes and state["seconds"] >= cfg.minutes * 60:
+        spent.append(f"--minutes {cfg.minutes:g}")
+    if spent:
+        p.error(f"--resume: the run in {cfg.out} is at step {state['step']} after {state['seconds'] / 60:.1f} minutes, "
+                f"so its budget ({' and '.join(spent)}) is spent; give a larger --max-steps or --minutes")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = _parser()
     a = p.parse_args(argv)
-    if not a.minutes and not a.max_steps:
-        p.error("give a budget: --minutes M and/or --max-steps N")
-    alphabet = Alphabet(a.alphabet, mask_chars="_") if a.alphabet else PROTEIN
-    model_overrides = {**({"mlp": a.mlp} if a.mlp else {}), **({"tie_embeddings": True} if a.tie_embeddings else {})}
-    cfg = TrainConfig(data=a.data, out=a.out, preset=a.preset, minutes=a.minutes, max_steps=a.max_steps,
-                      resume=a.resume, clusters=a.clusters, lr=a.lr, tokens_per_batch=a.tokens_per_batch,
-                      dropout=a.dropout, eval_every=a.eval_every, patience=a.patience, checkpoint_minutes=a.checkpoint_minutes,
-                      seed=a.seed, device=a.device, alphabet=alphabet.to_dict(), warmup_steps=a.warmup_steps,
-                      optimizer=a.optimizer, time_sampling=a.time_sampling, model_overrides=model_overrides,
-                      compile=a.compile, clock=a.clock, init_from=a.init_from)
+    _refuse_to_replace_a_run(p, a)
+    if a.resume:
+        cfg = _resumed_config(p, a)
+    else:
+        if a.data is None:
+            p.error("--data is required: the FASTA file of training sequences (only --resume may leave it off)")
+        if not a.minutes and not a.max_steps:
+            p.error("give a budget: --minutes M and/or --max-steps N")
+        cfg = TrainConfig(out=a.out, model_overrides=_model_options(a), **_given(a))
     try:
         out = train(cfg)
     except (ValueError, FileNotFoundError) as e:    # what the options asked for cannot be done: say what

@@ -1,0 +1,238 @@
+"""The training command line: --resume keeps the saved run's options, a run is never replaced by
+accident, and options it cannot honour stop with one `error:` line (exit code 2), never a traceback."""
+import json
+import warnings
+
+import pytest
+import torch
+
+from conftest import profile_family, write_fasta
+from sedd import checkpoint
+from sedd.train import RESUME_NAME, TrainConfig, Trainer, lr_at, main
+
+# A run with none of the defaults that a resume could fall back to: options, seed and split all differ.
+RUN = ["--preset", "tiny", "--tokens-per-batch", "512", "--dropout", "0", "--warmup-steps", "100", "--seed", "3",
+       "--lr", "2e-3", "--eval-every", "4", "--checkpoint-minutes", "60", "--mlp", "swiglu", "--clock", "cpu"]
+BUDGET_FIELDS = ("max_steps", "minutes", "resume")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """A synthetic family and a cluster<TAB>member TSV of it (four sequences per cluster)."""
+    folder = tmp_path_factory.mktemp("family")
+    seqs, _ = profile_family(120, 20, seed=0)
+    write_fasta(folder / "family.fasta", seqs)
+    (folder / "clusters.tsv").write_text("".join(f"c{i // 4}\tseq{i}\n" for i in range(len(seqs))))
+    return folder / "family.fasta", folder / "clusters.tsv"
+
+
+def cli(*argv) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        main([str(a) for a in argv])
+
+
+def refused(capsys, *argv) -> str:
+    """The one error line the command line stops with (exit code 2)."""
+    with pytest.raises(SystemExit) as stop:
+        cli(*argv)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "Traceback" not in err, err
+    return err.strip().splitlines()[-1]
+
+
+def saved_options(out) -> dict:
+    return json.loads((out / checkpoint.CONFIG_NAME).read_text())["training"]["config"]
+
+
+def snapshot(out) -> dict:
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def run(data, tmp_path_factory):
+    """A 6-step run with RUN's options and clusters, shared by the tests that only read it."""
+    fasta, clusters = data
+    out = tmp_path_factory.mktemp("runs") / "run"
+    cli("--data", fasta, "--out", out, "--clusters", clusters, "--max-steps", "6", *RUN)
+    return out
+
+
+def test_resume_with_only_a_budget_is_the_uninterrupted_run_with_every_saved_option(tmp_path, data):
+    """6 steps, then a resume that names nothing but --data, --out and the budget: the same weights
+    bit for bit as 10 steps in one go (all warm-up steps, so the budget does not enter the LR), and
+    config.json records the run's own options, not the command line's defaults."""
+    fasta, clusters = data
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    cli("--data", fasta, "--out", straight, "--clusters", clusters, "--max-steps", "10", *RUN)
+    cli("--data", fasta, "--out", split, "--clusters", clusters, "--max-steps", "6", *RUN)
+    first = saved_options(split)
+    cli("--data", fasta, "--out", split, "--resume", "--max-steps", "10")
+    resumed = saved_options(split)
+    assert {k: v for k, v in resumed.items() if k not in BUDGET_FIELDS} == \
+        {k: v for k, v in first.items() if k not in BUDGET_FIELDS}
+    assert (resumed["max_steps"], resumed["resume"]) == (10, True)
+    summary = json.loads((split / checkpoint.CONFIG_NAME).read_text())["training"]
+    assert summary["steps"] == 10
+    assert summary["num_val_sequences"] == json.loads((straight / checkpoint.CONFIG_NAME).read_text())[
+        "training"]["num_val_sequences"]
+    one_go = torch.load(straight / RESUME_NAME, weights_only=True)
+    two_goes = torch.load(split / RESUME_NAME, weights_only=True)
+    assert one_go["tokens_seen"] == two_goes["tokens_seen"]
+    for name, value in one_go["model"].items():
+        assert torch.equal(two_goes["model"][name], value), name
+
+
+def test_a_resumed_run_continues_its_learning_rate_schedule(tmp_path, data):
+    """Warm-up over 3 steps, then a cosine decay fitted to the new budget: the last step's LR is the
+    saved schedule's, not a restart of the default 200-step warm-up."""
+    fasta, _ = data
+    out = tmp_path / "run"
+    cli("--data", fasta, "--out", out, "--max-steps", "5", "--preset", "tiny", "--tokens-per-batch", "512",
+        "--dropout", "0", "--warmup-steps", "3", "--lr", "2e-3", "--eval-every", "100")
+    cli("--data", fasta, "--out", out, "--resume", "--max-steps", "9")
+    state = torch.load(out / RESUME_NAME, weights_only=True)
+    cfg = TrainConfig(**json.loads(state["config"]))
+    assert (cfg.warmup_steps, cfg.lr) == (3, 2e-3)
+    expected = lr_at(8, cfg, progress=(8 - 3) / (9 - 3))            # the LR of step 9 (index 8)
+    assert state["opt"]["param_groups"][0]["lr"] == pytest.approx(expected)
+    assert expected > 2e-3 * 0.1                                       # past warm-up, above the floor
+
+
+@pytest.mark.parametrize("change", [("--warmup-steps", "7"), ("--seed", "4"), ("--dropout", "0.2"),
+                                    ("--tokens-per-batch", "1024"), ("--lr", "1e-3"), ("--compile",),
+                                    ("--clock", "wall"), ("--optimizer", "muon"), ("--mlp", "gelu"),
+                                    ("--clusters", "other.tsv")])
+def test_resume_refuses_an_option_that_changes_the_run_and_names_it(run, data, capsys, change):
+    fasta, _ = data
+    before = snapshot(run)
+    line = refused(capsys, "--data", fasta, "--out", run, "--resume", "--max-steps", "20", *change)
+    assert line.endswith("leave them off to keep the saved values, or start a new --out (a resumed run may "
+                         "change only --minutes, --max-steps, --eval-every, --patience, --checkpoint-minutes, --device)")
+    assert f"error: --resume: {run} was trained with other values of options that define the run ({change[0]}: " in line
+    assert snapshot(run) == before
+
+
+def test_resume_may_change_the_budget_and_how_the_run_is_watched(tmp_path, data):
+    fasta, _ = data
+    out = tmp_path / "run"
+    cli("--data", fasta, "--out", out, "--max-steps", "4", *RUN)
+    cli("--out", out, "--resume", "--max-steps", "7", "--eval-every", "2", "--patience", "0",
+        "--checkpoint-minutes", "30", "--device", "cpu", "--seed", "3", "--dropout", "0")   # the same seed/dropout: fine
+    saved = saved_options(out)
+    assert (saved["max_steps"], saved["eval_every"], saved["patience"], saved["checkpoint_minutes"], saved["device"]) \
+        == (7, 2, 0, 30.0, "cpu")
+    assert (saved["seed"], saved["warmup_steps"], saved["model_overrides"]) == (3, 100, {"mlp": "swiglu"})
+
+
+def test_resume_refuses_a_budget_already_spent(run, capsys):
+    line = refused(capsys, "--out", run, "--resume")
+    assert line.endswith(f"error: --resume: the run in {run} is at step 6 after 0.0 minutes, so its budget "
+                         "(--max-steps 6) is spent; give a larger --max-steps or --minutes")
+
+
+def test_a_new_run_into_an_existing_run_is_refused_unless_overwrite(tmp_path, data, capsys):
+    fasta, _ = data
+    out = tmp_path / "run"
+    cli("--data", fasta, "--out", out, "--max-steps", "3", *RUN)
+    before = snapshot(out)
+    line = refused(capsys, "--data", fasta, "--out", out, "--max-steps", "3", "--preset", "tiny")
+    assert line.endswith(f"error: --out {out} already holds a run (resume.pt, config.json); pass --resume to "
+                         "continue it, --overwrite to replace it, or choose another --out")
+    assert snapshot(out) == before
+
+    cli("--data", fasta, "--out", out, "--max-steps", "2", "--preset", "tiny", "--seed", "5", "--overwrite")
+    saved = saved_options(out)
+    assert (saved["seed"], saved["max_steps"], saved["warmup_steps"]) == (5, 2, TrainConfig.warmup_steps)
+    assert json.loads((out / checkpoint.CONFIG_NAME).read_text())["training"]["steps"] == 2
+
+
+def test_a_checkpoint_without_training_state_is_not_replaced_or_resumed(tmp_path, data, capsys):
+    """Like the bundled model's folder: a config.json and weights, no resume.pt."""
+    fasta, _ = data
+    bundled = tmp_path / "acyp"
+    bundled.mkdir()
+    (bundled / checkpoint.CONFIG_NAME).write_text('{"model": {"preset": "mini"}}\n')
+    (bundled / checkpoint.WEIGHTS_NAME).write_bytes(b"weights")
+    before = snapshot(bundled)
+    line = refused(capsys, "--data", fasta, "--out", bundled, "--max-steps", "2", "--preset", "tiny")
+    assert line.endswith(f"error: --out {bundled} already holds a run (config.json); pass --resume to continue it, "
+                         "--overwrite to replace it, or choose another --out")
+    line = refused(capsys, "--data", fasta, "--out", bundled, "--max-steps", "2", "--resume")
+    assert line.endswith(f"error: --resume: {bundled / RESUME_NAME} does not exist ({bundled} holds a checkpoint but no "
+                         "training state); pass --overwrite instead of --resume to replace it, or choose another --out")
+    assert snapshot(bundled) == before
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
+def test_an_unreadable_resume_file_is_one_line_without_unsafe_advice(run, tmp_path, capsys, damage):
+    out = tmp_path / "damaged"
+    out.mkdir()
+    whole = (run / RESUME_NAME).read_bytes()
+    (out / RESUME_NAME).write_bytes({"truncated": whole[:len(whole) // 2], "garbage": b"optimizer state",
+                                     "empty": b""}[damage])
+    line = refused(capsys, "--out", out, "--resume", "--max-steps", "20")
+    reason = "the file is empty" if damage == "empty" else "truncated, damaged, or not written by sedd.train"
+    assert line.endswith(f"error: {out / RESUME_NAME} is not a readable resume file ({reason}); "
+                         "start a new --out or pass --overwrite")
+    assert "weights_only" not in capsys.readouterr().err + line
+
+
+@pytest.mark.parametrize("option, value, why", [
+    ("--max-steps", "-1", "is not a whole number above 0"),
+    ("--max-steps", "0", "is not a whole number above 0"),
+    ("--minutes", "-1", "is not a number above 0"),
+    ("--minutes", "nan", "is not a number above 0"),
+    ("--tokens-per-batch", "0", "is not a whole number above 0"),
+    ("--eval-every", "0", "is not a whole number above 0"),
+    ("--warmup-steps", "-5", "is not a whole number, 0 or more"),
+    ("--patience", "-1", "is not a whole number, 0 or more"),
+    ("--checkpoint-minutes", "-1", "is not a number, 0 or more"),
+    ("--lr", "0", "is not a number above 0"),
+    ("--dropout", "1", "is not a number from 0 up to (not including) 1"),
+])
+def test_budgets_and_counts_out_of_range_are_refused(tmp_path, data, capsys, option, value, why):
+    fasta, _ = data
+    out = tmp_path / "run"
+    line = refused(capsys, "--data", fasta, "--out", out, "--preset", "tiny", "--max-steps", "3", option, value)
+    assert line.endswith(f"error: argument {option}: {value!r} {why}")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--alphabet", "AAB", "argument --alphabet: alphabet residues must be unique and non-empty, got 'AAB'"),
+    ("--device", "foo", "argument --device: unknown device 'foo'; use cpu, cuda, cuda:N or mps"),
+])
+def test_an_unusable_alphabet_or_device_is_one_line(tmp_path, data, capsys, option, value, message):
+    fasta, _ = data
+    line = refused(capsys, "--data", fasta, "--out", tmp_path / "run", "--preset", "tiny", "--max-steps", "3",
+                   option, value)
+    assert line.endswith(f"error: {message}")
+
+
+def test_a_device_this_machine_lacks_is_one_line(tmp_path, data, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    fasta, _ = data
+    line = refused(capsys, "--data", fasta, "--out", tmp_path / "run", "--preset", "tiny", "--max-steps", "3",
+                   "--device", "cuda")
+    assert line.endswith("error: argument --device: device 'cuda': torch sees no CUDA GPU here; use cpu")
+
+
+def test_the_same_data_under_another_spelling_resumes(tmp_path, data):
+    fasta, _ = data
+    out = tmp_path / "run"
+    cli("--data", fasta, "--out", out, "--max-steps", "3", *RUN)
+    cli("--data", fasta.parent / ".." / fasta.parent.name / fasta.name, "--out", out, "--resume", "--max-steps", "5")
+    assert json.loads((out / checkpoint.CONFIG_NAME).read_text())["training"]["steps"] == 5
+
+
+def test_the_trainer_refuses_to_resume_with_a_field_that_defines_the_run(run, data):
+    """The Python API takes a whole TrainConfig: every field outside RESUME_MAY_CHANGE must match."""
+    fasta, clusters = data
+    saved = json.loads(torch.load(run / RESUME_NAME, weights_only=True)["config"])
+    changed = {**saved, "resume": True, "max_steps": 20, "warmup_steps": 7, "seed": 0}
+    with pytest.raises(ValueError, match=r"different recipe \(warmup_steps: 100 there, 7 now; seed: 3 there, 0 now\)"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            Trainer(TrainConfig(**changed))
