@@ -14,9 +14,11 @@ All three run t from 1 down to 0 on a uniform grid of ``steps`` steps, share one
   to a random order). A revealed position gets a residue ŷ ~ p̃(· | x_t), with the temperature.
 - ``remask`` (path planning, P2: Peng et al. 2025; confidence-based remasking, ReMDM: Wang et al.
   2025): the same top-(n − m(s)) choice, but among *all* designed positions: a revealed designed
-  residue competes with score η · log p̃(residue | context when it was drawn), so a residue drawn
-  early with little context and low probability may lose its place and go back to MASK, to be
-  redrawn later. η = 0 never remasks (= ``confidence``); larger η remasks more. At most
+  residue competes, on noise-free scores, with score η · log p̃(residue | context when it was drawn)
+  against the masked positions' confidences, so a residue drawn early with little context and low
+  probability may lose its place to a position the model is now surer of and go back to MASK, to
+  be redrawn later; the Gumbel noise only chooses which masked positions fill the room left.
+  η = 0 never remasks (= ``confidence``); larger η remasks more. At most
   floor(``remask_budget`` · n) remasks per row in the whole run (the lowest-scored revealed
   residues stay eligible, the rest are protected), and m(0) = 0, so the run ends after ``steps``
   steps with no MASK left.
@@ -144,29 +146,40 @@ def _rank_desc(score: torch.Tensor, u_tie: torch.Tensor) -> torch.LongTensor:
 
 def _planned_step(x, probs, masked, designed, keep: torch.LongTensor, conf, budget_left, eta: float, noise: float,
                   u_pick, u_tie, mask_id: int):
-    """Keep the ``keep[b]`` best-scored designed positions of row b revealed; mask the rest.
+    """Keep ``keep[b]`` designed positions of row b revealed; mask the rest.
 
-    Scores: a masked position scores its confidence log max_b p̃(b); a revealed designed residue scores
-    η · conf (its log p̃ when it was drawn), or +∞ once the row's remask budget cannot cover it (only
-    the ``budget_left[b]`` lowest-scored revealed residues stay eligible). ``noise`` · Gumbel(u_tie)
-    is added to both (Gumbel-top-k: positions are then drawn without replacement ∝ e^{score/noise};
-    0 = strictly best first). A newly revealed position gets ŷ ~ p̃. conf [B, L] and budget_left [B]
-    are updated in place. Returns (revealed, remasked) [B, L] bool.
+    Two decisions, as in P2 (Peng et al. 2025), where only the choice of new positions is random:
+
+    1. *Which revealed residues go back* — on noise-free scores. A masked position scores its
+       confidence log max_b p̃(b); a revealed designed residue scores η · conf (its log p̃ when it was
+       drawn, ≤ 0), or +∞ once the row's remask budget cannot cover it (only the ``budget_left[b]``
+       lowest-scored revealed residues are eligible; none when η = 0). The eligible residues outside
+       the top ``keep[b]`` go back to MASK; on a tie a revealed residue keeps its place, so η = 0 is
+       exactly ``confidence`` and a larger η remasks more.
+    2. *Which masked positions are revealed* — as many as step 1 left room for, chosen by
+       confidence + ``noise`` · Gumbel(u_tie) (Gumbel-top-k: drawn without replacement
+       ∝ e^{confidence/noise}; 0 = strictly most confident first). Each gets ŷ ~ p̃.
+
+    conf [B, L] and budget_left [B] are updated in place. Returns (revealed, remasked) [B, L] bool.
     """
     draft = torch.full_like(x, mask_id)
     draft[masked] = _categorical(probs[masked], u_pick[masked])
     draft_conf = torch.zeros_like(conf)
     draft_conf[masked] = probs[masked].gather(-1, draft[masked].unsqueeze(-1)).squeeze(-1).log()
-    gumbel = noise * -torch.log(-torch.log(u_tie.clamp(min=1e-300))) if noise > 0 else torch.zeros_like(conf)
+    confidence = probs.max(-1).values.log()
     revealed = designed & ~masked
-    held = torch.where(revealed, eta * conf + gumbel, torch.inf)
-    eligible = revealed & (_rank_desc(-held, u_tie) < budget_left.unsqueeze(-1))       # the lowest few
-    confidence = probs.max(-1).values.log() + gumbel
-    score = torch.where(masked, confidence, torch.where(eligible, held, torch.inf))
-    # designed positions always outrank fixed ones and padding, so the last step (keep = n) reveals them all
-    score = score.clamp(min=-1e300).masked_fill(~designed, -torch.inf)
-    kept = designed & (_rank_desc(score, u_tie) < keep.unsqueeze(-1))
-    reveal, remask = masked & kept, revealed & ~kept
+
+    held = torch.where(revealed, eta * conf, torch.inf)
+    eligible = revealed & (_rank_desc(-held, u_tie) < budget_left.unsqueeze(-1)) & (eta > 0)   # the lowest few
+    plain = torch.where(masked, confidence, torch.where(eligible, held, torch.inf)).masked_fill(~designed, -torch.inf)
+    revealed_first = torch.where(revealed, -1.0, u_tie)                 # ties: the revealed residue stays
+    remask = eligible & (_rank_desc(plain, revealed_first) >= keep.unsqueeze(-1))
+
+    n_reveal = keep - (revealed.sum(-1) - remask.sum(-1))                # room left among the kept positions
+    gumbel = noise * -torch.log(-torch.log(u_tie.clamp(min=1e-300))) if noise > 0 else 0.0
+    pick = torch.where(masked, confidence + gumbel, -torch.inf)
+    reveal = masked & (_rank_desc(pick, u_tie) < n_reveal.unsqueeze(-1))
+
     x[reveal], conf[reveal] = draft[reveal], draft_conf[reveal]
     x[remask] = mask_id
     budget_left -= remask.sum(-1)

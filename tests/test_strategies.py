@@ -159,6 +159,25 @@ def test_remask_without_budget_is_confidence(tiny_model):
     assert torch.equal(a.tokens, b.tokens)
 
 
+@pytest.mark.parametrize("noise", [0.0, 2.0, 5.0])
+def test_remask_at_eta_zero_is_confidence_whatever_the_order_noise(family_net, noise):
+    tpls = [template("_" * 48)] * 4
+    frames = remask_frames(family_net, tpls, steps=16, seed=2, eta=0.0, order_noise=noise)
+    assert not any(f.remasked.any() for f in frames)
+    confidence = run(family_net, tpls, mask_id=M, steps=16, seed=2, strategy="confidence", order_noise=noise)
+    assert torch.equal(frames[-1].tokens, confidence.tokens)
+
+
+def test_a_larger_eta_remasks_more(family_net):
+    def remasks(eta):
+        return sum(int(torch.stack([f.remasked for f in remask_frames(family_net, [[M] * 48] * 4, steps=16,
+                                                                        seed=seed, eta=eta)]).sum())
+                   for seed in range(3))
+
+    few, some, budget = remasks(0.05), remasks(0.2), remasks(1.0)
+    assert few < some < budget == 3 * 4 * math.floor(0.5 * 48)      # η = 1 spends the whole default budget
+
+
 def test_bad_sampler_settings_are_refused_with_the_allowed_values(tiny_model):
     with pytest.raises(ValueError, match="tau-leaping, confidence, remask"):
         run(tiny_model, [[M] * 5], mask_id=M, strategy="greedy")
