@@ -1,7 +1,15 @@
-"""FASTA reading and writing, cluster-aware validation splits and length-bucketed batches."""
+"""FASTA reading and writing, cluster-aware validation splits and length-bucketed batches.
+
+    python -m sedd.data --data acyp.fasta --clusters acyp_clusters50.tsv --out runs/split
+
+writes the split that training and ``sedd.evaluate --clusters`` make, as ``train.fasta`` and
+``val.fasta`` (the inputs of ``sedd.hmm`` and of the benchmarks that compare with naturals).
+"""
 from __future__ import annotations
 
+import argparse
 import csv
+import sys
 import random
 import warnings
 from collections import Counter
@@ -176,3 +184,31 @@ def collate(tokens: list[list[int]], pad_id: int) -> tuple[torch.LongTensor, tor
     for i, t in enumerate(tokens):
         x0[i, :len(t)] = torch.tensor(t)
     return x0, lengths
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .alphabet import PROTEIN
+
+    p = argparse.ArgumentParser(prog="python -m sedd.data", description="Write the training/validation split "
+                                "that sedd.train makes, as train.fasta and val.fasta.")
+    p.add_argument("--data", required=True, help="the full training FASTA")
+    p.add_argument("--clusters", help="cluster<TAB>member TSV: hold out whole clusters (as sedd.train --clusters)")
+    p.add_argument("--val-fraction", type=float, default=0.05, help="share of the sequences held out (default 0.05)")
+    p.add_argument("--seed", type=int, default=0, help="the split's seed (sedd.train --seed; default 0)")
+    p.add_argument("--max-len", type=int, default=128, help="longest sequence kept, as in training (default 128)")
+    p.add_argument("--out", required=True, help="folder for train.fasta and val.fasta")
+    a = p.parse_args(argv)
+    try:
+        data = read_fasta(a.data, PROTEIN, max_len=a.max_len)
+        train, val = split(data, a.val_fraction, a.seed, read_clusters(a.clusters) if a.clusters else None)
+        for name, part in (("train.fasta", train), ("val.fasta", val)):
+            write_fasta(Path(a.out) / name, [PROTEIN.decode(t) for t in part.tokens], part.ids)
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {a.out}/train.fasta ({len(train)} sequences) and {a.out}/val.fasta ({len(val)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

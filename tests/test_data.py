@@ -87,6 +87,21 @@ def test_cluster_split_is_seeded():
     assert split(data, 0.2, 7, clusters)[1].ids != split(data, 0.2, 8, clusters)[1].ids
 
 
+def test_the_split_cli_writes_the_split_training_makes(tmp_path, capsys):
+    from sedd.data import main
+    data, clusters = clustered_dataset()
+    write_fasta(tmp_path / "all.fasta", [PROTEIN.decode(t) for t in data.tokens], data.ids)
+    (tmp_path / "clusters.tsv").write_text("".join(f"{c}\t{m}\n" for m, c in clusters.items()))
+    args = ["--data", str(tmp_path / "all.fasta"), "--clusters", str(tmp_path / "clusters.tsv"), "--val-fraction", "0.2",
+            "--seed", "7", "--out", str(tmp_path / "split")]
+    assert main(args) == 0
+    train, val = split(read_fasta(tmp_path / "all.fasta", PROTEIN), 0.2, 7, read_clusters(tmp_path / "clusters.tsv"))
+    for name, part in (("train.fasta", train), ("val.fasta", val)):
+        written = read_fasta(tmp_path / "split" / name, PROTEIN)
+        assert written.ids == part.ids and written.tokens == part.tokens
+    assert main(args[:-1] + [str(tmp_path / "all.fasta" / "x")]) == 2 and "error:" in capsys.readouterr().err
+
+
 def test_split_without_clusters_warns_and_splits_by_sequence():
     data, _ = clustered_dataset()
     with pytest.warns(UserWarning, match="near-duplicates will leak"):
