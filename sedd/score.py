@@ -209,7 +209,8 @@ def score_mutations_csv(model: ckpt.Checkpoint, tokens: list[int], csv_in: str |
     """Read a ProteinGym-style CSV, write it back with a ``sedd_score`` column (every input column kept).
 
     Returns ``{"num_variants", "spearman", "num_with_dms"}``; the Spearman ρ (scipy) is against
-    ``DMS_score`` over the rows where it is a finite number, or ``None`` without that column.
+    ``DMS_score`` over the rows where it is a finite number, or ``None`` without that column, with
+    fewer than 2 such rows, or when their scores do not differ (a rank correlation is then undefined).
     """
     with open(csv_in, newline="") as f:
         reader = csv.DictReader(f)
@@ -249,8 +250,8 @@ def _spearman(rows: list[dict], scores: list[float]) -> dict:
             continue
         if math.isfinite(dms):
             pairs.append((s, dms))
-    rho = spearmanr(*zip(*pairs)).statistic if len(pairs) >= 2 else math.nan
-    return {"spearman": float(rho), "num_with_dms": len(pairs)}
+    rho = float(spearmanr(*zip(*pairs)).statistic) if len(pairs) >= 2 else math.nan
+    return {"spearman": None if math.isnan(rho) else rho, "num_with_dms": len(pairs)}   # nan: too few, or no spread
 
 
 # ---- family distribution and percentile -------------------------------------------------------------------
@@ -358,7 +359,10 @@ def main(argv: list[str] | None = None) -> int:
         rho = mutations["spearman"]
         line = (f"{mutations['num_variants']} variants scored → {a.out}"
                 + (f"; Spearman ρ vs DMS_score = {rho:.3f} over {mutations['num_with_dms']} variants"
-                   if rho is not None else "; no DMS_score column, so no Spearman ρ"))
+                   if rho is not None else
+                   "; no Spearman ρ: it needs at least 2 variants with a DMS_score, and scores that differ "
+                   f"(got {mutations['num_with_dms']})" if mutations["num_with_dms"] else
+                   "; no DMS_score column, so no Spearman ρ"))
         print(line, file=sys.stderr if a.json else sys.stdout)
     return 0
 

@@ -246,6 +246,15 @@ def test_spearman_is_printed_against_dms_score(tiny, capsys, tmp_path):
     assert json.loads(out)["sequences"][0]["name"] == "sequence"
 
 
+def test_too_few_dms_scores_for_a_spearman_say_so(tiny, capsys, tmp_path):
+    directory, _ = tiny
+    write_variants(tmp_path / "in.csv", [{"mutant": "S2C", "DMS_score": "0.4"}], ["mutant", "DMS_score"])
+    code, out, _ = run_cli(capsys, "--checkpoint", directory, "--sequence", SEQ, "--mutations", tmp_path / "in.csv",
+                           "--out", tmp_path / "out.csv")
+    assert code == 0 and "no Spearman ρ: it needs at least 2 variants with a DMS_score, and scores that differ (got 1)" in out
+    assert "nan" not in out
+
+
 @pytest.mark.parametrize("mutant, message", [
     ("A1V", r"line 3 \(mutant 'A1V'\): mutation 'A1V': position 1 is 'M' in the sequence, not 'A'"),
     ("M99V", "position 99 is outside the sequence"),
