@@ -179,6 +179,16 @@ def test_the_3d_view_is_never_a_silent_blank_box(browser, breakage):
     page.close()
 
 
+def test_a_new_run_is_drawn_in_the_colouring_the_page_shows(page):
+    page.get_by_label("designed vs fixed").check()            # before any run: nothing to recolour
+    page.fill("#template textarea", "MKV__GF_R____LLAGW__KDE")
+    set_steps(page, 16)
+    page.click("#generate")
+    wait_until_done(page)
+    page.wait_for_function("document.querySelector('#structure').innerText.includes('designed vs fixed')")
+    assert "#e4572e" in page.locator("#structure iframe").get_attribute("srcdoc")
+
+
 def test_a_blank_seed_draws_a_new_seed_every_run(page):
     assert page.input_value(SEED) == "", "the seed box starts blank"
     reuse = page.get_by_role("button", name="Reuse this seed")
