@@ -58,7 +58,7 @@ def fake_likelihood(monkeypatch):
     """log p_θ(given | layout) = −(k₁ − 3)² − (k₂ − 5)² …, recording every scored combination and seed."""
     calls = []
 
-    def loglik(model, spec, combos, *, t_samples, seed, progress=False):
+    def loglik(model, spec, combos, *, t_samples, seed, progress=False, check=None):
         calls.append((list(combos), seed))
         return [-sum((k - t) ** 2 for k, t in zip(c, (3, 5, 7))) for c in combos]
     monkeypatch.setattr(spans, "observed_log_likelihoods", loglik)
