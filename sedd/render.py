@@ -261,7 +261,7 @@ def scan_heatmap_figure(entry: dict, designed: list[bool] | None = None) -> Figu
     Wild-type cells (0 by definition) carry a black dot; designed positions a triangle above.
     """
     import numpy as np
-    from matplotlib.colors import TwoSlopeNorm
+    from matplotlib.colors import CenteredNorm
 
     scores = np.asarray(entry["scan"]["scores"]).T                  # [V, L]
     residues, sequence = entry["scan"]["residues"], entry["sequence"]
@@ -269,8 +269,10 @@ def scan_heatmap_figure(entry: dict, designed: list[bool] | None = None) -> Figu
     fig = Figure(figsize=(_track_width(L), 4.4), dpi=100)
     ax = fig.add_subplot()
     ax.set_title("Single-substitution scan: log p(b) − log p(wild type), only that position masked", fontsize=10)
-    low, high = min(scores.min(), -1e-3), max(scores.max(), 1e-3)
-    image = ax.imshow(scores, aspect="auto", cmap="RdBu", norm=TwoSlopeNorm(0.0, low, high), interpolation="nearest",
+    # one scale for both signs: a gain of 0.01 nats is as pale as a loss of 0.01 (a two-slope scale
+    # would paint the largest gain, however small, as deep blue as the worst loss is red)
+    norm = CenteredNorm(0.0, halfrange=max(float(np.abs(scores).max()), 1e-3))
+    image = ax.imshow(scores, aspect="auto", cmap="RdBu", norm=norm, interpolation="nearest",
                       extent=(0.5, L + 0.5, len(residues) - 0.5, -0.5))
     ax.scatter(range(1, L + 1), [residues.index(c) for c in sequence], s=6, color="black", label="wild type")
     _mark_designed(ax, designed, -1.3)

@@ -70,3 +70,14 @@ def test_plddt_figure_marks_designed_positions():
     assert ax.get_ylim() == (0, 100)
     [points] = [c for c in ax.collections if c.get_label() == "designed position"]
     assert points.get_offsets()[:, 0].tolist() == [2, 3]
+
+
+def test_the_scan_heatmap_shades_gains_and_losses_on_one_scale():
+    """A tiny gain must look nearly neutral next to a large loss, not as deep a blue as the loss is red."""
+    sequence = "MKV"
+    scores = [[0.0 if r == wt else -8.0 for r in "ACDEFGHIKLMNPQRSTVWY"] for wt in sequence]
+    scores[1][0] = 0.01                                           # K2A: barely tolerated
+    entry = {"sequence": sequence, "scan": {"residues": "ACDEFGHIKLMNPQRSTVWY", "scores": scores}}
+    image = render.scan_heatmap_figure(entry).axes[0].images[0]
+    assert image.norm(0.01) == pytest.approx(0.5, abs=0.01)        # the middle of the colour map: pale
+    assert image.norm(-8.0) == pytest.approx(0.0) and image.norm(0.0) == pytest.approx(0.5)
