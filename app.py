@@ -176,8 +176,9 @@ class StudioCallbacks:
         stamps decide, and Gradio's client-side cancel is not used (``cancels=`` lost a Generate
         clicked while the cancel was in flight: Gradio 6.31 defers the click, then drops it).
 
-        The press is recorded either way; the status says "Stopped" only when the session has a run
-        waiting or running, so a Stop after a run has ended leaves that run's status on the page.
+        The press is recorded either way; the status says "Stopped" only when the session has an
+        event waiting or running (a run, a score, the steps that follow a run), so a Stop after a
+        run has ended leaves that run's status on the page.
         """
         session = request.session_hash if request is not None else None
         if session:
@@ -567,14 +568,17 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
         demo.load(None, js=STOP_COUNTING_JS, api_name=False)
         event = run_btn.click(fn, inputs, outputs + [designs],
                               js="(...inputs) => [...inputs.slice(0, -1), window.seddStopsAtGenerate ?? 0]",
-                              api_name=False, concurrency_limit=concurrency, show_progress="minimal",
+                              api_name=False, concurrency_limit=concurrency, concurrency_id="generate",
+                              show_progress="minimal",
                               # A click while the page still holds the previous run (a Stop being
                               # processed) runs once that ends; the default ("once") drops it.
                               trigger_mode="always_last", validator=admit.check)
         # The API and MCP endpoint: the same run without the page's State output, which Gradio
         # 6.31 cannot return to an MCP client that asks for no progress ("pop index out of range").
+        # One concurrency group for both: --concurrency runs at most, whoever asks.
         gr.Button(visible=False).click(without_last_output(fn), inputs, outputs, api_name="generate",
-                                       concurrency_limit=concurrency, validator=admit.check)
+                                       concurrency_limit=concurrency, concurrency_id="generate",
+                                       validator=admit.check)
         # No check of our own for a client that has gone: when its result stream closes, Gradio drops
         # its waiting runs and ends its running one at the next yield (closing the generator), so
         # the sampler, which runs between yields, stops too (tests/test_app_reliability.py).

@@ -242,7 +242,7 @@ def resolve(name_or_path: str | Path | None) -> Path:
     """
     if name_or_path is None or str(name_or_path) == "":
         name_or_path = os.environ.get("SEDD_CHECKPOINT") or DEFAULT_CHECKPOINT
-    name, path = str(name_or_path), Path(name_or_path)
+    name, path = str(name_or_path), Path(name_or_path).expanduser()
     if path.is_dir():
         return path
     if path.exists():

@@ -167,7 +167,7 @@ class ESMFoldBackend(_CachedBackend):
                                 "Try fewer or shorter designs, or fold later.", "out_of_memory") from e
             except RuntimeError as e:          # e.g. the CPU allocator out of memory
                 raise FoldError(f"{self.name}: folding {len(sequence)} residues failed "
-                                f"({type(e).__name__}: {str(e).splitlines()[0][:200]}).", "failed") from e
+                                f"({type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}).", "failed") from e
         return self._result(sequence, model, output)
 
     def _result(self, sequence: str, model, output) -> FoldResult:

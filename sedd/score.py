@@ -208,9 +208,10 @@ def mutant_scores(model: ckpt.Checkpoint, tokens: list[int], mutants: list[list[
 def score_mutations_csv(model: ckpt.Checkpoint, tokens: list[int], csv_in: str | Path, csv_out: str | Path) -> dict:
     """Read a ProteinGym-style CSV, write it back with a ``sedd_score`` column (every input column kept).
 
-    Returns ``{"num_variants", "spearman", "num_with_dms"}``; the Spearman ρ (scipy) is against
-    ``DMS_score`` over the rows where it is a finite number, or ``None`` without that column, with
-    fewer than 2 such rows, or when their scores do not differ (a rank correlation is then undefined).
+    Returns ``{"num_variants", "spearman", "num_with_dms"}``: the Spearman ρ (scipy) against
+    ``DMS_score`` over the ``num_with_dms`` rows where it is a finite number, or ``None`` with fewer
+    than 2 such rows or when their scores do not differ (a rank correlation is then undefined);
+    without a ``DMS_score`` column both are ``None``.
     """
     with open(csv_in, newline="") as f:
         reader = csv.DictReader(f)
@@ -235,7 +236,7 @@ def score_mutations_csv(model: ckpt.Checkpoint, tokens: list[int], csv_in: str |
     for row, s in zip(rows, scores):
         writer.writerow({**row, "sedd_score": f"{s:.6f}"})
     ckpt.atomic_write_text(Path(csv_out), out.getvalue())
-    agreement = _spearman(rows, scores) if "DMS_score" in fields else {"spearman": None, "num_with_dms": 0}
+    agreement = _spearman(rows, scores) if "DMS_score" in fields else {"spearman": None, "num_with_dms": None}
     return {"num_variants": len(rows), **agreement}
 
 
@@ -361,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
                 + (f"; Spearman ρ vs DMS_score = {rho:.3f} over {mutations['num_with_dms']} variants"
                    if rho is not None else
                    "; no Spearman ρ: it needs at least 2 variants with a DMS_score, and scores that differ "
-                   f"(got {mutations['num_with_dms']})" if mutations["num_with_dms"] else
+                   f"(got {mutations['num_with_dms']})" if mutations["num_with_dms"] is not None else
                    "; no DMS_score column, so no Spearman ρ"))
         print(line, file=sys.stderr if a.json else sys.stdout)
     return 0

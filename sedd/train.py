@@ -77,11 +77,13 @@ class TrainConfig:
 # the run stays the run it was; a new budget only refits the cosine decay to the new end.
 RESUME_MAY_CHANGE = ("out", "resume", "minutes", "max_steps", "eval_every", "patience", "checkpoint_minutes",
                      "max_bad_steps", "device")
+# Where a new run's first weights come from; a resumed run's come from resume.pt, so it is not needed.
+RESUME_UNUSED = ("init_from",)
 # Everything else defines the run (data and split, network, optimizer and LR schedule, random
 # streams): the saved weights, optimizer moments, data position and generators are only meaningful
 # for the same values, so a resumed run must share them. New fields land here unless listed above.
-RESUME_MUST_MATCH = tuple(f.name for f in fields(TrainConfig) if f.name not in RESUME_MAY_CHANGE)
-PATH_FIELDS = ("data", "clusters", "init_from")     # the same file under another spelling is the same
+RESUME_MUST_MATCH = tuple(f.name for f in fields(TrainConfig) if f.name not in RESUME_MAY_CHANGE + RESUME_UNUSED)
+PATH_FIELDS = ("data", "clusters")     # the same file under another spelling is the same
 # What resume.pt must hold for a run to continue from it.
 RESUME_KEYS = ("model", "ema", "opt", "step", "epoch", "batch_in_epoch", "tokens_seen", "seconds", "gen",
                "history", "best_elbo", "best_step", "best_weights", "config")
@@ -150,10 +152,13 @@ def saved_config(state: dict) -> TrainConfig:
 
 def same_setting(key: str, saved, now) -> bool:
     """Whether a resumed run's ``key`` equals the saved run's: paths by the file they name, so the
-    same data given relative to another directory is still the same data."""
+    same data under another spelling is the same data. A saved path is stored as typed; when it names
+    nothing from here (another working directory, or the file moved) the path given now is taken."""
     if saved == now:
         return True
     if key in PATH_FIELDS and saved and now:
+        if not os.path.exists(saved):
+            return True
         try:
             return os.path.samefile(saved, now)
         except OSError:
@@ -260,7 +265,7 @@ class Trainer:
         model_cfg = preset(cfg.preset, vocab_size=self.alphabet.size, max_len=cfg.max_len,
                            dropout=cfg.dropout, **cfg.model_overrides)
         self.model = ScoreNetwork(model_cfg).to(self.device)
-        if cfg.init_from:   # a resumed run then overwrites these with its own weights
+        if cfg.init_from and not cfg.resume:   # a resumed run's weights come from resume.pt
             try:
                 twin = ckpt.load(cfg.init_from, causal=True).model.state_dict()
                 self.model.load_state_dict(weights_from_causal_twin(twin, self.model.state_dict(), self.alphabet.size))
@@ -729,9 +734,14 @@ def _resumed_config(p: argparse.ArgumentParser, a: argparse.Namespace) -> TrainC
         p.error(f"--resume: {out} was trained with other values of options that define the run "
                 f"({'; '.join(differ)}); leave them off to keep the saved values, or start a new --out "
                 f"(a resumed run may change only {_resume_may_change()})")
+    for k in PATH_FIELDS:
+        if k not in given and getattr(saved, k) and not os.path.exists(getattr(saved, k)):
+            p.error(f"--resume: the run's {_flag(k)} {getattr(saved, k)} is not found from {Path.cwd()}; "
+                    f"give {_flag(k)} with its path from here")
     changes = {k: v for k, v in given.items() if k in RESUME_MAY_CHANGE or k in PATH_FIELDS}
     if "minutes" in given or "max_steps" in given:          # a new budget, not half of the old one
         changes.update(minutes=given.get("minutes"), max_steps=given.get("max_steps"))
+    changes["device"] = given.get("device")     # this machine's, not the saved run's: left off, the best here
     cfg = replace(saved, out=a.out, resume=True, **changes)
     _refuse_a_spent_budget(p, cfg, state)
     return cfg
@@ -772,6 +782,8 @@ def main(argv: list[str] | None = None) -> None:
     p = _parser()
     a = p.parse_args(argv)
     _refuse_to_replace_a_run(p, a)
+    if a.overwrite:       # the old training state goes now: a --resume after a crash must not continue it
+        (Path(a.out) / RESUME_NAME).unlink(missing_ok=True)
     if a.resume:
         cfg = _resumed_config(p, a)
     else:

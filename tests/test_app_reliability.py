@@ -336,6 +336,17 @@ def press_stop(url, demo, session: str, presses: int = 1) -> str:
     return json.dumps(r.json()["data"][0])
 
 
+def test_the_page_and_the_api_share_one_concurrency_limit(model):
+    """Two events run generate (the page's, and the API's without the State output): one group, so
+    --concurrency bounds the runs of both together."""
+    import app
+    cb = app.StudioCallbacks(model, {"off": None}, min_interval=0.0)
+    demo = app.build_demo(cb, "off", concurrency=2)
+    page, api = demo.fns[generate_fn_index(demo)], next(fn for fn in demo.fns.values() if fn.api_name == "generate")
+    assert page is not api
+    assert (page.concurrency_id, page.concurrency_limit) == (api.concurrency_id, api.concurrency_limit) == ("generate", 2)
+
+
 def test_stop_answers_while_the_queue_is_full(model):
     demo, url = launch_app(model, {"off": None}, concurrency=1, max_queue=1)
     try:

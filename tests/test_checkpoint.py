@@ -56,6 +56,11 @@ def test_tampered_checkpoint_gives_a_clear_error(tiny_checkpoint, damage, messag
         checkpoint.load(tiny_checkpoint)
 
 
+def test_a_home_relative_checkpoint_is_found(tiny_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tiny_checkpoint.parent))
+    assert checkpoint.resolve(f"~/{tiny_checkpoint.name}") == tiny_checkpoint
+
+
 def test_not_a_directory_or_repo_id(tmp_path):
     f = tmp_path / "weights.bin"
     f.write_bytes(b"x")

@@ -121,6 +121,9 @@ def test_a_cpu_out_of_memory_is_a_fold_error(monkeypatch):
     with pytest.raises(FoldError, match=f"folding {len(SEQ)} residues failed .*can't allocate memory") as e:
         backend.fold([SEQ])
     assert e.value.reason == "failed"
+    monkeypatch.setattr(backend._model, "infer", lambda seq: (_ for _ in ()).throw(RuntimeError()))   # no message
+    with pytest.raises(FoldError, match=r"failed \(RuntimeError: \)"):
+        backend.fold([SEQ + "A"])
 
 
 # ---- ESM Atlas API, against a fake session ------------------------------------------------------

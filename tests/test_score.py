@@ -253,6 +253,10 @@ def test_too_few_dms_scores_for_a_spearman_say_so(tiny, capsys, tmp_path):
                            "--out", tmp_path / "out.csv")
     assert code == 0 and "no Spearman ρ: it needs at least 2 variants with a DMS_score, and scores that differ (got 1)" in out
     assert "nan" not in out
+    write_variants(tmp_path / "in.csv", [{"mutant": "S2C", "DMS_score": ""}], ["mutant", "DMS_score"])
+    code, out, _ = run_cli(capsys, "--checkpoint", directory, "--sequence", SEQ, "--mutations", tmp_path / "in.csv",
+                           "--out", tmp_path / "out.csv")
+    assert code == 0 and "(got 0)" in out and "no DMS_score column" not in out
 
 
 @pytest.mark.parametrize("mutant, message", [

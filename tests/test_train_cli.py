@@ -227,6 +227,50 @@ def test_the_same_data_under_another_spelling_resumes(tmp_path, data):
     assert json.loads((out / checkpoint.CONFIG_NAME).read_text())["training"]["steps"] == 5
 
 
+def test_a_run_resumes_from_another_working_directory(tmp_path, data, capsys, monkeypatch):
+    """The saved --data is relative to where the run started; from elsewhere it names nothing, and
+    the path given from here is taken (before: refused as a changed option)."""
+    fasta, _ = data
+    project, other = tmp_path / "project", tmp_path / "other"
+    (project / "data").mkdir(parents=True)
+    other.mkdir()
+    (project / "data" / "f.fasta").write_bytes(fasta.read_bytes())
+    monkeypatch.chdir(project)
+    cli("--data", "data/f.fasta", "--out", tmp_path / "run", "--max-steps", "3", *RUN)
+    monkeypatch.chdir(other)
+    line = refused(capsys, "--out", tmp_path / "run", "--resume", "--max-steps", "5")
+    assert line.endswith(f"error: --resume: the run's --data data/f.fasta is not found from {other}; "
+                         "give --data with its path from here")
+    cli("--data", "../project/data/f.fasta", "--out", tmp_path / "run", "--resume", "--max-steps", "5")
+    assert json.loads((tmp_path / "run" / checkpoint.CONFIG_NAME).read_text())["training"]["steps"] == 5
+
+
+def test_a_resume_needs_neither_the_init_checkpoint_nor_the_saved_device(tmp_path, data, monkeypatch):
+    """A resumed run's weights come from resume.pt, and its device is this machine's."""
+    fasta, _ = data
+    out = tmp_path / "run"
+    cli("--data", fasta, "--out", out, "--max-steps", "3", *RUN)
+    state = torch.load(out / RESUME_NAME, weights_only=True)
+    saved = json.loads(state["config"])
+    state["config"] = json.dumps({**saved, "init_from": str(tmp_path / "gone"), "device": "cuda"})
+    torch.save(state, out / RESUME_NAME)          # as if started --init-from a moved baseline, on a GPU
+    cli("--data", fasta, "--out", out, "--resume", "--max-steps", "5")
+    training = json.loads((out / checkpoint.CONFIG_NAME).read_text())["training"]
+    assert training["steps"] == 5 and training["device"] == "cpu"
+    assert training["config"]["init_from"] == str(tmp_path / "gone")        # still recorded: how the run began
+
+
+def test_overwrite_drops_the_old_training_state_at_once(tmp_path, data, monkeypatch):
+    """A new run killed before its first save must not leave the old run's resume.pt to be continued."""
+    fasta, _ = data
+    out = tmp_path / "run"
+    cli("--data", fasta, "--out", out, "--max-steps", "3", *RUN)
+    monkeypatch.setattr("sedd.train.train", lambda cfg: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        cli("--data", fasta, "--out", out, "--max-steps", "3", "--preset", "tiny", "--overwrite")
+    assert not (out / RESUME_NAME).exists()
+
+
 def test_the_trainer_refuses_to_resume_with_a_field_that_defines_the_run(run, data):
     """The Python API takes a whole TrainConfig: every field outside RESUME_MAY_CHANGE must match."""
     fasta, clusters = data
