@@ -209,6 +209,11 @@ def _write_weights(directory: Path, state: dict[str, torch.Tensor]) -> None:
     atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": FORMAT}))
 
 
+def named(name_or_path: str | Path | None) -> str | Path:
+    """The checkpoint a command means: the one given, else $SEDD_CHECKPOINT, else the bundled model."""
+    return name_or_path or os.environ.get("SEDD_CHECKPOINT") or DEFAULT_CHECKPOINT
+
+
 def default_for_device(device: str | torch.device) -> str | Path:
     """The model to serve when none is named: $SEDD_CHECKPOINT if set; else, on a GPU,
     ``checkpoints/acyp-base`` when it holds a checkpoint; else the CPU model ``checkpoints/acyp``."""
@@ -240,8 +245,7 @@ def resolve(name_or_path: str | Path | None) -> Path:
     exists (``runs/my-modle``) is a path, and the Hub is not asked; any other ``owner/name`` or bare
     name is tried on the Hub, and its error says that both were tried.
     """
-    if name_or_path is None or str(name_or_path) == "":
-        name_or_path = os.environ.get("SEDD_CHECKPOINT") or DEFAULT_CHECKPOINT
+    name_or_path = named(name_or_path)
     name, path = str(name_or_path), Path(name_or_path).expanduser()
     if path.is_dir():
         return path

@@ -129,7 +129,7 @@ def _check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
     if a.report is not None:
         ckpt.check_writable(a.report, "--report")
     if a.update_config:
-        target = Path(a.checkpoint or os.environ.get("SEDD_CHECKPOINT") or ckpt.DEFAULT_CHECKPOINT)
+        target = Path(ckpt.named(a.checkpoint))
         if not target.is_dir():
             raise ValueError(f"--update-config rewrites the checkpoint's {ckpt.CONFIG_NAME}: give a local checkpoint "
                              f"directory, not {str(target)!r} (a Hub repo id or a missing path)")

@@ -88,37 +88,18 @@ PATH_FIELDS = ("data", "clusters")     # the same file under another spelling is
 RESUME_KEYS = ("model", "ema", "opt", "step", "epoch", "batch_in_epoch", "tokens_seen", "seconds", "gen",
                "history", "best_elbo", "best_step", "best_weights", "config")
 CLOCKS = {"wall": time.time, "cpu": time.process_time}
-DEVICE_TYPES = ("cpu", "cuda", "mps")
 
 
 def pick_device(requested: str | None = None) -> torch.device:
     """The requested device, or the best available; a device this machine lacks is a ValueError that
     says so (torch would fail later, deep in a tensor move, with a traceback)."""
     if requested:
-        return _available_device(requested)
+        return ckpt.check_device(requested)
     if torch.cuda.is_available():
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
-
-
-def _available_device(requested: str) -> torch.device:
-    try:
-        device = torch.device(requested)
-    except RuntimeError:
-        device = None
-    if device is None or device.type not in DEVICE_TYPES:
-        raise ValueError(f"unknown device {requested!r}; use cpu, cuda, cuda:N or mps")
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if not count:
-            raise ValueError(f"device {requested!r}: torch sees no CUDA GPU here; use cpu")
-        if device.index is not None and device.index >= count:
-            raise ValueError(f"device {requested!r}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
-    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ValueError(f"device {requested!r}: MPS is not available here; use cpu")
-    return device
 
 
 def read_resume(path: str | Path) -> dict:
@@ -630,7 +611,7 @@ def _alphabet_arg(text: str) -> Alphabet:
 
 def _device_arg(text: str) -> str:
     try:
-        _available_device(text)
+        ckpt.check_device(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
     return text
