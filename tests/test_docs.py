@@ -1,0 +1,78 @@
+"""The documentation holds together: every relative link and anchor resolves, and the figures the
+README quotes from benchmark output are the ones the scripts wrote."""
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "checkpoints" / "acyp" / "README.md"]
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def _prose(path: Path) -> str:
+    """The Markdown without its fenced code blocks (a `# comment` in a shell block is no heading)."""
+    return re.sub(r"^```.*?^```", "", path.read_text(), flags=re.M | re.S)
+
+
+def _anchors(path: Path) -> set[str]:
+    """GitHub's heading ids: lower case, punctuation dropped, spaces to hyphens."""
+    headings = re.findall(r"^#+ (.+)$", _prose(path), flags=re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_relative_links_and_anchors_resolve(doc):
+    broken = []
+    for target in LINK.findall(_prose(doc)):
+        if re.match(r"[a-z]+:", target):
+            continue                                            # http(s), mailto: not checked offline
+        path, _, anchor = target.partition("#")
+        file = (doc.parent / path).resolve() if path else doc
+        if not file.exists():
+            broken.append(f"{target}: no file {file.relative_to(ROOT) if file.is_relative_to(ROOT) else file}")
+        elif anchor and file.suffix == ".md" and anchor not in _anchors(file):
+            broken.append(f"{target}: no heading #{anchor} in {file.name}")
+    assert not broken, f"{doc.name}: " + "; ".join(broken)
+
+
+def _table_rows(text: str, first_cell: str) -> list[list[str]]:
+    rows = [[c.strip().strip("*").strip() for c in line.strip().strip("|").split("|")]
+            for line in text.splitlines() if line.startswith("|")]
+    return [r for r in rows if r[0] == first_cell]
+
+
+def test_readme_sampler_rows_are_the_benchmarks_figures():
+    """The README's short sampler table quotes rows of assets/sampler_quality.json unchanged."""
+    rows = {(r["config"], r["steps"]): r for r in json.loads((ROOT / "assets/sampler_quality.json").read_text())["rows"]}
+    readme = (ROOT / "README.md").read_text()
+    quoted = [r for name in ("tau-leaping", "confidence", "remask") for r in _table_rows(readme, name)
+              if len(r) == 6]
+    assert len(quoted) >= 6
+    for name, steps, nfe, bits, motif, identity in quoted:
+        row = rows[(name, int(steps))]
+        assert [nfe, bits, motif, identity] == [f"{row['nfe_per_design']:.1f}", f"{row['hmm_bits_ratio']:.3f}",
+                                                f"{row['motif_rate']:.3f}", f"{row['mean_pairwise_identity']:.3f}"], (name, steps)
+
+
+def test_readme_autoregressive_comparison_is_the_benchmarks_figures():
+    """The README's SEDD-vs-autoregressive table quotes ar_baseline15.json and ar_motif.json."""
+    evaluation = ROOT / "checkpoints/acyp/eval"
+    nll = json.loads((evaluation / "ar_baseline15.json").read_text())
+    motif = {r["name"]: f"{100 * r['rate']:.1f} %" for r in json.loads((evaluation / "ar_motif.json").read_text())["rows"]}
+    sedd, ar, bundled = nll["sedd"], nll["ar"], nll["bundled"]
+    expected = {
+        "SEDD, 15 CPU-min — ELBO (an upper bound on −log p(x \\| n))":
+            [f"{sedd['elbo_nats_per_residue']:.3f} ± {sedd['elbo_stderr']:.3f}",
+             f"{sedd['elbo_plus_length_nats_per_residue']:.3f}", motif["sedd15"]],
+        "autoregressive, 15 CPU-min — exact NLL":
+            [f"{ar['nll_nats_per_residue']:.3f}", f"{ar['nll_with_end_nats_per_residue']:.3f}", motif["ar15"]],
+        "the bundled SEDD model (≈ 260 CPU-min)":
+            [f"{bundled['elbo_nats_per_residue']:.3f} ± {bundled['elbo_stderr']:.3f}",
+             f"{bundled['elbo_nats_per_residue'] + nll['length_nats_per_residue']:.3f}", motif["shipped"]],
+    }
+    readme = (ROOT / "README.md").read_text()
+    for first_cell, figures in expected.items():
+        rows = _table_rows(readme.replace("\\|", "¦"), first_cell.replace("\\|", "¦"))
+        assert rows and rows[0][1:] == figures, (first_cell, rows)
