@@ -45,29 +45,51 @@ class Dataset:
         return sum(len(t) for t in self.tokens)
 
 
-def read_fasta(path: str | Path, alphabet: Alphabet, max_len: int | None = None) -> Dataset:
-    """Read a FASTA file; drop (and count) sequences with characters outside the alphabet or too long."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"FASTA file {path} does not exist")
+def _fasta_records(path: Path) -> list[tuple[str, str]]:
+    """(header, sequence) of every record, in file order: records with the same header are all kept
+    (biotite's ``FastaFile`` is a dict keyed by header, which keeps only the last of them), and
+    whitespace inside a sequence line is removed."""
     try:
-        records = FastaFile.read(str(path))
+        lines = FastaFile.read(str(path)).lines
     except Exception as e:
         raise ValueError(f"could not read {path} as FASTA: {e}") from e
+    records: list[tuple[str, list[str]]] = []
+    for line in lines:
+        if line.startswith(">"):
+            records.append((line[1:].strip(), []))
+        elif records and not line.startswith(";"):      # ';' starts a comment line
+            records[-1][1].append("".join(line.split()))
+    return [(header, "".join(parts)) for header, parts in records]
+
+
+def read_fasta(path: str | Path, alphabet: Alphabet, max_len: int | None = None) -> Dataset:
+    """Read a FASTA file; drop (and count) sequences with characters outside the alphabet or too long.
+
+    A record's id is the first word of its header, or ``record_N`` (its 1-based number) when the
+    header is empty.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a FASTA file")
+    if not path.is_file():
+        raise FileNotFoundError(f"FASTA file {path} does not exist")
     ids, tokens, dropped, num_dropped = [], [], Counter(), 0
-    for header, seq in records.items():
-        seq = seq.strip().rstrip("*")
+    for number, (header, seq) in enumerate(_fasta_records(path), start=1):
+        seq = seq.rstrip("*")
         bad = sorted({ch for ch in seq if not alphabet.is_valid(ch)})
         too_long = max_len is not None and len(seq) > max_len
         if bad or too_long or not seq:
             dropped.update(bad or [f"longer than {max_len}" if seq else "empty"])
             num_dropped += 1
             continue
-        ids.append(header.split()[0])
+        ids.append(header.split()[0] if header.split() else f"record_{number}")
         tokens.append(alphabet.encode(seq))
+    data = Dataset(ids, tokens, dropped, num_dropped)
     if not tokens:
-        raise ValueError(f"{path} holds no usable sequence over the alphabet {alphabet.residues!r}")
-    return Dataset(ids, tokens, dropped, num_dropped)
+        gaps = " (an alignment? remove its gap characters)" if {"-", "."} & set(dropped) else ""
+        raise ValueError(f"{path} holds no usable sequence over the alphabet {alphabet.residues!r}"
+                         + (f": {describe_dropped(data)}{gaps}" if num_dropped else ""))
+    return data
 
 
 def describe_dropped(data: Dataset) -> str:
@@ -132,6 +154,9 @@ def split(data: Dataset, val_fraction: float, seed: int, clusters: dict[str, str
         order = list(range(len(data)))
         rng.shuffle(order)
         n_val = max(1, int(round(val_fraction * len(data))))
+        if n_val >= len(data):
+            raise ValueError(f"holding out {n_val} of {len(data)} sequence(s) for validation leaves none to "
+                             "train on; give more sequences or a smaller validation fraction")
         return data.subset(sorted(order[n_val:])), data.subset(sorted(order[:n_val]))
     # sequences missing from the cluster file are their own cluster
     groups: dict[str, list[int]] = {}
@@ -145,7 +170,12 @@ def split(data: Dataset, val_fraction: float, seed: int, clusters: dict[str, str
             break
         val.extend(groups[name])
     val_set = set(val)
-    return data.subset([i for i in range(len(data)) if i not in val_set]), data.subset(sorted(val))
+    train = [i for i in range(len(data)) if i not in val_set]
+    if not train:
+        raise ValueError(f"holding out whole clusters until validation has {val_fraction:g} of the {len(data)} "
+                         f"sequences leaves none to train on ({len(groups)} cluster(s)); give more sequences "
+                         "or clusters, or a smaller validation fraction")
+    return data.subset(train), data.subset(sorted(val))
 
 
 def bucketed_batches(lengths: list[int], tokens_per_batch: int, seed: int, rank: int = 0,
@@ -198,9 +228,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-len", type=int, default=128, help="longest sequence kept, as in training (default 128)")
     p.add_argument("--out", required=True, help="folder for train.fasta and val.fasta")
     a = p.parse_args(argv)
+    if a.max_len < 1:
+        p.error(f"--max-len must be at least 1, got {a.max_len}")
     try:
+        for name in ("train.fasta", "val.fasta"):      # before reading and splitting, not after
+            ckpt.check_writable(Path(a.out) / name, "--out")
         data = read_fasta(a.data, PROTEIN, max_len=a.max_len)
-        train, val = split(data, a.val_fraction, a.seed, read_clusters(a.clusters) if a.clusters else None)
+        if data.num_dropped:
+            print(f"note: {describe_dropped(data)} (maximum length {a.max_len})", file=sys.stderr)
+        clusters = read_clusters(a.clusters) if a.clusters else None
+        with warnings.catch_warnings():             # the no-clusters warning as one line, not Python's two
+            warnings.showwarning = lambda message, *_, **__: print(f"warning: {message}", file=sys.stderr)
+            train, val = split(data, a.val_fraction, a.seed, clusters)
         for name, part in (("train.fasta", train), ("val.fasta", val)):
             write_fasta(Path(a.out) / name, [PROTEIN.decode(t) for t in part.tokens], part.ids)
     except (ValueError, OSError) as e:

@@ -144,12 +144,30 @@ def _read(path: str, model: ckpt.Checkpoint, what: str, max_len: int | None) -> 
     return data
 
 
+def _unlike_training(a: argparse.Namespace, model: ckpt.Checkpoint) -> list[str]:
+    """How the --clusters split asked for differs from the one the checkpoint's training made, as its
+    config.json records it (nothing when it records no training options)."""
+    trained = (model.meta.get("training") or {}).get("config") or {}
+    differ = []
+    if "clusters" in trained and not trained["clusters"]:
+        differ.append("training split at random by sequence, without --clusters")
+    if trained.get("seed") not in (None, a.split_seed):
+        differ.append(f"--split-seed {a.split_seed}, training's --seed {trained['seed']}")
+    if trained.get("val_fraction") not in (None, a.val_fraction):
+        differ.append(f"--val-fraction {a.val_fraction:g}, training's {trained['val_fraction']:g}")
+    return differ
+
+
 def _load_data(a: argparse.Namespace, model: ckpt.Checkpoint) -> tuple[Dataset, Dataset | None, dict]:
     """(held-out data, reference data or None, what they are): the held-out part of a rebuilt split
     with --clusters, else --data itself; then a seeded subset of --max-seqs."""
     data = _read(a.data, model, "data", model.max_len)
     reference, about = None, {"data": str(a.data)}
     if a.clusters:
+        differ = _unlike_training(a, model)
+        if differ:
+            print(f"warning: this is not the split the checkpoint was trained with ({'; '.join(differ)}): "
+                  "held-out sequences may have been trained on", file=sys.stderr)
         clusters = read_clusters(a.clusters)
         reference, data = split(data, a.val_fraction, a.split_seed, clusters)
         about["split"] = {"clusters": str(a.clusters), "val_fraction": a.val_fraction, "seed": a.split_seed,

@@ -159,10 +159,12 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     from .alphabet import PROTEIN
     from .checkpoint import check_writable
-    from .data import read_fasta
+    from .data import describe_dropped, read_fasta
     try:
         check_writable(a.out, "--out")          # before jackhmmer, not after it
         data = read_fasta(a.train, PROTEIN)
+        if data.num_dropped:
+            print(f"note: {a.train}: {describe_dropped(data)}", file=sys.stderr)
         hmm = build([PROTEIN.decode(t) for t in data.tokens], iterations=a.iterations, seed=a.seed, progress=True)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)

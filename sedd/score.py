@@ -213,7 +213,7 @@ def score_mutations_csv(model: ckpt.Checkpoint, tokens: list[int], csv_in: str |
     than 2 such rows or when their scores do not differ (a rank correlation is then undefined);
     without a ``DMS_score`` column both are ``None``.
     """
-    with open(csv_in, newline="") as f:
+    with open(csv_in, newline="", encoding="utf-8-sig") as f:     # -sig: a spreadsheet's byte-order mark
         reader = csv.DictReader(f)
         rows, fields = list(reader), list(reader.fieldnames or [])
     if "mutant" not in fields:
@@ -305,9 +305,14 @@ def _read_inputs(model: ckpt.Checkpoint, a: argparse.Namespace) -> list[tuple[st
             records = records[:1]
     else:
         path = Path(a.fasta)
+        if path.is_dir():
+            raise ValueError(f"{path} is a folder, not a FASTA file")
         if not path.is_file():
             raise ValueError(f"FASTA file {path} does not exist")
-        records = fasta_records(path.read_text())
+        text = path.read_text()
+        if not text.strip():
+            raise ValueError(f"FASTA file {path} is empty: give one or more full sequences")
+        records = fasta_records(text)
     inputs = []
     for name, body in records:
         try:
@@ -341,6 +346,10 @@ def main(argv: list[str] | None = None) -> int:
     if (a.mutations is None) != (a.out is None):
         p.error("--mutations and --out go together")
     try:
+        if a.mutations:                 # before the scoring, not after it
+            if not Path(a.mutations).is_file():
+                raise ValueError(f"--mutations {a.mutations} is not a file; give a CSV with a 'mutant' column")
+            ckpt.check_writable(a.out, "--out")
         model = ckpt.load(a.checkpoint)
         inputs = _read_inputs(model, a)
         if a.mutations and len(inputs) != 1:

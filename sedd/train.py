@@ -774,8 +774,11 @@ def main(argv: list[str] | None = None) -> None:
             p.error("give a budget: --minutes M and/or --max-steps N")
         cfg = TrainConfig(out=a.out, model_overrides=_model_options(a), **_given(a))
     try:
-        out = train(cfg)
-    except (ValueError, FileNotFoundError) as e:    # what the options asked for cannot be done: say what
+        ckpt.check_writable(Path(cfg.out) / ckpt.CONFIG_NAME, "--out")   # now, not at the first save
+        with warnings.catch_warnings():   # a warning as one line, not Python's two with a line of our source
+            warnings.showwarning = lambda message, *_, **__: print(f"warning: {message}", file=sys.stderr)
+            out = train(cfg)
+    except (ValueError, OSError) as e:    # what the options asked for cannot be done: say what
         p.exit(2, f"error: {e}\n")
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"wrote {out}", file=sys.stderr)
