@@ -100,7 +100,8 @@ def checked_by_callback(component: gr.components.Component) -> gr.components.Com
     """Pass the raw value to the callback, whose check names the control and what it allows.
 
     Gradio's own checks say only "Value 0 is less than minimum value 16", or, for a seed of
-    ``"1e3"`` sent through the API, "upstream app has raised an exception". (A subclass would do
+    ``"1e3"`` sent through the API, "upstream app has raised an exception", and a choice a ``Radio``
+    does not offer is an HTTP 400 that names no parameter. (A subclass would do
     the same, but Gradio writes a ``.pyi`` stub next to any module that defines a component class.)
     """
     component.preprocess = lambda payload: payload
@@ -239,7 +240,7 @@ class StudioCallbacks:
             top_p: nucleus sampling, 0.05 to 1 (1 = off): keep the most probable residues up to this probability mass.
             stop_epoch: for the page's Stop button (how many times it had been pressed when this run was asked for); leave it at 0.
         """
-        stop_epoch = int(stop_epoch or 0)
+        stop_epoch = max(0, int(stop_epoch or 0))      # a count of presses: below 0 would stop every run
         try:      # the page's requests were checked before they were queued (Admission); API calls too
             parsed, settings = self.check(template, num_samples, steps, seed, temperature, fold, exclude,
                                           span_lengths, sampler, top_p)
@@ -281,10 +282,11 @@ class StudioCallbacks:
             posterior = run.choose_span_lengths(check)
             chart = render.span_posterior_html(settings.span_posterior, posterior.method)
         yield ("", "", self._status("Denoising…", settings, posterior=chart), settings.seed, None, "", None, None, [])
+        frame = ""
         for view in run.denoise(self.min_interval):
             fasta = "".join(f">design_{i + 1} (step {view.step})\n{s}\n" for i, s in enumerate(view.sequences))
-            yield (fasta, render.frame_html(view.sequences, view.states, view.step, view.steps, view.nfe),
-                   skip, skip, skip, skip, skip, skip, skip)
+            frame = render.frame_html(view.sequences, view.states, view.step, view.steps, view.nfe)
+            yield (fasta, frame, skip, skip, skip, skip, skip, skip, skip)
         done = f"{render.plural(len(run.designs), 'design')} in {settings.steps} steps (seed {settings.seed})."
         backend = self.backends.get(fold)
         if backend is not None:
@@ -303,7 +305,8 @@ class StudioCallbacks:
         errors = sorted({d.fold_error for d in run.designs if d.fold_error})
         status = self._status(done + (" Folding failed: " + " ".join(errors) if errors else ""), settings,
                               "warn" if errors else "info", chart)
-        yield (run.fasta(), skip, status, settings.seed, self._table(ranked), structure, plot, files, ranked)
+        # the last frame again: the API's (and MCP's) final output holds it, not Gradio's "no change"
+        yield (run.fasta(), frame, status, settings.seed, self._table(ranked), structure, plot, files, ranked)
 
     def _table(self, ranked: list[studio.Design]) -> list[list]:
         return [[cell(rank, d) for _, _, cell in TABLE_COLUMNS] for rank, d in enumerate(ranked, start=1)]
@@ -332,7 +335,7 @@ class StudioCallbacks:
         """Gradio validator for ``score``: bad input is refused before it is queued, the reason shown
         under the sequence until it is edited (see ``Admission``)."""
         try:
-            studio.check_score_request(self.model, sequence)
+            studio.check_score_request(self.model, sequence, self.limits)
         except ValueError as e:
             log_refusal("score", str(e))
             return gr.validate(False, str(e))
@@ -349,7 +352,8 @@ class StudioCallbacks:
     def send_to_score(self, ranked: list[studio.Design] | None, row: int):
         """"Score this design": the selected design goes to the Score tab, its designed positions with it."""
         if not ranked:
-            raise gr.Error("Generate designs first; then click a row of the table and score it.", title="No design yet")
+            raise gr.Error("Generate designs first; then click a row of the table and score it.", title="No design yet",
+                           print_exception=False)
         d = ranked[min(row, len(ranked) - 1)]
         return f">{d.name}\n{d.sequence}", (d.sequence, list(d.designed)), gr.Tabs(selected="score")
 
@@ -497,8 +501,8 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
                         with gr.Row():
                             exclude = gr.Textbox("", label="Exclude residues", placeholder="e.g. C", max_lines=1,
                                                  elem_id="exclude", info="never placed at a designed position")
-                            span_mode = gr.Radio(SPAN_MODES, value="sample", label="Span lengths [a-b]",
-                                                 elem_id="span-mode")
+                            span_mode = checked_by_callback(gr.Radio(SPAN_MODES, value="sample",
+                                                                     label="Span lengths [a-b]", elem_id="span-mode"))
                         with gr.Row():
                             sampler = checked_by_callback(gr.Dropdown(
                                 list(studio.STRATEGIES), value="tau-leaping", label="Sampler", elem_id="sampler",
@@ -506,7 +510,8 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
                                      "remask: may also send low-confidence residues back to mask"))
                             top_p = checked_by_callback(gr.Slider(lim.min_top_p, 1.0, value=1.0, step=0.01,
                                                                   label="Top-p", info="nucleus sampling; 1 = off"))
-                        fold = gr.Radio(list(studio.FOLD_BACKENDS), value=default_fold, label="Folding backend")
+                        fold = checked_by_callback(gr.Radio(list(studio.FOLD_BACKENDS), value=default_fold,
+                                                            label="Folding backend"))
                         with gr.Row():
                             run_btn = gr.Button("Generate", variant="primary", elem_id="generate")
                             stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")

@@ -48,6 +48,7 @@ class Limits:
     max_temperature: float = 2.0
     max_seed: int = 2**31 - 1
     min_top_p: float = 0.05
+    max_chars: int = 100_000        # of a template or sequence as typed, read at most (see ``_check_size``)
 
 
 @dataclass
@@ -136,6 +137,14 @@ def _checked_top_p(value, limits: Limits) -> float:
     return top_p
 
 
+def _check_size(text, what: str, limits: Limits, max_len: int) -> None:
+    """Refuse a paste far longer than any template before parsing it: parsing a megabyte takes
+    seconds, and the check runs in the validator, on the server's event loop, where every page waits."""
+    if isinstance(text, str) and len(text) > limits.max_chars:
+        raise ValueError(f"{what} is {len(text):,} characters long; at most {limits.max_chars:,} are read "
+                         f"(one FASTA record of up to {max_len} positions)")
+
+
 class RequestError(ValueError):
     """A refused request; ``field`` names the input at fault, as ``generate``'s parameter is called."""
 
@@ -189,9 +198,14 @@ def check_request(model: Checkpoint, template: str, num_samples, steps, temperat
             raise ValueError(f"excluded residues must be text such as 'C' or 'CM'; got {exclude!r}")
         exclude = "".join(model.alphabet.residues[i] for i in sorted(model.alphabet.residue_ids(exclude)))
     with _checking("template"):
+        _check_size(template, "the template", limits, model.max_len)
         parsed = model.alphabet.parse_spec(template, model.max_len, exclude)
+    notices = list(parsed.notices)
+    if not parsed.spans and not parsed.fixed().num_designed:
+        notices.append("the template has no position to design (mark them with _ ? # X or a bracket), so every "
+                       "design is the template itself; to score a full sequence, use the Score tab (the score endpoint)")
     settings = Settings(parsed.text(model.alphabet.residues), num_samples, steps, temperature, seed, fold,
-                        model.source, list(parsed.notices), exclude, span_mode, sampler=sampler, top_p=top_p)
+                        model.source, notices, exclude, span_mode, sampler=sampler, top_p=top_p)
     return parsed, settings
 
 
@@ -392,10 +406,11 @@ class Scored:
         return paths
 
 
-def check_score_request(model: Checkpoint, text: str) -> tuple[str, list[int]]:
+def check_score_request(model: Checkpoint, text: str, limits: Limits = Limits()) -> tuple[str, list[int]]:
     """Parse ``text`` by the template rules (no masks allowed): (a file-safe name, residue ids)."""
     if not isinstance(text, str) or not text.strip():
         raise ValueError("paste a protein sequence to score (one-letter codes; a FASTA header line is fine)")
+    _check_size(text, "the sequence", limits, model.max_len)
     records = score.fasta_records(text)
     if len(records) > 1:
         raise ValueError(f"the input holds {len(records)} FASTA records; this scores one sequence at a time "
