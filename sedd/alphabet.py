@@ -275,11 +275,13 @@ class Alphabet:
         return all(ch in self._index for ch in sequence)
 
     # ---- templates ---------------------------------------------------------------------------
-    def _allowed_text(self) -> str:
+    def allowed_text(self, designing: bool = True) -> str:
+        """What a template may hold, for error messages; ``designing=False``: a full sequence's rules
+        (the same, without designed positions and brackets)."""
         return (f"allowed: residues {self.residues}"
                 + (" (either case)" if self.case_insensitive else "")
-                + f", designed positions {' '.join(self.mask_chars)}"
-                + (", brackets [n] [a-b] [KR] [^C]" if "[" not in self._index else "")
+                + (f", designed positions {' '.join(self.mask_chars)}" if designing else "")
+                + (", brackets [n] [a-b] [KR] [^C]" if designing and "[" not in self._index else "")
                 + "; whitespace, digits, one FASTA header line and a trailing * are ignored")
 
     def residue_ids(self, text: str, what: str = "excluded residues") -> frozenset[int]:
@@ -388,7 +390,7 @@ class Alphabet:
             elif ch in self._index:
                 parts.append(Slot(self._index[ch]))
             elif not (ch.isspace() or ch.isdigit()):
-                raise ValueError(f"invalid character {describe_char(ch)} at position {pos}; {self._allowed_text()}")
+                raise ValueError(f"invalid character {describe_char(ch)} at position {pos}; {self.allowed_text()}")
             i += 1
         spec = TemplateSpec(tuple(parts), self.mask_id, tuple(notices))
         self._check_length(spec, max_len)

@@ -61,6 +61,7 @@ import time
 from pathlib import Path
 
 from . import checkpoint as ckpt
+from .cli import SEED
 from .data import Dataset, describe_dropped, read_clusters, read_fasta, split
 from .hmm import HMM_NAME, check_file as check_hmm_file, family_metrics, load as load_hmm
 from .likelihood import elbo_to_precision, length_nll, unigram_nll
@@ -77,9 +78,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--clusters", help="cluster<TAB>member TSV: evaluate on the cluster-held-out part of --data "
                                       "that training split off (the rest is the reference)")
     p.add_argument("--val-fraction", type=float, default=0.05, help="with --clusters: training's validation fraction")
-    p.add_argument("--split-seed", type=int, default=0, help="with --clusters: training's --seed")
+    p.add_argument("--split-seed", type=SEED, default=0, help="with --clusters: training's --seed")
     p.add_argument("--max-seqs", type=int, help="evaluate a seeded random subset of N sequences")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--t-samples", type=int, default=4, help="t samples per sequence in the first ELBO round")
     p.add_argument("--target-stderr", type=float, default=0.01, help="add t samples until the ELBO error is below this")
     p.add_argument("--max-t-samples", type=int, default=1024, help="stop adding t samples here")

@@ -20,6 +20,7 @@ import time
 import torch
 
 from . import checkpoint as ckpt
+from .cli import COUNT, POSITIVE, PROBABILITY_MASS, SEED
 from .design import Plan, Request, decode_rows, plan_designs, stream, to_fasta
 from .sampler import STRATEGIES, last_frame
 from .spans import SPAN_LENGTH_MODES, TOP
@@ -41,10 +42,10 @@ def main(argv: list[str] | None = None) -> int:
                                          "[a-b] for a span whose length the model chooses, [KR] or [^C] for a "
                                          "position restricted to (or barred from) residues")
     what.add_argument("--length", help="N residues, all designed, or 'auto' to draw lengths from the training data")
-    p.add_argument("--num-samples", type=int, default=1)
-    p.add_argument("--steps", type=int, default=128)
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=None, help="default: a random seed, printed with --json")
+    p.add_argument("--num-samples", type=COUNT, default=1)
+    p.add_argument("--steps", type=COUNT, default=128)
+    p.add_argument("--temperature", type=POSITIVE, default=1.0)
+    p.add_argument("--seed", type=SEED, default=None, help="default: a random seed, printed with --json")
     p.add_argument("--omit", default="", metavar="RESIDUES",
                    help="residues never placed at a designed position, e.g. C or CM")
     p.add_argument("--span-lengths", choices=SPAN_LENGTH_MODES, default="sample",
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
                         "or all take the most probable (map)")
     p.add_argument("--sampler", default="tau-leaping", choices=STRATEGIES,
                    help="which masked positions to reveal each step (default: tau-leaping, the exact process)")
-    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling: keep the most probable residues "
+    p.add_argument("--top-p", type=PROBABILITY_MASS, default=1.0, help="nucleus sampling: keep the most probable residues "
                                                             "up to this mass (default 1 = off)")
     p.add_argument("--no-cache", action="store_true", help="evaluate the network at every step (speed reference)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of FASTA")

@@ -45,6 +45,7 @@ import numpy as np
 import torch
 
 from . import checkpoint as ckpt
+from .cli import SEED
 from .data import Dataset
 from .likelihood import elbo_to_precision, estimate_elbo
 
@@ -69,7 +70,7 @@ def parse_sequence(model: ckpt.Checkpoint, text: str) -> list[int]:
     try:
         spec = model.alphabet.parse_spec(text, model.max_len)
     except ValueError as e:                 # the template parser's words, said of a sequence
-        message = str(e)
+        message = str(e).replace(model.alphabet.allowed_text(), model.alphabet.allowed_text(designing=False))
         raise ValueError(empty if message.startswith("template is empty")
                          else re.sub(r"^template\b", "the sequence", message)) from None
     if spec.spans:
@@ -291,7 +292,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--scan", action="store_true", help="add the single-substitution scan (L × 20)")
     p.add_argument("--mutations", help="ProteinGym-style CSV with a 'mutant' column (A23V or A23V:G45K, 1-based)")
     p.add_argument("--out", help="where --mutations writes the CSV with a sedd_score column")
-    p.add_argument("--seed", type=int, default=0, help="seed of the ELBO's random times (default 0)")
+    p.add_argument("--seed", type=SEED, default=0, help="seed of the ELBO's random times (default 0)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     return p
 

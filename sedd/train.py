@@ -26,6 +26,7 @@ import torch.distributed as dist
 
 from . import checkpoint as ckpt
 from .alphabet import PROTEIN, Alphabet
+from .cli import COUNT, COUNT_OR_ZERO, FRACTION, POSITIVE, POSITIVE_OR_ZERO, SEED
 from .data import bucketed_batches, collate, describe_dropped, read_clusters, read_fasta, split
 from .likelihood import estimate_elbo, unigram_nll
 from .loss import diffusion_loss
@@ -581,27 +582,6 @@ def train(cfg: TrainConfig) -> Path:
             dist.destroy_process_group()
 
 
-def _checked(convert, ok, allowed: str):
-    """An argparse ``type`` that also refuses out-of-range values, saying what is allowed (argparse
-    then stops with ``error: argument --flag: ...`` and exit code 2)."""
-    def parse(text: str):
-        try:
-            value = convert(text)
-        except ValueError:
-            value = None
-        if value is None or not ok(value):
-            raise argparse.ArgumentTypeError(f"{text!r} is not {allowed}")
-        return value
-    return parse
-
-
-COUNT = _checked(int, lambda v: v > 0, "a whole number above 0")
-COUNT_OR_ZERO = _checked(int, lambda v: v >= 0, "a whole number, 0 or more")
-POSITIVE = _checked(float, lambda v: 0 < v < math.inf, "a number above 0")
-POSITIVE_OR_ZERO = _checked(float, lambda v: 0 <= v < math.inf, "a number, 0 or more")
-FRACTION = _checked(float, lambda v: 0 <= v < 1, "a number from 0 up to (not including) 1")
-
-
 def _alphabet_arg(text: str) -> Alphabet:
     try:
         return Alphabet(text, mask_chars="_")
@@ -662,7 +642,7 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"early stop after this many evaluations without improvement, 0 = never ({_default('patience')})")
     p.add_argument("--checkpoint-minutes", type=POSITIVE_OR_ZERO,
                    help=f"save every M minutes, 0 = every step ({_default('checkpoint_minutes')})")
-    p.add_argument("--seed", type=int, help=_default("seed"))
+    p.add_argument("--seed", type=SEED, help=_default("seed"))
     p.add_argument("--device", type=_device_arg, help="cuda, cuda:N, mps or cpu (default: the best available)")
     p.add_argument("--alphabet", type=_alphabet_arg, help="residue characters (default: the 20 amino acids)")
     return p

@@ -8,7 +8,10 @@ from sedd.sample import main
 
 
 def run_cli(capsys, *args):
-    code = main([str(a) for a in args])
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as e:                 # argparse refusing a flag's value
+        code = e.code
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -56,10 +59,13 @@ def test_random_seed_is_reported(capsys, tiny_checkpoint):
     (["--length", "0"], "between 1 and 128"),
     (["--length", "ten"], "positive integer or 'auto'"),
     (["--length", "500"], "between 1 and 128"),
-    (["--template", "M__", "--steps", "0"], "steps must be at least 1"),
-    (["--template", "M__", "--num-samples", "0"], "num_samples must be at least 1"),
-    (["--template", "M__", "--temperature", "0"], "temperature must be > 0"),
-    (["--template", "M__", "--seed", "-3"], "seed must be"),
+    (["--template", "M__", "--steps", "0"], "argument --steps: '0' is not a whole number above 0"),
+    (["--template", "M__", "--num-samples", "0"], "argument --num-samples: '0' is not a whole number above 0"),
+    (["--template", "M__", "--temperature", "0"], "argument --temperature: '0' is not a number above 0"),
+    (["--template", "M__", "--seed", "-3"], "argument --seed: '-3' is not a whole number from 0 to 2**63 - 1"),
+    (["--template", "M__", "--seed", str(2**64)], "is not a whole number from 0 to 2**63 - 1"),
+    (["--template", "M__", "--top-p", "1.5"], "argument --top-p: '1.5' is not a number above 0 and at most 1"),
+    (["--template", "M__", "--temperature", "nan"], "argument --temperature: 'nan' is not a number above 0"),
     (["--template", "MK[2-10"], "'[' at position 3 is never closed"),
     (["--template", "MK[9-2]G"], "bracket [9-2] at position 3: a span [a-b] needs a ≤ b"),
     (["--template", "MK[C]G", "--omit", "c"], "the bracket at position 3 allows only C, all of which are excluded"),

@@ -188,11 +188,15 @@ def test_the_template_rules_apply_and_masks_are_refused(tiny, capsys):
     assert code == 2 and "scoring needs a full sequence, but span [2-3] at position 4 leaves its length open" in err
     code, _, err = run_cli(capsys, "--checkpoint", directory, "--sequence", "MKVBGF")
     assert code == 2 and "'B' at position 4" in err
+    assert "allowed: residues" in err and "designed positions" not in err and "brackets" not in err  # not for a score
     code, out, err = run_cli(capsys, "--checkpoint", directory, "--sequence", ">a\nMKV\n>b\nGFW", "--json")
     assert code == 0 and [e["sequence"] for e in json.loads(out)["sequences"]] == ["MKV"]
     assert "holds 2 FASTA records; scoring the first one only" in err
     code, _, err = run_cli(capsys, "--checkpoint", directory, "--sequence", " \n")
     assert code == 2 and "the sequence is empty" in err
+    with pytest.raises(SystemExit) as refused:       # an int64 overflow inside torch before
+        run_cli(capsys, "--checkpoint", directory, "--sequence", SEQ, "--seed", str(2**64))
+    assert refused.value.code == 2 and "--seed: '18446744073709551616' is not a whole number" in capsys.readouterr().err
 
 
 def test_readable_table(tiny, capsys):

@@ -1,0 +1,31 @@
+"""argparse types shared by the command-line tools: each refuses an out-of-range value, saying what
+is allowed (argparse then stops with ``error: argument --flag: ...`` and exit code 2) before
+anything is loaded or computed."""
+from __future__ import annotations
+
+import argparse
+import math
+
+MAX_SEED = 2**63 - 1          # torch.Generator.manual_seed takes a 64-bit signed integer
+
+
+def checked(convert, ok, allowed: str):
+    """An argparse ``type``: ``convert`` the text, and refuse it unless ``ok(value)``."""
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not ok(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {allowed}")
+        return value
+    return parse
+
+
+COUNT = checked(int, lambda v: v > 0, "a whole number above 0")
+COUNT_OR_ZERO = checked(int, lambda v: v >= 0, "a whole number, 0 or more")
+POSITIVE = checked(float, lambda v: 0 < v < math.inf, "a number above 0")
+POSITIVE_OR_ZERO = checked(float, lambda v: 0 <= v < math.inf, "a number, 0 or more")
+FRACTION = checked(float, lambda v: 0 <= v < 1, "a number from 0 up to (not including) 1")
+PROBABILITY_MASS = checked(float, lambda v: 0 < v <= 1, "a number above 0 and at most 1")
+SEED = checked(int, lambda v: 0 <= v <= MAX_SEED, "a whole number from 0 to 2**63 - 1")
