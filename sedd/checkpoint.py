@@ -214,6 +214,19 @@ def named(name_or_path: str | Path | None) -> str | Path:
     return name_or_path or os.environ.get("SEDD_CHECKPOINT") or DEFAULT_CHECKPOINT
 
 
+def shown(source: str | Path) -> str:
+    """A checkpoint as a user should see it in a command: relative to the working directory when it
+    lies inside it (``checkpoints/acyp``, which works from the repository root), else as given; a
+    server's absolute paths mean nothing to a visitor and show its file system."""
+    path = Path(source).expanduser()
+    if path.is_absolute():
+        try:
+            return str(path.relative_to(Path.cwd()))
+        except ValueError:
+            pass
+    return str(source)
+
+
 def default_for_device(device: str | torch.device) -> str | Path:
     """The model to serve when none is named: $SEDD_CHECKPOINT if set; else, on a GPU,
     ``checkpoints/acyp-base`` when it holds a checkpoint; else the CPU model ``checkpoints/acyp``."""

@@ -21,7 +21,7 @@ import torch
 
 from . import render, score
 from .alphabet import Template, TemplateSpec
-from .checkpoint import Checkpoint, atomic_write_text
+from .checkpoint import Checkpoint, atomic_write_text, shown
 from .design import Request, decode_rows, plan_for_spec, stream, to_fasta
 from .sampler import STRATEGIES
 from .fold import FoldError, FoldResult
@@ -205,7 +205,7 @@ def check_request(model: Checkpoint, template: str, num_samples, steps, temperat
         notices.append("the template has no position to design (mark them with _ ? # X or a bracket), so every "
                        "design is the template itself; to score a full sequence, use the Score tab (the score endpoint)")
     settings = Settings(parsed.text(model.alphabet.residues), num_samples, steps, temperature, seed, fold,
-                        model.source, notices, exclude, span_mode, sampler=sampler, top_p=top_p)
+                        shown(model.source), notices, exclude, span_mode, sampler=sampler, top_p=top_p)
     return parsed, settings
 
 

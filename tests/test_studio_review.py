@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import gradio as gr
 import pytest
@@ -87,3 +88,16 @@ def test_the_final_output_holds_the_last_frame(served):
     final = Client(served, verbose=False).predict(TEMPLATE, 2, 16, 3, api_name="/generate")
     assert isinstance(final[1], str) and 'class="frame" data-step="16"' in final[1]
     assert final[1].count('class="frame-row"') == 2
+
+
+def test_settings_name_the_checkpoint_as_the_user_can_use_it(model, monkeypatch, capsys, tmp_path):
+    """settings.json's command names the checkpoint relative to the working directory (a Space's
+    /home/user/app/... is nobody else's path), and it still draws the same designs from there."""
+    from sedd import sample
+    folder = Path(model.source).resolve()
+    monkeypatch.chdir(folder.parent)
+    _, settings = studio.check_request(model, TEMPLATE, 2, 16, 1.0, 7, "off")
+    assert settings.checkpoint == folder.name and f"--checkpoint {folder.name} " in settings.command()
+    assert sample.main(settings.command().split()[3:]) == 0
+    monkeypatch.chdir(tmp_path)                                 # elsewhere: the path as loaded
+    assert studio.check_request(model, TEMPLATE, 2, 16, 1.0, 7, "off")[1].checkpoint == model.source
