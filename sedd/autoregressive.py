@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from . import checkpoint as ckpt
 from .data import Dataset, bucketed_batches, collate
-from .model import ModelConfig, ScoreNetwork, preset
+from .model import ModelConfig, ScoreNetwork, device_of, preset
 from .train import Trainer
 
 
@@ -76,7 +76,7 @@ def exact_nll(model: ScoreNetwork, data: Dataset, tokens_per_batch: int = 16384,
     to each sequence. Exact for this set of sequences: no Monte Carlo error, unlike SEDD's ELBO.
     ``per_sequence``: each sequence's residue nats (for paired comparisons).
     """
-    device = device or next(model.parameters()).device
+    device = device or device_of(model)
     was_training = model.training
     model.eval()
     residue = torch.zeros(len(data), dtype=torch.float64)
@@ -107,7 +107,7 @@ def sample(model: ScoreNetwork, num_samples: int, *, generator: torch.Generator 
     assert cfg.causal, "ancestral sampling needs a causal network (ModelConfig(causal=True))"
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
-    device = next(model.parameters()).device
+    device = device_of(model)
     end, bos = cfg.vocab_size - 1, cfg.vocab_size
     most = cfg.max_len - 1
     x = torch.full((num_samples, 1), bos, dtype=torch.long, device=device)
@@ -129,7 +129,7 @@ def draw_samples(model: ckpt.Checkpoint, num_samples: int, *, seed: int = 0, bat
     """Unconditional samples of an autoregressive checkpoint; the model chooses each length (END)."""
     from tqdm.auto import tqdm
 
-    device = next(model.model.parameters()).device
+    device = device_of(model.model)
     sequences: list[str] = []
     for b in tqdm(range(0, num_samples, batch_size), disable=not progress, leave=False, desc="sampling batches"):
         generator = torch.Generator(device).manual_seed(seed + b // batch_size)

@@ -120,10 +120,10 @@ def _check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
         p.error("--fold folds the samples: give --samples N --reference FASTA")
     if a.hmm is not None and a.samples is None:
         p.error("--hmm scores the samples: give --samples N --reference FASTA (or --clusters)")
-    for name in ("max_seqs", "samples", "t_samples", "max_t_samples", "batch_size"):
-        value = getattr(a, name)
-        if value is not None and value < 1:
-            p.error(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    for name, least in (("max_seqs", 1), ("samples", 1), ("t_samples", 2), ("max_t_samples", 2), ("batch_size", 1)):
+        value = getattr(a, name)             # two times per sequence at least: a standard error needs them
+        if value is not None and value < least:
+            p.error(f"--{name.replace('_', '-')} must be at least {least}, got {value}")
     ckpt.check_device(a.device)
     if a.hmm is not None:
         check_hmm_file(a.hmm)

@@ -27,6 +27,7 @@ import torch
 
 from .data import Dataset, bucketed_batches, collate
 from .loss import diffusion_loss
+from .model import device_of
 from .schedule import LogLinearSchedule
 
 T_SAMPLES_PER_ROUND = 64     # bounds one forward at ≤ 64 copies of a sequence
@@ -42,14 +43,17 @@ def estimate_elbo(model, data: Dataset, schedule: LogLinearSchedule, mask_id: in
     ``pad_id``). Times and masks come from generators seeded with ``seed`` (the masks' on the
     model's device), so the estimate is the same on every call, rank and resume.
 
-    ``observed``: one bool list per sequence; when given, only those positions are scored and the
+    ``observed``: one bool list per sequence, as long as it; when given, only those positions are scored and the
     others stay masked (partial observations). ``per_sequence`` holds each sequence's bound in
     nats (summed over its scored positions, averaged over the K times), ``per_sequence_stderr``
     its Monte Carlo error.
     """
     from tqdm.auto import tqdm
 
-    device = torch.device(device) if device is not None else next(model.parameters()).device
+    if observed is not None and (len(observed) != len(data)
+                                 or any(len(o) != len(t) for o, t in zip(observed, data.tokens))):
+        raise ValueError("observed needs one bool list per sequence, as long as the sequence")
+    device = torch.device(device) if device is not None else device_of(model)
     pad_id = model.pad_id if pad_id is None else pad_id
     was_training = model.training
     model.eval()
@@ -59,23 +63,25 @@ def estimate_elbo(model, data: Dataset, schedule: LogLinearSchedule, mask_id: in
     K = t_samples
     per_seq = torch.zeros(len(data), K, dtype=torch.float64)
     batches = bucketed_batches([len(t) for t in data.tokens], max(1, tokens_per_batch // K), seed)
-    for batch in tqdm(batches, desc="ELBO", disable=not progress, leave=False):
-        x0, lengths = collate([data.tokens[i] for i in batch], pad_id=pad_id)
-        B = len(batch)
-        strata = (torch.arange(K).repeat(B) + torch.rand(B * K, generator=gen)) / K          # [B·K]
-        t = schedule.eps + (1 - schedule.eps) * strata
-        obs = None
-        if observed is not None:
-            obs = torch.zeros_like(x0, dtype=torch.bool)
-            for row, i in enumerate(batch):
-                obs[row, :len(observed[i])] = torch.as_tensor(observed[i], dtype=torch.bool)
-            obs = obs.repeat_interleave(K, 0).to(device)
-        # one forward per (sequence, time): repeat each sequence K times
-        nats = diffusion_loss(model, x0.repeat_interleave(K, 0).to(device), lengths.repeat_interleave(K).to(device),
-                              schedule, mask_id, t=t.to(device), generator=mask_gen,
-                              observed=obs, pad_id=pad_id)
-        per_seq[batch] = nats.double().cpu().view(B, K)
-    model.train(was_training)
+    try:
+        for batch in tqdm(batches, desc="ELBO", disable=not progress, leave=False):
+            x0, lengths = collate([data.tokens[i] for i in batch], pad_id=pad_id)
+            B = len(batch)
+            strata = (torch.arange(K).repeat(B) + torch.rand(B * K, generator=gen)) / K          # [B·K]
+            t = schedule.eps + (1 - schedule.eps) * strata
+            obs = None
+            if observed is not None:
+                obs = torch.zeros_like(x0, dtype=torch.bool)
+                for row, i in enumerate(batch):
+                    obs[row, :len(observed[i])] = torch.as_tensor(observed[i], dtype=torch.bool)
+                obs = obs.repeat_interleave(K, 0).to(device)
+            # one forward per (sequence, time): repeat each sequence K times
+            nats = diffusion_loss(model, x0.repeat_interleave(K, 0).to(device), lengths.repeat_interleave(K).to(device),
+                                  schedule, mask_id, t=t.to(device), generator=mask_gen,
+                                  observed=obs, pad_id=pad_id)
+            per_seq[batch] = nats.double().cpu().view(B, K)
+    finally:
+        model.train(was_training)
     n_res = data.num_residues() if observed is None else sum(sum(o) for o in observed)
     elbo = per_seq.sum().item() / (K * max(n_res, 1))
     var = per_seq.var(dim=1, unbiased=True).sum().item() / K if K > 1 else float("nan")
@@ -123,16 +129,19 @@ def elbo_to_precision(model, data: Dataset, schedule: LogLinearSchedule, mask_id
                       pad_id: int | None = None) -> dict:
     """``estimate_elbo`` repeated with fresh times until its standard error is below ``target_stderr``.
 
-    Starts with ``t_samples`` times per sequence; each further round asks for the K the pooled
-    variance predicts, K_needed = K·(SE/target)²·1.1, capped at ``max_t_samples`` in all (rounds
-    combine as in the module docstring). Returns ``estimate_elbo``'s keys, ``t_samples`` = the
+    Starts with ``t_samples`` times per sequence (at most ``max_t_samples``); each further round
+    asks for the K the pooled variance predicts, K_needed = K·(SE/target)²·1.1, capped at
+    ``max_t_samples`` in all (rounds combine as in the module docstring). Returns ``estimate_elbo``'s keys, ``t_samples`` = the
     total K, plus ``elbo_target_stderr`` and ``elbo_target_met``; ``per_sequence`` and its error
     are pooled over the rounds the same way.
     """
-    if t_samples < 2:
-        raise ValueError(f"t_samples must be at least 2 to estimate a standard error, got {t_samples}")
+    if t_samples < 2 or max_t_samples < 2:
+        raise ValueError("t_samples and max_t_samples must be at least 2 to estimate a standard error, "
+                         f"got {t_samples} and {max_t_samples}")
+    if not target_stderr > 0:
+        raise ValueError(f"target_stderr must be more than 0 (nats/residue), got {target_stderr}")
     rounds: list[tuple[int, float, float]] = []              # (K_r, ELBO_r, SE_r)
-    first, k_next = None, t_samples
+    first, k_next = None, min(t_samples, max_t_samples)      # the cap holds for the first round too
     seq_sum = torch.zeros(len(data), dtype=torch.float64)    # Σ_r K_r · mean_r
     seq_var = torch.zeros(len(data), dtype=torch.float64)    # Σ_r K_r² · SE_r²
     while True:

@@ -187,6 +187,12 @@ class ScoreNetwork(nn.Module):
         return self.head(h).float()                                        # (B, L, V)
 
 
+def device_of(net: nn.Module) -> torch.device:
+    """The device a network's parameters live on (the CPU for one without parameters): where its
+    inputs go when the caller does not say."""
+    return next((p.device for p in net.parameters()), torch.device("cpu"))
+
+
 def weights_from_causal_twin(twin: dict[str, torch.Tensor], fresh: dict[str, torch.Tensor],
                              num_residues: int) -> dict[str, torch.Tensor]:
     """A diffusion network's state dict that starts from its causal twin's trained weights.

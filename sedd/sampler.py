@@ -40,6 +40,7 @@ from typing import Iterator, Sequence
 
 import torch
 
+from .model import device_of
 from .process import stay_masked_prob
 from .schedule import LogLinearSchedule
 
@@ -226,7 +227,7 @@ def sample(model: torch.nn.Module, templates: Sequence[Sequence[int]] | torch.Lo
     """
     _check(strategy, steps, temperature, top_p, seed, eta, remask_budget, order_noise)
     pad_id = mask_id + 1
-    device = torch.device(device) if device is not None else next(model.parameters()).device
+    device = torch.device(device) if device is not None else device_of(model)
     # Tokens, cached probabilities and draws live on the CPU in float64 (MPS has no float64, and
     # B×L×V numbers per evaluation are cheap to move); only the network runs on ``device``.
     x = templates.clone().cpu() if isinstance(templates, torch.Tensor) else pad_templates(templates, pad_id)

@@ -48,6 +48,7 @@ from . import checkpoint as ckpt
 from .cli import SEED
 from .data import Dataset
 from .likelihood import elbo_to_precision, estimate_elbo
+from .model import device_of
 
 ELBO_T_SAMPLES = 64          # times in the first round: one forward of 64 copies of the sequence
 ELBO_TARGET_STDERR = 0.05    # nats/residue; ~120 times for a 100-residue natural ACYP
@@ -107,7 +108,7 @@ def masked_log_probs(model: ckpt.Checkpoint, tokens: list[int], site_sets: list[
     [|S|, V] per set, rows in the order of S.
     """
     net = model.model
-    device = next(net.parameters()).device
+    device = device_of(net)
     x = torch.tensor(tokens, dtype=torch.long, device=device)
     out: list[torch.Tensor] = []
     for start in range(0, len(site_sets), rows_per_pass):

@@ -33,6 +33,7 @@ import torch
 
 from .alphabet import TemplateSpec
 from .loss import masked_cross_entropy
+from .model import device_of
 
 MAX_ENUMERATED = 200        # combinations scored jointly; more are chosen span by span
 TOP = 10                    # combinations reported in ``top``
@@ -68,7 +69,7 @@ def observed_log_likelihoods(model, spec: TemplateSpec, combos: list[tuple[int, 
     from tqdm.auto import tqdm
 
     net, schedule, mask_id = model.model, model.schedule, model.alphabet.mask_id
-    device = next(net.parameters()).device
+    device = device_of(net)
     was_training = net.training
     net.eval()
     gen = torch.Generator().manual_seed(int(seed))
@@ -77,26 +78,28 @@ def observed_log_likelihoods(model, spec: TemplateSpec, combos: list[tuple[int, 
                                              + torch.rand(K, generator=gen, dtype=torch.float64)) / K    # [K]
     hidden = None                                                   # [K, given]: masked at t_k
     out = []
-    for combo in tqdm(combos, desc="span lengths", disable=not progress, leave=False):
-        if check is not None:
-            check()                                  # may raise: the caller abandons the estimate (Stop)
-        tpl = spec.expand(combo)
-        given = torch.tensor([i for i, d in enumerate(tpl.designed) if not d], dtype=torch.long)
-        if len(given) == 0:                          # nothing given: every layout is equally likely
-            out.append(0.0)
-            continue
-        if hidden is None:                           # the same count of given residues in every layout
-            hidden = torch.rand(K, len(given), generator=gen, dtype=torch.float64) < schedule.mask_prob(t).unsqueeze(1)
-        x0 = torch.tensor(tpl.tokens, dtype=torch.long)
-        x_t = torch.full((K, len(tpl)), mask_id, dtype=torch.long)                                  # [K, n]
-        x_t[:, given] = torch.where(hidden, mask_id, x0[given].expand(K, -1))
-        scored = torch.zeros(K, len(tpl), dtype=torch.bool)
-        scored[:, given] = hidden
-        logits = net(x_t.to(device))
-        nats = masked_cross_entropy(logits, x0.clamp(max=mask_id - 1).expand(K, -1).to(device),
-                                    scored.to(device)).double().cpu() / t                              # [K]
-        out.append(-nats.mean().item())
-    net.train(was_training)
+    try:
+        for combo in tqdm(combos, desc="span lengths", disable=not progress, leave=False):
+            if check is not None:
+                check()                                  # may raise: the caller abandons the estimate (Stop)
+            tpl = spec.expand(combo)
+            given = torch.tensor([i for i, d in enumerate(tpl.designed) if not d], dtype=torch.long)
+            if len(given) == 0:                          # nothing given: every layout is equally likely
+                out.append(0.0)
+                continue
+            if hidden is None:                           # the same count of given residues in every layout
+                hidden = torch.rand(K, len(given), generator=gen, dtype=torch.float64) < schedule.mask_prob(t).unsqueeze(1)
+            x0 = torch.tensor(tpl.tokens, dtype=torch.long)
+            x_t = torch.full((K, len(tpl)), mask_id, dtype=torch.long)                                  # [K, n]
+            x_t[:, given] = torch.where(hidden, mask_id, x0[given].expand(K, -1))
+            scored = torch.zeros(K, len(tpl), dtype=torch.bool)
+            scored[:, given] = hidden
+            logits = net(x_t.to(device))
+            nats = masked_cross_entropy(logits, x0.clamp(max=mask_id - 1).expand(K, -1).to(device),
+                                        scored.to(device)).double().cpu() / t                              # [K]
+            out.append(-nats.mean().item())
+    finally:                                         # a Stop (``check``) must not leave it in eval mode
+        net.train(was_training)
     return out
 
 

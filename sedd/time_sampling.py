@@ -66,9 +66,10 @@ class ImportanceTimes(StratifiedTimes):
     def proposal(self) -> torch.Tensor:
         """q_k, the probability of each bin [K] (uniform until every bin has ``min_count`` draws)."""
         uniform = torch.full((self.bins,), 1.0 / self.bins, dtype=torch.float64)
-        if int(self.count.min()) < self.min_count:
+        root = self.second_moment.sqrt()
+        if int(self.count.min()) < self.min_count or not root.sum() > 0:    # f = 0 everywhere: nothing to adapt to
             return uniform
-        adaptive = self.second_moment.sqrt() / self.second_moment.sqrt().sum()
+        adaptive = root / root.sum()
         return (1 - self.uniform_share) * adaptive + self.uniform_share * uniform
 
     def prepare(self, x0, lengths, generator):

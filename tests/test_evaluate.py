@@ -310,7 +310,9 @@ def test_update_config_records_exactly_the_printed_result(ckpt_dir, clustered_fa
     (["--clusters", "x.tsv", "--reference", "y.fasta"], "give one of --reference and --clusters"),
     (["--clusters", "x.tsv", "--val-fraction", "1.5"], "--val-fraction must be between 0 and 1"),
     (["--seed", str(2**64)], "argument --seed: '18446744073709551616' is not a whole number from 0 to 2**63 - 1"),
-    (["--split-seed", "-1"], "argument --split-seed: '-1' is not a whole number from 0")])
+    (["--split-seed", "-1"], "argument --split-seed: '-1' is not a whole number from 0"),
+    (["--t-samples", "1"], "--t-samples must be at least 2, got 1"),
+    (["--max-t-samples", "1"], "--max-t-samples must be at least 2, got 1")])
 def test_split_and_reference_options_are_checked(ckpt_dir, family_fasta, extra, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         ev.main(["--checkpoint", str(ckpt_dir), "--data", str(family_fasta), *extra])

@@ -118,6 +118,58 @@ def test_elbo_to_precision_never_draws_more_times_than_its_cap(cap):
     assert cap - 1 <= result["t_samples"] <= cap and not result["elbo_target_met"]
 
 
+@pytest.mark.parametrize("cap", [2, 3])
+def test_elbo_to_precision_caps_its_first_round_too(cap):
+    """A first round of more times than the cap is cut to the cap, not run whole."""
+    sequences, profile = profile_family(4, 20, seed=3)
+    result = likelihood.elbo_to_precision(FixedProfile(profile), as_dataset(sequences), S, MASK, t_samples=8,
+                                          target_stderr=1e-9, max_t_samples=cap, seed=0)
+    assert result["t_samples"] == cap and not result["elbo_target_met"]
+
+
+def test_elbo_to_precision_refuses_a_target_or_cap_it_cannot_work_with():
+    sequences, profile = profile_family(2, 10, seed=3)
+    model, data = FixedProfile(profile), as_dataset(sequences)
+    with pytest.raises(ValueError, match="target_stderr must be more than 0"):
+        likelihood.elbo_to_precision(model, data, S, MASK, t_samples=4, target_stderr=0.0, max_t_samples=64)
+    with pytest.raises(ValueError, match="max_t_samples must be at least 2"):
+        likelihood.elbo_to_precision(model, data, S, MASK, t_samples=4, max_t_samples=1)
+
+
+def test_observed_lists_must_match_the_sequences():
+    """An observed list longer than its sequence would count residues that are never scored."""
+    sequences, profile = profile_family(3, 20, seed=3)
+    data = as_dataset([sequences[0], sequences[1][:10], sequences[2]])
+    with pytest.raises(ValueError, match="one bool list per sequence"):
+        likelihood.estimate_elbo(FixedProfile(profile), data, S, MASK, t_samples=2, observed=[[True] * 20] * 3)
+    with pytest.raises(ValueError, match="one bool list per sequence"):
+        likelihood.estimate_elbo(FixedProfile(profile), data, S, MASK, t_samples=2, observed=[[True] * 20])
+
+
+def test_estimate_elbo_restores_the_training_mode_when_it_fails():
+    sequences, profile = profile_family(2, 10, seed=3)
+
+    class Breaks(FixedProfile):
+        def forward(self, x_t):
+            raise RuntimeError("out of memory")
+
+    model = Breaks(profile).train()
+    with pytest.raises(RuntimeError, match="out of memory"):
+        likelihood.estimate_elbo(model, as_dataset(sequences), S, MASK, t_samples=2)
+    assert model.training
+
+
+def test_elbo_of_a_network_without_parameters():
+    class Uniform(torch.nn.Module):
+        pad_id = PAD
+
+        def forward(self, x_t):
+            return torch.zeros(*x_t.shape, V)
+
+    result = likelihood.estimate_elbo(Uniform(), as_dataset(["ACDEFGHIKLMNPQRSTVWY"]), S, MASK, t_samples=64, seed=0)
+    assert abs(result["elbo_nats_per_residue"] - (1 - S.eps) * math.log(20)) < 4 * result["elbo_stderr"]
+
+
 def test_elbo_stderr_matches_the_spread_of_independent_estimates():
     sequences, profile = profile_family(16, 40, seed=2, sharpness=2.0)
     model, data = FixedProfile(profile), as_dataset(sequences)

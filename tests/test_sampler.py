@@ -103,3 +103,14 @@ def test_float64_two_stage_draw_is_unbiased():
     assert (counts[6:] == 0).all()
     torch.testing.assert_close(counts[:6], probs[:6], atol=0.01, rtol=0.0)
     assert counts[5] > 0   # the 0.1 % tail is still sampled
+
+
+def test_a_network_without_parameters_runs_on_the_cpu():
+    """The device is the network's own; one without parameters (a fixed function) runs on the CPU."""
+    class Uniform(torch.nn.Module):
+        def forward(self, x):
+            return torch.zeros(*x.shape, PROTEIN.size)
+
+    for strategy in ("tau-leaping", "confidence", "remask"):
+        last = final(Uniform(), [template("MK___"), template("_")], steps=3, seed=0, strategy=strategy)
+        assert last.done and (last.tokens[0, :5] < PROTEIN.size).all() and last.tokens[1, 0] < PROTEIN.size

@@ -11,6 +11,7 @@ from sedd import checkpoint, spans
 from sedd.alphabet import PROTEIN
 from sedd.design import Request, decode_rows, plan_designs, stream
 from sedd.sampler import last_frame
+from sedd.schedule import LogLinearSchedule
 from sedd.spans import SpanPosterior, choose_lengths, log_length_prior, span_posterior
 from sedd.train import TrainConfig, train
 
@@ -115,6 +116,23 @@ def test_every_candidate_gets_the_same_times_and_masks(model):
     assert spans.observed_log_likelihoods(model, spec, [(1,), (2,), (3,), (4,)], t_samples=8, seed=11) == real
     assert spans.observed_log_likelihoods(model, PROTEIN.parse_spec("[2-3]", model.max_len), [(2,), (3,)],
                                           t_samples=8, seed=11) == [0.0, 0.0]      # nothing given
+
+
+def test_a_stop_during_the_estimate_leaves_the_network_in_its_mode():
+    """``check`` raising (the studio's Stop) abandons the estimate; the network keeps its training mode."""
+    net = ContextFree().train()
+    blind = checkpoint.Checkpoint(net, PROTEIN, LogLinearSchedule(), {})
+    spec = PROTEIN.parse_spec("MKV[1-4]GF", 64)
+    calls = []
+
+    def stop():
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("stop")
+
+    with pytest.raises(KeyboardInterrupt):
+        spans.observed_log_likelihoods(blind, spec, [(1,), (2,), (3,)], t_samples=4, seed=0, check=stop)
+    assert net.training
 
 
 def test_the_paired_bound_is_the_partial_observation_elbo(model):

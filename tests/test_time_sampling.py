@@ -50,6 +50,17 @@ def test_importance_weights_keep_the_expectation_and_the_proposal_follows_the_se
     assert (t < 0.05).float().mean() > 0.05 * 1.5          # small t drawn more often than under U[ε,1]
 
 
+def test_importance_stays_uniform_while_every_observed_loss_is_zero():
+    """f = 0 in every bin (a model already perfect on its data) gives no shape to follow: the proposal
+    stays uniform with unit weights rather than 0/0 = NaN weights, which would skip every step."""
+    sampler = ImportanceTimes(SCHEDULE, bins=4, min_count=2)
+    for _ in range(3):
+        sampler.observe(torch.tensor([0.1, 0.3, 0.6, 0.9]), torch.zeros(4))
+    assert torch.equal(sampler.proposal(), torch.full((4,), 0.25, dtype=torch.float64))
+    _, _, t, w = sampler.prepare(X0, LENGTHS, torch.Generator().manual_seed(0))
+    assert torch.isfinite(t).all() and torch.equal(w, torch.ones_like(w))
+
+
 def test_importance_state_round_trips():
     gen = torch.Generator().manual_seed(0)
     sampler = ImportanceTimes(SCHEDULE)
