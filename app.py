@@ -52,7 +52,7 @@ ROOT = Path(__file__).resolve().parent
 ASSETS = ROOT / "assets"
 EXAMPLES = json.loads((ASSETS / "examples.json").read_text())
 SCORE_EXAMPLES = json.loads((ASSETS / "score_examples.json").read_text())
-TOP_HEADERS = ["substitution", "score (nats)"]
+TOP_HEADERS = ["substitution", "log p(b) − log p(wt) (nats)"]
 SPAN_MODES = [("draw per design", "sample"), ("most probable", "map")]
 COLOR_CHOICES = {"pLDDT": "plddt", "designed vs fixed": "designed"}
 OUTPUT_MAX_AGE_S = 3600
@@ -536,7 +536,9 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
                     with gr.Column(scale=3):
                         color = gr.Radio(list(COLOR_CHOICES), value="pLDDT", label="Colour the structure by")
                         structure = gr.HTML(render.message_html("Structures appear here after folding."), elem_id="structure")
-                    plot = gr.Plot(label="Per-residue pLDDT (designed positions marked)", elem_id="plddt-plot", scale=2)
+                    # the title is the figure's own: Gradio's label floated over the plot's top left corner
+                    plot = gr.Plot(label="Per-residue pLDDT (designed positions marked)", show_label=False,
+                                   elem_id="plddt-plot", scale=2)
                 files = gr.File(label="Downloads: FASTA, PDBs, trajectory, settings", file_count="multiple",
                                 interactive=False, elem_id="downloads")
             with gr.Tab("Score", id="score"):
@@ -556,11 +558,14 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
                                               interactive=False, elem_id="score-downloads")
                 track = gr.Plot(label="Per-residue log-probability", show_label=False, elem_id="score-track")
                 heatmap = gr.Plot(label="Single-substitution scan", show_label=False, elem_id="score-heatmap")
-                with gr.Row():
-                    top = gr.Dataframe(headers=TOP_HEADERS, interactive=False, elem_id="score-top",
-                                       label="Top predicted substitutions", scale=1)
-                    with gr.Accordion("Scores as JSON (the API's output)", open=False):
-                        score_json = gr.JSON(elem_id="score-json")
+                with gr.Row():      # side by side on a wide screen, one above the other on a phone
+                    with gr.Column(min_width=320):
+                        top = gr.Dataframe(headers=TOP_HEADERS, interactive=False, elem_id="score-top",
+                                           label="Top predicted substitutions (highest first; > 0 = the model "
+                                                 "prefers the substitution to the wild type)")
+                    with gr.Column(min_width=320):
+                        with gr.Accordion("Scores as JSON (the API's output)", open=False):
+                            score_json = gr.JSON(elem_id="score-json")
                 design_sent = gr.State(None)
                 designs = gr.State([])
                 selected = gr.State(0)

@@ -79,8 +79,9 @@ def _row_html(sequence: str, states: str) -> str:
 
 
 def legend_frames() -> str:
-    return "".join(f'<span class="{_STATE_CLASS[s]}">{"A" if s != MASKED else "_"}</span> {_STATE_TITLE[s]} '
-                   for s in (FIXED, DESIGNED, NEW, MASKED))
+    """One sample residue per state and what it means, each kept on one line (a narrow screen wraps between them)."""
+    return " ".join(f'<span class="legend-item"><span class="{_STATE_CLASS[s]}">{"A" if s != MASKED else "_"}</span> '
+                    f'{_STATE_TITLE[s]}</span>' for s in (FIXED, DESIGNED, NEW, MASKED))
 
 
 def frame_html(sequences: list[str], states: list[str], step: int, steps: int, nfe: int, note: str = "") -> str:
@@ -186,15 +187,36 @@ def structure_html(pdb: str, plddt: list[float], designed: list[bool], title: st
             f"{legend_structure(color_by)}</div>")
 
 
-# ---- pLDDT plot ---------------------------------------------------------------------------------
+# ---- plots -----------------------------------------------------------------------------------------
+
+# Margins in inches, so that every per-position plot of one length puts a position at the same x
+# (the Score tab's track and heatmap are drawn one above the other, at the same width).
+_LEFT_IN, _RIGHT_IN, _TOP_IN, _BOTTOM_IN = 0.85, 1.15, 0.5, 0.85
+
+
+def _layout(fig: Figure, right_in: float = _RIGHT_IN, top_in: float = _TOP_IN) -> None:
+    """Margins in inches; and whole positions on the x axis (a short sequence was ticked at 2.5, 7.5, …)."""
+    from matplotlib.ticker import MaxNLocator
+
+    fig.axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))
+    w, h = fig.get_size_inches()
+    fig.subplots_adjust(left=_LEFT_IN / w, right=1 - right_in / w, bottom=_BOTTOM_IN / h, top=1 - top_in / h)
+
+
+def _legend_below(fig: Figure, ax) -> None:
+    """The legend under the axes, left-aligned with them: inside the axes it hid the data it sat on."""
+    fig.legend(*ax.get_legend_handles_labels(), loc="lower left", bbox_to_anchor=(ax.get_position().x0, 0.0),
+               ncol=3, fontsize=8, frameon=False)
+
 
 def plddt_figure(plddt: list[float], designed: list[bool]) -> Figure:
     """Per-residue pLDDT on the 50/70/90 bands, designed positions marked along the bottom.
 
     A bare ``Figure`` (not pyplot), so no global figure registry grows with every request.
     """
-    fig = Figure(figsize=(6.4, 3.0), dpi=100)
+    fig = Figure(figsize=(6.4, 3.4), dpi=100)
     ax = fig.add_subplot()
+    ax.set_title("Per-residue pLDDT (designed positions marked)", fontsize=10)
     x = list(range(1, len(plddt) + 1))
     uppers = [100.0] + [low for low, _, _ in PLDDT_BANDS[:-1]]
     for (low, color, label), high in zip(PLDDT_BANDS, uppers):
@@ -205,10 +227,11 @@ def plddt_figure(plddt: list[float], designed: list[bool]) -> Figure:
         ax.scatter(on, [2.0] * len(on), marker="|", s=60, color=DESIGNED_COLOR, label="designed position")
     ax.set_xlim(0.5, len(plddt) + 0.5)
     ax.set_ylim(0, 100)
+    ax.set_yticks([0, 50, 70, 90, 100])                  # the band boundaries
     ax.set_xlabel("residue")
     ax.set_ylabel("pLDDT")
-    ax.legend(loc="lower right", fontsize=8, framealpha=0.8)
-    fig.tight_layout()
+    _layout(fig, right_in=0.25, top_in=0.35)
+    _legend_below(fig, ax)
     return fig
 
 
@@ -233,13 +256,14 @@ def _mark_designed(ax, designed: list[bool] | None, y: float, label: str = "desi
 
 
 def _track_width(length: int) -> float:
-    """Figure width (inches) for a per-position plot: the track and the heatmap line up."""
+    """Figure width (inches) for a per-position plot: at one width and ``_layout``'s margins, the track
+    and the heatmap line up."""
     return min(max(6.0, 0.11 * length + 2.0), 18.0)
 
 
 def score_track_figure(log_probs: list[float], designed: list[bool] | None = None) -> Figure:
     """log p(x_i | x_{−i}) per position: low = the model finds the residue present surprising there."""
-    fig = Figure(figsize=(_track_width(len(log_probs)), 2.8), dpi=100)
+    fig = Figure(figsize=(_track_width(len(log_probs)), 3.1), dpi=100)
     ax = fig.add_subplot()
     ax.set_title("Per-residue log-probability, only that residue masked", fontsize=10)
     x = list(range(1, len(log_probs) + 1))
@@ -250,8 +274,8 @@ def score_track_figure(log_probs: list[float], designed: list[bool] | None = Non
     ax.set_ylim(min(min(log_probs), -1.0) * 1.05, 0.6)
     ax.set_xlabel("position")
     ax.set_ylabel("log p (nats)")
-    ax.legend(loc="lower right", fontsize=8, framealpha=0.8)
-    fig.tight_layout()
+    _layout(fig)
+    _legend_below(fig, ax)
     return fig
 
 
@@ -266,7 +290,7 @@ def scan_heatmap_figure(entry: dict, designed: list[bool] | None = None) -> Figu
     scores = np.asarray(entry["scan"]["scores"]).T                  # [V, L]
     residues, sequence = entry["scan"]["residues"], entry["sequence"]
     L = len(sequence)
-    fig = Figure(figsize=(_track_width(L), 4.4), dpi=100)
+    fig = Figure(figsize=(_track_width(L), 4.6), dpi=100)
     ax = fig.add_subplot()
     ax.set_title("Single-substitution scan: log p(b) − log p(wild type), only that position masked", fontsize=10)
     # one scale for both signs: a gain of 0.01 nats is as pale as a loss of 0.01 (a two-slope scale
@@ -274,12 +298,18 @@ def scan_heatmap_figure(entry: dict, designed: list[bool] | None = None) -> Figu
     norm = CenteredNorm(0.0, halfrange=max(float(np.abs(scores).max()), 1e-3))
     image = ax.imshow(scores, aspect="auto", cmap="RdBu", norm=norm, interpolation="nearest",
                       extent=(0.5, L + 0.5, len(residues) - 0.5, -0.5))
-    ax.scatter(range(1, L + 1), [residues.index(c) for c in sequence], s=6, color="black", label="wild type")
+    # a white rim: a bare black dot vanishes on the darkest red
+    ax.scatter(range(1, L + 1), [residues.index(c) for c in sequence], s=9, color="black", edgecolors="white",
+               linewidths=0.6, label="wild type")
     _mark_designed(ax, designed, -1.3)
     ax.set_yticks(range(len(residues)), list(residues), fontsize=7)
     ax.set_xlabel("position")
     ax.set_ylabel("substitution")
-    fig.colorbar(image, ax=ax, fraction=0.03, pad=0.01, label="log p(b) − log p(wt)")
-    ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.16), ncol=2, fontsize=8, frameon=False)
-    fig.tight_layout()
+    _layout(fig)
+    # the colour bar in the right margin, so the map's axes span the same x as the track's
+    w, _ = fig.get_size_inches()
+    box = ax.get_position()
+    fig.colorbar(image, cax=fig.add_axes((box.x1 + 0.1 / w, box.y0, 0.15 / w, box.height)),
+                 label="log p(b) − log p(wt)")
+    _legend_below(fig, ax)
     return fig

@@ -81,3 +81,77 @@ def test_the_scan_heatmap_shades_gains_and_losses_on_one_scale():
     image = render.scan_heatmap_figure(entry).axes[0].images[0]
     assert image.norm(0.01) == pytest.approx(0.5, abs=0.01)        # the middle of the colour map: pale
     assert image.norm(-8.0) == pytest.approx(0.0) and image.norm(0.0) == pytest.approx(0.5)
+
+
+def _overlap(a, b) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def _legend(fig):
+    return next(leg for leg in [*fig.legends, *(ax.get_legend() for ax in fig.axes)] if leg is not None)
+
+
+@pytest.mark.parametrize("figure", [
+    lambda: render.plddt_figure([30.0] * 60 + [95.0] * 4, [False] * 60 + [True] * 4),
+    lambda: render.score_track_figure([-1.0] * 56 + [-8.0] * 8, [False] * 60 + [True] * 4)],
+    ids=["plddt", "track"])
+def test_a_legend_never_hides_the_data(figure):
+    """The legend sat in the lower right corner of the axes, over the curve or the bars drawn there."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    fig = figure()
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    ax = fig.axes[0]
+    assert not _overlap(_legend(fig).get_window_extent(renderer), ax.get_window_extent(renderer))
+
+
+def test_the_plddt_plot_is_titled_and_ticked_at_its_band_boundaries():
+    """The page's block label floated over the plot's top left corner; the title is now the figure's own."""
+    ax = render.plddt_figure([95, 75, 55, 20], [False, True, True, False]).axes[0]
+    assert "pLDDT" in ax.get_title()
+    assert {50, 70, 90} <= set(ax.get_yticks())
+
+
+def test_the_track_and_the_heatmap_put_each_position_at_the_same_x():
+    """Drawn one above the other at the same width: position 30 must sit at the same x in both
+    (the heatmap's colour bar made its axes narrower, so positions drifted apart along the sequence)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    L = 65
+    track = render.score_track_figure([-1.0] * L, [True] * L)
+    entry = {"sequence": "A" * L, "scan": {"residues": "ACDEFGHIKLMNPQRSTVWY", "scores": [[0.0] * 20] * L}}
+    heat = render.scan_heatmap_figure(entry, [True] * L)
+    assert tuple(track.get_size_inches())[0] == tuple(heat.get_size_inches())[0]
+    for fig in (track, heat):
+        FigureCanvasAgg(fig).draw()
+    a, b = track.axes[0], heat.axes[0]
+    assert a.get_xlim() == b.get_xlim()
+    assert a.get_position().x0 == pytest.approx(b.get_position().x0, abs=1e-3)
+    assert a.get_position().x1 == pytest.approx(b.get_position().x1, abs=1e-3)
+
+
+def test_wild_type_dots_stand_out_on_the_darkest_cells():
+    """Black dots on the map's darkest red were invisible: each has a white rim."""
+    from matplotlib.colors import to_rgba
+    entry = {"sequence": "MKV", "scan": {"residues": "ACDEFGHIKLMNPQRSTVWY", "scores": [[-8.0] * 20] * 3}}
+    [dots] = [c for c in render.scan_heatmap_figure(entry).axes[0].collections if c.get_label() == "wild type"]
+    assert tuple(dots.get_edgecolor()[0]) == to_rgba("white") and dots.get_linewidth()[0] > 0
+
+
+def test_the_frame_legend_keeps_each_entry_on_one_line():
+    legend = render.frame_html(["MK_A"], [FIXED + FIXED + MASKED + NEW], 1, 16, 1).split('class="frame-legend">')[1]
+    assert legend.count('class="legend-item"') == 4
+
+
+@pytest.mark.parametrize("figure", [
+    lambda: render.plddt_figure([50.0] * 20, [True] * 20),
+    lambda: render.score_track_figure([-1.0] * 20),
+    lambda: render.scan_heatmap_figure({"sequence": "A" * 20, "scan": {"residues": "ACDEFGHIKLMNPQRSTVWY",
+                                                                       "scores": [[0.0] * 20] * 20}})],
+    ids=["plddt", "track", "heatmap"])
+def test_positions_are_ticked_at_whole_numbers(figure):
+    """A 20-residue sequence was ticked at positions 2.5, 7.5, 12.5 …"""
+    ax = figure().axes[0]
+    lo, hi = ax.get_xlim()
+    ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
+    assert ticks and all(float(t).is_integer() for t in ticks), ticks
