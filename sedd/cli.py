@@ -4,7 +4,10 @@ anything is loaded or computed."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
+import sys
+import warnings
 
 MAX_SEED = 2**63 - 1          # torch.Generator.manual_seed takes a 64-bit signed integer
 
@@ -29,3 +32,12 @@ POSITIVE_OR_ZERO = checked(float, lambda v: 0 <= v < math.inf, "a number, 0 or m
 FRACTION = checked(float, lambda v: 0 <= v < 1, "a number from 0 up to (not including) 1")
 PROBABILITY_MASS = checked(float, lambda v: 0 < v <= 1, "a number above 0 and at most 1")
 SEED = checked(int, lambda v: 0 <= v <= MAX_SEED, "a whole number from 0 to 2**63 - 1")
+
+
+@contextlib.contextmanager
+def one_line_warnings():
+    """Within it, a warning prints as ``warning: message`` on stderr, not as Python's two lines
+    with a line of our source code; the library itself still raises ordinary warnings."""
+    with warnings.catch_warnings():
+        warnings.showwarning = lambda message, *_, **__: print(f"warning: {message}", file=sys.stderr)
+        yield

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 import csv
-import sys
 import random
+import sys
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -21,6 +21,7 @@ from biotite.sequence.io.fasta import FastaFile
 
 from . import checkpoint as ckpt
 from .alphabet import Alphabet
+from .cli import COUNT, one_line_warnings
 
 
 @dataclass
@@ -225,11 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clusters", help="cluster<TAB>member TSV: hold out whole clusters (as sedd.train --clusters)")
     p.add_argument("--val-fraction", type=float, default=0.05, help="share of the sequences held out (default 0.05)")
     p.add_argument("--seed", type=int, default=0, help="the split's seed (sedd.train --seed; default 0)")
-    p.add_argument("--max-len", type=int, default=128, help="longest sequence kept, as in training (default 128)")
+    p.add_argument("--max-len", type=COUNT, default=128, help="longest sequence kept, as in training (default 128)")
     p.add_argument("--out", required=True, help="folder for train.fasta and val.fasta")
     a = p.parse_args(argv)
-    if a.max_len < 1:
-        p.error(f"--max-len must be at least 1, got {a.max_len}")
     try:
         for name in ("train.fasta", "val.fasta"):      # before reading and splitting, not after
             ckpt.check_writable(Path(a.out) / name, "--out")
@@ -237,8 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         if data.num_dropped:
             print(f"note: {describe_dropped(data)} (maximum length {a.max_len})", file=sys.stderr)
         clusters = read_clusters(a.clusters) if a.clusters else None
-        with warnings.catch_warnings():             # the no-clusters warning as one line, not Python's two
-            warnings.showwarning = lambda message, *_, **__: print(f"warning: {message}", file=sys.stderr)
+        with one_line_warnings():                   # the no-clusters warning
             train, val = split(data, a.val_fraction, a.seed, clusters)
         for name, part in (("train.fasta", train), ("val.fasta", val)):
             write_fasta(Path(a.out) / name, [PROTEIN.decode(t) for t in part.tokens], part.ids)

@@ -26,7 +26,7 @@ import torch.distributed as dist
 
 from . import checkpoint as ckpt
 from .alphabet import PROTEIN, Alphabet
-from .cli import COUNT, COUNT_OR_ZERO, FRACTION, POSITIVE, POSITIVE_OR_ZERO, SEED
+from .cli import COUNT, COUNT_OR_ZERO, FRACTION, POSITIVE, POSITIVE_OR_ZERO, SEED, one_line_warnings
 from .data import bucketed_batches, collate, describe_dropped, read_clusters, read_fasta, split
 from .likelihood import estimate_elbo, unigram_nll
 from .loss import diffusion_loss
@@ -755,8 +755,7 @@ def main(argv: list[str] | None = None) -> None:
         cfg = TrainConfig(out=a.out, model_overrides=_model_options(a), **_given(a))
     try:
         ckpt.check_writable(Path(cfg.out) / ckpt.CONFIG_NAME, "--out")   # now, not at the first save
-        with warnings.catch_warnings():   # a warning as one line, not Python's two with a line of our source
-            warnings.showwarning = lambda message, *_, **__: print(f"warning: {message}", file=sys.stderr)
+        with one_line_warnings():
             out = train(cfg)
     except (ValueError, OSError) as e:    # what the options asked for cannot be done: say what
         p.exit(2, f"error: {e}\n")

@@ -72,7 +72,7 @@ def test_the_split_cli_refuses_an_unwritable_out_and_a_max_len_below_one(tmp_pat
     assert "afile is a file, not a folder" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
         data.main(["--data", "x.fasta", "--out", str(tmp_path / "split"), "--max-len", "0"])
-    assert e.value.code == 2 and "--max-len must be at least 1, got 0" in capsys.readouterr().err
+    assert e.value.code == 2 and "argument --max-len: '0' is not a whole number above 0" in capsys.readouterr().err
 
 
 # ---- sedd.train -------------------------------------------------------------------------------------------
