@@ -31,9 +31,10 @@ RECIPE = ["--dropout", "0", "--mlp", "swiglu", "--time-sampling", "importance"]
 
 def train(data: str, out: Path, *, preset: str, minutes: float, ranks: int, threads: int, tokens_per_batch: int) -> dict:
     """One ``sedd.train`` run; its summary with the layout and residues per second."""
-    args = ["-m", "sedd.train", "--data", data, "--out", str(out), "--overwrite", "--preset", preset,
-            "--minutes", str(minutes), "--tokens-per-batch", str(tokens_per_batch), "--eval-every", str(10**9),
-            "--device", "cpu", *RECIPE]
+    # absolute: the runs start in the checkout's root, not where the script was called from
+    args = ["-m", "sedd.train", "--data", str(Path(data).resolve()), "--out", str(out.resolve()), "--overwrite",
+            "--preset", preset, "--minutes", str(minutes), "--tokens-per-batch", str(tokens_per_batch),
+            "--eval-every", str(10**9), "--device", "cpu", *RECIPE]
     launcher = [sys.executable] if ranks == 1 else \
         [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}"]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT)}

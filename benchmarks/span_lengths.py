@@ -61,11 +61,14 @@ def two_spans(seq: str, first: tuple[int, int], second: tuple[int, int]) -> str:
     return seq[:s1] + f"[{LOW}-{HIGH}]" + seq[s1 + k1:s2] + f"[{LOW}-{HIGH}]" + seq[s2 + k2:]
 
 
-def independent_masks(model, spec, combos, *, t_samples, seed, progress=False) -> list[float]:
+def independent_masks(model, spec, combos, *, t_samples, seed, progress=False, check=None) -> list[float]:
     """The comparison for ``--masks independent``: one ``estimate_elbo(observed=...)`` call per
-    candidate with the same seed, so the same times but masks drawn afresh for each layout."""
+    candidate with the same seed, so the same times but masks drawn afresh for each layout (the
+    signature of ``spans.observed_log_likelihoods``, which it replaces)."""
     out = []
     for combo in combos:
+        if check is not None:
+            check()
         tpl = spec.expand(combo)
         tokens = [0 if d else tok for tok, d in zip(tpl.tokens, tpl.designed)]
         result = estimate_elbo(model.model, Dataset(["candidate"], [tokens]), model.schedule, model.alphabet.mask_id,
@@ -164,7 +167,7 @@ def figure(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", default=None, help="default: the bundled model")
     p.add_argument("--data", required=True, help="held-out FASTA (sequences the model never saw)")
@@ -180,7 +183,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--figure", type=Path, default=None)
     p.add_argument("--json", type=Path, default=None, help="write the full result (per-sequence rows too)")
-    a = p.parse_args()
+    a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     if a.masks == "independent":
         spans.observed_log_likelihoods = independent_masks

@@ -30,3 +30,22 @@ def test_both_layouts_train_the_same_global_batch(tmp_path, capsys):
 def test_the_cores_must_divide_the_batch():
     with pytest.raises(SystemExit):
         cpu_ranks.main(["--data", "x.fasta", "--cores", "3", "--tokens-per-batch", "512"])
+
+
+def test_a_relative_data_path_is_the_callers_not_the_checkouts(tmp_path, monkeypatch):
+    """The runs start in the checkout's root: a path relative to where the script was called must still hold."""
+    (tmp_path / "family.fasta").write_text(">a\nACDE\n")
+    monkeypatch.chdir(tmp_path)
+    calls = []
+
+    def fake_run(cmd, **kwargs):
+        calls.append(cmd)
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr(cpu_ranks.subprocess, "run", fake_run)
+    with pytest.raises(RuntimeError):
+        cpu_ranks.train("family.fasta", Path("out"), preset="tiny", minutes=0.1, ranks=1, threads=1,
+                        tokens_per_batch=512)
+    cmd = calls[0]
+    assert Path(cmd[cmd.index("--data") + 1]) == tmp_path / "family.fasta"
+    assert Path(cmd[cmd.index("--out") + 1]) == tmp_path / "out"

@@ -33,3 +33,26 @@ def test_a_failed_write_keeps_the_previous_figure(tmp_path, monkeypatch):
         span_lengths.figure(RESULT, path)
     assert path.read_bytes() == b"the previous figure"
     assert [p.name for p in tmp_path.iterdir()] == ["span_lengths.png"]
+
+
+@pytest.mark.parametrize("masks", ["common", "independent"])
+def test_both_estimators_run_end_to_end_on_a_tiny_model(tmp_path, monkeypatch, capsys, masks):
+    import json
+
+    from conftest import profile_family, write_fasta
+    from studio_helpers import tiny_checkpoint_dir
+
+    from sedd import spans
+
+    # --masks independent swaps the library's estimator for the run; undo it after the test
+    monkeypatch.setattr(spans, "observed_log_likelihoods", spans.observed_log_likelihoods)
+    fasta = tmp_path / "val.fasta"
+    write_fasta(fasta, profile_family(4, 60)[0])
+    out = tmp_path / "spans.json"
+    span_lengths.main(["--checkpoint", str(tiny_checkpoint_dir(tmp_path / "ckpt")), "--data", str(fasta),
+                       "--num-seqs", "2", "--stability-seqs", "1", "--two-span-seqs", "1", "--t-samples", "2",
+                       "--designs", "1", "--masks", masks, "--json", str(out)])
+    result = json.loads(out.read_text())
+    assert result["masks"] == masks and result["recovery"]["num_sequences"] == 2
+    assert result["cost"]["num_sequences"] == 1
+    assert json.loads(capsys.readouterr().out)["recovery"]["stability_sequences"] == 1
