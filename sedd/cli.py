@@ -9,7 +9,7 @@ import math
 import sys
 import warnings
 
-MAX_SEED = 2**63 - 1          # torch.Generator.manual_seed takes a 64-bit signed integer
+from .sampler import MAX_SEED
 
 
 def checked(convert, ok, allowed: str):

@@ -63,12 +63,16 @@ def _fasta_records(path: Path) -> list[tuple[str, str]]:
     return [(header, "".join(parts)) for header, parts in records]
 
 
+def record_id(header: str, number: int) -> str:
+    """A FASTA record's id: the first word of its header, or ``record_N`` (its 1-based number in the
+    file) when the header is empty."""
+    words = header.split()
+    return words[0] if words else f"record_{number}"
+
+
 def read_fasta(path: str | Path, alphabet: Alphabet, max_len: int | None = None) -> Dataset:
     """Read a FASTA file; drop (and count) sequences with characters outside the alphabet or too long.
-
-    A record's id is the first word of its header, or ``record_N`` (its 1-based number) when the
-    header is empty.
-    """
+    Records are named by ``record_id``."""
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{path} is a folder, not a FASTA file")
@@ -83,7 +87,7 @@ def read_fasta(path: str | Path, alphabet: Alphabet, max_len: int | None = None)
             dropped.update(bad or [f"longer than {max_len}" if seq else "empty"])
             num_dropped += 1
             continue
-        ids.append(header.split()[0] if header.split() else f"record_{number}")
+        ids.append(record_id(header, number))
         tokens.append(alphabet.encode(seq))
     data = Dataset(ids, tokens, dropped, num_dropped)
     if not tokens:

@@ -45,6 +45,7 @@ from .process import stay_masked_prob
 from .schedule import LogLinearSchedule
 
 STRATEGIES = ("tau-leaping", "confidence", "remask")
+MAX_SEED = 2**63 - 1          # torch.Generator.manual_seed takes a 64-bit signed integer
 
 
 @dataclass
@@ -198,7 +199,7 @@ def _check(strategy: str, steps: int, temperature: float, top_p: float, seed: in
         raise ValueError(f"temperature must be > 0, got {temperature}")
     if not 0 < top_p <= 1:
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
-    if not 0 <= seed < 2**63:
+    if not 0 <= seed <= MAX_SEED:
         raise ValueError(f"seed must be between 0 and 2**63 - 1, got {seed}")
     if not (eta >= 0 and budget >= 0 and noise >= 0):
         raise ValueError(f"eta, remask_budget and order_noise must be ≥ 0, got eta={eta}, "

@@ -46,7 +46,7 @@ import torch
 
 from . import checkpoint as ckpt
 from .cli import SEED
-from .data import Dataset
+from .data import Dataset, record_id
 from .likelihood import elbo_to_precision, estimate_elbo
 from .model import device_of
 
@@ -94,7 +94,7 @@ def fasta_records(text: str) -> list[tuple[str, str]]:
     records = []
     for chunk in text.lstrip()[1:].split("\n>"):
         header, _, body = chunk.partition("\n")
-        records.append((header.split()[0] if header.split() else f"record_{len(records) + 1}", body))
+        records.append((record_id(header, len(records) + 1), body))
     return records
 
 
