@@ -125,6 +125,18 @@ def seed_box() -> gr.Textbox:
                                                          placeholder="random", max_lines=1, elem_id="seed")))
 
 
+def examples_in_page(box: gr.Textbox, texts: list[str], labels: list[str], label: str) -> gr.Dataset:
+    """Example buttons that fill ``box`` in the browser itself, with no round trip to the server.
+
+    ``gr.Examples`` fills it through a server event, so a Generate pressed a moment after an example
+    sent the box's previous text ("template is empty" under a box that by then held the example).
+    The dataset's click hands its script the example's index.
+    """
+    examples = gr.Dataset(components=[box], samples=[[text] for text in texts], sample_labels=labels, label=label)
+    examples.click(None, inputs=[examples], outputs=[box], js=f"(i) => {json.dumps(texts)}[i]")
+    return examples
+
+
 def remove_orphaned_outputs(cache: Path) -> None:
     """Remove the download folders of studios that ended without cleaning up (killed, crashed).
 
@@ -487,8 +499,8 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
                                                           "chooses, [KR] or [^C] for a position restricted to (or "
                                                           "barred from) residues. A FASTA header line, digits and "
                                                           "spaces are ignored.")
-                        gr.Examples([[e["template"]] for e in EXAMPLES], inputs=[template],
-                                    example_labels=[e["label"] for e in EXAMPLES], label="Example templates")
+                        examples_in_page(template, [e["template"] for e in EXAMPLES], [e["label"] for e in EXAMPLES],
+                                         "Example templates")
                         with gr.Row():
                             num_samples = integer_in_api(checked_by_callback(gr.Slider(1, lim.max_designs, value=4, step=1,
                                                                                          label="Number of designs")))
@@ -549,8 +561,8 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
                         score_input = gr.Textbox(label="Sequence", lines=4, elem_id="score-sequence",
                                                  placeholder="A full protein sequence (one-letter codes); a FASTA "
                                                              "header line, digits and spaces are ignored.")
-                        gr.Examples([[e["sequence"]] for e in SCORE_EXAMPLES], inputs=[score_input],
-                                    example_labels=[e["label"] for e in SCORE_EXAMPLES], label="Example sequences")
+                        examples_in_page(score_input, [e["sequence"] for e in SCORE_EXAMPLES],
+                                         [e["label"] for e in SCORE_EXAMPLES], "Example sequences")
                         score_btn = gr.Button("Score", variant="primary", elem_id="score")
                     with gr.Column(scale=3):
                         score_summary = gr.HTML(elem_id="score-summary")

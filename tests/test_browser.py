@@ -339,3 +339,17 @@ def test_generate_right_after_stop_always_starts_a_run(counted):
         page.click("#generate")
         page.wait_for_function(NEW_RUN_STARTED, arg=stopped_at, timeout=60_000)
     page.click("#stop")
+
+
+def test_an_example_then_generate_at_once_runs_the_example(page):
+    """The example fills the box in the page itself: Generate pressed straight after sends it, not
+    the box's previous (here empty) text."""
+    fold_off(page)
+    example = app.EXAMPLES[1]                          # the catalytic motif kept, all else designed
+    page.get_by_text(example["label"], exact=True).click()
+    page.click("#generate")
+    _seed, fasta = wait_until_done(page)
+    assert page.input_value("#template textarea") == example["template"]
+    designs = [line for line in fasta.splitlines() if line and not line.startswith(">")]
+    assert len(designs) == 4 and all(len(d) == len(example["template"]) for d in designs)
+    assert all(d[15:24] == "GKVQGVFFR" for d in designs), designs

@@ -4,6 +4,8 @@ from __future__ import annotations
 import pytest
 from test_browser import browser, fold_off, open_page, server  # noqa: F401  (the same app, browser and helpers)
 
+import app
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 SEQUENCE = "MAEGNTLISVDYEIFGKVQGVFFRKHTQAEGKKLGLVGWVQNTDRGTVQGQLQGPISKV"
 
@@ -63,3 +65,12 @@ def test_score_this_design_from_the_generate_table(page):
     name = page.input_value("#score-sequence textarea").splitlines()[0][1:]
     wait_for_scores(page, name)
     assert page.locator("#score-heatmap").is_visible()
+
+
+def test_an_example_then_score_at_once_scores_the_example(page):
+    page.get_by_role("tab", name="Score").click()
+    example = app.SCORE_EXAMPLES[1]
+    page.get_by_text(example["label"], exact=True).click()
+    page.click("#score")
+    wait_for_scores(page, "ACYP1_HUMAN_R24A")
+    assert page.input_value("#score-sequence textarea") == example["sequence"]
