@@ -1,7 +1,8 @@
 """The ELBO estimator: the bound on −log p(residues | length), for whole or partly observed sequences.
 
 For a sequence x_0 of length n the bound (``loss.py``, docs/design.md §2) is
-    −log p(x_0 | n) ≤ E_{t~U[ε,1]} [ (1/t) Σ_{i masked in x_t} −log p_θ(x_0^i | x_t) ] =: E_t[f(t)].
+    −log p(x_0 | n) ≤ E_{t~U[ε,1]} [ (1/t) Σ_{i masked in x_t} −log p_θ(x_0^i | x_t) ] =: E_t[f(t)],
+up to the ends of the schedule that t ∈ [ε, 1] leaves out: O(ε) nats, in either direction (``loss.py``).
 Each sequence gets K stratified times t_k = ε + (1−ε)(k + u_k)/K, k = 0…K−1, and one x_t per time.
 The reported value is Σ_seq Σ_k f / (K Σ_seq n) in nats/residue. Its standard error is the Monte
 Carlo error of that number for this fixed set of sequences: sqrt(Σ_seq Var_k(f)/K) / Σ_seq n, with

@@ -24,8 +24,11 @@ All three run t from 1 down to 0 on a uniform grid of ``steps`` steps, share one
   steps with no MASK left.
 
 p̃ is p_θ renormalised over the position's allowed residues, tempered, then nucleus-filtered
-(``top_p``; docs/design.md §12). Given residues are never masked, resampled or remasked (exact
-conditioning, §8). Only residues are ever drawn: the network has no logit for MASK or PAD (§4).
+(``top_p``; docs/design.md §12). Renormalising each prediction is not conditioning the joint on the
+allowed sets: a free position revealed before a constrained one does not see the constraint, so even
+with many steps the samples do not follow p_θ(x | xⁱ ∈ Aᵢ for all i). Given residues are never
+masked, resampled or remasked (exact conditioning, §8). Only residues are ever drawn: the network
+has no logit for MASK or PAD (§4).
 
 Caching (docs/design.md §6): the network is time-independent, so a row whose tokens did not change
 since its last evaluation reuses that output exactly; rows are recomputed individually. Draws are

@@ -90,7 +90,7 @@ class ImportanceTimes(StratifiedTimes):
         for bin_, f in zip(k.tolist(), nats_per_residue.detach().double().cpu().tolist()):
             if not math.isfinite(f):         # a step about to be skipped must not poison the statistics
                 continue
-            # a plain mean until the bin has min_count draws, then a running mean
+            # a plain mean of the first 1/(1 − decay) draws of the bin (100), then a running mean
             rate = max(1.0 / (self.count[bin_].item() + 1), 1 - self.decay)
             self.second_moment[bin_] += rate * (f * f - self.second_moment[bin_])
             self.count[bin_] += 1
