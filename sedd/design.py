@@ -60,7 +60,11 @@ def _spec_for(model: ckpt.Checkpoint, template: str | None, length: int | str | 
     if length == "auto":
         lengths = model.sample_lengths(num_samples, torch.Generator().manual_seed(seed))
     else:
-        n = int(length)
+        try:
+            n = int(length)                              # None (neither a template nor a length) included
+        except (TypeError, ValueError):
+            raise ValueError(f"give a template, or a length from 1 to {model.max_len} or 'auto'; got length "
+                             f"{length!r}") from None
         if not 1 <= n <= model.max_len:
             raise ValueError(f"length must be between 1 and {model.max_len}, got {n}")
         lengths = [n] * num_samples

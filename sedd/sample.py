@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     seed = a.seed if a.seed is not None else int(torch.randint(0, 2**31 - 1, ()).item())
     try:
-        if a.length is not None and a.length != "auto" and not a.length.isdigit():
+        if a.length is not None and a.length != "auto" and not (a.length.isascii() and a.length.isdigit()):
             raise ValueError(f"--length takes a positive integer or 'auto', got {a.length!r}")
         model = ckpt.load(a.checkpoint, device=a.device)
         start = time.perf_counter()

@@ -88,11 +88,13 @@ def parse_sequence(model: ckpt.Checkpoint, text: str) -> list[int]:
 
 
 def fasta_records(text: str) -> list[tuple[str, str]]:
-    """(name, body) for every ``>`` record of a FASTA text; a text without a header is one record."""
-    if not text.lstrip().startswith(">"):
-        return [("sequence", text)]
-    records = []
-    for chunk in text.lstrip()[1:].split("\n>"):
+    """(name, body) for every ``>`` record of a FASTA text. Text before the first ``>`` line is a
+    record of its own, named ``sequence`` (a pasted sequence without a header; it is not the start of
+    the next record, which would then be dropped unseen)."""
+    headed = text.lstrip().startswith(">")
+    chunks = (text.lstrip()[1:] if headed else text).split("\n>")
+    records = [] if headed else [("sequence", chunks.pop(0))]
+    for chunk in chunks:
         header, _, body = chunk.partition("\n")
         records.append((record_id(header, len(records) + 1), body))
     return records
@@ -185,9 +187,10 @@ def parse_mutant(text: str, sequence: str, residues: str) -> list[tuple[int, int
     sites = []
     for part in text.strip().split(":"):
         part = part.strip()
-        if len(part) < 3 or not part[1:-1].isdigit():
+        digits = part[1:-1]
+        if len(part) < 3 or not (digits.isascii() and digits.isdigit()):     # isdigit() passes '²', int() does not
             raise ValueError(f"mutation {part!r} is not of the form A23V (wild type, 1-based position, mutant)")
-        wt, pos, mt = part[0].upper(), int(part[1:-1]), part[-1].upper()
+        wt, pos, mt = part[0].upper(), int(digits), part[-1].upper()
         if not 1 <= pos <= len(sequence):
             raise ValueError(f"mutation {part!r}: position {pos} is outside the sequence (1 to {len(sequence)})")
         if sequence[pos - 1] != wt:

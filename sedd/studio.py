@@ -400,14 +400,21 @@ class Scored:
     def write_files(self, directory: Path) -> list[Path]:
         """The scan as CSV and the scores (entry + percentile) as JSON."""
         directory.mkdir(parents=True, exist_ok=True)
-        paths = [directory / f"{self.entry['name']}_scan.csv", directory / f"{self.entry['name']}_scores.json"]
+        stem = file_stem(self.entry["name"])
+        paths = [directory / f"{stem}_scan.csv", directory / f"{stem}_scores.json"]
         atomic_write_text(paths[0], score.scan_csv(self.entry))
         atomic_write_text(paths[1], json.dumps({**self.entry, "family_percentile": self.percentile}) + "\n")
         return paths
 
 
+def file_stem(name: str) -> str:
+    """A record's name as a file name: letters, digits, ``-_.`` kept, anything else ``_``, at most 64."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:64] or "sequence"
+
+
 def check_score_request(model: Checkpoint, text: str, limits: Limits = Limits()) -> tuple[str, list[int]]:
-    """Parse ``text`` by the template rules (no masks allowed): (a file-safe name, residue ids)."""
+    """Parse ``text`` by the template rules (no masks allowed): (the record's name, as ``sedd.score``
+    gives it, and its residue ids)."""
     if not isinstance(text, str) or not text.strip():
         raise ValueError("paste a protein sequence to score (one-letter codes; a FASTA header line is fine)")
     _check_size(text, "the sequence", limits, model.max_len)
@@ -417,7 +424,7 @@ def check_score_request(model: Checkpoint, text: str, limits: Limits = Limits())
                          "(python -m sedd.score --fasta FILE scores many)")
     name, body = records[0]
     tokens = score.parse_sequence(model, body)
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:64] or "sequence", tokens
+    return name, tokens
 
 
 def score_request(model: Checkpoint, text: str, seed: int = 0) -> dict:

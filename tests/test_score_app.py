@@ -71,6 +71,19 @@ def test_score_tab_shows_the_cli_entry_with_figures_table_and_downloads(cb, mode
     assert saved["family_percentile"] is None and saved["scan"] == entry["scan"]
 
 
+def test_score_tab_names_a_record_as_the_cli_does_and_its_files_safely(cb, model, capsys, tmp_path):
+    """The entry is the CLI's, name included (a UniProt header keeps its bars); only the download
+    files get a file-safe stem, inside the studio's own folder."""
+    for header, stem in ((">sp|P07311|ACYP1_HUMAN Acylphosphatase-1", "sp_P07311_ACYP1_HUMAN"),
+                         (">../../escape", ".._.._escape")):
+        text = f"{header}\n{SEQUENCE}"
+        entry = cb.score(text)
+        assert entry == cli_entry(model, capsys, text)
+        files = [Path(f) for f in cb.show_score(entry)[-1]]
+        assert sorted(f.name for f in files) == [f"{stem}_scan.csv", f"{stem}_scores.json"]
+        assert all(f.resolve().is_relative_to(tmp_path.resolve()) for f in files)
+
+
 def test_score_tab_shows_the_family_percentile_when_the_checkpoint_stores_one(cb, model):
     quantiles = [2.5 + 0.01 * k for k in range(101)]
     cb.model = type(model)(**{**vars(model), "meta": {"evaluation": {score.DISTRIBUTION_KEY: {
