@@ -147,8 +147,10 @@ def split(data: Dataset, val_fraction: float, seed: int, clusters: dict[str, str
     With clusters (member → cluster; sequences missing from it are clusters of their own): the
     cluster names are shuffled with ``seed`` and whole clusters are moved to validation until it
     holds at least ``val_fraction`` of the *sequences* (so it overshoots by less than one cluster).
-    No cluster has members on both sides. Without clusters the split is by sequence, and
-    near-duplicates leak into validation (a warning says so).
+    No cluster has members on both sides, and no sequence either: a copy of a held-out sequence under
+    another id, in another cluster (a cluster file made from other data, or one that lacks the id),
+    is left out of training (a warning counts them). Without clusters the split is by sequence, and
+    near-duplicates, copies included, leak into validation (a warning says so).
     """
     if not 0 < val_fraction < 1:
         raise ValueError(f"the validation fraction must be between 0 and 1, got {val_fraction}")
@@ -175,7 +177,13 @@ def split(data: Dataset, val_fraction: float, seed: int, clusters: dict[str, str
             break
         val.extend(groups[name])
     val_set = set(val)
+    held_out = {tuple(data.tokens[i]) for i in val}
     train = [i for i in range(len(data)) if i not in val_set]
+    copies = [i for i in train if tuple(data.tokens[i]) in held_out]
+    if copies:
+        warnings.warn(f"left {len(copies)} sequence(s) out of training, copies of held-out sequences under other ids "
+                      f"in other clusters (first: {data.ids[copies[0]]})", stacklevel=2)
+        train = [i for i in train if tuple(data.tokens[i]) not in held_out]
     if not train:
         raise ValueError(f"holding out whole clusters until validation has {val_fraction:g} of the {len(data)} "
                          f"sequences leaves none to train on ({len(groups)} cluster(s)); give more sequences "

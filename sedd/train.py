@@ -276,6 +276,7 @@ class Trainer:
     def _reset_counters(self) -> None:
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.tokens_seen, self.seconds, self.warmup_seconds = 0, 0.0, 0.0
+        self.step_residues = 0                     # residues of the last step's batches, all ranks together
         self.history: list[dict] = []
         self.best = {"elbo": float("inf"), "weights": None, "step": 0}
         self._epoch_batches: list[list[int]] | None = None
@@ -408,31 +409,44 @@ class Trainer:
         return tokens
 
     def train_step(self, tokens: list[list[int]]) -> float | None:
-        """One optimizer step; returns the loss in nats/residue, or None when it was skipped."""
+        """One optimizer step; returns the loss in nats/residue of every rank's batch, or None when it
+        was skipped. ``self.step_residues``: the residues of every rank's batch."""
         x0, lengths = collate(tokens, self.alphabet.pad_id)
         x0, lengths = x0.to(self.device), lengths.to(self.device)
         for group in self.opt.param_groups:
             group["lr"] = lr_at(self.step, self.cfg, self.progress())
-        loss = self._loss(x0, lengths)
-        # Always backward, then test the (all-reduced) gradient: every DDP rank skips together.
+        nats, scored = self._loss(x0, lengths)
+        if self.distributed:
+            # Per residue of the whole step, not of this rank's batch: DDP averages the gradients over
+            # the ranks, so each rank's nats are scaled by world / (all ranks' residues), and the step
+            # is the one a single process would take on every rank's batch at once.
+            total = torch.stack([nats.detach().double(), scored.double(), lengths.sum().double()])
+            dist.all_reduce(total)
+            loss, reported = nats * (self.world / total[1]).to(nats.dtype), total[0] / total[1]
+            self.step_residues = int(total[2].item())
+        else:
+            loss = reported = nats / scored
+            self.step_residues = int(lengths.sum())
+        # Always backward, then test the (all-reduced) gradient and loss: every DDP rank skips together.
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
-        if not (torch.isfinite(grad_norm) and torch.isfinite(loss)):
+        if not (torch.isfinite(grad_norm) and torch.isfinite(reported)):
             self.opt.zero_grad(set_to_none=True)
             return None
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
         self._update_ema()
-        return loss.item()
+        return reported.item()
 
-    def _loss(self, x0: torch.LongTensor, lengths: torch.LongTensor) -> torch.Tensor:
-        """The training loss in nats/residue: times from the time sampler, weights p(t)/q(t) keep it unbiased."""
+    def _loss(self, x0: torch.LongTensor, lengths: torch.LongTensor) -> tuple[torch.Tensor, torch.LongTensor]:
+        """(Σ over the batch of p(t)/q(t)-weighted nats, the residues they cover): times from the time
+        sampler, the weights keep the loss unbiased; the ratio is the loss in nats/residue."""
         x0, lengths, t, weight = self.times.prepare(x0, lengths, self.gen)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
             nats = diffusion_loss(self.net, x0, lengths, self.schedule, self.alphabet.mask_id, t=t,
                                   pad_id=self.alphabet.pad_id, generator=self.gen)
         self.times.observe(t, nats.detach() / lengths)
-        return (weight * nats).sum() / lengths.sum()
+        return (weight * nats).sum(), lengths.sum()
 
     def _update_ema(self) -> None:
         with torch.no_grad():
@@ -474,9 +488,19 @@ class Trainer:
         return bool(t.item())
 
     def _budget_spent(self) -> bool:
-        self.seconds = self.clock() - self._start
+        """Whether a budget is spent, on the clock every rank agrees on: the slowest rank's. Under
+        --minutes the LR follows that clock, and ranks whose own clocks (their CPU time, say) gave
+        them different LRs would step their replicas apart."""
+        seconds = self.clock() - self._start
+        if self.distributed:
+            t = torch.tensor([seconds], dtype=torch.float64, device=self.device)
+            dist.all_reduce(t, op=dist.ReduceOp.MAX)
+            seconds = t.item()
+        self.seconds = seconds
+        if self.step == self.cfg.warmup_steps and self.step > 0 and not self.warmup_seconds:
+            self.warmup_seconds = self.seconds
         spent = bool(self.cfg.max_steps and self.step >= self.cfg.max_steps)
-        return self._any_rank(spent or bool(self.cfg.minutes and self.seconds >= self.cfg.minutes * 60))
+        return spent or bool(self.cfg.minutes and self.seconds >= self.cfg.minutes * 60)
 
     # ---- the loop ---------------------------------------------------------------------------------------
     def run(self) -> Path:
@@ -498,14 +522,15 @@ class Trainer:
             if loss is None:
                 self._skip_bad_step()
                 continue
-            self._count_step(tokens, loss, bar)
+            self._count_step(loss, bar)
             if self.step % self.cfg.eval_every == 0 and self._validate(bar):
                 return
             if time.time() - last_save >= self.cfg.checkpoint_minutes * 60:
                 self.save()
                 last_save = time.time()
         self._move_bar(bar)
-        self.evaluate()
+        if not any(h["step"] == self.step and "val_elbo_ema" in h for h in self.history[-2:]):
+            self.evaluate()            # the last step, unless it was a validation step
 
     def _skip_bad_step(self) -> None:
         self._bad_in_row += 1
@@ -514,14 +539,11 @@ class Trainer:
             raise FloatingPointError(f"{self._bad_in_row} non-finite losses in a row at step {self.step}; "
                                      "lower --lr or check the data")
 
-    def _count_step(self, tokens: list[list[int]], loss: float, bar) -> None:
+    def _count_step(self, loss: float, bar) -> None:
         """Advance the counters, log every 10th step, move the progress bar."""
         self._bad_in_row = 0
         self.step += 1
-        self.tokens_seen += sum(len(t) for t in tokens) * self.world
-        self.seconds = self.clock() - self._start
-        if self.step == self.cfg.warmup_steps:
-            self.warmup_seconds = self.seconds
+        self.tokens_seen += self.step_residues
         if self.step % 10 == 0:
             self.history.append({"step": self.step, "train_loss": loss, "lr": self.opt.param_groups[0]["lr"]})
             now = time.time()
