@@ -36,11 +36,11 @@ from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a checkout without installing
 
-from sedd import checkpoint, score
+from sedd import checkpoint, metrics, score
 from sedd.data import Dataset, read_fasta
 from sedd.likelihood import estimate_elbo
 
-MOTIF = re.compile("G.VQG[VI].[FY]R")
+MOTIF = re.compile(metrics.MOTIF)              # the evaluation's motif, G.VQG[VI].[FY]R
 MOTIF_LEN = 9
 
 

