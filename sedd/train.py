@@ -193,10 +193,15 @@ class Trainer:
     """One training run. ``__init__`` builds it in named steps; ``run`` trains until a budget is spent.
 
     Attributes a caller may read: ``model`` (raw weights), ``ema``, ``step``, ``tokens_seen``,
-    ``seconds``, ``history``, ``best`` ({"elbo", "step", "weights"}), ``train_set``, ``val_set``.
+    ``seconds`` (on the budget's --clock), ``wall_seconds``, ``history``, ``best`` ({"elbo", "step",
+    "weights"}), ``train_set``, ``val_set``.
+
+    A resumed run (``cfg.resume``) reads ``out/resume.pt`` unless the caller has read it already and
+    passes its contents as ``resume_state`` (``main`` does, to check the options against it); the
+    dict is emptied once loaded, so a large run's tensors are not held twice.
     """
 
-    def __init__(self, cfg: TrainConfig):
+    def __init__(self, cfg: TrainConfig, resume_state: dict | None = None):
         self.cfg = cfg
         self.out = Path(cfg.out)
         self._join_processes()
@@ -207,7 +212,7 @@ class Trainer:
         self._build_optimizer()
         self._reset_counters()
         if cfg.resume:
-            self._load_resume()
+            self._load_resume(resume_state)
 
     # ---- construction, one step each --------------------------------------------------------------
     def _join_processes(self) -> None:
@@ -276,6 +281,7 @@ class Trainer:
     def _reset_counters(self) -> None:
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.tokens_seen, self.seconds, self.warmup_seconds = 0, 0.0, 0.0
+        self.wall_seconds = 0.0                    # of the training loop; ``seconds`` is on the budget's --clock
         self.step_residues = 0                     # residues of the last step's batches, all ranks together
         self.history: list[dict] = []
         self.best = {"elbo": float("inf"), "weights": None, "step": 0}
@@ -289,6 +295,7 @@ class Trainer:
         state = {"model": self.model.state_dict(), "ema": self.ema.state_dict(), "opt": self.opt.state_dict(),
                  "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
                  "tokens_seen": self.tokens_seen, "seconds": self.seconds, "warmup_seconds": self.warmup_seconds,
+                 "wall_seconds": self.wall_seconds, "device_type": self.device.type,
                  "gen": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
                  "history": json.dumps(self.history), "best_elbo": self.best["elbo"], "best_step": self.best["step"],
                  "best_weights": self.best["weights"], "config": json.dumps(asdict(self.cfg)),
@@ -297,13 +304,14 @@ class Trainer:
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         return state
 
-    def _load_resume(self) -> None:
+    def _load_resume(self, state: dict | None = None) -> None:
         path = self.out / RESUME_NAME
-        if not path.is_file():
-            raise FileNotFoundError(f"--resume: {path} does not exist; start without --resume")
-        # Loaded onto the CPU: generator states must stay CPU ByteTensors; load_state_dict copies
-        # weights and optimizer moments onto the parameters' device.
-        state = read_resume(path)
+        if state is None:
+            if not path.is_file():
+                raise FileNotFoundError(f"--resume: {path} does not exist; start without --resume")
+            # Loaded onto the CPU: generator states must stay CPU ByteTensors; load_state_dict copies
+            # weights and optimizer moments onto the parameters' device.
+            state = read_resume(path)
         self._check_same_recipe(saved_config(state), path)
         self.model.load_state_dict(state["model"])
         self.ema.load_state_dict(state["ema"])
@@ -311,11 +319,13 @@ class Trainer:
         self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         self.tokens_seen, self.seconds = state["tokens_seen"], state["seconds"]
         self.warmup_seconds = state.get("warmup_seconds", 0.0)
+        self.wall_seconds = state.get("wall_seconds", self.seconds)   # older files kept only the budget's clock
         self._restore_random_state(state)
         self.times.load_state_dict(state.get("times", {}))
         self.history = json.loads(state["history"])
         self.best = {"elbo": state["best_elbo"], "weights": state["best_weights"], "step": state["best_step"]}
         self._window = (time.time(), self.tokens_seen)
+        state.clear()
         if self.is_main:
             print(f"resumed from {path} at step {self.step} ({self.tokens_seen:,} tokens)", file=sys.stderr)
 
@@ -329,11 +339,19 @@ class Trainer:
                              "resume with the same options or start a new --out")
 
     def _restore_random_state(self, state: dict) -> None:
-        """One process: the saved generator states, so the run continues exactly. Under DDP only rank
-        0's states were saved (saving is not a collective step); every rank then reseeds from
-        (seed, rank, step), so a resumed multi-process run is reproducible, though not identical to
-        the uninterrupted one, and ranks keep drawing different masks and dropout."""
-        if self.world > 1:
+        """One process on the device type it was saved on: the saved generator states, so the run
+        continues exactly. Otherwise every rank reseeds from (seed, rank, step), so the resumed run is
+        reproducible, though not identical to the uninterrupted one:
+        - under DDP only rank 0's states were saved (saving is not a collective step), and ranks must
+          keep drawing different masks and dropout;
+        - a state saved on another device type (a GPU run continued on a CPU) has another
+          generator's format: a CUDA generator's 16 bytes are no CPU Mersenne Twister state."""
+        saved_on = state.get("device_type", self.device.type)        # older files: this device's
+        if self.world > 1 or saved_on != self.device.type:
+            if saved_on != self.device.type and self.is_main:
+                print(f"resume: the run was saved on {saved_on} and continues on {self.device.type}; its random "
+                      "generators are reseeded from (seed, step), so it will not draw what the saved run would have",
+                      file=sys.stderr)
             seed = self.cfg.seed * 1000 + self.rank + 7919 * self.step
             self.gen.manual_seed(seed)
             torch.manual_seed(seed)
@@ -360,7 +378,8 @@ class Trainer:
         val = [h for h in self.history if "val_elbo_raw" in h]
         return {"data": str(self.cfg.data), "clusters": self.cfg.clusters, "preset": self.cfg.preset,
                 "parameters": self.model.num_parameters(), "steps": self.step, "tokens_seen": self.tokens_seen,
-                "wall_seconds": round(self.seconds, 1), "device": str(self.device), "world_size": self.world,
+                "wall_seconds": round(self.wall_seconds, 1), "clock_seconds": round(self.seconds, 1),
+                "device": str(self.device), "world_size": self.world,
                 "num_train_sequences": len(self.train_set), "num_val_sequences": len(self.val_set),
                 "val_unigram_nats_per_residue": self.unigram_floor,
                 "best_step": self.best["step"], "best_val_elbo_probe": self.best["elbo"],
@@ -456,15 +475,18 @@ class Trainer:
 
     # ---- budgets --------------------------------------------------------------------------------------
     def progress(self) -> float:
-        """Fraction of the post-warm-up budget used (drives the LR decay): steps of --max-steps or wall
-        time of --minutes, whichever ends first.
+        """Fraction of the post-warm-up budget used (drives the LR decay): steps of --max-steps or
+        seconds of --minutes, whichever ends first.
 
-        Under a time budget the LR decay follows the clock, so it ends on its floor even when the
-        speed changes mid-run (a busy machine, a resume with a new budget).
+        Under --max-steps the first step after warm-up is at 0 (the peak LR) and the last one, step
+        index max_steps − 1, at 1 (the floor). Under a time budget the decay follows the clock, so it
+        ends on its floor even when the speed changes mid-run (a busy machine, a resume with a new
+        budget); the last step starts a moment before the budget is spent, a hair above the floor.
         """
         fractions = []
         if self.cfg.max_steps:
-            fractions.append((self.step - self.cfg.warmup_steps) / max(1, self.cfg.max_steps - self.cfg.warmup_steps))
+            decay_steps = self.cfg.max_steps - 1 - self.cfg.warmup_steps
+            fractions.append((self.step - self.cfg.warmup_steps) / max(1, decay_steps))
         if self.cfg.minutes:
             fractions.append((self.seconds - self.warmup_seconds) / max(1.0, self.cfg.minutes * 60 - self.warmup_seconds))
         return max(fractions, default=0.0)
@@ -492,6 +514,7 @@ class Trainer:
         --minutes the LR follows that clock, and ranks whose own clocks (their CPU time, say) gave
         them different LRs would step their replicas apart."""
         seconds = self.clock() - self._start
+        self.wall_seconds = time.time() - self._wall_start
         if self.distributed:
             t = torch.tensor([seconds], dtype=torch.float64, device=self.device)
             dist.all_reduce(t, op=dist.ReduceOp.MAX)
@@ -516,6 +539,7 @@ class Trainer:
     def _train_until_done(self, bar) -> None:
         """Returns when a budget is spent (after a last validation) or validation stopped improving."""
         self._start, last_save = self.clock() - self.seconds, time.time()
+        self._wall_start = last_save - self.wall_seconds
         while not self._budget_spent():
             tokens = self._next_batch()
             loss = self.train_step(tokens)
@@ -584,8 +608,9 @@ class Trainer:
         bar.update(max(0, target - bar.n))
 
 
-def train(cfg: TrainConfig) -> Path:
-    trainer = Trainer(cfg)
+def train(cfg: TrainConfig, resume_state: dict | None = None) -> Path:
+    """Train one run (``Trainer``; ``resume_state``: resume.pt's contents when the caller read them)."""
+    trainer = Trainer(cfg, resume_state)
     distributed = trainer.distributed
     try:
         out = trainer.run()
@@ -693,8 +718,9 @@ def _refuse_to_replace_a_run(p: argparse.ArgumentParser, a: argparse.Namespace) 
                 "--overwrite to replace it, or choose another --out")
 
 
-def _resumed_config(p: argparse.ArgumentParser, a: argparse.Namespace) -> TrainConfig:
-    """The saved run's TrainConfig, with what this command line may change on --resume.
+def _resumed_config(p: argparse.ArgumentParser, a: argparse.Namespace) -> tuple[TrainConfig, dict]:
+    """The saved run's TrainConfig, with what this command line may change on --resume, and the
+    training state it was read from (so the Trainer does not read resume.pt again).
 
     Every option left off keeps the saved value (a default would silently change the run: a new
     seed, split or warm-up). An option given with a different value than the saved run's is refused,
@@ -727,7 +753,7 @@ def _resumed_config(p: argparse.ArgumentParser, a: argparse.Namespace) -> TrainC
     changes["device"] = given.get("device")     # this machine's, not the saved run's: left off, the best here
     cfg = replace(saved, out=a.out, resume=True, **changes)
     _refuse_a_spent_budget(p, cfg, state)
-    return cfg
+    return cfg, state
 
 
 def _changed_options(saved: TrainConfig, given: dict, model_options: dict) -> list[str]:
@@ -767,8 +793,9 @@ def main(argv: list[str] | None = None) -> None:
     _refuse_to_replace_a_run(p, a)
     if a.overwrite:       # the old training state goes now: a --resume after a crash must not continue it
         (Path(a.out) / RESUME_NAME).unlink(missing_ok=True)
+    resume_state = None
     if a.resume:
-        cfg = _resumed_config(p, a)
+        cfg, resume_state = _resumed_config(p, a)
     else:
         if a.data is None:
             p.error("--data is required: the FASTA file of training sequences (only --resume may leave it off)")
@@ -778,7 +805,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         ckpt.check_writable(Path(cfg.out) / ckpt.CONFIG_NAME, "--out")   # now, not at the first save
         with one_line_warnings():
-            out = train(cfg)
+            out = train(cfg, resume_state)
     except (ValueError, OSError) as e:    # what the options asked for cannot be done: say what
         p.exit(2, f"error: {e}\n")
     if int(os.environ.get("RANK", "0")) == 0:

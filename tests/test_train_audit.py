@@ -105,6 +105,38 @@ def test_every_training_option_round_trips_through_resume_pt(tmp_path, family):
     assert saved_config(read_resume(tmp_path / "run" / RESUME_NAME)) == cfg
 
 
+def test_a_run_saved_on_another_device_type_resumes_reseeded_and_reproducibly(tmp_path, family, capsys):
+    """A GPU run continued on a CPU: the saved generator state is a CUDA one (16 bytes, no Mersenne
+    Twister state), so the generators are reseeded from (seed, step), said on stderr, and two
+    resumes of the same file train the same weights."""
+    trainer(config(family, tmp_path / "gpu", max_steps=6)).run()
+    state = read_resume(tmp_path / "gpu" / RESUME_NAME)
+    state.update(device_type="cuda", gen=torch.zeros(16, dtype=torch.uint8), cuda_rng=torch.zeros(16, dtype=torch.uint8))
+    weights = []
+    for copy in ("a", "b"):
+        (tmp_path / copy).mkdir()
+        torch.save(state, tmp_path / copy / RESUME_NAME)
+        resumed = trainer(config(family, tmp_path / copy, max_steps=10, resume=True))
+        assert "saved on cuda and continues on cpu" in capsys.readouterr().err
+        resumed.run()
+        assert resumed.step == 10
+        weights.append(resumed.model.state_dict())
+    assert_same_tensors(*weights)
+
+
+def test_a_resumed_command_line_run_reads_its_resume_file_once(tmp_path, family, monkeypatch):
+    """main checks the options against resume.pt and hands what it read to the trainer."""
+    import sedd.train as T
+    T.main(["--data", str(family), "--out", str(tmp_path / "run"), "--preset", "tiny", "--max-steps", "3",
+            "--tokens-per-batch", "256", "--eval-every", "1000"])
+    reads = []
+    real = T.read_resume
+    monkeypatch.setattr(T, "read_resume", lambda path: reads.append(path) or real(path))
+    T.main(["--out", str(tmp_path / "run"), "--resume", "--max-steps", "5"])
+    assert len(reads) == 1
+    assert read_resume(tmp_path / "run" / RESUME_NAME)["step"] == 5
+
+
 # ---- the learning-rate schedule ---------------------------------------------------------------------------
 class FakeClock:
     """A clock that moves ``tick`` seconds at every reading: a run's seconds are a function of its calls."""
@@ -153,15 +185,20 @@ def test_under_minutes_the_lr_warms_up_by_steps_then_ends_on_its_floor_with_the_
     assert seen[-1][1] == pytest.approx(1.0, abs=0.05) and again.seconds >= 60
 
 
-def test_under_max_steps_the_lr_warms_up_then_decays_to_near_the_floor(tmp_path, family):
-    """The last step runs at progress (N − 1 − warm-up)/(N − warm-up): a hair above the floor, which
-    step N would reach."""
+def test_under_max_steps_the_lr_warms_up_then_decays_to_the_floor_on_the_last_step(tmp_path, family):
+    """Warm-up over steps 0–4 to the peak, then the cosine decay from the peak at step 5 to the floor
+    at step 39, the last one of --max-steps 40."""
     cfg = config(family, tmp_path / "run", max_steps=40, warmup_steps=5, lr=1e-2, min_lr_fraction=0.1, eval_every=1000)
     run = trainer(cfg)
+    seen = []                                      # the LR each optimizer step takes
+    opt_step = run.opt.step
+    run.opt.step = lambda: seen.append(run.opt.param_groups[0]["lr"]) or opt_step()
     run.run()
-    by_step = {h["step"]: h["lr"] for h in run.history if "lr" in h}       # the LR of step index step − 1
-    assert by_step[10] == pytest.approx(lr_at(9, cfg, (9 - 5) / 35))
-    assert by_step[40] == pytest.approx(lr_at(39, cfg, 34 / 35)) and by_step[40] < 1.02e-3
+    assert len(seen) == 40
+    assert seen[:6] == pytest.approx([2e-3, 4e-3, 6e-3, 8e-3, 1e-2, 1e-2])
+    assert seen[22] == pytest.approx(lr_at(22, cfg, 0.5)) == pytest.approx(5.5e-3)
+    assert seen[-1] == pytest.approx(1e-3, rel=1e-12)
+    assert seen[5:] == sorted(seen[5:], reverse=True)
 
 
 # ---- validation and what ships -------------------------------------------------------------------------------
@@ -186,6 +223,25 @@ def test_each_step_is_validated_at_most_once(tmp_path, family):
     assert steps == [7, 14]
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert [h["step"] for h in history if "val_elbo_ema" in h] == [7, 14]
+
+
+def test_under_the_cpu_clock_the_summary_keeps_wall_and_clock_seconds_apart(tmp_path, family, monkeypatch):
+    """--clock cpu: the budget counts the clock's seconds (``clock_seconds``), while ``wall_seconds``
+    stays the wall time the loop took; both survive a resume and keep counting from there."""
+    import time
+
+    import sedd.train as T
+    monkeypatch.setitem(T.CLOCKS, "cpu", FakeClock(0.5))        # 0.5 "CPU seconds" per reading
+    started = time.time()
+    trainer(config(family, tmp_path / "run", minutes=0.5, clock="cpu", eval_every=1000)).run()
+    elapsed = time.time() - started
+    summary = json.loads((tmp_path / "run" / "config.json").read_text())["training"]
+    assert summary["clock_seconds"] >= 30
+    assert 0 < summary["wall_seconds"] <= elapsed < summary["clock_seconds"]
+    again = trainer(config(family, tmp_path / "run", minutes=1.0, clock="cpu", eval_every=1000, resume=True))
+    assert (round(again.wall_seconds, 1), round(again.seconds, 1)) == (summary["wall_seconds"], summary["clock_seconds"])
+    again.run()
+    assert again.wall_seconds > summary["wall_seconds"] and again.seconds >= 60
 
 
 def test_the_summary_counts_what_the_run_did(tmp_path, family):

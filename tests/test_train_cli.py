@@ -84,19 +84,21 @@ def test_resume_with_only_a_budget_is_the_uninterrupted_run_with_every_saved_opt
 
 
 def test_a_resumed_run_continues_its_learning_rate_schedule(tmp_path, data):
-    """Warm-up over 3 steps, then a cosine decay fitted to the new budget: the last step's LR is the
-    saved schedule's, not a restart of the default 200-step warm-up."""
+    """Warm-up over 3 steps, then a cosine decay fitted to the new budget: the saved schedule's, not a
+    restart of the default 200-step warm-up, ending on its floor at the new last step."""
     fasta, _ = data
     out = tmp_path / "run"
     cli("--data", fasta, "--out", out, "--max-steps", "5", "--preset", "tiny", "--tokens-per-batch", "512",
         "--dropout", "0", "--warmup-steps", "3", "--lr", "2e-3", "--eval-every", "100")
-    cli("--data", fasta, "--out", out, "--resume", "--max-steps", "9")
+    cli("--data", fasta, "--out", out, "--resume", "--max-steps", "11")
     state = torch.load(out / RESUME_NAME, weights_only=True)
     cfg = TrainConfig(**json.loads(state["config"]))
-    assert (cfg.warmup_steps, cfg.lr) == (3, 2e-3)
-    expected = lr_at(8, cfg, progress=(8 - 3) / (9 - 3))            # the LR of step 9 (index 8)
-    assert state["opt"]["param_groups"][0]["lr"] == pytest.approx(expected)
-    assert expected > 2e-3 * 0.1                                       # past warm-up, above the floor
+    assert (cfg.warmup_steps, cfg.lr, cfg.max_steps) == (3, 2e-3, 11)
+    logged = {h["step"]: h["lr"] for h in json.loads(state["history"]) if "lr" in h}
+    # step 10 (index 9) on the decay refitted to 11 steps: well above the floor, and above the 1e-4 a
+    # restarted warm-up would be at
+    assert logged[10] == pytest.approx(lr_at(9, cfg, progress=(9 - 3) / (11 - 1 - 3))) == pytest.approx(2.891e-4, rel=1e-3)
+    assert state["opt"]["param_groups"][0]["lr"] == pytest.approx(2e-3 * 0.1)      # the last step: the floor
 
 
 @pytest.mark.parametrize("change", [("--warmup-steps", "7"), ("--seed", "4"), ("--dropout", "0.2"),
@@ -266,7 +268,7 @@ def test_overwrite_drops_the_old_training_state_at_once(tmp_path, data, monkeypa
     fasta, _ = data
     out = tmp_path / "run"
     cli("--data", fasta, "--out", out, "--max-steps", "3", *RUN)
-    monkeypatch.setattr("sedd.train.train", lambda cfg: (_ for _ in ()).throw(KeyboardInterrupt))
+    monkeypatch.setattr("sedd.train.train", lambda cfg, resume_state=None: (_ for _ in ()).throw(KeyboardInterrupt))
     with pytest.raises(KeyboardInterrupt):
         cli("--data", fasta, "--out", out, "--max-steps", "3", "--preset", "tiny", "--overwrite")
     assert not (out / RESUME_NAME).exists()
