@@ -37,6 +37,7 @@ class Request:
     use_cache: bool = True
     sampler: str = "tau-leaping"        # one of ``sampler.STRATEGIES``
     top_p: float = 1.0                  # nucleus filtering; 1 = off
+    particles: int = 1                  # > 1: allowed sets as exact conditioning (``sampler``, tau-leaping only)
 
 
 @dataclass
@@ -124,12 +125,14 @@ def allowed_tensor(templates: list[Template], size: int) -> torch.BoolTensor | N
 
 
 def stream(model: ckpt.Checkpoint, request: Request):
-    """The sampler's frames for a request (device = the model's); allowed sets are exact conditioning."""
+    """The sampler's frames for a request (device = the model's): given residues are exact conditioning;
+    allowed sets renormalise each position's prediction, or with ``particles`` > 1 condition the
+    sampler's law exactly (``sedd.sampler``)."""
     return sample(model.model, [t.tokens for t in request.templates], mask_id=model.alphabet.mask_id,
                   steps=request.steps, temperature=request.temperature, seed=request.seed,
                   schedule=model.schedule, use_cache=request.use_cache,
                   allowed=allowed_tensor(request.templates, model.alphabet.size),
-                  strategy=request.sampler, top_p=request.top_p)
+                  strategy=request.sampler, top_p=request.top_p, particles=request.particles)
 
 
 def decode_rows(model: ckpt.Checkpoint, frame: Frame, lengths: list[int]) -> list[str]:

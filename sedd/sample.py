@@ -4,11 +4,14 @@
     python -m sedd.sample --length auto --num-samples 8 --json
     python -m sedd.sample --template "MKV[KR]GF[2-10]GQ__" --omit C --span-lengths map
     python -m sedd.sample --length auto --num-samples 8 --steps 16 --sampler remask --top-p 0.95
+    python -m sedd.sample --template "MKV[KR]GF____[^P]GQ__" --omit C --particles 16
 
 FASTA on stdout, a progress bar on stderr. ``--json`` prints one object with the sequences, the
 network evaluations per sample, the wall time, the steps, the seed, the sampler, top-p and the
 checkpoint; with ``[a-b]`` spans also ``span_lengths`` (per design) and ``span_posterior`` (the top
-10 combinations).
+10 combinations); with ``--particles`` above 1 and allowed sets (``[KR]``, ``[^C]``, ``--omit``) also
+``particles`` and ``constraint_log_prob`` (per design: the estimated log-probability that the
+sampler without the sets would meet them).
 """
 from __future__ import annotations
 
@@ -55,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="which masked positions to reveal each step (default: tau-leaping, the exact process)")
     p.add_argument("--top-p", type=PROBABILITY_MASS, default=1.0, help="nucleus sampling: keep the most probable residues "
                                                             "up to this mass (default 1 = off)")
+    p.add_argument("--particles", type=COUNT, default=1,
+                   help="K > 1: allowed sets ([KR], [^C], --omit) condition the tau-leaping sampler exactly, by "
+                        "K weighted particles per design (sequential Monte Carlo; K times the network evaluations; "
+                        "default 1: each prediction is renormalised over its set)")
     p.add_argument("--no-cache", action="store_true", help="evaluate the network at every step (speed reference)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of FASTA")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
@@ -73,11 +80,14 @@ def main(argv: list[str] | None = None) -> int:
         if plan.posterior is not None:
             print(f"note: {_describe_posterior(plan)}", file=sys.stderr)
         request = Request(templates, a.steps, a.temperature, seed, use_cache=not a.no_cache, sampler=a.sampler,
-                          top_p=a.top_p)
+                          top_p=a.top_p, particles=a.particles)
         from tqdm.auto import tqdm
         frame = last_frame(tqdm(stream(model, request), total=a.steps + 1, desc="denoising", file=sys.stderr,
                                 leave=False))
         seconds = time.perf_counter() - start
+        if frame.constraint_log_prob is not None:
+            print(f"note: {a.particles} particles per design; the model alone meets the allowed sets with probability "
+                  f"≈ {frame.constraint_log_prob.exp().mean().item():.3g} (mean over designs)", file=sys.stderr)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -88,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
                "checkpoint": str(a.checkpoint or model.source)}
         if plan.posterior is not None:
             out |= {"span_lengths": plan.span_lengths, "span_posterior": plan.posterior.top(TOP)}
+        if frame.constraint_log_prob is not None:
+            out |= {"particles": a.particles, "constraint_log_prob": frame.constraint_log_prob.tolist()}
         print(json.dumps(out))
     else:
         sys.stdout.write(to_fasta(sequences))

@@ -30,6 +30,19 @@ with many steps the samples do not follow p_θ(x | xⁱ ∈ Aᵢ for all i). Giv
 masked, resampled or remasked (exact conditioning, §8). Only residues are ever drawn: the network
 has no logit for MASK or PAD (§4).
 
+``particles`` = K > 1 makes allowed sets exact conditioning of the τ-leaping sampler's own law
+(sequential Monte Carlo, docs/design.md §12): each design runs K particles whose revealed residues
+are drawn from the renormalised p̃, as above. A path drawn that way has probability 1 / Π Z under
+the proposal for every Π Z_θ(path) under the unconstrained sampler, where Z = Σ_{b ∈ Aᵢ} p_T(b | x_t)
+is the allowed mass of each constrained position at the step it is revealed (p_T: tempered, not
+renormalised); so each particle carries the weight Π Z. When a design's effective sample size
+(Σw)²/Σw² falls below K/2 its particles are resampled (systematic resampling, with one uniform per
+design per step whatever happens), and at t = 0 one particle per design is drawn ∝ its weight. As K
+grows the designs follow the unconstrained sampler's law conditioned on every xⁱ ∈ Aᵢ, and the
+mean weight estimates that event's probability (``Frame.constraint_log_prob``). Frames show each
+design's heaviest particle. The cost is K network rows per design; a request with no constrained
+position runs one particle per design.
+
 Caching (docs/design.md §6): the network is time-independent, so a row whose tokens did not change
 since its last evaluation reuses that output exactly; rows are recomputed individually. Draws are
 in float64 inverse-CDF form (τ-leaping in two stages: a Bernoulli "unmask now?", then the residue),
@@ -49,6 +62,7 @@ from .schedule import LogLinearSchedule
 
 STRATEGIES = ("tau-leaping", "confidence", "remask")
 MAX_SEED = 2**63 - 1          # torch.Generator.manual_seed takes a 64-bit signed integer
+MAX_PARTICLES = 256
 
 
 @dataclass
@@ -61,6 +75,10 @@ class Frame:
     changed: torch.BoolTensor  # [B, L] positions revealed in this step
     nfe: int                  # network evaluations so far, counted per row
     remasked: torch.BoolTensor | None = field(default=None)   # [B, L] revealed residues sent back to MASK
+    # particles > 1 (module docstring): [B] effective sample size of each design's particles, and the
+    # log of their mean weight, an estimate of log P(every residue in its allowed set)
+    ess: torch.Tensor | None = None
+    constraint_log_prob: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.remasked is None:
@@ -115,23 +133,68 @@ class _CachedNetwork:
         self.model, self.device, self.allowed = model, device, allowed
         self.temperature, self.top_p, self.use_cache = temperature, top_p, use_cache
         self.probs = torch.zeros(*shape, dtype=torch.float64)
+        self.log_mass = torch.zeros(shape[:2], dtype=torch.float64)   # log Z: allowed mass under p_T
         self.stale = torch.ones(shape[0], dtype=torch.bool)
         self.nfe = 0
 
     def update(self, x: torch.LongTensor, masked: torch.BoolTensor) -> torch.Tensor:
-        """Refresh the rows that need it; returns probs [B, L, V]."""
+        """Refresh the rows that need it; returns probs [B, L, V] (and keeps ``log_mass`` [B, L])."""
         need = masked.any(-1) & self.stale if self.use_cache else torch.ones_like(self.stale)
         if need.any():
-            logits = self.model(x[need].to(self.device)).cpu().double()
+            logits = self.model(x[need].to(self.device)).cpu().double() / self.temperature
             if self.allowed is not None:
+                free = logits.logsumexp(-1)
                 logits = logits.masked_fill(~self.allowed[need], float("-inf"))
-            self.probs[need] = nucleus(torch.softmax(logits / self.temperature, dim=-1), self.top_p)
+                self.log_mass[need] = logits.logsumexp(-1) - free
+            self.probs[need] = nucleus(torch.softmax(logits, dim=-1), self.top_p)
             self.nfe += int(need.sum())
             self.stale[need] = False
         return self.probs
 
     def invalidate(self, rows: torch.BoolTensor) -> None:
         self.stale |= rows
+
+    def reorder(self, rows: torch.LongTensor) -> None:
+        """Row i now holds what row ``rows[i]`` held (resampled particles keep their cached outputs)."""
+        self.probs, self.log_mass, self.stale = self.probs[rows], self.log_mass[rows], self.stale[rows]
+
+
+class _Particles:
+    """The weights of K particles for each of B designs (rows b·K … b·K + K − 1), module docstring."""
+
+    def __init__(self, designs: int, k: int):
+        self.B, self.K = designs, k
+        self.log_w = torch.zeros(designs, k, dtype=torch.float64)
+        self.log_mean = torch.zeros(designs, dtype=torch.float64)   # log of the mean weight so far
+
+    def reweight(self, log_mass: torch.Tensor, revealed: torch.BoolTensor) -> None:
+        """Multiply in Z of every position revealed this step."""
+        self.log_w += torch.where(revealed, log_mass, 0.0).sum(-1).view(self.B, self.K)
+        self.log_mean = self.log_w.logsumexp(-1) - torch.log(torch.tensor(float(self.K), dtype=torch.float64))
+
+    def ess(self) -> torch.Tensor:
+        w = torch.softmax(self.log_w, -1)
+        return 1.0 / (w * w).sum(-1)
+
+    def resample(self, u: torch.Tensor) -> torch.LongTensor:
+        """Systematic resampling of the designs whose ESS is below K/2 (u: [B] uniforms); returns the
+        row each row copies. Resampled designs restart from equal weights at their mean weight, so
+        the mean still estimates P(allowed sets)."""
+        k = torch.arange(self.K)
+        cdf = torch.softmax(self.log_w, -1).cumsum(-1)
+        points = (u.unsqueeze(-1) + k) / self.K
+        ancestors = torch.searchsorted(cdf, points, right=True).clamp(max=self.K - 1)
+        low = self.ess() < self.K / 2
+        ancestors = torch.where(low.unsqueeze(-1), ancestors, k)
+        self.log_w = torch.where(low.unsqueeze(-1), self.log_mean.unsqueeze(-1).expand(-1, self.K), self.log_w)
+        return (ancestors + self.K * torch.arange(self.B).unsqueeze(-1)).flatten()
+
+    def heaviest(self) -> torch.LongTensor:
+        return self.log_w.argmax(-1) + self.K * torch.arange(self.B)
+
+    def draw(self, u: torch.Tensor) -> torch.LongTensor:
+        """One row per design, drawn ∝ weight (u: [B] uniforms)."""
+        return _categorical(torch.softmax(self.log_w, -1), u) + self.K * torch.arange(self.B)
 
 
 # ---- one step of each strategy ---------------------------------------------------------------------
@@ -193,7 +256,7 @@ def _planned_step(x, probs, masked, designed, keep: torch.LongTensor, conf, budg
 
 # ---- the sampler ------------------------------------------------------------------------------------
 def _check(strategy: str, steps: int, temperature: float, top_p: float, seed: int, eta: float, budget: float,
-           noise: float) -> None:
+           noise: float, particles: int) -> None:
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown sampler {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     if steps < 1:
@@ -207,6 +270,11 @@ def _check(strategy: str, steps: int, temperature: float, top_p: float, seed: in
     if not (eta >= 0 and budget >= 0 and noise >= 0):
         raise ValueError(f"eta, remask_budget and order_noise must be ≥ 0, got eta={eta}, "
                          f"remask_budget={budget}, order_noise={noise}")
+    if not 1 <= particles <= MAX_PARTICLES:
+        raise ValueError(f"particles must be between 1 and {MAX_PARTICLES}, got {particles}")
+    if particles > 1 and (strategy != "tau-leaping" or top_p < 1):
+        raise ValueError("particles > 1 (exact allowed sets) needs the tau-leaping sampler and top-p 1: the other "
+                         f"samplers and nucleus filtering do not follow a law to condition; got {strategy}, top-p {top_p}")
 
 
 @torch.no_grad()
@@ -215,21 +283,23 @@ def sample(model: torch.nn.Module, templates: Sequence[Sequence[int]] | torch.Lo
            schedule: LogLinearSchedule = LogLinearSchedule(), use_cache: bool = True,
            device: torch.device | str | None = None, allowed: torch.BoolTensor | None = None,
            strategy: str = "tau-leaping", top_p: float = 1.0, eta: float = 1.0,
-           remask_budget: float = 0.5, order_noise: float = 2.0) -> Iterator[Frame]:
+           remask_budget: float = 0.5, order_noise: float = 2.0, particles: int = 1) -> Iterator[Frame]:
     """Fill the MASK positions of ``templates``; yields a ``Frame`` per step (strategies: module docstring).
 
     templates: token-id lists (MASK = ``mask_id`` at designed positions), lengths may differ.
     Frames hold CPU tensors whatever ``device`` the network runs on.
     The last yielded frame has t = 0 and no MASK left. PAD (= mask_id + 1) pads short rows.
-    allowed: optional [B, L, V] bool, the residues each position may take (exact conditioning:
-    p_θ is renormalised over them before the temperature and top-p, DESIGN decision 12); every
-    designed position needs at least one. top_p ∈ (0, 1]: nucleus filtering for every strategy.
+    allowed: optional [B, L, V] bool, the residues each position may take: each prediction p_θ is
+    renormalised over them before the temperature and top-p (docs/design.md §12; this conditions
+    each position's draw, not the joint: module docstring); every designed position needs at least one. top_p ∈ (0, 1]: nucleus filtering for every strategy.
     eta, remask_budget: the ``remask`` knobs (ignored by the other strategies); a row remasks at
     most floor(remask_budget · designed positions) residues in the whole run. order_noise: Gumbel
     noise on the position scores of ``confidence`` and ``remask`` (0 = most confident first). The
     defaults of the three knobs come from ``benchmarks/sampler_quality.py`` (README, "Samplers").
+    particles: K > 1 makes the allowed sets exact conditioning (sequential Monte Carlo, module
+    docstring; tau-leaping and top_p = 1 only) at K network rows per design.
     """
-    _check(strategy, steps, temperature, top_p, seed, eta, remask_budget, order_noise)
+    _check(strategy, steps, temperature, top_p, seed, eta, remask_budget, order_noise, particles)
     pad_id = mask_id + 1
     device = torch.device(device) if device is not None else device_of(model)
     # Tokens, cached probabilities and draws live on the CPU in float64 (MPS has no float64, and
@@ -242,6 +312,12 @@ def sample(model: torch.nn.Module, templates: Sequence[Sequence[int]] | torch.Lo
             raise ValueError(f"allowed must have shape {(B, L, mask_id)}, got {tuple(allowed.shape)}")
         if not allowed[x == mask_id].any(-1).all():
             raise ValueError("a designed position allows no residue at all")
+    constrained = allowed is not None and bool((~allowed[x == mask_id]).any())
+    if particles > 1 and constrained:
+        yield from _sample_particles(model, x, allowed, particles, mask_id=mask_id, steps=steps,
+                                     temperature=temperature, seed=seed, schedule=schedule, use_cache=use_cache,
+                                     device=device)
+        return
     was_training = model.training
     model.eval()
 
@@ -269,6 +345,48 @@ def sample(model: torch.nn.Module, templates: Sequence[Sequence[int]] | torch.Lo
                                                budget_left, eta, order_noise, u_b, u_a, mask_id)
             net.invalidate((reveal | remask).any(-1))
             yield Frame(k + 1, s, x.clone(), reveal, net.nfe, remask)
+    finally:
+        model.train(was_training)
+
+
+def _sample_particles(model, x: torch.LongTensor, allowed: torch.BoolTensor, k: int, *, mask_id: int, steps: int,
+                      temperature: float, seed: int, schedule: LogLinearSchedule, use_cache: bool,
+                      device: torch.device) -> Iterator[Frame]:
+    """τ-leaping with K weighted particles per design (module docstring); frames as ``sample``'s."""
+    B, L = x.shape
+    was_training = model.training
+    model.eval()
+    gen = torch.Generator(device="cpu").manual_seed(int(seed))
+    rows = x.repeat_interleave(k, 0)                                        # [B·K, L]
+    net = _CachedNetwork(model, device, (B * k, L, mask_id), allowed.repeat_interleave(k, 0), temperature, 1.0,
+                         use_cache)
+    weights = _Particles(B, k)
+    grid = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64).tolist()
+    shown = x.clone()
+    yield Frame(0, 1.0, shown.clone(), torch.zeros_like(shown, dtype=torch.bool), 0, ess=weights.ess(),
+                constraint_log_prob=weights.log_mean.clone())
+    try:
+        for step in range(steps):
+            t, s = grid[step], grid[step + 1]
+            masked = rows == mask_id
+            probs = net.update(rows, masked)
+            u_a = torch.rand(B * k, L, dtype=torch.float64, generator=gen)
+            u_b = torch.rand(B * k, L, dtype=torch.float64, generator=gen)
+            u_c = torch.rand(B, dtype=torch.float64, generator=gen)         # resampling, or the final draw
+            reveal, _ = _tau_leaping_step(rows, probs, masked, stay_masked_prob(schedule, t, s), u_a, u_b)
+            weights.reweight(net.log_mass, reveal)
+            net.invalidate(reveal.any(-1))
+            ess = weights.ess()
+            if s > 0:
+                ancestors = weights.resample(u_c)
+                rows = rows[ancestors]
+                net.reorder(ancestors)
+                pick = weights.heaviest()
+            else:
+                pick = weights.draw(u_c)
+            before, shown = shown, rows[pick].clone()
+            yield Frame(step + 1, s, shown.clone(), (shown != before) & (shown != mask_id), net.nfe,
+                        (before != mask_id) & (shown == mask_id), ess=ess, constraint_log_prob=weights.log_mean.clone())
     finally:
         model.train(was_training)
 

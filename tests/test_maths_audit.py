@@ -19,6 +19,7 @@ use Gauss–Legendre nodes, exact for the polynomial integrands of the log-linea
 """
 from __future__ import annotations
 
+import collections
 import itertools
 import math
 
@@ -30,7 +31,7 @@ from scipy.stats import chi2
 from sedd import likelihood, loss
 from sedd.data import Dataset
 from sedd.loss import diffusion_loss
-from sedd.sampler import run
+from sedd.sampler import run, sample
 from sedd.schedule import LogLinearSchedule
 from sedd.time_sampling import ImportanceTimes
 
@@ -368,3 +369,76 @@ def test_cache_never_serves_a_stale_output(strategy):
     uncached = run(MODEL, templates, mask_id=MASK, steps=12, seed=9, strategy=strategy, use_cache=False)
     assert torch.equal(cached.tokens, uncached.tokens)
     assert cached.nfe < uncached.nfe
+
+
+# ---- particles: allowed sets as exact conditioning --------------------------------------------------------
+POSITION_0_IS_0 = np.array([[True, False, False], [True, True, True], [True, True, True]])
+
+
+def conditioned(law: dict, allowed: np.ndarray) -> tuple[dict, float]:
+    """``law`` restricted to the sequences whose every residue is allowed, renormalised, and the mass it had."""
+    inside = {x: q for x, q in law.items() if all(allowed[i, v] for i, v in enumerate(x))}
+    z = sum(inside.values())
+    return {x: q / z for x, q in inside.items()}, z
+
+
+def particle_run(n: int, k: int, steps: int, allowed: np.ndarray, seed: int, **kw):
+    return run(MODEL, [[MASK] * L] * n, mask_id=MASK, steps=steps, seed=seed, particles=k,
+               allowed=torch.from_numpy(allowed).expand(n, L, V), **kw)
+
+
+def tv(counts: dict, law: dict) -> float:
+    n = sum(counts.values())
+    return 0.5 * sum(abs(counts.get(x, 0) / n - law.get(x, 0)) for x in set(counts) | set(law))
+
+
+@pytest.mark.parametrize("steps, seed", [(2, 11), (40, 12)])
+def test_particles_draw_the_samplers_law_conditioned_on_the_allowed_sets(steps, seed):
+    """Position 0 may only be residue 0. One particle renormalises each prediction (TV ≥ 0.14 from the
+    conditioned law, above); 48 weighted particles per design draw τ-leaping's own law at that
+    step count conditioned on x⁰ = 0, and their mean weight estimates P(x⁰ = 0) under it."""
+    target, mass = conditioned(sampler_law(steps), POSITION_0_IS_0)
+    one = particle_run(3000, 1, steps, POSITION_0_IS_0, seed)
+    many = particle_run(3000, 48, steps, POSITION_0_IS_0, seed)
+    count = lambda frame: collections.Counter(map(tuple, frame.tokens.tolist()))     # noqa: E731
+    assert tv(count(one), target) > 0.1
+    assert tv(count(many), target) < 0.035
+    assert one.constraint_log_prob is None
+    assert many.constraint_log_prob.exp().mean().item() == pytest.approx(mass, rel=0.03)
+
+
+def test_particles_keep_the_cache_exact_and_every_constraint():
+    """Resampling moves rows with their cached outputs: cached and uncached runs draw the same
+    designs; every frame keeps the given residue, and the designs keep their allowed sets."""
+    allowed = np.array([[True, True, False], [True, True, True], [False, True, True]])
+    templates = [[MASK] * L, [MASK, 1, MASK], [2, MASK, MASK]] * 100
+    mask = torch.from_numpy(allowed).expand(len(templates), L, V)
+    frames = list(sample(MODEL, templates, mask_id=MASK, steps=12, seed=9, particles=8, allowed=mask))
+    uncached = run(MODEL, templates, mask_id=MASK, steps=12, seed=9, particles=8, allowed=mask, use_cache=False)
+    assert torch.equal(frames[-1].tokens, uncached.tokens)
+    assert frames[-1].nfe < uncached.nfe
+    given = torch.tensor(templates) != MASK
+    for frame in frames:
+        assert torch.equal(frame.tokens[given], torch.tensor(templates)[given])
+        assert (frame.ess >= 1 - 1e-9).all() and (frame.ess <= 8 + 1e-9).all()
+    final = frames[-1].tokens
+    assert (final != MASK).all()
+    designed = ~given
+    assert torch.from_numpy(allowed)[torch.arange(L).expand_as(final)[designed], final[designed]].all()
+
+
+def test_particles_without_constraints_are_one_particle():
+    """Nothing to condition on: K particles cost nothing and change nothing."""
+    templates = [[MASK] * L] * 50
+    one = run(MODEL, templates, mask_id=MASK, steps=8, seed=4)
+    many = run(MODEL, templates, mask_id=MASK, steps=8, seed=4, particles=16,
+               allowed=torch.ones(50, L, V, dtype=torch.bool))
+    assert torch.equal(one.tokens, many.tokens) and one.nfe == many.nfe
+
+
+@pytest.mark.parametrize("kw, says", [({"particles": 0}, "between 1 and"), ({"particles": 10**6}, "between 1 and"),
+                                      ({"particles": 4, "strategy": "remask"}, "tau-leaping"),
+                                      ({"particles": 4, "top_p": 0.9}, "top-p 1")])
+def test_particles_refuse_what_they_cannot_make_exact(kw, says):
+    with pytest.raises(ValueError, match=says):
+        particle_run(2, kw.pop("particles"), 4, POSITION_0_IS_0, 0, **kw)

@@ -70,6 +70,9 @@ def test_random_seed_is_reported(capsys, tiny_checkpoint):
     (["--template", "MK[9-2]G"], "bracket [9-2] at position 3: a span [a-b] needs a ≤ b"),
     (["--template", "MK[C]G", "--omit", "c"], "the bracket at position 3 allows only C, all of which are excluded"),
     (["--template", "MK_", "--omit", "CJ"], "excluded residues: 'J' at position 2 is not a residue"),
+    (["--template", "M__", "--particles", "0"], "argument --particles: '0' is not a whole number above 0"),
+    (["--template", "M__", "--particles", "1000"], "particles must be between 1 and 256"),
+    (["--template", "M[^C]_", "--particles", "4", "--sampler", "remask"], "needs the tau-leaping sampler and top-p 1"),
 ])
 def test_bad_input_exits_2_with_a_message(capsys, tiny_checkpoint, args, message):
     code, out, err = run_cli(capsys, "--checkpoint", tiny_checkpoint, *args)
@@ -134,3 +137,31 @@ def test_n_in_brackets_is_n_masks_on_the_command_line(capsys, tiny_checkpoint):
     _, bracket, _ = run_cli(capsys, *common, "--template", "MK[6]GF")
     _, masks, _ = run_cli(capsys, *common, "--template", "MK______GF")
     assert bracket == masks
+
+
+def test_particles_keep_every_allowed_set_and_report_what_they_cost(capsys, tiny_checkpoint):
+    """--particles 8 with allowed sets: the sets hold, every design costs 8 particles' network
+    evaluations, and the JSON carries each design's estimated log P(the model meets the sets)."""
+    base = ["--checkpoint", tiny_checkpoint, "--template", "M[KR]____[^AG]____[DE]", "--omit", "C",
+            "--num-samples", 5, "--steps", 16, "--seed", 6, "--json"]
+    _, out, _ = run_cli(capsys, *base)
+    one = json.loads(out)
+    code, out, err = run_cli(capsys, *base, "--particles", 8)
+    many = json.loads(out)
+    assert code == 0 and "particles per design" in err
+    for seq in many["sequences"]:
+        assert seq[1] in "KR" and seq[6] not in "AG" and seq[11] in "DE" and "C" not in seq
+    assert many["nfe_per_sample"] > 4 * one["nfe_per_sample"]
+    assert many["particles"] == 8 and len(many["constraint_log_prob"]) == 5
+    assert all(lp < 0 for lp in many["constraint_log_prob"])
+    assert "particles" not in one and "constraint_log_prob" not in one
+
+
+def test_particles_without_allowed_sets_change_nothing(capsys, tiny_checkpoint):
+    base = ["--checkpoint", tiny_checkpoint, "--template", "MKV__GF_R____", "--num-samples", 3, "--steps", 16,
+            "--seed", 6, "--json"]
+    _, out, _ = run_cli(capsys, *base)
+    _, again, _ = run_cli(capsys, *base, "--particles", 8)
+    one, many = json.loads(out), json.loads(again)
+    assert (many["sequences"], many["nfe_per_sample"]) == (one["sequences"], one["nfe_per_sample"])
+    assert "constraint_log_prob" not in many
