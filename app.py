@@ -4,7 +4,7 @@
 
 Serves on 127.0.0.1:7860, or the next free port (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT respected). The API endpoint
 ``generate`` takes ``template``, ``num_samples``, ``steps``, ``seed`` (and ``temperature``, ``fold``,
-``exclude``, ``span_lengths``, ``sampler``, ``top_p``);
+``exclude``, ``span_lengths``, ``sampler``, ``top_p``, ``stop_epoch``, ``particles``);
 it streams, and the first element of its final output is the FASTA text of the designs. The endpoint
 ``score`` takes ``sequence`` and returns one entry of ``sedd.score --json``'s ``"sequences"`` list,
 with the scan. Both are also MCP tools (Gradio's MCP server, ``/gradio_api/mcp/``).
@@ -233,7 +233,7 @@ class StudioCallbacks:
     def generate(self, template: str, num_samples: int = 4, steps: int = 128, seed: int | None = None,
                  temperature: float = 1.0, fold: str = "off", exclude: str = "",
                  span_lengths: str = "sample", sampler: str = "tau-leaping", top_p: float = 1.0,
-                 stop_epoch: int = 0, request: gr.Request | None = None):
+                 stop_epoch: int = 0, particles: int = 1, request: gr.Request | None = None):
         """Design proteins: fill the masked positions of a template with the SEDD model, then fold and rank them.
 
         Streams every denoising state; the final output's first element is the FASTA text of the designs,
@@ -251,11 +251,12 @@ class StudioCallbacks:
             sampler: "tau-leaping" (the exact reverse process, default), "confidence" (reveal the most confident positions first) or "remask" (may also send low-confidence designed residues back to mask and redraw them).
             top_p: nucleus sampling, 0.05 to 1 (1 = off): keep the most probable residues up to this probability mass.
             stop_epoch: for the page's Stop button (how many times it had been pressed when this run was asked for); leave it at 0.
+            particles: particles per design, 1 to 64 (default 1). Above 1, positions restricted to a set of residues ([KR], [^C] or exclude) are exact conditioning: each design runs that many weighted particles (sequential Monte Carlo) and follows the model's distribution given that every restricted position is in its set (exactly as the count grows), and the status estimates how likely the model alone is to meet the sets; with 1, each position's prediction is only renormalised over its set. Costs that many times the network evaluations; needs sampler "tau-leaping" and top_p 1; without a restricted position it has no effect.
         """
         stop_epoch = max(0, int(stop_epoch or 0))      # a count of presses: below 0 would stop every run
         try:      # the page's requests were checked before they were queued (Admission); API calls too
             parsed, settings = self.check(template, num_samples, steps, seed, temperature, fold, exclude,
-                                          span_lengths, sampler, top_p)
+                                          span_lengths, sampler, top_p, stop_epoch, particles)
         except studio.RequestError as e:
             raise gr.Error(render.error_text(str(e)), title="Cannot design this", print_exception=False) from None
         # The session's Stop ends the run between two outputs (or two span-length candidates); a
@@ -275,11 +276,11 @@ class StudioCallbacks:
             yield stopped                         # leaving the loop closed _run's generator: the sampler ends
 
     def check(self, template: str, num_samples=4, steps=128, seed=None, temperature=1.0, fold="off", exclude="",
-              span_lengths="sample", sampler="tau-leaping", top_p=1.0, *_ignored):
+              span_lengths="sample", sampler="tau-leaping", top_p=1.0, stop_epoch=0, particles=1, *_ignored):
         """``generate``'s inputs, in its order, checked; a refusal is logged and raised as ``studio.RequestError``."""
         try:
             return studio.check_request(self.model, template, num_samples, steps, temperature, seed, fold,
-                                        self.limits, exclude, span_lengths, sampler, top_p)
+                                        self.limits, exclude, span_lengths, sampler, top_p, particles)
         except studio.RequestError as e:
             log_refusal("generate", str(e))
             raise
@@ -315,7 +316,9 @@ class StudioCallbacks:
         files = self._write_outputs(run)
         structure, plot = self._show(ranked[0], "plddt") if ranked else ("", None)
         errors = sorted({d.fold_error for d in run.designs if d.fold_error})
-        status = self._status(done + (" Folding failed: " + " ".join(errors) if errors else ""), settings,
+        particles = run.particles_summary()
+        status = self._status(done + (" " + particles if particles else "")
+                              + (" Folding failed: " + " ".join(errors) if errors else ""), settings,
                               "warn" if errors else "info", chart)
         # the last frame again: the API's (and MCP's) final output holds it, not Gradio's "no change"
         yield (run.fasta(), frame, status, settings.seed, self._table(ranked), structure, plot, files, ranked)
@@ -428,6 +431,27 @@ def model_summary(model: ckpt.Checkpoint) -> str:
             + (f" · held-out ELBO {elbo:.3f} nats/residue" if elbo else ""))
 
 
+def accept_older_calls(demo: gr.Blocks, inputs: list, at_least: int) -> None:
+    """Let a raw API call of the event with ``inputs`` leave out the inputs after its first ``at_least``:
+    they take their components' values, the defaults the API documents, as gradio_client fills them.
+
+    A raw HTTP call (``/gradio_api/call/generate``, ``queue/join``) sends every input by position,
+    and Gradio refuses one with fewer values than inputs ("didn't receive enough input values"), so
+    without this a parameter appended later would break every such caller written before it.
+    Gradio checks the count in ``Blocks.validate_inputs``, for the validator and for the run, on
+    the list it then reads: the missing values are appended to that list before the check.
+    """
+    validate = demo.validate_inputs
+
+    def with_defaults(block_fn, values):
+        if (isinstance(values, list) and at_least <= len(values) < len(inputs)
+                and len(block_fn.inputs) == len(inputs) and all(a is b for a, b in zip(block_fn.inputs, inputs))):
+            values.extend(component.value for component in inputs[len(values):])
+        return validate(block_fn, values)
+
+    demo.validate_inputs = with_defaults
+
+
 class Admission:
     """Gradio validator for ``generate``, run before a request takes a place in the queue.
 
@@ -522,6 +546,13 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
                                      "remask: may also send low-confidence residues back to mask"))
                             top_p = checked_by_callback(gr.Slider(lim.min_top_p, 1.0, value=1.0, step=0.01,
                                                                   label="Top-p", info="nucleus sampling; 1 = off"))
+                        particles = integer_in_api(checked_by_callback(gr.Slider(
+                            1, lim.max_particles, value=1, step=1, label="Particles per design (exact allowed sets)",
+                            elem_id="particles",
+                            info="only matters with [KR], [^C] or excluded residues: above 1, each design runs that "
+                                 "many weighted particles, so the restricted positions condition the whole sequence "
+                                 "(exactly as the count grows); costs that many times the network evaluations "
+                                 "(tau-leaping, top-p 1)")))
                         fold = checked_by_callback(gr.Radio(list(studio.FOLD_BACKENDS), value=default_fold,
                                                             label="Folding backend"))
                         with gr.Row():
@@ -583,13 +614,17 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
                 selected = gr.State(0)
 
         fn = spaces.GPU(duration=180)(cb.generate) if spaces is not None else cb.generate
-        inputs = [template, num_samples, steps, seed, temperature, fold, exclude, span_mode, sampler, top_p, stop_epoch]
+        # in generate's order: parameters added later go last, so positional API callers keep their meaning
+        inputs = [template, num_samples, steps, seed, temperature, fold, exclude, span_mode, sampler, top_p, stop_epoch,
+                  particles]
+        stop_index = next(i for i, c in enumerate(inputs) if c is stop_epoch)
         outputs = [fasta, frames, status, seed_used, table, structure, plot, files]
         # The browser counts Stop presses; a Generate sends the count at its click, which may come
         # before Gradio sends the run (a click while a run is ending waits for it). See cb.stop.
         demo.load(None, js=STOP_COUNTING_JS, api_name=False)
         event = run_btn.click(fn, inputs, outputs + [designs],
-                              js="(...inputs) => [...inputs.slice(0, -1), window.seddStopsAtGenerate ?? 0]",
+                              js=f"(...inputs) => inputs.map((v, i) => i === {stop_index} ? "
+                                 "(window.seddStopsAtGenerate ?? 0) : v)",
                               api_name=False, concurrency_limit=concurrency, concurrency_id="generate",
                               show_progress="minimal",
                               # A click while the page still holds the previous run (a Stop being
@@ -625,6 +660,8 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
         color.change(cb.recolor, [designs, selected, color], [structure, plot], api_name=False)
     admit.demo = demo
     cb.pending = admit.pending
+    # a raw call written before particles existed sends the inputs before it
+    accept_older_calls(demo, inputs, next(i for i, c in enumerate(inputs) if c is particles))
     return demo.queue(max_size=max_queue, default_concurrency_limit=concurrency)
 
 

@@ -32,10 +32,10 @@ has no logit for MASK or PAD (§4).
 
 ``particles`` = K > 1 makes allowed sets exact conditioning of the τ-leaping sampler's own law
 (sequential Monte Carlo, docs/design.md §12): each design runs K particles whose revealed residues
-are drawn from the renormalised p̃, as above. A path drawn that way has probability 1 / Π Z under
-the proposal for every Π Z_θ(path) under the unconstrained sampler, where Z = Σ_{b ∈ Aᵢ} p_T(b | x_t)
-is the allowed mass of each constrained position at the step it is revealed (p_T: tempered, not
-renormalised); so each particle carries the weight Π Z. When a design's effective sample size
+are drawn from the renormalised p̃, as above. A path drawn that way has probability p(path) / Π Z
+under this proposal, where p(path) is its probability under the unconstrained sampler and
+Z = Σ_{b ∈ Aᵢ} p_T(b | x_t) is the allowed mass of each restricted position at the step it is
+revealed (p_T: tempered, not renormalised); so each particle carries the weight p/q = Π Z. When a design's effective sample size
 (Σw)²/Σw² falls below K/2 its particles are resampled (systematic resampling, with one uniform per
 design per step whatever happens), and at t = 0 one particle per design is drawn ∝ its weight. As K
 grows the designs follow the unconstrained sampler's law conditioned on every xⁱ ∈ Aᵢ, and the

@@ -48,6 +48,9 @@ class Limits:
     max_temperature: float = 2.0
     max_seed: int = 2**31 - 1
     min_top_p: float = 0.05
+    # particles per design (``sedd.sampler``): each costs a network row per step, so a request runs
+    # up to max_designs × max_particles rows at once
+    max_particles: int = 64
     max_chars: int = 100_000        # of a template or sequence as typed, read at most (see ``_check_size``)
 
 
@@ -69,6 +72,7 @@ class Settings:
     span_posterior: list[dict] | None = None         # top combinations with their probabilities
     sampler: str = "tau-leaping"                     # one of sampler.STRATEGIES
     top_p: float = 1.0                               # nucleus filtering; 1 = off
+    particles: int = 1                               # > 1: allowed sets as exact conditioning (sedd.sampler)
 
     def command(self) -> str:
         """The ``python -m sedd.sample`` command that draws the same designs."""
@@ -76,6 +80,7 @@ class Settings:
             (["--span-lengths", self.span_mode] if self.span_mode != "sample" else [])
         extra += ["--sampler", self.sampler] if self.sampler != "tau-leaping" else []
         extra += ["--top-p", repr(self.top_p)] if self.top_p != 1.0 else []
+        extra += ["--particles", str(self.particles)] if self.particles != 1 else []
         return shlex.join(["python", "-m", "sedd.sample", "--checkpoint", self.checkpoint,
                            "--template", self.template, "--num-samples", str(self.num_samples),
                            "--steps", str(self.steps), "--temperature", repr(self.temperature),
@@ -137,6 +142,15 @@ def _checked_top_p(value, limits: Limits) -> float:
     return top_p
 
 
+def _checked_particles(value, sampler: str, top_p: float, limits: Limits) -> int:
+    particles = _in_range(value, "particles per design", 1, limits.max_particles)
+    if particles > 1 and (sampler != "tau-leaping" or top_p < 1.0):
+        raise ValueError(f"particles per design above 1 (exact allowed sets) need the tau-leaping sampler and "
+                         f"top-p 1, the only settings with a law to condition; got sampler {sampler!r}, top-p "
+                         f"{top_p:g}. Set particles to 1, or choose tau-leaping with top-p 1")
+    return particles
+
+
 def _check_size(text, what: str, limits: Limits, max_len: int) -> None:
     """Refuse a paste far longer than any template before parsing it: parsing a megabyte takes
     seconds, and the check runs in the validator, on the server's event loop, where every page waits."""
@@ -164,7 +178,7 @@ def _checking(field: str):
 
 def check_request(model: Checkpoint, template: str, num_samples, steps, temperature, seed, fold: str = "off",
                   limits: Limits = Limits(), exclude: str = "", span_mode: str = "sample",
-                  sampler: str = "tau-leaping", top_p=1.0) -> tuple[TemplateSpec, Settings]:
+                  sampler: str = "tau-leaping", top_p=1.0, particles=1) -> tuple[TemplateSpec, Settings]:
     """Parse and check one request; a ``RequestError`` says which input was wrong, how, and what is allowed."""
     with _checking("num_samples"):
         num_samples = _in_range(num_samples, "number of designs", 1, limits.max_designs)
@@ -185,6 +199,8 @@ def check_request(model: Checkpoint, template: str, num_samples, steps, temperat
             raise ValueError(f"sampler must be one of {', '.join(STRATEGIES)}; got {sampler!r}")
     with _checking("top_p"):
         top_p = _checked_top_p(top_p, limits)
+    with _checking("particles"):
+        particles = _checked_particles(particles, sampler, top_p, limits)
     with _checking("fold"):
         if fold not in FOLD_BACKENDS:
             raise ValueError(f"folding backend must be one of {', '.join(FOLD_BACKENDS)}; got {fold!r}")
@@ -205,7 +221,8 @@ def check_request(model: Checkpoint, template: str, num_samples, steps, temperat
         notices.append("the template has no position to design (mark them with _ ? # X or a bracket), so every "
                        "design is the template itself; to score a full sequence, use the Score tab (the score endpoint)")
     settings = Settings(parsed.text(model.alphabet.residues), num_samples, steps, temperature, seed, fold,
-                        shown(model.source), notices, exclude, span_mode, sampler=sampler, top_p=top_p)
+                        shown(model.source), notices, exclude, span_mode, sampler=sampler, top_p=top_p,
+                        particles=particles)
     return parsed, settings
 
 
@@ -236,6 +253,25 @@ class Design:
     @property
     def name(self) -> str:
         return f"design_{self.index}"
+
+
+def probability_text(p: float) -> str:
+    """A probability for a reader: 3 %, 0.42 %, or 2.1e-05 below 0.1 %."""
+    if p >= 0.995:
+        return "100 %"
+    if p >= 0.1:
+        return f"{100 * p:.0f} %"
+    if p >= 1e-3:
+        return f"{100 * p:.2g} %"
+    return f"{p:.1e}"
+
+
+def _particle_fields(frame) -> dict:
+    """A frame's particle statistics for the trajectory (none with one particle per design)."""
+    if frame.constraint_log_prob is None:
+        return {}
+    log_p = [v if math.isfinite(v) else None for v in frame.constraint_log_prob.tolist()]   # JSON has no -inf
+    return {"ess": [round(v, 3) for v in frame.ess.tolist()], "constraint_log_prob": log_p}
 
 
 def ranking_basis(designs: list[Design]) -> str:
@@ -283,6 +319,10 @@ class Run:
         self.trajectory: list[dict] = []
         self.designs: list[Design] = []
         self.plan = None
+        # particles > 1 on a constrained request (``sedd.sampler``), from the final frame, one per design:
+        # the estimated log P(every residue in its allowed set) under the model, and the effective sample size
+        self.constraint_log_prob: list[float] | None = None
+        self.ess: list[float] | None = None
 
     def choose_span_lengths(self, check: Callable[[], None] | None = None):
         """The designs' templates: span lengths chosen by the model (a no-op without spans).
@@ -312,16 +352,22 @@ class Run:
         if self.plan is None:
             self.choose_span_lengths()
         templates = self.plan.templates
-        request = Request(templates, s.steps, s.temperature, s.seed, sampler=s.sampler, top_p=s.top_p)
+        request = Request(templates, s.steps, s.temperature, s.seed, sampler=s.sampler, top_p=s.top_p,
+                          particles=s.particles)
         lengths = [len(t) for t in templates]
         new, last_shown = None, -math.inf
+        self.constraint_log_prob = self.ess = None
         for frame in stream(self.model, request):
             new = frame.changed.cpu() if new is None else new | frame.changed.cpu()
             # a remasked position shows as masked again (its token is MASK in the frame)
             if frame.step > 0 and not (frame.changed.any() or frame.remasked.any()) and not frame.done:
                 continue
             sequences = decode_rows(self.model, frame, lengths)
-            self.trajectory.append({"step": frame.step, "t": frame.t, "nfe": frame.nfe, "sequences": sequences})
+            self.trajectory.append({"step": frame.step, "t": frame.t, "nfe": frame.nfe, "sequences": sequences,
+                                    **_particle_fields(frame)})
+            if frame.done and frame.constraint_log_prob is not None:
+                self.constraint_log_prob = frame.constraint_log_prob.tolist()
+                self.ess = frame.ess.tolist()
             if frame.done or time.monotonic() - last_shown >= min_interval:
                 yield View(sequences, self._states(frame.tokens.cpu(), new), frame.step, s.steps, frame.nfe, frame.done)
                 new, last_shown = torch.zeros_like(new), time.monotonic()
@@ -329,6 +375,21 @@ class Run:
         nearest = _nearest_by_layout(final, templates)
         self.designs = [Design(i + 1, seq, tpl.designed, near, list(tpl.span_lengths))
                         for i, (seq, tpl, near) in enumerate(zip(final, templates, nearest))]
+
+    def particles_summary(self) -> str | None:
+        """What the particles did, for the status line (None with one particle per design).
+
+        With constrained positions: the chance that the model alone, sampled without the allowed
+        sets, would have met them all, exp(``constraint_log_prob``) averaged over the designs."""
+        k = self.settings.particles
+        if k == 1:
+            return None
+        if self.constraint_log_prob is None:
+            return ("Particles had no effect: no designed position is restricted to a set of residues ([KR], [^C] "
+                    "or excluded residues), so one particle ran per design.")
+        p = sum(math.exp(v) for v in self.constraint_log_prob) / len(self.constraint_log_prob)
+        return (f"{k} particles per design conditioned the designs on the allowed sets; the model alone meets them "
+                f"with probability ≈ {probability_text(p)} (estimate, mean over designs).")
 
     def fold(self, backend) -> Iterator[Design]:
         """Fold each design in turn, yielding it just *before* its fold, so that a caller can say which

@@ -77,7 +77,7 @@ def test_api_generate_takes_sampler_and_top_p_by_name(model, tmp_path):
         client = Client(url, verbose=False)
         params = [p["parameter_name"] for p in
                   client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/generate"]["parameters"]]
-        assert params[-3:] == ["sampler", "top_p", "stop_epoch"]
+        assert params[-4:] == ["sampler", "top_p", "stop_epoch", "particles"]
         fasta = client.predict(template=TEMPLATE, num_samples=2, steps=16, seed=4, sampler="confidence", top_p=0.8,
                                api_name="/generate")[0]
         cb = app.StudioCallbacks(model, {"off": None}, min_interval=0.0, output_root=tmp_path)

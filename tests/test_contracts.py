@@ -198,7 +198,7 @@ def test_generate_parameters_beyond_the_first_four_default_to_the_original_behav
     info = app.build_demo(cb, "off").get_api_info()["named_endpoints"]["/generate"]["parameters"]
     defaults = {p["parameter_name"]: p["parameter_default"] for p in info[4:]}
     assert defaults == {"temperature": 1.0, "fold": "off", "exclude": "", "span_lengths": "sample",
-                        "sampler": "tau-leaping", "top_p": 1.0, "stop_epoch": 0}
+                        "sampler": "tau-leaping", "top_p": 1.0, "stop_epoch": 0, "particles": 1}
     assert all(p["parameter_has_default"] for p in info[1:])
 
 
