@@ -76,3 +76,18 @@ def test_readme_autoregressive_comparison_is_the_benchmarks_figures():
     for first_cell, figures in expected.items():
         rows = _table_rows(readme.replace("\\|", "¦"), first_cell.replace("\\|", "¦"))
         assert rows and rows[0][1:] == figures, (first_cell, rows)
+
+
+
+def test_readme_particles_table_is_the_benchmarks_figures():
+    """The README's particles table quotes checkpoints/acyp/eval/particles.json."""
+    result = json.loads((ROOT / "checkpoints/acyp/eval/particles.json").read_text())
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")]
+            for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("|")]
+    for row in result["rows"]:
+        name = {None: "rejection (exact;", 1: "renormalised"}.get(row["particles"], f"{row['particles']} particles")
+        cells = next(r for r in rows if r[0].startswith(name))
+        p_set = "—" if row["p_set"] is None else f"{row['p_set']:.3f} ± {row['p_set_stderr']:.3f}"
+        assert cells[1:] == [f"{row['designs']}", f"{row['rest_of_motif']:.3f} ± {row['rest_of_motif_stderr']:.3f}",
+                             cells[3], p_set, f"{row['nfe_per_design']:.1f}"], name
+        assert cells[3].split()[0] == f"{row['position_tv']:.3f}", name

@@ -1,0 +1,40 @@
+"""benchmarks/particles.py: its template, its rejection reference and its output, on a tiny model."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "particles.py"
+spec = importlib.util.spec_from_file_location("particles_benchmark", SCRIPT)
+bench = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench)
+
+
+def test_the_template_designs_the_motif_window_and_bars_its_aromatic_position():
+    plain, barred = bench.template(False), bench.template(True)
+    start, end = bench.WINDOW
+    assert bench.NATURAL[10:19] == "GIVQGVGFR" and bench.NATURAL[bench.BARRED[0]] == "F"
+    assert plain == bench.NATURAL[:start] + "_" * (end - start) + bench.NATURAL[end:]
+    assert barred == plain[:bench.BARRED[0]] + "[^FY]" + plain[bench.BARRED[0] + 1:]
+
+
+def test_position_tv_is_the_mean_total_variation_over_positions():
+    assert bench.position_tv(["AA", "AC"], ["AA", "AC"], range(2), "AC") == 0
+    # position 0: same; position 1: {A: 1/2, C: 1/2} against {C: 1} → 1/2
+    assert bench.position_tv(["AA", "AC"], ["AC", "AC"], range(2), "AC") == pytest.approx(0.25)
+
+
+def test_a_small_run_writes_every_row_and_keeps_the_set(tmp_path, tiny_checkpoint, monkeypatch):
+    """A random tiny model meets [^FY] with probability about 18/20: the plain runs' acceptance and
+    the particles' own estimate must both say so; every design with the set obeys it."""
+    out = tmp_path / "particles.json"
+    assert bench.main(["--checkpoint", str(tiny_checkpoint), "--designs", "8", "--plain", "64", "--particles", "1", "4",
+                       "--steps", "8", "--batch", "32", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    rejection, one, four = result["rows"]
+    assert rejection["particles"] is None and 0.7 < rejection["p_set"] <= 1
+    assert one["particles"] == 1 and one["p_set"] is None
+    assert four["particles"] == 4 and 0.7 < four["p_set"] <= 1
+    assert four["nfe_per_design"] > 3 * one["nfe_per_design"]
+    assert result["template"] == bench.template(True) and result["steps"] == 8
