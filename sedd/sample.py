@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 
@@ -99,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         if plan.posterior is not None:
             out |= {"span_lengths": plan.span_lengths, "span_posterior": plan.posterior.top(TOP)}
         if frame.constraint_log_prob is not None:
-            out |= {"particles": a.particles, "constraint_log_prob": frame.constraint_log_prob.tolist()}
+            log_p = [v if math.isfinite(v) else None for v in frame.constraint_log_prob.tolist()]   # JSON has no -inf
+            out |= {"particles": a.particles, "constraint_log_prob": log_p}
         print(json.dumps(out))
     else:
         sys.stdout.write(to_fasta(sequences))

@@ -291,7 +291,8 @@ def sample(model: torch.nn.Module, templates: Sequence[Sequence[int]] | torch.Lo
     The last yielded frame has t = 0 and no MASK left. PAD (= mask_id + 1) pads short rows.
     allowed: optional [B, L, V] bool, the residues each position may take: each prediction p_θ is
     renormalised over them before the temperature and top-p (docs/design.md §12; this conditions
-    each position's draw, not the joint: module docstring); every designed position needs at least one. top_p ∈ (0, 1]: nucleus filtering for every strategy.
+    each position's draw, not the joint: module docstring); every designed position needs at least
+    one. top_p ∈ (0, 1]: nucleus filtering for every strategy.
     eta, remask_budget: the ``remask`` knobs (ignored by the other strategies); a row remasks at
     most floor(remask_budget · designed positions) residues in the whole run. order_noise: Gumbel
     noise on the position scores of ``confidence`` and ``remask`` (0 = most confident first). The
