@@ -46,6 +46,22 @@ def model(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def served(model):
+    """The studio over ``model``, no folding, served from this process for one test module; its URL."""
+    from studio_helpers import launch_app
+    demo, url = launch_app(model, {"off": None})
+    yield url
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(served):
+    """A ``gradio_client.Client`` of ``served``."""
+    from gradio_client import Client
+    return Client(served, verbose=False)
+
+
+@pytest.fixture(scope="module")
 def esmfold():
     """A tiny random ESMFold behind the real backend (one per test module: its cache starts empty)."""
     from studio_helpers import tiny_esmfold

@@ -15,18 +15,6 @@ import app
 TEMPLATE = "MKV__GF_R____LLAGW__KDE"
 
 
-@pytest.fixture(scope="module")
-def served(model):
-    demo, url = launch_app(model, {"off": None})
-    yield url
-    demo.close()
-
-
-@pytest.fixture(scope="module")
-def client(served):
-    return Client(served, verbose=False)
-
-
 def solo_fasta(model, tmp_path, **kwargs) -> str:
     cb = app.StudioCallbacks(model, {"off": None}, min_interval=0.0, output_root=tmp_path)
     *_, final = cb.generate(**kwargs)

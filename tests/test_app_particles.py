@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from gradio_client import Client
-from studio_helpers import fasta_sequences, launch_app, refused_inputs
+from studio_helpers import fasta_sequences, refused_inputs
 
 import app
 from sedd import sample as sample_cli
@@ -20,18 +19,6 @@ from sedd import studio
 CONSTRAINED = "MKV[KR]__GF[^C]_R[DE]___LLAGW____KDE"
 FREE = "MKV__GF_R____LLAGW__KDE"
 ALLOWED = {3: "KR", 8: "ADEFGHIKLMNPQRSTVWY", 11: "DE"}        # position in the design → its set
-
-
-@pytest.fixture(scope="module")
-def served(model):
-    demo, url = launch_app(model, {"off": None})
-    yield url
-    demo.close()
-
-
-@pytest.fixture(scope="module")
-def client(served):
-    return Client(served, verbose=False)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import gradio as gr
 import pytest
 import requests
 from gradio_client import Client
-from studio_helpers import launch_app, refused_inputs, tiny_esmfold
+from studio_helpers import refused_inputs, tiny_esmfold
 
 import app
 from sedd import score, studio
@@ -119,13 +119,6 @@ def test_score_tab_refuses_bad_input_with_the_reason(cb, text, message):
 
 
 # ---- the API and the MCP server ---------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def served(model):
-    demo, url = launch_app(model, {"off": None})
-    yield url
-    demo.close()
-
-
 def test_score_endpoint_returns_the_cli_entry(served, model, capsys):
     client = Client(served, verbose=False)
     info = client.view_api(return_format="dict", print_info=False)["named_endpoints"]

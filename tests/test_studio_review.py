@@ -7,7 +7,7 @@ import gradio as gr
 import pytest
 import requests
 from gradio_client import Client
-from studio_helpers import launch_app, refused_inputs
+from studio_helpers import refused_inputs
 
 import app
 from sedd import studio
@@ -15,13 +15,6 @@ from sedd import studio
 TEMPLATE = "MKV__GF_R"
 # every input of the raw ``generate`` call, in order (template … top_p, stop_epoch)
 DATA = [TEMPLATE, 1, 16, 0, 1.0, "off", "", "sample", "tau-leaping", 1.0, 0]
-
-
-@pytest.fixture(scope="module")
-def served(model):
-    demo, url = launch_app(model, {"off": None})
-    yield url
-    demo.close()
 
 
 @pytest.fixture
