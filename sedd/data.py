@@ -183,7 +183,8 @@ def split(data: Dataset, val_fraction: float, seed: int, clusters: dict[str, str
     if copies:
         warnings.warn(f"left {len(copies)} sequence(s) out of training, copies of held-out sequences under other ids "
                       f"in other clusters (first: {data.ids[copies[0]]})", stacklevel=2)
-        train = [i for i in train if tuple(data.tokens[i]) not in held_out]
+        left_out = set(copies)
+        train = [i for i in train if i not in left_out]
     if not train:
         raise ValueError(f"holding out whole clusters until validation has {val_fraction:g} of the {len(data)} "
                          f"sequences leaves none to train on ({len(groups)} cluster(s)); give more sequences "

@@ -313,8 +313,7 @@ def sample(model: torch.nn.Module, templates: Sequence[Sequence[int]] | torch.Lo
             raise ValueError(f"allowed must have shape {(B, L, mask_id)}, got {tuple(allowed.shape)}")
         if not allowed[x == mask_id].any(-1).all():
             raise ValueError("a designed position allows no residue at all")
-    constrained = allowed is not None and bool((~allowed[x == mask_id]).any())
-    if particles > 1 and constrained:
+    if particles > 1 and allowed is not None and bool((~allowed[x == mask_id]).any()):     # something to condition on
         yield from _sample_particles(model, x, allowed, particles, mask_id=mask_id, steps=steps,
                                      temperature=temperature, seed=seed, schedule=schedule, use_cache=use_cache,
                                      device=device)
