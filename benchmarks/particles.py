@@ -50,7 +50,8 @@ def template(with_set: bool) -> str:
     return NATURAL[:start] + window + NATURAL[end:]
 
 
-def draw(model, text: str, n: int, *, steps: int, seed: int, particles: int, batch: int) -> tuple[list[str], dict]:
+def draw(model, text: str, n: int, *, steps: int, seed: int, particles: int, batch: int,
+         look_ahead: bool = True) -> tuple[list[str], dict]:
     """n designs of ``text`` in batches; the designs and what they cost."""
     from tqdm.auto import tqdm
 
@@ -59,7 +60,8 @@ def draw(model, text: str, n: int, *, steps: int, seed: int, particles: int, bat
     start = time.perf_counter()
     for b in tqdm(range(0, n, batch), desc=f"{n} designs, {particles} particle(s) each", leave=False):
         rows = min(batch, n - b)
-        frame = last_frame(stream(model, Request([tpl] * rows, steps=steps, seed=seed + b // batch, particles=particles)))
+        frame = last_frame(stream(model, Request([tpl] * rows, steps=steps, seed=seed + b // batch, particles=particles,
+                                                  look_ahead=look_ahead)))
         designs += decode_rows(model, frame, [len(tpl)] * rows)
         nfe += frame.nfe
         if frame.constraint_log_prob is not None:
@@ -93,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--designs", type=int, default=256, help="designs per particle count")
     p.add_argument("--plain", type=int, default=4096, help="designs without the set, for rejection sampling")
     p.add_argument("--particles", type=int, nargs="+", default=[1, 4, 16, 64])
+    p.add_argument("--without-look-ahead", type=int, nargs="*", default=[], metavar="K",
+                   help="particle counts to run again with the plain weights (no look-ahead), to compare")
     p.add_argument("--steps", type=int, default=64)
     p.add_argument("--batch", type=int, default=64, help="designs per sampler call")
     p.add_argument("--seed", type=int, default=0)
@@ -116,11 +120,14 @@ def main(argv: list[str] | None = None) -> int:
              "position_tv": position_tv(accepted[:half], accepted[half:], positions, model.alphabet.residues),
              "p_set": acceptance, "p_set_stderr": math.sqrt(acceptance * (1 - acceptance) / len(plain)),
              "nfe_per_design": plain_cost["nfe_per_design"] / acceptance}]
-    for k in tqdm(a.particles, desc="particle counts"):
-        designs, cost = draw(model, template(True), a.designs, steps=a.steps, seed=a.seed, particles=k, batch=a.batch)
+    runs = [(k, True) for k in a.particles] + [(k, False) for k in a.without_look_ahead]
+    for k, look_ahead in tqdm(runs, desc="particle counts"):
+        designs, cost = draw(model, template(True), a.designs, steps=a.steps, seed=a.seed, particles=k, batch=a.batch,
+                             look_ahead=look_ahead)
         assert all(d[i] not in barred for d in designs)
-        rows.append({"sampler": "renormalised" if k == 1 else f"{k} particles", "particles": k, "designs": len(designs),
-                     **motif_share(designs),
+        name = "renormalised" if k == 1 else f"{k} particles" + ("" if look_ahead else ", no look-ahead")
+        rows.append({"sampler": name, "particles": k, "look_ahead": look_ahead if k > 1 else None,
+                     "designs": len(designs), **motif_share(designs),
                      "position_tv": position_tv(designs, accepted, positions, model.alphabet.residues),
                      "p_set": cost.get("estimated_p_set"), "p_set_stderr": cost.get("estimated_p_set_stderr"),
                      "nfe_per_design": cost["nfe_per_design"], "seconds_per_design": cost["seconds_per_design"]})

@@ -38,6 +38,7 @@ class Request:
     sampler: str = "tau-leaping"        # one of ``sampler.STRATEGIES``
     top_p: float = 1.0                  # nucleus filtering; 1 = off
     particles: int = 1                  # > 1: allowed sets as exact conditioning (``sampler``, tau-leaping only)
+    look_ahead: bool = True             # the particles' look-ahead weights (``sampler``); False only to compare
 
 
 @dataclass
@@ -132,7 +133,8 @@ def stream(model: ckpt.Checkpoint, request: Request):
                   steps=request.steps, temperature=request.temperature, seed=request.seed,
                   schedule=model.schedule, use_cache=request.use_cache,
                   allowed=allowed_tensor(request.templates, model.alphabet.size),
-                  strategy=request.sampler, top_p=request.top_p, particles=request.particles)
+                  strategy=request.sampler, top_p=request.top_p, particles=request.particles,
+                  look_ahead=request.look_ahead)
 
 
 def decode_rows(model: ckpt.Checkpoint, frame: Frame, lengths: list[int]) -> list[str]:

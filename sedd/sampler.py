@@ -35,13 +35,21 @@ has no logit for MASK or PAD (§4).
 are drawn from the renormalised p̃, as above. A path drawn that way has probability p(path) / Π Z
 under this proposal, where p(path) is its probability under the unconstrained sampler and
 Z = Σ_{b ∈ Aᵢ} p_T(b | x_t) is the allowed mass of each restricted position at the step it is
-revealed (p_T: tempered, not renormalised); so each particle carries the weight p/q = Π Z. When a design's effective sample size
-(Σw)²/Σw² falls below K/2 its particles are resampled (systematic resampling, with one uniform per
-design per step whatever happens), and at t = 0 one particle per design is drawn ∝ its weight. As K
-grows the designs follow the unconstrained sampler's law conditioned on every xⁱ ∈ Aᵢ, and the
-mean weight estimates that event's probability (``Frame.constraint_log_prob``). Frames show each
-design's heaviest particle. The cost is K network rows per design; a request with no constrained
-position runs one particle per design.
+revealed (p_T: tempered, not renormalised); so each particle carries the weight p/q = Π Z.
+Between steps the weight also carries a look-ahead (a twist of the intermediate targets):
+ψ(x_t) = Π Z over the restricted positions still masked, each at the network's current outputs,
+the model's own guess of how likely the restrictions left are to be met. It is replaced at every
+step, so it telescopes: at t = 0 nothing is masked, ψ = 1 and the weight is exactly Π Z again.
+What it changes is when particles are resampled: a particle whose free residues just made a barred
+residue likely loses weight at once, while its restricted position is still masked, instead of
+when that position is finally revealed, after the design has been built around it. When a design's
+effective sample size (Σw)²/Σw² falls below K/2 its particles are resampled (systematic
+resampling, with one uniform per design per step whatever happens), and at t = 0 one particle per
+design is drawn ∝ its weight. As K grows the designs follow the unconstrained sampler's law
+conditioned on every xⁱ ∈ Aᵢ, and the mean weight estimates that event's probability
+(``Frame.constraint_log_prob``; mid-run, with the look-ahead, the current estimate). Frames show
+each design's heaviest particle. The cost is K network rows per design; a request with no
+constrained position runs one particle per design.
 
 Caching (docs/design.md §6): the network is time-independent, so a row whose tokens did not change
 since its last evaluation reuses that output exactly; rows are recomputed individually. Draws are
@@ -51,6 +59,7 @@ never changes the random stream (§7).
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
@@ -160,17 +169,32 @@ class _CachedNetwork:
 
 
 class _Particles:
-    """The weights of K particles for each of B designs (rows b·K … b·K + K − 1), module docstring."""
+    """The weights of K particles for each of B designs (rows b·K … b·K + K − 1), module docstring.
+
+    ``log_w`` is the log weight p/q of each particle's path so far, times its look-ahead ψ (1 when
+    there is none, and at t = 0, when no restricted position is left masked)."""
 
     def __init__(self, designs: int, k: int):
         self.B, self.K = designs, k
         self.log_w = torch.zeros(designs, k, dtype=torch.float64)
+        self.log_psi = torch.zeros(designs, k, dtype=torch.float64)
         self.log_mean = torch.zeros(designs, dtype=torch.float64)   # log of the mean weight so far
+
+    def _mean(self) -> None:
+        self.log_mean = self.log_w.logsumexp(-1) - torch.log(torch.tensor(float(self.K), dtype=torch.float64))
 
     def reweight(self, log_mass: torch.Tensor, revealed: torch.BoolTensor) -> None:
         """Multiply in Z of every position revealed this step."""
         self.log_w += torch.where(revealed, log_mass, 0.0).sum(-1).view(self.B, self.K)
-        self.log_mean = self.log_w.logsumexp(-1) - torch.log(torch.tensor(float(self.K), dtype=torch.float64))
+        self._mean()
+
+    def look_ahead(self, log_mass: torch.Tensor, masked: torch.BoolTensor) -> None:
+        """Replace each particle's ψ by Π Z over its still masked positions (Z = 1 where nothing is
+        barred), from the network's outputs at its current tokens."""
+        log_psi = torch.where(masked, log_mass, 0.0).sum(-1).view(self.B, self.K)
+        self.log_w += log_psi - self.log_psi
+        self.log_psi = log_psi
+        self._mean()
 
     def ess(self) -> torch.Tensor:
         w = torch.softmax(self.log_w, -1)
@@ -179,7 +203,7 @@ class _Particles:
     def resample(self, u: torch.Tensor) -> torch.LongTensor:
         """Systematic resampling of the designs whose ESS is below K/2 (u: [B] uniforms); returns the
         row each row copies. Resampled designs restart from equal weights at their mean weight, so
-        the mean still estimates P(allowed sets)."""
+        the mean still estimates P(allowed sets); each copy keeps its ancestor's ψ."""
         k = torch.arange(self.K)
         cdf = torch.softmax(self.log_w, -1).cumsum(-1)
         points = (u.unsqueeze(-1) + k) / self.K
@@ -187,6 +211,7 @@ class _Particles:
         low = self.ess() < self.K / 2
         ancestors = torch.where(low.unsqueeze(-1), ancestors, k)
         self.log_w = torch.where(low.unsqueeze(-1), self.log_mean.unsqueeze(-1).expand(-1, self.K), self.log_w)
+        self.log_psi = self.log_psi.gather(-1, ancestors)
         return (ancestors + self.K * torch.arange(self.B).unsqueeze(-1)).flatten()
 
     def heaviest(self) -> torch.LongTensor:
@@ -255,6 +280,22 @@ def _planned_step(x, probs, masked, designed, keep: torch.LongTensor, conf, budg
 
 
 # ---- the sampler ------------------------------------------------------------------------------------
+@contextmanager
+def _eval_mode(model: torch.nn.Module):
+    """The network in eval mode for the run, its own mode back however the run ends (a consumer that
+    stops reading frames closes the generator)."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def _time_grid(steps: int) -> list[float]:
+    return torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64).tolist()
+
+
 def _check(strategy: str, steps: int, temperature: float, top_p: float, seed: int, eta: float, budget: float,
            noise: float, particles: int) -> None:
     if strategy not in STRATEGIES:
@@ -283,7 +324,8 @@ def sample(model: torch.nn.Module, templates: Sequence[Sequence[int]] | torch.Lo
            schedule: LogLinearSchedule = LogLinearSchedule(), use_cache: bool = True,
            device: torch.device | str | None = None, allowed: torch.BoolTensor | None = None,
            strategy: str = "tau-leaping", top_p: float = 1.0, eta: float = 1.0,
-           remask_budget: float = 0.5, order_noise: float = 2.0, particles: int = 1) -> Iterator[Frame]:
+           remask_budget: float = 0.5, order_noise: float = 2.0, particles: int = 1,
+           look_ahead: bool = True) -> Iterator[Frame]:
     """Fill the MASK positions of ``templates``; yields a ``Frame`` per step (strategies: module docstring).
 
     templates: token-id lists (MASK = ``mask_id`` at designed positions), lengths may differ.
@@ -298,7 +340,8 @@ def sample(model: torch.nn.Module, templates: Sequence[Sequence[int]] | torch.Lo
     noise on the position scores of ``confidence`` and ``remask`` (0 = most confident first). The
     defaults of the three knobs come from ``benchmarks/sampler_quality.py`` (README, "Samplers").
     particles: K > 1 makes the allowed sets exact conditioning (sequential Monte Carlo, module
-    docstring; tau-leaping and top_p = 1 only) at K network rows per design.
+    docstring; tau-leaping and top_p = 1 only) at K network rows per design. look_ahead: False
+    drops the particles' look-ahead ψ (the plain sequential importance weights; for comparison).
     """
     _check(strategy, steps, temperature, top_p, seed, eta, remask_budget, order_noise, particles)
     pad_id = mask_id + 1
@@ -316,21 +359,17 @@ def sample(model: torch.nn.Module, templates: Sequence[Sequence[int]] | torch.Lo
     if particles > 1 and allowed is not None and bool((~allowed[x == mask_id]).any()):     # something to condition on
         yield from _sample_particles(model, x, allowed, particles, mask_id=mask_id, steps=steps,
                                      temperature=temperature, seed=seed, schedule=schedule, use_cache=use_cache,
-                                     device=device)
+                                     device=device, look_ahead=look_ahead)
         return
-    was_training = model.training
-    model.eval()
-
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
     net = _CachedNetwork(model, device, (B, L, mask_id), allowed, temperature, top_p, use_cache)
     designed = x == mask_id
     n_designed = designed.sum(-1)                                           # [B]
     conf = torch.zeros(B, L, dtype=torch.float64)                           # log p̃ of each residue when drawn
     budget_left = (remask_budget * n_designed).floor().long() if strategy == "remask" else torch.zeros(B, dtype=torch.long)
-    grid = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64).tolist()
-    yield Frame(0, 1.0, x.clone(), torch.zeros_like(designed), 0)
-
-    try:
+    grid = _time_grid(steps)
+    with _eval_mode(model):
+        yield Frame(0, 1.0, x.clone(), torch.zeros_like(designed), 0)
         for k in range(steps):
             t, s = grid[k], grid[k + 1]
             masked = x == mask_id                                            # [B, L]
@@ -345,41 +384,49 @@ def sample(model: torch.nn.Module, templates: Sequence[Sequence[int]] | torch.Lo
                                                budget_left, eta, order_noise, u_b, u_a, mask_id)
             net.invalidate((reveal | remask).any(-1))
             yield Frame(k + 1, s, x.clone(), reveal, net.nfe, remask)
-    finally:
-        model.train(was_training)
 
 
 def _sample_particles(model, x: torch.LongTensor, allowed: torch.BoolTensor, k: int, *, mask_id: int, steps: int,
                       temperature: float, seed: int, schedule: LogLinearSchedule, use_cache: bool,
-                      device: torch.device) -> Iterator[Frame]:
-    """τ-leaping with K weighted particles per design (module docstring); frames as ``sample``'s."""
+                      device: torch.device, look_ahead: bool) -> Iterator[Frame]:
+    """τ-leaping with K weighted particles per design (module docstring); frames as ``sample``'s.
+
+    Each step draws from the network's outputs at the particles' tokens, reweights, evaluates the
+    network at the new tokens (the next step's outputs, which also give the look-ahead), and only
+    then resamples, so a resampled row carries its fresh outputs and a duplicate costs nothing."""
     B, L = x.shape
-    was_training = model.training
-    model.eval()
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
     rows = x.repeat_interleave(k, 0)                                        # [B·K, L]
     net = _CachedNetwork(model, device, (B * k, L, mask_id), allowed.repeat_interleave(k, 0), temperature, 1.0,
                          use_cache)
     weights = _Particles(B, k)
-    grid = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64).tolist()
+    grid = _time_grid(steps)
     shown = x.clone()
-    yield Frame(0, 1.0, shown.clone(), torch.zeros_like(shown, dtype=torch.bool), 0, ess=weights.ess(),
-                constraint_log_prob=weights.log_mean.clone())
-    try:
+
+    def evaluate() -> torch.BoolTensor:
+        masked = rows == mask_id
+        net.update(rows, masked)
+        if look_ahead:
+            weights.look_ahead(net.log_mass, masked)
+        return masked
+
+    with _eval_mode(model):
+        yield Frame(0, 1.0, shown.clone(), torch.zeros_like(shown, dtype=torch.bool), 0, ess=weights.ess(),
+                    constraint_log_prob=weights.log_mean.clone())
+        masked = evaluate()
         for step in range(steps):
             t, s = grid[step], grid[step + 1]
-            masked = rows == mask_id
-            probs = net.update(rows, masked)
             u_a = torch.rand(B * k, L, dtype=torch.float64, generator=gen)
             u_b = torch.rand(B * k, L, dtype=torch.float64, generator=gen)
             u_c = torch.rand(B, dtype=torch.float64, generator=gen)         # resampling, or the final draw
-            reveal, _ = _tau_leaping_step(rows, probs, masked, stay_masked_prob(schedule, t, s), u_a, u_b)
+            reveal, _ = _tau_leaping_step(rows, net.probs, masked, stay_masked_prob(schedule, t, s), u_a, u_b)
             weights.reweight(net.log_mass, reveal)
             net.invalidate(reveal.any(-1))
+            masked = evaluate()                                             # none left at s = 0: ψ = 1, no cost
             ess = weights.ess()
             if s > 0:
                 ancestors = weights.resample(u_c)
-                rows = rows[ancestors]
+                rows, masked = rows[ancestors], masked[ancestors]
                 net.reorder(ancestors)
                 pick = weights.heaviest()
             else:
@@ -387,8 +434,6 @@ def _sample_particles(model, x: torch.LongTensor, allowed: torch.BoolTensor, k: 
             before, shown = shown, rows[pick].clone()
             yield Frame(step + 1, s, shown.clone(), (shown != before) & (shown != mask_id), net.nfe,
                         (before != mask_id) & (shown == mask_id), ess=ess, constraint_log_prob=weights.log_mean.clone())
-    finally:
-        model.train(was_training)
 
 
 def last_frame(frames: Iterator[Frame]) -> Frame:

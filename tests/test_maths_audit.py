@@ -407,6 +407,20 @@ def test_particles_draw_the_samplers_law_conditioned_on_the_allowed_sets(steps, 
     assert many.constraint_log_prob.exp().mean().item() == pytest.approx(mass, rel=0.03)
 
 
+def test_the_look_ahead_needs_fewer_particles():
+    """Four particles at 40 steps: with the plain weights a particle is judged only when position 0
+    is revealed, after the rest was drawn around it, and the designs stay more than 0.105 from the
+    conditioned law in total variation (0.125 ± 0.009 over ten seeds); with the look-ahead ψ it is
+    judged at every step and they come within 0.09 (0.069 ± 0.004). Both are exact as K grows
+    (the test above)."""
+    target, _ = conditioned(sampler_law(40), POSITION_0_IS_0)
+    count = lambda frame: collections.Counter(map(tuple, frame.tokens.tolist()))     # noqa: E731
+    plain = particle_run(3000, 4, 40, POSITION_0_IS_0, 13, look_ahead=False)
+    ahead = particle_run(3000, 4, 40, POSITION_0_IS_0, 13)
+    assert tv(count(plain), target) > 0.105
+    assert tv(count(ahead), target) < 0.09
+
+
 def test_particles_keep_the_cache_exact_and_every_constraint():
     """Resampling moves rows with their cached outputs: cached and uncached runs draw the same
     designs; every frame keeps the given residue, and the designs keep their allowed sets."""

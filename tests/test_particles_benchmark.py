@@ -30,11 +30,13 @@ def test_a_small_run_writes_every_row_and_keeps_the_set(tmp_path, tiny_checkpoin
     the particles' own estimate must both say so; every design with the set obeys it."""
     out = tmp_path / "particles.json"
     assert bench.main(["--checkpoint", str(tiny_checkpoint), "--designs", "8", "--plain", "64", "--particles", "1", "4",
-                       "--steps", "8", "--batch", "32", "--json", str(out)]) == 0
+                       "--without-look-ahead", "4", "--steps", "8", "--batch", "32", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
-    rejection, one, four = result["rows"]
+    rejection, one, four, plain_four = result["rows"]
     assert rejection["particles"] is None and 0.7 < rejection["p_set"] <= 1
     assert one["particles"] == 1 and one["p_set"] is None
     assert four["particles"] == 4 and 0.7 < four["p_set"] <= 1
     assert four["nfe_per_design"] > 3 * one["nfe_per_design"]
+    assert (four["look_ahead"], plain_four["look_ahead"]) == (True, False) and "no look-ahead" in plain_four["sampler"]
+    assert 0.7 < plain_four["p_set"] <= 1
     assert result["template"] == bench.template(True) and result["steps"] == 8

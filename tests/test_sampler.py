@@ -114,3 +114,26 @@ def test_a_network_without_parameters_runs_on_the_cpu():
     for strategy in ("tau-leaping", "confidence", "remask"):
         last = final(Uniform(), [template("MK___"), template("_")], steps=3, seed=0, strategy=strategy)
         assert last.done and (last.tokens[0, :5] < PROTEIN.size).all() and last.tokens[1, 0] < PROTEIN.size
+
+
+@pytest.mark.parametrize("particles", [1, 4])
+def test_the_network_runs_in_eval_mode_and_gets_its_mode_back_however_the_run_ends(tiny_model, particles):
+    """A caller that stops reading frames (the studio's Stop, a closed stream) closes the generator:
+    a model that was training must be training again, including when it stops at the first frame."""
+    allowed = torch.ones(2, 30, M, dtype=torch.bool)
+    allowed[:, 3, list(PROTEIN.residue_ids("FY"))] = False                # a restriction: particles really run
+    kw = dict(mask_id=M, steps=8, seed=0, particles=particles, allowed=allowed)
+    try:
+        for stop_after in (1, 3):
+            tiny_model.train()
+            frames = sample(tiny_model, [template("_" * 30)] * 2, **kw)
+            for _ in range(stop_after):
+                next(frames)
+                assert not tiny_model.training
+            frames.close()
+            assert tiny_model.training
+        tiny_model.train()
+        last = run(tiny_model, [template("_" * 30)] * 2, **kw)
+        assert tiny_model.training and last.done
+    finally:
+        tiny_model.eval()
