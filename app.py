@@ -209,15 +209,26 @@ class StudioCallbacks:
         shutil.rmtree(self.output_root, ignore_errors=True)
 
     def _prune_outputs(self, keep: Path) -> None:
-        """Remove runs older than an hour, then the oldest runs until the folder fits its size cap."""
-        runs = sorted((p for p in self.output_root.iterdir() if p != keep), key=lambda p: p.stat().st_mtime)
-        sizes = {p: sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) for p in runs}
-        total = sum(sizes.values()) + sum(f.stat().st_size for f in keep.rglob("*") if f.is_file())
+        """Remove runs older than an hour, then the oldest runs until the folder fits its size cap.
+
+        Another run's prune, or Gradio's own cache cleaning, may remove a folder or file while this
+        one reads them: what has gone counts as gone, not as an error that would lose this run's results.
+        """
+        def mtime_and_size(folder: Path) -> tuple[float, int] | None:       # None: it has gone
+            try:
+                return folder.stat().st_mtime, sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+            except FileNotFoundError:
+                return None
+
+        found = {p: mtime_and_size(p) for p in self.output_root.iterdir() if p != keep}
+        runs = sorted((p for p, v in found.items() if v is not None), key=lambda p: found[p][0])
+        total = sum(found[p][1] for p in runs) + (mtime_and_size(keep) or (0, 0))[1]
         for old in runs:
-            if total <= self.max_output_bytes and time.time() - old.stat().st_mtime <= OUTPUT_MAX_AGE_S:
+            mtime, size = found[old]
+            if total <= self.max_output_bytes and time.time() - mtime <= OUTPUT_MAX_AGE_S:
                 break
             shutil.rmtree(old, ignore_errors=True)
-            total -= sizes[old]
+            total -= size
 
     def _write_outputs(self, run: studio.Run | studio.Scored) -> list[str]:
         directory = self.output_root / uuid.uuid4().hex
@@ -236,8 +247,10 @@ class StudioCallbacks:
                  stop_epoch: int = 0, particles: int = 1, request: gr.Request | None = None):
         """Design proteins: fill the masked positions of a template with the SEDD model, then fold and rank them.
 
-        Streams every denoising state; the final output's first element is the FASTA text of the designs,
-        ranked by mean pLDDT when folded, else by the model score (ELBO, nats per residue, lower = better).
+        Streams every denoising state; the final output's first element is the FASTA text of the designs in
+        the order they were drawn (design_1, design_2, …, as ``python -m sedd.sample`` prints them); the table,
+        the fifth element, ranks them by mean pLDDT when folded, else by the model score (ELBO, nats per
+        residue, lower = better).
 
         Args:
             template: protein sequence (one-letter codes) with the positions to design marked _ ? # or X; [n] = n designed positions, [a-b] = a designed span of a to b positions whose length the model chooses, [KR] = one position restricted to the listed residues, [^C] = one position that is anything but them; a FASTA header line, digits and spaces are ignored; 1 to the model's maximum length (128 for the bundled model) positions.

@@ -90,12 +90,20 @@ class Settings:
         return {**asdict(self), "command": self.command()}
 
 
+def _number(value) -> float:
+    """``float(value)`` for a request's number; True and False are refused (``TypeError``): a JSON
+    ``true`` is a mistake, not the number 1 (the seed says the same of them)."""
+    if isinstance(value, bool):
+        raise TypeError(f"{value!r} is not a number")
+    return float(value.strip() if isinstance(value, str) else value)
+
+
 def _whole_number(value, what: str, allowed: str) -> int:
     """An int from an API or slider value (3, 3.0, "3"); anything else is refused with the allowed range."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     try:
-        number = float(value.strip() if isinstance(value, str) else value)
+        number = _number(value)
     except (TypeError, ValueError):
         number = math.nan
     if not number.is_integer():      # nan and ±inf are not integers either
@@ -134,7 +142,7 @@ def checked_seed(value, limits: Limits = Limits()) -> int:
 
 def _checked_top_p(value, limits: Limits) -> float:
     try:
-        top_p = float(value)
+        top_p = _number(value)
     except (TypeError, ValueError):
         top_p = float("nan")
     if not limits.min_top_p <= top_p <= 1.0:
@@ -186,12 +194,12 @@ def check_request(model: Checkpoint, template: str, num_samples, steps, temperat
         steps = _in_range(steps, "steps", limits.min_steps, limits.max_steps)
     with _checking("temperature"):
         try:
-            temperature = float(temperature)
+            temperature = got = _number(temperature)
         except (TypeError, ValueError):
-            temperature = float("nan")
+            temperature, got = float("nan"), temperature       # say what was sent, not "nan"
         if not limits.min_temperature <= temperature <= limits.max_temperature:
             raise ValueError(f"temperature must be a number from {limits.min_temperature} to "
-                             f"{limits.max_temperature}; got {temperature!r}")
+                             f"{limits.max_temperature}; got {got!r}")
     with _checking("seed"):
         seed = checked_seed(seed, limits)
     with _checking("sampler"):
@@ -213,11 +221,14 @@ def check_request(model: Checkpoint, template: str, num_samples, steps, temperat
         if not isinstance(exclude, str):
             raise ValueError(f"excluded residues must be text such as 'C' or 'CM'; got {exclude!r}")
         exclude = "".join(model.alphabet.residues[i] for i in sorted(model.alphabet.residue_ids(exclude)))
+        if len(exclude) == len(model.alphabet.residues):     # the exclusion's fault, whatever the template
+            raise ValueError(f"excluded residues {exclude} are every residue of the alphabet: nothing is left "
+                             "to design with; leave at least one residue out")
     with _checking("template"):
         _check_size(template, "the template", limits, model.max_len)
         parsed = model.alphabet.parse_spec(template, model.max_len, exclude)
     notices = list(parsed.notices)
-    if not parsed.spans and not parsed.fixed().num_designed:
+    if not parsed.expand([span.high for span in parsed.spans]).num_designed:     # [0-0] spans design nothing either
         notices.append("the template has no position to design (mark them with _ ? # X or a bracket), so every "
                        "design is the template itself; to score a full sequence, use the Score tab (the score endpoint)")
     settings = Settings(parsed.text(model.alphabet.residues), num_samples, steps, temperature, seed, fold,
@@ -469,8 +480,9 @@ class Scored:
 
 
 def file_stem(name: str) -> str:
-    """A record's name as a file name: letters, digits, ``-_.`` kept, anything else ``_``, at most 64."""
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:64] or "sequence"
+    """A record's name as a file name: letters, digits, ``-_.`` kept, anything else ``_``, at most 64,
+    never starting with a dot (a hidden file; ``._*`` is macOS metadata)."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:64].lstrip(".") or "sequence"
 
 
 def check_score_request(model: Checkpoint, text: str, limits: Limits = Limits()) -> tuple[str, list[int]]:

@@ -73,9 +73,9 @@ def test_score_tab_shows_the_cli_entry_with_figures_table_and_downloads(cb, mode
 
 def test_score_tab_names_a_record_as_the_cli_does_and_its_files_safely(cb, model, capsys, tmp_path):
     """The entry is the CLI's, name included (a UniProt header keeps its bars); only the download
-    files get a file-safe stem, inside the studio's own folder."""
+    files get a file-safe stem, inside the studio's own folder, and never a hidden one."""
     for header, stem in ((">sp|P07311|ACYP1_HUMAN Acylphosphatase-1", "sp_P07311_ACYP1_HUMAN"),
-                         (">../../escape", ".._.._escape")):
+                         (">../../escape", "_.._escape"), (">..", "sequence")):
         text = f"{header}\n{SEQUENCE}"
         entry = cb.score(text)
         assert entry == cli_entry(model, capsys, text)

@@ -50,6 +50,10 @@ def test_a_template_with_nothing_to_design_says_so(callbacks):
     assert "Score tab" in final[2]
     *_, designed = callbacks.generate("MKV_GF", num_samples=2, steps=16, seed=1)
     assert "Note:" not in designed[2]
+    *_, empty_span = callbacks.generate("MKV[0-0]GF", num_samples=2, steps=16, seed=1)     # a span of no positions
+    assert "Note: the template has no position to design" in empty_span[2]
+    *_, short_span = callbacks.generate("MKV[0-2]GF", num_samples=2, steps=16, seed=1)
+    assert "no position to design" not in short_span[2]
 
 
 @pytest.mark.parametrize("check", [
