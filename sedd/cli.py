@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import os
 import sys
 import warnings
 
@@ -41,3 +42,16 @@ def one_line_warnings():
     with warnings.catch_warnings():
         warnings.showwarning = lambda message, *_, **__: print(f"warning: {message}", file=sys.stderr)
         yield
+
+
+def run(main) -> int:
+    """``main()``'s exit code; a reader that stops early (``| head``) ends the tool quietly, as it would any
+    Unix tool, instead of with a BrokenPipeError traceback (Python's documented recipe, exit code 1)."""
+    try:
+        code = main()
+        sys.stdout.flush()              # a broken pipe surfaces here, not in the interpreter's last flush
+        return code
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())       # the interpreter flushes stdout again at exit
+        return 1

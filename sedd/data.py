@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import random
 import sys
 import warnings
@@ -50,8 +51,8 @@ def _fasta_records(path: Path) -> list[tuple[str, str]]:
     """(header, sequence) of every record, in file order: records with the same header are all kept
     (biotite's ``FastaFile`` is a dict keyed by header, which keeps only the last of them), and
     whitespace inside a sequence line is removed."""
-    try:
-        lines = FastaFile.read(str(path)).lines
+    try:       # utf-8-sig: a byte-order mark (Windows editors) is dropped, not taken for the first character
+        lines = FastaFile.read(io.StringIO(Path(path).read_text(encoding="utf-8-sig"))).lines
     except Exception as e:
         raise ValueError(f"could not read {path} as FASTA: {e}") from e
     records: list[tuple[str, list[str]]] = []
@@ -119,6 +120,12 @@ def write_fasta(path: str | Path, sequences: list[str], ids: list[str] | None = 
     return Path(path)
 
 
+def not_utf8(path, what: str, e: UnicodeDecodeError) -> str:
+    """The refusal of a text file that is not UTF-8, naming it and the first bad byte."""
+    return (f"{what} {path} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
+            "save it as UTF-8 or plain ASCII")
+
+
 def read_clusters(path: str | Path) -> dict[str, str]:
     """member → cluster representative, from a ``cluster<TAB>member`` TSV (MMseqs2 easy-cluster).
 
@@ -129,13 +136,16 @@ def read_clusters(path: str | Path) -> dict[str, str]:
     if not path.is_file():
         raise FileNotFoundError(f"cluster file {path} does not exist")
     clusters: dict[str, str] = {}
-    with open(path, newline="") as f:
-        for number, row in enumerate(csv.reader(f, delimiter="\t"), start=1):
-            if not row or (number == 1 and row[:2] == ["cluster", "member"]):
-                continue
-            if len(row) != 2 or not all(row):
-                raise ValueError(f"{path}, line {number}: expected 'cluster<TAB>member', got {row!r}")
-            clusters[row[1]] = row[0]
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:      # -sig: a byte-order mark is dropped
+            for number, row in enumerate(csv.reader(f, delimiter="\t"), start=1):
+                if not row or (number == 1 and row[:2] == ["cluster", "member"]):
+                    continue
+                if len(row) != 2 or not all(row):
+                    raise ValueError(f"{path}, line {number}: expected 'cluster<TAB>member', got {row!r}")
+                clusters[row[1]] = row[0]
+    except UnicodeDecodeError as e:
+        raise ValueError(not_utf8(path, "cluster file", e)) from None
     if not clusters:
         raise ValueError(f"cluster file {path} holds no cluster<TAB>member line")
     return clusters

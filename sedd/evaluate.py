@@ -67,7 +67,7 @@ import time
 from pathlib import Path
 
 from . import checkpoint as ckpt
-from .cli import SEED
+from .cli import SEED, run
 from .data import Dataset, describe_dropped, read_clusters, read_fasta, split
 from .hmm import HMM_NAME, check_file as check_hmm_file, family_metrics, load as load_hmm
 from .likelihood import elbo_to_precision, length_nll, unigram_nll
@@ -269,4 +269,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

@@ -24,9 +24,9 @@ import time
 import torch
 
 from . import checkpoint as ckpt
-from .cli import COUNT, POSITIVE, PROBABILITY_MASS, SEED
+from .cli import COUNT, POSITIVE, PROBABILITY_MASS, SEED, run
 from .design import Plan, Request, decode_rows, plan_designs, stream, to_fasta
-from .sampler import STRATEGIES, last_frame
+from .sampler import STRATEGIES, check_options, last_frame
 from .spans import SPAN_LENGTH_MODES, TOP
 
 
@@ -71,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if a.length is not None and a.length != "auto" and not (a.length.isascii() and a.length.isdigit()):
             raise ValueError(f"--length takes a positive integer or 'auto', got {a.length!r}")
+        # the sampler's own checks (--particles with --sampler/--top-p, its range) before the span lengths' minutes
+        check_options(a.sampler, a.steps, a.temperature, a.top_p, seed, particles=a.particles)
         model = ckpt.load(a.checkpoint, device=a.device)
         start = time.perf_counter()
         plan = plan_designs(model, template=a.template, length=a.length, num_samples=a.num_samples, seed=seed,
@@ -109,4 +111,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

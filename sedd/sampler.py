@@ -296,8 +296,9 @@ def _time_grid(steps: int) -> list[float]:
     return torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64).tolist()
 
 
-def _check(strategy: str, steps: int, temperature: float, top_p: float, seed: int, eta: float, budget: float,
-           noise: float, particles: int) -> None:
+def check_options(strategy: str, steps: int, temperature: float, top_p: float, seed: int, eta: float = 1.0,
+                  budget: float = 0.5, noise: float = 2.0, particles: int = 1) -> None:
+    """``sample``'s checks of its options, for a caller that wants them before expensive work."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown sampler {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     if steps < 1:
@@ -343,7 +344,7 @@ def sample(model: torch.nn.Module, templates: Sequence[Sequence[int]] | torch.Lo
     docstring; tau-leaping and top_p = 1 only) at K network rows per design. look_ahead: False
     drops the particles' look-ahead ψ (the plain sequential importance weights; for comparison).
     """
-    _check(strategy, steps, temperature, top_p, seed, eta, remask_budget, order_noise, particles)
+    check_options(strategy, steps, temperature, top_p, seed, eta, remask_budget, order_noise, particles)
     pad_id = mask_id + 1
     device = torch.device(device) if device is not None else device_of(model)
     # Tokens, cached probabilities and draws live on the CPU in float64 (MPS has no float64, and
@@ -393,7 +394,8 @@ def _sample_particles(model, x: torch.LongTensor, allowed: torch.BoolTensor, k: 
 
     Each step draws from the network's outputs at the particles' tokens, reweights, evaluates the
     network at the new tokens (the next step's outputs, which also give the look-ahead), and only
-    then resamples, so a resampled row carries its fresh outputs and a duplicate costs nothing."""
+    then resamples: the copies of a row carry its outputs, and a row the resampling drops was
+    evaluated for nothing but its weight."""
     B, L = x.shape
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
     rows = x.repeat_interleave(k, 0)                                        # [B·K, L]

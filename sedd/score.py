@@ -45,8 +45,8 @@ import numpy as np
 import torch
 
 from . import checkpoint as ckpt
-from .cli import SEED
-from .data import Dataset, record_id
+from .cli import SEED, run
+from .data import Dataset, not_utf8, record_id
 from .likelihood import elbo_to_precision, estimate_elbo
 from .model import device_of
 
@@ -218,9 +218,14 @@ def score_mutations_csv(model: ckpt.Checkpoint, tokens: list[int], csv_in: str |
     than 2 such rows or when their scores do not differ (a rank correlation is then undefined);
     without a ``DMS_score`` column both are ``None``.
     """
-    with open(csv_in, newline="", encoding="utf-8-sig") as f:     # -sig: a spreadsheet's byte-order mark
-        reader = csv.DictReader(f)
-        rows, fields = list(reader), list(reader.fieldnames or [])
+    try:
+        with open(csv_in, newline="", encoding="utf-8-sig") as f:     # -sig: a spreadsheet's byte-order mark
+            reader = csv.DictReader(f)
+            numbered = [(reader.line_num, row) for row in reader]     # file lines: blank lines are skipped
+            fields = list(reader.fieldnames or [])
+    except UnicodeDecodeError as e:
+        raise ValueError(not_utf8(csv_in, "--mutations file", e)) from None
+    lines, rows = [n for n, _ in numbered], [row for _, row in numbered]
     if "mutant" not in fields:
         raise ValueError(f"{csv_in} has no 'mutant' column (columns: {', '.join(fields) or 'none'}); "
                          "expected ProteinGym's layout with mutants like A23V or A23V:G45K")
@@ -228,7 +233,10 @@ def score_mutations_csv(model: ckpt.Checkpoint, tokens: list[int], csv_in: str |
         raise ValueError(f"{csv_in} has a header but no variants")
     sequence, residues = model.alphabet.decode(tokens), model.alphabet.residues
     mutants = []
-    for line, row in enumerate(rows, start=2):       # line 1 is the header
+    for line, row in zip(lines, rows):
+        if None in row:                              # DictReader's key for fields beyond the header's
+            raise ValueError(f"{csv_in}, line {line}: {len(fields) + len(row[None])} fields, but the header has "
+                             f"{len(fields)} ({', '.join(fields)}); quote a value that holds a comma")
         try:
             mutants.append(parse_mutant(row["mutant"] or "", sequence, residues))
         except ValueError as e:
@@ -314,7 +322,10 @@ def _read_inputs(model: ckpt.Checkpoint, a: argparse.Namespace) -> list[tuple[st
             raise ValueError(f"{path} is a folder, not a FASTA file")
         if not path.is_file():
             raise ValueError(f"FASTA file {path} does not exist")
-        text = path.read_text()
+        try:
+            text = path.read_text(encoding="utf-8-sig")     # -sig: a byte-order mark (Windows editors) is dropped
+        except UnicodeDecodeError as e:
+            raise ValueError(not_utf8(path, "FASTA file", e)) from None
         if not text.strip():
             raise ValueError(f"FASTA file {path} is empty: give one or more full sequences")
         records = fasta_records(text)
@@ -383,4 +394,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

@@ -1,0 +1,132 @@
+"""Inputs a user of the command-line tools types or saves: files from other tools and editors (a
+byte-order mark, Latin-1), tables with mistakes, refusals that must come before the slow work, and
+output read by ``head``. A bad input gets one ``error:`` line naming the file (and its line), exit
+code 2, no traceback; a reader that stops early ends the tool quietly."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sedd import data, score
+from sedd.alphabet import PROTEIN
+
+WT = "MKVGFAKLMQ"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_score(capsys, *argv) -> tuple[int, str, str]:
+    code = score.main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+# ---- FASTA files ----------------------------------------------------------------------------------------
+def test_score_reads_a_fasta_saved_with_a_byte_order_mark(capsys, tmp_path, tiny_checkpoint):
+    fasta = tmp_path / "windows.fasta"
+    fasta.write_bytes(b"\xef\xbb\xbf>first\r\nMKVGF\r\n>second\r\nMKKGG\r\n")     # UTF-8 with BOM, CRLF
+    code, out, err = run_score(capsys, "--checkpoint", tiny_checkpoint, "--fasta", fasta, "--json")
+    assert code == 0, err
+    entries = json.loads(out)["sequences"]
+    assert [(e["name"], e["sequence"]) for e in entries] == [("first", "MKVGF"), ("second", "MKKGG")]
+
+
+def test_score_refuses_a_fasta_that_is_not_utf8_naming_the_file(capsys, tmp_path, tiny_checkpoint):
+    fasta = tmp_path / "latin1.fasta"
+    fasta.write_bytes(">prot\xe9ine\nMKVGF\n".encode("latin-1"))
+    code, out, err = run_score(capsys, "--checkpoint", tiny_checkpoint, "--fasta", fasta)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("error: ")
+    assert str(fasta) in err and "not UTF-8" in err and "0xe9" in err
+
+
+def test_training_fasta_saved_with_a_byte_order_mark_keeps_its_first_record(tmp_path):
+    fasta = tmp_path / "family.fasta"
+    fasta.write_bytes(b"\xef\xbb\xbf>a first\nMKVGF\n>b\nMKKGG\n")
+    read = data.read_fasta(fasta, PROTEIN)          # sedd.train, sedd.evaluate and sedd.data read through it
+    assert read.ids == ["a", "b"] and [PROTEIN.decode(t) for t in read.tokens] == ["MKVGF", "MKKGG"]
+
+
+def test_cluster_file_that_is_not_utf8_is_refused_naming_the_file(tmp_path):
+    tsv = tmp_path / "clusters.tsv"
+    tsv.write_bytes("a\tb\nr\xe9p\tc\n".encode("latin-1"))
+    with pytest.raises(ValueError) as e:
+        data.read_clusters(tsv)
+    assert str(tsv) in str(e.value) and "not UTF-8" in str(e.value)
+
+
+def test_cluster_file_with_a_byte_order_mark_keeps_its_header_a_header(tmp_path):
+    tsv = tmp_path / "clusters.tsv"
+    tsv.write_bytes(b"\xef\xbb\xbfcluster\tmember\na\ta\na\tb\n")
+    assert data.read_clusters(tsv) == {"a": "a", "b": "a"}
+
+
+# ---- --mutations tables ---------------------------------------------------------------------------------
+def test_mutations_table_that_is_not_utf8_is_refused_naming_the_file(capsys, tmp_path, tiny_checkpoint):
+    table = tmp_path / "variants.csv"
+    table.write_bytes("mutant,note\nM1A,caf\xe9\n".encode("latin-1"))
+    code, _, err = run_score(capsys, "--checkpoint", tiny_checkpoint, "--sequence", WT,
+                             "--mutations", table, "--out", tmp_path / "scored.csv")
+    assert code == 2 and err.count("\n") == 1
+    assert str(table) in err and "not UTF-8" in err
+    assert not (tmp_path / "scored.csv").exists()
+
+
+def test_mutations_row_with_more_fields_than_the_header_names_its_line(capsys, tmp_path, tiny_checkpoint):
+    table = tmp_path / "variants.csv"
+    table.write_text("mutant,DMS_score\nM1A,0.5\nK2R,1,5\n")          # an unquoted decimal comma, say
+    code, _, err = run_score(capsys, "--checkpoint", tiny_checkpoint, "--sequence", WT,
+                             "--mutations", table, "--out", tmp_path / "scored.csv")
+    assert code == 2 and err.count("\n") == 1
+    assert f"{table}, line 3" in err and "3 fields" in err and "header has 2" in err
+    assert not (tmp_path / "scored.csv").exists()
+
+
+def test_a_bad_mutant_after_blank_lines_is_reported_at_its_own_line(capsys, tmp_path, tiny_checkpoint):
+    table = tmp_path / "variants.csv"
+    table.write_text("mutant\nM1A\n\n\nK2R\nX5A\n")          # X5A is on line 6 of the file
+    code, _, err = run_score(capsys, "--checkpoint", tiny_checkpoint, "--sequence", WT,
+                             "--mutations", table, "--out", tmp_path / "scored.csv")
+    assert code == 2
+    assert f"{table}, line 6 (mutant 'X5A')" in err
+
+
+def test_blank_lines_in_a_mutations_table_do_not_change_the_output(capsys, tmp_path, tiny_checkpoint):
+    table = tmp_path / "variants.csv"
+    table.write_text("mutant,DMS_score\nM1A,0.5\n\nK2R,1\n")
+    code, _, err = run_score(capsys, "--checkpoint", tiny_checkpoint, "--sequence", WT,
+                             "--mutations", table, "--out", tmp_path / "scored.csv")
+    assert code == 0, err
+    rows = (tmp_path / "scored.csv").read_text().splitlines()
+    assert rows[0] == "mutant,DMS_score,sedd_score" and [r.split(",")[0] for r in rows[1:]] == ["M1A", "K2R"]
+
+
+# ---- output read by head ----------------------------------------------------------------------------------
+def test_score_whose_reader_stops_early_ends_without_a_traceback(tmp_path, tiny_checkpoint):
+    proc = subprocess.Popen([sys.executable, "-m", "sedd.score", "--checkpoint", str(tiny_checkpoint),
+                             "--sequence", WT, "--scan", "--json"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
+    proc.stdout.close()                     # `| head` that has already exited: every write is EPIPE
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=120)
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+    assert proc.returncode == 1
+
+
+# ---- sedd.sample: refusals before the slow work ---------------------------------------------------------------
+def test_particles_with_another_sampler_are_refused_before_the_span_lengths_are_chosen(capsys, monkeypatch,
+                                                                                      tiny_checkpoint):
+    from sedd import sample
+
+    planned = []
+    real_plan = sample.plan_designs
+    monkeypatch.setattr(sample, "plan_designs", lambda *a, **k: planned.append(k) or real_plan(*a, **k))
+    for extra in (["--sampler", "remask"], ["--top-p", "0.9"], ["--particles", "100000"]):
+        code = sample.main(["--checkpoint", str(tiny_checkpoint), "--template", "MK[1-6]GF[KR]", "--particles", "4",
+                            "--steps", "4", *extra])
+        err = capsys.readouterr().err
+        assert code == 2 and err.startswith("error: ") and "particles" in err
+    assert planned == []                        # the span posterior (minutes for a few spans) was never started
