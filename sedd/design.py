@@ -8,6 +8,7 @@ returns beside the templates.
 """
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -16,7 +17,7 @@ import torch
 from . import checkpoint as ckpt
 from .alphabet import Slot, Template, TemplateSpec
 from .data import format_fasta
-from .sampler import Frame, sample
+from .sampler import MAX_SEED, Frame, sample
 from .spans import (
     SPAN_LENGTH_MODES,
     SPAN_T_SAMPLES,
@@ -135,6 +136,17 @@ def stream(model: ckpt.Checkpoint, request: Request):
                   allowed=allowed_tensor(request.templates, model.alphabet.size),
                   strategy=request.sampler, top_p=request.top_p, particles=request.particles,
                   look_ahead=request.look_ahead)
+
+
+def batch_seed(seed: int, index: int) -> int:
+    """The seed of batch ``index`` of a request run in batches: the request's own for the first, so a
+    request that fits one batch draws what it always drew; for the others a hash of both, so that
+    no batch of one seed repeats a batch of another (with seed + index, seed 1's second batch would
+    be seed 2's first)."""
+    if index == 0:
+        return seed
+    digest = hashlib.sha256(f"sedd batch {seed} {index}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") & MAX_SEED
 
 
 def decode_rows(model: ckpt.Checkpoint, frame: Frame, lengths: list[int]) -> list[str]:

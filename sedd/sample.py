@@ -25,8 +25,8 @@ import torch
 
 from . import checkpoint as ckpt
 from .cli import COUNT, POSITIVE, PROBABILITY_MASS, SEED, run
-from .design import Plan, Request, decode_rows, plan_designs, stream, to_fasta
-from .sampler import STRATEGIES, check_options, last_frame
+from .design import Plan, Request, batch_seed, decode_rows, plan_designs, stream, to_fasta
+from .sampler import STRATEGIES, check_options
 from .spans import SPAN_LENGTH_MODES, TOP
 
 
@@ -63,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="K > 1: allowed sets ([KR], [^C], --omit) condition the tau-leaping sampler exactly, by "
                         "K weighted particles per design (sequential Monte Carlo; K times the network evaluations; "
                         "default 1: each prediction is renormalised over its set)")
+    p.add_argument("--batch-size", type=COUNT, default=256,
+                   help="designs per sampler call (memory grows with it, times --particles); more designs run "
+                        "in several calls, the first with --seed itself (default 256)")
     p.add_argument("--no-cache", action="store_true", help="evaluate the network at every step (speed reference)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of FASTA")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
@@ -82,28 +85,39 @@ def main(argv: list[str] | None = None) -> int:
             print(f"note: {notice}", file=sys.stderr)
         if plan.posterior is not None:
             print(f"note: {_describe_posterior(plan)}", file=sys.stderr)
-        request = Request(templates, a.steps, a.temperature, seed, use_cache=not a.no_cache, sampler=a.sampler,
-                          top_p=a.top_p, particles=a.particles)
         from tqdm.auto import tqdm
-        frame = last_frame(tqdm(stream(model, request), total=a.steps + 1, desc="denoising", file=sys.stderr,
-                                leave=False))
+        starts = range(0, len(templates), a.batch_size)
+        sequences, nfe, log_probs, constrained = [], 0, [], False
+        with tqdm(total=len(starts) * (a.steps + 1), desc="denoising", file=sys.stderr, leave=False) as bar:
+            for index, b in enumerate(starts):
+                batch = templates[b:b + a.batch_size]
+                request = Request(batch, a.steps, a.temperature, batch_seed(seed, index), use_cache=not a.no_cache,
+                                  sampler=a.sampler, top_p=a.top_p, particles=a.particles)
+                for frame in stream(model, request):
+                    bar.update()
+                sequences += decode_rows(model, frame, [len(t) for t in batch])
+                nfe += frame.nfe
+                # particles ran when something was restricted; a batch whose spans drew no restricted
+                # position met its (empty) restrictions with probability 1
+                constrained |= frame.constraint_log_prob is not None
+                log_probs += [0.0] * len(batch) if frame.constraint_log_prob is None else frame.constraint_log_prob.tolist()
         seconds = time.perf_counter() - start
-        if frame.constraint_log_prob is not None:
+        if constrained:
+            mean_p = sum(math.exp(v) for v in log_probs) / len(log_probs)
             print(f"note: {a.particles} particles per design; the model alone meets the allowed sets with probability "
-                  f"≈ {frame.constraint_log_prob.exp().mean().item():.3g} (mean over designs)", file=sys.stderr)
+                  f"≈ {mean_p:.3g} (mean over designs)", file=sys.stderr)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    sequences = decode_rows(model, frame, [len(t) for t in templates])
     if a.json:
-        out = {"sequences": sequences, "nfe_per_sample": frame.nfe / len(sequences), "seconds": round(seconds, 4),
+        out = {"sequences": sequences, "nfe_per_sample": nfe / len(sequences), "seconds": round(seconds, 4),
                "steps": a.steps, "seed": seed, "sampler": a.sampler, "top_p": a.top_p,
                "checkpoint": str(a.checkpoint or model.source)}
         if plan.posterior is not None:
             out |= {"span_lengths": plan.span_lengths, "span_posterior": plan.posterior.top(TOP)}
-        if frame.constraint_log_prob is not None:
-            log_p = [v if math.isfinite(v) else None for v in frame.constraint_log_prob.tolist()]   # JSON has no -inf
-            out |= {"particles": a.particles, "constraint_log_prob": log_p}
+        if constrained:
+            out |= {"particles": a.particles,
+                    "constraint_log_prob": [v if math.isfinite(v) else None for v in log_probs]}   # JSON has no -inf
         print(json.dumps(out))
     else:
         sys.stdout.write(to_fasta(sequences))

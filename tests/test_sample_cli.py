@@ -165,3 +165,31 @@ def test_particles_without_allowed_sets_change_nothing(capsys, tiny_checkpoint):
     one, many = json.loads(out), json.loads(again)
     assert (many["sequences"], many["nfe_per_sample"]) == (one["sequences"], one["nfe_per_sample"])
     assert "constraint_log_prob" not in many
+
+
+def test_many_designs_run_in_batches_each_with_its_own_seed(capsys, tiny_checkpoint):
+    """--batch-size bounds the memory of a large request: 5 designs in batches of 2 are 5 designs, the
+    first batch is what the same seed draws for 2 designs, and no batch repeats one of the next seed
+    (with seed + batch index, seed 1's second batch would be seed 2's first)."""
+    base = ["--checkpoint", tiny_checkpoint, "--length", 20, "--steps", 16, "--json"]
+
+    def designs(seed, n, *extra):
+        code, out, _ = run_cli(capsys, *base, "--seed", seed, "--num-samples", n, *extra)
+        assert code == 0
+        return json.loads(out)
+
+    batched = designs(1, 5, "--batch-size", 2)
+    assert len(batched["sequences"]) == 5 and len(set(batched["sequences"])) == 5
+    assert batched["sequences"][:2] == designs(1, 2)["sequences"]
+    assert batched["sequences"] == designs(1, 5, "--batch-size", 2)["sequences"]          # reproducible
+    assert not set(batched["sequences"][2:]) & set(designs(2, 5, "--batch-size", 2)["sequences"])
+    assert 1 <= batched["nfe_per_sample"] <= 21
+
+
+def test_particles_report_every_batchs_designs(capsys, tiny_checkpoint):
+    code, out, err = run_cli(capsys, "--checkpoint", tiny_checkpoint, "--template", "M[KR]____[^AG]", "--num-samples", 3,
+                             "--steps", 8, "--seed", 2, "--particles", 4, "--batch-size", 2, "--json")
+    result = json.loads(out)
+    assert code == 0 and "particles per design" in err
+    assert len(result["sequences"]) == 3 and len(result["constraint_log_prob"]) == 3
+    assert all(lp < 0 for lp in result["constraint_log_prob"])
