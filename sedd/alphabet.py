@@ -328,7 +328,7 @@ class Alphabet:
         where = f"bracket [{inner}] at position {at}"
         if not inner:
             raise ValueError(f"empty bracket [] at position {at}; {BRACKET_HELP}")
-        numbers = re.fullmatch(r"(\d+)(?:-(\d+))?", inner)
+        numbers = re.fullmatch(r"([0-9]+)(?:-([0-9]+))?", inner)       # not \d: int() would read "١٢" as 12
         if numbers:
             if any(len(g.lstrip("0")) > _MAX_DIGITS for g in numbers.groups() if g):   # [0001] is one
                 raise ValueError(f"{where} asks for more positions than the model's maximum of {max_len}")
@@ -341,8 +341,11 @@ class Alphabet:
             if numbers[2] is None:
                 return [Slot(None, None, at)] * low
             return [Span(low, high, at)]
-        if re.fullmatch(r"-\d+(?:-\d*)?", inner):
+        if re.fullmatch(r"-[0-9]+(?:-[0-9]*)?", inner):
             raise ValueError(f"{where}: span lengths cannot be negative; write [a-b] with 0 ≤ a ≤ b")
+        if re.fullmatch(r"[0-9][0-9.,-]*", inner):                      # [1.5], [2-], [3-4-5]
+            raise ValueError(f"{where} is not a count: write [n] for n designed positions or [a-b] for a span "
+                             "of a to b, in whole numbers")
         exclude = inner.startswith("^")
         listed = inner[1:] if exclude else inner
         if not listed:

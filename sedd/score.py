@@ -83,7 +83,8 @@ def parse_sequence(model: ckpt.Checkpoint, text: str) -> list[int]:
     if masked:
         shown = ", ".join(map(str, masked[:10])) + (" …" if len(masked) > 10 else "")
         raise ValueError(f"scoring needs a full sequence, but {len(masked)} position(s) are designed/masked "
-                         f"({shown}); replace {' '.join(model.alphabet.mask_chars)} with residues")
+                         f"({shown}); write residues in place of {' '.join(model.alphabet.mask_chars)} and of "
+                         "brackets such as [KR] or [3]")
     return list(template.tokens)
 
 

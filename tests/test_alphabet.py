@@ -154,7 +154,9 @@ def test_spec_writes_itself_back_in_the_syntax():
     ("MK[-2]G", r"span lengths cannot be negative"),
     ("MK[KB]G", r"bracket \[KB\] at position 3: 'B' is not a residue"),
     ("MK[3K]G", r"bracket \[3K\] at position 3: '3' is not a residue"),
-    ("MK[2-]G", r"bracket \[2-\] at position 3: '2' is not a residue"),
+    ("MK[2-]G", r"bracket \[2-\] at position 3 is not a count: write \[n\] .* or \[a-b\]"),
+    ("MK[1.5]G", r"bracket \[1.5\] at position 3 is not a count"),
+    ("MK[١٢]G", r"bracket \[١٢\] at position 3: '١' .* is not a residue"),        # Arabic-Indic digits are not a count
     ("MK[^ACDEFGHIKLMNPQRSTVWY]G", r"at position 3 excludes every residue"),
     ("MK[200]G", rf"bracket \[200\] at position 3 asks for up to 200 positions; the model's maximum is {MAX}"),
     ("MK[1-9999999999]G", rf"asks for more positions than the model's maximum of {MAX}"),

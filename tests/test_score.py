@@ -184,6 +184,8 @@ def test_the_template_rules_apply_and_masks_are_refused(tiny, capsys):
     assert code == 0 and entry["name"] == "my" and entry["sequence"] == SEQ
     code, _, err = run_cli(capsys, "--checkpoint", directory, "--sequence", "MKV_GFX")
     assert code == 2 and "scoring needs a full sequence" in err and "(4, 7)" in err
+    code, _, err = run_cli(capsys, "--checkpoint", directory, "--sequence", "MKV[KR]GF")
+    assert code == 2 and "position(s) are designed/masked (4)" in err and "in place of _ ? # X and of brackets" in err
     code, _, err = run_cli(capsys, "--checkpoint", directory, "--sequence", "MKV[2-3]GF")
     assert code == 2 and "scoring needs a full sequence, but span [2-3] at position 4 leaves its length open" in err
     code, _, err = run_cli(capsys, "--checkpoint", directory, "--sequence", "MKVBGF")
