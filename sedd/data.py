@@ -22,7 +22,7 @@ from biotite.sequence.io.fasta import FastaFile
 
 from . import checkpoint as ckpt
 from .alphabet import Alphabet
-from .cli import COUNT, one_line_warnings
+from .cli import COUNT, SEED, one_line_warnings
 
 
 @dataclass
@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", required=True, help="the full training FASTA")
     p.add_argument("--clusters", help="cluster<TAB>member TSV: hold out whole clusters (as sedd.train --clusters)")
     p.add_argument("--val-fraction", type=float, default=0.05, help="share of the sequences held out (default 0.05)")
-    p.add_argument("--seed", type=int, default=0, help="the split's seed (sedd.train --seed; default 0)")
+    p.add_argument("--seed", type=SEED, default=0, help="the split's seed (sedd.train --seed; default 0)")
     p.add_argument("--max-len", type=COUNT, default=128, help="longest sequence kept, as in training (default 128)")
     p.add_argument("--out", required=True, help="folder for train.fasta and val.fasta")
     a = p.parse_args(argv)

@@ -130,6 +130,9 @@ def _check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
         value = getattr(a, name)             # two times per sequence at least: a standard error needs them
         if value is not None and value < least:
             p.error(f"--{name.replace('_', '-')} must be at least {least}, got {value}")
+    if a.max_t_samples < a.t_samples:
+        p.error(f"--max-t-samples ({a.max_t_samples}) is below --t-samples ({a.t_samples}), the first round's "
+                "count: raise it, or lower --t-samples")
     ckpt.check_device(a.device)
     if a.hmm is not None:
         check_hmm_file(a.hmm)

@@ -100,6 +100,9 @@ def test_the_split_cli_writes_the_split_training_makes(tmp_path, capsys):
         written = read_fasta(tmp_path / "split" / name, PROTEIN)
         assert written.ids == part.ids and written.tokens == part.tokens
     assert main(args[:-1] + [str(tmp_path / "all.fasta" / "x")]) == 2 and "error:" in capsys.readouterr().err
+    with pytest.raises(SystemExit):                  # training refuses a negative seed; so does its split
+        main([*args[:7], "-7", *args[8:]])
+    assert "--seed: '-7' is not a whole number from 0" in capsys.readouterr().err
 
 
 def test_split_without_clusters_warns_and_splits_by_sequence():

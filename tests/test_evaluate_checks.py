@@ -62,6 +62,7 @@ def no_work(monkeypatch) -> list[str]:
     (["--checkpoint", "someone/sedd-acyp", "--update-config"],
      "--update-config rewrites the checkpoint's config.json: give a local checkpoint directory, not 'someone/sedd-acyp'"),
     (["--device", "foo"], "unknown device 'foo'; use --device cpu"),
+    (["--t-samples", 8, "--max-t-samples", 4], "--max-t-samples (4) is below --t-samples (8)"),
 ])
 def test_bad_arguments_are_refused_before_any_work(extra, message, tiny_checkpoint, fasta, tmp_path, no_work, capsys):
     fill = {"tmp": tmp_path, "fasta": fasta}
