@@ -335,7 +335,8 @@ def _read_inputs(model: ckpt.Checkpoint, a: argparse.Namespace) -> list[tuple[st
         try:
             inputs.append((name, parse_sequence(model, body)))
         except ValueError as e:
-            raise ValueError(f"{name}: {e}") from None
+            named = a.sequence is None or name != "sequence"      # a header-less --sequence has no name to repeat
+            raise ValueError(f"{name}: {e}" if named else str(e)) from None
     if not inputs:
         raise ValueError(f"{a.fasta} holds no sequence")
     return inputs

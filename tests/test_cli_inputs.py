@@ -130,3 +130,11 @@ def test_particles_with_another_sampler_are_refused_before_the_span_lengths_are_
         err = capsys.readouterr().err
         assert code == 2 and err.startswith("error: ") and "particles" in err
     assert planned == []                        # the span posterior (minutes for a few spans) was never started
+
+
+def test_a_refusal_names_the_record_only_when_it_has_a_name(capsys, tiny_checkpoint):
+    """Not "sequence: the sequence is empty" for a bare --sequence; a FASTA record keeps its name."""
+    code, _, err = run_score(capsys, "--checkpoint", tiny_checkpoint, "--sequence", " ")
+    assert code == 2 and err.strip() == "error: the sequence is empty: give 1 to 128 residues"
+    code, _, err = run_score(capsys, "--checkpoint", tiny_checkpoint, "--sequence", ">mine\nMKV_G")
+    assert code == 2 and err.startswith("error: mine: scoring needs a full sequence")
