@@ -296,6 +296,12 @@ def _time_grid(steps: int) -> list[float]:
     return torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64).tolist()
 
 
+def particles_condition(strategy: str, top_p: float) -> bool:
+    """Whether particles can make allowed sets exact for these settings: only τ-leaping at top-p 1
+    follows a law to condition (module docstring)."""
+    return strategy == "tau-leaping" and top_p >= 1.0
+
+
 def check_options(strategy: str, steps: int, temperature: float, top_p: float, seed: int, eta: float = 1.0,
                   budget: float = 0.5, noise: float = 2.0, particles: int = 1) -> None:
     """``sample``'s checks of its options, for a caller that wants them before expensive work."""
@@ -314,7 +320,7 @@ def check_options(strategy: str, steps: int, temperature: float, top_p: float, s
                          f"remask_budget={budget}, order_noise={noise}")
     if not 1 <= particles <= MAX_PARTICLES:
         raise ValueError(f"particles must be between 1 and {MAX_PARTICLES}, got {particles}")
-    if particles > 1 and (strategy != "tau-leaping" or top_p < 1):
+    if particles > 1 and not particles_condition(strategy, top_p):
         raise ValueError("particles > 1 (exact allowed sets) needs the tau-leaping sampler and top-p 1: the other "
                          f"samplers and nucleus filtering do not follow a law to condition; got {strategy}, top-p {top_p}")
 

@@ -226,7 +226,7 @@ def score_mutations_csv(model: ckpt.Checkpoint, tokens: list[int], csv_in: str |
             fields = list(reader.fieldnames or [])
     except UnicodeDecodeError as e:
         raise ValueError(not_utf8(csv_in, "--mutations file", e)) from None
-    lines, rows = [n for n, _ in numbered], [row for _, row in numbered]
+    rows = [row for _, row in numbered]
     if "mutant" not in fields:
         raise ValueError(f"{csv_in} has no 'mutant' column (columns: {', '.join(fields) or 'none'}); "
                          "expected ProteinGym's layout with mutants like A23V or A23V:G45K")
@@ -234,7 +234,7 @@ def score_mutations_csv(model: ckpt.Checkpoint, tokens: list[int], csv_in: str |
         raise ValueError(f"{csv_in} has a header but no variants")
     sequence, residues = model.alphabet.decode(tokens), model.alphabet.residues
     mutants = []
-    for line, row in zip(lines, rows):
+    for line, row in numbered:
         if None in row:                              # DictReader's key for fields beyond the header's
             raise ValueError(f"{csv_in}, line {line}: {len(fields) + len(row[None])} fields, but the header has "
                              f"{len(fields)} ({', '.join(fields)}); quote a value that holds a comma")

@@ -23,7 +23,7 @@ from . import render, score
 from .alphabet import Template, TemplateSpec
 from .checkpoint import Checkpoint, atomic_write_text, shown
 from .design import Request, decode_rows, plan_for_spec, stream, to_fasta
-from .sampler import STRATEGIES
+from .sampler import STRATEGIES, particles_condition
 from .fold import FoldError, FoldResult
 from .spans import SPAN_LENGTH_MODES, TOP
 
@@ -152,7 +152,7 @@ def _checked_top_p(value, limits: Limits) -> float:
 
 def _checked_particles(value, sampler: str, top_p: float, limits: Limits) -> int:
     particles = _in_range(value, "particles per design", 1, limits.max_particles)
-    if particles > 1 and (sampler != "tau-leaping" or top_p < 1.0):
+    if particles > 1 and not particles_condition(sampler, top_p):
         raise ValueError(f"particles per design above 1 (exact allowed sets) need the tau-leaping sampler and "
                          f"top-p 1, the only settings with a law to condition; got sampler {sampler!r}, top-p "
                          f"{top_p:g}. Set particles to 1, or choose tau-leaping with top-p 1")
