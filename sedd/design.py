@@ -9,6 +9,7 @@ returns beside the templates.
 from __future__ import annotations
 
 import hashlib
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -63,16 +64,31 @@ def _spec_for(model: ckpt.Checkpoint, template: str | None, length: int | str | 
     if length == "auto":
         lengths = model.sample_lengths(num_samples, torch.Generator().manual_seed(seed))
     else:
-        try:
-            n = int(length)                              # None (neither a template nor a length) included
-        except (TypeError, ValueError):
-            raise ValueError(f"give a template, or a length from 1 to {model.max_len} or 'auto'; got length "
-                             f"{length!r}") from None
-        if not 1 <= n <= model.max_len:
-            raise ValueError(f"length must be between 1 and {model.max_len}, got {n}")
-        lengths = [n] * num_samples
+        lengths = [design_length(length, model.max_len)] * num_samples
     banned = alphabet.residue_ids(exclude)
     return [TemplateSpec((Slot(None),) * n, alphabet.mask_id).excluding(banned, alphabet.residues) for n in lengths]
+
+
+def design_length(length, max_len: int) -> int:
+    """``length`` as a number of designed positions, 1 … ``max_len``: a whole number, or its ASCII
+    digits as text (as ``sedd.sample --length`` takes them); 2.5, True or "١٢" are refused, not
+    rounded or read."""
+    text = length.strip() if isinstance(length, str) else None
+    whole = ((isinstance(length, numbers.Integral) and not isinstance(length, bool))
+             or (isinstance(length, float) and length.is_integer())
+             or (text is not None and text.isascii() and text.isdigit()))
+    if not whole:                                        # None (neither a template nor a length) included
+        raise ValueError(f"give a template, or a length from 1 to {max_len} or 'auto'; got length {length!r}")
+    n = int(length)
+    if not 1 <= n <= max_len:
+        raise ValueError(f"length must be between 1 and {max_len}, got {n}")
+    return n
+
+
+def check_span_mode(span_lengths: str) -> None:
+    """Refuse a way of choosing span lengths other than ``SPAN_LENGTH_MODES``."""
+    if span_lengths not in SPAN_LENGTH_MODES:
+        raise ValueError(f"span lengths must be chosen by one of {', '.join(SPAN_LENGTH_MODES)}; got {span_lengths!r}")
 
 
 def plan_for_spec(model: ckpt.Checkpoint, spec: TemplateSpec, num_samples: int, seed: int = 0,
@@ -80,8 +96,7 @@ def plan_for_spec(model: ckpt.Checkpoint, spec: TemplateSpec, num_samples: int, 
                   check: Callable[[], None] | None = None) -> Plan:
     """``num_samples`` templates from a parsed template, span lengths chosen by the model when it has spans
     (``check``: see ``spans.span_posterior``)."""
-    if span_lengths not in SPAN_LENGTH_MODES:
-        raise ValueError(f"span lengths must be chosen by one of {', '.join(SPAN_LENGTH_MODES)}; got {span_lengths!r}")
+    check_span_mode(span_lengths)
     if not spec.spans:
         return Plan([spec.fixed()] * num_samples)
     posterior = span_posterior(model, spec, t_samples=t_samples, seed=seed, progress=progress, check=check)
@@ -100,6 +115,9 @@ def plan_designs(model: ckpt.Checkpoint, *, template: str | None = None, length:
     """
     if num_samples < 1:
         raise ValueError(f"num_samples must be at least 1, got {num_samples}")
+    if template is not None and length is not None:
+        raise ValueError(f"give a template or a length, not both; got template {template!r} and length {length!r}")
+    check_span_mode(span_lengths)
     specs = _spec_for(model, template, length, num_samples, seed, exclude)
     if len(specs) > 1:
         return Plan([spec.fixed() for spec in specs])

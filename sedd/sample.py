@@ -33,7 +33,7 @@ from .spans import SPAN_LENGTH_MODES, TOP
 def _describe_posterior(plan: Plan) -> str:
     """One stderr line: how the span lengths were chosen and the most probable combination."""
     best = plan.posterior.top(1)[0]
-    return (f"span lengths by {plan.posterior.method}: most probable {best['lengths']} (p = {best['prob']:.2f}); "
+    return (f"span lengths ({plan.posterior.method}): most probable {best['lengths']} (p = {best['prob']:.2f}); "
             f"designs use {plan.span_lengths}")
 
 

@@ -39,6 +39,7 @@ import math
 import random
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -88,10 +89,18 @@ def parse_sequence(model: ckpt.Checkpoint, text: str) -> list[int]:
     return list(template.tokens)
 
 
+def without_comments(text: str) -> str:
+    """``text`` without its FASTA comment lines: a line that starts with ``;`` (as ``sedd.data`` reads
+    FASTA files for training). A ``;`` anywhere else is left for the template rules to refuse."""
+    return "\n".join(line for line in text.split("\n") if not line.startswith(";"))
+
+
 def fasta_records(text: str) -> list[tuple[str, str]]:
-    """(name, body) for every ``>`` record of a FASTA text. Text before the first ``>`` line is a
-    record of its own, named ``sequence`` (a pasted sequence without a header; it is not the start of
-    the next record, which would then be dropped unseen)."""
+    """(name, body) for every ``>`` record of a FASTA text, comment lines (``without_comments``) left
+    out. Text before the first ``>`` line is a record of its own, named ``sequence`` (a pasted
+    sequence without a header; it is not the start of the next record, which would then be dropped
+    unseen)."""
+    text = without_comments(text)
     headed = text.lstrip().startswith(">")
     chunks = (text.lstrip()[1:] if headed else text).split("\n>")
     records = [] if headed else [("sequence", chunks.pop(0))]
@@ -211,14 +220,20 @@ def mutant_scores(model: ckpt.Checkpoint, tokens: list[int], mutants: list[list[
             for m, lp in zip(mutants, log_ps)]
 
 
-def score_mutations_csv(model: ckpt.Checkpoint, tokens: list[int], csv_in: str | Path, csv_out: str | Path) -> dict:
-    """Read a ProteinGym-style CSV, write it back with a ``sedd_score`` column (every input column kept).
+@dataclass
+class Variants:
+    """A ProteinGym-style CSV read and checked against its wild type: its columns, its rows and each
+    row's mutant as ``parse_mutant`` gives it."""
 
-    Returns ``{"num_variants", "spearman", "num_with_dms"}``: the Spearman ρ (scipy) against
-    ``DMS_score`` over the ``num_with_dms`` rows where it is a finite number, or ``None`` with fewer
-    than 2 such rows or when their scores do not differ (a rank correlation is then undefined);
-    without a ``DMS_score`` column both are ``None``.
-    """
+    fields: list[str]
+    rows: list[dict]
+    mutants: list[list[tuple[int, int, int]]]
+
+
+def read_variants(csv_in: str | Path, sequence: str, residues: str) -> Variants:
+    """The variants of ``csv_in`` (a ``mutant`` column of ``A23V`` or ``A23V:G45K``), every one checked
+    against ``sequence``; a ``ValueError`` names the file and the line at fault. Needs no model, so a
+    bad table is refused before anything is scored."""
     try:
         with open(csv_in, newline="", encoding="utf-8-sig") as f:     # -sig: a spreadsheet's byte-order mark
             reader = csv.DictReader(f)
@@ -226,13 +241,11 @@ def score_mutations_csv(model: ckpt.Checkpoint, tokens: list[int], csv_in: str |
             fields = list(reader.fieldnames or [])
     except UnicodeDecodeError as e:
         raise ValueError(not_utf8(csv_in, "--mutations file", e)) from None
-    rows = [row for _, row in numbered]
     if "mutant" not in fields:
         raise ValueError(f"{csv_in} has no 'mutant' column (columns: {', '.join(fields) or 'none'}); "
                          "expected ProteinGym's layout with mutants like A23V or A23V:G45K")
-    if not rows:
+    if not numbered:
         raise ValueError(f"{csv_in} has a header but no variants")
-    sequence, residues = model.alphabet.decode(tokens), model.alphabet.residues
     mutants = []
     for line, row in numbered:
         if None in row:                              # DictReader's key for fields beyond the header's
@@ -242,16 +255,37 @@ def score_mutations_csv(model: ckpt.Checkpoint, tokens: list[int], csv_in: str |
             mutants.append(parse_mutant(row["mutant"] or "", sequence, residues))
         except ValueError as e:
             raise ValueError(f"{csv_in}, line {line} (mutant {row['mutant']!r}): {e}") from None
-    scores = mutant_scores(model, tokens, mutants)
+    return Variants(fields, [row for _, row in numbered], mutants)
+
+
+def score_variants(model: ckpt.Checkpoint, tokens: list[int], variants: Variants, csv_out: str | Path) -> dict:
+    """Score ``variants`` of the wild type ``tokens`` and write them to ``csv_out`` (atomically) with a
+    ``sedd_score`` column, every input column kept.
+
+    Returns ``{"num_variants", "spearman", "num_with_dms"}``: the Spearman ρ (scipy) against
+    ``DMS_score`` over the ``num_with_dms`` rows where it is a finite number, or ``None`` with fewer
+    than 2 such rows or when their scores do not differ (a rank correlation is then undefined);
+    without a ``DMS_score`` column both are ``None``.
+    """
+    scores = mutant_scores(model, tokens, variants.mutants)
     out = io.StringIO()
+    fields = variants.fields
     writer = csv.DictWriter(out, fieldnames=fields + ([] if "sedd_score" in fields else ["sedd_score"]),
                             lineterminator="\n")
     writer.writeheader()
-    for row, s in zip(rows, scores):
+    for row, s in zip(variants.rows, scores):
         writer.writerow({**row, "sedd_score": f"{s:.6f}"})
     ckpt.atomic_write_text(Path(csv_out), out.getvalue())
-    agreement = _spearman(rows, scores) if "DMS_score" in fields else {"spearman": None, "num_with_dms": None}
-    return {"num_variants": len(rows), **agreement}
+    agreement = (_spearman(variants.rows, scores) if "DMS_score" in fields
+                 else {"spearman": None, "num_with_dms": None})
+    return {"num_variants": len(variants.rows), **agreement}
+
+
+def score_mutations_csv(model: ckpt.Checkpoint, tokens: list[int], csv_in: str | Path, csv_out: str | Path) -> dict:
+    """Read a ProteinGym-style CSV (``read_variants``), write it back scored (``score_variants``, which
+    says what it returns)."""
+    variants = read_variants(csv_in, model.alphabet.decode(tokens), model.alphabet.residues)
+    return score_variants(model, tokens, variants, csv_out)
 
 
 def _spearman(rows: list[dict], scores: list[float]) -> dict:
@@ -298,10 +332,11 @@ def family_percentile(model: ckpt.Checkpoint, elbo_per_residue: float) -> float 
 # ---- command line -----------------------------------------------------------------------------------------
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m sedd.score", description=__doc__.splitlines()[0])
-    p.add_argument("--checkpoint", default=None, help="checkpoint directory or Hub repo id (default: the bundled model)")
+    p.add_argument("--checkpoint", default=None, help="checkpoint directory or Hugging Face Hub repo id "
+                                                       "(default: $SEDD_CHECKPOINT, else the bundled ACYP model)")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--sequence", help="one full sequence (an optional FASTA header line, digits and spaces are ignored)")
-    what.add_argument("--fasta", help="a FASTA file of full sequences")
+    what.add_argument("--fasta", help="a FASTA file of full sequences (lines that start with ; are comments)")
     p.add_argument("--scan", action="store_true", help="add the single-substitution scan (L × 20)")
     p.add_argument("--mutations", help="ProteinGym-style CSV with a 'mutant' column (A23V or A23V:G45K, 1-based)")
     p.add_argument("--out", help="where --mutations writes the CSV with a sedd_score column")
@@ -312,11 +347,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _read_inputs(model: ckpt.Checkpoint, a: argparse.Namespace) -> list[tuple[str, list[int]]]:
     if a.sequence is not None:
-        records = fasta_records(a.sequence)
-        if len(records) > 1:
-            print(f"note: --sequence holds {len(records)} FASTA records; scoring the first one only "
-                  "(use --fasta FILE for several)", file=sys.stderr)
-            records = records[:1]
+        text, source = a.sequence, "--sequence"
     else:
         path = Path(a.fasta)
         if path.is_dir():
@@ -329,7 +360,14 @@ def _read_inputs(model: ckpt.Checkpoint, a: argparse.Namespace) -> list[tuple[st
             raise ValueError(not_utf8(path, "FASTA file", e)) from None
         if not text.strip():
             raise ValueError(f"FASTA file {path} is empty: give one or more full sequences")
-        records = fasta_records(text)
+        source = f"FASTA file {path}"
+    if text.strip() and not without_comments(text).strip():
+        raise ValueError(f"{source} holds only comment lines (lines that start with ;) and no sequence")
+    records = fasta_records(text)
+    if a.sequence is not None and len(records) > 1:
+        print(f"note: --sequence holds {len(records)} FASTA records; scoring the first one only "
+              "(use --fasta FILE for several)", file=sys.stderr)
+        records = records[:1]
     inputs = []
     for name, body in records:
         try:
@@ -340,6 +378,13 @@ def _read_inputs(model: ckpt.Checkpoint, a: argparse.Namespace) -> list[tuple[st
     if not inputs:
         raise ValueError(f"{a.fasta} holds no sequence")
     return inputs
+
+
+def _read_variants(model: ckpt.Checkpoint, inputs: list[tuple[str, list[int]]], csv_in: str) -> Variants:
+    """``--mutations``' table, checked against the one wild type of the input before anything is scored."""
+    if len(inputs) != 1:
+        raise ValueError(f"--mutations scores variants of one wild type; the input holds {len(inputs)} sequences")
+    return read_variants(csv_in, model.alphabet.decode(inputs[0][1]), model.alphabet.residues)
 
 
 def _table(model: ckpt.Checkpoint, entries: list[dict]) -> str:
@@ -370,12 +415,11 @@ def main(argv: list[str] | None = None) -> int:
             ckpt.check_writable(a.out, "--out")
         model = ckpt.load(a.checkpoint)
         inputs = _read_inputs(model, a)
-        if a.mutations and len(inputs) != 1:
-            raise ValueError(f"--mutations scores variants of one wild type; the input holds {len(inputs)} sequences")
+        variants = _read_variants(model, inputs, a.mutations) if a.mutations else None
         from tqdm.auto import tqdm
         entries = [score_sequence(model, tokens, name, a.seed, a.scan)
                    for name, tokens in tqdm(inputs, desc="scoring", file=sys.stderr, disable=len(inputs) < 2)]
-        mutations = score_mutations_csv(model, inputs[0][1], a.mutations, a.out) if a.mutations else None
+        mutations = score_variants(model, inputs[0][1], variants, a.out) if variants is not None else None
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -116,7 +116,7 @@ def test_spans_report_each_designs_lengths_and_the_posterior(capsys, tiny_checkp
     args = ["--checkpoint", tiny_checkpoint, "--template", "MKV[1-4]GF[KR]R[0-2]W", "--num-samples", 6,
             "--steps", 16, "--seed", 3, "--json"]
     code, out, err = run_cli(capsys, *args)
-    assert code == 0 and "span lengths by enumeration" in err
+    assert code == 0 and "span lengths (enumeration)" in err
     result = json.loads(out)
     assert len(result["span_lengths"]) == 6
     for seq, (k1, k2) in zip(result["sequences"], result["span_lengths"]):
