@@ -40,6 +40,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a checkout without installing
 
 from sedd import checkpoint as ckpt  # noqa: E402
+from sedd.cli import COUNT, POSITIVE  # noqa: E402
 from sedd.data import Dataset  # noqa: E402
 from sedd.likelihood import estimate_elbo  # noqa: E402
 from sedd.train import Trainer, TrainConfig  # noqa: E402
@@ -180,12 +181,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clusters", help="cluster<TAB>member TSV: validate on whole held-out clusters")
     p.add_argument("--out", required=True, help="directory for the runs and ablation.json")
     p.add_argument("--preset", default="mini")
-    p.add_argument("--cpu-minutes", type=float, default=3.0, help="training budget of each variant, CPU minutes")
+    p.add_argument("--cpu-minutes", type=POSITIVE, default=3.0, help="training budget of each variant, CPU minutes")
     p.add_argument("--variants", default="all", help=f"comma-separated, from: {', '.join(VARIANTS)}")
     p.add_argument("--on", help="a second round: every variant on top of this variant's recipe, compared with it")
-    p.add_argument("--val-seqs", type=int, default=384, help="validation sequences scored (a fixed random subset)")
-    p.add_argument("--t-samples", type=int, default=4, help="times per validation sequence")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (1 makes CPU seconds = compute)")
+    p.add_argument("--val-seqs", type=COUNT, default=384, help="validation sequences scored (a fixed random subset)")
+    p.add_argument("--t-samples", type=COUNT, default=4, help="times per validation sequence")
+    p.add_argument("--threads", type=COUNT, default=1, help="torch threads (1 makes CPU seconds = compute)")
     a = p.parse_args(argv)
     names = list(VARIANTS) if a.variants == "all" else [v.strip() for v in a.variants.split(",")]
     unknown = [n for n in [*names, *([a.on] if a.on else [])] if n not in VARIANTS]

@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))    # run from a 
 
 from ablate_recipe import VARIANTS, run_summary, short_run_config, train_quietly  # noqa: E402
 from sedd import checkpoint as ckpt  # noqa: E402
+from sedd.cli import COUNT, POSITIVE  # noqa: E402
 from sedd.autoregressive import AutoregressiveTrainer, exact_nll  # noqa: E402
 from sedd.likelihood import estimate_elbo, length_nll  # noqa: E402
 from sedd.train import Trainer  # noqa: E402
@@ -54,12 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clusters", help="cluster<TAB>member TSV: validate on whole held-out clusters")
     p.add_argument("--out", required=True, help="directory for the two runs")
     p.add_argument("--preset", default="mini")
-    p.add_argument("--cpu-minutes", type=float, default=2.0, help="training budget of each model, CPU minutes")
-    p.add_argument("--t-samples", type=int, default=4, help="times per validation sequence for SEDD's ELBO")
+    p.add_argument("--cpu-minutes", type=POSITIVE, default=2.0, help="training budget of each model, CPU minutes")
+    p.add_argument("--t-samples", type=COUNT, default=4, help="times per validation sequence for SEDD's ELBO")
     p.add_argument("--checkpoint", help="also score this SEDD checkpoint (e.g. checkpoints/acyp) on the split")
     p.add_argument("--recipe", choices=("baseline", "combined"), default="baseline",
                    help="training recipe of both models (ablate_recipe.VARIANTS)")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=COUNT, default=1)
     p.add_argument("--json", help="write the results here")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)

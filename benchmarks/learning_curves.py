@@ -24,6 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a checkout without installing
 
 from sedd import checkpoint as ckpt  # noqa: E402
+from sedd.cli import COUNT  # noqa: E402
 
 
 def load_run(label: str, folder: str | Path) -> dict:
@@ -85,7 +86,7 @@ def plot(runs: list[dict], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("runs", nargs="+", metavar="LABEL=RUN", help="a label and a sedd.train output folder")
-    p.add_argument("--every", type=int, default=1000, help="table columns at multiples of this step")
+    p.add_argument("--every", type=COUNT, default=1000, help="table columns at multiples of this step")
     p.add_argument("--png", help="write the plot here")
     p.add_argument("--json", help="write the runs' summaries and curves here")
     a = p.parse_args(argv)

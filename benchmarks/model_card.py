@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from sedd.checkpoint import CONFIG_NAME, WEIGHTS_NAME, atomic_write_text  # noqa: E402
+from sedd.checkpoint import CONFIG_NAME, DEFAULT_CHECKPOINT, WEIGHTS_NAME, atomic_write_text  # noqa: E402
 
 # (label, where in the evaluation block, format)
 ROWS = (
@@ -42,6 +42,15 @@ def _cell(block: dict, path: tuple[str, ...], fmt: str) -> str:
     return "–" if value is None else fmt.format(value)
 
 
+def _held_out(train: dict, split: dict) -> str:
+    """What the run held out: whole clusters of its --clusters file, or (without one) a random share of the
+    sequences, whose near-duplicates in training flatter the figures."""
+    count = f"{split.get('held_out_sequences', train['num_val_sequences']):,} sequences"
+    if train["clusters"]:
+        return f"whole clusters of `{train['clusters']}` ({count})"
+    return f"{count} at random, no clusters (near-duplicates of training sequences may flatter the figures)"
+
+
 def card(directory: Path, compare: Path, hardware: str, reproduce: str) -> str:
     config = json.loads((directory / CONFIG_NAME).read_text())
     ref = json.loads((compare / CONFIG_NAME).read_text())
@@ -62,9 +71,7 @@ def card(directory: Path, compare: Path, hardware: str, reproduce: str) -> str:
         f"| network | {net['n_layers']} layers, d = {net['d_model']}, {net['n_heads']} heads, {net.get('mlp', 'gelu')} MLP, "
         f"dropout {net['dropout']} — **{train['parameters']:,} parameters**; weights {megabytes:.1f} MB "
         f"({_weights_dtype(directory)}) |",
-        f"| data | `{train['data']}`, held out: whole clusters of `{train['clusters']}` "
-        f"({split.get('held_out_sequences', train['num_val_sequences']):,} sequences), "
-        f"{train['num_train_sequences']:,} to train |",
+        f"| data | `{train['data']}`, held out: {_held_out(train, split)}, {train['num_train_sequences']:,} to train |",
         f"| training | {train['steps']:,} steps, {train['tokens_seen'] / 1e6:.1f} M residues, "
         f"{recipe['tokens_per_batch']:,} residues/batch, lr {recipe['lr']:g}, optimizer {recipe['optimizer']}, "
         f"t sampling {recipe['time_sampling']}, {train['wall_seconds'] / 60:.1f} wall-minutes on {train['device']} |",
@@ -94,12 +101,15 @@ def _weights_dtype(directory: Path) -> str:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("checkpoint", type=Path, help="a local checkpoint with 'training' and 'evaluation' blocks")
-    p.add_argument("--compare", type=Path, default=Path("checkpoints/acyp"), help="the model to set it beside")
+    p.add_argument("--compare", type=Path, default=DEFAULT_CHECKPOINT,
+                   help="the model to set it beside (default: the bundled model)")
     p.add_argument("--hardware", required=True, help="what it was trained on, in words")
     p.add_argument("--reproduce", required=True, help="the command that made it")
     a = p.parse_args(argv)
     for directory in (a.checkpoint, a.compare):
-        config = json.loads((directory / CONFIG_NAME).read_text()) if (directory / CONFIG_NAME).is_file() else {}
+        if not (directory / CONFIG_NAME).is_file():
+            p.error(f"{directory} is not a checkpoint directory: it holds no {CONFIG_NAME}")
+        config = json.loads((directory / CONFIG_NAME).read_text())
         missing = [k for k in ("training", "evaluation") if k not in config]
         if missing:
             p.error(f"{directory} has no {' or '.join(missing)} block in {CONFIG_NAME}; train it with sedd.train "

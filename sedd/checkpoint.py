@@ -13,7 +13,7 @@ import os
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -307,7 +307,11 @@ def _read_config(directory: Path) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{path} is not valid JSON: {e}") from e
     if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a {FORMAT} config (format = {config.get('format') if isinstance(config, dict) else None!r})")
+        found = config.get("format") if isinstance(config, dict) else None
+        family = isinstance(found, str) and found.split("/")[0] == FORMAT.split("/")[0]
+        raise ValueError(f"{path} is not a {FORMAT} config (format = {found!r})"
+                         + (f"; this version of sedd reads only {FORMAT}: a newer sedd wrote it, update sedd to load it"
+                            if family else ""))
     for key in ("model", "alphabet", "schedule"):
         if key not in config:
             raise ValueError(f"{path} lacks the {key!r} section")
@@ -335,6 +339,15 @@ def _length_histogram(raw, path: Path) -> dict[int, int]:
     return histogram
 
 
+def _refuse_unknown_model_settings(section, path: Path) -> None:
+    """A 'model' section with settings ModelConfig lacks came from a newer sedd: building the network
+    without them would build another network, so they are named (not ModelConfig's TypeError)."""
+    unknown = sorted(set(section) - {f.name for f in fields(ModelConfig)}) if isinstance(section, dict) else []
+    if unknown:
+        raise ValueError(f"{path}: the 'model' section has settings this version of sedd does not know "
+                         f"({', '.join(map(repr, unknown))}); a newer sedd wrote it: update sedd to load it")
+
+
 def load(name_or_path: str | Path | None = None, device: str | torch.device = "cpu",
          dtype: torch.dtype = torch.float32, causal: bool | None = False) -> Checkpoint:
     """Load a checkpoint from a directory or Hub repo id (default: the bundled ACYP model).
@@ -347,6 +360,7 @@ def load(name_or_path: str | Path | None = None, device: str | torch.device = "c
     device = check_device(device)          # before a download: a bad --device is a one-line error
     directory = resolve(name_or_path)
     config = _read_config(directory)
+    _refuse_unknown_model_settings(config["model"], directory / CONFIG_NAME)
     try:
         model_cfg = ModelConfig(**config["model"])
         alphabet = Alphabet.from_dict(config["alphabet"])

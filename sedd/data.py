@@ -160,7 +160,8 @@ def split(data: Dataset, val_fraction: float, seed: int, clusters: dict[str, str
     No cluster has members on both sides, and no sequence either: a copy of a held-out sequence under
     another id, in another cluster (a cluster file made from other data, or one that lacks the id),
     is left out of training (a warning counts them). Without clusters the split is by sequence, and
-    near-duplicates, copies included, leak into validation (a warning says so).
+    near-duplicates, copies included, leak into validation (a warning says so). A cluster map that
+    names none of the sequences is refused (``check_cluster_ids``): the split would be by sequence.
     """
     if not 0 < val_fraction < 1:
         raise ValueError(f"the validation fraction must be between 0 and 1, got {val_fraction}")
@@ -175,6 +176,7 @@ def split(data: Dataset, val_fraction: float, seed: int, clusters: dict[str, str
             raise ValueError(f"holding out {n_val} of {len(data)} sequence(s) for validation leaves none to "
                              "train on; give more sequences or a smaller validation fraction")
         return data.subset(sorted(order[n_val:])), data.subset(sorted(order[:n_val]))
+    check_cluster_ids(data, clusters)
     # sequences missing from the cluster file are their own cluster
     groups: dict[str, list[int]] = {}
     for i, seq_id in enumerate(data.ids):
@@ -200,6 +202,20 @@ def split(data: Dataset, val_fraction: float, seed: int, clusters: dict[str, str
                          f"sequences leaves none to train on ({len(groups)} cluster(s)); give more sequences "
                          "or clusters, or a smaller validation fraction")
     return data.subset(train), data.subset(sorted(val))
+
+
+def check_cluster_ids(data: Dataset, clusters: dict[str, str]) -> None:
+    """Refuse a cluster map that names none of ``data``'s sequences.
+
+    Every sequence it lacks is a cluster of its own, so a map made for other data, or with ids spelled
+    otherwise (``sp|P07311|ACYP1_HUMAN`` against ``P07311``), would silently give a split by sequence,
+    with the near-duplicates in validation that the clusters were there to keep out.
+    """
+    if not any(seq_id in clusters for seq_id in data.ids):
+        members = f"cluster members such as {next(iter(clusters))!r}" if clusters else "no cluster members"
+        raise ValueError(f"the cluster file names none of the {len(data)} sequences (FASTA ids such as "
+                         f"{data.ids[0]!r}, {members}); give the cluster file of this FASTA, whose members are "
+                         "the first words of its '>' lines")
 
 
 def bucketed_batches(lengths: list[int], tokens_per_batch: int, seed: int, rank: int = 0,

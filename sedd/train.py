@@ -5,17 +5,21 @@ each rank takes its own shard of batches and only rank 0 writes. Budgets: ``--mi
 ``--max-steps``. Every few minutes rank 0 writes, atomically, the checkpoint directory (the EMA
 weights of the step with the best validation ELBO) and ``resume.pt`` (raw + EMA weights, optimizer,
 step, data position, RNG), which ``--resume`` continues from, with every option of the saved run
-(only budgets and how the run is watched may change; ``RESUME_MAY_CHANGE``).
+(only budgets and how the run is watched may change; ``RESUME_MAY_CHANGE``). Ctrl-C or SIGTERM ends
+the run after its step, saved (``Interrupted``; the command exits with 128 + the signal's number).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import gc
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 import warnings
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -89,6 +93,21 @@ PATH_FIELDS = ("data", "clusters")     # the same file under another spelling is
 RESUME_KEYS = ("model", "ema", "opt", "step", "epoch", "batch_in_epoch", "tokens_seen", "seconds", "gen",
                "history", "best_elbo", "best_step", "best_weights", "config")
 CLOCKS = {"wall": time.time, "cpu": time.process_time}
+# Signals that stop a run at the end of its step, saved (Ctrl-C; kill, torchrun's agent, a scheduler's preemption).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Interrupted(KeyboardInterrupt):
+    """A run stopped by a signal of STOP_SIGNALS: it finished its step and saved, so ``--resume`` continues it
+    exactly. A KeyboardInterrupt, so a caller that catches ``Exception`` does not carry on as if the run had ended."""
+
+    def __init__(self, signum: int, step: int, out: Path):
+        self.signum, self.step, self.out = signum, step, out
+        super().__init__(f"stopped by {signal.Signals(signum).name} at step {step}, saved in {out / RESUME_NAME}; "
+                         f"python -m sedd.train --out {out} --resume continues the run")
+
+    def __reduce__(self):             # pickled whole (a run in a worker process of a benchmark)
+        return type(self), (self.signum, self.step, self.out)
 
 
 def pick_device(requested: str | None = None) -> torch.device:
@@ -127,8 +146,13 @@ def read_resume(path: str | Path) -> dict:
 
 
 def saved_config(state: dict) -> TrainConfig:
-    """The TrainConfig a resume state was written with; fields it predates take their defaults."""
+    """The TrainConfig a resume state was written with; fields it predates take their defaults. Fields this
+    version lacks (a newer sedd's options) are refused: continuing without them would be another run."""
     saved = json.loads(state["config"])
+    unknown = sorted(set(saved) - {f.name for f in fields(TrainConfig)})
+    if unknown:
+        raise ValueError(f"--resume: the run was saved by a newer sedd, with options this version does not know "
+                         f"({', '.join(unknown)}); update sedd to continue it")
     return TrainConfig(**{f.name: saved[f.name] for f in fields(TrainConfig) if f.name in saved})
 
 
@@ -270,13 +294,25 @@ class Trainer:
         self.net = torch.compile(self.ddp, dynamic=True) if cfg.compile else self.ddp
 
     def _build_optimizer(self) -> None:
-        """The optimizer (``sedd/optim.py``; AdamW by default), the time sampler and the budget's clock."""
+        """The optimizer (``sedd/optim.py``; AdamW by default), the time sampler, the budget and its clock."""
         cfg = self.cfg
         self.opt = make_optimizer(self.model, cfg.optimizer, cfg.lr, cfg.weight_decay)
         self.times = time_sampler(cfg.time_sampling, self.schedule)
         if cfg.clock not in CLOCKS:
             raise ValueError(f"unknown clock {cfg.clock!r}; choose one of {', '.join(CLOCKS)}")
         self.clock = CLOCKS[cfg.clock]
+        self._check_budget()
+
+    def _check_budget(self) -> None:
+        """A budget that ends the run: --minutes and --max-steps, each above 0 and finite where given, one at
+        least. The command line refuses the others; a TrainConfig built in code (a benchmark's) would
+        train for ever with minutes=0, or train no step and report it with a negative budget."""
+        for name in ("minutes", "max_steps"):
+            value = getattr(self.cfg, name)
+            if value is not None and not 0 < value < math.inf:
+                raise ValueError(f"{_flag(name)} must be a number above 0, got {value}")
+        if not self.cfg.minutes and not self.cfg.max_steps:
+            raise ValueError("give a budget: --minutes M and/or --max-steps N")
 
     def _reset_counters(self) -> None:
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
@@ -287,6 +323,8 @@ class Trainer:
         self.best = {"elbo": float("inf"), "weights": None, "step": 0}
         self._epoch_batches: list[list[int]] | None = None
         self._bad_in_row = 0
+        self._signal = 0                           # a stop signal received (any rank's, once the ranks agree)
+        self.stopped_by = 0                        # the signal that ended the run before its budget, if one did
         self._last_log = ""                        # loss and tokens/s of the last logged step, for the bar
         self._window = (time.time(), 0)            # (clock, tokens_seen) at the last tokens/s reading
 
@@ -512,13 +550,14 @@ class Trainer:
     def _budget_spent(self) -> bool:
         """Whether a budget is spent, on the clock every rank agrees on: the slowest rank's. Under
         --minutes the LR follows that clock, and ranks whose own clocks (their CPU time, say) gave
-        them different LRs would step their replicas apart."""
+        them different LRs would step their replicas apart. The same exchange shares a stop signal
+        that any rank received (``_signal``), so all ranks stop after the same step."""
         seconds = self.clock() - self._start
         self.wall_seconds = time.time() - self._wall_start
         if self.distributed:
-            t = torch.tensor([seconds], dtype=torch.float64, device=self.device)
+            t = torch.tensor([seconds, self._signal], dtype=torch.float64, device=self.device)
             dist.all_reduce(t, op=dist.ReduceOp.MAX)
-            seconds = t.item()
+            seconds, self._signal = t[0].item(), int(t[1].item())
         self.seconds = seconds
         if self.step == self.cfg.warmup_steps and self.step > 0 and not self.warmup_seconds:
             self.warmup_seconds = self.seconds
@@ -527,20 +566,55 @@ class Trainer:
 
     # ---- the loop ---------------------------------------------------------------------------------------
     def run(self) -> Path:
-        """Train until --max-steps, --minutes or early stopping, then save; returns the output directory."""
-        bar = self._progress_bar()
-        try:
-            self._train_until_done(bar)
-        finally:
-            bar.close()
-        self.save()
+        """Train until --max-steps, --minutes or early stopping, then save; returns the output directory.
+        A stop signal (STOP_SIGNALS) ends the run after its step: saved, then ``Interrupted`` is raised."""
+        with self._signals_stop_after_the_step():
+            bar = self._progress_bar()
+            try:
+                self._train_until_done(bar)
+            finally:
+                bar.close()
+            self.save()
+        if self.stopped_by:
+            raise Interrupted(self.stopped_by, self.step, self.out)
         return self.out
 
+    @contextlib.contextmanager
+    def _signals_stop_after_the_step(self):
+        """Within it, a stop signal does not kill the run mid-step (with everything since the last save
+        lost): it is noted, and the loop ends after the step, on every rank together. The previous
+        handlers come back at the first signal, so a second one acts at once (Ctrl-C twice: a
+        KeyboardInterrupt). A signal the process ignores (a background job's SIGINT) stays ignored;
+        outside the main thread, where Python delivers no signals, nothing changes."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+        previous = {s: signal.SIG_DFL if h is None else h for s, h in previous.items() if h != signal.SIG_IGN}
+
+        def note(signum, frame):
+            self._signal = signum
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+        for s in previous:
+            signal.signal(s, note)
+        try:
+            yield
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
     def _train_until_done(self, bar) -> None:
-        """Returns when a budget is spent (after a last validation) or validation stopped improving."""
+        """Returns when a budget is spent (after a last validation), validation stopped improving, or a
+        stop signal came (``stopped_by``; no validation: the resumed run validates where the
+        uninterrupted one would)."""
         self._start, last_save = self.clock() - self.seconds, time.time()
         self._wall_start = last_save - self.wall_seconds
         while not self._budget_spent():
+            if self._signal:
+                self.stopped_by = self._signal
+                return
             tokens = self._next_batch()
             loss = self.train_step(tokens)
             if loss is None:
@@ -613,11 +687,16 @@ def train(cfg: TrainConfig, resume_state: dict | None = None) -> Path:
     trainer = Trainer(cfg, resume_state)
     distributed = trainer.distributed
     try:
-        out = trainer.run()
+        try:
+            out, interrupted = trainer.run(), None
+        except Interrupted as e:          # every rank stopped after the same step
+            out, interrupted = None, e
         if distributed:
             # Rank 0 is still saving while the others are done: a gloo rank that tears its group
             # down while another is mid-exchange can abort at exit, so all ranks leave together.
             dist.barrier()
+        if interrupted:
+            raise interrupted
         return out
     finally:
         # The DDP wrapper's reducer holds the process group: free it first, so the group is shut down
@@ -735,9 +814,10 @@ def _resumed_config(p: argparse.ArgumentParser, a: argparse.Namespace) -> tuple[
         p.error(f"--resume: {path} does not exist; start without --resume")
     try:
         state = read_resume(path)
+        saved = saved_config(state)
     except ValueError as e:
         p.error(str(e))
-    saved, given = saved_config(state), _given(a)
+    given = _given(a)
     differ = _changed_options(saved, given, _model_options(a))
     if differ:
         p.error(f"--resume: {out} was trained with other values of options that define the run "
@@ -808,6 +888,8 @@ def main(argv: list[str] | None = None) -> None:
             out = train(cfg, resume_state)
     except (ValueError, OSError) as e:    # what the options asked for cannot be done: say what
         p.exit(2, f"error: {e}\n")
+    except Interrupted as e:              # saved: no traceback, the shell's exit status of a signal
+        p.exit(128 + e.signum, f"{e}\n" if int(os.environ.get("RANK", "0")) == 0 else None)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"wrote {out}", file=sys.stderr)
 
