@@ -51,6 +51,8 @@ def estimate_elbo(model, data: Dataset, schedule: LogLinearSchedule, mask_id: in
     """
     from tqdm.auto import tqdm
 
+    if not len(data):
+        raise ValueError("no sequences to score: the ELBO of an empty set is undefined")
     if observed is not None and (len(observed) != len(data)
                                  or any(len(o) != len(t) for o, t in zip(observed, data.tokens))):
         raise ValueError("observed needs one bool list per sequence, as long as the sequence")

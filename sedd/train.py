@@ -333,7 +333,7 @@ class Trainer:
         state = {"model": self.model.state_dict(), "ema": self.ema.state_dict(), "opt": self.opt.state_dict(),
                  "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
                  "tokens_seen": self.tokens_seen, "seconds": self.seconds, "warmup_seconds": self.warmup_seconds,
-                 "wall_seconds": self.wall_seconds, "device_type": self.device.type,
+                 "wall_seconds": self.wall_seconds, "device_type": self.device.type, "world_size": self.world,
                  "gen": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
                  "history": json.dumps(self.history), "best_elbo": self.best["elbo"], "best_step": self.best["step"],
                  "best_weights": self.best["weights"], "config": json.dumps(asdict(self.cfg)),
@@ -355,6 +355,7 @@ class Trainer:
         self.ema.load_state_dict(state["ema"])
         self.opt.load_state_dict(state["opt"])
         self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        self._note_other_world_size(state.get("world_size", self.world))     # older files: not known
         self.tokens_seen, self.seconds = state["tokens_seen"], state["seconds"]
         self.warmup_seconds = state.get("warmup_seconds", 0.0)
         self.wall_seconds = state.get("wall_seconds", self.seconds)   # older files kept only the budget's clock
@@ -375,6 +376,17 @@ class Trainer:
         if differ:
             raise ValueError(f"--resume: {path} was trained with a different recipe ({'; '.join(differ)}); "
                              "resume with the same options or start a new --out")
+
+    def _note_other_world_size(self, saved: int) -> None:
+        """Say so when a run saved by ``saved`` processes continues on another number: each rank takes
+        --tokens-per-batch residues a step and every world_size-th batch of the epoch's order, so the
+        steps grow or shrink and the rest of the epoch is dealt out anew (some batches seen twice,
+        some skipped); the run goes on, but it is not the one it continues."""
+        if saved != self.world and self.is_main:
+            print(f"resume: the run was saved by {saved} process(es) and continues on {self.world}: each step now "
+                  f"takes {self.world} × {self.cfg.tokens_per_batch:,} residues instead of {saved} × "
+                  f"{self.cfg.tokens_per_batch:,}, and the rest of epoch {self.epoch + 1} is dealt out anew",
+                  file=sys.stderr)
 
     def _restore_random_state(self, state: dict) -> None:
         """One process on the device type it was saved on: the saved generator states, so the run

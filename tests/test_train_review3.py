@@ -323,3 +323,32 @@ def test_a_run_saved_by_a_newer_version_is_not_resumed_without_its_new_options(t
             "(label_smoothing); update sedd to continue it") in err
     with pytest.raises(ValueError, match=r"does not know \(label_smoothing\)"):
         trainer(config(fasta, out, max_steps=4, resume=True))
+
+
+def test_a_run_resumed_on_another_number_of_processes_says_how_its_steps_change(tmp_path, family, capsys):
+    """A run saved by 2 torchrun processes and continued by one (a resume.pt that says world_size 2): each
+    rank takes --tokens-per-batch a step, so the steps halve and the epoch's batches are dealt out anew.
+    It continues, and says so; the same number of processes says nothing."""
+    fasta, _ = family
+    out = tmp_path / "run"
+    trainer(config(fasta, out, max_steps=2)).run()
+    capsys.readouterr()
+    trainer(config(fasta, out, max_steps=3, resume=True)).run()
+    assert "process(es)" not in capsys.readouterr().err
+    state = torch.load(out / RESUME_NAME, weights_only=True)
+    torch.save({**state, "world_size": 2}, out / RESUME_NAME)
+    trainer(config(fasta, out, max_steps=4, resume=True)).run()
+    assert ("resume: the run was saved by 2 process(es) and continues on 1: each step now takes 1 × 256 residues "
+            "instead of 2 × 256") in capsys.readouterr().err
+
+
+def test_the_elbo_of_no_sequences_is_refused_not_zero(tiny_checkpoint):
+    """Before, an empty set scored 0.000 ± 0.000 nats/residue, a perfect model's figure."""
+    from sedd import checkpoint
+    from sedd.data import Dataset
+    from sedd.likelihood import estimate_elbo
+
+    model = checkpoint.load(tiny_checkpoint)
+    empty = Dataset(ids=[], tokens=[])
+    with pytest.raises(ValueError, match="no sequences to score"):
+        estimate_elbo(model.model, empty, model.schedule, model.alphabet.mask_id)
