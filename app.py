@@ -40,7 +40,6 @@ import torch
 
 from sedd import checkpoint as ckpt
 from sedd import render, score, studio
-from sedd.alphabet import TemplateSpec
 from sedd.fold import ESMFOLD_MODEL, ESMAtlasBackend, ESMFoldBackend
 
 try:                       # ZeroGPU on Hugging Face Spaces: a GPU is attached per call
@@ -58,6 +57,7 @@ COLOR_CHOICES = {"pLDDT": "plddt", "designed vs fixed": "designed"}
 OUTPUT_MAX_AGE_S = 3600
 OUTPUT_MAX_BYTES = 256 * 2**20     # downloads kept at most; the oldest runs go first
 STOPPED_HTML = render.message_html("Stopped: the run was cancelled.", "warn")
+NO_STRUCTURE_YET = render.message_html("Structures appear here after folding.")
 STOP_COUNTING_JS = """() => {
     window.seddStops = 0;
     document.addEventListener("click", e => {       // capture: before Gradio handles the click
@@ -76,7 +76,7 @@ def _rounded(value: float | None, digits: int = 1) -> float | None:
 
 
 def _fold_state(d: studio.Design) -> str:
-    return "ok" if d.fold else ("failed" if d.fold_error else "off")
+    return "ok" if d.fold else "failed" if d.fold_error else "stopped" if d.awaiting_fold else "off"
 
 
 # The ranked table, one (header, type, cell of (rank, design)) triple per column: a new column is one line.
@@ -266,48 +266,51 @@ class StudioCallbacks:
             stop_epoch: for the page's Stop button (how many times it had been pressed when this run was asked for); leave it at 0.
             particles: particles per design, 1 to 64 (default 1). Above 1, positions restricted to a set of residues ([KR], [^C] or exclude) are exact conditioning: each design runs that many weighted particles (sequential Monte Carlo) and follows the model's distribution given that every restricted position is in its set (exactly as the count grows), and the status estimates how likely the model alone is to meet the sets; with 1, each position's prediction is only renormalised over its set. Costs that many times the network evaluations; needs sampler "tau-leaping" and top_p 1; without a restricted position it has no effect.
         """
-        stop_epoch = max(0, int(stop_epoch or 0))      # a count of presses: below 0 would stop every run
         try:      # the page's requests were checked before they were queued (Admission); API calls too
             parsed, settings = self.check(template, num_samples, steps, seed, temperature, fold, exclude,
                                           span_lengths, sampler, top_p, stop_epoch, particles)
+            stop_epoch = studio.checked_stop_epoch(stop_epoch)
         except studio.RequestError as e:
             raise gr.Error(render.error_text(str(e)), title="Cannot design this", print_exception=False) from None
-        # The session's Stop ends the run between two outputs (or two span-length candidates); a
-        # stopped run shows "Stopped" once more, so a frame or status it yielded as the Stop came
-        # in is not what the page keeps.
-        stopped = (gr.skip(), gr.skip(), STOPPED_HTML) + (gr.skip(),) * 6
+        run = studio.Run(self.model, parsed, settings)
 
         def check() -> None:
             if self._stopped(request, stop_epoch):
                 raise studio.Cancelled
 
+        # The session's Stop ends the run between two outputs (or two span-length candidates); a
+        # stopped run then yields once more (``_stopped_outputs``), so a frame or status it yielded
+        # as the Stop came in is not what the page keeps.
         try:
-            for outputs in self._run(parsed, settings, fold, check):
+            for outputs in self._run(run, fold, check):
                 check()
                 yield outputs
         except studio.Cancelled:
-            yield stopped                         # leaving the loop closed _run's generator: the sampler ends
+            yield self._stopped_outputs(run)      # leaving the loop closed _run's generator: the sampler ends
 
     def check(self, template: str, num_samples=4, steps=128, seed=None, temperature=1.0, fold="off", exclude="",
               span_lengths="sample", sampler="tau-leaping", top_p=1.0, stop_epoch=0, particles=1, *_ignored):
         """``generate``'s inputs, in its order, checked; a refusal is logged and raised as ``studio.RequestError``."""
         try:
-            return studio.check_request(self.model, template, num_samples, steps, temperature, seed, fold,
-                                        self.limits, exclude, span_lengths, sampler, top_p, particles)
+            checked = studio.check_request(self.model, template, num_samples, steps, temperature, seed, fold,
+                                           self.limits, exclude, span_lengths, sampler, top_p, particles)
+            studio.checked_stop_epoch(stop_epoch)
+            return checked
         except studio.RequestError as e:
             log_refusal("generate", str(e))
             raise
 
-    def _run(self, parsed: TemplateSpec, settings: studio.Settings, fold: str, check: Callable[[], None]):
+    def _run(self, run: studio.Run, fold: str, check: Callable[[], None]):
         """One checked generate request, as the page's successive outputs (``check``: raises ``Cancelled``)."""
-        run = studio.Run(self.model, parsed, settings)
+        settings = run.settings
         skip = gr.skip()
-        chart = ""
-        if parsed.spans:
-            yield ("", "", self._status("Choosing span lengths…", settings), settings.seed, None, "", None, None, [])
-            posterior = run.choose_span_lengths(check)
-            chart = render.span_posterior_html(settings.span_posterior, posterior.method)
-        yield ("", "", self._status("Denoising…", settings, posterior=chart), settings.seed, None, "", None, None, [])
+        if run.template.spans:
+            yield ("", "", self._status("Choosing span lengths…", settings), settings.seed, None, NO_STRUCTURE_YET,
+                   None, None, [])
+            run.choose_span_lengths(check)
+        chart = self._posterior_chart(run)
+        yield ("", "", self._status("Denoising…", settings, posterior=chart), settings.seed, None, NO_STRUCTURE_YET,
+               None, None, [])
         frame = ""
         for view in run.denoise(self.min_interval):
             fasta = "".join(f">design_{i + 1} (step {view.step})\n{s}\n" for i, s in enumerate(view.sequences))
@@ -325,24 +328,55 @@ class StudioCallbacks:
             yield (run.fasta(), skip, self._status(f"{done} Model score of design {design.index} of "
                                                    f"{len(run.designs)}…", settings, posterior=chart),
                    skip, skip, skip, skip, skip, skip)
-        ranked = run.ranked()
-        files = self._write_outputs(run)
-        structure, plot = self._show(ranked[0], "plddt") if ranked else ("", None)
         errors = sorted({d.fold_error for d in run.designs if d.fold_error})
         particles = run.particles_summary()
         status = self._status(done + (" " + particles if particles else "")
                               + (" Folding failed: " + " ".join(errors) if errors else ""), settings,
                               "warn" if errors else "info", chart)
         # the last frame again: the API's (and MCP's) final output holds it, not Gradio's "no change"
-        yield (run.fasta(), frame, status, settings.seed, self._table(ranked), structure, plot, files, ranked)
+        yield self._results(run, frame, status)
+
+    def _results(self, run: studio.Run, frame: str, status: str) -> tuple:
+        """The outputs of a run whose designs are drawn: FASTA, table, first design's structure, downloads."""
+        ranked = run.ranked()
+        files = self._write_outputs(run)
+        structure, plot = self._show(ranked[0], "plddt") if ranked else ("", None)
+        return (run.fasta(), frame, status, run.settings.seed, self._table(ranked), structure, plot, files, ranked)
+
+    def _posterior_chart(self, run: studio.Run) -> str:
+        """The span-length posterior as a bar chart for the status ("" without spans, or before the choice)."""
+        posterior = run.plan.posterior if run.plan is not None else None
+        return "" if posterior is None else render.span_posterior_html(run.settings.span_posterior, posterior.method)
+
+    def _stopped_outputs(self, run: studio.Run) -> tuple:
+        """The last outputs of a stopped run.
+
+        Stopped while choosing span lengths or denoising, the run has no designs: the status says
+        "Stopped" and the page keeps the partial frame it shows. Stopped while folding or scoring,
+        the designs are complete: every output shows them (FASTA, table, structure, downloads), and
+        the status and table say which were not folded or scored.
+        """
+        if not run.designs:
+            return (gr.skip(), gr.skip(), STOPPED_HTML) + (gr.skip(),) * 6
+        n = len(run.designs)
+        unfolded = sum(d.awaiting_fold for d in run.designs)
+        unscored = sum(d.score is None for d in run.designs)
+        missing = ([f"{unfolded} not folded"] if unfolded else []) + \
+            ([f"{unscored} without a model score"] if unscored else [])
+        detail = f": {', '.join(missing)}" if missing else ""
+        status = self._status(f"Stopped: the run was cancelled after drawing {render.plural(n, 'design')} "
+                              f"(seed {run.settings.seed}){detail}. The designs are in the table and the downloads.",
+                              run.settings, "warn", self._posterior_chart(run))
+        return self._results(run, gr.skip(), status)
 
     def _table(self, ranked: list[studio.Design]) -> list[list]:
         return [[cell(rank, d) for _, _, cell in TABLE_COLUMNS] for rank, d in enumerate(ranked, start=1)]
 
     def heading(self, ranked: list[studio.Design] | None) -> str:
         basis = studio.ranking_basis(ranked or [])
-        why = " (ESMFold confidence; higher first)" if basis == "mean pLDDT" else \
-            " (ELBO, nats/residue; lower = more likely under the model)"
+        why = {"mean pLDDT": " (ESMFold confidence; higher first)",
+               "model score": " (ELBO, nats/residue; lower = more likely under the model)",
+               "drawing order": " (the run was stopped before any design was folded or scored)"}[basis]
         return f"## Designs, ranked by {basis}{why} — click a row to view it"
 
     def score(self, sequence: str) -> dict:
@@ -387,7 +421,8 @@ class StudioCallbacks:
 
     def _show(self, design: studio.Design, color_by: str) -> tuple[str, object]:
         if design.fold is None:
-            why = design.fold_error or "Folding is off: choose a folding backend to see structures."
+            why = design.fold_error or ("The run was stopped before it was folded." if design.awaiting_fold else
+                                        "Folding is off: choose a folding backend to see structures.")
             kind = "error" if design.fold_error else "info"
             return render.message_html(f"No structure for {design.name}. {why} The designs are still "
                                        "in the FASTA box and the downloads.", kind), None
@@ -571,7 +606,8 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
                         with gr.Row():
                             run_btn = gr.Button("Generate", variant="primary", elem_id="generate")
                             stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
-                            stop_epoch = gr.Number(0, precision=0, visible=False)   # Stop presses so far (see cb.stop)
+                            # Stop presses so far (see cb.stop); checked by the callback (Gradio's own check: a bare 400)
+                            stop_epoch = checked_by_callback(gr.Number(0, precision=0, visible=False))
                         with gr.Row():
                             # The API returns the seed as a number (seed_used, hidden); the page shows it as text,
                             # because Gradio's Number shows 0, a real seed, before anything has run.
@@ -591,7 +627,7 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
                 with gr.Row():
                     with gr.Column(scale=3):
                         color = gr.Radio(list(COLOR_CHOICES), value="pLDDT", label="Colour the structure by")
-                        structure = gr.HTML(render.message_html("Structures appear here after folding."), elem_id="structure")
+                        structure = gr.HTML(NO_STRUCTURE_YET, elem_id="structure")
                     # the title is the figure's own: Gradio's label floated over the plot's top left corner
                     plot = gr.Plot(label="Per-residue pLDDT (designed positions marked)", show_label=False,
                                    elem_id="plddt-plot", scale=2)

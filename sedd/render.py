@@ -243,7 +243,7 @@ def score_summary_html(entry: dict, percentile: float | None) -> str:
               "percentile." if percentile is None else
               f"More family-like than <b>{percentile:.0f} %</b> of the model's held-out natural sequences "
               "(lower ELBO = more likely).")
-    return (f'<div class="score-summary"><div class="score-name">{esc(entry["name"])} · {entry["length"]} residues</div>'
+    return (f'<div class="score-summary"><div class="score-name">{esc(entry["name"])} · {plural(entry["length"], "residue")}</div>'
             f'<div class="score-main">ELBO <b>{entry["elbo_nats_per_residue"]:.3f} ± {entry["elbo_stderr"]:.3f}</b> '
             f'nats/residue · pseudo-log-likelihood {entry["pll_nats_per_residue"]:.3f} nats/residue</div>'
             f'<div class="score-family">{family}</div></div>')

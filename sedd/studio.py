@@ -140,6 +140,15 @@ def checked_seed(value, limits: Limits = Limits()) -> int:
     return value
 
 
+def checked_stop_epoch(value) -> int:
+    """``generate``'s ``stop_epoch``, the page's count of Stop presses: a whole number (blank is 0);
+    below 0 counts as 0, since a count below 0 would stop every run. A ``RequestError`` otherwise."""
+    with _checking("stop_epoch"):
+        count = _whole_number(0 if value is None else value, "stop_epoch",
+                              "the page's count of Stop presses (API callers leave it at 0)")
+    return max(0, count)
+
+
 def _checked_top_p(value, limits: Limits) -> float:
     try:
         top_p = _number(value)
@@ -260,6 +269,7 @@ class Design:
     fold_error: str | None = None
     score: float | None = None          # model score: ELBO, nats/residue (lower = more likely)
     score_stderr: float | None = None
+    awaiting_fold: bool = False         # its run is folding and has not come to it (still so after a Stop)
 
     @property
     def name(self) -> str:
@@ -286,8 +296,13 @@ def _particle_fields(frame) -> dict:
 
 
 def ranking_basis(designs: list[Design]) -> str:
-    """What the designs are ranked by: mean pLDDT when any was folded, else the model score."""
-    return "mean pLDDT" if any(d.fold is not None for d in designs) else "model score"
+    """What the designs are ranked by: mean pLDDT when any was folded, else the model score, or,
+    for a run stopped before any design was folded or scored, the order they were drawn in."""
+    if any(d.fold is not None for d in designs):
+        return "mean pLDDT"
+    if designs and all(d.score is None for d in designs):
+        return "drawing order"
+    return "model score"
 
 
 def nearest_identities(sequences: list[str], designed: list[bool]) -> list[float | None]:
@@ -407,11 +422,15 @@ class Run:
         design is folding and stop between folds (a first fold may load the weights for minutes).
 
         A failure is recorded on the design, never raised: the designs are worth keeping without a
-        structure. An error the backend did not foresee is logged with its traceback.
+        structure. An error the backend did not foresee is logged with its traceback. A design not
+        yet folded is ``awaiting_fold``, and stays so if the caller stops here.
         """
         shared_error = None
         for design in self.designs:
+            design.awaiting_fold = True
+        for design in self.designs:
             yield design
+            design.awaiting_fold = False
             if shared_error:
                 design.fold_error = shared_error
                 continue
@@ -426,16 +445,17 @@ class Run:
                 design.fold_error = f"{name}: folding failed unexpectedly ({type(e).__name__}: {str(e)[:200]})."
 
     def score(self) -> Iterator[Design]:
-        """Give each design its model score (``sedd.score.elbo_score``, the run's seed), yielding it."""
+        """Give each design its model score (``sedd.score.elbo_score``, the run's seed), yielding it just
+        *before* it is scored, as ``fold`` does: a caller says which design is being scored and can stop."""
         for design in self.designs:
+            yield design
             tokens = self.model.alphabet.encode(design.sequence)
             design.score, design.score_stderr = score.elbo_score(self.model, tokens, seed=self.settings.seed)
-            yield design
 
     def ranked(self) -> list[Design]:
         """By mean pLDDT when anything was folded (unfolded designs after), else by model score; best first.
 
-        Ties, and designs without the value ranked by, keep sampling order.
+        Ties, designs without the value ranked by, and a run with neither (stopped) keep sampling order.
         """
         if ranking_basis(self.designs) == "mean pLDDT":
             return sorted(self.designs, key=lambda d: (d.fold is None, -(d.fold.mean_plddt if d.fold else 0.0), d.index))

@@ -1,0 +1,202 @@
+"""A demanding user's review of the studio: Stop while folding, the raw API's stop_epoch, the Score tab."""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import requests
+from studio_helpers import fasta_sequences, launch_app, refused_inputs, tiny_esmfold
+from test_browser import SEED, browser, open_page, set_steps, wait_until_done  # noqa: F401  (fixture and helpers)
+
+import app
+from sedd import render, studio
+from sedd.fold import ESMFoldBackend
+
+TEMPLATE = "MKV__GF_R____LLAGW__KDE"
+# every input of the raw ``generate`` call, in order (template … top_p, stop_epoch, particles)
+DATA = [TEMPLATE, 1, 16, 0, 1.0, "off", "", "sample", "tau-leaping", 1.0, 0, 1]
+FOLD = "ESMFold (local)"
+
+
+@pytest.fixture
+def cb(model, tmp_path):
+    backends = {FOLD: ESMFoldBackend(model=tiny_esmfold(), device="cpu"), "off": None}
+    return app.StudioCallbacks(model, backends, min_interval=0.0, output_root=tmp_path)
+
+
+def stopped_at(cb, shown: str, seed: int) -> tuple:
+    """A folded 4-design run whose page presses Stop as soon as its frame or status shows ``shown``
+    (the work it names then finishes: the run stops before the next); its last output."""
+    request = SimpleNamespace(session_hash="user")
+    presses = cb._stops.get("user", 0)
+    outputs = []
+    for out in cb.generate(TEMPLATE, 4, 16, seed, 1.0, FOLD, stop_epoch=presses, request=request):
+        outputs.append(out)
+        if any(isinstance(v, str) and shown in v for v in out[1:3]) and cb._stops.get("user", 0) == presses:
+            cb.stop(presses + 1, request)
+    assert cb._stops["user"] == presses + 1, f"the run never showed {shown!r}"
+    return outputs[-1]
+
+
+def column(table: list[list], header: str) -> list:
+    return [row[app.TABLE_HEADERS.index(header)] for row in table]
+
+
+# ---- Stop while folding: every output shows the stopped run's designs ------------------------------------
+def test_stop_while_folding_shows_the_stopped_runs_designs_in_every_output(cb):
+    """After a finished run, a second run stopped while it folded left the FASTA box with its designs
+    but the table empty under a heading "ranked by model score", a blank structure panel and no
+    downloads: the designs were drawn, but only the FASTA box had them."""
+    *_, first = cb.generate(TEMPLATE, 4, 16, 1, 1.0, FOLD)
+    fasta, _frame, status, seed, table, structure, _plot, files, ranked = stopped_at(cb, "Folding design 2 of 4", 2)
+    assert seed == 2 and "(step" not in fasta
+    sequences = fasta_sequences(fasta)
+    assert len(sequences) == 4 and sequences != fasta_sequences(first[0])
+    assert sorted(column(table, "sequence")) == sorted(sequences), "the table is not the stopped run's designs"
+    assert column(table, "design") == [d.name for d in ranked]
+    assert column(table, "fold") == ["ok", "ok", "stopped", "stopped"]      # the folded ones ranked first
+    assert {d.name for d in ranked[:2]} == {"design_1", "design_2"}
+    assert "Stopped" in status and "2 not folded, 4 without a model score" in status
+    assert f"{ranked[0].name}: mean pLDDT" in structure
+    names = sorted(Path(f).name for f in files)
+    assert names == ["design_1.pdb", "design_2.pdb", "designs.fasta", "settings.json", "trajectory.json"]
+    assert Path(next(f for f in files if f.endswith("designs.fasta"))).read_text() == fasta
+    assert "ranked by mean pLDDT" in cb.heading(ranked)
+    unfolded, _ = cb._show(ranked[-1], "plddt")
+    assert "stopped before it was folded" in unfolded
+
+
+def test_stop_before_the_first_fold_lists_the_designs_in_drawing_order(cb):
+    """Nothing folded or scored: the heading must not claim a ranking by model score."""
+    fasta, _frame, status, _seed, table, structure, plot, files, ranked = stopped_at(cb, 'data-step="16"', 3)
+    assert column(table, "design") == ["design_1", "design_2", "design_3", "design_4"]
+    assert column(table, "sequence") == fasta_sequences(fasta)
+    assert set(column(table, "fold")) == {"stopped"} and plot is None
+    assert "No structure for design_1. The run was stopped before it was folded." in structure
+    assert "ranked by drawing order" in cb.heading(ranked) and "model score" not in cb.heading(ranked)
+    assert sorted(Path(f).name for f in files) == ["designs.fasta", "settings.json", "trajectory.json"]
+
+
+def test_stop_while_scoring_keeps_the_folds_and_names_the_unscored(cb):
+    *_, status, _seed, table, _structure, _plot, _files, _ranked = stopped_at(cb, "Model score of design 3 of 4", 4)
+    assert set(column(table, "fold")) == {"ok"}
+    assert sum(score is None for score in column(table, "model score (nats/res)")) == 1
+    assert "1 without a model score" in status and "not folded" not in status
+
+
+def test_the_status_names_the_design_being_scored(cb, monkeypatch):
+    """It named the one scored before: "Model score of design 1 of 4…" while design 2 was scored."""
+    shown, scoring = [], []
+    real = studio.score.elbo_score
+
+    def elbo_score(model, tokens, seed):
+        scoring.append(shown[-1])
+        return real(model, tokens, seed=seed)
+
+    monkeypatch.setattr(studio.score, "elbo_score", elbo_score)
+    for out in cb.generate(TEMPLATE, 4, 16, 6, 1.0, "off"):
+        shown.append(out[2])
+    assert [f"Model score of design {k} of 4…" in status for k, status in enumerate(scoring, start=1)] == [True] * 4
+
+
+def test_stop_while_denoising_still_shows_only_stopped(cb):
+    """No designs yet: the page keeps the partial frame and its "(step n)" FASTA, as before."""
+    assert stopped_at(cb, "Denoising…", 5) == (app.gr.skip(), app.gr.skip(), app.STOPPED_HTML) + (app.gr.skip(),) * 6
+
+
+class HeldFolds(ESMFoldBackend):
+    """The tiny ESMFold; once ``hold(n)`` is called, the fold after the next ``n`` waits for ``release``."""
+
+    def __init__(self):
+        super().__init__(model=tiny_esmfold(), device="cpu")
+        self.passes, self.gate = None, threading.Event()
+
+    def hold(self, passes: int) -> None:
+        self.passes = passes
+        self.gate.clear()
+
+    def release(self) -> None:
+        self.gate.set()
+
+    def fold(self, sequences):
+        if self.passes is not None:
+            if self.passes == 0:
+                self.gate.wait(timeout=120)            # never hangs a broken test for good
+            self.passes -= 1
+        return super().fold(sequences)
+
+
+# The stopped run has ended: its designs fill the table, or (as before the fix) the heading, redrawn
+# after every run, says "model score" for a run that left no designs on the page.
+RUN_SHOWN_OR_HEADING_RESET = """() => {
+    const fasta = document.querySelector('#fasta textarea').value, table = document.querySelector('#designs').innerText;
+    const sequences = fasta.split('\\n').filter(line => line && !line.startsWith('>'));
+    return document.querySelector('#designs-heading').innerText.includes('model score')
+        || (sequences.length === 4 && !fasta.includes('(step') && sequences.every(s => table.includes(s)));
+}"""
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_the_page_after_stop_while_folding_shows_one_run(browser, model):  # noqa: F811
+    """The reviewer's steps: a finished run, then Generate again and Stop while it folds. The FASTA box
+    then held the new designs while the table was empty and the structure panel blank."""
+    backend = HeldFolds()
+    demo, url = launch_app(model, {FOLD: backend, "off": None})
+    page = open_page(browser, url)
+    try:
+        page.get_by_label(FOLD, exact=True).check()
+        page.fill("#template textarea", TEMPLATE)
+        set_steps(page, 16)
+        page.fill(SEED, "1")
+        page.click("#generate")
+        wait_until_done(page)
+        backend.hold(1)                                # design 2 of the next run folds only after the Stop
+        page.fill(SEED, "2")
+        page.click("#generate")
+        page.wait_for_function("document.querySelector('#status').innerText.includes('Folding design 2 of 4')")
+        page.click("#stop")
+        page.wait_for_function("document.querySelector('#status').innerText.includes('Stopped')")
+        backend.release()
+        page.wait_for_function(RUN_SHOWN_OR_HEADING_RESET)
+        assert "ranked by mean pLDDT" in page.locator("#designs-heading").inner_text()
+        assert "after drawing 4 designs" in page.locator("#status").inner_text()
+        sequences = fasta_sequences(page.input_value("#fasta textarea"))
+        table = page.locator("#designs").inner_text()
+        assert len(sequences) == 4 and all(s in table for s in sequences), "the table is not the FASTA's run"
+        downloads = page.locator("#downloads").inner_text()         # a name shows as "design_1\n.pdb"
+        assert table.count("stopped") == 2 and "designs\n.fasta" in downloads
+        assert "design_2\n.pdb" in downloads and "design_3\n.pdb" not in downloads
+        assert page.locator("#structure .structure-title").inner_text().startswith("design_")
+    finally:
+        backend.release()
+        page.close()
+        demo.close()
+
+
+# ---- the raw API's stop_epoch ----------------------------------------------------------------------------
+@pytest.mark.parametrize("value", ["abc", 1.5, True, [], {"n": 1}])
+def test_a_stop_epoch_that_is_no_count_is_refused_naming_it(served, value):
+    """Gradio's Number answered HTTP 400 "Could not preprocess input component at index 10", naming
+    no parameter, for "abc"; 1.5 was rounded and true counted as 1."""
+    data = list(DATA)
+    data[10] = value
+    r = requests.post(f"{served}gradio_api/call/generate", json={"data": data}, timeout=30)
+    [(field, reason)] = refused_inputs(r)
+    assert field == "stop_epoch"
+    assert reason == f"stop_epoch must be a whole number, the page's count of Stop presses (API callers leave it " \
+                     f"at 0); got {value!r}"
+
+
+@pytest.mark.parametrize("value, count", [(0, 0), (3, 3), ("2", 2), (4.0, 4), (None, 0), (-5, 0)])
+def test_a_stop_epoch_that_is_a_count_is_read_as_one(value, count):
+    assert studio.checked_stop_epoch(value) == count
+
+
+# ---- the Score tab ---------------------------------------------------------------------------------------
+def test_a_one_residue_sequence_is_one_residue_not_one_residues(cb):
+    summary = cb.show_score(cb.score("m"))[0]
+    assert "sequence · 1 residue</div>" in summary
+    assert "· 2 residues</div>" in render.score_summary_html(cb.score("MK"), None)
