@@ -11,6 +11,8 @@ time: the unmasking schedule does not depend on the weights, only the residues d
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
 import sys
 import time
@@ -35,6 +37,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--sampler", default="tau-leaping", choices=STRATEGIES)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--json", help="also write the rows, with the run's settings, to this JSON file")
     a = p.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -66,6 +69,13 @@ def main() -> None:
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for b, n, nc, nu, sc, su in rows:
         print(f"| {b} | {n:.0f} | {nc:.1f} | {nu:.0f} | {nu / nc:.1f}× | {sc:.3f} | {su:.3f} | {su / sc:.1f}× |")
+    if a.json:
+        keys = ("batch", "mean_length", "nfe_per_sample_cached", "nfe_per_sample_no_cache",
+                "seconds_per_sample_cached", "seconds_per_sample_no_cache")
+        result = {"model": a.checkpoint or a.preset, "steps": a.steps, "sampler": a.sampler, "repeats": a.repeats,
+                  "threads": torch.get_num_threads(), "load_average": os.getloadavg()[0],
+                  "rows": [dict(zip(keys, row)) for row in rows]}
+        checkpoint.atomic_write_text(Path(a.json), json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

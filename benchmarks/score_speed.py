@@ -13,6 +13,7 @@ once the model is loaded.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -51,6 +52,7 @@ def main() -> None:
     p.add_argument("--sequence", default=ACYP1_HUMAN, help="default: human ACYP1, 99 residues")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--json", help="also write the timings, with the run's settings, to this JSON file")
     a = p.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -65,9 +67,15 @@ def main() -> None:
           f"{torch.get_num_threads()} threads · median of {a.repeats} · load average {os.getloadavg()[0]:.1f} "
           f"on {os.cpu_count()} CPUs")
     print("| what | wall seconds | CPU seconds |\n|---|---:|---:|")
+    timings = []
     for name, fn in rows:
         wall, cpu = median_seconds(fn, a.repeats)
         print(f"| {name} | {wall:.3f} | {cpu:.3f} |")
+        timings.append({"what": name, "wall_seconds": wall, "cpu_seconds": cpu})
+    if a.json:
+        result = {"checkpoint": str(model.source), "length": len(tokens), "threads": torch.get_num_threads(),
+                  "repeats": a.repeats, "load_average": os.getloadavg()[0], "rows": timings}
+        checkpoint.atomic_write_text(Path(a.json), json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,41 @@
+"""The speed benchmarks' --json: what the docs' speed tables are read from."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def run_benchmark(script: str, *args) -> None:
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *map(str, args)], check=True, env=ENV,
+                   capture_output=True, text=True, timeout=300)
+
+
+def test_the_sampler_benchmark_writes_each_batch_size_with_both_variants(tmp_path):
+    """Without the cache every step is an evaluation; with it, a row is evaluated only after it changed."""
+    out = tmp_path / "sampler.json"
+    run_benchmark("sampler.py", "--preset", "tiny", "--steps", 64, "--batch-sizes", 1, 2, "--repeats", 1,
+                  "--threads", 1, "--json", out)
+    result = json.loads(out.read_text())
+    assert (result["steps"], result["sampler"], result["threads"]) == (64, "tau-leaping", 1)
+    assert [row["batch"] for row in result["rows"]] == [1, 2]
+    for row in result["rows"]:
+        assert row["nfe_per_sample_no_cache"] == 64
+        assert row["nfe_per_sample_cached"] <= 64 and 100 <= row["mean_length"] < 128
+        assert row["seconds_per_sample_cached"] > 0 and row["seconds_per_sample_no_cache"] > 0
+
+
+def test_the_score_benchmark_writes_its_three_timings(tmp_path, tiny_checkpoint):
+    out = tmp_path / "score.json"
+    run_benchmark("score_speed.py", "--checkpoint", tiny_checkpoint, "--sequence", "MKVLLAGWKDE", "--repeats", 1,
+                  "--threads", 1, "--json", out)
+    result = json.loads(out.read_text())
+    assert (result["length"], result["threads"], result["repeats"]) == (11, 1, 1)
+    assert [row["what"] for row in result["rows"]] == ["scan (L rows, one pass)", "whole-sequence ELBO",
+                                                       "score_sequence(scan=True)"]
+    assert all(row["wall_seconds"] > 0 and row["cpu_seconds"] > 0 for row in result["rows"])
