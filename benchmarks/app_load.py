@@ -2,8 +2,8 @@
 
 Serves the app from this process (``app.serve``: the port is the first free one from 7860 on),
 then sends ``--requests`` ``generate`` calls from ``--clients`` concurrent gradio_client users,
-each with its own seed, folding off. Prints one JSON object. The default model is the bundled
-checkpoint.
+each with its own seed, folding off. Prints one JSON object (and writes it to ``--json``). The
+default model is the bundled checkpoint.
 
     python benchmarks/app_load.py --checkpoint runs/acyp-mini --requests 16 --clients 8
 """
@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--designs", type=int, default=4)
     p.add_argument("--steps", type=int, default=128)
     p.add_argument("--template", default=app.EXAMPLES[0]["template"], help="default: the loop-masked ACYP1 example")
+    p.add_argument("--json", help="also write the report to this JSON file")
     a = p.parse_args(argv)
     from gradio_client import Client
 
@@ -59,6 +60,8 @@ def main(argv: list[str] | None = None) -> dict:
               "requests_per_minute": round(60 * a.requests / seconds, 1), "checkpoint": model.source,
               "device": str(next(model.model.parameters()).device), "torch_threads": torch.get_num_threads()}
     print(json.dumps(report))
+    if a.json:
+        checkpoint.atomic_write_text(Path(a.json), json.dumps(report, indent=2) + "\n")
     return report
 
 

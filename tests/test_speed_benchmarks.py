@@ -39,3 +39,17 @@ def test_the_score_benchmark_writes_its_three_timings(tmp_path, tiny_checkpoint)
     assert [row["what"] for row in result["rows"]] == ["scan (L rows, one pass)", "whole-sequence ELBO",
                                                        "score_sequence(scan=True)"]
     assert all(row["wall_seconds"] > 0 and row["cpu_seconds"] > 0 for row in result["rows"])
+
+
+def test_the_load_benchmark_writes_the_report_it_prints(tmp_path, tiny_checkpoint, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("app_load", ROOT / "benchmarks" / "app_load.py")
+    app_load = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app_load)
+    out = tmp_path / "load.json"
+    report = app_load.main(["--checkpoint", str(tiny_checkpoint), "--requests", "2", "--clients", "2",
+                            "--designs", "1", "--steps", "16", "--template", "MKV__GF", "--json", str(out)])
+    assert json.loads(out.read_text()) == report == json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (report["requests"], report["designs_per_request"], report["template_length"]) == (2, 1, 7)
+    assert report["requests_per_minute"] > 0
