@@ -110,6 +110,17 @@ class Interrupted(KeyboardInterrupt):
         return type(self), (self.signum, self.step, self.out)
 
 
+def check_budget(minutes: float | None, max_steps: int | None) -> None:
+    """A budget that ends the run: --minutes and --max-steps, each above 0 and finite where given, one at
+    least. Without this a TrainConfig built in code (a benchmark's) would train for ever with
+    minutes=0, or train no step and report it with a negative budget; the command line asks it too."""
+    for name, value in (("minutes", minutes), ("max_steps", max_steps)):
+        if value is not None and not 0 < value < math.inf:
+            raise ValueError(f"{_flag(name)} must be a number above 0, got {value}")
+    if not minutes and not max_steps:
+        raise ValueError("give a budget: --minutes M and/or --max-steps N")
+
+
 def pick_device(requested: str | None = None) -> torch.device:
     """The requested device, or the best available; a device this machine lacks is a ValueError that
     says so (torch would fail later, deep in a tensor move, with a traceback)."""
@@ -301,18 +312,7 @@ class Trainer:
         if cfg.clock not in CLOCKS:
             raise ValueError(f"unknown clock {cfg.clock!r}; choose one of {', '.join(CLOCKS)}")
         self.clock = CLOCKS[cfg.clock]
-        self._check_budget()
-
-    def _check_budget(self) -> None:
-        """A budget that ends the run: --minutes and --max-steps, each above 0 and finite where given, one at
-        least. The command line refuses the others; a TrainConfig built in code (a benchmark's) would
-        train for ever with minutes=0, or train no step and report it with a negative budget."""
-        for name in ("minutes", "max_steps"):
-            value = getattr(self.cfg, name)
-            if value is not None and not 0 < value < math.inf:
-                raise ValueError(f"{_flag(name)} must be a number above 0, got {value}")
-        if not self.cfg.minutes and not self.cfg.max_steps:
-            raise ValueError("give a budget: --minutes M and/or --max-steps N")
+        check_budget(cfg.minutes, cfg.max_steps)
 
     def _reset_counters(self) -> None:
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
@@ -891,8 +891,10 @@ def main(argv: list[str] | None = None) -> None:
     else:
         if a.data is None:
             p.error("--data is required: the FASTA file of training sequences (only --resume may leave it off)")
-        if not a.minutes and not a.max_steps:
-            p.error("give a budget: --minutes M and/or --max-steps N")
+        try:
+            check_budget(a.minutes, a.max_steps)
+        except ValueError as e:
+            p.error(str(e))
         cfg = TrainConfig(out=a.out, model_overrides=_model_options(a), **_given(a))
     try:
         ckpt.check_writable(Path(cfg.out) / ckpt.CONFIG_NAME, "--out")   # now, not at the first save
