@@ -59,6 +59,8 @@ never changes the random stream (§7).
 """
 from __future__ import annotations
 
+import math
+import numbers
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
@@ -107,6 +109,37 @@ def pad_templates(templates: Sequence[Sequence[int]], pad_id: int) -> torch.Long
     return out
 
 
+def _template_tokens(templates, mask_id: int) -> torch.LongTensor:
+    """``sample``'s templates as a new [B, L] long tensor on the CPU; refused, saying what is allowed, unless
+    they are at least one row of integer token ids 0 … mask_id + 1 (residues, MASK, PAD)."""
+    pad_id = mask_id + 1
+    what = "templates must be token-id lists (one per design) or an integer tensor [B, L]"
+    if isinstance(templates, torch.Tensor):
+        if templates.dim() != 2:
+            raise ValueError(f"{what}; got a {templates.dim()}-d tensor")
+        rows = [templates]
+    else:
+        try:
+            rows = [torch.as_tensor(list(tpl)) for tpl in templates]
+        except (TypeError, ValueError, RuntimeError):
+            raise ValueError(f"{what}; got {type(templates).__name__} {str(templates)[:60]!r}") from None
+    for row in rows:
+        if row.numel() and (row.dtype.is_floating_point or row.dtype.is_complex or row.dtype == torch.bool):
+            raise ValueError(f"{what}; got {row.dtype} values")
+    if isinstance(templates, torch.Tensor):
+        x = templates.to("cpu", torch.long, copy=True)
+    else:
+        x = pad_templates(rows, pad_id) if rows else torch.zeros(0, 0, dtype=torch.long)
+    if x.shape[0] == 0:
+        raise ValueError("templates is empty: give at least one template (a list of token ids)")
+    outside = (x < 0) | (x > pad_id)
+    if outside.any():
+        b, i = outside.nonzero()[0].tolist()
+        raise ValueError(f"template {b + 1} has token id {int(x[b, i])} at position {i + 1}; token ids are residues "
+                         f"0 … {mask_id - 1}, MASK {mask_id} (a designed position) and PAD {pad_id}")
+    return x
+
+
 def _categorical(probs: torch.Tensor, u: torch.Tensor) -> torch.LongTensor:
     """Inverse-CDF draw: probs [N, V] float64, u [N] uniforms → indices [N]."""
     cdf = probs.cumsum(-1)
@@ -130,6 +163,13 @@ def nucleus(probs: torch.Tensor, top_p: float) -> torch.Tensor:
     return kept / kept.sum(-1, keepdim=True)
 
 
+def _tempered(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """(logits − max) / T, [..., V] float64: the same softmax as logits / T, but the top residue sits at 0,
+    so no temperature, however small, overflows to inf (inf − inf would give NaN probabilities, drawn as
+    the last residue, barred or not); the others go to −inf, i.e. the argmax, as T → 0."""
+    return (logits - logits.amax(-1, keepdim=True)) / temperature
+
+
 class _CachedNetwork:
     """p̃(· | x) for every row: network → allowed residues → temperature → top-p, in float64 on the CPU.
 
@@ -150,12 +190,13 @@ class _CachedNetwork:
         """Refresh the rows that need it; returns probs [B, L, V] (and keeps ``log_mass`` [B, L])."""
         need = masked.any(-1) & self.stale if self.use_cache else torch.ones_like(self.stale)
         if need.any():
-            logits = self.model(x[need].to(self.device)).cpu().double() / self.temperature
+            logits = self.model(x[need].to(self.device)).cpu().double()
             if self.allowed is not None:
-                free = logits.logsumexp(-1)
-                logits = logits.masked_fill(~self.allowed[need], float("-inf"))
-                self.log_mass[need] = logits.logsumexp(-1) - free
-            self.probs[need] = nucleus(torch.softmax(logits, dim=-1), self.top_p)
+                barred = ~self.allowed[need]
+                tempered = _tempered(logits, self.temperature)
+                self.log_mass[need] = tempered.masked_fill(barred, float("-inf")).logsumexp(-1) - tempered.logsumexp(-1)
+                logits = logits.masked_fill(barred, float("-inf"))
+            self.probs[need] = nucleus(torch.softmax(_tempered(logits, self.temperature), dim=-1), self.top_p)
             self.nfe += int(need.sum())
             self.stale[need] = False
         return self.probs
@@ -192,12 +233,19 @@ class _Particles:
         """Replace each particle's ψ by Π Z over its still masked positions (Z = 1 where nothing is
         barred), from the network's outputs at its current tokens."""
         log_psi = torch.where(masked, log_mass, 0.0).sum(-1).view(self.B, self.K)
-        self.log_w += log_psi - self.log_psi
+        # a particle whose ψ was 0 already weighs 0 and stays so (ψ/ψ_old would be NaN = −inf − −inf)
+        self.log_w += torch.where(self.log_psi > -torch.inf, log_psi - self.log_psi, 0.0)
         self.log_psi = log_psi
         self._mean()
 
+    def _normalised(self) -> torch.Tensor:
+        """[B, K] weights summing to one per design; equal where every particle of a design weighs 0 (the
+        allowed sets' probability underflowed), instead of softmax's NaN."""
+        dead = (self.log_w == -torch.inf).all(-1, keepdim=True)
+        return torch.softmax(torch.where(dead, 0.0, self.log_w), -1)
+
     def ess(self) -> torch.Tensor:
-        w = torch.softmax(self.log_w, -1)
+        w = self._normalised()
         return 1.0 / (w * w).sum(-1)
 
     def resample(self, u: torch.Tensor) -> torch.LongTensor:
@@ -205,7 +253,7 @@ class _Particles:
         row each row copies. Resampled designs restart from equal weights at their mean weight, so
         the mean still estimates P(allowed sets); each copy keeps its ancestor's ψ."""
         k = torch.arange(self.K)
-        cdf = torch.softmax(self.log_w, -1).cumsum(-1)
+        cdf = self._normalised().cumsum(-1)
         points = (u.unsqueeze(-1) + k) / self.K
         ancestors = torch.searchsorted(cdf, points, right=True).clamp(max=self.K - 1)
         low = self.ess() < self.K / 2
@@ -219,7 +267,7 @@ class _Particles:
 
     def draw(self, u: torch.Tensor) -> torch.LongTensor:
         """One row per design, drawn ∝ weight (u: [B] uniforms)."""
-        return _categorical(torch.softmax(self.log_w, -1), u) + self.K * torch.arange(self.B)
+        return _categorical(self._normalised(), u) + self.K * torch.arange(self.B)
 
 
 # ---- one step of each strategy ---------------------------------------------------------------------
@@ -302,11 +350,22 @@ def particles_condition(strategy: str, top_p: float) -> bool:
     return strategy == "tau-leaping" and top_p >= 1.0
 
 
+def _whole(value) -> bool:
+    return ((isinstance(value, numbers.Integral) and not isinstance(value, bool))
+            or (isinstance(value, float) and value.is_integer()))
+
+
 def check_options(strategy: str, steps: int, temperature: float, top_p: float, seed: int, eta: float = 1.0,
                   budget: float = 0.5, noise: float = 2.0, particles: int = 1) -> None:
-    """``sample``'s checks of its options, for a caller that wants them before expensive work."""
+    """``sample``'s checks of its options, for a caller that wants them before expensive work.
+
+    steps, seed and particles are whole numbers (an int, or a float such as 16.0 that is one; not a bool):
+    2.5 steps would otherwise fail deep inside torch, and seed 1.5 quietly run as seed 1."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown sampler {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    for name, value in (("steps", steps), ("seed", seed), ("particles", particles)):
+        if not _whole(value):
+            raise ValueError(f"{name} must be a whole number, got {value!r}")
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
     if not temperature > 0:
@@ -315,8 +374,10 @@ def check_options(strategy: str, steps: int, temperature: float, top_p: float, s
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     if not 0 <= seed <= MAX_SEED:
         raise ValueError(f"seed must be between 0 and 2**63 - 1, got {seed}")
-    if not (eta >= 0 and budget >= 0 and noise >= 0):
-        raise ValueError(f"eta, remask_budget and order_noise must be ≥ 0, got eta={eta}, "
+    # finite too: an infinite budget became a negative count (no remasking at all), and η or noise = inf
+    # times a zero log-probability is NaN
+    if not all(0 <= v < math.inf for v in (eta, budget, noise)):
+        raise ValueError(f"eta, remask_budget and order_noise must be finite numbers ≥ 0, got eta={eta}, "
                          f"remask_budget={budget}, order_noise={noise}")
     if not 1 <= particles <= MAX_PARTICLES:
         raise ValueError(f"particles must be between 1 and {MAX_PARTICLES}, got {particles}")
@@ -351,13 +412,17 @@ def sample(model: torch.nn.Module, templates: Sequence[Sequence[int]] | torch.Lo
     drops the particles' look-ahead ψ (the plain sequential importance weights; for comparison).
     """
     check_options(strategy, steps, temperature, top_p, seed, eta, remask_budget, order_noise, particles)
+    steps, seed, particles = int(steps), int(seed), int(particles)
     pad_id = mask_id + 1
     device = torch.device(device) if device is not None else device_of(model)
     # Tokens, cached probabilities and draws live on the CPU in float64 (MPS has no float64, and
     # B×L×V numbers per evaluation are cheap to move); only the network runs on ``device``.
-    x = templates.clone().cpu() if isinstance(templates, torch.Tensor) else pad_templates(templates, pad_id)
+    x = _template_tokens(templates, mask_id)
     B, L = x.shape
     if allowed is not None:
+        if not isinstance(allowed, torch.Tensor) or allowed.dtype != torch.bool:
+            raise ValueError(f"allowed must be a bool tensor [B, L, V] (True = the residue may be placed), got "
+                             f"{allowed.dtype if isinstance(allowed, torch.Tensor) else type(allowed).__name__}")
         allowed = allowed.cpu()
         if allowed.shape != (B, L, mask_id):
             raise ValueError(f"allowed must have shape {(B, L, mask_id)}, got {tuple(allowed.shape)}")

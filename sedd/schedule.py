@@ -17,6 +17,12 @@ import torch
 class LogLinearSchedule:
     eps: float = 1e-3
 
+    def __post_init__(self) -> None:
+        # ε ∈ [0, 1): at ε = 1 nothing is ever masked (1 − e^{−σ̄} = 0), so the sampler's stay
+        # probability is 0/0 = NaN and no MASK is ever revealed; ε < 0 or > 1 is not a probability
+        if not 0 <= self.eps < 1:
+            raise ValueError(f"the schedule's eps must be a number from 0 up to (not including) 1, got {self.eps!r}")
+
     def total_noise(self, t: torch.Tensor) -> torch.Tensor:
         """σ̄(t) = −log(1 − (1−ε)t)."""
         return -torch.log1p(-(1 - self.eps) * t)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -51,6 +52,13 @@ def log_length_prior(histogram: dict[int, int], lengths: list[int], max_len: int
     return [math.log((histogram.get(n, 0) + 1) / total) for n in lengths]
 
 
+def check_t_samples(t_samples) -> None:
+    """Refuse a count of times that is not a whole number ≥ 1: 0 averaged no term into NaN and a
+    negative or fractional count failed inside torch, neither saying what was wrong."""
+    if isinstance(t_samples, bool) or not isinstance(t_samples, numbers.Integral) or t_samples < 1:
+        raise ValueError(f"t_samples (times per candidate span length) must be a whole number ≥ 1, got {t_samples!r}")
+
+
 @torch.no_grad()
 def observed_log_likelihoods(model, spec: TemplateSpec, combos: list[tuple[int, ...]], *, t_samples: int,
                              seed: int, progress: bool = False, check: Callable[[], None] | None = None) -> list[float]:
@@ -68,6 +76,7 @@ def observed_log_likelihoods(model, spec: TemplateSpec, combos: list[tuple[int, 
     """
     from tqdm.auto import tqdm
 
+    check_t_samples(t_samples)
     net, schedule, mask_id = model.model, model.schedule, model.alphabet.mask_id
     device = device_of(net)
     was_training = net.training
@@ -167,6 +176,7 @@ def span_posterior(model, spec: TemplateSpec, *, t_samples: int = SPAN_T_SAMPLES
     spans = spec.spans
     if not spans:
         raise ValueError("the template has no variable span [a-b] to choose a length for")
+    check_t_samples(t_samples)
     ranges = [list(range(s.low, s.high + 1)) for s in spans]
     if _combinations(spec) <= MAX_ENUMERATED:
         combos = list(itertools.product(*ranges))
