@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from . import checkpoint as ckpt
 from .data import Dataset, bucketed_batches, collate
+from .likelihood import check_sequences
 from .model import ModelConfig, ScoreNetwork, device_of, preset
 from .train import Trainer
 
@@ -76,17 +77,23 @@ def exact_nll(model: ScoreNetwork, data: Dataset, tokens_per_batch: int = 16384,
     to each sequence. Exact for this set of sequences: no Monte Carlo error, unlike SEDD's ELBO.
     ``per_sequence``: each sequence's residue nats (for paired comparisons).
     """
+    if not len(data):
+        raise ValueError("no sequences to score: the NLL of an empty set is undefined")
+    V = model.config.vocab_size - 1
+    # END, BOS and PAD have ids after the residues: as input they would be read as those, not scored
+    check_sequences(data, V, model.config.max_len - 1)           # one position goes to BOS
     device = device or device_of(model)
     was_training = model.training
     model.eval()
     residue = torch.zeros(len(data), dtype=torch.float64)
     end = torch.zeros(len(data), dtype=torch.float64)
-    V = model.config.vocab_size - 1
-    for batch in bucketed_batches([len(t) for t in data.tokens], tokens_per_batch, seed=0):
-        x0, lengths = collate([data.tokens[i] for i in batch], pad_id=V + 2)
-        r, e = causal_nll(model, x0.to(device), lengths.to(device))
-        residue[batch], end[batch] = r.double().cpu(), e.double().cpu()
-    model.train(was_training)
+    try:
+        for batch in bucketed_batches([len(t) for t in data.tokens], tokens_per_batch, seed=0):
+            x0, lengths = collate([data.tokens[i] for i in batch], pad_id=V + 2)
+            r, e = causal_nll(model, x0.to(device), lengths.to(device))
+            residue[batch], end[batch] = r.double().cpu(), e.double().cpu()
+    finally:
+        model.train(was_training)
     n_res = data.num_residues()
     return {"nll_nats_per_residue": residue.sum().item() / n_res,
             "nll_with_end_nats_per_residue": (residue + end).sum().item() / n_res,

@@ -23,6 +23,7 @@ Used by training (validation), ``sedd.evaluate``, ``sedd.score`` and span-length
 from __future__ import annotations
 
 import math
+import operator
 
 import torch
 
@@ -32,6 +33,33 @@ from .model import device_of
 from .schedule import LogLinearSchedule
 
 T_SAMPLES_PER_ROUND = 64     # bounds one forward at ≤ 64 copies of a sequence
+
+
+def check_sequences(data: Dataset, num_residues: int, max_len: int | None,
+                    observed: list[list[bool]] | None = None, unobserved_id: int | None = None) -> None:
+    """Refuse, by name, what a likelihood cannot score: an empty sequence, one longer than the network's
+    ``max_len``, or a token that is not a residue id 0 … ``num_residues`` − 1 (a MASK or PAD id would
+    otherwise be scored as a residue; ``Alphabet.encode`` gives residue ids). Positions outside
+    ``observed`` may also hold ``unobserved_id`` (MASK): they are masked anyway.
+    """
+    for i, tokens in enumerate(data.tokens):
+        name = f"sequence {data.ids[i]!r} (number {i + 1})" if i < len(data.ids) else f"sequence number {i + 1}"
+        if len(tokens) == 0:
+            raise ValueError(f"{name} is empty: a likelihood needs 1 to {max_len or 'the maximum'} residues")
+        if max_len is not None and len(tokens) > max_len:
+            raise ValueError(f"{name} has {len(tokens)} residues; the model's maximum is {max_len}")
+        for j, tok in enumerate(tokens):
+            try:                                     # ints, numpy and 0-d torch integers; not str, float, bool
+                value = None if isinstance(tok, bool) else operator.index(tok)
+            except TypeError:
+                value = None
+            hidden = observed is not None and not observed[i][j]
+            if value is not None and (0 <= value < num_residues or (hidden and value == unobserved_id)):
+                continue
+            raise ValueError(f"{name} holds {tok!r} at position {j + 1}, which is not a residue id: allowed "
+                             f"0 … {num_residues - 1} (the alphabet's residues, as Alphabet.encode gives them)"
+                             + (f", and the MASK id {unobserved_id} at unobserved positions" if observed is not None
+                                and unobserved_id is not None else ""))
 
 
 @torch.no_grad()
@@ -56,6 +84,9 @@ def estimate_elbo(model, data: Dataset, schedule: LogLinearSchedule, mask_id: in
     if observed is not None and (len(observed) != len(data)
                                  or any(len(o) != len(t) for o, t in zip(observed, data.tokens))):
         raise ValueError("observed needs one bool list per sequence, as long as the sequence")
+    if t_samples < 1:
+        raise ValueError(f"t_samples must be at least 1, got {t_samples}")
+    check_sequences(data, mask_id, getattr(getattr(model, "config", None), "max_len", None), observed, mask_id)
     device = torch.device(device) if device is not None else device_of(model)
     pad_id = model.pad_id if pad_id is None else pad_id
     was_training = model.training
@@ -99,6 +130,11 @@ def length_nll(length_histogram: dict[int, int], data: Dataset, max_len: int) ->
     training histogram over every length the model can take,
         p(n) = (count(n) + 1) / (Σ_m count(m) + max_len),   n = 1 … max_len.
     """
+    if not len(data):
+        raise ValueError("no sequences: −log p(length) per residue of an empty set is undefined")
+    if any(len(t) == 0 for t in data.tokens):
+        raise ValueError(f"{sum(len(t) == 0 for t in data.tokens)} sequences are empty; "
+                         f"the model's lengths are 1 … {max_len}")
     if max(length_histogram, default=0) > max_len:
         raise ValueError(f"the length histogram holds lengths above the model's maximum {max_len}")
     too_long = [len(t) for t in data.tokens if len(t) > max_len]
