@@ -52,7 +52,8 @@ Sample metrics (``--samples N --reference FASTA``); lengths drawn from the check
   ``--data`` sequences, and the same for each sample's residues shuffled (a control that scores ≈ 0);
 - low complexity: the longest single-residue run per sample (mean, maximum) and the share of
   samples with a run of 5 or more (``repeat_rate``).
-``--fold``: mean pLDDT (0–100) and pTM per sample from ``sedd.fold.ESMFoldBackend``; when it cannot
+``--fold``: mean pLDDT (0–100) and pTM per sample from ``sedd.fold.ESMFoldBackend`` (on ``--device`` when
+that is a GPU or mps, else on the first GPU there is, else the CPU); when it cannot
 run (no weights, no network) its message is reported as ``"fold": {"error": ...}`` and the
 other metrics stand.
 """
@@ -69,7 +70,7 @@ from pathlib import Path
 from . import checkpoint as ckpt
 from .cli import SEED, run
 from .data import Dataset, describe_dropped, read_clusters, read_fasta, split
-from .hmm import HMM_NAME, check_file as check_hmm_file, family_metrics, load as load_hmm
+from .hmm import HMM_NAME, check_file as check_hmm_file, family_metrics, load as load_hmm, natural_scores
 from .likelihood import elbo_to_precision, length_nll, unigram_nll
 from .metrics import draw_samples, fold_metrics, infill_recovery, sample_metrics
 from .report import json_safe, report_files, summary, write_report
@@ -96,7 +97,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", help="FASTA of reference (training) sequences for the sample metrics and the "
                                        "unigram floor (default with --clusters: the training part)")
     p.add_argument("--hmm", help=f"family profile HMM for the sample metrics (default: {HMM_NAME} beside the checkpoint, if there)")
-    p.add_argument("--fold", action="store_true", help="fold the samples with ESMFold (mean pLDDT, pTM)")
+    p.add_argument("--fold", action="store_true", help="fold the samples with ESMFold (mean pLDDT, pTM), on --device "
+                                                       "when it is a GPU, else on the first GPU there is, else the CPU")
     p.add_argument("--report", help="write a Markdown report here (samples FASTA and histogram PNG beside it)")
     p.add_argument("--update-config", action="store_true",
                    help="write the result as the 'evaluation' block of the checkpoint's config.json (atomically)")
@@ -193,6 +195,13 @@ def _load_data(a: argparse.Namespace, model: ckpt.Checkpoint) -> tuple[Dataset, 
     return data, reference, about
 
 
+def _fold_device(device: str) -> str | None:
+    """Where --fold runs ESMFold: on --device when that is an accelerator (``cuda:1`` folds on the second
+    GPU, not the first); with the default ``cpu``, on the first GPU when there is one (ESMFold's 3 B
+    parameters are hours of CPU for a few hundred samples), else the CPU."""
+    return None if device == "cpu" else device
+
+
 def evaluate(a: argparse.Namespace) -> tuple[dict, list[str] | None]:
     """Run every requested metric; returns the result dict and the samples (if drawn)."""
     timings: dict[str, float] = {}
@@ -211,6 +220,8 @@ def evaluate(a: argparse.Namespace) -> tuple[dict, list[str] | None]:
         hmm_path = a.hmm or ckpt.resolve(a.checkpoint) / HMM_NAME
         if a.hmm or hmm_path.is_file():
             hmm = load_hmm(hmm_path)
+            # an HMM of another family is refused now, not after the ELBO, the infill and the sampling
+            natural_scores(hmm, [model.alphabet.decode(t) for t in data.tokens])
     lap("load")
     elbo = elbo_to_precision(model.model, data, model.schedule, model.alphabet.mask_id, t_samples=a.t_samples,
                              target_stderr=a.target_stderr, max_t_samples=a.max_t_samples, seed=a.seed, progress=True,
@@ -239,7 +250,7 @@ def evaluate(a: argparse.Namespace) -> tuple[dict, list[str] | None]:
             result["samples"]["family_hmm"] = family_metrics(hmm, samples, naturals, seed=a.seed)
         lap("sample_metrics")
         if a.fold:
-            result["fold"] = fold_metrics(samples, progress=True)
+            result["fold"] = fold_metrics(samples, progress=True, device=_fold_device(a.device))
             lap("fold")
     result["seconds"] = {**timings, "total": round(sum(timings.values()), 2)}
     return result, samples

@@ -9,12 +9,14 @@ transformers reports pLDDT on a 0–1 scale; every ``FoldResult`` (and the B-fac
 is on the usual 0–100 scale, so the 50/70/90 confidence bands apply as they do everywhere else.
 
 Every failure a user can meet (no weights, no network, GPU out of memory, a sequence too long for
-the backend) is a ``FoldError`` whose message says which backend failed and why; ``reason`` names
-the case for code and tests. Results are cached by sequence, so a design folded once is free after.
+the backend or with a residue outside the 20 canonical ones, a fold with non-finite confidences) is
+a ``FoldError`` whose message says which backend failed and why; ``reason`` names the case for code
+and tests. Results are cached by sequence, so a design folded once is free after.
 """
 from __future__ import annotations
 
 import io
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -26,6 +28,7 @@ import torch
 ESMFOLD_MODEL = "facebook/esmfold_v1"
 ATLAS_URL = "https://api.esmatlas.com/foldSequence/v1/pdb/"
 ATLAS_MAX_LENGTH = 400          # the Atlas API refuses longer sequences
+RESIDUES = "ACDEFGHIKLMNPQRSTVWY"  # what a backend folds: ESMFold drops X (and B, Z, U, O) from its PDB
 CA_ATOM = 1                     # index of Cα in the atom37 layout (N, CA, C, CB, O, …)
 
 
@@ -79,6 +82,13 @@ class _CachedBackend:
             if not 1 <= len(seq) <= self.max_length:
                 raise FoldError(f"{self.name} folds 1 to {self.max_length} residues; this design has {len(seq)}.",
                                 "too_long")
+            # transformers' ESMFold folds X, B, Z, U, O and any other letter as "unknown" and leaves it out
+            # of the PDB (whose residues then disagree with the pLDDT list), and raises a bare ValueError
+            # on '*', '-', digits or spaces: refuse them all here, for every backend, with the position
+            bad = next((i for i, ch in enumerate(seq) if ch not in RESIDUES), None)
+            if bad is not None:
+                raise FoldError(f"{self.name} folds the 20 canonical residues {RESIDUES}; this design has "
+                                f"{seq[bad]!r} at position {bad + 1}.", "failed")
             result = self.cached(seq)
             if result is None:
                 result = self._fold_one(seq)
@@ -174,10 +184,13 @@ class ESMFoldBackend(_CachedBackend):
         # Rescale before writing the PDB so its B-factors are 0–100 too.
         output = {k: v for k, v in output.items() if isinstance(v, torch.Tensor)}
         output["plddt"] = plddt_to_100(output["plddt"].float())
-        pdb = model.output_to_pdb(output)[0]
         per_residue = output["plddt"][0, :len(sequence), CA_ATOM].tolist()
-        return FoldResult(sequence, pdb, per_residue, sum(per_residue) / len(per_residue),
-                          float(output["ptm"].reshape(-1)[0]), self.name)
+        ptm = float(output["ptm"].reshape(-1)[0])
+        if not all(math.isfinite(v) for v in [*per_residue, ptm]):     # e.g. an fp16 overflow on a GPU
+            raise FoldError(f"{self.name}: folding {len(sequence)} residues gave non-finite confidences (NaN or "
+                            "inf), so the structure is meaningless; fold it again on the CPU (fp32).", "failed")
+        pdb = model.output_to_pdb(output)[0]
+        return FoldResult(sequence, pdb, per_residue, sum(per_residue) / len(per_residue), ptm, self.name)
 
 
 def _read_pdb(pdb: str):

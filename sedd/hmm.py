@@ -108,9 +108,14 @@ def load(path: str | Path):
     path = check_file(path)
     try:
         with plan7.HMMFile(str(path)) as f:
-            return f.read()
+            hmm = f.read()
     except (ValueError, EOFError) as e:     # pyhmmer's "format not recognized", "HMM file is empty"
         raise ValueError(f"{path} is not a HMMER3 profile HMM ({e}); build one with python -m sedd.hmm") from e
+    # a DNA or RNA HMM reads fine and fails only when the first protein is scored (after the slow work)
+    if not hmm.alphabet.is_amino():
+        raise ValueError(f"{path} is a {hmm.alphabet.type} profile HMM; the family metric scores proteins: "
+                         "give a protein HMM (python -m sedd.hmm builds one)")
+    return hmm
 
 
 def bit_scores(hmm, sequences: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -135,14 +140,24 @@ def shuffled(sequences: list[str], seed: int = 0) -> list[str]:
     return ["".join(rng.sample(s, len(s))) for s in sequences]
 
 
+def natural_scores(hmm, naturals: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``bit_scores`` of the held-out naturals; a ValueError when their median is not above 0 bits (the HMM
+    is not their family). Cheap: callers check it before their slow work, not after it."""
+    if not naturals:
+        raise ValueError("the HMM metric needs at least one natural sequence")
+    bits, evalues = bit_scores(hmm, naturals)
+    reference = float(np.median(bits))
+    if not reference > 0:
+        raise ValueError(f"held-out naturals score a median {reference:.1f} bits against this HMM: it is not their family")
+    return bits, evalues
+
+
 def family_metrics(hmm, samples: list[str], naturals: list[str], seed: int = 0) -> dict:
     """HMM hit rate and bits ratio of ``samples`` (and of their shuffled control) against ``naturals``."""
     if not samples or not naturals:
         raise ValueError("the HMM metric needs at least one sample and one natural sequence")
-    natural_bits, natural_e = bit_scores(hmm, naturals)
+    natural_bits, natural_e = natural_scores(hmm, naturals)
     reference = float(np.median(natural_bits))
-    if not reference > 0:
-        raise ValueError(f"held-out naturals score a median {reference:.1f} bits against this HMM: it is not their family")
 
     def summary(seqs: list[str]) -> dict:
         bits, evalues = bit_scores(hmm, seqs)

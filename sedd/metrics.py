@@ -284,15 +284,18 @@ def draw_samples(model: ckpt.Checkpoint, num_samples: int, *, seed: int = 0, bat
     return sequences
 
 
-def fold_metrics(sequences: list[str], progress: bool = False) -> dict:
-    """Mean pLDDT (0–100) and pTM per sequence via ESMFold, or ``{"error": message}`` when it cannot run."""
+def fold_metrics(sequences: list[str], progress: bool = False, device: str | torch.device | None = None) -> dict:
+    """Mean pLDDT (0–100) and pTM per sequence via ESMFold, or ``{"error": message}`` when it cannot run.
+
+    device: where ESMFold runs (``None``: the first GPU when there is one, else the CPU).
+    """
     from tqdm.auto import tqdm
 
     try:
         from .fold import ESMFoldBackend, FoldError
     except ImportError as e:   # the backend module or its dependencies are missing: say so, keep the rest
         return {"error": f"structure prediction is not available: {e}"}
-    backend, results, failures = ESMFoldBackend(), [], []
+    backend, results, failures = ESMFoldBackend(device=device), [], []
     for seq in tqdm(sequences, desc="folding", disable=not progress, leave=False):
         try:
             results.extend(backend.fold([seq]))

@@ -43,7 +43,9 @@ def plural(count: int, noun: str) -> str:
 
 
 def plddt_color(value: float) -> str:
-    return next(color for low, color, _ in PLDDT_BANDS if value >= low)
+    """The band's colour; a value below 0 or not a number is no confidence: the lowest band (``next`` of
+    an empty search raised StopIteration, which a streaming callback turns into a RuntimeError)."""
+    return next((color for low, color, _ in PLDDT_BANDS if value >= low), PLDDT_BANDS[-1][1])
 
 
 def message_html(text: str, kind: str = "info") -> str:

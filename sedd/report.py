@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 
@@ -26,6 +27,24 @@ def _histogram(identities: list[float], path: Path) -> None:
     fig.tight_layout()
     ckpt.atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
     plt.close(fig)
+
+
+def _link(path: Path) -> str:
+    """A link destination for a file beside the report: a space or a parenthesis in a bare destination
+    ends the Markdown link (``[FASTA](my eval_samples.fasta)`` is not a link), so percent-encode them."""
+    return quote(path.name)
+
+
+def _cell(text: str) -> str:
+    """Free text (an error message) as one Markdown table cell: a ``|`` or a line break would end it."""
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def _fold_line(fold: dict) -> tuple[str, str]:
+    """The fold metric, with how many samples failed and the first failure's reason (none is lost silently)."""
+    failures = fold.get("failures") or []
+    failed = f", {len(failures)} failed; first: {failures[0]['error']}" if failures else ""
+    return (f"{fold['folded']} folded{failed}", f"{_fmt(fold['mean_plddt'], 1)} / {_fmt(fold['mean_ptm'])}")
 
 
 def _fmt(value, digits: int = 3) -> str:
@@ -78,7 +97,7 @@ def write_report(path: str | Path, result: dict, samples: list[str] | None = Non
         ckpt.atomic_write_text(fasta, to_fasta(samples, prefix="sample"))
         _histogram(identities or [], png)
         written.update(samples_fasta=str(fasta), identity_histogram=str(png))
-        lines += [f"| samples | {sample_stats['num_samples']} ([FASTA]({fasta.name})) |",
+        lines += [f"| samples | {sample_stats['num_samples']} ([FASTA]({_link(fasta)})) |",
                   f"| validity | {_fmt(sample_stats['validity'])} |",
                   f"| novelty (not identical to a reference) | {_fmt(sample_stats['novelty'])} |",
                   f"| median identity to nearest reference | {_fmt(sample_stats['median_nearest_identity'])} |",
@@ -97,11 +116,10 @@ def write_report(path: str | Path, result: dict, samples: list[str] | None = Non
                          f"{_fmt(family['shuffled']['hit_rate'])} / {_fmt(family['shuffled']['bits_ratio'])} |")
     fold = result.get("fold")
     if fold:
-        lines.append(f"| ESMFold | {fold['error']} |" if "error" in fold else
-                     f"| ESMFold mean pLDDT / pTM ({fold['folded']} folded) | {_fmt(fold['mean_plddt'], 1)} / "
-                     f"{_fmt(fold['mean_ptm'])} |")
+        lines.append(f"| ESMFold | {_cell(fold['error'])} |" if "error" in fold else
+                     "| ESMFold mean pLDDT / pTM ({}) | {} |".format(*map(_cell, _fold_line(fold))))
     if "identity_histogram" in written:
-        lines += ["", f"![identity to the nearest reference]({Path(written['identity_histogram']).name})"]
+        lines += ["", f"![identity to the nearest reference]({_link(Path(written['identity_histogram']))})"]
     # a result recorded before the search was named was found among the 20 best by shared 3-mers alone
     search = (sample_stats or {}).get("nearest_search", "the 20 references sharing the most 3-mers")
     lines += ["", f"Seed {result['seed']}. Identity = identical aligned pairs / length of the shorter sequence "
@@ -132,8 +150,7 @@ def summary(result: dict) -> str:
     fold = result.get("fold")
     if fold:
         lines.append(f"fold             {fold['error']}" if "error" in fold else
-                     f"fold             {fold['folded']} folded: mean pLDDT {_fmt(fold['mean_plddt'], 1)}, "
-                     f"mean pTM {_fmt(fold['mean_ptm'])}")
+                     "fold             {}: mean pLDDT / pTM {}".format(*_fold_line(fold)))
     return "\n".join(lines)
 
 
