@@ -108,9 +108,13 @@ def load(path: str | Path):
     path = check_file(path)
     try:
         with plan7.HMMFile(str(path)) as f:
-            hmm = f.read()
+            hmm, more = f.read(), f.read()
     except (ValueError, EOFError) as e:     # pyhmmer's "format not recognized", "HMM file is empty"
         raise ValueError(f"{path} is not a HMMER3 profile HMM ({e}); build one with python -m sedd.hmm") from e
+    # a database (Pfam-A.hmm, say) read fine and silently scored against its first profile only
+    if more is not None:
+        raise ValueError(f"{path} holds more than one profile HMM ({hmm.name}, {more.name}, …); "
+                         "the family metric scores against one: give that family's HMM alone (hmmfetch extracts one)")
     # a DNA or RNA HMM reads fine and fails only when the first protein is scored (after the slow work)
     if not hmm.alphabet.is_amino():
         raise ValueError(f"{path} is a {hmm.alphabet.type} profile HMM; the family metric scores proteins: "

@@ -85,6 +85,16 @@ def test_a_file_that_is_not_an_hmm_is_named(tmp_path, text, why):
     assert str(error.value) == f"{path} is not a HMMER3 profile HMM ({why}); build one with python -m sedd.hmm"
 
 
+def test_a_file_of_several_hmms_is_refused_not_read_as_its_first(family_hmm, tmp_path):
+    """A database such as Pfam-A.hmm used to be read as its first profile and scored against it alone."""
+    one = hmm.save(family_hmm, tmp_path / "one.hmm")
+    two = tmp_path / "two.hmm"
+    two.write_text(one.read_text() * 2)
+    assert hmm.load(one).M == family_hmm.M
+    with pytest.raises(ValueError, match=r"two.hmm holds more than one profile HMM .*give that family's HMM alone"):
+        hmm.load(two)
+
+
 def test_naturals_outside_the_family_are_refused(family_hmm):
     other, _ = profile_family(10, 60, seed=7, sharpness=3.0)
     with pytest.raises(ValueError, match="not their family"):
