@@ -34,6 +34,7 @@ BRACKET_HELP = ("a bracket holds n (n designed positions), a-b (a span of a to b
                 "0 ≤ a ≤ b), residues such as KR (one position restricted to them) or ^ and residues "
                 "such as ^C (one position that is anything but them)")
 _MAX_DIGITS = 6          # more digits than this in a bracket is always beyond any model's length
+_HEADER_LINE = re.compile(r"^[^\S\n]*>", re.MULTILINE)       # a line whose first non-blank character is '>'
 
 
 def describe_char(ch: str) -> str:
@@ -309,15 +310,14 @@ class Alphabet:
                 raise ValueError("template has a FASTA header line but no sequence after it")
             offset += newline + 1
             body = stripped[newline + 1:]
-        # A second header means a pasted multi-FASTA: keep the first record.
-        second = body.find("\n>")
-        if second >= 0 or body.startswith(">"):
-            cut = 0 if body.startswith(">") else second
-            records = 1 + body.count("\n>") + (1 if body.startswith(">") else 0)
-            if cut == 0:
+        # A second header means a pasted multi-FASTA: keep the first record. Any header line may be
+        # indented, as the first may: a pasted block is often indented as a whole.
+        headers = [m.start() for m in _HEADER_LINE.finditer(body)]
+        if headers:
+            if not body[:headers[0]].strip():
                 raise ValueError("template has two FASTA header lines in a row and no sequence")
-            notices.append(f"the input holds {records} FASTA records; using the first one only")
-            body = body[:cut]
+            notices.append(f"the input holds {1 + len(headers)} FASTA records; using the first one only")
+            body = body[:headers[0]]
         trimmed = body.rstrip()
         if trimmed.endswith("*"):
             body = trimmed[:-1]
@@ -346,6 +346,12 @@ class Alphabet:
         if re.fullmatch(r"[0-9][0-9.,-]*", inner):                      # [1.5], [2-], [3-4-5]
             raise ValueError(f"{where} is not a count: write [n] for n designed positions or [a-b] for a span "
                              "of a to b, in whole numbers")
+        # [3–8] with an en dash (word processors, chat apps), [3−8] with a minus sign, [3:8]: name the
+        # separator, not the digit 3 as "not a residue"
+        numbers = re.fullmatch(r"([0-9]+)([^0-9]+)([0-9]+)", inner)
+        if numbers and not any(ch in self._index for ch in numbers[2]):
+            raise ValueError(f"{where}: {describe_char(numbers[2][0])} cannot separate a span's lengths; write "
+                             f"[{numbers[1]}-{numbers[3]}] with an ASCII hyphen '-' for a span of a to b positions")
         exclude = inner.startswith("^")
         listed = inner[1:] if exclude else inner
         if not listed:
@@ -411,6 +417,9 @@ class Alphabet:
         if longest > max_len:
             if not spec.spans:
                 raise ValueError(f"template has {longest} positions; the model's maximum is {max_len}")
+            if shortest > max_len:          # shortening the spans' maxima would not help: say so
+                raise ValueError(f"template has at least {shortest} positions, even with the spans {spans} at "
+                                 f"their shortest; the model's maximum is {max_len}")
             raise ValueError(f"template is up to {longest} positions long with the spans {spans} at their "
                              f"longest; the model's maximum is {max_len}")
 

@@ -9,7 +9,6 @@ returns beside the templates.
 from __future__ import annotations
 
 import hashlib
-import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -18,7 +17,7 @@ import torch
 from . import checkpoint as ckpt
 from .alphabet import Slot, Template, TemplateSpec
 from .data import format_fasta
-from .sampler import MAX_SEED, Frame, sample
+from .sampler import MAX_SEED, Frame, is_whole, sample
 from .spans import (
     SPAN_LENGTH_MODES,
     SPAN_T_SAMPLES,
@@ -74,15 +73,24 @@ def design_length(length, max_len: int) -> int:
     digits as text (as ``sedd.sample --length`` takes them); 2.5, True or "١٢" are refused, not
     rounded or read."""
     text = length.strip() if isinstance(length, str) else None
-    whole = ((isinstance(length, numbers.Integral) and not isinstance(length, bool))
-             or (isinstance(length, float) and length.is_integer())
-             or (text is not None and text.isascii() and text.isdigit()))
+    whole = is_whole(length) or (text is not None and text.isascii() and text.isdigit())
     if not whole:                                        # None (neither a template nor a length) included
         raise ValueError(f"give a template, or a length from 1 to {max_len} or 'auto'; got length {length!r}")
     n = int(length)
     if not 1 <= n <= max_len:
         raise ValueError(f"length must be between 1 and {max_len}, got {n}")
     return n
+
+
+def check_plan_options(num_samples, seed) -> tuple[int, int]:
+    """``(num_samples, seed)`` as ints, or a ``ValueError`` saying what is allowed, by the sampler's rules
+    and before the span posterior's minutes: the sampler would refuse seed 1.5 or −1 only after it, and
+    torch reads a seed beyond 2**63 − 1 as "Overflow when unpacking long long"."""
+    if not is_whole(num_samples) or num_samples < 1:
+        raise ValueError(f"num_samples must be a whole number, at least 1; got {num_samples!r}")
+    if not is_whole(seed) or not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed must be a whole number between 0 and 2**63 - 1, got {seed!r}")
+    return int(num_samples), int(seed)
 
 
 def check_span_mode(span_lengths: str) -> None:
@@ -96,6 +104,7 @@ def plan_for_spec(model: ckpt.Checkpoint, spec: TemplateSpec, num_samples: int, 
                   check: Callable[[], None] | None = None) -> Plan:
     """``num_samples`` templates from a parsed template, span lengths chosen by the model when it has spans
     (``check``: see ``spans.span_posterior``)."""
+    num_samples, seed = check_plan_options(num_samples, seed)
     check_span_mode(span_lengths)
     if not spec.spans:
         return Plan([spec.fixed()] * num_samples)
@@ -113,8 +122,7 @@ def plan_designs(model: ckpt.Checkpoint, *, template: str | None = None, length:
     each design's lengths from the posterior (seeded by ``seed``), ``map`` gives all the mode.
     ``t_samples``: times per candidate in the posterior's ELBO estimates.
     """
-    if num_samples < 1:
-        raise ValueError(f"num_samples must be at least 1, got {num_samples}")
+    num_samples, seed = check_plan_options(num_samples, seed)
     if template is not None and length is not None:
         raise ValueError(f"give a template or a length, not both; got template {template!r} and length {length!r}")
     check_span_mode(span_lengths)

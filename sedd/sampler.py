@@ -350,7 +350,8 @@ def particles_condition(strategy: str, top_p: float) -> bool:
     return strategy == "tau-leaping" and top_p >= 1.0
 
 
-def _whole(value) -> bool:
+def is_whole(value) -> bool:
+    """An int, or a float such as 4.0 that is one; not a bool (True would otherwise count as 1)."""
     return ((isinstance(value, numbers.Integral) and not isinstance(value, bool))
             or (isinstance(value, float) and value.is_integer()))
 
@@ -364,7 +365,7 @@ def check_options(strategy: str, steps: int, temperature: float, top_p: float, s
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown sampler {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     for name, value in (("steps", steps), ("seed", seed), ("particles", particles)):
-        if not _whole(value):
+        if not is_whole(value):
             raise ValueError(f"{name} must be a whole number, got {value!r}")
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
