@@ -52,8 +52,13 @@ class Checkpoint:
 
     def sample_lengths(self, n: int, generator: torch.Generator) -> list[int]:
         """Draw ``n`` lengths from the training length histogram."""
-        if not self.length_histogram:
+        if not any(self.length_histogram.values()):     # empty, or all counts 0: nothing to draw from
             raise ValueError("this checkpoint stores no length histogram; give --length N instead of auto")
+        beyond = [n_ for n_, c in self.length_histogram.items() if c and not 1 <= n_ <= self.max_len]
+        if beyond:
+            raise ValueError(f"this checkpoint's length histogram holds lengths the model cannot take "
+                             f"({', '.join(map(str, sorted(beyond)[:5]))}; its lengths are 1 … {self.max_len}); "
+                             "give --length N instead of auto")
         lengths = sorted(self.length_histogram)
         counts = torch.tensor([self.length_histogram[n_] for n_ in lengths], dtype=torch.float64)
         idx = torch.multinomial(counts, n, replacement=True, generator=generator)
@@ -164,28 +169,33 @@ def check_device(device: str | torch.device) -> torch.device:
 
 def save(directory: str | Path, model: ScoreNetwork, alphabet: Alphabet, schedule: LogLinearSchedule,
          length_histogram: dict[int, int] | None = None, meta: dict | None = None) -> Path:
-    """Write ``model.safetensors`` then ``config.json``, each atomically."""
+    """Write ``model.safetensors`` then ``config.json``, each atomically.
+
+    The config text is made first: a ``meta`` that JSON cannot hold fails before anything is
+    written, rather than after new weights have replaced those that the old config describes."""
     directory = Path(directory)
-    _write_weights(directory, {k: v.detach().to("cpu", torch.float32) for k, v in model.state_dict().items()})
     config = {
         "format": FORMAT,
         "model": model.config.to_dict(),
         "alphabet": alphabet.to_dict(),
         "schedule": schedule.to_dict(),
-        "length_histogram": {str(k): int(v) for k, v in sorted((length_histogram or {}).items())},
+        "length_histogram": {str(int(k)): int(v) for k, v in sorted((length_histogram or {}).items())},
         **(meta or {}),
     }
-    atomic_write_text(directory / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
+    text = json.dumps(config, indent=2) + "\n"
+    _write_weights(directory, {k: v.detach().to("cpu", torch.float32) for k, v in model.state_dict().items()})
+    atomic_write_text(directory / CONFIG_NAME, text)
     return directory
 
 
 def convert(source: str | Path, destination: str | Path, dtype: str = "bfloat16") -> Path:
     """Copy a local checkpoint with its weights stored as ``dtype`` (half the size for the 16-bit
-    ones); ``config.json`` and the other files beside it (card, ``family.hmm``, plots) come along.
+    ones); ``config.json`` and the other files beside it (card, ``family.hmm``, plots, and the
+    folders the card links to, such as ``eval/``) come along; training state (``resume.pt``) does not.
 
     ``load`` casts the weights to the dtype it is asked for (float32 by default), so a converted
     checkpoint serves everywhere; bfloat16 keeps float32's range; float16 has three more mantissa
-    bits but overflows above 65,504.
+    bits but overflows above 65,504: a weight it cannot hold is refused, not stored as infinity.
     """
     if dtype not in WEIGHT_DTYPES:
         raise ValueError(f"unknown weight dtype {dtype!r}; choose one of {', '.join(WEIGHT_DTYPES)}")
@@ -195,13 +205,34 @@ def convert(source: str | Path, destination: str | Path, dtype: str = "bfloat16"
     if destination.resolve() == source.resolve():
         raise ValueError(f"convert writes a new checkpoint: give a destination other than {source}")
     _read_config(source)                                              # a valid checkpoint, or a clear error
-    state = {k: v.to(WEIGHT_DTYPES[dtype]) for k, v in load_file(str(source / WEIGHTS_NAME)).items()}
+    state = {}
+    for name, value in load_file(str(source / WEIGHTS_NAME)).items():
+        state[name] = value.to(WEIGHT_DTYPES[dtype])
+        overflow = torch.isfinite(value) & ~torch.isfinite(state[name])
+        if overflow.any():
+            raise ValueError(f"{name} holds weights up to {value[overflow].abs().max().item():,.6g}, beyond "
+                             f"{dtype}'s largest {torch.finfo(state[name].dtype).max:,.0f}; store it as "
+                             "bfloat16 or float32")
     destination.mkdir(parents=True, exist_ok=True)
-    for item in source.iterdir():
-        if item.is_file() and item.name not in (WEIGHTS_NAME, RESUME_NAME):
-            atomic_write(destination / item.name, lambda tmp, item=item: shutil.copyfile(item, tmp))
+    for item in _checkpoint_files(source, destination):
+        atomic_write(destination / item.relative_to(source), lambda tmp, item=item: shutil.copyfile(item, tmp))
     _write_weights(destination, state)
     return destination
+
+
+def _checkpoint_files(source: Path, destination: Path) -> list[Path]:
+    """The files of a checkpoint folder that ``convert`` copies: all of them, in subfolders too, except
+    the weights (rewritten) and training state; a destination inside ``source`` is not walked into."""
+    skip = destination.resolve()
+    files = []
+    for folder, subfolders, names in os.walk(source):
+        subfolders[:] = sorted(d for d in subfolders if (Path(folder) / d).resolve() != skip)
+        for name in sorted(names):
+            path = Path(folder) / name
+            top_weights = name == WEIGHTS_NAME and Path(folder) == source
+            if path.is_file() and not top_weights and name != RESUME_NAME:
+                files.append(path)
+    return files
 
 
 def _write_weights(directory: Path, state: dict[str, torch.Tensor]) -> None:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import csv
+import gzip
 import io
 import random
 import sys
 import warnings
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,12 +49,32 @@ class Dataset:
         return sum(len(t) for t in self.tokens)
 
 
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _fasta_text(path: Path) -> str:
+    """A FASTA file's text; gzip-compressed files (UniProt and Pfam downloads, ``.fasta.gz``) are
+    decompressed, recognised by their first bytes rather than their name."""
+    raw = Path(path).read_bytes()
+    if raw[:2] == GZIP_MAGIC:
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as e:
+            raise ValueError(f"could not read {path} as gzip-compressed FASTA: {e}") from e
+    try:       # utf-8-sig: a byte-order mark (Windows editors) is dropped, not taken for the first character
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ValueError(not_utf8(path, "FASTA file", e)) from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")   # the universal newlines read_text gave
+
+
 def _fasta_records(path: Path) -> list[tuple[str, str]]:
     """(header, sequence) of every record, in file order: records with the same header are all kept
     (biotite's ``FastaFile`` is a dict keyed by header, which keeps only the last of them), and
     whitespace inside a sequence line is removed."""
-    try:       # utf-8-sig: a byte-order mark (Windows editors) is dropped, not taken for the first character
-        lines = FastaFile.read(io.StringIO(Path(path).read_text(encoding="utf-8-sig"))).lines
+    text = _fasta_text(path)
+    try:
+        lines = FastaFile.read(io.StringIO(text)).lines
     except Exception as e:
         raise ValueError(f"could not read {path} as FASTA: {e}") from e
     records: list[tuple[str, list[str]]] = []
@@ -223,9 +245,14 @@ def bucketed_batches(lengths: list[int], tokens_per_batch: int, seed: int, rank:
     """Shuffle, then group sequences of similar length so a batch carries little padding.
 
     Sequences are sorted by length inside windows of 100 batches' worth of sequences, cut into
-    batches of at most ``tokens_per_batch`` padded tokens, and the batches shuffled. Under DDP each
-    rank takes every ``world_size``-th batch (the count is trimmed so all ranks step together).
+    batches of at most ``tokens_per_batch`` padded tokens (a sequence longer than that is a batch of
+    its own), and the batches shuffled. Under DDP each rank takes every ``world_size``-th batch (the
+    count is trimmed so all ranks step together).
     """
+    if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
+        raise ValueError(f"world_size must be a whole number ≥ 1, got {world_size!r}")
+    if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
+        raise ValueError(f"rank must be 0 … {world_size - 1} for world_size {world_size}, got {rank!r}")
     rng = random.Random(seed)
     order = list(range(len(lengths)))
     rng.shuffle(order)

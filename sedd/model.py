@@ -16,6 +16,7 @@ starts a diffusion network from such a baseline's weights (``sedd.train --init-f
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass
 
 import torch
@@ -40,8 +41,17 @@ class ModelConfig:
     causal: bool = False          # left-to-right attention (the autoregressive baseline)
 
     def __post_init__(self) -> None:
-        assert self.d_model % self.n_heads == 0, "d_model must be divisible by n_heads"
-        assert (self.d_model // self.n_heads) % 2 == 0, "head dimension must be even for RoPE"
+        # ValueErrors, not asserts: ``python -O`` strips asserts, and n_heads = 0 was a ZeroDivisionError
+        for name in ("d_model", "n_heads", "max_len"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"{name} must be a whole number ≥ 1, got {value!r}")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model must be divisible by n_heads, got d_model={self.d_model} and "
+                             f"n_heads={self.n_heads}")
+        if (self.d_model // self.n_heads) % 2:
+            raise ValueError(f"the head dimension d_model/n_heads must be even for RoPE, got "
+                             f"{self.d_model}/{self.n_heads} = {self.d_model // self.n_heads}")
         if self.mlp not in MLP_KINDS:
             raise ValueError(f"unknown mlp {self.mlp!r}; choose one of {', '.join(MLP_KINDS)}")
 
@@ -172,8 +182,12 @@ class ScoreNetwork(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def forward(self, x_t: torch.LongTensor) -> torch.Tensor:
+        if x_t.dim() != 2:
+            raise ValueError(f"x_t must be token ids of shape [B, L], got shape {tuple(x_t.shape)}")
         B, L = x_t.shape
-        assert L <= self.config.max_len, f"sequence length {L} exceeds the model's maximum {self.config.max_len}"
+        if L > self.config.max_len:   # RoPE would extrapolate to positions never trained on
+            raise ValueError(f"sequence length {L} exceeds the model's maximum {self.config.max_len} "
+                             f"(lengths 1 … {self.config.max_len} are allowed)")
         attn_mask = (x_t != self.pad_id).view(B, 1, 1, L)                 # True = attend
         if self.config.causal:
             attn_mask = attn_mask & torch.ones(L, L, dtype=torch.bool, device=x_t.device).tril()   # (B, 1, L, L)
