@@ -113,7 +113,7 @@ def _fsync_directory(directory: str | Path) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     def write(tmp):
-        with open(tmp, "w") as f:
+        with open(tmp, "w", encoding="utf-8") as f:      # not the locale's (cp1252 cannot hold "τ" or "—")
             f.write(text)
     atomic_write(path, write)
 
@@ -334,7 +334,7 @@ def _read_config(directory: Path) -> dict:
     if not path.is_file():
         raise ValueError(f"{directory} holds no {CONFIG_NAME}; is it a SEDD checkpoint directory?")
     try:
-        config = json.loads(path.read_text())
+        config = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{path} is not valid JSON: {e}") from e
     if not isinstance(config, dict) or config.get("format") != FORMAT:

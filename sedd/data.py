@@ -52,7 +52,7 @@ class Dataset:
 GZIP_MAGIC = b"\x1f\x8b"
 
 
-def _fasta_text(path: Path) -> str:
+def fasta_text(path: Path) -> str:
     """A FASTA file's text; gzip-compressed files (UniProt and Pfam downloads, ``.fasta.gz``) are
     decompressed, recognised by their first bytes rather than their name."""
     raw = Path(path).read_bytes()
@@ -72,7 +72,7 @@ def _fasta_records(path: Path) -> list[tuple[str, str]]:
     """(header, sequence) of every record, in file order: records with the same header are all kept
     (biotite's ``FastaFile`` is a dict keyed by header, which keeps only the last of them), and
     whitespace inside a sequence line is removed."""
-    text = _fasta_text(path)
+    text = fasta_text(path)
     try:
         lines = FastaFile.read(io.StringIO(text)).lines
     except Exception as e:

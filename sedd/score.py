@@ -47,7 +47,7 @@ import torch
 
 from . import checkpoint as ckpt
 from .cli import SEED, run
-from .data import Dataset, not_utf8, record_id
+from .data import Dataset, fasta_text, not_utf8, record_id
 from .likelihood import elbo_to_precision, estimate_elbo
 from .model import device_of
 
@@ -354,10 +354,7 @@ def _read_inputs(model: ckpt.Checkpoint, a: argparse.Namespace) -> list[tuple[st
             raise ValueError(f"{path} is a folder, not a FASTA file")
         if not path.is_file():
             raise ValueError(f"FASTA file {path} does not exist")
-        try:
-            text = path.read_text(encoding="utf-8-sig")     # -sig: a byte-order mark (Windows editors) is dropped
-        except UnicodeDecodeError as e:
-            raise ValueError(not_utf8(path, "FASTA file", e)) from None
+        text = fasta_text(path)                              # gzip or plain, UTF-8, a byte-order mark dropped
         if not text.strip():
             raise ValueError(f"FASTA file {path} is empty: give one or more full sequences")
         source = f"FASTA file {path}"

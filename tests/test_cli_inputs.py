@@ -34,6 +34,16 @@ def test_score_reads_a_fasta_saved_with_a_byte_order_mark(capsys, tmp_path, tiny
     assert [(e["name"], e["sequence"]) for e in entries] == [("first", "MKVGF"), ("second", "MKKGG")]
 
 
+def test_score_reads_a_gzipped_fasta_as_training_does(capsys, tmp_path, tiny_checkpoint):
+    """UniProt and Pfam downloads come as .fasta.gz: sedd.train read them, sedd.score failed on byte 0x8b."""
+    import gzip
+    fasta = tmp_path / "family.fasta.gz"
+    fasta.write_bytes(gzip.compress(b">first\nMKVGF\n>second\nMKKGG\n"))
+    code, out, err = run_score(capsys, "--checkpoint", tiny_checkpoint, "--fasta", fasta, "--json")
+    assert code == 0, err
+    assert [(e["name"], e["sequence"]) for e in json.loads(out)["sequences"]] == [("first", "MKVGF"), ("second", "MKKGG")]
+
+
 def test_score_refuses_a_fasta_that_is_not_utf8_naming_the_file(capsys, tmp_path, tiny_checkpoint):
     fasta = tmp_path / "latin1.fasta"
     fasta.write_bytes(">prot\xe9ine\nMKVGF\n".encode("latin-1"))
