@@ -28,6 +28,7 @@ FORMAT = "sedd-protein/1"
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 RESUME_NAME = "resume.pt"                          # training state (sedd.train), not part of a checkpoint
+EVAL_DIR = "eval"                                  # evaluation report and figures the card links to
 WEIGHT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
 DEFAULT_CHECKPOINT = CHECKPOINTS / "acyp"          # the CPU model (mini), always bundled
@@ -190,8 +191,8 @@ def save(directory: str | Path, model: ScoreNetwork, alphabet: Alphabet, schedul
 
 def convert(source: str | Path, destination: str | Path, dtype: str = "bfloat16") -> Path:
     """Copy a local checkpoint with its weights stored as ``dtype`` (half the size for the 16-bit
-    ones); ``config.json`` and the other files beside it (card, ``family.hmm``, plots, and the
-    folders the card links to, such as ``eval/``) come along; training state (``resume.pt``) does not.
+    ones); ``config.json`` and the other files beside it (card, ``family.hmm``, plots) and the ``eval/``
+    folder the card links to come along; training state (``resume.pt``) and other folders do not.
 
     ``load`` casts the weights to the dtype it is asked for (float32 by default), so a converted
     checkpoint serves everywhere; bfloat16 keeps float32's range; float16 has three more mantissa
@@ -221,17 +222,16 @@ def convert(source: str | Path, destination: str | Path, dtype: str = "bfloat16"
 
 
 def _checkpoint_files(source: Path, destination: Path) -> list[Path]:
-    """The files of a checkpoint folder that ``convert`` copies: all of them, in subfolders too, except
-    the weights (rewritten) and training state; a destination inside ``source`` is not walked into."""
+    """The files ``convert`` copies: those beside ``config.json`` and everything under ``eval/`` (where
+    ``sedd.evaluate --report`` and the card's figures live), except the weights (rewritten) and training
+    state. No other folder: a training run's folder may hold whole other models (``gpu_base_model.sh``
+    sets one aside there), and a destination inside ``source`` must not be copied into itself."""
     skip = destination.resolve()
-    files = []
-    for folder, subfolders, names in os.walk(source):
-        subfolders[:] = sorted(d for d in subfolders if (Path(folder) / d).resolve() != skip)
-        for name in sorted(names):
-            path = Path(folder) / name
-            top_weights = name == WEIGHTS_NAME and Path(folder) == source
-            if path.is_file() and not top_weights and name != RESUME_NAME:
-                files.append(path)
+    files = [p for p in sorted(source.iterdir()) if p.is_file() and p.name not in (WEIGHTS_NAME, RESUME_NAME)]
+    if (source / EVAL_DIR).is_dir() and (source / EVAL_DIR).resolve() != skip:
+        for folder, subfolders, names in os.walk(source / EVAL_DIR):
+            subfolders[:] = sorted(d for d in subfolders if (Path(folder) / d).resolve() != skip)
+            files += [Path(folder) / name for name in sorted(names) if (Path(folder) / name).is_file()]
     return files
 
 

@@ -103,12 +103,14 @@ def test_a_histogram_counted_by_torch_is_saved_with_plain_length_keys(tmp_path, 
 
 # --- checkpoint: convert -------------------------------------------------------------------------
 
-def test_convert_brings_the_folders_the_card_links_to_but_not_training_state(tiny_checkpoint):
+def test_convert_brings_the_eval_folder_the_card_links_to_but_not_training_state_or_other_folders(tiny_checkpoint):
     (tiny_checkpoint / "README.md").write_text("see [eval/metrics.json](eval/metrics.json)\n")
     (tiny_checkpoint / "eval" / "run").mkdir(parents=True)
     (tiny_checkpoint / "eval" / "metrics.json").write_text('{"elbo": 2.5}\n')
     (tiny_checkpoint / "eval" / "run" / "history.json").write_text("[]\n")
     (tiny_checkpoint / checkpoint.RESUME_NAME).write_bytes(b"optimizer state")
+    (tiny_checkpoint / "not-shipped").mkdir()                # a training run's folder may hold another model
+    (tiny_checkpoint / "not-shipped" / "model.safetensors").write_bytes(b"another model")
     out = checkpoint.convert(tiny_checkpoint, tiny_checkpoint / "bf16")        # inside its source, too
     copied = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     assert copied == ["README.md", "config.json", "eval/metrics.json", "eval/run/history.json",
