@@ -53,7 +53,7 @@ Sample metrics (``--samples N --reference FASTA``); lengths drawn from the check
 - low complexity: the longest single-residue run per sample (mean, maximum) and the share of
   samples with a run of 5 or more (``repeat_rate``).
 ``--fold``: mean pLDDT (0–100) and pTM per sample from ``sedd.fold.ESMFoldBackend`` (on ``--device`` when
-that is a GPU or mps, else on the first GPU there is, else the CPU); when it cannot
+it is given, else on the first GPU there is, else the CPU); when it cannot
 run (no weights, no network) its message is reported as ``"fold": {"error": ...}`` and the
 other metrics stand.
 """
@@ -98,11 +98,12 @@ def _parser() -> argparse.ArgumentParser:
                                        "unigram floor (default with --clusters: the training part)")
     p.add_argument("--hmm", help=f"family profile HMM for the sample metrics (default: {HMM_NAME} beside the checkpoint, if there)")
     p.add_argument("--fold", action="store_true", help="fold the samples with ESMFold (mean pLDDT, pTM), on --device "
-                                                       "when it is a GPU, else on the first GPU there is, else the CPU")
+                                                       "when given, else on the first GPU there is, else the CPU")
     p.add_argument("--report", help="write a Markdown report here (samples FASTA and histogram PNG beside it)")
     p.add_argument("--update-config", action="store_true",
                    help="write the result as the 'evaluation' block of the checkpoint's config.json (atomically)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
+    p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: the model on the CPU, --fold on the first GPU "
+                                    "there is)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     return p
 
@@ -135,7 +136,8 @@ def _check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
     if a.max_t_samples < a.t_samples:
         p.error(f"--max-t-samples ({a.max_t_samples}) is below --t-samples ({a.t_samples}), the first round's "
                 "count: raise it, or lower --t-samples")
-    ckpt.check_device(a.device)
+    if a.device is not None:
+        ckpt.check_device(a.device)
     if a.hmm is not None:
         check_hmm_file(a.hmm)
     if a.report is not None:
@@ -195,12 +197,6 @@ def _load_data(a: argparse.Namespace, model: ckpt.Checkpoint) -> tuple[Dataset, 
     return data, reference, about
 
 
-def _fold_device(device: str) -> str | None:
-    """Where --fold runs ESMFold: on --device when that is an accelerator (``cuda:1`` folds on the second
-    GPU, not the first); with the default ``cpu``, on the first GPU when there is one (ESMFold's 3 B
-    parameters are hours of CPU for a few hundred samples), else the CPU."""
-    return None if device == "cpu" else device
-
 
 def evaluate(a: argparse.Namespace) -> tuple[dict, list[str] | None]:
     """Run every requested metric; returns the result dict and the samples (if drawn)."""
@@ -212,7 +208,7 @@ def evaluate(a: argparse.Namespace) -> tuple[dict, list[str] | None]:
         timings[name] = round(time.perf_counter() - clock, 2)
         clock = time.perf_counter()
 
-    model = ckpt.load(a.checkpoint, device=a.device)
+    model = ckpt.load(a.checkpoint, device=a.device or "cpu")
     data, reference, about = _load_data(a, model)
     result = {"checkpoint": str(model.source), **about, "seed": a.seed}
     hmm = None                     # read now: a broken file is reported before the slow work, not after it
@@ -250,7 +246,7 @@ def evaluate(a: argparse.Namespace) -> tuple[dict, list[str] | None]:
             result["samples"]["family_hmm"] = family_metrics(hmm, samples, naturals, seed=a.seed)
         lap("sample_metrics")
         if a.fold:
-            result["fold"] = fold_metrics(samples, progress=True, device=_fold_device(a.device))
+            result["fold"] = fold_metrics(samples, progress=True, device=a.device)
             lap("fold")
     result["seconds"] = {**timings, "total": round(sum(timings.values()), 2)}
     return result, samples

@@ -115,8 +115,6 @@ def test_folding_runs_on_the_device_evaluate_was_given(monkeypatch, tiny_checkpo
             return [fold.FoldResult(s, "", [80.0] * len(s), 80.0, 0.5) for s in sequences]
     monkeypatch.setattr(fold, "ESMFoldBackend", Backend)
     assert metrics.fold_metrics(["MKV"], device="cuda:1")["folded"] == 1 and made == ["cuda:1"]
-    assert ev._fold_device("cuda:1") == "cuda:1" and ev._fold_device("mps") == "mps"
-    assert ev._fold_device("cpu") is None          # the default: the first GPU when there is one
 
     # the command line hands --device to the fold (the score model itself stays on this CPU here)
     asked = []
@@ -124,11 +122,12 @@ def test_folding_runs_on_the_device_evaluate_was_given(monkeypatch, tiny_checkpo
     monkeypatch.setattr(checkpoint, "check_device", lambda device: torch.device("cpu"))
     monkeypatch.setattr(checkpoint, "load", lambda name, device="cpu": real_load(name, device="cpu"))
     monkeypatch.setattr(ev, "fold_metrics", lambda seqs, progress=False, **kw: asked.append(kw) or {"error": "x"})
-    code, out, err = run_cli(capsys, "--checkpoint", tiny_checkpoint, "--data", fasta, "--max-seqs", 2,
-                             "--target-stderr", 0.5, "--samples", 2, "--reference", fasta, "--fold",
-                             "--device", "cuda:1", "--json")
-    assert code == 0, err
-    assert asked == [{"device": "cuda:1"}]
+    for device in (["--device", "cuda:1"], ["--device", "cpu"], []):
+        code, out, err = run_cli(capsys, "--checkpoint", tiny_checkpoint, "--data", fasta, "--max-seqs", 2,
+                                 "--target-stderr", 0.5, "--samples", 2, "--reference", fasta, "--fold", *device, "--json")
+        assert code == 0, err
+    # given: there (on the CPU too, as a non-finite fold's advice asks); not given: the first GPU there is
+    assert asked == [{"device": "cuda:1"}, {"device": "cpu"}, {"device": None}]
 
 
 # ---- the family HMM: refused before the slow work --------------------------------------------------
