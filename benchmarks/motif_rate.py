@@ -27,6 +27,7 @@ import argparse
 import json
 import math
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -117,16 +118,18 @@ def measure(checkpoints: list[tuple[str, str]], samples: int, seed: int, progres
         else:
             draw = draw_samples if sampler == "tau-leaping" else draw_left_to_right
             label = DIFFUSION_SAMPLERS[sampler]
+        start = time.perf_counter()
         sequences = draw(model, samples, seed=seed, progress=progress)
+        seconds = time.perf_counter() - start
         hits = motif_hits(sequences)
-        row = {"name": name, "checkpoint": str(path), "sampler": label,
+        row = {"name": name, "checkpoint": str(path), "sampler": label, "seconds": seconds,
                "mean_length": sum(map(len, sequences)) / len(sequences), **rate_summary(hits)}
         if reference is None:
             reference = hits
         else:
             row["vs_first"] = paired_difference(hits, reference)
         rows.append(row)
-        print(f"{name}: {row['hits']}/{samples} = {row['rate']:.1%}", file=sys.stderr)
+        print(f"{name}: {row['hits']}/{samples} = {row['rate']:.1%} in {seconds:.0f} s", file=sys.stderr)
     return rows
 
 

@@ -54,6 +54,7 @@ def test_rates_and_paired_differences_are_counted_from_each_checkpoints_samples(
     assert [(r["name"], r["hits"], r["rate"]) for r in rows] == [("good", 3, 0.75), ("bad", 1, 0.25)]
     assert [r["sampler"] for r in rows] == ["τ-leaping, 128 steps", "left to right (autoregressive)"]
     assert rows[1]["vs_first"]["difference"] == -0.5 and rows[1]["vs_first"]["only_reference"] == 2
+    assert all(isinstance(r["seconds"], float) and r["seconds"] >= 0 for r in rows)     # the sampling time, stored
     assert "| bad | left to right (autoregressive) | 25.0% (1/4) |" in capsys.readouterr().out
 
 
