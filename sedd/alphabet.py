@@ -33,6 +33,7 @@ PROTEIN_MASKS = "_?#X"
 BRACKET_HELP = ("a bracket holds n (n designed positions), a-b (a span of a to b designed positions, "
                 "0 ≤ a ≤ b), residues such as KR (one position restricted to them) or ^ and residues "
                 "such as ^C (one position that is anything but them)")
+MAX_NAMED_SPANS = 5      # spans a length refusal names; the rest are counted
 _MAX_DIGITS = 6          # more digits than this in a bracket is always beyond any model's length
 _HEADER_LINE = re.compile(r"^[^\S\n]*>", re.MULTILINE)       # a line whose first non-blank character is '>'
 
@@ -407,7 +408,9 @@ class Alphabet:
 
     def _check_length(self, spec: TemplateSpec, max_len: int) -> None:
         shortest, longest = spec.length_range()
-        spans = ", ".join(f"{s.text} at position {s.at}" for s in spec.spans)
+        named = [f"{s.text} at position {s.at}" for s in spec.spans[:MAX_NAMED_SPANS]]
+        more = len(spec.spans) - len(named)      # a pasted page of spans: name a few, count the rest
+        spans = ", ".join(named) + (f" and {more:,} more" if more else "")
         if not spec.parts:
             raise ValueError("template is empty: type residues and designed positions (_ ? # X), "
                              f"1 to {max_len} in all")

@@ -90,6 +90,13 @@ class Settings:
         return {**asdict(self), "command": self.command()}
 
 
+def _sent(value) -> str:
+    """What a request sent, for a refusal: its ``repr``, cut to its start and its length when long, so
+    that a pasted page of digits is named, not echoed back under the input (and into the log)."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:30]}… ({len(text):,} characters)"
+
+
 def _number(value) -> float:
     """``float(value)`` for a request's number; True and False are refused (``TypeError``): a JSON
     ``true`` is a mistake, not the number 1 (the seed says the same of them)."""
@@ -107,7 +114,7 @@ def _whole_number(value, what: str, allowed: str) -> int:
     except (TypeError, ValueError):
         number = math.nan
     if not number.is_integer():      # nan and ±inf are not integers either
-        raise ValueError(f"{what} must be a whole number, {allowed}; got {value!r}")
+        raise ValueError(f"{what} must be a whole number, {allowed}; got {_sent(value)}")
     return int(number)
 
 
@@ -115,7 +122,7 @@ def _in_range(value, what: str, low: int, high: int) -> int:
     allowed = f"{low} to {high}"
     number = _whole_number(value, what, allowed)
     if not low <= number <= high:
-        raise ValueError(f"{what} must be {allowed}; got {number}")
+        raise ValueError(f"{what} must be {allowed}; got {_sent(number)}")
     return number
 
 
@@ -130,13 +137,17 @@ def checked_seed(value, limits: Limits = Limits()) -> int:
         return secrets.randbelow(limits.max_seed + 1)
     allowed = f"a whole number from 0 to {limits.max_seed}, or blank for a random seed"
     if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
-        value = int(value.strip())
+        # beyond any seed: int() would refuse over 4,300 digits in words about Python, not about the seed
+        digits = value.strip().lstrip("0") or "0"
+        if len(digits) > len(str(limits.max_seed)):
+            raise ValueError(f"seed must be {allowed}; got {_sent(value)}")
+        value = int(digits)
     elif isinstance(value, float) and value.is_integer():
         value = int(value)
     if not isinstance(value, int) or isinstance(value, bool):
-        raise ValueError(f"seed must be {allowed}; got {value!r}")
+        raise ValueError(f"seed must be {allowed}; got {_sent(value)}")
     if not 0 <= value <= limits.max_seed:
-        raise ValueError(f"seed must be {allowed}; got {value}")
+        raise ValueError(f"seed must be {allowed}; got {_sent(value)}")
     return value
 
 
@@ -155,7 +166,7 @@ def _checked_top_p(value, limits: Limits) -> float:
     except (TypeError, ValueError):
         top_p = float("nan")
     if not limits.min_top_p <= top_p <= 1.0:
-        raise ValueError(f"top-p must be a number from {limits.min_top_p} to 1 (1 = off); got {value!r}")
+        raise ValueError(f"top-p must be a number from {limits.min_top_p} to 1 (1 = off); got {_sent(value)}")
     return top_p
 
 
@@ -163,7 +174,7 @@ def _checked_particles(value, sampler: str, top_p: float, limits: Limits) -> int
     particles = _in_range(value, "particles per design", 1, limits.max_particles)
     if particles > 1 and not particles_condition(sampler, top_p):
         raise ValueError(f"particles per design above 1 (exact allowed sets) need the tau-leaping sampler and "
-                         f"top-p 1, the only settings with a law to condition; got sampler {sampler!r}, top-p "
+                         f"top-p 1, the only settings with a law to condition; got sampler {_sent(sampler)}, top-p "
                          f"{top_p:g}. Set particles to 1, or choose tau-leaping with top-p 1")
     return particles
 
@@ -208,27 +219,30 @@ def check_request(model: Checkpoint, template: str, num_samples, steps, temperat
             temperature, got = float("nan"), temperature       # say what was sent, not "nan"
         if not limits.min_temperature <= temperature <= limits.max_temperature:
             raise ValueError(f"temperature must be a number from {limits.min_temperature} to "
-                             f"{limits.max_temperature}; got {got!r}")
+                             f"{limits.max_temperature}; got {_sent(got)}")
     with _checking("seed"):
         seed = checked_seed(seed, limits)
     with _checking("sampler"):
         if sampler not in STRATEGIES:
-            raise ValueError(f"sampler must be one of {', '.join(STRATEGIES)}; got {sampler!r}")
+            raise ValueError(f"sampler must be one of {', '.join(STRATEGIES)}; got {_sent(sampler)}")
     with _checking("top_p"):
         top_p = _checked_top_p(top_p, limits)
     with _checking("particles"):
         particles = _checked_particles(particles, sampler, top_p, limits)
     with _checking("fold"):
         if fold not in FOLD_BACKENDS:
-            raise ValueError(f"folding backend must be one of {', '.join(FOLD_BACKENDS)}; got {fold!r}")
+            raise ValueError(f"folding backend must be one of {', '.join(FOLD_BACKENDS)}; got {_sent(fold)}")
     with _checking("span_lengths"):
         if span_mode not in SPAN_LENGTH_MODES:
             raise ValueError(f"span lengths must be chosen by one of {', '.join(SPAN_LENGTH_MODES)}; "
-                             f"got {span_mode!r}")
+                             f"got {_sent(span_mode)}")
     with _checking("exclude"):
         exclude = "" if exclude is None else exclude
         if not isinstance(exclude, str):
-            raise ValueError(f"excluded residues must be text such as 'C' or 'CM'; got {exclude!r}")
+            raise ValueError(f"excluded residues must be text such as 'C' or 'CM'; got {_sent(exclude)}")
+        if len(exclude) > limits.max_chars:      # read on the event loop, as the template is (``_check_size``)
+            raise ValueError(f"excluded residues are {len(exclude):,} characters long; at most {limits.max_chars:,} "
+                             "are read (each residue once is enough, such as 'C' or 'CM')")
         exclude = "".join(model.alphabet.residues[i] for i in sorted(model.alphabet.residue_ids(exclude)))
         if len(exclude) == len(model.alphabet.residues):     # the exclusion's fault, whatever the template
             raise ValueError(f"excluded residues {exclude} are every residue of the alphabet: nothing is left "

@@ -128,3 +128,13 @@ def test_a_whole_float_seed_and_num_samples_plan_as_their_ints(acyp):
     spans = design.plan_designs(acyp, template="MK[0-2]GF", num_samples=3.0, seed=5.0, t_samples=2)
     assert spans.span_lengths == design.plan_designs(acyp, template="MK[0-2]GF", num_samples=3, seed=5,
                                                      t_samples=2).span_lengths
+
+
+def test_a_length_refusal_names_a_few_spans_and_counts_the_rest():
+    """A pasted page of spans was refused with every span listed: half a megabyte on the command line."""
+    with pytest.raises(ValueError) as e:
+        PROTEIN.parse_spec("[3-8]" * 100_000, 128)
+    message = str(e.value)
+    assert len(message) < 300 and "[3-8] at position 21 and 99,995 more at their shortest" in message
+    with pytest.raises(ValueError, match=r"spans \[3-8\] at position 1, \[3-8\] at position 6 at their longest"):
+        PROTEIN.parse_spec("[3-8][3-8]" + "A" * 120, 128)
