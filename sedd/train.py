@@ -183,6 +183,14 @@ def same_setting(key: str, saved, now) -> bool:
     return False
 
 
+def generator_seed(value: int) -> int:
+    """``value`` as a seed torch takes (0 … 2**64 − 1): itself below 2**64, so every run seeded so far draws
+    what it drew, else reduced modulo 2**64. The generator of times and masks is seeded with seed · 1000 + rank,
+    which for a --seed above about 1.8e16 (the command line takes up to 2**63 − 1) overflowed torch's
+    seed and stopped the run with "Overflow when unpacking long long"."""
+    return value % 2**64
+
+
 def ema_decay_at(step: int, max_decay: float) -> float:
     """EMA decay that warms up with the step count: min(max, (1+n)/(10+n)).
 
@@ -264,7 +272,7 @@ class Trainer:
         torch.manual_seed(self.cfg.seed)                     # weights init and dropout
         # Times and masks are drawn on the training device from this generator; its state is saved
         # in resume.pt so a resumed run draws what the uninterrupted run would have drawn.
-        self.gen = torch.Generator(device=self.device).manual_seed(self.cfg.seed * 1000 + self.rank)
+        self.gen = torch.Generator(device=self.device).manual_seed(generator_seed(self.cfg.seed * 1000 + self.rank))
 
     def _load_data(self) -> None:
         """Read the FASTA, split off validation (whole clusters with --clusters), fix the probe set."""
@@ -402,7 +410,7 @@ class Trainer:
                 print(f"resume: the run was saved on {saved_on} and continues on {self.device.type}; its random "
                       "generators are reseeded from (seed, step), so it will not draw what the saved run would have",
                       file=sys.stderr)
-            seed = self.cfg.seed * 1000 + self.rank + 7919 * self.step
+            seed = generator_seed(self.cfg.seed * 1000 + self.rank + 7919 * self.step)
             self.gen.manual_seed(seed)
             torch.manual_seed(seed)
             return
