@@ -23,16 +23,17 @@ sys.path.insert(0, str(ROOT))                    # run from a checkout without i
 
 import app  # noqa: E402
 from sedd import checkpoint  # noqa: E402
+from sedd.cli import COUNT  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", default=None, help="model (default: $SEDD_CHECKPOINT, else checkpoints/acyp)")
-    p.add_argument("--requests", type=int, default=16)
-    p.add_argument("--clients", type=int, default=8)
-    p.add_argument("--concurrency", type=int, default=2, help="the app's per-event concurrency limit")
-    p.add_argument("--designs", type=int, default=4)
-    p.add_argument("--steps", type=int, default=128)
+    p.add_argument("--requests", type=COUNT, default=16)
+    p.add_argument("--clients", type=COUNT, default=8)
+    p.add_argument("--concurrency", type=COUNT, default=2, help="the app's per-event concurrency limit")
+    p.add_argument("--designs", type=COUNT, default=4)
+    p.add_argument("--steps", type=COUNT, default=128)
     p.add_argument("--template", default=app.EXAMPLES[0]["template"], help="default: the loop-masked ACYP1 example")
     p.add_argument("--json", help="also write the report to this JSON file")
     a = p.parse_args(argv)

@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a c
 
 from sedd import autoregressive  # noqa: E402
 from sedd import checkpoint as ckpt  # noqa: E402
+from sedd.cli import COUNT, SEED  # noqa: E402
 from sedd.design import templates_for  # noqa: E402
 from sedd.metrics import MOTIF, binomial_stderr, draw_samples, motif_hits  # noqa: E402
 
@@ -150,10 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("checkpoints", nargs="+", help="checkpoint directories, optionally name=path; the first is the reference")
     p.add_argument("--samples", type=int, default=1024, help="unconditional samples per checkpoint")
-    p.add_argument("--seed", type=int, default=0, help="the same seed for every checkpoint (common random numbers)")
+    p.add_argument("--seed", type=SEED, default=0, help="the same seed for every checkpoint (common random numbers)")
     p.add_argument("--sampler", choices=list(DIFFUSION_SAMPLERS), default="tau-leaping",
                    help="how diffusion checkpoints are sampled (autoregressive ones: always left to right)")
-    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    p.add_argument("--threads", type=COUNT, help="torch intra-op threads (default: torch's choice)")
     p.add_argument("--json", help="also write the rows to this JSON file")
     a = p.parse_args(argv)
     if a.samples < 2:

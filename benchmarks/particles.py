@@ -33,6 +33,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a checkout without installing
 
 from sedd import checkpoint as ckpt  # noqa: E402
+from sedd.cli import COUNT, SEED  # noqa: E402
 from sedd.design import Request, decode_rows, stream  # noqa: E402
 from sedd.sampler import last_frame  # noqa: E402
 
@@ -92,15 +93,15 @@ def motif_share(designs: list[str]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", default="checkpoints/acyp")
-    p.add_argument("--designs", type=int, default=256, help="designs per particle count")
-    p.add_argument("--plain", type=int, default=4096, help="designs without the set, for rejection sampling")
-    p.add_argument("--particles", type=int, nargs="+", default=[1, 4, 16, 64])
-    p.add_argument("--without-look-ahead", type=int, nargs="*", default=[], metavar="K",
+    p.add_argument("--designs", type=COUNT, default=256, help="designs per particle count")
+    p.add_argument("--plain", type=COUNT, default=4096, help="designs without the set, for rejection sampling")
+    p.add_argument("--particles", type=COUNT, nargs="+", default=[1, 4, 16, 64])
+    p.add_argument("--without-look-ahead", type=COUNT, nargs="*", default=[], metavar="K",
                    help="particle counts to run again with the plain weights (no look-ahead), to compare")
-    p.add_argument("--steps", type=int, default=64)
-    p.add_argument("--batch", type=int, default=64, help="designs per sampler call")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int)
+    p.add_argument("--steps", type=COUNT, default=64)
+    p.add_argument("--batch", type=COUNT, default=64, help="designs per sampler call")
+    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--threads", type=COUNT)
     p.add_argument("--json", help="also write the results here")
     a = p.parse_args(argv)
     if a.threads:

@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a c
 
 from sedd import checkpoint
 from sedd.alphabet import PROTEIN
+from sedd.cli import COUNT
 from sedd.model import ScoreNetwork, preset
 from sedd.sampler import STRATEGIES, run
 
@@ -32,11 +33,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", help="use a trained checkpoint instead of a random `--preset` model")
     p.add_argument("--preset", default="small")
-    p.add_argument("--steps", type=int, default=1024)
-    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--steps", type=COUNT, default=1024)
+    p.add_argument("--batch-sizes", type=COUNT, nargs="+", default=[1, 8])
+    p.add_argument("--repeats", type=COUNT, default=3)
     p.add_argument("--sampler", default="tau-leaping", choices=STRATEGIES)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=COUNT, default=None)
     p.add_argument("--json", help="also write the rows, with the run's settings, to this JSON file")
     a = p.parse_args()
     if a.threads:

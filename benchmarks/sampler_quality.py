@@ -28,6 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a checkout without installing
 
 from sedd import checkpoint, hmm
+from sedd.cli import COUNT, SEED
 from sedd.data import read_fasta
 from sedd.design import decode_rows, templates_for
 from sedd.metrics import (
@@ -44,7 +45,9 @@ KNOBS = {"eta": float, "remask_budget": float, "order_noise": float, "top_p": fl
 def parse_config(text: str) -> tuple[str, dict, list[int] | None]:
     """``"remask:eta=2,top_p=0.95@8,16"`` → ("remask", {"eta": 2.0, "top_p": 0.95}, [8, 16]) (no ``@``: None)."""
     text, _, only = text.partition("@")
-    steps = [int(s) for s in only.split(",")] if only else None
+    steps = [int(s) for s in only.split(",") if s.strip().isdigit() and int(s) > 0] if only else None
+    if only and len(steps) != len(only.split(",")):
+        raise SystemExit(f"--configs {text}@{only}: the steps after '@' must be whole numbers above 0, e.g. @8,16")
     strategy, _, rest = text.partition(":")
     if strategy not in STRATEGIES:
         raise SystemExit(f"unknown strategy {strategy!r} in {text!r}; choose one of {', '.join(STRATEGIES)}")
@@ -53,7 +56,10 @@ def parse_config(text: str) -> tuple[str, dict, list[int] | None]:
         key, _, value = item.partition("=")
         if key not in KNOBS:
             raise SystemExit(f"unknown knob {key!r} in {text!r}; knobs: {', '.join(KNOBS)}")
-        knobs[key] = KNOBS[key](value)
+        try:
+            knobs[key] = KNOBS[key](value)
+        except ValueError:
+            raise SystemExit(f"--configs {text}: knob {key} needs a number, got {value!r}") from None
     return strategy, knobs, steps
 
 
@@ -92,7 +98,7 @@ def plot(rows: list[dict], natural: dict, path: Path) -> None:
     panels = [(nfe, "hmm_bits_ratio", "HMM bits ratio (designs / held-out)"), (nfe, "motif_rate", "catalytic motif rate"),
               (nfe, *identity),
               # the trade-off: how much diversity each way of raising the motif rate costs
-              (identity, "motif_rate", "motif rate vs diversity, motif ≥ 0.7 (star: held-out naturals)")]
+              (identity, "motif_rate", "motif rate vs diversity (star: held-out naturals)")]
     configs = list(dict.fromkeys(r["config"] for r in rows))
     colour = {config: plt.get_cmap("tab20")(i % 20) for i, config in enumerate(configs)}
     fig, axes = plt.subplots(1, len(panels), figsize=(19, 4.2), dpi=110)
@@ -111,9 +117,11 @@ def plot(rows: list[dict], natural: dict, path: Path) -> None:
     trade = axes[3]
     trade.plot(natural["mean_pairwise_identity"], natural["motif_rate"], marker="*", ms=12, color="grey", ls="")
     near = [r for r in rows + [natural] if r["motif_rate"] >= 0.7]          # zoomed on the family-like designs
-    xs = [r["mean_pairwise_identity"] for r in near]
-    trade.set_xlim(min(xs) - 0.005, max(xs) + 0.008)
-    trade.set_ylim(0.7, max(r["motif_rate"] for r in near) + 0.015)
+    if near:          # another family, or a weak model, may have none: then the panel shows every point
+        xs = [r["mean_pairwise_identity"] for r in near]
+        trade.set_xlim(min(xs) - 0.005, max(xs) + 0.008)
+        trade.set_ylim(0.7, max(r["motif_rate"] for r in near) + 0.015)
+        trade.set_title(f"{trade.get_title()}, motif ≥ 0.7", fontsize=9)
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     checkpoint.atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
@@ -140,12 +148,12 @@ def main() -> None:
     p.add_argument("--naturals", required=True, help="held-out FASTA (HMM bits of natural sequences)")
     p.add_argument("--hmm", help="profile HMM (default: family.hmm beside the checkpoint)")
     p.add_argument("--configs", nargs="+", default=list(STRATEGIES), help="strategy[:knob=value,...][@steps,...]")
-    p.add_argument("--steps", type=int, nargs="+", default=[8, 16, 32, 64, 128, 1024])
-    p.add_argument("--num-samples", type=int, default=256)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--pairs", type=int, default=1000, help="pairs for the mean pairwise identity")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int)
+    p.add_argument("--steps", type=COUNT, nargs="+", default=[8, 16, 32, 64, 128, 1024])
+    p.add_argument("--num-samples", type=COUNT, default=256)
+    p.add_argument("--batch-size", type=COUNT, default=128)
+    p.add_argument("--pairs", type=COUNT, default=1000, help="pairs for the mean pairwise identity")
+    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--threads", type=COUNT)
     p.add_argument("--plot", help="PNG of quality vs network evaluations")
     p.add_argument("--out-json", help="write every row as JSON here")
     p.add_argument("--rows", help="skip sampling: table and plot from the rows an earlier run logged (one JSON "
@@ -181,13 +189,13 @@ def main() -> None:
                "seconds_per_design": float("nan"),
                **score(sample, family, naturals, references, reference_set, residues, a.pairs, a.seed)}
     print(table(rows, natural))
-    if a.plot:
-        plot(rows, natural, Path(a.plot))
-    if a.out_json:
+    if a.out_json:                # before the plot: the rows are what took the time
         checkpoint.atomic_write_text(Path(a.out_json), json.dumps({"args": {**vars(a), "reference": Path(a.reference).name,
                                                                             "naturals": Path(a.naturals).name},
                                                                    "rows": rows, "naturals": natural},
                                                                   indent=1, allow_nan=True))
+    if a.plot:
+        plot(rows, natural, Path(a.plot))
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a checkout without installing
 
 from sedd import checkpoint, metrics, score
+from sedd.cli import COUNT, SEED
 from sedd.data import Dataset, read_fasta
 from sedd.likelihood import estimate_elbo
 
@@ -74,8 +75,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", default=None, help="default: the bundled model")
     p.add_argument("--data", required=True, help="held-out FASTA (the checkpoint's validation split)")
-    p.add_argument("--max-seqs", type=int, default=200)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-seqs", type=COUNT, default=200)
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--json", help="also write the numbers here")
     a = p.parse_args()
     torch.manual_seed(a.seed)

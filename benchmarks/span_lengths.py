@@ -3,7 +3,7 @@
     python benchmarks/span_lengths.py --data VAL.fasta [--checkpoint DIR] [--num-seqs 100]
         [--two-span-seqs 5] [--t-samples K] [--masks common|independent] [--figure PNG] [--json JSON]
 
-Recovery: for each of ``--num-seqs`` held-out sequences (drawn with ``--seed``; lengths ≥ 40) cut out
+Recovery: for each of ``--num-seqs`` held-out sequences (drawn with ``--seed``; lengths ≥ 38) cut out
 a segment of 3–8 residues (length uniform) starting at a uniform interior position with at least
 10 residues kept on each side, and replace it by ``[2-10]``. The model's posterior over the nine
 lengths (``sedd.spans.span_posterior``, enumeration) is compared with the truth: how often its mode
@@ -32,6 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a checkout without installing
 
 from sedd import checkpoint, spans
+from sedd.cli import COUNT, COUNT_OR_ZERO, SEED
 from sedd.data import Dataset, read_fasta
 from sedd.design import Request, stream
 from sedd.likelihood import estimate_elbo
@@ -41,6 +42,7 @@ from sedd.spans import span_posterior
 LOW, HIGH = 2, 10           # the span written into the template
 CUT = (3, 8)                # true segment lengths
 MARGIN = 10                 # residues kept on each side of a cut
+MIN_LENGTH = 2 * MARGIN + 2 * CUT[1] + 2      # room for two cuts with their margins (38)
 
 
 def cut(seq: str, rng: random.Random, avoid: range | None = None) -> tuple[int, int]:
@@ -171,16 +173,16 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", default=None, help="default: the bundled model")
     p.add_argument("--data", required=True, help="held-out FASTA (sequences the model never saw)")
-    p.add_argument("--num-seqs", type=int, default=100)
-    p.add_argument("--stability-seqs", type=int, default=30)
-    p.add_argument("--two-span-seqs", type=int, default=5)
-    p.add_argument("--designs", type=int, default=4, help="designs in the plain run the cost is divided by")
-    p.add_argument("--t-samples", type=int, default=spans.SPAN_T_SAMPLES)
+    p.add_argument("--num-seqs", type=COUNT, default=100)
+    p.add_argument("--stability-seqs", type=COUNT_OR_ZERO, default=30)
+    p.add_argument("--two-span-seqs", type=COUNT_OR_ZERO, default=5, help="0: no cost part")
+    p.add_argument("--designs", type=COUNT, default=4, help="designs in the plain run the cost is divided by")
+    p.add_argument("--t-samples", type=COUNT, default=spans.SPAN_T_SAMPLES)
     p.add_argument("--masks", choices=("common", "independent"), default="common",
                    help="common: the library's estimator (the same times and masks for every candidate); "
                         "independent: the same times only (one estimate_elbo call per candidate)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--threads", type=COUNT, default=1)
     p.add_argument("--figure", type=Path, default=None)
     p.add_argument("--json", type=Path, default=None, help="write the full result (per-sequence rows too)")
     a = p.parse_args(argv)
@@ -189,7 +191,12 @@ def main(argv: list[str] | None = None) -> None:
         spans.observed_log_likelihoods = independent_masks
     model = checkpoint.load(a.checkpoint)
     data = read_fasta(a.data, model.alphabet, model.max_len)
-    seqs = [model.alphabet.decode(t) for t in data.tokens if len(t) >= 2 * MARGIN + 2 * CUT[1] + 2]
+    seqs = [model.alphabet.decode(t) for t in data.tokens if len(t) >= MIN_LENGTH]
+    # now, not after the recovery part has run: the cost part takes the sequences after the first --num-seqs
+    if len(seqs) <= (a.num_seqs if a.two_span_seqs else 0):
+        p.error(f"--data has {len(seqs)} sequences of at least {MIN_LENGTH} residues; the cost part "
+                f"(--two-span-seqs) takes those after the first --num-seqs {a.num_seqs}, so none are left: lower "
+                "--num-seqs, or give --two-span-seqs 0")
     rng = random.Random(a.seed)
     rng.shuffle(seqs)
     result = {"checkpoint": model.source, "data": str(a.data), "t_samples": a.t_samples, "masks": a.masks, "seed": a.seed,

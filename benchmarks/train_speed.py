@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a c
 
 from sedd import checkpoint  # noqa: E402
 from sedd.alphabet import PROTEIN  # noqa: E402
+from sedd.cli import COUNT, COUNT_OR_ZERO, POSITIVE  # noqa: E402
 from sedd.data import write_fasta  # noqa: E402
 from sedd.train import Trainer, TrainConfig  # noqa: E402
 
@@ -105,12 +106,12 @@ def table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--presets", default="small,mini,tiny", help="comma-separated model presets")
-    p.add_argument("--seconds", type=float, default=10.0, help="timed wall-clock seconds per preset")
-    p.add_argument("--warmup", type=int, default=2, help="untimed steps first")
-    p.add_argument("--max-steps", type=int, default=200, help="timed steps at most per preset")
+    p.add_argument("--seconds", type=POSITIVE, default=10.0, help="timed wall-clock seconds per preset")
+    p.add_argument("--warmup", type=COUNT_OR_ZERO, default=2, help="untimed steps first")
+    p.add_argument("--max-steps", type=COUNT, default=200, help="timed steps at most per preset")
     p.add_argument("--tokens-per-batch", default=str(TrainConfig.tokens_per_batch),
                    help="batch size in residues; several, comma-separated, are measured one after another")
-    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    p.add_argument("--threads", type=COUNT, help="torch intra-op threads (default: torch's choice)")
     p.add_argument("--device", default="cpu", help="cpu / cuda / mps (on cuda the step runs under bf16 autocast)")
     p.add_argument("--recipe", choices=sorted(RECIPES), default="default",
                    help="training options: TrainConfig's defaults, or the bundled model's (dropout 0, SwiGLU, importance t)")
@@ -118,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="torch.compile the training step; 'both' measures each preset without, then with it")
     p.add_argument("--json", help="also write the rows to this JSON file")
     a = p.parse_args(argv)
+    try:                                  # now, not after the first presets have been measured
+        batches = [COUNT(batch.strip()) for batch in a.tokens_per_batch.split(",")]
+    except argparse.ArgumentTypeError as e:
+        p.error(f"argument --tokens-per-batch: {e}")
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -126,9 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         compiles = {"off": [False], "on": [True], "both": [False, True]}[a.compile]
         rows = [measure(name.strip(), seconds=a.seconds, warmup=a.warmup, max_steps=a.max_steps,
-                        tokens_per_batch=int(batch), workdir=Path(tmp), device=a.device,
+                        tokens_per_batch=batch, workdir=Path(tmp), device=a.device,
                         recipe=a.recipe, compile=compiled)
-                for name in a.presets.split(",") for batch in a.tokens_per_batch.split(",") for compiled in compiles]
+                for name in a.presets.split(",") for batch in batches for compiled in compiles]
     print(table(rows))
     if a.json:
         checkpoint.atomic_write_text(Path(a.json), json.dumps(rows, indent=2) + "\n")

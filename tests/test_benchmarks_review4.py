@@ -1,0 +1,150 @@
+"""Rerunning the benchmarks on one's own, small data: refusals before the work, no crash after it."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import profile_family, write_fasta
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(f"{name}_review4", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def refused(monkeypatch, capsys, name: str, argv: list[str]) -> str:
+    """The script's one-line argparse error (exit code 2) for ``argv``; scripts whose main() takes no
+    argv read it from sys.argv."""
+    import subprocess
+
+    from sedd import checkpoint, train
+
+    def work_started(*args, **kwargs):
+        raise AssertionError("the work started: the value was not refused first")
+    for owner, attribute in ((checkpoint, "load"), (train.Trainer, "__init__"), (subprocess, "run")):
+        monkeypatch.setattr(owner, attribute, work_started)
+    module = load(name)
+    monkeypatch.setattr(sys, "argv", [f"{name}.py", *argv])
+    with pytest.raises(SystemExit) as stop:
+        module.main(argv) if module.main.__code__.co_argcount else module.main()
+    assert stop.value.code == 2
+    return capsys.readouterr().err.strip().splitlines()[-1]
+
+
+# Each value used to get past argparse and fail with a traceback, most after the model was loaded or
+# part of the run was done (statistics.median of no repeats, torch.set_num_threads(-1), a seed the
+# sampler refuses, a ThreadPoolExecutor of 0 clients ...).
+BAD_ARGUMENTS = [
+    ("design_speed", ["--presets", "tiny", "--repeats", "0"], "--repeats"),
+    ("design_speed", ["--presets", "tiny", "--designs", "0"], "--designs"),
+    ("sampler", ["--preset", "tiny", "--repeats", "0"], "--repeats"),
+    ("sampler", ["--preset", "tiny", "--steps", "0"], "--steps"),
+    ("score_speed", ["--repeats", "0"], "--repeats"),
+    ("motif_rate", ["x", "--threads", "-1"], "--threads"),
+    ("motif_rate", ["x", "--seed", "-1"], "--seed"),
+    ("particles", ["--batch", "0"], "--batch"),
+    ("particles", ["--particles", "0"], "--particles"),
+    ("sampler_quality", ["--reference", "r", "--naturals", "n", "--num-samples", "0"], "--num-samples"),
+    ("score_validation", ["--data", "d", "--max-seqs", "0"], "--max-seqs"),
+    ("span_lengths", ["--data", "d", "--num-seqs", "0"], "--num-seqs"),
+    ("span_lengths", ["--data", "d", "--threads", "0"], "--threads"),
+    ("train_speed", ["--max-steps", "0"], "--max-steps"),
+    ("train_speed", ["--seconds", "-1"], "--seconds"),
+    ("app_load", ["--clients", "0"], "--clients"),
+    ("cpu_ranks", ["--data", "d", "--minutes", "0"], "--minutes"),
+    ("nearest_search", ["--samples", "s", "--data", "d", "--clusters", "c", "--val-fraction", "1.5"], "--val-fraction"),
+    ("split_copies", ["--stderr", "0"], "--stderr"),
+]
+
+
+@pytest.mark.parametrize("name, argv, flag", BAD_ARGUMENTS, ids=[f"{n} {' '.join(a[-2:])}" for n, a, _ in BAD_ARGUMENTS])
+def test_an_out_of_range_value_is_refused_naming_its_flag(monkeypatch, capsys, name, argv, flag):
+    message = refused(monkeypatch, capsys, name, argv)
+    assert f"argument {flag}:" in message and "is not" in message
+
+
+def test_a_bad_batch_size_in_the_list_is_refused_before_any_preset_is_measured(monkeypatch, capsys):
+    """It was parsed inside the measuring loop: ``512,abc`` measured every preset at 512 first, then crashed."""
+    message = refused(monkeypatch, capsys, "train_speed", ["--presets", "tiny", "--tokens-per-batch", "512,abc"])
+    assert "argument --tokens-per-batch: 'abc' is not a whole number above 0" in message
+
+
+@pytest.mark.parametrize("config", ["remask@8,x", "remask@0", "remask:eta=high"])
+def test_a_malformed_sampler_configuration_is_one_line_naming_configs(config):
+    sampler_quality = load("sampler_quality")
+    with pytest.raises(SystemExit) as stop:
+        sampler_quality.parse_config(config)
+    assert str(stop.value).startswith(f"--configs {config.split('@')[0]}")
+
+
+def test_span_lengths_refuses_a_small_file_before_the_recovery_part_not_after(tmp_path, monkeypatch, capsys,
+                                                                              tiny_checkpoint):
+    """Four sequences with the default --num-seqs 100 and --two-span-seqs 5: the recovery part ran on all
+    four, then the cost part had none left and statistics.median raised; no JSON was written."""
+    span_lengths = load("span_lengths")
+    fasta = tmp_path / "val.fasta"
+    write_fasta(fasta, profile_family(4, 60)[0])
+    monkeypatch.setattr(span_lengths, "recovery", lambda *a, **k: pytest.fail("refuse before the recovery part"))
+    with pytest.raises(SystemExit) as stop:
+        span_lengths.main(["--checkpoint", str(tiny_checkpoint), "--data", str(fasta)])
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert stop.value.code == 2
+    assert "--data has 4 sequences of at least 38 residues" in message and "--num-seqs" in message
+
+
+def test_span_lengths_runs_on_a_small_file_without_the_cost_part(tmp_path, capsys, tiny_checkpoint):
+    span_lengths = load("span_lengths")
+    fasta = tmp_path / "val.fasta"
+    write_fasta(fasta, profile_family(3, 60)[0])
+    out = tmp_path / "spans.json"
+    span_lengths.main(["--checkpoint", str(tiny_checkpoint), "--data", str(fasta), "--num-seqs", "100",
+                       "--stability-seqs", "0", "--two-span-seqs", "0", "--t-samples", "2", "--json", str(out)])
+    result = json.loads(out.read_text())
+    assert result["recovery"]["num_sequences"] == 3 and result["cost"] == {}
+
+
+def _row(config: str, steps, motif: float) -> dict:
+    return {"config": config, "steps": steps, "nfe_per_design": float("nan") if steps == "–" else float(steps),
+            "seconds_per_design": 0.1, "hmm_hit_rate": 0.1, "hmm_bits_ratio": 0.5, "motif_rate": motif,
+            "composition_kl": 0.01, "mean_pairwise_identity": 0.2 + motif / 10, "novelty": 1.0, "repeat_rate": 0.0}
+
+
+def test_the_quality_plot_of_a_family_without_the_acyp_motif_is_drawn_not_a_crash(tmp_path):
+    """The trade-off panel zoomed on motif rates ≥ 0.7; with none (another family, a weak model) min([])
+    raised after every configuration had been sampled."""
+    sampler_quality = load("sampler_quality")
+    path = tmp_path / "quality.png"
+    sampler_quality.plot([_row("tau-leaping", 8, 0.0), _row("tau-leaping", 16, 0.1)], _row("held-out naturals", "–", 0.05),
+                         path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_quality_rows_are_written_before_the_plot(tmp_path, monkeypatch, tiny_checkpoint):
+    """A failing plot must not lose the rows that took the sampling time."""
+    sampler_quality = load("sampler_quality")
+    naturals = tmp_path / "naturals.fasta"
+    write_fasta(naturals, profile_family(4, 40)[0])
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps(_row("tau-leaping", 8, 0.1)) + "\n")
+    monkeypatch.setattr(sampler_quality.hmm, "load", lambda path: None)
+    monkeypatch.setattr(sampler_quality, "score", lambda designs, *a: {k: v for k, v in _row("x", 8, 0.05).items()
+                                                                       if k not in ("config", "steps")})
+
+    def broken(*args):
+        raise RuntimeError("the plot failed")
+    monkeypatch.setattr(sampler_quality, "plot", broken)
+    out = tmp_path / "quality.json"
+    monkeypatch.setattr(sys, "argv", ["sampler_quality.py", "--checkpoint", str(tiny_checkpoint), "--reference",
+                                      str(naturals), "--naturals", str(naturals), "--num-samples", "2", "--rows", str(rows),
+                                      "--plot", str(tmp_path / "q.png"), "--out-json", str(out)])
+    with pytest.raises(RuntimeError, match="the plot failed"):
+        sampler_quality.main()
+    assert json.loads(out.read_text())["rows"][0]["config"] == "tau-leaping"
