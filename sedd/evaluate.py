@@ -216,8 +216,10 @@ def evaluate(a: argparse.Namespace) -> tuple[dict, list[str] | None]:
         hmm_path = a.hmm or ckpt.resolve(a.checkpoint) / HMM_NAME
         if a.hmm or hmm_path.is_file():
             hmm = load_hmm(hmm_path)
-            # an HMM of another family is refused now, not after the ELBO, the infill and the sampling
-            natural_scores(hmm, [model.alphabet.decode(t) for t in data.tokens])
+            # an HMM of another family is refused now, not after the ELBO, the infill and the sampling;
+            # the naturals' scores are kept for the family metric
+            naturals = [model.alphabet.decode(t) for t in data.tokens]
+            natural = natural_scores(hmm, naturals)
     lap("load")
     elbo = elbo_to_precision(model.model, data, model.schedule, model.alphabet.mask_id, t_samples=a.t_samples,
                              target_stderr=a.target_stderr, max_t_samples=a.max_t_samples, seed=a.seed, progress=True,
@@ -242,8 +244,7 @@ def evaluate(a: argparse.Namespace) -> tuple[dict, list[str] | None]:
         lap("sampling")
         result["samples"] = sample_metrics(samples, references, model.alphabet.residues, seed=a.seed, progress=True)
         if hmm is not None:
-            naturals = [model.alphabet.decode(t) for t in data.tokens]
-            result["samples"]["family_hmm"] = family_metrics(hmm, samples, naturals, seed=a.seed)
+            result["samples"]["family_hmm"] = family_metrics(hmm, samples, naturals, seed=a.seed, natural=natural)
         lap("sample_metrics")
         if a.fold:
             result["fold"] = fold_metrics(samples, progress=True, device=a.device)

@@ -156,11 +156,13 @@ def natural_scores(hmm, naturals: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return bits, evalues
 
 
-def family_metrics(hmm, samples: list[str], naturals: list[str], seed: int = 0) -> dict:
-    """HMM hit rate and bits ratio of ``samples`` (and of their shuffled control) against ``naturals``."""
+def family_metrics(hmm, samples: list[str], naturals: list[str], seed: int = 0,
+                   natural: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+    """HMM hit rate and bits ratio of ``samples`` (and of their shuffled control) against ``naturals``;
+    ``natural``: ``natural_scores(hmm, naturals)`` when the caller has it already."""
     if not samples or not naturals:
         raise ValueError("the HMM metric needs at least one sample and one natural sequence")
-    natural_bits, natural_e = natural_scores(hmm, naturals)
+    natural_bits, natural_e = natural if natural is not None else natural_scores(hmm, naturals)
     reference = float(np.median(natural_bits))
 
     def summary(seqs: list[str]) -> dict:
