@@ -25,10 +25,12 @@ from typing import Sequence
 
 import torch
 
+from .alphabet import PROTEIN_RESIDUES
+
 ESMFOLD_MODEL = "facebook/esmfold_v1"
 ATLAS_URL = "https://api.esmatlas.com/foldSequence/v1/pdb/"
 ATLAS_MAX_LENGTH = 400          # the Atlas API refuses longer sequences
-RESIDUES = "ACDEFGHIKLMNPQRSTVWY"  # what a backend folds: ESMFold drops X (and B, Z, U, O) from its PDB
+RESIDUES = PROTEIN_RESIDUES     # what a backend folds: ESMFold drops X (and B, Z, U, O) from its PDB
 CA_ATOM = 1                     # index of Cα in the atom37 layout (N, CA, C, CB, O, …)
 
 
