@@ -373,11 +373,18 @@ class StudioCallbacks:
         return [[cell(rank, d) for _, _, cell in TABLE_COLUMNS] for rank, d in enumerate(ranked, start=1)]
 
     def heading(self, ranked: list[studio.Design] | None) -> str:
-        basis = studio.ranking_basis(ranked or [])
-        why = {"mean pLDDT": " (ESMFold confidence; higher first)",
-               "model score": " (ELBO, nats/residue; lower = more likely under the model)",
-               "drawing order": " (the run was stopped before any design was folded or scored)"}[basis]
-        return f"## Designs, ranked by {basis}{why} — click a row to view it"
+        ranked = ranked or []
+        basis = studio.ranking_basis(ranked)
+        why = {"mean pLDDT": "ESMFold confidence; higher first",
+               "model score": "ELBO, nats/residue; lower = more likely under the model",
+               "drawing order": "the run was stopped before any design was folded or scored"}[basis]
+        has = {"mean pLDDT": lambda d: d.fold is not None, "model score": lambda d: d.score is not None,
+               "drawing order": lambda d: True}[basis]
+        done = sum(map(has, ranked))
+        if done < len(ranked):     # a stopped run: say how many designs the ranking covers
+            verb = "folded" if basis == "mean pLDDT" else "scored"
+            why += f"; only {done} of {len(ranked)} {verb}, the rest after them in drawing order"
+        return f"## Designs, ranked by {basis} ({why}) — click a row to view it"
 
     def score(self, sequence: str) -> dict:
         """Score a protein sequence with the SEDD model: how family-like it is and what every single substitution would do.

@@ -200,3 +200,23 @@ def test_a_one_residue_sequence_is_one_residue_not_one_residues(cb):
     summary = cb.show_score(cb.score("m"))[0]
     assert "sequence · 1 residue</div>" in summary
     assert "· 2 residues</div>" in render.score_summary_html(cb.score("MK"), None)
+
+
+def test_a_heading_over_a_partly_scored_run_says_how_many_the_ranking_covers(cb):
+    """Stopped while scoring, the heading said "ranked by model score" with two designs of four scored
+    (the one the status names finishes) and the other two listed after them, unranked."""
+    request = SimpleNamespace(session_hash="scorer")
+    for out in cb.generate(TEMPLATE, 4, 16, 7, 1.0, "off", stop_epoch=0, request=request):
+        if "Model score of design 2 of 4" in out[2] and not cb._stops.get("scorer"):
+            cb.stop(1, request)
+    ranked = out[-1]
+    heading = cb.heading(ranked)
+    assert "ranked by model score" in heading and "only 2 of 4 scored, the rest after them in drawing order" in heading
+    assert [d.name for d in ranked[2:]] == ["design_3", "design_4"]
+    *_, done = cb.generate(TEMPLATE, 4, 16, 7, 1.0, "off")
+    assert "only" not in cb.heading(done[-1])
+
+
+def test_a_heading_over_a_partly_folded_run_says_how_many_were_folded(cb):
+    *_, ranked = stopped_at(cb, "Folding design 2 of 4", 8)
+    assert "ranked by mean pLDDT" in cb.heading(ranked) and "only 2 of 4 folded" in cb.heading(ranked)
