@@ -181,3 +181,16 @@ def test_a_truncated_gzip_fasta_is_named_as_such(tmp_path):
 def test_bucketed_batches_refuses_a_rank_outside_the_world(rank, world_size, message):
     with pytest.raises(ValueError, match=message):
         data.bucketed_batches([30] * 10, 128, seed=0, rank=rank, world_size=world_size)
+
+
+def test_convert_refuses_a_destination_that_holds_another_models_files(tiny_checkpoint, tmp_path):
+    """Converting into an existing checkpoint folder left its old card and eval/ beside the new weights."""
+    old = checkpoint.convert(tiny_checkpoint, tmp_path / "acyp-base")
+    (old / "eval").mkdir()
+    (old / "eval" / "report.md").write_text("the old model's report\n")
+    with pytest.raises(ValueError, match=r"acyp-base already holds files \(config.json, eval, model.safetensors…\); "
+                                         r"convert writes a new checkpoint into a new or empty folder"):
+        checkpoint.convert(tiny_checkpoint, old, "float32")
+    assert (old / "eval" / "report.md").read_text() == "the old model's report\n"
+    (tmp_path / "empty").mkdir()
+    assert (checkpoint.convert(tiny_checkpoint, tmp_path / "empty") / "config.json").is_file()
