@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))    # run from a 
 
 from ablate_recipe import VARIANTS, run_summary, short_run_config, train_quietly  # noqa: E402
 from sedd import checkpoint as ckpt  # noqa: E402
-from sedd.cli import COUNT, POSITIVE  # noqa: E402
+from sedd.cli import COUNT, OUTPUT_FILE, POSITIVE  # noqa: E402
 from sedd.autoregressive import AutoregressiveTrainer, exact_nll  # noqa: E402
 from sedd.likelihood import estimate_elbo, length_nll  # noqa: E402
 from sedd.train import Trainer  # noqa: E402
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--recipe", choices=("baseline", "combined"), default="baseline",
                    help="training recipe of both models (ablate_recipe.VARIANTS)")
     p.add_argument("--threads", type=COUNT, default=1)
-    p.add_argument("--json", help="write the results here")
+    p.add_argument("--json", type=OUTPUT_FILE, help="write the results here")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     out = Path(a.out)

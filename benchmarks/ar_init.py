@@ -37,7 +37,7 @@ from ablate_recipe import VARIANTS, run_summary, short_run_config, train_quietly
 from ar_baseline import sedd_elbo  # noqa: E402
 from motif_rate import measure  # noqa: E402
 from sedd import checkpoint as ckpt  # noqa: E402
-from sedd.cli import COUNT, POSITIVE  # noqa: E402
+from sedd.cli import COUNT, OUTPUT_FILE, POSITIVE  # noqa: E402
 
 RECIPE = VARIANTS["combined"][1]
 
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--t-samples", type=COUNT, default=4, help="times per validation sequence for the ELBO")
     p.add_argument("--samples", type=COUNT, default=512, help="unconditional samples per arm for the motif rate")
     p.add_argument("--jobs", type=int, default=1, choices=(1, 2), help="train the two arms side by side")
-    p.add_argument("--json", help="write the results here")
+    p.add_argument("--json", type=OUTPUT_FILE, help="write the results here")
     a = p.parse_args(argv)
     try:
         ar_minutes = baseline_cpu_minutes(a.ar)

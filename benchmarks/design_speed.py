@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a c
 
 from sedd import checkpoint  # noqa: E402
 from sedd.alphabet import PROTEIN  # noqa: E402
-from sedd.cli import COUNT  # noqa: E402
+from sedd.cli import COUNT, OUTPUT_FILE  # noqa: E402
 from sedd.model import ScoreNetwork, preset  # noqa: E402
 from sedd.sampler import run  # noqa: E402
 from sedd.train import pick_device  # noqa: E402
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--length", type=COUNT, default=128)
     p.add_argument("--steps", type=COUNT, nargs="+", default=[128, 1024])
     p.add_argument("--repeats", type=COUNT, default=3)
-    p.add_argument("--json", help="also write the rows to this JSON file")
+    p.add_argument("--json", type=OUTPUT_FILE, help="also write the rows to this JSON file")
     a = p.parse_args(argv)
     device = pick_device(a.device)
     rows = [measure(name.strip(), device, designs=a.designs, length=a.length, steps=steps, repeats=a.repeats)

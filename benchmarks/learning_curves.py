@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a checkout without installing
 
 from sedd import checkpoint as ckpt  # noqa: E402
-from sedd.cli import COUNT  # noqa: E402
+from sedd.cli import COUNT, OUTPUT_FILE  # noqa: E402
 
 
 def load_run(label: str, folder: str | Path) -> dict:
@@ -87,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("runs", nargs="+", metavar="LABEL=RUN", help="a label and a sedd.train output folder")
     p.add_argument("--every", type=COUNT, default=1000, help="table columns at multiples of this step")
-    p.add_argument("--png", help="write the plot here")
-    p.add_argument("--json", help="write the runs' summaries and curves here")
+    p.add_argument("--png", type=OUTPUT_FILE, help="write the plot here")
+    p.add_argument("--json", type=OUTPUT_FILE, help="write the runs' summaries and curves here")
     a = p.parse_args(argv)
     pairs = [spec.partition("=") for spec in a.runs]
     if any(not sep or not label or not folder for label, sep, folder in pairs):

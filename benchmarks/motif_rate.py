@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a c
 
 from sedd import autoregressive  # noqa: E402
 from sedd import checkpoint as ckpt  # noqa: E402
-from sedd.cli import COUNT, SEED  # noqa: E402
+from sedd.cli import COUNT, OUTPUT_FILE, SEED  # noqa: E402
 from sedd.design import templates_for  # noqa: E402
 from sedd.metrics import MOTIF, binomial_stderr, draw_samples, motif_hits  # noqa: E402
 
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sampler", choices=list(DIFFUSION_SAMPLERS), default="tau-leaping",
                    help="how diffusion checkpoints are sampled (autoregressive ones: always left to right)")
     p.add_argument("--threads", type=COUNT, help="torch intra-op threads (default: torch's choice)")
-    p.add_argument("--json", help="also write the rows to this JSON file")
+    p.add_argument("--json", type=OUTPUT_FILE, help="also write the rows to this JSON file")
     a = p.parse_args(argv)
     if a.samples < 2:
         p.error(f"--samples must be at least 2, got {a.samples}")

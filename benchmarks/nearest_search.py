@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a c
 
 from sedd import checkpoint as ckpt  # noqa: E402
 from sedd.alphabet import PROTEIN  # noqa: E402
-from sedd.cli import COUNT, FRACTION, SEED  # noqa: E402
+from sedd.cli import COUNT, FRACTION, OUTPUT_FILE, SEED  # noqa: E402
 from sedd.data import read_clusters, read_fasta, split  # noqa: E402
 from sedd.metrics import NearestReference, alignment_identity  # noqa: E402
 
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--val-fraction", type=FRACTION, default=0.05)
     p.add_argument("--split-seed", type=SEED, default=0)
     p.add_argument("--n", type=COUNT, default=8, help="samples to check (the first N; default 8)")
-    p.add_argument("--json", help="write the rows and the summary here")
+    p.add_argument("--json", type=OUTPUT_FILE, help="write the rows and the summary here")
     a = p.parse_args(argv)
     samples = [PROTEIN.decode(t) for t in read_fasta(a.samples, PROTEIN).tokens[:a.n]]
     with warnings.catch_warnings():

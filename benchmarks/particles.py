@@ -33,7 +33,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a checkout without installing
 
 from sedd import checkpoint as ckpt  # noqa: E402
-from sedd.cli import COUNT, SEED  # noqa: E402
+from sedd.cli import COUNT, OUTPUT_FILE, SEED  # noqa: E402
 from sedd.design import Request, decode_rows, stream  # noqa: E402
 from sedd.sampler import last_frame  # noqa: E402
 
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=COUNT, default=64, help="designs per sampler call")
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--threads", type=COUNT)
-    p.add_argument("--json", help="also write the results here")
+    p.add_argument("--json", type=OUTPUT_FILE, help="also write the results here")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a c
 
 from sedd import checkpoint
 from sedd.alphabet import PROTEIN
-from sedd.cli import COUNT
+from sedd.cli import COUNT, OUTPUT_FILE
 from sedd.model import ScoreNetwork, preset
 from sedd.sampler import STRATEGIES, run
 
@@ -38,7 +38,7 @@ def main() -> None:
     p.add_argument("--repeats", type=COUNT, default=3)
     p.add_argument("--sampler", default="tau-leaping", choices=STRATEGIES)
     p.add_argument("--threads", type=COUNT, default=None)
-    p.add_argument("--json", help="also write the rows, with the run's settings, to this JSON file")
+    p.add_argument("--json", type=OUTPUT_FILE, help="also write the rows, with the run's settings, to this JSON file")
     a = p.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)

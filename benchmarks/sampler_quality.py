@@ -28,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a checkout without installing
 
 from sedd import checkpoint, hmm
-from sedd.cli import COUNT, SEED
+from sedd.cli import COUNT, OUTPUT_FILE, SEED
 from sedd.data import read_fasta
 from sedd.design import decode_rows, templates_for
 from sedd.metrics import (
@@ -154,8 +154,8 @@ def main() -> None:
     p.add_argument("--pairs", type=COUNT, default=1000, help="pairs for the mean pairwise identity")
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--threads", type=COUNT)
-    p.add_argument("--plot", help="PNG of quality vs network evaluations")
-    p.add_argument("--out-json", help="write every row as JSON here")
+    p.add_argument("--plot", type=OUTPUT_FILE, help="PNG of quality vs network evaluations")
+    p.add_argument("--out-json", type=OUTPUT_FILE, help="write every row as JSON here")
     p.add_argument("--rows", help="skip sampling: table and plot from the rows an earlier run logged (one JSON "
                                   "object per line, as printed on stderr)")
     a = p.parse_args()

@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a checkout without installing
 
 from sedd import checkpoint, score
-from sedd.cli import COUNT
+from sedd.cli import COUNT, OUTPUT_FILE
 
 ACYP1_HUMAN = ("MAEGNTLISVDYEIFGKVQGVFFRKHTQAEGKKLGLVGWVQNTDRGTVQGQLQGPISKVRHMQEWLETRGSPKSHIDKANFNNEKVILKLDYSDF"
                "QIVK")   # UniProt P07311
@@ -53,7 +53,7 @@ def main() -> None:
     p.add_argument("--sequence", default=ACYP1_HUMAN, help="default: human ACYP1, 99 residues")
     p.add_argument("--repeats", type=COUNT, default=5)
     p.add_argument("--threads", type=COUNT, default=None, help="torch threads (default: torch's choice)")
-    p.add_argument("--json", help="also write the timings, with the run's settings, to this JSON file")
+    p.add_argument("--json", type=OUTPUT_FILE, help="also write the timings, with the run's settings, to this JSON file")
     a = p.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)

@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a checkout without installing
 
 from sedd import checkpoint, metrics, score
-from sedd.cli import COUNT, SEED
+from sedd.cli import COUNT, OUTPUT_FILE, SEED
 from sedd.data import Dataset, read_fasta
 from sedd.likelihood import estimate_elbo
 
@@ -77,7 +77,7 @@ def main() -> None:
     p.add_argument("--data", required=True, help="held-out FASTA (the checkpoint's validation split)")
     p.add_argument("--max-seqs", type=COUNT, default=200)
     p.add_argument("--seed", type=SEED, default=0)
-    p.add_argument("--json", help="also write the numbers here")
+    p.add_argument("--json", type=OUTPUT_FILE, help="also write the numbers here")
     a = p.parse_args()
     torch.manual_seed(a.seed)
     model = checkpoint.load(a.checkpoint)

@@ -32,7 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a checkout without installing
 
 from sedd import checkpoint, spans
-from sedd.cli import COUNT, COUNT_OR_ZERO, SEED
+from sedd.cli import COUNT, COUNT_OR_ZERO, OUTPUT_FILE, SEED
 from sedd.data import Dataset, read_fasta
 from sedd.design import Request, stream
 from sedd.likelihood import estimate_elbo
@@ -183,8 +183,8 @@ def main(argv: list[str] | None = None) -> None:
                         "independent: the same times only (one estimate_elbo call per candidate)")
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--threads", type=COUNT, default=1)
-    p.add_argument("--figure", type=Path, default=None)
-    p.add_argument("--json", type=Path, default=None, help="write the full result (per-sequence rows too)")
+    p.add_argument("--figure", type=OUTPUT_FILE, default=None)
+    p.add_argument("--json", type=OUTPUT_FILE, default=None, help="write the full result (per-sequence rows too)")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     if a.masks == "independent":
@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> None:
     if a.json:
         checkpoint.atomic_write_text(a.json, json.dumps(result, indent=1) + "\n")
     if a.figure:
-        figure(result, a.figure)
+        figure(result, Path(a.figure))
     summary = {part: {k: v for k, v in result[part].items() if k != "rows"} for part in ("recovery", "cost")}
     print(json.dumps(summary, indent=1))
 

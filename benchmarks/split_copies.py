@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a checkout without installing
 
 from sedd import checkpoint as ckpt  # noqa: E402
-from sedd.cli import POSITIVE  # noqa: E402
+from sedd.cli import OUTPUT_FILE, POSITIVE  # noqa: E402
 from sedd.data import Dataset, read_clusters, read_fasta, split  # noqa: E402
 from sedd.likelihood import elbo_to_precision  # noqa: E402
 
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", default=str(ckpt.DEFAULT_CHECKPOINT))
     p.add_argument("--stderr", type=POSITIVE, default=0.01, help="target standard error of the copies' ELBO")
-    p.add_argument("--json", help="write the figures here")
+    p.add_argument("--json", type=OUTPUT_FILE, help="write the figures here")
     a = p.parse_args(argv)
     model = ckpt.load(a.checkpoint)
     cfg = model.meta["training"]["config"]

@@ -10,6 +10,7 @@ import os
 import sys
 import warnings
 
+from .checkpoint import check_writable
 from .sampler import MAX_SEED
 
 
@@ -33,6 +34,16 @@ POSITIVE_OR_ZERO = checked(float, lambda v: 0 <= v < math.inf, "a number, 0 or m
 FRACTION = checked(float, lambda v: 0 <= v < 1, "a number from 0 up to (not including) 1")
 PROBABILITY_MASS = checked(float, lambda v: 0 < v <= 1, "a number above 0 and at most 1")
 SEED = checked(int, lambda v: 0 <= v <= MAX_SEED, "a whole number from 0 to 2**63 - 1")
+
+
+def OUTPUT_FILE(text: str) -> str:
+    """A file the tool writes when its work is done (``--json``, ``--plot``): refused now, not after
+    minutes of work, where it cannot be written (a directory, a path under a file, a read-only folder)."""
+    try:
+        check_writable(text, "file")
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
 
 
 @contextlib.contextmanager

@@ -25,11 +25,12 @@ def refused(monkeypatch, capsys, name: str, argv: list[str]) -> str:
     argv read it from sys.argv."""
     import subprocess
 
-    from sedd import checkpoint, train
+    from sedd import checkpoint, model, sampler, train
 
     def work_started(*args, **kwargs):
         raise AssertionError("the work started: the value was not refused first")
-    for owner, attribute in ((checkpoint, "load"), (train.Trainer, "__init__"), (subprocess, "run")):
+    for owner, attribute in ((checkpoint, "load"), (train.Trainer, "__init__"), (subprocess, "run"),
+                             (model.ScoreNetwork, "__init__"), (sampler, "run")):
         monkeypatch.setattr(owner, attribute, work_started)
     module = load(name)
     monkeypatch.setattr(sys, "argv", [f"{name}.py", *argv])
@@ -148,3 +149,38 @@ def test_the_quality_rows_are_written_before_the_plot(tmp_path, monkeypatch, tin
     with pytest.raises(RuntimeError, match="the plot failed"):
         sampler_quality.main()
     assert json.loads(out.read_text())["rows"][0]["config"] == "tau-leaping"
+
+
+# Each wrote its output only after the work: a folder given for a file failed with IsADirectoryError
+# after minutes of training or sampling, and the results were lost.
+OUTPUT_FLAGS = [
+    ("app_load", [], "--json"),
+    ("ar_baseline", ["--out", "o"], "--json"),
+    ("ar_init", ["--out", "o"], "--json"),
+    ("cpu_ranks", ["--data", "d"], "--json"),
+    ("design_speed", [], "--json"),
+    ("learning_curves", ["r"], "--png"),
+    ("learning_curves", ["r"], "--json"),
+    ("motif_rate", ["x"], "--json"),
+    ("nearest_search", ["--samples", "s", "--data", "d", "--clusters", "c"], "--json"),
+    ("particles", [], "--json"),
+    ("sampler", [], "--json"),
+    ("sampler_quality", ["--reference", "r", "--naturals", "n"], "--plot"),
+    ("sampler_quality", ["--reference", "r", "--naturals", "n"], "--out-json"),
+    ("score_speed", [], "--json"),
+    ("score_validation", ["--data", "d"], "--json"),
+    ("span_lengths", ["--data", "d"], "--figure"),
+    ("span_lengths", ["--data", "d"], "--json"),
+    ("split_copies", [], "--json"),
+    ("train_speed", [], "--json"),
+]
+
+
+@pytest.mark.parametrize("name, argv, flag", OUTPUT_FLAGS, ids=[f"{n} {f}" for n, _, f in OUTPUT_FLAGS])
+def test_an_output_path_that_cannot_be_written_is_refused_before_the_work(monkeypatch, capsys, tmp_path,
+                                                                          name, argv, flag):
+    message = refused(monkeypatch, capsys, name, [*argv, flag, str(tmp_path)])
+    assert f"argument {flag}: file {tmp_path} is a directory; give a file path" in message
+    (tmp_path / "a-file").write_text("")
+    message = refused(monkeypatch, capsys, name, [*argv, flag, str(tmp_path / "a-file" / "out.json")])
+    assert f"argument {flag}: file {tmp_path}/a-file/out.json cannot be written: {tmp_path}/a-file is a file" in message
