@@ -133,7 +133,7 @@ def table(rows: list[dict], natural: dict) -> str:
             "| mean pairwise id. | novelty | repeat rate |")
     lines = [head, "|" + "---|" * 2 + "---:|" * 9]
     for r in rows + [natural]:
-        cost = ("–", "–") if np.isnan(r["nfe_per_design"]) else (f"{r['nfe_per_design']:.1f}", f"{r['seconds_per_design']:.3f}")
+        cost = ("–", "–") if r["nfe_per_design"] is None else (f"{r['nfe_per_design']:.1f}", f"{r['seconds_per_design']:.3f}")
         lines.append(f"| {r['config']} | {r['steps']} | {cost[0]} | {cost[1]} "
                      f"| {r['hmm_hit_rate']:.3f} | {r['hmm_bits_ratio']:.3f} | {r['motif_rate']:.3f} "
                      f"| {r['composition_kl']:.4f} | {r['mean_pairwise_identity']:.3f} | {r['novelty']:.3f} "
@@ -185,15 +185,14 @@ def main() -> None:
         tqdm.write(json.dumps(rows[-1]), file=sys.stderr)
     sample = [naturals[i] for i in np.random.default_rng(a.seed).choice(len(naturals), min(a.num_samples, len(naturals)),
                                                                          replace=False)]
-    natural = {"config": "held-out naturals", "steps": "–", "nfe_per_design": float("nan"),
-               "seconds_per_design": float("nan"),
+    natural = {"config": "held-out naturals", "steps": "–", "nfe_per_design": None, "seconds_per_design": None,   # not sampled
                **score(sample, family, naturals, references, reference_set, residues, a.pairs, a.seed)}
     print(table(rows, natural))
     if a.out_json:                # before the plot: the rows are what took the time
         checkpoint.atomic_write_text(Path(a.out_json), json.dumps({"args": {**vars(a), "reference": Path(a.reference).name,
                                                                             "naturals": Path(a.naturals).name},
                                                                    "rows": rows, "naturals": natural},
-                                                                  indent=1, allow_nan=True))
+                                                                  indent=1, allow_nan=False))   # strict JSON
     if a.plot:
         plot(rows, natural, Path(a.plot))
 

@@ -113,7 +113,7 @@ def test_span_lengths_runs_on_a_small_file_without_the_cost_part(tmp_path, capsy
 
 
 def _row(config: str, steps, motif: float) -> dict:
-    return {"config": config, "steps": steps, "nfe_per_design": float("nan") if steps == "–" else float(steps),
+    return {"config": config, "steps": steps, "nfe_per_design": None if steps == "–" else float(steps),
             "seconds_per_design": 0.1, "hmm_hit_rate": 0.1, "hmm_bits_ratio": 0.5, "motif_rate": motif,
             "composition_kl": 0.01, "mean_pairwise_identity": 0.2 + motif / 10, "novelty": 1.0, "repeat_rate": 0.0}
 
@@ -149,6 +149,30 @@ def test_the_quality_rows_are_written_before_the_plot(tmp_path, monkeypatch, tin
     with pytest.raises(RuntimeError, match="the plot failed"):
         sampler_quality.main()
     assert json.loads(out.read_text())["rows"][0]["config"] == "tau-leaping"
+
+
+def test_the_quality_json_is_strict_json_with_no_cost_for_the_naturals(tmp_path, monkeypatch, tiny_checkpoint, capsys):
+    """The naturals' row held NaN network evaluations, which Python writes as a bare NaN that strict
+    parsers (a browser's JSON.parse, jq) refuse."""
+    sampler_quality = load("sampler_quality")
+    naturals = tmp_path / "naturals.fasta"
+    write_fasta(naturals, profile_family(4, 40)[0])
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps(_row("tau-leaping", 8, 0.1)) + "\n")
+    monkeypatch.setattr(sampler_quality.hmm, "load", lambda path: None)
+    monkeypatch.setattr(sampler_quality, "score", lambda designs, *a: {k: v for k, v in _row("x", 8, 0.05).items()
+                                                                       if k not in ("config", "steps", "nfe_per_design", "seconds_per_design")})
+    out = tmp_path / "quality.json"
+    monkeypatch.setattr(sys, "argv", ["sampler_quality.py", "--checkpoint", str(tiny_checkpoint), "--reference",
+                                      str(naturals), "--naturals", str(naturals), "--num-samples", "2", "--rows", str(rows),
+                                      "--plot", str(tmp_path / "q.png"), "--out-json", str(out)])
+    sampler_quality.main()
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+    result = json.loads(out.read_text(), parse_constant=refuse)
+    assert result["naturals"]["nfe_per_design"] is None and result["naturals"]["seconds_per_design"] is None
+    assert "| held-out naturals | – | – | – |" in capsys.readouterr().out
 
 
 # Each wrote its output only after the work: a folder given for a file failed with IsADirectoryError

@@ -56,6 +56,15 @@ def test_readme_sampler_rows_are_the_benchmarks_figures():
                                                 f"{row['motif_rate']:.3f}", f"{row['mean_pairwise_identity']:.3f}"], (name, steps)
 
 
+def test_readme_and_benchmarks_naturals_rows_are_the_benchmarks_figures():
+    natural = json.loads((ROOT / "assets/sampler_quality.json").read_text())["naturals"]
+    [readme] = _table_rows((ROOT / "README.md").read_text(), "held-out naturals")
+    assert readme[3:] == [f"{natural[k]:.3f}" for k in ("hmm_bits_ratio", "motif_rate", "mean_pairwise_identity")]
+    [full] = [r for r in _table_rows((ROOT / "docs/benchmarks.md").read_text(), "held-out naturals") if len(r) == 11]
+    assert full[7:] == [f"{natural['composition_kl']:.4f}"] + [f"{natural[k]:.3f}" for k in
+                                                               ("mean_pairwise_identity", "novelty", "repeat_rate")]
+
+
 def test_readme_autoregressive_comparison_is_the_benchmarks_figures():
     """The README's SEDD-vs-autoregressive table quotes ar_baseline15.json and ar_motif.json."""
     evaluation = ROOT / "checkpoints/acyp/eval"
