@@ -321,6 +321,10 @@ class Trainer:
             raise ValueError(f"unknown clock {cfg.clock!r}; choose one of {', '.join(CLOCKS)}")
         self.clock = CLOCKS[cfg.clock]
         check_budget(cfg.minutes, cfg.max_steps)
+        if cfg.max_steps and cfg.warmup_steps >= cfg.max_steps:
+            warnings.warn(f"--warmup-steps {cfg.warmup_steps} is not below --max-steps {cfg.max_steps}: the learning "
+                          f"rate rises for the whole run and never reaches --lr {cfg.lr:g} nor decays; give fewer "
+                          f"warm-up steps (a tenth of the run: --warmup-steps {max(1, cfg.max_steps // 10)})")
 
     def _reset_counters(self) -> None:
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0

@@ -60,3 +60,15 @@ def test_a_run_with_a_huge_seed_resumed_on_another_device_type_reseeds(tmp_path,
     assert "saved on cuda and continues on cpu" in capsys.readouterr().err
     resumed.run()
     assert resumed.step == 4
+
+
+def test_a_warm_up_as_long_as_the_run_is_named_with_what_to_give_instead(tmp_path, family, capsys):
+    """--max-steps 40 with the default 200 warm-up steps trained at a fifth of --lr at most, with no
+    cosine decay, and said nothing."""
+    base = ["--data", str(family), "--preset", "tiny", "--tokens-per-batch", "256", "--eval-every", "1000"]
+    main([*base, "--out", str(tmp_path / "short"), "--max-steps", "3", "--warmup-steps", "3"])
+    assert ("warning: --warmup-steps 3 is not below --max-steps 3: the learning rate rises for the whole run and "
+            "never reaches --lr 0.001 nor decays; give fewer warm-up steps (a tenth of the run: --warmup-steps 1)"
+            in capsys.readouterr().err)
+    main([*base, "--out", str(tmp_path / "ok"), "--max-steps", "3", "--warmup-steps", "2"])
+    assert "warm-up" not in capsys.readouterr().err
