@@ -6,7 +6,8 @@
     python -m sedd.sample --length auto --num-samples 8 --steps 16 --sampler remask --top-p 0.95
     python -m sedd.sample --template "MKV[KR]GF____[^P]GQ__" --omit C --particles 16
 
-FASTA on stdout, a progress bar on stderr. ``--json`` prints one object with the sequences, the
+FASTA on stdout, each batch as soon as it is drawn (an interrupted run keeps the designs already
+printed), a progress bar on stderr. ``--json`` prints one object with the sequences, the
 network evaluations per sample, the wall time, the steps, the seed, the sampler, top-p and the
 checkpoint; with ``[a-b]`` spans also ``span_lengths`` (per design) and ``span_posterior`` (the top
 10 combinations); with ``--particles`` above 1 and allowed sets (``[KR]``, ``[^C]``, ``--omit``) also
@@ -24,10 +25,18 @@ import time
 import torch
 
 from . import checkpoint as ckpt
-from .cli import COUNT, POSITIVE, PROBABILITY_MASS, SEED, run
-from .design import Plan, Request, batch_seed, decode_rows, plan_designs, stream, to_fasta
+from .cli import COUNT, POSITIVE, PROBABILITY_MASS, SEED, checked, run
+from .data import format_fasta
+from .design import Plan, Request, batch_seed, decode_rows, plan_designs, stream
 from .sampler import STRATEGIES, check_options
 from .spans import SPAN_LENGTH_MODES, TOP
+
+
+# the designs' templates are planned before the first is drawn (about 2 kB each); more designs than this
+# would take days on a CPU and gigabytes before the first one: several runs with other seeds draw them
+MAX_SAMPLES = 100_000
+SAMPLES = checked(int, lambda v: 0 < v <= MAX_SAMPLES, f"a whole number from 1 to {MAX_SAMPLES:,} (draw more "
+                  "in several runs with other seeds: no batch of one seed repeats one of another)")
 
 
 def _describe_posterior(plan: Plan) -> str:
@@ -46,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
                                          "[a-b] for a span whose length the model chooses, [KR] or [^C] for a "
                                          "position restricted to (or barred from) residues")
     what.add_argument("--length", help="N residues, all designed, or 'auto' to draw lengths from the training data")
-    p.add_argument("--num-samples", type=COUNT, default=1)
+    p.add_argument("--num-samples", type=SAMPLES, default=1, help=f"designs to draw, 1 to {MAX_SAMPLES:,} (default 1)")
     p.add_argument("--steps", type=COUNT, default=128)
     p.add_argument("--temperature", type=POSITIVE, default=1.0)
     p.add_argument("--seed", type=SEED, default=None, help="default: a random seed, printed with --json")
@@ -95,7 +104,11 @@ def main(argv: list[str] | None = None) -> int:
                                   sampler=a.sampler, top_p=a.top_p, particles=a.particles)
                 for frame in stream(model, request):
                     bar.update()
-                sequences += decode_rows(model, frame, [len(t) for t in batch])
+                drawn = decode_rows(model, frame, [len(t) for t in batch])
+                if not a.json:           # printed as it is drawn: an interrupted run keeps what it printed
+                    sys.stdout.write(format_fasta(drawn, [f"design_{len(sequences) + i + 1}" for i in range(len(drawn))]))
+                    sys.stdout.flush()
+                sequences += drawn
                 nfe += frame.nfe
                 # particles ran when something was restricted; a batch whose spans drew no restricted
                 # position met its (empty) restrictions with probability 1
@@ -119,8 +132,6 @@ def main(argv: list[str] | None = None) -> int:
             out |= {"particles": a.particles,
                     "constraint_log_prob": [v if math.isfinite(v) else None for v in log_probs]}   # JSON has no -inf
         print(json.dumps(out))
-    else:
-        sys.stdout.write(to_fasta(sequences))
     return 0
 
 

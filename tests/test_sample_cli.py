@@ -60,7 +60,9 @@ def test_random_seed_is_reported(capsys, tiny_checkpoint):
     (["--length", "ten"], "positive integer or 'auto'"),
     (["--length", "500"], "between 1 and 128"),
     (["--template", "M__", "--steps", "0"], "argument --steps: '0' is not a whole number above 0"),
-    (["--template", "M__", "--num-samples", "0"], "argument --num-samples: '0' is not a whole number above 0"),
+    (["--template", "M__", "--num-samples", "0"], "argument --num-samples: '0' is not a whole number from 1 to 100,000"),
+    (["--template", "M__", "--num-samples", "10000000"], "'10000000' is not a whole number from 1 to 100,000 (draw "
+                                                          "more in several runs with other seeds"),
     (["--template", "M__", "--temperature", "0"], "argument --temperature: '0' is not a number above 0"),
     (["--template", "M__", "--seed", "-3"], "argument --seed: '-3' is not a whole number from 0 to 2**63 - 1"),
     (["--template", "M__", "--seed", str(2**64)], "is not a whole number from 0 to 2**63 - 1"),
@@ -193,3 +195,25 @@ def test_particles_report_every_batchs_designs(capsys, tiny_checkpoint):
     assert code == 0 and "particles per design" in err
     assert len(result["sequences"]) == 3 and len(result["constraint_log_prob"]) == 3
     assert all(lp < 0 for lp in result["constraint_log_prob"])
+
+
+def test_fasta_is_printed_batch_by_batch_so_an_interrupted_run_keeps_its_designs(capsys, tiny_checkpoint, monkeypatch):
+    """The FASTA was printed after the last batch: Ctrl-C in a long run lost every design drawn."""
+    from sedd import sample
+
+    base = ["--checkpoint", tiny_checkpoint, "--length", 20, "--steps", 8, "--seed", 3, "--num-samples", 5,
+            "--batch-size", 2]
+    code, whole, _ = run_cli(capsys, *base)
+    assert code == 0 and [l for l in whole.splitlines() if l.startswith(">")] == [f">design_{i}" for i in range(1, 6)]
+    real, calls = sample.stream, []
+
+    def interrupted_on_the_third_batch(model, request):
+        calls.append(request)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(model, request)
+    monkeypatch.setattr(sample, "stream", interrupted_on_the_third_batch)
+    with pytest.raises(KeyboardInterrupt):
+        main([str(a) for a in base])
+    kept = capsys.readouterr().out
+    assert kept and whole.startswith(kept) and kept.count(">") == 4      # two whole batches
