@@ -128,24 +128,32 @@ def test_the_quality_plot_of_a_family_without_the_acyp_motif_is_drawn_not_a_cras
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_the_quality_rows_are_written_before_the_plot(tmp_path, monkeypatch, tiny_checkpoint):
-    """A failing plot must not lose the rows that took the sampling time."""
+def _quality_on_logged_rows(tmp_path, monkeypatch, tiny_checkpoint):
+    """sampler_quality set to rebuild its table, JSON and plot from one logged row (``--rows``), with the
+    scoring stubbed: the module and the JSON path it writes."""
     sampler_quality = load("sampler_quality")
     naturals = tmp_path / "naturals.fasta"
     write_fasta(naturals, profile_family(4, 40)[0])
     rows = tmp_path / "rows.jsonl"
     rows.write_text(json.dumps(_row("tau-leaping", 8, 0.1)) + "\n")
+    quality = {k: v for k, v in _row("x", 8, 0.05).items() if k not in ("config", "steps", "nfe_per_design",
+                                                                          "seconds_per_design")}
     monkeypatch.setattr(sampler_quality.hmm, "load", lambda path: None)
-    monkeypatch.setattr(sampler_quality, "score", lambda designs, *a: {k: v for k, v in _row("x", 8, 0.05).items()
-                                                                       if k not in ("config", "steps")})
-
-    def broken(*args):
-        raise RuntimeError("the plot failed")
-    monkeypatch.setattr(sampler_quality, "plot", broken)
+    monkeypatch.setattr(sampler_quality, "score", lambda designs, *a: quality)
     out = tmp_path / "quality.json"
     monkeypatch.setattr(sys, "argv", ["sampler_quality.py", "--checkpoint", str(tiny_checkpoint), "--reference",
                                       str(naturals), "--naturals", str(naturals), "--num-samples", "2", "--rows", str(rows),
                                       "--plot", str(tmp_path / "q.png"), "--out-json", str(out)])
+    return sampler_quality, out
+
+
+def test_the_quality_rows_are_written_before_the_plot(tmp_path, monkeypatch, tiny_checkpoint):
+    """A failing plot must not lose the rows that took the sampling time."""
+    sampler_quality, out = _quality_on_logged_rows(tmp_path, monkeypatch, tiny_checkpoint)
+
+    def broken(*args):
+        raise RuntimeError("the plot failed")
+    monkeypatch.setattr(sampler_quality, "plot", broken)
     with pytest.raises(RuntimeError, match="the plot failed"):
         sampler_quality.main()
     assert json.loads(out.read_text())["rows"][0]["config"] == "tau-leaping"
@@ -154,18 +162,7 @@ def test_the_quality_rows_are_written_before_the_plot(tmp_path, monkeypatch, tin
 def test_the_quality_json_is_strict_json_with_no_cost_for_the_naturals(tmp_path, monkeypatch, tiny_checkpoint, capsys):
     """The naturals' row held NaN network evaluations, which Python writes as a bare NaN that strict
     parsers (a browser's JSON.parse, jq) refuse."""
-    sampler_quality = load("sampler_quality")
-    naturals = tmp_path / "naturals.fasta"
-    write_fasta(naturals, profile_family(4, 40)[0])
-    rows = tmp_path / "rows.jsonl"
-    rows.write_text(json.dumps(_row("tau-leaping", 8, 0.1)) + "\n")
-    monkeypatch.setattr(sampler_quality.hmm, "load", lambda path: None)
-    monkeypatch.setattr(sampler_quality, "score", lambda designs, *a: {k: v for k, v in _row("x", 8, 0.05).items()
-                                                                       if k not in ("config", "steps", "nfe_per_design", "seconds_per_design")})
-    out = tmp_path / "quality.json"
-    monkeypatch.setattr(sys, "argv", ["sampler_quality.py", "--checkpoint", str(tiny_checkpoint), "--reference",
-                                      str(naturals), "--naturals", str(naturals), "--num-samples", "2", "--rows", str(rows),
-                                      "--plot", str(tmp_path / "q.png"), "--out-json", str(out)])
+    sampler_quality, out = _quality_on_logged_rows(tmp_path, monkeypatch, tiny_checkpoint)
     sampler_quality.main()
 
     def refuse(constant):
