@@ -206,8 +206,9 @@ def convert(source: str | Path, destination: str | Path, dtype: str = "bfloat16"
     if destination.resolve() == source.resolve():
         raise ValueError(f"convert writes a new checkpoint: give a destination other than {source}")
     if destination.is_dir() and any(destination.iterdir()):       # an earlier model's card or eval/ would stay
-        held = ", ".join(sorted(p.name for p in destination.iterdir())[:4])
-        raise ValueError(f"{destination} already holds files ({held}…); convert writes a new checkpoint into a new "
+        names = sorted(p.name for p in destination.iterdir())
+        held = ", ".join(names[:4]) + (", …" if len(names) > 4 else "")
+        raise ValueError(f"{destination} already holds files ({held}); convert writes a new checkpoint into a new "
                          "or empty folder, so that nothing of another model is left beside it: remove or move "
                          "the folder, or give another destination")
     _read_config(source)                                              # a valid checkpoint, or a clear error

@@ -188,7 +188,7 @@ def test_convert_refuses_a_destination_that_holds_another_models_files(tiny_chec
     old = checkpoint.convert(tiny_checkpoint, tmp_path / "acyp-base")
     (old / "eval").mkdir()
     (old / "eval" / "report.md").write_text("the old model's report\n")
-    with pytest.raises(ValueError, match=r"acyp-base already holds files \(config.json, eval, model.safetensors…\); "
+    with pytest.raises(ValueError, match=r"acyp-base already holds files \(config.json, eval, model.safetensors\); "
                                          r"convert writes a new checkpoint into a new or empty folder"):
         checkpoint.convert(tiny_checkpoint, old, "float32")
     assert (old / "eval" / "report.md").read_text() == "the old model's report\n"
