@@ -378,9 +378,7 @@ class StudioCallbacks:
         why = {"mean pLDDT": "ESMFold confidence; higher first",
                "model score": "ELBO, nats/residue; lower = more likely under the model",
                "drawing order": "the run was stopped before any design was folded or scored"}[basis]
-        has = {"mean pLDDT": lambda d: d.fold is not None, "model score": lambda d: d.score is not None,
-               "drawing order": lambda d: True}[basis]
-        done = sum(map(has, ranked))
+        done = studio.ranking_coverage(ranked)
         if done < len(ranked):     # a stopped run: say how many designs the ranking covers
             verb = "folded" if basis == "mean pLDDT" else "scored"
             why += f"; only {done} of {len(ranked)} {verb}, the rest after them in drawing order"

@@ -319,6 +319,17 @@ def ranking_basis(designs: list[Design]) -> str:
     return "model score"
 
 
+def ranking_coverage(designs: list[Design]) -> int:
+    """How many designs hold the value ``ranking_basis`` ranks them by (all of them in drawing order);
+    fewer than all after a run stopped while folding or scoring."""
+    basis = ranking_basis(designs)
+    if basis == "mean pLDDT":
+        return sum(d.fold is not None for d in designs)
+    if basis == "model score":
+        return sum(d.score is not None for d in designs)
+    return len(designs)
+
+
 def nearest_identities(sequences: list[str], designed: list[bool]) -> list[float | None]:
     """For each design, its identity to the most similar other design of the run, at designed positions.
 
