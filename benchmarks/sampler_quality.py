@@ -185,7 +185,8 @@ def main() -> None:
         tqdm.write(json.dumps(rows[-1]), file=sys.stderr)
     sample = [naturals[i] for i in np.random.default_rng(a.seed).choice(len(naturals), min(a.num_samples, len(naturals)),
                                                                          replace=False)]
-    natural = {"config": "held-out naturals", "steps": "–", "nfe_per_design": None, "seconds_per_design": None,   # not sampled
+    natural = {"config": "held-out naturals", "steps": "–",
+               "nfe_per_design": None, "seconds_per_design": None,      # not sampled: no cost (JSON null)
                **score(sample, family, naturals, references, reference_set, residues, a.pairs, a.seed)}
     print(table(rows, natural))
     if a.out_json:                # before the plot: the rows are what took the time

@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
                     bar.update()
                 drawn = decode_rows(model, frame, [len(t) for t in batch])
                 if not a.json:           # printed as it is drawn: an interrupted run keeps what it printed
-                    sys.stdout.write(format_fasta(drawn, [f"design_{len(sequences) + i + 1}" for i in range(len(drawn))]))
+                    names = [f"design_{i}" for i in range(len(sequences) + 1, len(sequences) + len(drawn) + 1)]
+                    sys.stdout.write(format_fasta(drawn, names))
                     sys.stdout.flush()
                 sequences += drawn
                 nfe += frame.nfe
