@@ -26,13 +26,13 @@ def cb(model, tmp_path):
     return app.StudioCallbacks(model, backends, min_interval=0.0, output_root=tmp_path)
 
 
-def stopped_at(cb, shown: str, seed: int) -> tuple:
-    """A folded 4-design run whose page presses Stop as soon as its frame or status shows ``shown``
-    (the work it names then finishes: the run stops before the next); its last output."""
+def stopped_at(cb, shown: str, seed: int, fold: str = FOLD) -> tuple:
+    """A 4-design run (folded unless ``fold`` is "off") whose page presses Stop as soon as its frame or
+    status shows ``shown`` (the work it names then finishes: the run stops before the next); its last output."""
     request = SimpleNamespace(session_hash="user")
     presses = cb._stops.get("user", 0)
     outputs = []
-    for out in cb.generate(TEMPLATE, 4, 16, seed, 1.0, FOLD, stop_epoch=presses, request=request):
+    for out in cb.generate(TEMPLATE, 4, 16, seed, 1.0, fold, stop_epoch=presses, request=request):
         outputs.append(out)
         if any(isinstance(v, str) and shown in v for v in out[1:3]) and cb._stops.get("user", 0) == presses:
             cb.stop(presses + 1, request)
@@ -205,11 +205,7 @@ def test_a_one_residue_sequence_is_one_residue_not_one_residues(cb):
 def test_a_heading_over_a_partly_scored_run_says_how_many_the_ranking_covers(cb):
     """Stopped while scoring, the heading said "ranked by model score" with two designs of four scored
     (the one the status names finishes) and the other two listed after them, unranked."""
-    request = SimpleNamespace(session_hash="scorer")
-    for out in cb.generate(TEMPLATE, 4, 16, 7, 1.0, "off", stop_epoch=0, request=request):
-        if "Model score of design 2 of 4" in out[2] and not cb._stops.get("scorer"):
-            cb.stop(1, request)
-    ranked = out[-1]
+    *_, ranked = stopped_at(cb, "Model score of design 2 of 4", 7, fold="off")
     heading = cb.heading(ranked)
     assert "ranked by model score" in heading and "only 2 of 4 scored, the rest after them in drawing order" in heading
     assert [d.name for d in ranked[2:]] == ["design_3", "design_4"]
