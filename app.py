@@ -373,7 +373,9 @@ class StudioCallbacks:
         return [[cell(rank, d) for _, _, cell in TABLE_COLUMNS] for rank, d in enumerate(ranked, start=1)]
 
     def heading(self, ranked: list[studio.Design] | None) -> str:
-        ranked = ranked or []
+        if not ranked:         # a fresh page, or a run stopped before its first design
+            return ("## Designs (none yet) — they will be ranked by mean pLDDT when folded, "
+                    "else by model score")
         basis = studio.ranking_basis(ranked)
         why = {"mean pLDDT": "ESMFold confidence; higher first",
                "model score": "ELBO, nats/residue; lower = more likely under the model",

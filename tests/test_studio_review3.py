@@ -216,3 +216,11 @@ def test_a_heading_over_a_partly_scored_run_says_how_many_the_ranking_covers(cb)
 def test_a_heading_over_a_partly_folded_run_says_how_many_were_folded(cb):
     *_, ranked = stopped_at(cb, "Folding design 2 of 4", 8)
     assert "ranked by mean pLDDT" in cb.heading(ranked) and "only 2 of 4 folded" in cb.heading(ranked)
+
+
+def test_the_heading_over_an_empty_table_claims_no_ranking(cb):
+    """A fresh page, or a run stopped before its first design, read "Designs, ranked by model score"
+    above an empty table."""
+    heading = cb.heading([])
+    assert "none yet" in heading and "ranked by model score (" not in heading
+    assert "mean pLDDT when folded, else by model score" in heading
