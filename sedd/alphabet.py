@@ -11,7 +11,7 @@ Template syntax (the contract shared by the app, the CLI and the API):
   ``[n]`` n designed positions, exactly as n masks; ``[a-b]`` a designed span of a to b positions
   whose length the model chooses (``sedd/spans.py``); ``[KR]`` one designed position restricted to
   the listed residues; ``[^C]`` one designed position that may be anything but the listed ones.
-  Whitespace inside a bracket is ignored;
+  Whitespace inside a bracket is ignored, except a space between two digits (``[3 4]``: 34 or 3-4?);
 - anything else is a ``ValueError`` naming the character (or bracket) and its 1-based position;
 - length 1 … ``max_len`` for every choice of span lengths; no mask at all is allowed.
 A pasted multi-FASTA uses the first record, and says so in ``notices``.
@@ -389,7 +389,14 @@ class Alphabet:
                 if 0 <= reopen < close:
                     raise ValueError(f"'[' at position {pos} is not closed before the next '[' at position "
                                      f"{offset + reopen + 1}; brackets cannot nest")
-                parts.extend(self._bracket("".join(body[i + 1:close].split()), pos, max_len))
+                raw = body[i + 1:close]
+                if re.search(r"[0-9][^\S\n]+[0-9]", raw):     # a line break inside a count is a wrapped line
+                    pair = re.fullmatch(r"\s*([0-9]+)\s+([0-9]+)\s*", raw)
+                    meant = "" if not pair else f", e.g. [{pair[1]}{pair[2]}]" + \
+                        (f" or [{pair[1]}-{pair[2]}]" if int(pair[1]) <= int(pair[2]) else "")
+                    raise ValueError(f"bracket [{raw}] at position {pos} has a space inside a number; write [n] "
+                                     f"for n designed positions or [a-b] for a span of a to b{meant}")
+                parts.extend(self._bracket("".join(raw.split()), pos, max_len))
                 i = close + 1
                 continue
             if brackets and ch == "]":

@@ -111,7 +111,7 @@ def spec(text, max_len=MAX, exclude=""):
 
 def test_n_in_brackets_is_n_masks():
     assert parse("MK[3]V") == parse("MK___V")
-    assert parse("MK[ 1 2 ]V").tokens == parse("MK" + "_" * 12 + "V").tokens
+    assert parse("MK[ 12 ]V").tokens == parse("MK" + "_" * 12 + "V").tokens
     assert parse("M[0]K") == parse("MK")
 
 

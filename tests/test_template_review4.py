@@ -138,3 +138,15 @@ def test_a_length_refusal_names_a_few_spans_and_counts_the_rest():
     assert len(message) < 300 and "[3-8] at position 21 and 99,995 more at their shortest" in message
     with pytest.raises(ValueError, match=r"spans \[3-8\] at position 1, \[3-8\] at position 6 at their longest"):
         PROTEIN.parse_spec("[3-8][3-8]" + "A" * 120, 128)
+
+
+def test_a_space_between_two_digits_in_a_bracket_is_refused_not_read_as_one_number():
+    """[3 4] was read as [34]: 34 designed positions where the user most likely meant a span of 3 to 4."""
+    with pytest.raises(ValueError, match=r"bracket \[3 4\] at position 3 has a space inside a number.*"
+                                         r"e\.g\. \[34\] or \[3-4\]$"):
+        spec("MK[3 4]L")
+    with pytest.raises(ValueError, match=r"e\.g\. \[125\]$"):           # no [12-5] offered: a > b
+        spec("MK[12\t5]L")
+    assert spec("MK[ 3 - 4 ]L").length_range() == (6, 7)                  # spaces elsewhere are still fine
+    assert spec("MK[K R]L").fixed() == spec("MK[KR]L").fixed()
+    assert spec("MK[1\n0]L").length_range() == (13, 13)                   # a line wrapped inside a count
