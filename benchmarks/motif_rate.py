@@ -37,8 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a c
 from sedd import autoregressive  # noqa: E402
 from sedd import checkpoint as ckpt  # noqa: E402
 from sedd.cli import COUNT, OUTPUT_FILE, SEED  # noqa: E402
-from sedd.design import templates_for  # noqa: E402
-from sedd.metrics import MOTIF, binomial_stderr, draw_samples, motif_hits  # noqa: E402
+from sedd.metrics import MOTIF, binomial_stderr, draw_samples, evaluation_templates, motif_hits  # noqa: E402
 
 Z95 = 1.959963984540054
 DIFFUSION_SAMPLERS = {"tau-leaping": "τ-leaping, 128 steps", "left-to-right": "one position at a time, left to right"}
@@ -81,7 +80,7 @@ def draw_left_to_right(model: ckpt.Checkpoint, num_samples: int, *, seed: int = 
     from tqdm.auto import tqdm
 
     net, mask, pad = model.model, model.alphabet.mask_id, model.alphabet.pad_id
-    lengths = [len(t) for t in templates_for(model, length="auto", num_samples=num_samples, seed=seed)]
+    lengths = [len(t) for t in evaluation_templates(model, num_samples, seed)]
     sequences: list[str] = []
     for b in tqdm(range(0, num_samples, batch_size), disable=not progress, leave=False, desc="sampling batches"):
         rows = lengths[b:b + batch_size]

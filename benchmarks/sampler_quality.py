@@ -30,9 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a c
 from sedd import checkpoint, hmm
 from sedd.cli import COUNT, OUTPUT_FILE, SEED
 from sedd.data import read_fasta
-from sedd.design import decode_rows, templates_for
+from sedd.design import decode_rows
 from sedd.metrics import (
     composition_kl,
+    evaluation_templates,
     low_complexity,
     mean_pairwise_identity,
     motif_rate,
@@ -171,7 +172,7 @@ def main() -> None:
     naturals = [model.alphabet.decode(t) for t in read_fasta(a.naturals, model.alphabet).tokens]
     reference_set = set(references)
     # sorted by length so that a batch pads little; the same templates for every configuration
-    templates = sorted(templates_for(model, length="auto", num_samples=a.num_samples, seed=a.seed), key=len)
+    templates = sorted(evaluation_templates(model, a.num_samples, a.seed), key=len)
     print(f"{a.checkpoint}: {a.num_samples} designs per configuration, mean length "
           f"{np.mean([len(t) for t in templates]):.1f}, {torch.get_num_threads()} threads", file=sys.stderr)
 

@@ -61,7 +61,7 @@ def _spec_for(model: ckpt.Checkpoint, template: str | None, length: int | str | 
     if template is not None:
         return [alphabet.parse_spec(template, model.max_len, exclude)]
     if length == "auto":
-        lengths = model.sample_lengths(num_samples, torch.Generator().manual_seed(seed))
+        lengths = model.sample_lengths(num_samples, torch.Generator().manual_seed(stream_seed(seed, "lengths")))
     else:
         lengths = [design_length(length, model.max_len)] * num_samples
     banned = alphabet.residue_ids(exclude)
@@ -108,8 +108,9 @@ def plan_for_spec(model: ckpt.Checkpoint, spec: TemplateSpec, num_samples: int, 
     check_span_mode(span_lengths)
     if not spec.spans:
         return Plan([spec.fixed()] * num_samples)
-    posterior = span_posterior(model, spec, t_samples=t_samples, seed=seed, progress=progress, check=check)
-    chosen = choose_lengths(posterior, num_samples, span_lengths, seed)
+    posterior = span_posterior(model, spec, t_samples=t_samples, seed=stream_seed(seed, "span times"),
+                               progress=progress, check=check)
+    chosen = choose_lengths(posterior, num_samples, span_lengths, stream_seed(seed, "span lengths"))
     return Plan([spec.expand(k) for k in chosen], posterior)
 
 
@@ -169,10 +170,20 @@ def batch_seed(seed: int, index: int) -> int:
     request that fits one batch draws what it always drew; for the others a hash of both, so that
     no batch of one seed repeats a batch of another (with seed + index, seed 1's second batch would
     be seed 2's first)."""
-    if index == 0:
-        return seed
-    digest = hashlib.sha256(f"sedd batch {seed} {index}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") & MAX_SEED
+    return seed if index == 0 else _hashed_seed(f"sedd batch {seed} {index}")
+
+
+def stream_seed(seed: int, purpose: str) -> int:
+    """The seed of a request's other random draws (``purpose``: lengths, span times, span lengths),
+    a hash of both. The sampler starts from ``seed`` itself, so a draw seeded with it would reuse
+    the sampler's random numbers: with ``--length auto``, design j's length would come from the
+    very uniform that decides whether the sampler reveals position j of design 0 at the first step,
+    and a span's length would be drawn with the uniforms that placed its posterior's times."""
+    return _hashed_seed(f"sedd {purpose} {seed}")
+
+
+def _hashed_seed(text: str) -> int:
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") & MAX_SEED
 
 
 def decode_rows(model: ckpt.Checkpoint, frame: Frame, lengths: list[int]) -> list[str]:

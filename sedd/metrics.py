@@ -13,7 +13,7 @@ import torch
 from . import checkpoint as ckpt
 from .alphabet import Template
 from .data import Dataset
-from .design import Request, decode_rows, stream, templates_for
+from .design import Request, decode_rows, stream
 from .sampler import last_frame
 
 MOTIF = r"G.VQG[VI].[FY]R"
@@ -269,12 +269,23 @@ def low_complexity(sequences: list[str], threshold: int = REPEAT_RUN) -> dict:
             "repeat_rate": sum(r >= threshold for r in runs) / len(runs), "repeat_run": threshold}
 
 
+def evaluation_templates(model: ckpt.Checkpoint, num_samples: int, seed: int) -> list[Template]:
+    """All-designed templates, lengths drawn from the checkpoint's histogram with ``seed`` itself, as
+    every stored evaluation figure was drawn. The first sampling batch also starts from ``seed``, so
+    design j's length shares a random number with the first-step reveal of position j in that
+    batch's first row. At the evaluation's 128 steps that reveal has probability 1/128, so the
+    coupling is kept for the stored figures to reproduce; user requests draw their lengths from a
+    stream of their own (``design.stream_seed``)."""
+    lengths = model.sample_lengths(num_samples, torch.Generator().manual_seed(seed))
+    return [Template((model.alphabet.mask_id,) * n, model.alphabet.mask_id) for n in lengths]
+
+
 def draw_samples(model: ckpt.Checkpoint, num_samples: int, *, seed: int = 0, batch_size: int = 128,
                  progress: bool = False) -> list[str]:
     """Unconditional samples, lengths from the checkpoint's histogram, default sampler settings."""
     from tqdm.auto import tqdm
 
-    templates = templates_for(model, length="auto", num_samples=num_samples, seed=seed)
+    templates = evaluation_templates(model, num_samples, seed)
     sequences: list[str] = []
     for b in range(0, num_samples, batch_size):
         request = Request(templates[b:b + batch_size], seed=seed + b // batch_size)
