@@ -40,6 +40,7 @@ import torch
 
 from sedd import checkpoint as ckpt
 from sedd import render, score, studio
+from sedd.cli import COUNT
 from sedd.fold import ESMFOLD_MODEL, ESMAtlasBackend, ESMFoldBackend
 
 try:                       # ZeroGPU on Hugging Face Spaces: a GPU is attached per call
@@ -176,8 +177,8 @@ class StudioCallbacks:
         self.output_root.mkdir(parents=True, exist_ok=True)
         self.max_output_bytes = max_output_bytes
         self._stops: dict[str, int] = {}        # session → how many times its page's Stop was pressed
-        # session → its events waiting or running (build_demo reads Gradio's queue); None: unknown
-        self.pending: Callable[[str], int] | None = None
+        # session → its runs waiting or running (build_demo reads Gradio's queue); None: unknown
+        self.runs_pending: Callable[[str], int] | None = None
 
     def stop(self, presses: int = 1, request: gr.Request | None = None) -> str:
         """The page's Stop, pressed for the ``presses``-th time: every run of the session started by
@@ -189,14 +190,14 @@ class StudioCallbacks:
         stamps decide, and Gradio's client-side cancel is not used (``cancels=`` lost a Generate
         clicked while the cancel was in flight: Gradio 6.31 defers the click, then drops it).
 
-        The press is recorded either way; the status says "Stopped" only when the session has an
-        event waiting or running (a run, a score, the steps that follow a run), so a Stop after a
-        run has ended leaves that run's status on the page.
+        The press is recorded either way; the status says "Stopped" only when the session has a
+        run waiting or running, so a Stop after a run has ended, or while only a score runs (which
+        a Stop does not end), leaves that run's status on the page.
         """
         session = request.session_hash if request is not None else None
         if session:
             self._stops[session] = max(self._stops.get(session, 0), int(presses or 0))
-            if self.pending is not None and not self.pending(session):
+            if self.runs_pending is not None and not self.runs_pending(session):
                 return gr.skip()
         return STOPPED_HTML
 
@@ -486,9 +487,10 @@ def model_summary(model: ckpt.Checkpoint) -> str:
             + (f" · held-out ELBO {elbo:.3f} nats/residue" if elbo else ""))
 
 
-def accept_older_calls(demo: gr.Blocks, inputs: list, at_least: int) -> None:
-    """Let a raw API call of the event with ``inputs`` leave out the inputs after its first ``at_least``:
-    they take their components' values, the defaults the API documents, as gradio_client fills them.
+def accept_older_calls(demo: gr.Blocks, inputs: list, required: list[str]) -> None:
+    """Let a raw API call of the event with ``inputs`` leave out the inputs after the ``required`` ones
+    (their names, in order): they take their components' values, the defaults the API documents, as
+    gradio_client fills them; a call with fewer values is refused naming the required inputs.
 
     A raw HTTP call (``/gradio_api/call/generate``, ``queue/join``) sends every input by position,
     and Gradio refuses one with fewer values than inputs ("didn't receive enough input values"), so
@@ -499,8 +501,11 @@ def accept_older_calls(demo: gr.Blocks, inputs: list, at_least: int) -> None:
     validate = demo.validate_inputs
 
     def with_defaults(block_fn, values):
-        if (isinstance(values, list) and at_least <= len(values) < len(inputs)
+        if (isinstance(values, list) and len(values) < len(inputs)
                 and len(block_fn.inputs) == len(inputs) and all(a is b for a, b in zip(block_fn.inputs, inputs))):
+            if len(values) < len(required):
+                raise ValueError(f"this call sends {len(values)} input values; send at least "
+                                 f"{', '.join(required)}, in that order")
             values.extend(component.value for component in inputs[len(values):])
         return validate(block_fn, values)
 
@@ -533,6 +538,13 @@ class Admission:
     def pending(self, session: str) -> int:
         """The session's events waiting or running (Gradio counts them until their results are delivered)."""
         return len(self.demo._queue.pending_event_ids_session.get(session, ()))
+
+    def runs_pending(self, session: str) -> int:
+        """The session's ``generate`` runs waiting or running: its pending events less a score, the
+        steps that follow a run and any other event."""
+        queue = self.demo._queue
+        events = (queue.event_ids_to_events.get(i) for i in queue.pending_event_ids_session.get(session, ()))
+        return sum(e is not None and e.concurrency_id == "generate" for e in events)
 
     def refusal(self, request: gr.Request, inputs: tuple) -> tuple[int, str] | None:
         """(the index of the input to show the reason at, the reason), or None to admit the request."""
@@ -715,9 +727,9 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
         table.select(cb.select, [designs, color], [structure, plot, selected], api_name=False)
         color.change(cb.recolor, [designs, selected, color], [structure, plot], api_name=False)
     admit.demo = demo
-    cb.pending = admit.pending
-    # a raw call written before particles existed sends the inputs before it
-    accept_older_calls(demo, inputs, next(i for i, c in enumerate(inputs) if c is particles))
+    cb.runs_pending = admit.runs_pending
+    # a raw call may send only the contract's template, num_samples, steps and seed (or any longer prefix)
+    accept_older_calls(demo, inputs, admit.fields[:admit.fields.index("seed") + 1])
     return demo.queue(max_size=max_queue, default_concurrency_limit=concurrency)
 
 
@@ -742,11 +754,14 @@ def main(argv: list[str] | None = None) -> None:
                    help="ESMFold weights: Hub id or local directory (default: $SEDD_ESMFOLD, else %(default)s)")
     p.add_argument("--fold", choices=studio.FOLD_BACKENDS, default=os.environ.get("SEDD_FOLD"),
                    help="default folding backend (default: ESMFold (local) with a GPU, else off)")
-    p.add_argument("--concurrency", type=int, default=2, help="generate requests run at once")
-    p.add_argument("--max-queue", type=int, default=32, help="requests waiting at most; more are refused")
-    p.add_argument("--max-per-session", type=int, default=4,
+    p.add_argument("--concurrency", type=COUNT, default=2, help="generate requests run at once")
+    p.add_argument("--max-queue", type=COUNT, default=32, help="requests waiting at most; more are refused")
+    p.add_argument("--max-per-session", type=COUNT, default=4,
                    help="runs one session (browser tab or API client) may have waiting or running")
     a = p.parse_args(argv)
+    if a.fold is not None and a.fold not in studio.FOLD_BACKENDS:        # argparse checks only what was typed
+        p.error(f"SEDD_FOLD={a.fold!r} is not a folding backend; choose one of "
+                f"{', '.join(map(repr, studio.FOLD_BACKENDS))}, or unset it")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         # once, and on the GPU when there is one; unnamed: acyp-base on a GPU when trained, else acyp

@@ -470,12 +470,16 @@ class Run:
                 design.fold_error = f"{name}: folding failed unexpectedly ({type(e).__name__}: {str(e)[:200]})."
 
     def score(self) -> Iterator[Design]:
-        """Give each design its model score (``sedd.score.elbo_score``, the run's seed), yielding it just
-        *before* it is scored, as ``fold`` does: a caller says which design is being scored and can stop."""
+        """Give each design its model score (``sedd.score.elbo_score``), yielding it just *before* it is
+        scored, as ``fold`` does: a caller says which design is being scored and can stop.
+
+        Seed 0, as the Score tab, the API and ``sedd.score`` use by default, so one sequence has one
+        score everywhere (with the run's seed, a design's score in the table and in the Score tab
+        differed by more than the gaps that ranked it), and the designs share their random times."""
         for design in self.designs:
             yield design
             tokens = self.model.alphabet.encode(design.sequence)
-            design.score, design.score_stderr = score.elbo_score(self.model, tokens, seed=self.settings.seed)
+            design.score, design.score_stderr = score.elbo_score(self.model, tokens, seed=0)
 
     def ranked(self) -> list[Design]:
         """By mean pLDDT when anything was folded (unfolded designs after), else by model score; best first.
@@ -540,9 +544,9 @@ def check_score_request(model: Checkpoint, text: str, limits: Limits = Limits())
     if len(records) > 1:
         raise ValueError(f"the input holds {len(records)} FASTA records; this scores one sequence at a time "
                          "(python -m sedd.score --fasta FILE scores many)")
-    name, body = records[0]
-    tokens = score.parse_sequence(model, body)
-    return name, tokens
+    # the whole text, not the record's body, so that an error's position counts from its start, as a
+    # template's does (the parser drops one header line itself)
+    return records[0][0], score.parse_sequence(model, score.without_comments(text))
 
 
 def score_request(model: Checkpoint, text: str, seed: int = 0) -> dict:

@@ -145,6 +145,24 @@ def test_a_missing_model_stops_the_app_with_a_message(tmp_path, capsys):
     assert "cannot load the score model" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv, env, said", [
+    (["--concurrency", "0"], None, "--concurrency: '0' is not a whole number above 0"),
+    (["--max-per-session", "0"], None, "--max-per-session: '0' is not a whole number above 0"),
+    (["--max-queue", "-1"], None, "--max-queue: '-1' is not a whole number above 0"),
+    ([], "esmfold", "SEDD_FOLD='esmfold' is not a folding backend; choose one of 'ESMFold (local)'"),
+])
+def test_start_up_settings_that_would_break_every_run_are_refused_at_start(argv, env, said, monkeypatch, capsys):
+    """--concurrency 0 left every run waiting in the queue for good, --max-per-session 0 refused every
+    run, and an unknown SEDD_FOLD (argparse checks only a typed --fold) refused every API call that
+    left fold at its default; all three started without a word."""
+    monkeypatch.setattr(app.ckpt, "load", lambda *a, **k: pytest.fail("the model loaded before the check"))
+    if env:
+        monkeypatch.setenv("SEDD_FOLD", env)
+    with pytest.raises(SystemExit) as e:
+        app.main(argv)
+    assert e.value.code == 2 and said in capsys.readouterr().err
+
+
 def test_3dmol_comes_from_the_npm_package_when_installed_else_the_cdn(tmp_path, monkeypatch):
     from gradio.data_classes import _StaticFiles
     monkeypatch.setattr(_StaticFiles, "all_paths", list(_StaticFiles.all_paths))   # Gradio keeps them globally

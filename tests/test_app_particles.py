@@ -70,6 +70,16 @@ def test_a_raw_call_written_before_particles_still_runs(served, client):
     assert new[0] == client.predict(CONSTRAINED, 2, 16, 5, particles=4, api_name="/generate")[0] != old[0]
 
 
+def test_a_raw_call_with_only_the_contracts_four_parameters_runs(served, client):
+    """DESIGN's contract names template, num_samples, steps and seed, "others allowed with defaults";
+    a raw call with just those four got Gradio's "didn't receive enough input values (needed: 12,
+    got: 4)" and a list of Python object reprs."""
+    assert raw_call(served, [CONSTRAINED, 2, 16, 5])[0] == client.predict(CONSTRAINED, 2, 16, 5, api_name="/generate")[0]
+    r = requests.post(f"{served}gradio_api/call/generate", json={"data": [CONSTRAINED, 2, 16]}, timeout=30)
+    assert r.status_code == 400 and "event_id" not in r.json()
+    assert r.json()["detail"] == "this call sends 3 input values; send at least template, num_samples, steps, seed, in that order"
+
+
 def test_particles_condition_the_allowed_sets_at_k_times_the_network_rows(client, cb, capsys):
     steps, k = 32, 4
     fasta = client.predict(CONSTRAINED, 3, steps, 7, particles=k, api_name="/generate")[0]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -224,3 +225,51 @@ def test_the_heading_over_an_empty_table_claims_no_ranking(cb):
     heading = cb.heading([])
     assert "none yet" in heading and "ranked by model score (" not in heading
     assert "mean pLDDT when folded, else by model score" in heading
+
+
+def test_a_stop_while_only_a_score_runs_leaves_the_finished_runs_status(model, tmp_path):
+    """A finished run, then a Score, then Stop: the status said "Stopped: the run was cancelled." and
+    the finished run's status (seed, notes) was gone, though nothing was cancelled: a Stop does not end
+    a score, and the score's result appeared. A Stop while a run waits or runs still says Stopped."""
+    from gradio_client import Client
+    scoring, release = threading.Event(), threading.Event()
+    cb = app.StudioCallbacks(model, {"off": None}, min_interval=0.0, output_root=tmp_path)
+    score = cb.score
+
+    def held_score(sequence):
+        scoring.set()
+        release.wait(timeout=60)
+        return score(sequence)
+
+    cb.score = held_score
+    demo = app.build_demo(cb, "off")
+    url = app.serve(demo)
+    try:
+        client = Client(url, verbose=False)
+        page = SimpleNamespace(session_hash=client.session_hash)
+        job = client.submit("MKVLAGGF", api_name="/score")
+        assert scoring.wait(timeout=60)
+        assert cb.stop(1, page) == app.gr.skip()             # the status is left as it is
+        release.set()
+        assert job.result(timeout=60)["sequence"] == "MKVLAGGF"
+        run = client.submit("_" * 100, 2, 1024, 1, api_name="/generate")
+        deadline = time.monotonic() + 60
+        while not cb.runs_pending(client.session_hash):
+            assert time.monotonic() < deadline, "the run never reached the queue"
+            time.sleep(0.01)
+        assert cb.stop(3, page) == app.STOPPED_HTML
+        run.result(timeout=120)
+    finally:
+        release.set()
+        demo.close()
+
+
+@pytest.mark.parametrize("text, position", [(">hdr\nMAKB", 9), ("MAK\nB", 5), ("  >x y\nMA KB", 12)])
+def test_a_bad_residue_has_the_same_position_in_the_score_tab_as_in_a_template(model, text, position):
+    """Score counted positions from the end of the header line, Generate from the start of the text:
+    ">hdr\\nMAKB" was position 4 in one and 9 in the other."""
+    with pytest.raises(ValueError, match=rf"^invalid character 'B' at position {position};"):
+        model.alphabet.parse_spec(text + "_", model.max_len)
+    with pytest.raises(ValueError, match=rf"^invalid character 'B' at position {position};"):
+        studio.check_score_request(model, text)
+    assert studio.check_score_request(model, ">hdr name\nMAK")[0] == "hdr"
