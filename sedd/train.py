@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import copy
 import gc
+import hashlib
 import json
 import math
 import os
@@ -191,6 +192,17 @@ def generator_seed(value: int) -> int:
     return value % 2**64
 
 
+def split_digest(train_set, val_set) -> str:
+    """A fingerprint of a run's training and validation sequences (SHA-256 of their residue ids, in
+    order), saved in resume.pt so that a resume can tell when the data under its path changed."""
+    digest = hashlib.sha256()
+    for part in (train_set, val_set):
+        for tokens in part.tokens:
+            digest.update(",".join(map(str, tokens)).encode() + b";")
+        digest.update(b"|")
+    return digest.hexdigest()
+
+
 def ema_decay_at(step: int, max_decay: float) -> float:
     """EMA decay that warms up with the step count: min(max, (1+n)/(10+n)).
 
@@ -288,6 +300,7 @@ class Trainer:
             self.train_set, self.val_set = split(data, cfg.val_fraction, cfg.seed, clusters)
         self.val_probe = self.val_set.subset(range(min(len(self.val_set), cfg.eval_max_seqs)))
         self.unigram_floor = unigram_nll(self.val_set, self.train_set, self.alphabet.size)
+        self.split_digest = split_digest(self.train_set, self.val_set)
 
     def _build_networks(self) -> None:
         """The network, its EMA copy (starting equal, never trained directly) and the DDP wrapper."""
@@ -349,7 +362,7 @@ class Trainer:
                  "gen": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
                  "history": json.dumps(self.history), "best_elbo": self.best["elbo"], "best_step": self.best["step"],
                  "best_weights": self.best["weights"], "config": json.dumps(asdict(self.cfg)),
-                 "times": self.times.state_dict()}
+                 "times": self.times.state_dict(), "split_digest": self.split_digest}
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         return state
@@ -363,6 +376,7 @@ class Trainer:
             # weights and optimizer moments onto the parameters' device.
             state = read_resume(path)
         self._check_same_recipe(saved_config(state), path)
+        self._check_same_split(state.get("split_digest"), path)      # older files: not known
         self.model.load_state_dict(state["model"])
         self.ema.load_state_dict(state["ema"])
         self.opt.load_state_dict(state["opt"])
@@ -388,6 +402,16 @@ class Trainer:
         if differ:
             raise ValueError(f"--resume: {path} was trained with a different recipe ({'; '.join(differ)}); "
                              "resume with the same options or start a new --out")
+
+    def _check_same_split(self, saved: str | None, path: Path) -> None:
+        """Refuse to continue a run whose --data (or --clusters) file now gives other training or
+        validation sequences: the same path is not the same data. The split would change under the
+        run, sequences it trained on could become validation, and the best step would be chosen by
+        ELBOs of different validation sets."""
+        if saved is not None and saved != self.split_digest:
+            files = " and ".join(f"{f} {getattr(self.cfg, f)}" for f in PATH_FIELDS if getattr(self.cfg, f))
+            raise ValueError(f"--resume: {path} was trained on other sequences than {files} now give (the file "
+                             "changed since the run started); restore it, or start a new run with --overwrite")
 
     def _note_other_world_size(self, saved: int) -> None:
         """Say so when a run saved by ``saved`` processes continues on another number: each rank takes
@@ -706,9 +730,16 @@ class Trainer:
         bar.update(max(0, target - bar.n))
 
 
-def train(cfg: TrainConfig, resume_state: dict | None = None) -> Path:
-    """Train one run (``Trainer``; ``resume_state``: resume.pt's contents when the caller read them)."""
+def train(cfg: TrainConfig, resume_state: dict | None = None, replacing: bool = False) -> Path:
+    """Train one run (``Trainer``; ``resume_state``: resume.pt's contents when the caller read them).
+
+    ``replacing``: a new run in an OUT that holds an earlier one (``--overwrite``). The earlier run's
+    resume.pt goes once this run's data and network are ready, not before: a start refused for its
+    options or data leaves the earlier run resumable, and a crash after it cannot continue that run.
+    """
     trainer = Trainer(cfg, resume_state)
+    if replacing:
+        (Path(cfg.out) / RESUME_NAME).unlink(missing_ok=True)
     distributed = trainer.distributed
     try:
         try:
@@ -895,8 +926,6 @@ def main(argv: list[str] | None = None) -> None:
     p = _parser()
     a = p.parse_args(argv)
     _refuse_to_replace_a_run(p, a)
-    if a.overwrite:       # the old training state goes now: a --resume after a crash must not continue it
-        (Path(a.out) / RESUME_NAME).unlink(missing_ok=True)
     resume_state = None
     if a.resume:
         cfg, resume_state = _resumed_config(p, a)
@@ -911,7 +940,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         ckpt.check_writable(Path(cfg.out) / ckpt.CONFIG_NAME, "--out")   # now, not at the first save
         with one_line_warnings():
-            out = train(cfg, resume_state)
+            out = train(cfg, resume_state, replacing=a.overwrite)
     except (ValueError, OSError) as e:    # what the options asked for cannot be done: say what
         p.exit(2, f"error: {e}\n")
     except Interrupted as e:              # saved: no traceback, the shell's exit status of a signal

@@ -263,15 +263,28 @@ def test_a_resume_needs_neither_the_init_checkpoint_nor_the_saved_device(tmp_pat
     assert training["config"]["init_from"] == str(tmp_path / "gone")        # still recorded: how the run began
 
 
-def test_overwrite_drops_the_old_training_state_at_once(tmp_path, data, monkeypatch):
+def test_overwrite_drops_the_old_training_state_once_the_new_run_starts(tmp_path, data, monkeypatch):
     """A new run killed before its first save must not leave the old run's resume.pt to be continued."""
     fasta, _ = data
     out = tmp_path / "run"
     cli("--data", fasta, "--out", out, "--max-steps", "3", *RUN)
-    monkeypatch.setattr("sedd.train.train", lambda cfg, resume_state=None: (_ for _ in ()).throw(KeyboardInterrupt))
+    monkeypatch.setattr(Trainer, "run", lambda self: (_ for _ in ()).throw(KeyboardInterrupt))
     with pytest.raises(KeyboardInterrupt):
         cli("--data", fasta, "--out", out, "--max-steps", "3", "--preset", "tiny", "--overwrite")
     assert not (out / RESUME_NAME).exists()
+
+
+def test_an_overwrite_that_is_refused_leaves_the_old_run_resumable(tmp_path, data, capsys):
+    """--overwrite deleted resume.pt before it checked the rest of the command, so a typo in --data, or
+    a forgotten --data or budget, lost the run it was refused for."""
+    fasta, _ = data
+    out = tmp_path / "run"
+    cli("--data", fasta, "--out", out, "--max-steps", "3", *RUN)
+    for argv in (["--data", tmp_path / "typo.fasta", "--max-steps", "3"], ["--max-steps", "3"], ["--data", fasta]):
+        refused(capsys, *argv, "--out", out, "--preset", "tiny", "--overwrite")
+        assert (out / RESUME_NAME).exists(), argv
+    cli("--out", out, "--resume", "--max-steps", "5")
+    assert json.loads((out / checkpoint.CONFIG_NAME).read_text())["training"]["steps"] == 5
 
 
 def test_the_trainer_refuses_to_resume_with_a_field_that_defines_the_run(run, data):
@@ -283,3 +296,21 @@ def test_the_trainer_refuses_to_resume_with_a_field_that_defines_the_run(run, da
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             Trainer(TrainConfig(**changed))
+
+
+def test_resume_refuses_data_that_changed_under_the_same_path(tmp_path, data, capsys):
+    """The path matched, so a resume went on with other sequences: a new split under the run, trained
+    sequences moved into validation, the best step chosen by ELBOs of different validation sets."""
+    fasta, _ = data
+    mine = tmp_path / "family.fasta"
+    original = fasta.read_text()
+    mine.write_text(original)
+    out = tmp_path / "run"
+    cli("--data", mine, "--out", out, "--max-steps", "3", *RUN)
+    mine.write_text(">" + original.split(">", 2)[2])           # the first sequence gone
+    assert refused(capsys, "--out", out, "--resume", "--max-steps", "5") == (
+        f"error: --resume: {out / RESUME_NAME} was trained on other sequences than data {mine} now give (the file "
+        "changed since the run started); restore it, or start a new run with --overwrite")
+    mine.write_text(original.replace("\n", "\n\n"))          # the same sequences, laid out otherwise
+    cli("--out", out, "--resume", "--max-steps", "5")
+    assert json.loads((out / checkpoint.CONFIG_NAME).read_text())["training"]["steps"] == 5
