@@ -51,15 +51,21 @@ class Checkpoint:
     def max_len(self) -> int:
         return self.model.config.max_len
 
-    def sample_lengths(self, n: int, generator: torch.Generator) -> list[int]:
-        """Draw ``n`` lengths from the training length histogram."""
+    def length_histogram_problem(self) -> str | None:
+        """Why lengths cannot be drawn from the training length histogram, or None when they can."""
         if not any(self.length_histogram.values()):     # empty, or all counts 0: nothing to draw from
-            raise ValueError("this checkpoint stores no length histogram; give --length N instead of auto")
+            return "this checkpoint stores no length histogram"
         beyond = [n_ for n_, c in self.length_histogram.items() if c and not 1 <= n_ <= self.max_len]
         if beyond:
-            raise ValueError(f"this checkpoint's length histogram holds lengths the model cannot take "
-                             f"({', '.join(map(str, sorted(beyond)[:5]))}; its lengths are 1 … {self.max_len}); "
-                             "give --length N instead of auto")
+            return (f"this checkpoint's length histogram holds lengths the model cannot take "
+                    f"({', '.join(map(str, sorted(beyond)[:5]))}; its lengths are 1 … {self.max_len})")
+        return None
+
+    def sample_lengths(self, n: int, generator: torch.Generator) -> list[int]:
+        """Draw ``n`` lengths from the training length histogram."""
+        problem = self.length_histogram_problem()
+        if problem:
+            raise ValueError(f"{problem}; give --length N instead of auto")
         lengths = sorted(self.length_histogram)
         counts = torch.tensor([self.length_histogram[n_] for n_ in lengths], dtype=torch.float64)
         idx = torch.multinomial(counts, n, replacement=True, generator=generator)

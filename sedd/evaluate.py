@@ -80,7 +80,8 @@ from .score import DISTRIBUTION_KEY, family_distribution
 # ---- command line ------------------------------------------------------------------------------------
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m sedd.evaluate", description=__doc__.splitlines()[0])
-    p.add_argument("--checkpoint", default=None, help="checkpoint directory or Hub repo id (default: the bundled model)")
+    p.add_argument("--checkpoint", default=None, help="checkpoint directory or Hub repo id "
+                                                       "(default: $SEDD_CHECKPOINT, else the bundled ACYP model)")
     p.add_argument("--data", required=True, help="held-out FASTA (with --clusters: the full training FASTA)")
     p.add_argument("--clusters", help="cluster<TAB>member TSV: evaluate on the cluster-held-out part of --data "
                                       "that training split off (the rest is the reference)")
@@ -213,6 +214,10 @@ def evaluate(a: argparse.Namespace) -> tuple[dict, list[str] | None]:
     result = {"checkpoint": str(model.source), **about, "seed": a.seed}
     hmm = None                     # read now: a broken file is reported before the slow work, not after it
     if a.samples:
+        problem = model.length_histogram_problem()
+        if problem:
+            raise ValueError(f"--samples: {problem}, so unconditional samples have no lengths to draw; "
+                             "evaluate without --samples")
         hmm_path = a.hmm or ckpt.resolve(a.checkpoint) / HMM_NAME
         if a.hmm or hmm_path.is_file():
             hmm = load_hmm(hmm_path)

@@ -133,7 +133,9 @@ def write_report(path: str | Path, result: dict, samples: list[str] | None = Non
 def summary(result: dict) -> str:
     lines = [f"ELBO             {result['elbo_nats_per_residue']:.4f} ± {result['elbo_stderr']:.4f} nats/residue "
              f"(K = {result['t_samples']}; {result['num_sequences']} sequences, {result['num_residues']} residues)",
-             f"−log p(length)   {_fmt(result['length_nats_per_residue'], 4)} nats/residue",
+             f"−log p(length)   {_fmt(result['length_nats_per_residue'], 4)} nats/residue"
+             if result["length_nats_per_residue"] is not None else
+             "−log p(length)   not known (the checkpoint stores no length histogram)",
              f"unigram floor    {result['unigram_nats_per_residue']:.4f} nats/residue ({result['unigram_reference']})",
              f"infill recovery  {result['infill_recovery']:.4f} ({result['infill_masked_residues']} masked residues)"]
     s = result.get("samples")

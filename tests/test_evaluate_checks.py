@@ -97,6 +97,24 @@ def test_a_broken_hmm_file_is_refused_before_the_elbo(tiny_checkpoint, fasta, tm
                           "build one with python -m sedd.hmm"
 
 
+def test_samples_from_a_checkpoint_without_a_length_histogram_are_refused_before_the_elbo(
+        tiny_model, fasta, tmp_path, monkeypatch, capsys):
+    """The refusal came after the ELBO, the family distribution and the infill, and told the user to
+    give --length, which evaluate does not have; without --samples the summary read "None nats/residue"."""
+    from sedd.alphabet import PROTEIN
+    from sedd.schedule import LogLinearSchedule
+    bare = checkpoint.save(tmp_path / "bare", tiny_model, PROTEIN, LogLinearSchedule(), {}, meta={})
+    ran = []
+    monkeypatch.setattr(ev, "elbo_to_precision", lambda *a, **k: ran.append("elbo"))
+    code, out, err = run(capsys, "--checkpoint", bare, "--data", fasta, "--samples", 2, "--reference", fasta)
+    assert code == 2 and out == "" and ran == []
+    assert err.strip() == ("error: --samples: this checkpoint stores no length histogram, so unconditional samples "
+                           "have no lengths to draw; evaluate without --samples")
+    monkeypatch.undo()
+    code, out, err = run(capsys, "--checkpoint", bare, "--data", fasta, "--target-stderr", 1, "--max-seqs", 2)
+    assert code == 0 and "−log p(length)   not known (the checkpoint stores no length histogram)" in out
+
+
 def test_the_result_is_printed_before_a_late_write_fails(tiny_checkpoint, fasta, tmp_path, monkeypatch, capsys):
     """A config write that fails after all the work: the JSON (listing the report's files) is already out."""
     def full_disk(*args, **kwargs):
@@ -114,3 +132,8 @@ def test_the_result_is_printed_before_a_late_write_fails(tiny_checkpoint, fasta,
                                 "report": str(report)}
     assert all(Path(f).is_file() for f in printed["files"].values())        # the names printed are the files written
     assert err.strip().splitlines()[-1] == "error: [Errno 28] No space left on device (the result is on stdout)"
+
+
+def test_the_help_names_the_checkpoint_evaluate_uses_by_default():
+    """It said "default: the bundled model" while $SEDD_CHECKPOINT, when set, is what it evaluates."""
+    assert "(default: $SEDD_CHECKPOINT, else the bundled ACYP model)" in " ".join(ev._parser().format_help().split())
