@@ -24,7 +24,7 @@ from biotite.sequence.io.fasta import FastaFile
 
 from . import checkpoint as ckpt
 from .alphabet import Alphabet
-from .cli import COUNT, SEED, one_line_warnings
+from .cli import COUNT, SEED, one_line_warnings, run
 
 
 @dataclass
@@ -95,7 +95,8 @@ def record_id(header: str, number: int) -> str:
 
 def read_fasta(path: str | Path, alphabet: Alphabet, max_len: int | None = None) -> Dataset:
     """Read a FASTA file; drop (and count) sequences with characters outside the alphabet or too long.
-    Records are named by ``record_id``."""
+    Records are named by ``record_id``. Whitespace and digits inside a sequence (a GenBank-style
+    numbered block) are ignored, as the template rules and ``sedd.score`` ignore them."""
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{path} is a folder, not a FASTA file")
@@ -103,7 +104,7 @@ def read_fasta(path: str | Path, alphabet: Alphabet, max_len: int | None = None)
         raise FileNotFoundError(f"FASTA file {path} does not exist")
     ids, tokens, dropped, num_dropped = [], [], Counter(), 0
     for number, (header, seq) in enumerate(_fasta_records(path), start=1):
-        seq = seq.rstrip("*")
+        seq = "".join(ch for ch in seq if not ch.isdigit() or alphabet.is_valid(ch)).rstrip("*")
         bad = sorted({ch for ch in seq if not alphabet.is_valid(ch)})
         too_long = max_len is not None and len(seq) > max_len
         if bad or too_long or not seq:
@@ -314,4 +315,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import profile_family, write_fasta
 
 from sedd import data, score
 from sedd.alphabet import PROTEIN
@@ -124,6 +125,19 @@ def test_score_whose_reader_stops_early_ends_without_a_traceback(tmp_path, tiny_
     proc.wait(timeout=120)
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
     assert proc.returncode == 1
+
+
+def test_the_split_whose_reader_stops_early_ends_without_a_traceback(tmp_path):
+    """``python -m sedd.data … | head -0`` ended with a BrokenPipeError traceback (the split is written)."""
+    write_fasta(tmp_path / "family.fasta", profile_family(40, 30)[0])
+    proc = subprocess.Popen([sys.executable, "-m", "sedd.data", "--data", str(tmp_path / "family.fasta"),
+                             "--out", str(tmp_path / "split")], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=120)
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+    assert proc.returncode == 1 and (tmp_path / "split" / "val.fasta").is_file()
 
 
 # ---- sedd.sample: refusals before the slow work ---------------------------------------------------------------

@@ -46,6 +46,15 @@ def test_fasta_reader_reports_dropped_sequences(tmp_path):
     assert "2 contain 'X'" in message and "1 contain 'B'" in message and "1 longer than 128" in message
 
 
+def test_digits_in_a_sequence_are_ignored_as_sedd_score_ignores_them(tmp_path):
+    """A GenBank-style numbered block was scored by sedd.score and dropped by sedd.evaluate ("contain '1'")."""
+    path = tmp_path / "numbered.fasta"
+    path.write_text(">a\n1 MKV LA 12\n13 GG*\n>b\nMK 9 X\n")
+    data = read_fasta(path, PROTEIN)
+    assert data.ids == ["a"] and PROTEIN.decode(data.tokens[0]) == "MKVLAGG"
+    assert describe_dropped(data) == "dropped 1 of 2 sequences: 1 contain 'X'"
+
+
 # ---- cluster files ------------------------------------------------------------------------------------
 def test_read_clusters_maps_members_to_representatives(tmp_path):
     path = tmp_path / "clusters.tsv"
