@@ -45,6 +45,18 @@ MARGIN = 10                 # residues kept on each side of a cut
 MIN_LENGTH = 2 * MARGIN + 2 * CUT[1] + 2      # room for two cuts with their margins (38)
 
 
+def choose_sequences(shuffled: list[str], num_seqs: int, two_span_seqs: int, max_len: int) -> tuple[list, list]:
+    """The recovery part's sequences (the first ``num_seqs`` with room for one span at its longest
+    within ``max_len``) and the cost part's (the next ``two_span_seqs`` with room for two). A cut of
+    3 residues written as ``[2-10]`` makes the template up to 7 positions longer: a held-out
+    sequence of 122–127 residues would be refused as a template beyond the model's maximum."""
+    grows = HIGH - CUT[0]
+    fits_one = [i for i, s in enumerate(shuffled) if len(s) + grows <= max_len][:num_seqs]
+    after = fits_one[-1] + 1 if fits_one else 0
+    fits_two = [s for s in shuffled[after:] if len(s) + 2 * grows <= max_len][:two_span_seqs]
+    return [shuffled[i] for i in fits_one], fits_two
+
+
 def cut(seq: str, rng: random.Random, avoid: range | None = None) -> tuple[int, int]:
     """(start, length) of a random interior segment of 3–8 residues, not overlapping ``avoid``."""
     while True:
@@ -192,17 +204,19 @@ def main(argv: list[str] | None = None) -> None:
     model = checkpoint.load(a.checkpoint)
     data = read_fasta(a.data, model.alphabet, model.max_len)
     seqs = [model.alphabet.decode(t) for t in data.tokens if len(t) >= MIN_LENGTH]
-    # now, not after the recovery part has run: the cost part takes the sequences after the first --num-seqs
-    if len(seqs) <= (a.num_seqs if a.two_span_seqs else 0):
-        p.error(f"--data has {len(seqs)} sequences of at least {MIN_LENGTH} residues; the cost part "
-                f"(--two-span-seqs) takes those after the first --num-seqs {a.num_seqs}, so none are left: lower "
-                "--num-seqs, or give --two-span-seqs 0")
     rng = random.Random(a.seed)
     rng.shuffle(seqs)
+    for_recovery, for_cost = choose_sequences(seqs, a.num_seqs, a.two_span_seqs, model.max_len)
+    # now, not after the recovery part has run: the cost part takes the sequences after the first --num-seqs
+    if a.two_span_seqs and not for_cost:
+        p.error(f"--data has {len(seqs)} sequences of at least {MIN_LENGTH} residues; the cost part "
+                f"(--two-span-seqs) takes those after the first --num-seqs {a.num_seqs} that leave room for two "
+                f"spans within the model's {model.max_len} positions, and none are left: lower --num-seqs, or give "
+                "--two-span-seqs 0")
     result = {"checkpoint": model.source, "data": str(a.data), "t_samples": a.t_samples, "masks": a.masks, "seed": a.seed,
               "threads": a.threads,
-              "recovery": recovery(model, seqs[:a.num_seqs], rng, a.t_samples, a.stability_seqs),
-              "cost": cost(model, seqs[a.num_seqs:a.num_seqs + a.two_span_seqs], rng, a.t_samples, a.designs)
+              "recovery": recovery(model, for_recovery, rng, a.t_samples, a.stability_seqs),
+              "cost": cost(model, for_cost, rng, a.t_samples, a.designs)
               if a.two_span_seqs else {}}
     if a.json:
         checkpoint.atomic_write_text(a.json, json.dumps(result, indent=1) + "\n")

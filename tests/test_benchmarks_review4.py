@@ -112,6 +112,21 @@ def test_span_lengths_runs_on_a_small_file_without_the_cost_part(tmp_path, capsy
     assert result["recovery"]["num_sequences"] == 3 and result["cost"] == {}
 
 
+def test_span_lengths_leaves_out_sequences_too_long_for_a_span_in_their_cut(tmp_path, tiny_checkpoint):
+    """A held-out sequence of 122–127 residues with 3 of them written as [2-10] is a template of up to
+    134 positions, which the model refuses: the benchmark stopped with a traceback (seed 1 of the
+    bundled model's held-out split draws one)."""
+    span_lengths = load("span_lengths")
+    fasta = tmp_path / "val.fasta"
+    write_fasta(fasta, profile_family(3, 126)[0] + profile_family(2, 60)[0])
+    out = tmp_path / "spans.json"
+    span_lengths.main(["--checkpoint", str(tiny_checkpoint), "--data", str(fasta), "--num-seqs", "5",
+                       "--stability-seqs", "0", "--two-span-seqs", "0", "--t-samples", "2", "--json", str(out)])
+    assert json.loads(out.read_text())["recovery"]["num_sequences"] == 2
+    long, mid, short = "A" * 126, "C" * 118, "D" * 60            # no room for one span / for one, not two / both
+    assert span_lengths.choose_sequences([long, mid, short, long, mid, short], 2, 5, 128) == ([mid, short], [short])
+
+
 def _row(config: str, steps, motif: float) -> dict:
     return {"config": config, "steps": steps, "nfe_per_design": None if steps == "–" else float(steps),
             "seconds_per_design": 0.1, "hmm_hit_rate": 0.1, "hmm_bits_ratio": 0.5, "motif_rate": motif,
