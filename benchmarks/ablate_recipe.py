@@ -16,7 +16,8 @@ inductor is told to compile in this process (``compile_threads = 1``) so compila
 to that variant's budget.
 
 With ``--on NAME`` every variant is instead NAME's recipe with that variant's change added (a second
-round on top of the first round's winner), named ``NAME+variant`` and compared with NAME's own row.
+round on top of the first round's winner), named ``NAME+variant`` and compared with NAME's own row
+(NAME itself is trained first unless ``OUT/ablation.json`` holds it at the same budget and preset).
 
 At the end of each run the raw and EMA weights are scored with ``sedd.likelihood.estimate_elbo``
 on one fixed random subset of the validation split (``--val-seqs`` sequences, ``--t-samples``
@@ -40,7 +41,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a checkout without installing
 
 from sedd import checkpoint as ckpt  # noqa: E402
-from sedd.cli import COUNT, POSITIVE  # noqa: E402
+from sedd.cli import COUNT, POSITIVE, TWO_OR_MORE  # noqa: E402
 from sedd.data import Dataset  # noqa: E402
 from sedd.likelihood import estimate_elbo  # noqa: E402
 from sedd.train import Trainer, TrainConfig  # noqa: E402
@@ -185,13 +186,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variants", default="all", help=f"comma-separated, from: {', '.join(VARIANTS)}")
     p.add_argument("--on", help="a second round: every variant on top of this variant's recipe, compared with it")
     p.add_argument("--val-seqs", type=COUNT, default=384, help="validation sequences scored (a fixed random subset)")
-    p.add_argument("--t-samples", type=COUNT, default=4, help="times per validation sequence")
+    p.add_argument("--t-samples", type=TWO_OR_MORE, default=4, help="times per validation sequence")
     p.add_argument("--threads", type=COUNT, default=1, help="torch threads (1 makes CPU seconds = compute)")
     a = p.parse_args(argv)
     names = list(VARIANTS) if a.variants == "all" else [v.strip() for v in a.variants.split(",")]
     unknown = [n for n in [*names, *([a.on] if a.on else [])] if n not in VARIANTS]
     if unknown:
         p.error(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
+    if a.on and a.on not in names:       # its own row is what the round is compared with (run unless saved)
+        names.insert(0, a.on)
     torch.set_num_threads(a.threads)
     import torch._inductor.config as inductor_config
     inductor_config.compile_threads = 1               # compile in this process: its CPU time counts

@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))    # run from a 
 
 from ablate_recipe import VARIANTS, run_summary, short_run_config, train_quietly  # noqa: E402
 from sedd import checkpoint as ckpt  # noqa: E402
-from sedd.cli import COUNT, OUTPUT_FILE, POSITIVE  # noqa: E402
+from sedd.cli import COUNT, OUTPUT_FILE, POSITIVE, TWO_OR_MORE  # noqa: E402
 from sedd.autoregressive import AutoregressiveTrainer, exact_nll  # noqa: E402
 from sedd.likelihood import estimate_elbo, length_nll  # noqa: E402
 from sedd.train import Trainer  # noqa: E402
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="directory for the two runs")
     p.add_argument("--preset", default="mini")
     p.add_argument("--cpu-minutes", type=POSITIVE, default=2.0, help="training budget of each model, CPU minutes")
-    p.add_argument("--t-samples", type=COUNT, default=4, help="times per validation sequence for SEDD's ELBO")
+    p.add_argument("--t-samples", type=TWO_OR_MORE, default=4, help="times per validation sequence for SEDD's ELBO")
     p.add_argument("--checkpoint", help="also score this SEDD checkpoint (e.g. checkpoints/acyp) on the split")
     p.add_argument("--recipe", choices=("baseline", "combined"), default="baseline",
                    help="training recipe of both models (ablate_recipe.VARIANTS)")

@@ -37,7 +37,7 @@ from ablate_recipe import VARIANTS, run_summary, short_run_config, train_quietly
 from ar_baseline import sedd_elbo  # noqa: E402
 from motif_rate import measure  # noqa: E402
 from sedd import checkpoint as ckpt  # noqa: E402
-from sedd.cli import COUNT, OUTPUT_FILE, POSITIVE  # noqa: E402
+from sedd.cli import OUTPUT_FILE, POSITIVE, TWO_OR_MORE  # noqa: E402
 
 RECIPE = VARIANTS["combined"][1]
 
@@ -72,8 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="directory for the two runs")
     p.add_argument("--preset", default="mini", help="must be the baseline's")
     p.add_argument("--cpu-minutes", type=POSITIVE, default=15.0, help="diffusion training after the baseline, CPU minutes")
-    p.add_argument("--t-samples", type=COUNT, default=4, help="times per validation sequence for the ELBO")
-    p.add_argument("--samples", type=COUNT, default=512, help="unconditional samples per arm for the motif rate")
+    p.add_argument("--t-samples", type=TWO_OR_MORE, default=4, help="times per validation sequence for the ELBO")
+    p.add_argument("--samples", type=TWO_OR_MORE, default=512, help="unconditional samples per arm for the motif rate")
     p.add_argument("--jobs", type=int, default=1, choices=(1, 2), help="train the two arms side by side")
     p.add_argument("--json", type=OUTPUT_FILE, help="write the results here")
     a = p.parse_args(argv)

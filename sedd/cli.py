@@ -29,6 +29,7 @@ def checked(convert, ok, allowed: str):
 
 COUNT = checked(int, lambda v: v > 0, "a whole number above 0")
 COUNT_OR_ZERO = checked(int, lambda v: v >= 0, "a whole number, 0 or more")
+TWO_OR_MORE = checked(int, lambda v: v >= 2, "a whole number, at least 2 (a standard error needs two)")
 POSITIVE = checked(float, lambda v: 0 < v < math.inf, "a number above 0")
 POSITIVE_OR_ZERO = checked(float, lambda v: 0 <= v < math.inf, "a number, 0 or more")
 FRACTION = checked(float, lambda v: 0 <= v < 1, "a number from 0 up to (not including) 1")

@@ -61,3 +61,26 @@ def test_a_second_round_table_names_each_rows_one_change_and_compares_with_its_b
     text = ablate.table(rows, "combined")
     assert "EMA vs combined |" in text
     assert "| + learning rate 2e-3 | 1.79 M | 1000 | 6,900 | 2.026 ± 0.020 | 2.000 | +0.052 |" in text
+
+
+def test_a_second_round_compares_with_its_bases_own_row(tmp_path, monkeypatch, capsys):
+    """`--on combined --variants lr-2e-3,small` (the docstring's command) printed "—" in every row of the
+    "EMA vs combined" column: the base's own row was never among the rows compared."""
+    row = dict(parameters=1.79e6, steps=1000, tokens_per_cpu_second=6900.0, elbo_ema_stderr=0.02, elbo_raw=2.0,
+               preset="tiny", cpu_minutes_budget=0.1, val_sequences=4, val_residues=200, change="(stored)")
+    elbo = {"combined": 1.974, "combined+lr-2e-3": 2.026, "combined+small": 1.950}
+    trained = []
+
+    def run_variant(name, a):
+        trained.append(ablate.row_name(name, a.on))
+        return {**row, "variant": trained[-1], "elbo_ema": elbo[trained[-1]]}
+
+    monkeypatch.setattr(ablate, "run_variant", run_variant)
+    argv = ["--data", "x.fasta", "--out", str(tmp_path), "--preset", "tiny", "--cpu-minutes", "0.1", "--on", "combined",
+            "--variants", "lr-2e-3,small"]
+    ablate.main(argv)
+    assert trained == ["combined", "combined+lr-2e-3", "combined+small"]
+    out = capsys.readouterr().out
+    assert "| 2.026 ± 0.020 | 2.000 | +0.052 |" in out and "| 1.950 ± 0.020 | 2.000 | -0.024 |" in out
+    ablate.main(argv)                                   # a rerun trains nothing: every row is saved
+    assert len(trained) == 3 and "+0.052" in capsys.readouterr().out

@@ -35,7 +35,7 @@ def test_both_arms_train_side_by_side_with_equal_cpu_time_in_all(tmp_path):
     ar = baseline(tmp_path)
     out = tmp_path / "result.json"
     done = run("--data", str(tmp_path / "family.fasta"), "--ar", str(ar), "--out", str(tmp_path / "arms"),
-               "--preset", "tiny", "--cpu-minutes", "0.03", "--samples", "4", "--t-samples", "1", "--jobs", "2",
+               "--preset", "tiny", "--cpu-minutes", "0.03", "--samples", "4", "--t-samples", "2", "--jobs", "2",
                "--json", str(out))
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.read_text())

@@ -63,6 +63,11 @@ BAD_ARGUMENTS = [
     ("cpu_ranks", ["--data", "d", "--minutes", "0"], "--minutes"),
     ("nearest_search", ["--samples", "s", "--data", "d", "--clusters", "c", "--val-fraction", "1.5"], "--val-fraction"),
     ("split_copies", ["--stderr", "0"], "--stderr"),
+    # one time per sequence, or one sample: a standard error of NaN written into the table and the JSON
+    ("ablate_recipe", ["--data", "d", "--out", "o", "--t-samples", "1"], "--t-samples"),
+    ("ar_baseline", ["--data", "d", "--out", "o", "--t-samples", "1"], "--t-samples"),
+    ("ar_init", ["--data", "d", "--ar", "a", "--out", "o", "--t-samples", "1"], "--t-samples"),
+    ("ar_init", ["--data", "d", "--ar", "a", "--out", "o", "--samples", "1"], "--samples"),
 ]
 
 
