@@ -28,8 +28,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a checkout without installing
 
 from sedd import checkpoint, hmm
-from sedd.cli import COUNT, OUTPUT_FILE, SEED
+from sedd.cli import COUNT, OUTPUT_FILE, SEED, TWO_OR_MORE
 from sedd.data import read_fasta
+from sedd.report import json_safe
 from sedd.design import decode_rows
 from sedd.metrics import (
     composition_kl,
@@ -150,7 +151,8 @@ def main() -> None:
     p.add_argument("--hmm", help="profile HMM (default: family.hmm beside the checkpoint)")
     p.add_argument("--configs", nargs="+", default=list(STRATEGIES), help="strategy[:knob=value,...][@steps,...]")
     p.add_argument("--steps", type=COUNT, nargs="+", default=[8, 16, 32, 64, 128, 1024])
-    p.add_argument("--num-samples", type=COUNT, default=256)
+    p.add_argument("--num-samples", type=TWO_OR_MORE, default=256,
+                   help="designs per configuration (at least 2: diversity is a mean over pairs)")
     p.add_argument("--batch-size", type=COUNT, default=128)
     p.add_argument("--pairs", type=COUNT, default=1000, help="pairs for the mean pairwise identity")
     p.add_argument("--seed", type=SEED, default=0)
@@ -191,10 +193,10 @@ def main() -> None:
                **score(sample, family, naturals, references, reference_set, residues, a.pairs, a.seed)}
     print(table(rows, natural))
     if a.out_json:                # before the plot: the rows are what took the time
-        checkpoint.atomic_write_text(Path(a.out_json), json.dumps({"args": {**vars(a), "reference": Path(a.reference).name,
-                                                                            "naturals": Path(a.naturals).name},
-                                                                   "rows": rows, "naturals": natural},
-                                                                  indent=1, allow_nan=False))   # strict JSON
+        result = {"args": {**vars(a), "reference": Path(a.reference).name, "naturals": Path(a.naturals).name},
+                  "rows": rows, "naturals": natural}
+        # strict JSON: a value that is not finite (a control with no HMM hit has −inf bits) is null
+        checkpoint.atomic_write_text(Path(a.out_json), json.dumps(json_safe(result), indent=1, allow_nan=False))
     if a.plot:
         plot(rows, natural, Path(a.plot))
 

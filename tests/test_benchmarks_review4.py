@@ -68,6 +68,7 @@ BAD_ARGUMENTS = [
     ("ar_baseline", ["--data", "d", "--out", "o", "--t-samples", "1"], "--t-samples"),
     ("ar_init", ["--data", "d", "--ar", "a", "--out", "o", "--t-samples", "1"], "--t-samples"),
     ("ar_init", ["--data", "d", "--ar", "a", "--out", "o", "--samples", "1"], "--samples"),
+    ("sampler_quality", ["--reference", "r", "--naturals", "n", "--num-samples", "1"], "--num-samples"),
 ]
 
 
@@ -190,6 +191,17 @@ def test_the_quality_json_is_strict_json_with_no_cost_for_the_naturals(tmp_path,
     result = json.loads(out.read_text(), parse_constant=refuse)
     assert result["naturals"]["nfe_per_design"] is None and result["naturals"]["seconds_per_design"] is None
     assert "| held-out naturals | – | – | – |" in capsys.readouterr().out
+
+
+def test_a_value_that_is_not_finite_is_written_as_null_not_lost(tmp_path, monkeypatch, tiny_checkpoint):
+    """A shuffled control with no HMM hit has −inf bits: json.dumps(allow_nan=False) then raised after
+    every configuration had been sampled, and no JSON was written."""
+    sampler_quality, out = _quality_on_logged_rows(tmp_path, monkeypatch, tiny_checkpoint)
+    quality = {k: v for k, v in _row("x", 8, 0.05).items() if k not in ("config", "steps", "nfe_per_design",
+                                                                          "seconds_per_design")}
+    monkeypatch.setattr(sampler_quality, "score", lambda designs, *a: {**quality, "shuffled_bits_ratio": float("-inf")})
+    sampler_quality.main()
+    assert json.loads(out.read_text())["naturals"]["shuffled_bits_ratio"] is None
 
 
 # Each wrote its output only after the work: a folder given for a file failed with IsADirectoryError
