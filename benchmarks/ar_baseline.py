@@ -63,6 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=COUNT, default=1)
     p.add_argument("--json", type=OUTPUT_FILE, help="write the results here")
     a = p.parse_args(argv)
+    bundled = None
+    if a.checkpoint:                     # loaded now: a bad path must not cost both trainings and their results
+        try:
+            bundled = ckpt.load(a.checkpoint)
+        except ValueError as e:
+            p.error(f"--checkpoint: {e}")
     torch.set_num_threads(a.threads)
     out = Path(a.out)
 
@@ -90,8 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                "nll_with_end_nats_per_residue": nll["nll_with_end_nats_per_residue"]},
         "length_nats_per_residue": length_term,
     }
-    if a.checkpoint:
-        bundled = ckpt.load(a.checkpoint)
+    if bundled is not None:
         r = estimate_elbo(bundled.model, sedd.val_set, bundled.schedule, bundled.alphabet.mask_id,
                           pad_id=bundled.alphabet.pad_id, t_samples=a.t_samples, seed=0, progress=True)
         result["bundled"] = {"checkpoint": a.checkpoint, "elbo_nats_per_residue": r["elbo_nats_per_residue"],

@@ -160,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--samples must be at least 2, got {a.samples}")
     try:
         checkpoints = parse_checkpoints(a.checkpoints)
+        for _, path in checkpoints:      # every one now, not after the first has been sampled for minutes
+            ckpt.resolve(path)
     except ValueError as e:
         p.error(str(e))
     if a.threads:

@@ -204,6 +204,23 @@ def test_a_value_that_is_not_finite_is_written_as_null_not_lost(tmp_path, monkey
     assert json.loads(out.read_text())["naturals"]["shuffled_bits_ratio"] is None
 
 
+def test_a_missing_checkpoint_is_refused_before_the_others_are_sampled(monkeypatch, capsys, tiny_checkpoint, tmp_path):
+    """motif_rate sampled the first checkpoint for minutes, then stopped with a traceback at the second."""
+    message = refused(monkeypatch, capsys, "motif_rate", [str(tiny_checkpoint), str(tmp_path / "missing")])
+    assert message.endswith(f"error: no checkpoint directory {tmp_path / 'missing'}")
+
+
+def test_ar_baselines_missing_checkpoint_is_refused_before_both_trainings(monkeypatch, capsys, tmp_path):
+    """Both models trained and were scored, then the bundled model's path failed and nothing was written."""
+    from sedd import train
+
+    monkeypatch.setattr(train.Trainer, "__init__", lambda *a, **k: pytest.fail("training started"))
+    with pytest.raises(SystemExit) as stop:
+        load("ar_baseline").main(["--data", "d", "--out", str(tmp_path), "--checkpoint", str(tmp_path / "missing")])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip().endswith(f"error: --checkpoint: no checkpoint directory {tmp_path / 'missing'}")
+
+
 # Each wrote its output only after the work: a folder given for a file failed with IsADirectoryError
 # after minutes of training or sampling, and the results were lost.
 OUTPUT_FLAGS = [
