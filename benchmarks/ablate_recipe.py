@@ -41,7 +41,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a checkout without installing
 
 from sedd import checkpoint as ckpt  # noqa: E402
-from sedd.cli import COUNT, POSITIVE, TWO_OR_MORE  # noqa: E402
+from sedd.cli import COUNT, POSITIVE, TWO_OR_MORE, script  # noqa: E402
 from sedd.data import Dataset  # noqa: E402
 from sedd.likelihood import estimate_elbo  # noqa: E402
 from sedd.train import Trainer, TrainConfig  # noqa: E402
@@ -222,4 +222,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script(main))

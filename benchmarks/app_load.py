@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))                    # run from a checkout without i
 
 import app  # noqa: E402
 from sedd import checkpoint  # noqa: E402
-from sedd.cli import COUNT, OUTPUT_FILE  # noqa: E402
+from sedd.cli import COUNT, OUTPUT_FILE, script  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -67,4 +67,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(script(main))

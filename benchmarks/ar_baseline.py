@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))    # run from a 
 
 from ablate_recipe import VARIANTS, run_summary, short_run_config, train_quietly  # noqa: E402
 from sedd import checkpoint as ckpt  # noqa: E402
-from sedd.cli import COUNT, OUTPUT_FILE, POSITIVE, TWO_OR_MORE  # noqa: E402
+from sedd.cli import COUNT, OUTPUT_FILE, POSITIVE, TWO_OR_MORE, script  # noqa: E402
 from sedd.autoregressive import AutoregressiveTrainer, exact_nll  # noqa: E402
 from sedd.likelihood import estimate_elbo, length_nll  # noqa: E402
 from sedd.train import Trainer  # noqa: E402
@@ -127,4 +127,4 @@ def table(r: dict) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script(main))

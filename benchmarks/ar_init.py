@@ -37,7 +37,7 @@ from ablate_recipe import VARIANTS, run_summary, short_run_config, train_quietly
 from ar_baseline import sedd_elbo  # noqa: E402
 from motif_rate import measure  # noqa: E402
 from sedd import checkpoint as ckpt  # noqa: E402
-from sedd.cli import OUTPUT_FILE, POSITIVE, TWO_OR_MORE  # noqa: E402
+from sedd.cli import OUTPUT_FILE, POSITIVE, TWO_OR_MORE, script  # noqa: E402
 
 RECIPE = VARIANTS["combined"][1]
 
@@ -118,4 +118,4 @@ def table(r: dict) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script(main))

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))   # run from a checkout without installing
 
 from sedd.checkpoint import CONFIG_NAME, atomic_write_text  # noqa: E402
-from sedd.cli import COUNT, OUTPUT_FILE, POSITIVE  # noqa: E402
+from sedd.cli import COUNT, OUTPUT_FILE, POSITIVE, script  # noqa: E402
 from sedd.train import TrainConfig  # noqa: E402
 
 RECIPE = ["--dropout", "0", "--mlp", "swiglu", "--time-sampling", "importance"]
@@ -79,4 +79,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script(main))

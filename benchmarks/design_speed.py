@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a c
 
 from sedd import checkpoint  # noqa: E402
 from sedd.alphabet import PROTEIN  # noqa: E402
-from sedd.cli import COUNT, OUTPUT_FILE  # noqa: E402
+from sedd.cli import COUNT, OUTPUT_FILE, script  # noqa: E402
 from sedd.model import ScoreNetwork, preset  # noqa: E402
 from sedd.sampler import run  # noqa: E402
 from sedd.train import pick_device  # noqa: E402
@@ -73,4 +73,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script(main))

@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a checkout without installing
 
 from sedd import checkpoint as ckpt  # noqa: E402
-from sedd.cli import COUNT, OUTPUT_FILE  # noqa: E402
+from sedd.cli import COUNT, OUTPUT_FILE, script  # noqa: E402
 
 
 def load_run(label: str, folder: str | Path) -> dict:
@@ -106,4 +106,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script(main))

@@ -16,6 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sedd.checkpoint import CONFIG_NAME, DEFAULT_CHECKPOINT, WEIGHTS_NAME, atomic_write_text  # noqa: E402
+from sedd.cli import script  # noqa: E402
 
 # (label, where in the evaluation block, format)
 ROWS = (
@@ -119,4 +120,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(script(main))

@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a c
 
 from sedd import autoregressive  # noqa: E402
 from sedd import checkpoint as ckpt  # noqa: E402
-from sedd.cli import COUNT, OUTPUT_FILE, SEED  # noqa: E402
+from sedd.cli import COUNT, OUTPUT_FILE, SEED, script  # noqa: E402
 from sedd.metrics import MOTIF, binomial_stderr, draw_samples, evaluation_templates, motif_hits  # noqa: E402
 
 Z95 = 1.959963984540054
@@ -178,4 +178,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script(main))

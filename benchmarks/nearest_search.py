@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a c
 
 from sedd import checkpoint as ckpt  # noqa: E402
 from sedd.alphabet import PROTEIN  # noqa: E402
-from sedd.cli import COUNT, FRACTION, OUTPUT_FILE, SEED  # noqa: E402
+from sedd.cli import COUNT, FRACTION, OUTPUT_FILE, SEED, script  # noqa: E402
 from sedd.data import read_clusters, read_fasta, split  # noqa: E402
 from sedd.metrics import NearestReference, alignment_identity  # noqa: E402
 
@@ -80,4 +80,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script(main))

@@ -33,7 +33,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a checkout without installing
 
 from sedd import checkpoint as ckpt  # noqa: E402
-from sedd.cli import COUNT, OUTPUT_FILE, SEED  # noqa: E402
+from sedd.cli import COUNT, OUTPUT_FILE, SEED, script  # noqa: E402
 from sedd.design import Request, decode_rows, stream  # noqa: E402
 from sedd.sampler import last_frame  # noqa: E402
 
@@ -149,4 +149,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script(main))

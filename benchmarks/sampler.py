@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a c
 
 from sedd import checkpoint
 from sedd.alphabet import PROTEIN
-from sedd.cli import COUNT, OUTPUT_FILE
+from sedd.cli import COUNT, OUTPUT_FILE, script
 from sedd.model import ScoreNetwork, preset
 from sedd.sampler import STRATEGIES, run
 
@@ -80,4 +80,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(script(main))

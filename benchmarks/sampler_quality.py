@@ -28,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a checkout without installing
 
 from sedd import checkpoint, hmm
-from sedd.cli import COUNT, OUTPUT_FILE, SEED, TWO_OR_MORE
+from sedd.cli import COUNT, OUTPUT_FILE, SEED, TWO_OR_MORE, script
 from sedd.data import read_fasta
 from sedd.report import json_safe
 from sedd.design import decode_rows
@@ -202,4 +202,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(script(main))

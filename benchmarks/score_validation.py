@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a checkout without installing
 
 from sedd import checkpoint, metrics, score
-from sedd.cli import COUNT, OUTPUT_FILE, SEED
+from sedd.cli import COUNT, OUTPUT_FILE, SEED, script
 from sedd.data import Dataset, read_fasta
 from sedd.likelihood import estimate_elbo
 
@@ -133,4 +133,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(script(main))

@@ -32,7 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a checkout without installing
 
 from sedd import checkpoint, spans
-from sedd.cli import COUNT, COUNT_OR_ZERO, OUTPUT_FILE, SEED
+from sedd.cli import COUNT, COUNT_OR_ZERO, OUTPUT_FILE, SEED, script
 from sedd.data import Dataset, read_fasta
 from sedd.design import Request, stream
 from sedd.likelihood import estimate_elbo
@@ -227,4 +227,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(script(main))

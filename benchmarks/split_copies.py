@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a checkout without installing
 
 from sedd import checkpoint as ckpt  # noqa: E402
-from sedd.cli import OUTPUT_FILE, POSITIVE  # noqa: E402
+from sedd.cli import OUTPUT_FILE, POSITIVE, script  # noqa: E402
 from sedd.data import Dataset, read_clusters, read_fasta, split  # noqa: E402
 from sedd.likelihood import elbo_to_precision  # noqa: E402
 
@@ -81,4 +81,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script(main))

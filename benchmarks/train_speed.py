@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a c
 
 from sedd import checkpoint  # noqa: E402
 from sedd.alphabet import PROTEIN  # noqa: E402
-from sedd.cli import COUNT, COUNT_OR_ZERO, OUTPUT_FILE, POSITIVE  # noqa: E402
+from sedd.cli import COUNT, COUNT_OR_ZERO, OUTPUT_FILE, POSITIVE, script  # noqa: E402
 from sedd.data import write_fasta  # noqa: E402
 from sedd.train import Trainer, TrainConfig  # noqa: E402
 
@@ -141,4 +141,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script(main))

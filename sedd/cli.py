@@ -56,6 +56,17 @@ def one_line_warnings():
         yield
 
 
+def script(main) -> int:
+    """A benchmark script's exit code, as ``run`` gives it; what its inputs cannot give (a missing or
+    empty FASTA, a checkpoint that does not load, a template the model refuses) ends it with one
+    ``error:`` line and exit code 2, as the ``sedd`` commands end, not with a traceback."""
+    try:
+        return run(main) or 0
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
 def run(main) -> int:
     """``main()``'s exit code; a reader that stops early (``| head``) ends the tool quietly, as it would any
     Unix tool, instead of with a BrokenPipeError traceback (Python's documented recipe, exit code 1)."""

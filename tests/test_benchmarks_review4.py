@@ -221,6 +221,20 @@ def test_ar_baselines_missing_checkpoint_is_refused_before_both_trainings(monkey
     assert capsys.readouterr().err.strip().endswith(f"error: --checkpoint: no checkpoint directory {tmp_path / 'missing'}")
 
 
+@pytest.mark.parametrize("name", ["score_validation", "span_lengths"])
+def test_an_empty_fasta_ends_a_benchmark_with_one_error_line(name, tmp_path, tiny_checkpoint):
+    """read_fasta's clear ValueError reached the user as a traceback."""
+    import subprocess
+
+    empty = tmp_path / "empty.fasta"
+    empty.write_text("")
+    done = subprocess.run([sys.executable, BENCHMARKS / f"{name}.py", "--checkpoint", tiny_checkpoint, "--data", empty],
+                          capture_output=True, text=True, timeout=120, env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (f"error: could not read {empty} as FASTA: File is empty or "
+                                                     "contains only comments")
+
+
 # Each wrote its output only after the work: a folder given for a file failed with IsADirectoryError
 # after minutes of training or sampling, and the results were lost.
 OUTPUT_FLAGS = [
