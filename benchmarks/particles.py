@@ -33,8 +33,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a checkout without installing
 
 from sedd import checkpoint as ckpt  # noqa: E402
-from sedd.cli import COUNT, OUTPUT_FILE, SEED, script  # noqa: E402
+from sedd.cli import COUNT, OUTPUT_FILE, SEED, TWO_OR_MORE, script  # noqa: E402
 from sedd.design import Request, decode_rows, stream  # noqa: E402
+from sedd.report import json_safe  # noqa: E402
 from sedd.sampler import last_frame  # noqa: E402
 
 # A held-out sequence (val.fasta of the cluster split, A0A832GNF5), motif GIVQGVGFR at residues 11-19
@@ -93,8 +94,9 @@ def motif_share(designs: list[str]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", default="checkpoints/acyp")
-    p.add_argument("--designs", type=COUNT, default=256, help="designs per particle count")
-    p.add_argument("--plain", type=COUNT, default=4096, help="designs without the set, for rejection sampling")
+    p.add_argument("--designs", type=TWO_OR_MORE, default=256, help="designs per particle count (at least 2)")
+    p.add_argument("--plain", type=TWO_OR_MORE, default=4096,
+                   help="designs without the set, for rejection sampling (at least 2)")
     p.add_argument("--particles", type=COUNT, nargs="+", default=[1, 4, 16, 64])
     p.add_argument("--without-look-ahead", type=COUNT, nargs="*", default=[], metavar="K",
                    help="particle counts to run again with the plain weights (no look-ahead), to compare")
@@ -114,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     plain, plain_cost = draw(model, template(False), a.plain, steps=a.steps, seed=a.seed + 10**6, particles=1,
                              batch=a.batch)
     accepted = [d for d in plain if d[i] not in barred]
+    if len(accepted) < 2:              # the reference and its noise floor (two halves) need two at least
+        raise ValueError(f"only {len(accepted)} of {len(plain)} plain designs meet the set, and rejection sampling "
+                         "needs at least 2 as the reference: raise --plain")
     half = len(accepted) // 2
     acceptance = len(accepted) / len(plain)
     rows = [{"sampler": f"rejection ({len(accepted)} of {len(plain)} plain designs)", "particles": None,
@@ -144,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.json:
         out = {"command": " ".join(sys.argv), "template": template(True), "steps": a.steps, "seed": a.seed,
                "threads": torch.get_num_threads(), "rows": rows}
-        ckpt.atomic_write_text(Path(a.json), json.dumps(out, indent=1) + "\n")
+        ckpt.atomic_write_text(Path(a.json), json.dumps(json_safe(out), indent=1, allow_nan=False) + "\n")
     return 0
 
 

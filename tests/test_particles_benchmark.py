@@ -40,3 +40,12 @@ def test_a_small_run_writes_every_row_and_keeps_the_set(tmp_path, tiny_checkpoin
     assert (four["look_ahead"], plain_four["look_ahead"]) == (True, False) and "no look-ahead" in plain_four["sampler"]
     assert 0.7 < plain_four["p_set"] <= 1
     assert result["template"] == bench.template(True) and result["steps"] == 8
+
+
+def test_too_few_accepted_plain_designs_is_an_error_naming_plain_not_a_division_by_zero(tiny_checkpoint,
+                                                                                         monkeypatch):
+    """No plain design met the set: ZeroDivisionError; one met it: NaN in the table and the JSON."""
+    monkeypatch.setattr(bench, "template", lambda barred: "MK" + "F" * 30)     # every plain design is barred
+    with pytest.raises(ValueError, match=r"^only 0 of 2 plain designs meet the set, .* raise --plain$"):
+        bench.main(["--checkpoint", str(tiny_checkpoint), "--designs", "2", "--plain", "2", "--particles", "1",
+                    "--steps", "4"])
