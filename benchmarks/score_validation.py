@@ -109,9 +109,10 @@ def main() -> None:
     result = {"checkpoint": str(model.source), "data": str(a.data), "num_sequences": len(chosen), "seed": a.seed,
               "mean_elbo": {k: float(v.mean()) for k, v in elbo.items()},
               "mean_pll": {k: float(v.mean()) for k, v in pll.items()}, "auroc": {}, "paired": {},
-              "motif": {"num_sequences": n_motif, "mean_scan_at_motif": float(np.mean(motif_scan)),
-                        "mean_scan_elsewhere": float(np.mean(other_scan)),
-                        "per_position": (per_motif_position / max(n_motif, 1)).round(3).tolist()}}
+              "motif": {"num_sequences": n_motif,       # none with the motif (another family): null, not 0 or NaN
+                        "mean_scan_at_motif": float(np.mean(motif_scan)) if n_motif else None,
+                        "mean_scan_elsewhere": float(np.mean(other_scan)) if n_motif else None,
+                        "per_position": (per_motif_position / n_motif).round(3).tolist() if n_motif else None}}
     for control in ("shuffled", "10% mutated"):
         for metric, values in (("elbo", elbo), ("pll", pll)):
             result["auroc"][f"{metric} vs {control}"] = auroc(values["natural"], values[control])
@@ -125,9 +126,12 @@ def main() -> None:
               f"{values['10% mutated'].mean():.3f} | {result['auroc'][f'{key} vs shuffled']:.3f} | "
               f"{result['auroc'][f'{key} vs 10% mutated']:.3f} |")
     m = result["motif"]
-    print(f"\nmean scan score (nats, mean over the 19 substitutions of a position), {m['num_sequences']} sequences "
-          f"with G.VQG[VI].[FY]R: motif positions {m['mean_scan_at_motif']:.2f}, elsewhere {m['mean_scan_elsewhere']:.2f}")
-    print("per motif position (G . V Q G [VI] . [FY] R):", " ".join(f"{v:.2f}" for v in m["per_position"]))
+    if m["num_sequences"]:
+        print(f"\nmean scan score (nats, mean over the 19 substitutions of a position), {m['num_sequences']} sequences "
+              f"with G.VQG[VI].[FY]R: motif positions {m['mean_scan_at_motif']:.2f}, elsewhere {m['mean_scan_elsewhere']:.2f}")
+        print("per motif position (G . V Q G [VI] . [FY] R):", " ".join(f"{v:.2f}" for v in m["per_position"]))
+    else:
+        print("\nno sequence has the catalytic motif G.VQG[VI].[FY]R: no scan at the motif")
     if a.json:
         checkpoint.atomic_write_text(Path(a.json), json.dumps(result, indent=2) + "\n")
 

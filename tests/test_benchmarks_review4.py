@@ -235,6 +235,23 @@ def test_an_empty_fasta_ends_a_benchmark_with_one_error_line(name, tmp_path, tin
                                                      "contains only comments")
 
 
+def test_score_validation_of_a_family_without_the_motif_writes_null_not_nan_or_zeros(tmp_path, tiny_checkpoint, capsys,
+                                                                                      monkeypatch):
+    """With no sequence holding the motif the JSON had NaN means and a per-position row of zeros that
+    read like real scores."""
+    fasta, out = tmp_path / "other.fasta", tmp_path / "validation.json"
+    write_fasta(fasta, profile_family(3, 40)[0])
+    monkeypatch.setattr(sys, "argv", ["score_validation.py", "--checkpoint", str(tiny_checkpoint), "--data", str(fasta),
+                                      "--max-seqs", "3", "--json", str(out)])
+    load("score_validation").main()
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+    motif = json.loads(out.read_text(), parse_constant=refuse)["motif"]
+    assert motif == {"num_sequences": 0, "mean_scan_at_motif": None, "mean_scan_elsewhere": None, "per_position": None}
+    assert "no sequence has the catalytic motif" in capsys.readouterr().out
+
+
 # Each wrote its output only after the work: a folder given for a file failed with IsADirectoryError
 # after minutes of training or sampling, and the results were lost.
 OUTPUT_FLAGS = [
