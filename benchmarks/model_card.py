@@ -80,7 +80,7 @@ def card(directory: Path, compare: Path, hardware: str, reproduce: str) -> str:
         "",
         f"## Evaluation, beside `{compare.name}`",
         "",
-        f"Both with `sedd.evaluate` on the same held-out clusters ({evaluation.get('num_sequences', '?'):,} sequences); "
+        f"Both with `sedd.evaluate` on the same held-out clusters ({_cell(evaluation, ('num_sequences',), '{:,}')} sequences); "
         "the held-out set also chose the shipped step, so the figures may be slightly "
         "optimistic.",
         "",

@@ -50,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=OUTPUT_FILE, help="write the figures here")
     a = p.parse_args(argv)
     model = ckpt.load(a.checkpoint)
+    missing = [block for block in ("training", "evaluation") if block not in model.meta]
+    if missing:                           # before the split and the ELBO: the figures are relative to these
+        p.error(f"{a.checkpoint}/config.json has no {' or '.join(missing)} block: this compares the held-out "
+                "ELBO that `python -m sedd.evaluate --update-config` stored with the training split's copies")
     cfg = model.meta["training"]["config"]
     data = read_fasta(cfg["data"], model.alphabet, max_len=cfg["max_len"])
     with warnings.catch_warnings():

@@ -41,3 +41,14 @@ def test_card_refuses_an_unevaluated_checkpoint(tiny_checkpoint, tmp_path, capsy
     with pytest.raises(SystemExit):
         model_card.main([str(tiny_checkpoint), "--compare", str(tiny_checkpoint), "--hardware", "x", "--reproduce", "y"])
     assert "has no evaluation block in config.json" in capsys.readouterr().err
+
+
+def test_an_evaluation_without_a_sequence_count_gets_a_dash(tiny_checkpoint, tmp_path):
+    """The '?' fallback was formatted with ',' and raised "Cannot specify ',' with 's'"."""
+    base = _evaluated(checkpoint.convert(tiny_checkpoint, tmp_path / "acyp-base", "bfloat16"), 1.5321, 0.875)
+    config = json.loads((base / "config.json").read_text())
+    del config["evaluation"]["num_sequences"]
+    (base / "config.json").write_text(json.dumps(config))
+    ref = _evaluated(checkpoint.convert(tiny_checkpoint, tmp_path / "acyp", "float32"), 1.6639, 0.824)
+    model_card.main([str(base), "--compare", str(ref), "--hardware", "x", "--reproduce", "y"])
+    assert "on the same held-out clusters (– sequences)" in (base / "README.md").read_text()

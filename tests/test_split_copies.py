@@ -32,3 +32,11 @@ def test_finds_each_held_out_sequence_with_a_copy_in_another_cluster():
 def test_the_elbo_without_a_part_is_the_residue_weighted_rest():
     # 100 residues at 2.0 nats and 50 at 1.0: the whole is (200 + 50) / 150
     assert split_copies.elbo_without(250 / 150, 150, 1.0, 50) == pytest.approx(2.0)
+
+
+def test_a_checkpoint_without_its_evaluation_is_refused_before_the_work(tiny_checkpoint, capsys):
+    """A fresh sedd.train output has no evaluation block: KeyError: 'evaluation' with a traceback."""
+    with pytest.raises(SystemExit) as stop:
+        split_copies.main(["--checkpoint", str(tiny_checkpoint)])
+    assert stop.value.code == 2
+    assert "config.json has no evaluation block" in capsys.readouterr().err
