@@ -38,16 +38,27 @@ from ar_baseline import sedd_elbo  # noqa: E402
 from motif_rate import measure  # noqa: E402
 from sedd import checkpoint as ckpt  # noqa: E402
 from sedd.cli import OUTPUT_FILE, POSITIVE, TWO_OR_MORE, script  # noqa: E402
+from sedd.model import preset  # noqa: E402
 
 RECIPE = VARIANTS["combined"][1]
 
 
-def baseline_cpu_minutes(path: str) -> float:
-    """The CPU budget an autoregressive baseline was trained with (``ar_baseline.py`` uses the CPU clock)."""
-    config = ckpt.load(path, causal=True).meta.get("training", {}).get("config", {})
+def baseline_cpu_minutes(path: str, preset_name: str) -> float:
+    """The CPU budget an autoregressive baseline was trained with (``ar_baseline.py`` uses the CPU clock),
+    once it is known to be the network this script's arms train: ``preset_name`` with the combined
+    recipe's MLP. Another one would be refused by ``--init-from`` only inside the training process, after
+    the other arm had trained for its whole budget."""
+    baseline = ckpt.load(path, causal=True)
+    config = baseline.meta.get("training", {}).get("config", {})
     if config.get("clock") != "cpu" or not config.get("minutes"):
         raise ValueError(f"{path} was not trained on a CPU-time budget (clock {config.get('clock')!r}, "
                          f"minutes {config.get('minutes')!r}); train it with benchmarks/ar_baseline.py")
+    net, want = baseline.model.config, preset(preset_name, **RECIPE["model_overrides"])
+    differ = [f"{k} {getattr(net, k)!r} there, {getattr(want, k)!r} here"
+              for k in ("d_model", "n_layers", "n_heads", "d_ff", "mlp") if getattr(net, k) != getattr(want, k)]
+    if differ:
+        raise ValueError(f"{path} is not the network these arms train ({'; '.join(differ)}): train the baseline "
+                         f"with benchmarks/ar_baseline.py --recipe combined --preset {preset_name}")
     return float(config["minutes"])
 
 
@@ -78,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=OUTPUT_FILE, help="write the results here")
     a = p.parse_args(argv)
     try:
-        ar_minutes = baseline_cpu_minutes(a.ar)
+        ar_minutes = baseline_cpu_minutes(a.ar, a.preset)
     except ValueError as e:
         p.error(str(e))
 

@@ -16,11 +16,11 @@ from sedd.train import TrainConfig
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "ar_init.py"
 
 
-def baseline(tmp_path, clock: str = "cpu") -> Path:
+def baseline(tmp_path, clock: str = "cpu", mlp: str = "swiglu") -> Path:
     write_fasta(tmp_path / "family.fasta", profile_family(200, 24, seed=0)[0])
     cfg = TrainConfig(data=str(tmp_path / "family.fasta"), out=str(tmp_path / "ar"), preset="tiny", minutes=0.02,
                       clock=clock, tokens_per_batch=1024, warmup_steps=2, eval_every=10**6, eval_max_seqs=8,
-                      patience=0, dropout=0.0, model_overrides={"mlp": "swiglu"})   # the combined recipe's MLP
+                      patience=0, dropout=0.0, model_overrides={"mlp": mlp})        # the combined recipe's MLP
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         AutoregressiveTrainer(cfg).run()
@@ -54,3 +54,15 @@ def test_a_baseline_without_a_cpu_budget_is_refused(tmp_path):
     ar = baseline(tmp_path, clock="wall")
     done = run("--data", str(tmp_path / "family.fasta"), "--ar", str(ar), "--out", str(tmp_path / "arms"))
     assert done.returncode == 2 and "was not trained on a CPU-time budget (clock 'wall'" in done.stderr
+
+
+def test_a_baseline_of_another_network_is_refused_before_either_arm_trains(tmp_path):
+    """A baseline of ar_baseline.py's default recipe (GELU) failed inside the from-ar arm's process, as
+    a traceback, and with --jobs 2 only after the scratch arm had trained for its whole budget."""
+    ar = baseline(tmp_path, mlp="gelu")
+    done = run("--data", str(tmp_path / "family.fasta"), "--ar", str(ar), "--out", str(tmp_path / "arms"),
+               "--preset", "tiny")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "is not the network these arms train (mlp 'gelu' there, 'swiglu' here): train the baseline with " \
+           "benchmarks/ar_baseline.py --recipe combined --preset tiny" in done.stderr
+    assert not (tmp_path / "arms").exists()
