@@ -26,6 +26,12 @@ from sedd import checkpoint  # noqa: E402
 from sedd.cli import COUNT, OUTPUT_FILE, script  # noqa: E402
 
 
+def length_of(spec) -> int | list[int]:
+    """The template's length, or [shortest, longest] with [a-b] spans."""
+    low, high = spec.length_range()
+    return low if low == high else [low, high]
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", default=None, help="model (default: $SEDD_CHECKPOINT, else checkpoints/acyp)")
@@ -41,6 +47,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     model = checkpoint.load(a.checkpoint, device="cuda" if torch.cuda.is_available() else "cpu")
     cb = app.StudioCallbacks(model, {"off": None})
+    try:                                  # before the server and the load: the app's own rules for a request
+        spec, _ = cb.check(a.template, a.designs, a.steps, 0)
+    except ValueError as e:
+        cb.close()
+        p.error(str(e))
     demo = app.build_demo(cb, concurrency=a.concurrency, max_queue=max(64, a.requests), per_session=a.requests)
     url = app.serve(demo)
     try:
@@ -56,8 +67,7 @@ def main(argv: list[str] | None = None) -> dict:
         cb.close()
     assert all(r[0].count(">design_") == a.designs for r in results)
     report = {"requests": a.requests, "clients": a.clients, "concurrency_limit": a.concurrency,
-              "designs_per_request": a.designs, "steps": a.steps, "template_length": len(model.alphabet.parse_template(
-                  a.template, model.max_len)), "seconds": round(seconds, 2),
+              "designs_per_request": a.designs, "steps": a.steps, "template_length": length_of(spec), "seconds": round(seconds, 2),
               "requests_per_minute": round(60 * a.requests / seconds, 1), "checkpoint": model.source,
               "device": str(next(model.model.parameters()).device), "torch_threads": torch.get_num_threads()}
     print(json.dumps(report))

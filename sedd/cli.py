@@ -57,11 +57,13 @@ def one_line_warnings():
 
 
 def script(main) -> int:
-    """A benchmark script's exit code, as ``run`` gives it; what its inputs cannot give (a missing or
-    empty FASTA, a checkpoint that does not load, a template the model refuses) ends it with one
-    ``error:`` line and exit code 2, as the ``sedd`` commands end, not with a traceback."""
+    """A benchmark script's exit code: ``main()``'s when it returns one (anything else, such as a
+    report, is 0), as ``run`` gives it; what its inputs cannot give (a missing or empty FASTA, a
+    checkpoint that does not load, a template the model refuses) ends it with one ``error:`` line and
+    exit code 2, as the ``sedd`` commands end, not with a traceback."""
     try:
-        return run(main) or 0
+        code = run(main)
+        return code if isinstance(code, int) else 0
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

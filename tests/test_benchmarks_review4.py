@@ -252,6 +252,15 @@ def test_score_validation_of_a_family_without_the_motif_writes_null_not_nan_or_z
     assert "no sequence has the catalytic motif" in capsys.readouterr().out
 
 
+def test_a_scripts_exit_code_is_its_mains_or_0_or_2_for_what_its_inputs_cannot_give(capsys):
+    from sedd.cli import script
+
+    def refused():
+        raise ValueError("no such file")
+    assert (script(lambda: 3), script(lambda: None), script(lambda: {"report": 1})) == (3, 0, 0)   # app_load's report
+    assert script(refused) == 2 and capsys.readouterr().err == "error: no such file\n"
+
+
 # Each wrote its output only after the work: a folder given for a file failed with IsADirectoryError
 # after minutes of training or sampling, and the results were lost.
 OUTPUT_FLAGS = [

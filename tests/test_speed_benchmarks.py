@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
@@ -53,3 +55,22 @@ def test_the_load_benchmark_writes_the_report_it_prints(tmp_path, tiny_checkpoin
     assert json.loads(out.read_text()) == report == json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (report["requests"], report["designs_per_request"], report["template_length"]) == (2, 1, 7)
     assert report["requests_per_minute"] > 0
+
+
+def test_the_load_benchmark_refuses_a_request_the_app_would_refuse_before_it_serves(tiny_checkpoint, capsys,
+                                                                                   monkeypatch):
+    """--steps 2 passed argparse and every request then failed inside gradio_client, after the server
+    was up; a [a-b] template ran the whole load test, then the report's length raised."""
+    import importlib.util
+
+    from sedd import checkpoint
+
+    spec = importlib.util.spec_from_file_location("app_load", ROOT / "benchmarks" / "app_load.py")
+    app_load = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app_load)
+    monkeypatch.setattr(app_load.app, "serve", lambda demo: pytest.fail("the server started"))
+    with pytest.raises(SystemExit) as stop:
+        app_load.main(["--checkpoint", str(tiny_checkpoint), "--steps", "2"])
+    assert stop.value.code == 2 and "steps must be 16 to 1024; got 2" in capsys.readouterr().err
+    model = checkpoint.load(tiny_checkpoint)
+    assert app_load.length_of(model.alphabet.parse_spec("MK[2-10]GF", model.max_len)) == [6, 14]
