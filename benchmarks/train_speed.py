@@ -123,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
         batches = [COUNT(batch.strip()) for batch in a.tokens_per_batch.split(",")]
     except argparse.ArgumentTypeError as e:
         p.error(f"argument --tokens-per-batch: {e}")
+    try:
+        checkpoint.check_device(a.device)  # a missing GPU in our words, not torch's AssertionError
+    except ValueError as e:
+        p.error(f"argument --device: {e}")
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(0)

@@ -252,6 +252,15 @@ def test_score_validation_of_a_family_without_the_motif_writes_null_not_nan_or_z
     assert "no sequence has the catalytic motif" in capsys.readouterr().out
 
 
+def test_train_speed_refuses_a_gpu_this_machine_lacks_in_one_line(monkeypatch, capsys):
+    """It was torch's "AssertionError: Torch not compiled with CUDA enabled", with a traceback."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    message = refused(monkeypatch, capsys, "train_speed", ["--device", "cuda"])
+    assert message.startswith("train_speed.py: error: argument --device: cuda is not available on this machine")
+
+
 def test_a_scripts_exit_code_is_its_mains_or_0_or_2_for_what_its_inputs_cannot_give(capsys):
     from sedd.cli import script
 
