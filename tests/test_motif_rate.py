@@ -47,6 +47,7 @@ def test_rates_and_paired_differences_are_counted_from_each_checkpoints_samples(
     kinds = {"good": False, "bad": True}                  # "bad" stands for an autoregressive baseline
     monkeypatch.setattr(motif_rate.ckpt, "load", lambda path, causal: SimpleNamespace(
         name=path, model=SimpleNamespace(config=SimpleNamespace(causal=kinds[path]))))
+    monkeypatch.setattr(motif_rate.ckpt, "resolve", lambda path: Path(path))        # checked before sampling
     monkeypatch.setattr(motif_rate, "draw_samples", lambda model, n, seed, progress: drawn[model.name][:n])
     monkeypatch.setattr(motif_rate.autoregressive, "draw_samples", lambda model, n, seed, progress: drawn[model.name][:n])
     assert motif_rate.main(["good", "bad", "--samples", "4", "--json", str(tmp_path / "m.json")]) == 0
