@@ -320,7 +320,7 @@ class StudioCallbacks:
         done = f"{render.plural(len(run.designs), 'design')} in {settings.steps} steps (seed {settings.seed})."
         backend = self.backends.get(fold)
         if backend is not None:
-            for design in run.fold(backend):
+            for design in run.fold(backend, check):
                 loads = "" if getattr(backend, "loaded", True) else " (loading its weights first)"
                 yield (run.fasta(), skip, self._status(f"{done} Folding design {design.index} of {len(run.designs)} "
                                                        f"with {fold}{loads}…", settings, posterior=chart),

@@ -151,6 +151,12 @@ class ESMFoldBackend(_CachedBackend):
         """Whether the weights are in memory (the first fold loads them, which can take minutes)."""
         return self._model is not None
 
+    def load(self) -> None:
+        """Load the weights now (the first fold would), one load at a time; a ``FoldError`` when they
+        are not available."""
+        with self._lock:
+            self._load()
+
     def _load(self) -> torch.nn.Module:
         if self._model is not None:
             return self._model

@@ -11,6 +11,7 @@ import logging
 import math
 import secrets
 import shlex
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -35,6 +36,27 @@ log = logging.getLogger("sedd.studio")
 
 class Cancelled(Exception):
     """The user stopped the run (raised from a ``check`` callback between two units of work)."""
+
+
+def finished_unless_stopped(work: Callable[[], object], check: Callable[[], None], poll_s: float = 0.1):
+    """``work()``'s result (or its exception), computed in a thread while ``check`` is polled: a
+    ``Cancelled`` from ``check`` ends the wait at once, and the work, which cannot be interrupted,
+    finishes in the background."""
+    outcome: dict = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = work()
+        except BaseException as e:       # noqa: BLE001 - handed to the waiting caller
+            outcome["error"] = e
+    worker = threading.Thread(target=run, name="sedd-background-work", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        check()
+        worker.join(poll_s)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 @dataclass(frozen=True)
@@ -442,32 +464,39 @@ class Run:
         return (f"{k} particles per design conditioned the designs on the allowed sets; the model alone meets them "
                 f"with probability ≈ {probability_text(p)} (estimate, mean over designs).")
 
-    def fold(self, backend) -> Iterator[Design]:
+    def fold(self, backend, check: Callable[[], None] | None = None) -> Iterator[Design]:
         """Fold each design in turn, yielding it just *before* its fold, so that a caller can say which
-        design is folding and stop between folds (a first fold may load the weights for minutes).
+        design is folding and stop between folds.
 
-        A failure is recorded on the design, never raised: the designs are worth keeping without a
-        structure. An error the backend did not foresee is logged with its traceback. A design not
-        yet folded is ``awaiting_fold``, and stays so if the caller stops here.
+        The first fold may load the weights first, for minutes: ``check`` (raises ``Cancelled``) is
+        polled while they load, so a Stop ends the run at once, not when the load ends (the load
+        goes on in the background, for the next run). A failure is recorded on the design, never
+        raised: the designs are worth keeping without a structure. An error the backend did not
+        foresee is logged with its traceback. A design not yet folded is ``awaiting_fold``, and stays
+        so if the caller stops here.
         """
         shared_error = None
         for design in self.designs:
             design.awaiting_fold = True
         for design in self.designs:
             yield design
-            design.awaiting_fold = False
             if shared_error:
-                design.fold_error = shared_error
+                design.awaiting_fold, design.fold_error = False, shared_error
                 continue
             try:
+                if check is not None and not getattr(backend, "loaded", True):
+                    finished_unless_stopped(backend.load, check)
                 design.fold = backend.fold([design.sequence])[0]
             except FoldError as e:
                 design.fold_error = str(e)
                 shared_error = str(e) if e.reason in _REQUEST_WIDE_FAILURES else None
+            except Cancelled:
+                raise
             except Exception as e:
                 name = getattr(backend, "name", type(backend).__name__)
                 log.exception("folding %s with %s failed", design.name, name)
                 design.fold_error = f"{name}: folding failed unexpectedly ({type(e).__name__}: {str(e)[:200]})."
+            design.awaiting_fold = False
 
     def score(self) -> Iterator[Design]:
         """Give each design its model score (``sedd.score.elbo_score``), yielding it just *before* it is

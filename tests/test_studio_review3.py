@@ -273,3 +273,36 @@ def test_a_bad_residue_has_the_same_position_in_the_score_tab_as_in_a_template(m
     with pytest.raises(ValueError, match=rf"^invalid character 'B' at position {position};"):
         studio.check_score_request(model, text)
     assert studio.check_score_request(model, ">hdr name\nMAK")[0] == "hdr"
+
+
+class SlowLoad(ESMFoldBackend):
+    """ESMFold whose weights take until ``gate`` opens to load (minutes, the first time, in a Space)."""
+
+    def __init__(self):
+        super().__init__(device="cpu")
+        self.gate = threading.Event()
+
+    def _load(self):
+        if self._model is None:
+            self.gate.wait(timeout=30)             # never hangs a broken test for good
+            self._model = self._prepare(tiny_esmfold())
+        return self._model
+
+
+def test_a_stop_while_the_weights_load_ends_the_run_at_once(model, tmp_path):
+    """Stop during "Folding design 1 of 4 … (loading its weights first)" held the run, and its slot in
+    the queue, until the load ended (about 25 s of retries without network, minutes for real weights);
+    the page said Stopped while the server went on. The load itself goes on, for the next run."""
+    backend = SlowLoad()
+    cb = app.StudioCallbacks(model, {FOLD: backend, "off": None}, min_interval=0.0, output_root=tmp_path)
+    try:
+        *_, table, _structure, _plot, _files, ranked = stopped_at(cb, "(loading its weights first)", 9)
+        assert column(table, "fold") == ["stopped"] * 4 and not backend.loaded
+    finally:
+        backend.gate.set()
+    deadline = time.monotonic() + 30
+    while not backend.loaded:
+        assert time.monotonic() < deadline, "the load did not go on in the background"
+        time.sleep(0.05)
+    *_, done = cb.generate(TEMPLATE, 2, 16, 10, 1.0, FOLD)
+    assert all(d.fold is not None for d in done[-1])
