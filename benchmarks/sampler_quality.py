@@ -30,7 +30,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a c
 from sedd import checkpoint, hmm
 from sedd.cli import COUNT, OUTPUT_FILE, SEED, TWO_OR_MORE, script
 from sedd.data import read_fasta
-from sedd.report import json_safe
 from sedd.design import decode_rows
 from sedd.metrics import (
     composition_kl,
@@ -39,6 +38,7 @@ from sedd.metrics import (
     mean_pairwise_identity,
     motif_rate,
 )
+from sedd.report import json_safe
 from sedd.sampler import STRATEGIES, run
 
 KNOBS = {"eta": float, "remask_budget": float, "order_noise": float, "top_p": float, "temperature": float}
