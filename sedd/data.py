@@ -129,9 +129,10 @@ def describe_dropped(data: Dataset) -> str:
     return f"dropped {data.num_dropped:,} of {data.num_dropped + len(data):,} sequences: {reasons}"
 
 
-def format_fasta(sequences: list[str], ids: list[str] | None = None, prefix: str = "seq") -> str:
-    """FASTA text, one ``>id`` line and one sequence line per record; ids default to prefix_1, prefix_2, …"""
-    ids = ids if ids is not None else [f"{prefix}_{i + 1}" for i in range(len(sequences))]
+def format_fasta(sequences: list[str], ids: list[str] | None = None, prefix: str = "seq", first: int = 1) -> str:
+    """FASTA text, one ``>id`` line and one sequence line per record; ids default to prefix_1, prefix_2, …
+    (numbered from ``first``)."""
+    ids = ids if ids is not None else [f"{prefix}_{i}" for i in range(first, first + len(sequences))]
     if len(ids) != len(sequences):
         raise ValueError(f"{len(ids)} ids for {len(sequences)} sequences")
     return "".join(f">{name}\n{seq}\n" for name, seq in zip(ids, sequences))

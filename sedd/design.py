@@ -190,6 +190,6 @@ def decode_rows(model: ckpt.Checkpoint, frame: Frame, lengths: list[int]) -> lis
     return [model.alphabet.decode(row[:n].tolist()) for row, n in zip(frame.tokens, lengths)]
 
 
-def to_fasta(sequences: list[str], prefix: str = "design") -> str:
-    """``>design_1``, ``>design_2``, … records (``data.format_fasta``)."""
-    return format_fasta(sequences, prefix=prefix)
+def to_fasta(sequences: list[str], prefix: str = "design", first: int = 1) -> str:
+    """``>design_1``, ``>design_2``, … records, numbered from ``first`` (``data.format_fasta``)."""
+    return format_fasta(sequences, prefix=prefix, first=first)

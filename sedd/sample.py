@@ -26,8 +26,7 @@ import torch
 
 from . import checkpoint as ckpt
 from .cli import COUNT, POSITIVE, PROBABILITY_MASS, SEED, checked, run
-from .data import format_fasta
-from .design import Plan, Request, batch_seed, decode_rows, plan_designs, stream
+from .design import Plan, Request, batch_seed, decode_rows, plan_designs, stream, to_fasta
 from .sampler import STRATEGIES, check_options
 from .spans import SPAN_LENGTH_MODES, TOP
 
@@ -106,8 +105,7 @@ def main(argv: list[str] | None = None) -> int:
                     bar.update()
                 drawn = decode_rows(model, frame, [len(t) for t in batch])
                 if not a.json:           # printed as it is drawn: an interrupted run keeps what it printed
-                    names = [f"design_{i}" for i in range(len(sequences) + 1, len(sequences) + len(drawn) + 1)]
-                    sys.stdout.write(format_fasta(drawn, names))
+                    sys.stdout.write(to_fasta(drawn, first=len(sequences) + 1))
                     sys.stdout.flush()
                 sequences += drawn
                 nfe += frame.nfe
