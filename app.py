@@ -138,27 +138,20 @@ def examples_in_page(box: gr.Textbox, texts: list[str], labels: list[str], label
     return examples
 
 
-def remove_orphaned_outputs(cache: Path) -> None:
-    """Remove the download folders of studios that ended without cleaning up (killed, crashed).
-
-    Each studio's folder is named ``sedd-studio-<pid>-…``; one whose process no longer runs is an orphan.
-    """
-    for folder in cache.glob("sedd-studio-*-*"):
-        pid = folder.name.split("-")[2]
-        if not pid.isdigit():
-            continue
-        try:
-            os.kill(int(pid), 0)               # signal 0: only asks whether the process exists
-        except ProcessLookupError:
-            shutil.rmtree(folder, ignore_errors=True)
-        except PermissionError:                # it exists, under another user
-            pass
-
-
 # ---- callbacks --------------------------------------------------------------------------------------
 
 def log_refusal(what: str, reason: str) -> None:
     log.warning("refused a %s request: %s", what, reason.replace("\n", " "))     # one line, no traceback
+
+
+GENERATE_OUTPUTS = ("fasta", "frames", "status", "seed", "table", "structure", "plot", "files", "designs")
+
+
+def generate_outputs(**changed) -> tuple:
+    """One output tuple of ``generate``, in ``GENERATE_OUTPUTS`` order; what is not named is left as the page shows it."""
+    unknown = set(changed) - set(GENERATE_OUTPUTS)
+    assert not unknown, f"generate has no output {unknown}"
+    return tuple(changed.get(name, gr.skip()) for name in GENERATE_OUTPUTS)
 
 
 class StudioCallbacks:
@@ -172,7 +165,7 @@ class StudioCallbacks:
         # Inside Gradio's cache folder: Gradio serves a file from there as it is, without a copy.
         cache = Path(gr.utils.get_upload_folder())
         cache.mkdir(parents=True, exist_ok=True)
-        remove_orphaned_outputs(cache)
+        studio.remove_orphaned_outputs(cache)
         self.output_root = output_root or Path(tempfile.mkdtemp(prefix=f"sedd-studio-{os.getpid()}-", dir=cache))
         self.output_root.mkdir(parents=True, exist_ok=True)
         self.max_output_bytes = max_output_bytes
@@ -209,32 +202,10 @@ class StudioCallbacks:
         """Remove every download this studio wrote (at exit)."""
         shutil.rmtree(self.output_root, ignore_errors=True)
 
-    def _prune_outputs(self, keep: Path) -> None:
-        """Remove runs older than an hour, then the oldest runs until the folder fits its size cap.
-
-        Another run's prune, or Gradio's own cache cleaning, may remove a folder or file while this
-        one reads them: what has gone counts as gone, not as an error that would lose this run's results.
-        """
-        def mtime_and_size(folder: Path) -> tuple[float, int] | None:       # None: it has gone
-            try:
-                return folder.stat().st_mtime, sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
-            except FileNotFoundError:
-                return None
-
-        found = {p: mtime_and_size(p) for p in self.output_root.iterdir() if p != keep}
-        runs = sorted((p for p, v in found.items() if v is not None), key=lambda p: found[p][0])
-        total = sum(found[p][1] for p in runs) + (mtime_and_size(keep) or (0, 0))[1]
-        for old in runs:
-            mtime, size = found[old]
-            if total <= self.max_output_bytes and time.time() - mtime <= OUTPUT_MAX_AGE_S:
-                break
-            shutil.rmtree(old, ignore_errors=True)
-            total -= size
-
     def _write_outputs(self, run: studio.Run | studio.Scored) -> list[str]:
         directory = self.output_root / uuid.uuid4().hex
         paths = run.write_files(directory)
-        self._prune_outputs(keep=directory)
+        studio.prune_outputs(self.output_root, directory, self.max_output_bytes, OUTPUT_MAX_AGE_S)
         return [str(p) for p in paths]
 
     def _status(self, text: str, settings: studio.Settings | None = None, kind: str = "info",
@@ -304,31 +275,26 @@ class StudioCallbacks:
     def _run(self, run: studio.Run, fold: str, check: Callable[[], None]):
         """One checked generate request, as the page's successive outputs (``check``: raises ``Cancelled``)."""
         settings = run.settings
-        skip = gr.skip()
         if run.template.spans:
-            yield ("", "", self._status("Choosing span lengths…", settings), settings.seed, None, NO_STRUCTURE_YET,
-                   None, None, [])
+            yield self._cleared(self._status("Choosing span lengths…", settings), settings.seed)
             run.choose_span_lengths(check)
         chart = self._posterior_chart(run)
-        yield ("", "", self._status("Denoising…", settings, posterior=chart), settings.seed, None, NO_STRUCTURE_YET,
-               None, None, [])
+        yield self._cleared(self._status("Denoising…", settings, posterior=chart), settings.seed)
         frame = ""
         for view in run.denoise(self.min_interval):
-            fasta = "".join(f">design_{i + 1} (step {view.step})\n{s}\n" for i, s in enumerate(view.sequences))
             frame = render.frame_html(view.sequences, view.states, view.step, view.steps, view.nfe)
-            yield (fasta, frame, skip, skip, skip, skip, skip, skip, skip)
+            yield generate_outputs(fasta=view.fasta(), frames=frame)
         done = f"{render.plural(len(run.designs), 'design')} in {settings.steps} steps (seed {settings.seed})."
         backend = self.backends.get(fold)
         if backend is not None:
             for design in run.fold(backend, check):
                 loads = "" if getattr(backend, "loaded", True) else " (loading its weights first)"
-                yield (run.fasta(), skip, self._status(f"{done} Folding design {design.index} of {len(run.designs)} "
-                                                       f"with {fold}{loads}…", settings, posterior=chart),
-                       skip, skip, skip, skip, skip, skip)
+                yield generate_outputs(fasta=run.fasta(), status=self._status(
+                    f"{done} Folding design {design.index} of {len(run.designs)} with {fold}{loads}…", settings,
+                    posterior=chart))
         for design in run.score():
-            yield (run.fasta(), skip, self._status(f"{done} Model score of design {design.index} of "
-                                                   f"{len(run.designs)}…", settings, posterior=chart),
-                   skip, skip, skip, skip, skip, skip)
+            yield generate_outputs(fasta=run.fasta(), status=self._status(
+                f"{done} Model score of design {design.index} of {len(run.designs)}…", settings, posterior=chart))
         errors = sorted({d.fold_error for d in run.designs if d.fold_error})
         particles = run.particles_summary()
         status = self._status(done + (" " + particles if particles else "")
@@ -337,12 +303,19 @@ class StudioCallbacks:
         # the last frame again: the API's (and MCP's) final output holds it, not Gradio's "no change"
         yield self._results(run, frame, status)
 
+    @staticmethod
+    def _cleared(status: str, seed: int) -> tuple:
+        """The outputs of a run that has no designs yet: the previous run's all cleared."""
+        return generate_outputs(fasta="", frames="", status=status, seed=seed, table=None, structure=NO_STRUCTURE_YET,
+                                plot=None, files=None, designs=[])
+
     def _results(self, run: studio.Run, frame: str, status: str) -> tuple:
         """The outputs of a run whose designs are drawn: FASTA, table, first design's structure, downloads."""
         ranked = run.ranked()
         files = self._write_outputs(run)
         structure, plot = self._show(ranked[0], "plddt") if ranked else ("", None)
-        return (run.fasta(), frame, status, run.settings.seed, self._table(ranked), structure, plot, files, ranked)
+        return generate_outputs(fasta=run.fasta(), frames=frame, status=status, seed=run.settings.seed,
+                                table=self._table(ranked), structure=structure, plot=plot, files=files, designs=ranked)
 
     def _posterior_chart(self, run: studio.Run) -> str:
         """The span-length posterior as a bar chart for the status ("" without spans, or before the choice)."""
@@ -358,7 +331,7 @@ class StudioCallbacks:
         the status and table say which were not folded or scored.
         """
         if not run.designs:
-            return (gr.skip(), gr.skip(), STOPPED_HTML) + (gr.skip(),) * 6
+            return generate_outputs(status=STOPPED_HTML)
         n = len(run.designs)
         unfolded = sum(d.awaiting_fold for d in run.designs)
         unscored = sum(d.score is None for d in run.designs)
@@ -686,7 +659,7 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
         inputs = [template, num_samples, steps, seed, temperature, fold, exclude, span_mode, sampler, top_p, stop_epoch,
                   particles]
         stop_index = next(i for i, c in enumerate(inputs) if c is stop_epoch)
-        outputs = [fasta, frames, status, seed_used, table, structure, plot, files]
+        outputs = [fasta, frames, status, seed_used, table, structure, plot, files]       # GENERATE_OUTPUTS[:-1]
         # The browser counts Stop presses; a Generate sends the count at its click, which may come
         # before Gradio sends the run (a click while a run is ending waits for it). See cb.stop.
         demo.load(None, js=STOP_COUNTING_JS, api_name=False)

@@ -242,11 +242,6 @@ class Alphabet:
         return self.size + 1
 
     @property
-    def num_tokens(self) -> int:
-        """Residues, MASK and PAD: the size of the network's input embedding."""
-        return self.size + 2
-
-    @property
     def case_insensitive(self) -> bool:
         return self.residues == self.residues.upper() and any(c.isalpha() for c in self.residues)
 

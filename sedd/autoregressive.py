@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from . import checkpoint as ckpt
 from .data import Dataset, bucketed_batches, collate
 from .likelihood import check_sequences
-from .model import ModelConfig, ScoreNetwork, device_of, preset
+from .model import ModelConfig, ScoreNetwork, device_of, eval_mode
 from .train import Trainer
 
 
@@ -83,17 +83,13 @@ def exact_nll(model: ScoreNetwork, data: Dataset, tokens_per_batch: int = 16384,
     # END, BOS and PAD have ids after the residues: as input they would be read as those, not scored
     check_sequences(data, V, model.config.max_len - 1)           # one position goes to BOS
     device = device or device_of(model)
-    was_training = model.training
-    model.eval()
     residue = torch.zeros(len(data), dtype=torch.float64)
     end = torch.zeros(len(data), dtype=torch.float64)
-    try:
+    with eval_mode(model):
         for batch in bucketed_batches([len(t) for t in data.tokens], tokens_per_batch, seed=0):
             x0, lengths = collate([data.tokens[i] for i in batch], pad_id=V + 2)
             r, e = causal_nll(model, x0.to(device), lengths.to(device))
             residue[batch], end[batch] = r.double().cpu(), e.double().cpu()
-    finally:
-        model.train(was_training)
     n_res = data.num_residues()
     return {"nll_nats_per_residue": residue.sum().item() / n_res,
             "nll_with_end_nats_per_residue": (residue + end).sum().item() / n_res,
@@ -150,16 +146,17 @@ class AutoregressiveTrainer(Trainer):
 
     Everything else — data, split, batches, optimizer, LR schedule, EMA, budgets, checkpoints — is
     the diffusion model's. Validation records the exact residue NLL under the ELBO's history keys,
-    so early stopping and 'best weights' work unchanged. One process only.
+    so early stopping works unchanged. One difference: 'best weights' are the raw or the EMA weights,
+    whichever has the lower NLL on the probe, where the diffusion trainer ships EMA weights only.
+    The baseline is a likelihood measurement first, so it keeps the lowest NLL it reached (every
+    figure quoted for it was measured this way). One process only.
     """
 
     def _build_networks(self) -> None:
         cfg = self.cfg
         if self.distributed:
             raise ValueError("the autoregressive baseline trains in one process; run it without torchrun")
-        score_cfg = preset(cfg.preset, vocab_size=self.alphabet.size, max_len=cfg.max_len, dropout=cfg.dropout,
-                           **cfg.model_overrides)
-        self.model = ScoreNetwork(autoregressive_config(score_cfg)).to(self.device)
+        self.model = ScoreNetwork(autoregressive_config(self._model_config())).to(self.device)
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.ddp = self.model
         self.net = torch.compile(self.model, dynamic=True) if cfg.compile else self.model

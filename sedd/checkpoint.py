@@ -27,6 +27,7 @@ from .schedule import LogLinearSchedule
 FORMAT = "sedd-protein/1"
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+MODEL_BLOCKS = ("format", "model", "alphabet", "schedule")   # config.json's blocks that define the model
 RESUME_NAME = "resume.pt"                          # training state (sedd.train), not part of a checkpoint
 EVAL_DIR = "eval"                                  # evaluation report and figures the card links to
 WEIGHT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -285,7 +286,7 @@ def update_config(directory: str | Path, key: str, block: dict) -> Path:
     directory = Path(directory)
     if not directory.is_dir():
         raise ValueError(f"{directory} is not a local checkpoint directory; its {CONFIG_NAME} cannot be updated")
-    if key in ("format", "model", "alphabet", "schedule"):
+    if key in MODEL_BLOCKS:
         raise ValueError(f"the {key!r} block defines the model and is not rewritten")
     config = _read_config(directory)
     config[key] = block
@@ -391,6 +392,29 @@ def _refuse_unknown_model_settings(section, path: Path) -> None:
                          f"({', '.join(map(repr, unknown))}); a newer sedd wrote it: update sedd to load it")
 
 
+def _read_weights(directory: Path, model_cfg: ModelConfig) -> ScoreNetwork:
+    """The network ``model_cfg`` describes, with the weights of ``directory``'s safetensors file;
+    strict: missing, unexpected and mis-shaped weights are all listed in the error."""
+    weights = directory / WEIGHTS_NAME
+    if not weights.is_file():
+        raise ValueError(f"{directory} holds no {WEIGHTS_NAME}")
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ValueError(f"{weights} is not a readable safetensors file: {e}") from e
+    model = ScoreNetwork(model_cfg)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    mis_shaped = sorted(f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+                        for k, v in expected.items() if k in state and state[k].shape != v.shape)
+    if missing or unexpected or mis_shaped:
+        raise ValueError(f"{weights} does not match {CONFIG_NAME}: "
+                         f"missing keys {missing}, unexpected keys {unexpected}, shape mismatches {mis_shaped}")
+    model.load_state_dict(state, strict=True)
+    return model
+
+
 def load(name_or_path: str | Path | None = None, device: str | torch.device = "cpu",
          dtype: torch.dtype = torch.float32, causal: bool | None = False) -> Checkpoint:
     """Load a checkpoint from a directory or Hub repo id (default: the bundled ACYP model).
@@ -417,26 +441,7 @@ def load(name_or_path: str | Path | None = None, device: str | torch.device = "c
     if model_cfg.vocab_size != outputs:
         raise ValueError(f"config mismatch: model predicts {model_cfg.vocab_size} tokens but the alphabet "
                          f"needs {outputs} ({alphabet.size} residues{' + END' if model_cfg.causal else ''})")
-
-    weights = directory / WEIGHTS_NAME
-    if not weights.is_file():
-        raise ValueError(f"{directory} holds no {WEIGHTS_NAME}")
-    try:
-        state = load_file(str(weights))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise ValueError(f"{weights} is not a readable safetensors file: {e}") from e
-
-    model = ScoreNetwork(model_cfg)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    mis_shaped = sorted(f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
-                        for k, v in expected.items() if k in state and state[k].shape != v.shape)
-    if missing or unexpected or mis_shaped:
-        raise ValueError(f"{weights} does not match {CONFIG_NAME}: "
-                         f"missing keys {missing}, unexpected keys {unexpected}, shape mismatches {mis_shaped}")
-    model.load_state_dict(state, strict=True)
-    model.to(device=device, dtype=dtype).eval()
-    meta = {k: v for k, v in config.items() if k not in ("format", "model", "alphabet", "schedule", "length_histogram")}
+    model = _read_weights(directory, model_cfg).to(device=device, dtype=dtype).eval()
+    meta = {k: v for k, v in config.items() if k not in (*MODEL_BLOCKS, "length_histogram")}
     histogram = _length_histogram(config.get("length_histogram", {}), directory / CONFIG_NAME)
     return Checkpoint(model, alphabet, schedule, histogram, meta, str(name_or_path or directory))

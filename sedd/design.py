@@ -19,9 +19,9 @@ from .alphabet import Slot, Template, TemplateSpec
 from .data import format_fasta
 from .sampler import MAX_SEED, Frame, is_whole, sample
 from .spans import (
-    SPAN_LENGTH_MODES,
     SPAN_T_SAMPLES,
     SpanPosterior,
+    check_span_mode,
     choose_lengths,
     span_posterior,
 )
@@ -91,12 +91,6 @@ def check_plan_options(num_samples, seed) -> tuple[int, int]:
     if not is_whole(seed) or not 0 <= seed <= MAX_SEED:
         raise ValueError(f"seed must be a whole number between 0 and 2**63 - 1, got {seed!r}")
     return int(num_samples), int(seed)
-
-
-def check_span_mode(span_lengths: str) -> None:
-    """Refuse a way of choosing span lengths other than ``SPAN_LENGTH_MODES``."""
-    if span_lengths not in SPAN_LENGTH_MODES:
-        raise ValueError(f"span lengths must be chosen by one of {', '.join(SPAN_LENGTH_MODES)}; got {span_lengths!r}")
 
 
 def plan_for_spec(model: ckpt.Checkpoint, spec: TemplateSpec, num_samples: int, seed: int = 0,
@@ -190,6 +184,13 @@ def decode_rows(model: ckpt.Checkpoint, frame: Frame, lengths: list[int]) -> lis
     return [model.alphabet.decode(row[:n].tolist()) for row, n in zip(frame.tokens, lengths)]
 
 
-def to_fasta(sequences: list[str], prefix: str = "design", first: int = 1) -> str:
-    """``>design_1``, ``>design_2``, … records, numbered from ``first`` (``data.format_fasta``)."""
-    return format_fasta(sequences, prefix=prefix, first=first)
+def design_name(index: int, prefix: str = "design") -> str:
+    """The name of the index-th design (from 1), in FASTA files, tables and downloads: ``design_3``."""
+    return f"{prefix}_{index}"
+
+
+def to_fasta(sequences: list[str], prefix: str = "design", first: int = 1, note: str = "") -> str:
+    """``>design_1``, ``>design_2``, … records, numbered from ``first`` (``data.format_fasta``);
+    ``note`` follows each name on its header line."""
+    ids = [design_name(i, prefix) + note for i in range(first, first + len(sequences))]
+    return format_fasta(sequences, ids=ids)

@@ -54,6 +54,11 @@ class FoldError(RuntimeError):
         super().__init__(message)
         self.reason = reason
 
+    @property
+    def fails_every_sequence(self) -> bool:
+        """No weights or no network: the next sequence would fail the same way, so stop asking."""
+        return self.reason in ("no_weights", "no_network")
+
 
 class _CachedBackend:
     """Length check, per-sequence cache and the list API shared by the backends."""

@@ -29,8 +29,9 @@ import torch
 
 from .data import Dataset, bucketed_batches, collate
 from .loss import diffusion_loss
-from .model import device_of
+from .model import device_of, eval_mode
 from .schedule import LogLinearSchedule
+from .spans import log_length_prior
 
 T_SAMPLES_PER_ROUND = 64     # bounds one forward at ≤ 64 copies of a sequence
 
@@ -89,15 +90,13 @@ def estimate_elbo(model, data: Dataset, schedule: LogLinearSchedule, mask_id: in
     check_sequences(data, mask_id, getattr(getattr(model, "config", None), "max_len", None), observed, mask_id)
     device = torch.device(device) if device is not None else device_of(model)
     pad_id = model.pad_id if pad_id is None else pad_id
-    was_training = model.training
-    model.eval()
     gen = torch.Generator(device="cpu").manual_seed(seed)                 # times (and masks on a CPU)
     # masks are drawn where the model runs, from their own seeded generator (never the global RNG)
     mask_gen = gen if device.type == "cpu" else torch.Generator(device=device).manual_seed(seed)
     K = t_samples
     per_seq = torch.zeros(len(data), K, dtype=torch.float64)
     batches = bucketed_batches([len(t) for t in data.tokens], max(1, tokens_per_batch // K), seed)
-    try:
+    with eval_mode(model):
         for batch in tqdm(batches, desc="ELBO", disable=not progress, leave=False):
             x0, lengths = collate([data.tokens[i] for i in batch], pad_id=pad_id)
             B = len(batch)
@@ -114,8 +113,6 @@ def estimate_elbo(model, data: Dataset, schedule: LogLinearSchedule, mask_id: in
                                   schedule, mask_id, t=t.to(device), generator=mask_gen,
                                   observed=obs, pad_id=pad_id)
             per_seq[batch] = nats.double().cpu().view(B, K)
-    finally:
-        model.train(was_training)
     n_res = data.num_residues() if observed is None else sum(sum(o) for o in observed)
     elbo = per_seq.sum().item() / (K * max(n_res, 1))
     var = per_seq.var(dim=1, unbiased=True).sum().item() / K if K > 1 else float("nan")
@@ -128,7 +125,7 @@ def estimate_elbo(model, data: Dataset, schedule: LogLinearSchedule, mask_id: in
 def length_nll(length_histogram: dict[int, int], data: Dataset, max_len: int) -> float:
     """−log p(length) per residue: Σ_seq −log p(n_seq) / Σ_seq n_seq, with the add-one smoothed
     training histogram over every length the model can take,
-        p(n) = (count(n) + 1) / (Σ_m count(m) + max_len),   n = 1 … max_len.
+        p(n) = (count(n) + 1) / (Σ_m count(m) + max_len),   n = 1 … max_len   (``spans.log_length_prior``).
     """
     if not len(data):
         raise ValueError("no sequences: −log p(length) per residue of an empty set is undefined")
@@ -140,9 +137,7 @@ def length_nll(length_histogram: dict[int, int], data: Dataset, max_len: int) ->
     too_long = [len(t) for t in data.tokens if len(t) > max_len]
     if too_long:
         raise ValueError(f"{len(too_long)} sequences are longer than the model's maximum {max_len}")
-    total = sum(length_histogram.values()) + max_len
-    nll = sum(-math.log((length_histogram.get(len(t), 0) + 1) / total) for t in data.tokens)
-    return nll / data.num_residues()
+    return -sum(log_length_prior(length_histogram, [len(t) for t in data.tokens], max_len)) / data.num_residues()
 
 
 def unigram_nll(data: Dataset, reference: Dataset, size: int) -> float:

@@ -311,7 +311,7 @@ def fold_metrics(sequences: list[str], progress: bool = False, device: str | tor
         try:
             results.extend(backend.fold([seq]))
         except FoldError as e:
-            if getattr(e, "reason", "failed") in ("no_weights", "no_network"):   # nothing will fold: stop here
+            if e.fails_every_sequence:                                           # nothing will fold: stop here
                 return {"error": str(e)}
             failures.append({"sequence": seq, "error": str(e)})                   # this sequence only
     ptms = [r.ptm for r in results if r.ptm is not None]

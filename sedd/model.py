@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import torch
@@ -199,6 +201,18 @@ class ScoreNetwork(nn.Module):
         if self.config.tie_embeddings:
             return F.linear(h, self.embed.weight[:self.config.vocab_size], self.head_bias).float()
         return self.head(h).float()                                        # (B, L, V)
+
+
+@contextmanager
+def eval_mode(net: nn.Module) -> Iterator[None]:
+    """The network in eval mode for the block, its own mode back however the block ends (an error,
+    a Stop, or a sampler generator closed by a consumer that stops reading frames)."""
+    was_training = net.training
+    net.eval()
+    try:
+        yield
+    finally:
+        net.train(was_training)
 
 
 def device_of(net: nn.Module) -> torch.device:

@@ -45,7 +45,7 @@ def _describe_posterior(plan: Plan) -> str:
             f"designs use {plan.span_lengths}")
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m sedd.sample", description="Design sequences with a SEDD model.")
     p.add_argument("--checkpoint", default=None, help="checkpoint directory or Hugging Face Hub repo id "
                                                        "(default: $SEDD_CHECKPOINT, else the bundled ACYP model)")
@@ -77,7 +77,38 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-cache", action="store_true", help="evaluate the network at every step (speed reference)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of FASTA")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
-    a = p.parse_args(argv)
+    return p
+
+
+def _draw(model: ckpt.Checkpoint, templates: list, a: argparse.Namespace, seed: int):
+    """The designs of ``templates``, in sampler calls of ``--batch-size``, each printed as FASTA as soon
+    as it is drawn unless ``--json``: (sequences, network evaluations in all, log P(allowed sets met)
+    per design, whether particles conditioned any batch)."""
+    from tqdm.auto import tqdm
+    starts = range(0, len(templates), a.batch_size)
+    sequences, nfe, log_probs, constrained = [], 0, [], False
+    with tqdm(total=len(starts) * (a.steps + 1), desc="denoising", file=sys.stderr, leave=False) as bar:
+        for index, b in enumerate(starts):
+            batch = templates[b:b + a.batch_size]
+            request = Request(batch, a.steps, a.temperature, batch_seed(seed, index), use_cache=not a.no_cache,
+                              sampler=a.sampler, top_p=a.top_p, particles=a.particles)
+            for frame in stream(model, request):
+                bar.update()
+            drawn = decode_rows(model, frame, [len(t) for t in batch])
+            if not a.json:           # printed as it is drawn: an interrupted run keeps what it printed
+                sys.stdout.write(to_fasta(drawn, first=len(sequences) + 1))
+                sys.stdout.flush()
+            sequences += drawn
+            nfe += frame.nfe
+            # particles ran when something was restricted; a batch whose spans drew no restricted
+            # position met its (empty) restrictions with probability 1
+            constrained |= frame.constraint_log_prob is not None
+            log_probs += [0.0] * len(batch) if frame.constraint_log_prob is None else frame.constraint_log_prob.tolist()
+    return sequences, nfe, log_probs, constrained
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = _parser().parse_args(argv)
     seed = a.seed if a.seed is not None else int(torch.randint(0, 2**31 - 1, ()).item())
     try:
         if a.length is not None and a.length != "auto" and not (a.length.isascii() and a.length.isdigit()):
@@ -93,26 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"note: {notice}", file=sys.stderr)
         if plan.posterior is not None:
             print(f"note: {_describe_posterior(plan)}", file=sys.stderr)
-        from tqdm.auto import tqdm
-        starts = range(0, len(templates), a.batch_size)
-        sequences, nfe, log_probs, constrained = [], 0, [], False
-        with tqdm(total=len(starts) * (a.steps + 1), desc="denoising", file=sys.stderr, leave=False) as bar:
-            for index, b in enumerate(starts):
-                batch = templates[b:b + a.batch_size]
-                request = Request(batch, a.steps, a.temperature, batch_seed(seed, index), use_cache=not a.no_cache,
-                                  sampler=a.sampler, top_p=a.top_p, particles=a.particles)
-                for frame in stream(model, request):
-                    bar.update()
-                drawn = decode_rows(model, frame, [len(t) for t in batch])
-                if not a.json:           # printed as it is drawn: an interrupted run keeps what it printed
-                    sys.stdout.write(to_fasta(drawn, first=len(sequences) + 1))
-                    sys.stdout.flush()
-                sequences += drawn
-                nfe += frame.nfe
-                # particles ran when something was restricted; a batch whose spans drew no restricted
-                # position met its (empty) restrictions with probability 1
-                constrained |= frame.constraint_log_prob is not None
-                log_probs += [0.0] * len(batch) if frame.constraint_log_prob is None else frame.constraint_log_prob.tolist()
+        sequences, nfe, log_probs, constrained = _draw(model, templates, a, seed)
         seconds = time.perf_counter() - start
         if constrained:
             mean_p = sum(math.exp(v) for v in log_probs) / len(log_probs)

@@ -61,13 +61,12 @@ from __future__ import annotations
 
 import math
 import numbers
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
 import torch
 
-from .model import device_of
+from .model import device_of, eval_mode
 from .process import stay_masked_prob
 from .schedule import LogLinearSchedule
 
@@ -138,6 +137,22 @@ def _template_tokens(templates, mask_id: int) -> torch.LongTensor:
         raise ValueError(f"template {b + 1} has token id {int(x[b, i])} at position {i + 1}; token ids are residues "
                          f"0 … {mask_id - 1}, MASK {mask_id} (a designed position) and PAD {pad_id}")
     return x
+
+
+def _checked_allowed(allowed, x: torch.LongTensor, mask_id: int) -> torch.BoolTensor | None:
+    """``sample``'s ``allowed`` (None, or bool [B, L, V] for templates x [B, L]) on the CPU; refused
+    unless it has that shape and every designed position allows some residue."""
+    if allowed is None:
+        return None
+    if not isinstance(allowed, torch.Tensor) or allowed.dtype != torch.bool:
+        raise ValueError(f"allowed must be a bool tensor [B, L, V] (True = the residue may be placed), got "
+                         f"{allowed.dtype if isinstance(allowed, torch.Tensor) else type(allowed).__name__}")
+    allowed = allowed.cpu()
+    if allowed.shape != (*x.shape, mask_id):
+        raise ValueError(f"allowed must have shape {(*x.shape, mask_id)}, got {tuple(allowed.shape)}")
+    if not allowed[x == mask_id].any(-1).all():
+        raise ValueError("a designed position allows no residue at all")
+    return allowed
 
 
 def _categorical(probs: torch.Tensor, u: torch.Tensor) -> torch.LongTensor:
@@ -328,18 +343,6 @@ def _planned_step(x, probs, masked, designed, keep: torch.LongTensor, conf, budg
 
 
 # ---- the sampler ------------------------------------------------------------------------------------
-@contextmanager
-def _eval_mode(model: torch.nn.Module):
-    """The network in eval mode for the run, its own mode back however the run ends (a consumer that
-    stops reading frames closes the generator)."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
-
-
 def _time_grid(steps: int) -> list[float]:
     return torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64).tolist()
 
@@ -414,34 +417,25 @@ def sample(model: torch.nn.Module, templates: Sequence[Sequence[int]] | torch.Lo
     """
     check_options(strategy, steps, temperature, top_p, seed, eta, remask_budget, order_noise, particles)
     steps, seed, particles = int(steps), int(seed), int(particles)
-    pad_id = mask_id + 1
     device = torch.device(device) if device is not None else device_of(model)
     # Tokens, cached probabilities and draws live on the CPU in float64 (MPS has no float64, and
     # B×L×V numbers per evaluation are cheap to move); only the network runs on ``device``.
     x = _template_tokens(templates, mask_id)
     B, L = x.shape
-    if allowed is not None:
-        if not isinstance(allowed, torch.Tensor) or allowed.dtype != torch.bool:
-            raise ValueError(f"allowed must be a bool tensor [B, L, V] (True = the residue may be placed), got "
-                             f"{allowed.dtype if isinstance(allowed, torch.Tensor) else type(allowed).__name__}")
-        allowed = allowed.cpu()
-        if allowed.shape != (B, L, mask_id):
-            raise ValueError(f"allowed must have shape {(B, L, mask_id)}, got {tuple(allowed.shape)}")
-        if not allowed[x == mask_id].any(-1).all():
-            raise ValueError("a designed position allows no residue at all")
+    allowed = _checked_allowed(allowed, x, mask_id)
     if particles > 1 and allowed is not None and bool((~allowed[x == mask_id]).any()):     # something to condition on
         yield from _sample_particles(model, x, allowed, particles, mask_id=mask_id, steps=steps,
                                      temperature=temperature, seed=seed, schedule=schedule, use_cache=use_cache,
                                      device=device, look_ahead=look_ahead)
         return
-    gen = torch.Generator(device="cpu").manual_seed(int(seed))
+    gen = torch.Generator(device="cpu").manual_seed(seed)
     net = _CachedNetwork(model, device, (B, L, mask_id), allowed, temperature, top_p, use_cache)
     designed = x == mask_id
     n_designed = designed.sum(-1)                                           # [B]
     conf = torch.zeros(B, L, dtype=torch.float64)                           # log p̃ of each residue when drawn
     budget_left = (remask_budget * n_designed).floor().long() if strategy == "remask" else torch.zeros(B, dtype=torch.long)
     grid = _time_grid(steps)
-    with _eval_mode(model):
+    with eval_mode(model):
         yield Frame(0, 1.0, x.clone(), torch.zeros_like(designed), 0)
         for k in range(steps):
             t, s = grid[k], grid[k + 1]
@@ -469,7 +463,7 @@ def _sample_particles(model, x: torch.LongTensor, allowed: torch.BoolTensor, k: 
     then resamples: the copies of a row carry its outputs, and a row the resampling drops was
     evaluated for nothing but its weight."""
     B, L = x.shape
-    gen = torch.Generator(device="cpu").manual_seed(int(seed))
+    gen = torch.Generator(device="cpu").manual_seed(seed)
     rows = x.repeat_interleave(k, 0)                                        # [B·K, L]
     net = _CachedNetwork(model, device, (B * k, L, mask_id), allowed.repeat_interleave(k, 0), temperature, 1.0,
                          use_cache)
@@ -484,7 +478,7 @@ def _sample_particles(model, x: torch.LongTensor, allowed: torch.BoolTensor, k: 
             weights.look_ahead(net.log_mass, masked)
         return masked
 
-    with _eval_mode(model):
+    with eval_mode(model):
         yield Frame(0, 1.0, shown.clone(), torch.zeros_like(shown, dtype=torch.bool), 0, ess=weights.ess(),
                     constraint_log_prob=weights.log_mean.clone())
         masked = evaluate()

@@ -400,6 +400,18 @@ def _table(model: ckpt.Checkpoint, entries: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _mutations_line(mutations: dict, out) -> str:
+    """The one-line summary of a ``--mutations`` run: where the scores went, and ρ against DMS_score."""
+    line = f"{mutations['num_variants']} variants scored → {out}"
+    rho, with_dms = mutations["spearman"], mutations["num_with_dms"]
+    if rho is not None:
+        return line + f"; Spearman ρ vs DMS_score = {rho:.3f} over {with_dms} variants"
+    if with_dms is not None:
+        return line + ("; no Spearman ρ: it needs at least 2 variants with a DMS_score, and scores that differ "
+                       f"(got {with_dms})")
+    return line + "; no DMS_score column, so no Spearman ρ"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = _parser()
     a = p.parse_args(argv)
@@ -425,14 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(_table(model, entries))
     if mutations:
-        rho = mutations["spearman"]
-        line = (f"{mutations['num_variants']} variants scored → {a.out}"
-                + (f"; Spearman ρ vs DMS_score = {rho:.3f} over {mutations['num_with_dms']} variants"
-                   if rho is not None else
-                   "; no Spearman ρ: it needs at least 2 variants with a DMS_score, and scores that differ "
-                   f"(got {mutations['num_with_dms']})" if mutations["num_with_dms"] is not None else
-                   "; no DMS_score column, so no Spearman ρ"))
-        print(line, file=sys.stderr if a.json else sys.stdout)
+        print(_mutations_line(mutations, a.out), file=sys.stderr if a.json else sys.stdout)
     return 0
 
 

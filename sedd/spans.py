@@ -34,7 +34,7 @@ import torch
 
 from .alphabet import TemplateSpec
 from .loss import masked_cross_entropy
-from .model import device_of
+from .model import device_of, eval_mode
 
 MAX_ENUMERATED = 200        # combinations scored jointly; more are chosen span by span
 TOP = 10                    # combinations reported in ``top``
@@ -50,6 +50,12 @@ def log_length_prior(histogram: dict[int, int], lengths: list[int], max_len: int
     """
     total = sum(histogram.values()) + max_len
     return [math.log((histogram.get(n, 0) + 1) / total) for n in lengths]
+
+
+def check_span_mode(mode: str) -> None:
+    """Refuse a way of choosing span lengths other than ``SPAN_LENGTH_MODES``."""
+    if mode not in SPAN_LENGTH_MODES:
+        raise ValueError(f"span lengths must be chosen by one of {', '.join(SPAN_LENGTH_MODES)}; got {mode!r}")
 
 
 def check_t_samples(t_samples) -> None:
@@ -79,15 +85,13 @@ def observed_log_likelihoods(model, spec: TemplateSpec, combos: list[tuple[int, 
     check_t_samples(t_samples)
     net, schedule, mask_id = model.model, model.schedule, model.alphabet.mask_id
     device = device_of(net)
-    was_training = net.training
-    net.eval()
     gen = torch.Generator().manual_seed(int(seed))
     K = t_samples
     t = schedule.eps + (1 - schedule.eps) * (torch.arange(K, dtype=torch.float64)
                                              + torch.rand(K, generator=gen, dtype=torch.float64)) / K    # [K]
     hidden = None                                                   # [K, given]: masked at t_k
     out = []
-    try:
+    with eval_mode(net):                             # also when a Stop (``check``) abandons the estimate
         for combo in tqdm(combos, desc="span lengths", disable=not progress, leave=False):
             if check is not None:
                 check()                                  # may raise: the caller abandons the estimate (Stop)
@@ -107,8 +111,6 @@ def observed_log_likelihoods(model, spec: TemplateSpec, combos: list[tuple[int, 
             nats = masked_cross_entropy(logits, x0.clamp(max=mask_id - 1).expand(K, -1).to(device),
                                         scored.to(device)).double().cpu() / t                              # [K]
             out.append(-nats.mean().item())
-    finally:                                         # a Stop (``check``) must not leave it in eval mode
-        net.train(was_training)
     return out
 
 
@@ -200,8 +202,7 @@ def span_posterior(model, spec: TemplateSpec, *, t_samples: int = SPAN_T_SAMPLES
 
 def choose_lengths(posterior: SpanPosterior, num_samples: int, mode: str, seed: int) -> list[tuple[int, ...]]:
     """Span lengths for each design: drawn from the posterior (``sample``) or its mode for all (``map``)."""
-    if mode not in SPAN_LENGTH_MODES:
-        raise ValueError(f"span lengths must be chosen by one of {', '.join(SPAN_LENGTH_MODES)}; got {mode!r}")
+    check_span_mode(mode)
     if mode == "map":
         return [posterior.mode()] * num_samples
     return posterior.draw(num_samples, torch.Generator().manual_seed(int(seed)))

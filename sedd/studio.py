@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import secrets
 import shlex
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,16 +23,14 @@ from pathlib import Path
 import torch
 
 from . import render, score
-from .alphabet import Template, TemplateSpec
+from .alphabet import Alphabet, Template, TemplateSpec
 from .checkpoint import Checkpoint, atomic_write_text, shown
-from .design import Request, decode_rows, plan_for_spec, stream, to_fasta
+from .design import Request, decode_rows, design_name, plan_for_spec, stream, to_fasta
 from .sampler import STRATEGIES, particles_condition
 from .fold import FoldError, FoldResult
 from .spans import SPAN_LENGTH_MODES, TOP
 
 FOLD_BACKENDS = ("ESMFold (local)", "ESM Atlas API", "off")
-# A failure that will repeat for every design of the request: stop asking the backend.
-_REQUEST_WIDE_FAILURES = ("no_weights", "no_network")
 log = logging.getLogger("sedd.studio")
 
 
@@ -226,6 +226,32 @@ def _checking(field: str):
         raise RequestError(str(e), field) from None
 
 
+def _checked_temperature(temperature, limits: Limits) -> float:
+    try:
+        temperature = got = _number(temperature)
+    except (TypeError, ValueError):
+        temperature, got = float("nan"), temperature       # say what was sent, not "nan"
+    if not limits.min_temperature <= temperature <= limits.max_temperature:
+        raise ValueError(f"temperature must be a number from {limits.min_temperature} to "
+                         f"{limits.max_temperature}; got {_sent(got)}")
+    return temperature
+
+
+def _checked_exclude(exclude, alphabet: Alphabet, limits: Limits) -> str:
+    """The residues banned everywhere, in alphabet order, each once ("" for none)."""
+    exclude = "" if exclude is None else exclude
+    if not isinstance(exclude, str):
+        raise ValueError(f"excluded residues must be text such as 'C' or 'CM'; got {_sent(exclude)}")
+    if len(exclude) > limits.max_chars:      # read on the event loop, as the template is (``_check_size``)
+        raise ValueError(f"excluded residues are {len(exclude):,} characters long; at most {limits.max_chars:,} "
+                         "are read (each residue once is enough, such as 'C' or 'CM')")
+    exclude = "".join(alphabet.residues[i] for i in sorted(alphabet.residue_ids(exclude)))
+    if len(exclude) == len(alphabet.residues):     # the exclusion's fault, whatever the template
+        raise ValueError(f"excluded residues {exclude} are every residue of the alphabet: nothing is left "
+                         "to design with; leave at least one residue out")
+    return exclude
+
+
 def check_request(model: Checkpoint, template: str, num_samples, steps, temperature, seed, fold: str = "off",
                   limits: Limits = Limits(), exclude: str = "", span_mode: str = "sample",
                   sampler: str = "tau-leaping", top_p=1.0, particles=1) -> tuple[TemplateSpec, Settings]:
@@ -235,13 +261,7 @@ def check_request(model: Checkpoint, template: str, num_samples, steps, temperat
     with _checking("steps"):
         steps = _in_range(steps, "steps", limits.min_steps, limits.max_steps)
     with _checking("temperature"):
-        try:
-            temperature = got = _number(temperature)
-        except (TypeError, ValueError):
-            temperature, got = float("nan"), temperature       # say what was sent, not "nan"
-        if not limits.min_temperature <= temperature <= limits.max_temperature:
-            raise ValueError(f"temperature must be a number from {limits.min_temperature} to "
-                             f"{limits.max_temperature}; got {_sent(got)}")
+        temperature = _checked_temperature(temperature, limits)
     with _checking("seed"):
         seed = checked_seed(seed, limits)
     with _checking("sampler"):
@@ -259,16 +279,7 @@ def check_request(model: Checkpoint, template: str, num_samples, steps, temperat
             raise ValueError(f"span lengths must be chosen by one of {', '.join(SPAN_LENGTH_MODES)}; "
                              f"got {_sent(span_mode)}")
     with _checking("exclude"):
-        exclude = "" if exclude is None else exclude
-        if not isinstance(exclude, str):
-            raise ValueError(f"excluded residues must be text such as 'C' or 'CM'; got {_sent(exclude)}")
-        if len(exclude) > limits.max_chars:      # read on the event loop, as the template is (``_check_size``)
-            raise ValueError(f"excluded residues are {len(exclude):,} characters long; at most {limits.max_chars:,} "
-                             "are read (each residue once is enough, such as 'C' or 'CM')")
-        exclude = "".join(model.alphabet.residues[i] for i in sorted(model.alphabet.residue_ids(exclude)))
-        if len(exclude) == len(model.alphabet.residues):     # the exclusion's fault, whatever the template
-            raise ValueError(f"excluded residues {exclude} are every residue of the alphabet: nothing is left "
-                             "to design with; leave at least one residue out")
+        exclude = _checked_exclude(exclude, model.alphabet, limits)
     with _checking("template"):
         _check_size(template, "the template", limits, model.max_len)
         parsed = model.alphabet.parse_spec(template, model.max_len, exclude)
@@ -293,6 +304,10 @@ class View:
     nfe: int
     done: bool
 
+    def fasta(self) -> str:
+        """The designs as they stand, ``_`` where still masked: ``>design_1 (step 12)`` …"""
+        return to_fasta(self.sequences, note=f" (step {self.step})")
+
 
 @dataclass
 class Design:
@@ -309,7 +324,7 @@ class Design:
 
     @property
     def name(self) -> str:
-        return f"design_{self.index}"
+        return design_name(self.index)
 
 
 def probability_text(p: float) -> str:
@@ -489,7 +504,7 @@ class Run:
                 design.fold = backend.fold([design.sequence])[0]
             except FoldError as e:
                 design.fold_error = str(e)
-                shared_error = str(e) if e.reason in _REQUEST_WIDE_FAILURES else None
+                shared_error = str(e) if e.fails_every_sequence else None
             except Cancelled:
                 raise
             except Exception as e:
@@ -589,3 +604,45 @@ def scored(model: Checkpoint, entry: dict, design: tuple[str, list[bool]] | None
     the Generate tab; its flags are kept only when the entry is still that sequence."""
     designed = list(design[1]) if design and design[0] == entry["sequence"] else None
     return Scored(entry, score.family_percentile(model, entry["elbo_nats_per_residue"]), designed)
+
+
+# ---- downloads on disk --------------------------------------------------------------------------------
+def remove_orphaned_outputs(cache: Path) -> None:
+    """Remove the download folders of studios that ended without cleaning up (killed, crashed).
+
+    Each studio's folder is named ``sedd-studio-<pid>-…``; one whose process no longer runs is an orphan.
+    """
+    for folder in cache.glob("sedd-studio-*-*"):
+        pid = folder.name.split("-")[2]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)               # signal 0: only asks whether the process exists
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except PermissionError:                # it exists, under another user
+            pass
+
+
+def prune_outputs(root: Path, keep: Path, max_bytes: int, max_age_s: float) -> None:
+    """Remove the run folders under ``root`` older than ``max_age_s``, then the oldest until all of
+    them, ``keep`` included, fit in ``max_bytes``; ``keep`` itself stays.
+
+    Another run's prune, or Gradio's own cache cleaning, may remove a folder or file while this
+    one reads them: what has gone counts as gone, not as an error that would lose this run's results.
+    """
+    def mtime_and_size(folder: Path) -> tuple[float, int] | None:       # None: it has gone
+        try:
+            return folder.stat().st_mtime, sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+        except FileNotFoundError:
+            return None
+
+    found = {p: mtime_and_size(p) for p in root.iterdir() if p != keep}
+    runs = sorted((p for p, v in found.items() if v is not None), key=lambda p: found[p][0])
+    total = sum(found[p][1] for p in runs) + (mtime_and_size(keep) or (0, 0))[1]
+    for old in runs:
+        mtime, size = found[old]
+        if total <= max_bytes and time.time() - mtime <= max_age_s:
+            break
+        shutil.rmtree(old, ignore_errors=True)
+        total -= size

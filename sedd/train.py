@@ -35,7 +35,7 @@ from .cli import COUNT, COUNT_OR_ZERO, FRACTION, POSITIVE, POSITIVE_OR_ZERO, SEE
 from .data import bucketed_batches, collate, describe_dropped, read_clusters, read_fasta, split
 from .likelihood import estimate_elbo, unigram_nll
 from .loss import diffusion_loss
-from .model import MLP_KINDS, ScoreNetwork, preset, weights_from_causal_twin
+from .model import MLP_KINDS, PRESETS, ModelConfig, ScoreNetwork, preset, weights_from_causal_twin
 from .optim import OPTIMIZERS, make_optimizer
 from .schedule import LogLinearSchedule
 from .time_sampling import TIME_SAMPLINGS, time_sampler
@@ -302,11 +302,16 @@ class Trainer:
         self.unigram_floor = unigram_nll(self.val_set, self.train_set, self.alphabet.size)
         self.split_digest = split_digest(self.train_set, self.val_set)
 
+    def _model_config(self) -> ModelConfig:
+        """The network's config: the preset, sized for this alphabet and length, with the run's overrides."""
+        cfg = self.cfg
+        return preset(cfg.preset, vocab_size=self.alphabet.size, max_len=cfg.max_len, dropout=cfg.dropout,
+                      **cfg.model_overrides)
+
     def _build_networks(self) -> None:
         """The network, its EMA copy (starting equal, never trained directly) and the DDP wrapper."""
         cfg = self.cfg
-        model_cfg = preset(cfg.preset, vocab_size=self.alphabet.size, max_len=cfg.max_len,
-                           dropout=cfg.dropout, **cfg.model_overrides)
+        model_cfg = self._model_config()
         self.model = ScoreNetwork(model_cfg).to(self.device)
         if cfg.init_from and not cfg.resume:   # a resumed run's weights come from resume.pt
             try:
@@ -792,7 +797,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m sedd.train", description=__doc__.splitlines()[0])
     p.add_argument("--data", help="FASTA file of training sequences (required, except with --resume)")
     p.add_argument("--out", required=True, help="checkpoint directory to write")
-    p.add_argument("--preset", choices=["tiny", "mini", "small", "base"], help=_default("preset"))
+    p.add_argument("--preset", choices=list(PRESETS), help=_default("preset"))
     p.add_argument("--minutes", type=POSITIVE, help="time budget (wall clock, or CPU time with --clock cpu)")
     p.add_argument("--max-steps", type=COUNT, help="step budget")
     again = p.add_mutually_exclusive_group()
