@@ -35,7 +35,7 @@ BRACKET_HELP = ("a bracket holds n (n designed positions), a-b (a span of a to b
                 "such as ^C (one position that is anything but them)")
 MAX_NAMED_SPANS = 5      # spans a length refusal names; the rest are counted
 _MAX_DIGITS = 6          # more digits than this in a bracket is always beyond any model's length
-_HEADER_LINE = re.compile(r"^[^\S\n]*>", re.MULTILINE)       # a line whose first non-blank character is '>'
+HEADER_LINE = re.compile(r"^[^\S\n]*>", re.MULTILINE)       # a line whose first non-blank character is '>'
 
 
 def describe_char(ch: str) -> str:
@@ -282,7 +282,12 @@ class Alphabet:
                 + "; whitespace, digits, one FASTA header line and a trailing * are ignored")
 
     def residue_ids(self, text: str, what: str = "excluded residues") -> frozenset[int]:
-        """The residue ids listed in ``text`` (whitespace and commas ignored); ``what`` names it in errors."""
+        """The residue ids listed in ``text`` (whitespace and commas ignored; None lists none); ``what``
+        names it in errors."""
+        if text is None:
+            return frozenset()
+        if not isinstance(text, str):
+            raise ValueError(f"{what} must be text such as 'C' or 'CM', got {type(text).__name__} {text!r:.40}")
         ids = set()
         for pos, ch in enumerate(text, start=1):
             if ch.isspace() or ch == ",":
@@ -308,7 +313,7 @@ class Alphabet:
             body = stripped[newline + 1:]
         # A second header means a pasted multi-FASTA: keep the first record. Any header line may be
         # indented, as the first may: a pasted block is often indented as a whole.
-        headers = [m.start() for m in _HEADER_LINE.finditer(body)]
+        headers = [m.start() for m in HEADER_LINE.finditer(body)]
         if headers:
             if not body[:headers[0]].strip():
                 raise ValueError("template has two FASTA header lines in a row and no sequence")
@@ -401,7 +406,7 @@ class Alphabet:
                 parts.append(Slot(None))
             elif ch in self._index:
                 parts.append(Slot(self._index[ch]))
-            elif not (ch.isspace() or ch.isdigit()):
+            elif not (ch.isspace() or ch in "0123456789"):       # not isdigit(): '²' or '٣' is no number
                 raise ValueError(f"invalid character {describe_char(ch)} at position {pos}; {self.allowed_text()}")
             i += 1
         spec = TemplateSpec(tuple(parts), self.mask_id, tuple(notices))

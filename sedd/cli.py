@@ -11,7 +11,7 @@ import sys
 import warnings
 
 from .checkpoint import check_writable
-from .sampler import MAX_SEED
+from .sampler import MAX_SEED, MAX_STEPS
 
 
 def checked(convert, ok, allowed: str):
@@ -34,6 +34,7 @@ POSITIVE = checked(float, lambda v: 0 < v < math.inf, "a number above 0")
 POSITIVE_OR_ZERO = checked(float, lambda v: 0 <= v < math.inf, "a number, 0 or more")
 FRACTION = checked(float, lambda v: 0 <= v < 1, "a number from 0 up to (not including) 1")
 PROBABILITY_MASS = checked(float, lambda v: 0 < v <= 1, "a number above 0 and at most 1")
+STEPS = checked(int, lambda v: 0 < v <= MAX_STEPS, f"a whole number from 1 to {MAX_STEPS:,}")
 SEED = checked(int, lambda v: 0 <= v <= MAX_SEED, "a whole number from 0 to 2**63 - 1")
 
 

@@ -104,7 +104,7 @@ def read_fasta(path: str | Path, alphabet: Alphabet, max_len: int | None = None)
         raise FileNotFoundError(f"FASTA file {path} does not exist")
     ids, tokens, dropped, num_dropped = [], [], Counter(), 0
     for number, (header, seq) in enumerate(_fasta_records(path), start=1):
-        seq = "".join(ch for ch in seq if not ch.isdigit() or alphabet.is_valid(ch)).rstrip("*")
+        seq = "".join(ch for ch in seq if ch not in "0123456789" or alphabet.is_valid(ch)).rstrip("*")
         bad = sorted({ch for ch in seq if not alphabet.is_valid(ch)})
         too_long = max_len is not None and len(seq) > max_len
         if bad or too_long or not seq:

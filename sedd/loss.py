@@ -14,7 +14,7 @@ The ends of the schedule. With m = (1−ε)t the masking probability and g(m) = 
     E[L] = (1/(1−ε)) ∫_{ε(1−ε)}^{1−ε} g(m) dm,
 whereas the bound on −log p_θ(x_0 | length) of the reverse process the sampler runs (from all-MASK,
 m = 1, to m = 0) is ∫_0^1 g(m) dm, which is exactly −log p(x_0) for exact conditionals, whatever the
-schedule (``tests/test_maths_audit.py``). The two differ by between −2ε and +ε times max_m g(m), in
+schedule (``tests/test_exact_laws.py``). The two differ by between −2ε and +ε times max_m g(m), in
 either direction; E[L] − ∫_0^1 g ≈ ε (∫_0^1 g − g(0) − g(1)). g(0) is the cross-entropy with one
 residue masked and g(1) with all masked, each a few nats per residue for a protein model, so with
 ε = 1e-3 the estimate can sit a few thousandths of a nat per residue *below* the bound.

@@ -25,7 +25,7 @@ import time
 import torch
 
 from . import checkpoint as ckpt
-from .cli import COUNT, POSITIVE, PROBABILITY_MASS, SEED, checked, run
+from .cli import COUNT, POSITIVE, PROBABILITY_MASS, SEED, STEPS, checked, run
 from .design import Plan, Request, batch_seed, decode_rows, plan_designs, stream, to_fasta
 from .sampler import STRATEGIES, check_options
 from .spans import SPAN_LENGTH_MODES, TOP
@@ -55,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
                                          "position restricted to (or barred from) residues")
     what.add_argument("--length", help="N residues, all designed, or 'auto' to draw lengths from the training data")
     p.add_argument("--num-samples", type=SAMPLES, default=1, help=f"designs to draw, 1 to {MAX_SAMPLES:,} (default 1)")
-    p.add_argument("--steps", type=COUNT, default=128)
+    p.add_argument("--steps", type=STEPS, default=128)
     p.add_argument("--temperature", type=POSITIVE, default=1.0)
     p.add_argument("--seed", type=SEED, default=None, help="default: a random seed, printed with --json")
     p.add_argument("--omit", default="", metavar="RESIDUES",

@@ -73,6 +73,7 @@ from .schedule import LogLinearSchedule
 STRATEGIES = ("tau-leaping", "confidence", "remask")
 MAX_SEED = 2**63 - 1          # torch.Generator.manual_seed takes a 64-bit signed integer
 MAX_PARTICLES = 256
+MAX_STEPS = 100_000          # far beyond any sequence's positions; more only builds a huge time grid
 
 
 @dataclass
@@ -359,6 +360,10 @@ def is_whole(value) -> bool:
             or (isinstance(value, float) and value.is_integer()))
 
 
+def _is_real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def check_options(strategy: str, steps: int, temperature: float, top_p: float, seed: int, eta: float = 1.0,
                   budget: float = 0.5, noise: float = 2.0, particles: int = 1) -> None:
     """``sample``'s checks of its options, for a caller that wants them before expensive work.
@@ -370,17 +375,22 @@ def check_options(strategy: str, steps: int, temperature: float, top_p: float, s
     for name, value in (("steps", steps), ("seed", seed), ("particles", particles)):
         if not is_whole(value):
             raise ValueError(f"{name} must be a whole number, got {value!r}")
-    if steps < 1:
-        raise ValueError(f"steps must be at least 1, got {steps}")
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if not 1 <= steps <= MAX_STEPS:
+        raise ValueError(f"steps must be between 1 and {MAX_STEPS:,}, got {steps}")
+    for name, value in (("temperature", temperature), ("top_p", top_p)):
+        if not _is_real(value):
+            raise ValueError(f"{name} must be a number, got {value!r}")
+    # finite: at an infinite temperature a barred residue's logit, −inf / inf, is NaN, and the draw
+    # ignored every restriction
+    if not 0 < temperature < math.inf:
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
     if not 0 < top_p <= 1:
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     if not 0 <= seed <= MAX_SEED:
         raise ValueError(f"seed must be between 0 and 2**63 - 1, got {seed}")
     # finite too: an infinite budget became a negative count (no remasking at all), and η or noise = inf
     # times a zero log-probability is NaN
-    if not all(0 <= v < math.inf for v in (eta, budget, noise)):
+    if not all(_is_real(v) and 0 <= v < math.inf for v in (eta, budget, noise)):
         raise ValueError(f"eta, remask_budget and order_noise must be finite numbers ≥ 0, got eta={eta}, "
                          f"remask_budget={budget}, order_noise={noise}")
     if not 1 <= particles <= MAX_PARTICLES:

@@ -46,6 +46,7 @@ import numpy as np
 import torch
 
 from . import checkpoint as ckpt
+from .alphabet import HEADER_LINE
 from .cli import SEED, run
 from .data import Dataset, fasta_text, not_utf8, record_id
 from .likelihood import elbo_to_precision, estimate_elbo
@@ -90,9 +91,11 @@ def parse_sequence(model: ckpt.Checkpoint, text: str) -> list[int]:
 
 
 def without_comments(text: str) -> str:
-    """``text`` without its FASTA comment lines: a line that starts with ``;`` (as ``sedd.data`` reads
-    FASTA files for training). A ``;`` anywhere else is left for the template rules to refuse."""
-    return "\n".join(line for line in text.split("\n") if not line.startswith(";"))
+    """``text`` with its FASTA comment lines (a line that starts with ``;``, as ``sedd.data`` reads
+    FASTA files for training) blanked to spaces: every other character keeps its position, so an
+    error's position still counts from the start of the text. A ``;`` anywhere else is left for the
+    template rules to refuse."""
+    return "\n".join(" " * len(line) if line.startswith(";") else line for line in text.split("\n"))
 
 
 def fasta_records(text: str) -> list[tuple[str, str]]:
@@ -101,12 +104,13 @@ def fasta_records(text: str) -> list[tuple[str, str]]:
     sequence without a header; it is not the start of the next record, which would then be dropped
     unseen)."""
     text = without_comments(text)
-    headed = text.lstrip().startswith(">")
-    chunks = (text.lstrip()[1:] if headed else text).split("\n>")
-    records = [] if headed else [("sequence", chunks.pop(0))]
-    for chunk in chunks:
-        header, _, body = chunk.partition("\n")
-        records.append((record_id(header, len(records) + 1), body))
+    headers = list(HEADER_LINE.finditer(text))         # lines whose first non-blank character is '>'
+    first = text[:headers[0].start()] if headers else text
+    records = [("sequence", first)] if first.strip() or not headers else []
+    for header, after in zip(headers, headers[1:] + [None]):
+        chunk = text[header.end():after.start() if after else len(text)]
+        name, _, body = chunk.partition("\n")
+        records.append((record_id(name, len(records) + 1), body))
     return records
 
 

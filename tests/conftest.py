@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,6 +13,12 @@ from sedd.model import ScoreNetwork, preset
 from sedd.schedule import LogLinearSchedule
 
 torch.set_num_threads(1)
+
+# Fixtures shared across modules beyond these: the browser tests' Chromium, server and page, and the
+# training tests' synthetic families (their helpers are imported from the same modules).
+pytest_plugins = ["browser_helpers", "train_helpers"]
+
+BUNDLED = Path(__file__).resolve().parents[1] / "checkpoints" / "acyp"      # the model shipped in the repository
 
 
 def profile_family(n: int, length: int, seed: int = 0, sharpness: float = 3.0) -> tuple[list[str], torch.Tensor]:
@@ -26,6 +33,30 @@ def write_fasta(path, sequences, prefix="seq") -> None:
     data.write_fasta(path, sequences, ids=[f"{prefix}{i} synthetic" for i in range(len(sequences))])
 
 
+def run_main(capsys, main, *args) -> tuple[int, str, str]:
+    """A command line's ``main`` called with ``args`` (each made a string): (exit code, stdout, stderr).
+    An argparse refusal (``SystemExit``) is its exit code, as in a shell."""
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as stop:
+        code = stop.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def write_dna_hmm(path):
+    """A DNA profile HMM (of three identical sequences) written to ``path``; returns ``path``."""
+    from pyhmmer import easel, plan7
+
+    alphabet = easel.Alphabet.dna()
+    rows = [easel.TextSequence(name=f"s{i}".encode(), sequence="ACGTACGTAGCTAGCTAGCA") for i in range(3)]
+    msa = easel.TextMSA(name=b"dna", sequences=rows).digitize(alphabet)
+    model, _, _ = plan7.Builder(alphabet).build_msa(msa, plan7.Background(alphabet))
+    with open(path, "wb") as f:
+        model.write(f)
+    return path
+
+
 @pytest.fixture
 def tiny_model() -> ScoreNetwork:
     torch.manual_seed(0)
@@ -36,6 +67,12 @@ def tiny_model() -> ScoreNetwork:
 def tiny_checkpoint(tmp_path, tiny_model):
     return checkpoint.save(tmp_path / "ckpt", tiny_model, PROTEIN, LogLinearSchedule(), {40: 3, 50: 2},
                            meta={"training": {"note": "random tiny model for tests"}})
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    """The bundled checkpoint, loaded once per test module."""
+    return checkpoint.load(BUNDLED)
 
 
 @pytest.fixture(scope="module")

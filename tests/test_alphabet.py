@@ -247,3 +247,103 @@ def test_composed_templates_expand_to_their_pieces(pieces, rnd):
     tpl = s.expand(lengths)
     assert PROTEIN.decode(tpl.tokens) == expected
     assert tpl.allowed == (tuple(allowed) if any(a is not None for a in allowed) else ())
+
+
+# ---- the syntax examples of README.md and DESIGN.md parse to what their text says -------------------------
+def test_the_documented_examples_parse_to_what_the_docs_say():
+    assert spec("MKV[10]GF").fixed() == spec("MKV__________GF").fixed()
+    s = spec("GKVQGVFFR[3-8]LQGP")
+    assert [(p.low, p.high, p.at) for p in s.spans] == [(3, 8, 10)] and s.length_range() == (16, 21)
+    assert s.text(PROTEIN.residues) == "GKVQGVFFR[3-8]LQGP"
+    assert spec("MK[KR]G").fixed().allowed[2] == frozenset(PROTEIN.residues.index(c) for c in "KR")
+    assert spec("M[^CP]___").fixed().allowed[1] == frozenset(range(20)) - {PROTEIN.residues.index(c) for c in "CP"}
+    with pytest.raises(ValueError, match=r"^bracket \[9-2\] at position 3: a span \[a-b\] needs a ≤ b, got 9 > 2$"):
+        spec("MK[9-2]GF")
+
+
+# ---- a span written with a look-alike of '-' -------------------------------------------------------------
+@pytest.mark.parametrize("text, shown, position", [
+    ("MK[3–8]G", r"'–' \(U\+2013, EN DASH\)", 3),         # what a word processor or chat app makes of 3-8
+    ("MK[3−8]G", r"'−' \(U\+2212, MINUS SIGN\)", 3),      # the minus sign the docs' maths uses
+    ("MK[ 3 : 8 ]G", r"':'", 3),
+    (">h\nM[2/5]", r"'/'", 5),
+])
+def test_a_span_with_another_separator_than_a_hyphen_names_the_separator_not_the_digit(text, shown, position):
+    # before: "bracket [3–8] at position 3: '3' is not a residue" – the digit blamed, the dash not named
+    with pytest.raises(ValueError, match=rf"at position {position}: {shown} cannot separate a span's lengths; "
+                                         r"write \[\d-\d\] with an ASCII hyphen") as e:
+        spec(text)
+    assert "is not a residue" not in str(e.value)
+
+
+def test_a_bracket_of_a_digit_and_residues_still_names_the_digit():
+    with pytest.raises(ValueError, match=r"bracket \[2T5\] at position 2: '2' is not a residue"):
+        spec("M[2T5]")                                    # T is a residue: not a separator
+
+
+def test_a_space_between_two_digits_in_a_bracket_is_refused_not_read_as_one_number():
+    """[3 4] was read as [34]: 34 designed positions where the user most likely meant a span of 3 to 4."""
+    with pytest.raises(ValueError, match=r"bracket \[3 4\] at position 3 has a space inside a number.*"
+                                         r"e\.g\. \[34\] or \[3-4\]$"):
+        spec("MK[3 4]L")
+    with pytest.raises(ValueError, match=r"e\.g\. \[125\]$"):           # no [12-5] offered: a > b
+        spec("MK[12\t5]L")
+    assert spec("MK[ 3 - 4 ]L").length_range() == (6, 7)                  # spaces elsewhere are still fine
+    assert spec("MK[K R]L").fixed() == spec("MK[KR]L").fixed()
+    assert spec("MK[1\n0]L").length_range() == (13, 13)                   # a line wrapped inside a count
+
+
+# ---- too long whatever the spans take ------------------------------------------------------------------
+@pytest.mark.parametrize("text, shortest, where", [
+    ("[100][30-40]", 130, r"\[30-40\] at position 6"),
+    ("A" * 129 + "[0-3]", 129, r"\[0-3\] at position 130"),
+])
+def test_a_template_too_long_even_at_its_shortest_says_so(text, shortest, where):
+    # before: "template is up to 140 positions long with the spans … at their longest", as if shorter
+    # maxima would help
+    with pytest.raises(ValueError, match=rf"^template has at least {shortest} positions, even with the spans {where} "
+                                         rf"at their shortest; the model's maximum is {MAX}$"):
+        spec(text)
+
+
+def test_a_template_that_fits_at_its_shortest_is_refused_for_its_longest():
+    with pytest.raises(ValueError, match=r"^template is up to 130 positions long with the spans \[60-64\] at position "
+                                         r"2, \[60-64\] at position 10 at their longest; the model's maximum is 128$"):
+        spec("M[60-64]G[60-64]")
+
+
+def test_a_length_refusal_names_a_few_spans_and_counts_the_rest():
+    """A pasted page of spans was refused with every span listed: half a megabyte on the command line."""
+    with pytest.raises(ValueError) as e:
+        PROTEIN.parse_spec("[3-8]" * 100_000, 128)
+    message = str(e.value)
+    assert len(message) < 300 and "[3-8] at position 21 and 99,995 more at their shortest" in message
+    with pytest.raises(ValueError, match=r"spans \[3-8\] at position 1, \[3-8\] at position 6 at their longest"):
+        PROTEIN.parse_spec("[3-8][3-8]" + "A" * 120, 128)
+
+
+# ---- a pasted multi-FASTA whose header lines are indented ----------------------------------------------
+@pytest.mark.parametrize("text", [
+    "  >a\n  MKV__\n  >b\n  GGGG\n",
+    ">a\nMKV__\n\t>b\nGGGG\n",
+    ">a\r\nMKV__\r\n >b\r\nGGGG\r\n",
+])
+def test_an_indented_second_header_starts_a_second_record_as_the_first_header_may_be_indented(text):
+    # before: "invalid character '>' at position …" although the first header was indented as well
+    tpl = spec(text).fixed()
+    assert PROTEIN.decode(tpl.tokens) == "MKV__"
+    assert tpl.notices == ("the input holds 2 FASTA records; using the first one only",)
+
+
+def test_an_indented_header_right_after_the_first_is_two_headers_in_a_row():
+    with pytest.raises(ValueError, match="two FASTA header lines in a row and no sequence"):
+        spec(">a\n   >b\nMKV")
+    with pytest.raises(ValueError, match=r"invalid character '>' at position 3"):
+        spec("MK>V")                                       # a '>' inside a line is still no header
+
+
+@pytest.mark.parametrize("digit", ["²", "①", "٣"])
+def test_a_digit_other_than_0_to_9_is_refused_not_dropped(digit):
+    with pytest.raises(ValueError, match=f"invalid character '{digit}'"):
+        PROTEIN.parse_spec(f"MK{digit}GF", 128)
+    assert PROTEIN.parse_spec("MK12GF", 128).fixed().tokens == PROTEIN.parse_spec("MKGF", 128).fixed().tokens

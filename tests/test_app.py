@@ -15,6 +15,7 @@ from sedd import studio
 from sedd.fold import ESMFoldBackend, pdb_ca_bfactors
 
 TEMPLATE = ">test\nMKV__GF_R____LLAGW__KDE"
+SHORT_TEMPLATE = "MKV__GF_R"
 ESMFOLD = "ESMFold (local)"
 
 
@@ -199,3 +200,29 @@ def test_the_table_tells_designs_apart(cb):
 def test_one_design_is_one_design(cb):
     *_, final = cb.generate(TEMPLATE, 1, 16, 2, 1.0, "off")
     assert "1 design in 16 steps" in final[2]
+
+
+def test_a_template_with_nothing_to_design_says_so(cb):
+    """A full sequence pasted as the template came back unchanged as "4 designs" with no word why."""
+    *_, final = cb.generate(">P1\nmkvlgf", num_samples=2, steps=16, seed=1)
+    assert final[0] == ">design_1\nMKVLGF\n>design_2\nMKVLGF\n"
+    assert "Note: the template has no position to design" in final[2]
+    assert "Score tab" in final[2]
+    *_, designed = cb.generate("MKV_GF", num_samples=2, steps=16, seed=1)
+    assert "Note:" not in designed[2]
+    *_, empty_span = cb.generate("MKV[0-0]GF", num_samples=2, steps=16, seed=1)     # a span of no positions
+    assert "Note: the template has no position to design" in empty_span[2]
+    *_, short_span = cb.generate("MKV[0-2]GF", num_samples=2, steps=16, seed=1)
+    assert "no position to design" not in short_span[2]
+
+
+def test_settings_name_the_checkpoint_as_the_user_can_use_it(model, monkeypatch, capsys, tmp_path):
+    """settings.json's command names the checkpoint relative to the working directory (a Space's
+    /home/user/app/... is nobody else's path), and it still draws the same designs from there."""
+    folder = Path(model.source).resolve()
+    monkeypatch.chdir(folder.parent)
+    _, settings = studio.check_request(model, SHORT_TEMPLATE, 2, 16, 1.0, 7, "off")
+    assert settings.checkpoint == folder.name and f"--checkpoint {folder.name} " in settings.command()
+    assert sample_cli.main(settings.command().split()[3:]) == 0
+    monkeypatch.chdir(tmp_path)                                 # elsewhere: the path as loaded
+    assert studio.check_request(model, SHORT_TEMPLATE, 2, 16, 1.0, 7, "off")[1].checkpoint == model.source

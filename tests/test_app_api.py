@@ -13,6 +13,7 @@ from studio_helpers import launch_app, refused_inputs
 import app
 
 TEMPLATE = "MKV__GF_R____LLAGW__KDE"
+SHORT_TEMPLATE = "MKV__GF_R"
 
 
 def solo_fasta(model, tmp_path, **kwargs) -> str:
@@ -157,3 +158,11 @@ def test_downloads_are_written_once(model, tmp_path, monkeypatch):
     served = [Path(f["path"]).name for f in out[7]]
     assert sorted(served) == ["designs.fasta", "settings.json", "trajectory.json"]
     assert len(list(tmp_path.rglob("trajectory.json"))) == 1
+
+
+def test_the_final_output_holds_the_last_frame(served):
+    """The README's final output is (fasta, frame_html, …): the frame was Gradio's "no change" marker,
+    ``{'__type__': 'update'}``, through the API and in the MCP tool's text."""
+    final = Client(served, verbose=False).predict(SHORT_TEMPLATE, 2, 16, 3, api_name="/generate")
+    assert isinstance(final[1], str) and 'class="frame" data-step="16"' in final[1]
+    assert final[1].count('class="frame-row"') == 2

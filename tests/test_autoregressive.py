@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import write_fasta
-from sedd import checkpoint
+from sedd import autoregressive, checkpoint
 from sedd.alphabet import PROTEIN
 from sedd.autoregressive import (AutoregressiveTrainer, autoregressive_config, causal_nll, draw_samples, exact_nll,
                                   sample, shift)
@@ -19,6 +19,7 @@ from sedd.train import TrainConfig
 
 V = PROTEIN.size
 LENGTH = 24
+SEQ = PROTEIN.encode("MSTARPLKSVDYEVFGRVQGVFFRKYTQAEGKKLGL")
 
 
 def deterministic_family(n: int, seed: int) -> list[list[int]]:
@@ -163,3 +164,45 @@ def test_a_twin_of_another_size_is_refused_with_what_differs():
     fresh = ScoreNetwork(preset("mini", vocab_size=V, dropout=0.0)).state_dict()
     with pytest.raises(ValueError, match=r"does not match this one \(embed.weight: \(23, 64\) vs \(22, 192\).*same preset"):
         weights_from_causal_twin(random_ar().state_dict(), fresh, V)
+
+
+# ---- what the exact NLL cannot score: END, BOS and PAD ids, no or too long sequences --------------------
+@pytest.fixture(scope="module")
+def causal() -> ScoreNetwork:
+    torch.manual_seed(0)
+    return ScoreNetwork(autoregressive_config(preset("tiny", vocab_size=PROTEIN.size, dropout=0.0))).eval()
+
+
+@pytest.mark.parametrize("bad", [PROTEIN.size, PROTEIN.size + 1, PROTEIN.size + 2], ids=["end", "bos", "pad"])
+def test_autoregressive_nll_refuses_end_bos_and_pad_ids_in_a_sequence(causal, bad):
+    """The causal network's END, BOS and PAD ids follow the residues: in a sequence they were read as
+    those (a PAD silently dropped its residue from the sum and hid it from attention)."""
+    with pytest.raises(ValueError, match=rf"holds {bad} at position 3, which is not a residue id: allowed 0 … 19"):
+        exact_nll(causal, Dataset(["a"], [SEQ[:2] + [bad] + SEQ[3:]]))
+
+
+def test_autoregressive_nll_refuses_empty_input_and_too_long_sequences(causal):
+    """Empty input was a ZeroDivisionError; a too-long sequence an AssertionError that gave the
+    shifted length and limit (129 of 129 for a 128-residue model), not the user's."""
+    with pytest.raises(ValueError, match="no sequences to score"):
+        exact_nll(causal, Dataset([], []))
+    with pytest.raises(ValueError, match="is empty"):
+        exact_nll(causal, Dataset(["a"], [[]]))
+    with pytest.raises(ValueError, match="has 129 residues; the model's maximum is 128"):
+        exact_nll(causal, Dataset(["a"], [(SEQ * 4)[:129]]))
+    assert exact_nll(causal, Dataset(["a"], [(SEQ * 4)[:128]]))["num_residues"] == 128
+
+
+def test_autoregressive_nll_restores_the_training_mode_when_it_fails(causal, monkeypatch):
+    """As ``estimate_elbo`` does: a failure mid-way must not leave a training network in eval mode."""
+    def fail(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(autoregressive, "causal_nll", fail)
+    causal.train()
+    try:
+        with pytest.raises(RuntimeError, match="out of memory"):
+            exact_nll(causal, Dataset(["a"], [SEQ]))
+        assert causal.training
+    finally:
+        causal.eval()

@@ -8,105 +8,18 @@ sleeps and then asserts: each waits for the condition it needs, with a timeout.
 from __future__ import annotations
 
 import functools
-import os
-import shutil
 import threading
 import time
-from pathlib import Path
 
 import pytest
-from studio_helpers import (
-    launch_app,
-    save_tiny_esmfold,
-    tiny_checkpoint_dir,
-    wait_for_stable,
-)
+from browser_helpers import SEED, SEED_USED, fold_off, open_page, require, set_steps, wait_until_done
+from studio_helpers import fasta_sequences, launch_app, tiny_esmfold, wait_for_stable
 
 import app
 from sedd import render
+from sedd.fold import ESMFoldBackend
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-SEED = "#seed :is(input, textarea)"
-SEED_USED = "#seed-used :is(input, textarea)"
-CHROMIUM = os.environ.get("SEDD_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-
-
-def _require(ok: bool, what: str) -> None:
-    if not ok:
-        if os.environ.get("CI"):
-            pytest.fail(f"{what} is missing; .ci/run must install it")
-        pytest.skip(f"{what} is missing")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    _require(Path(CHROMIUM).exists(), "Chromium (apt-get install chromium)")   # before launching it
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield b
-        b.close()
-
-
-@pytest.fixture(scope="module")
-def server(browser, tmp_path_factory):
-    """``python app.py`` itself, with a tiny score model and a tiny random ESMFold."""
-    _require(render.LOCAL_3DMOL.is_file(), "the npm package 3dmol (npm ci)")
-    tmp = tmp_path_factory.mktemp("browser")
-    ckpt, esmfold = tiny_checkpoint_dir(tmp / "ckpt"), save_tiny_esmfold(tmp / "esmfold")
-    try:
-        proc, url = app.spawn(["--checkpoint", str(ckpt), "--esmfold", str(esmfold), "--fold", "ESMFold (local)"],
-                              log=tmp / "app.log", env={"GRADIO_SERVER_NAME": "127.0.0.1", "OMP_NUM_THREADS": "1"})
-    except RuntimeError as e:
-        pytest.fail(str(e))
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
-
-
-def open_page(browser, url: str):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    # Every wait is for a condition, so a long limit costs nothing when the page is quick; on a
-    # loaded 2-core machine (the tiny ESMFold, 3Dmol's first render) Playwright's 30 s is too short.
-    page.set_default_timeout(90_000)
-    page.goto(url)
-    page.wait_for_selector("#template textarea", timeout=60_000)
-    # Record every denoising step the page shows, as it shows it.
-    page.evaluate("""() => {
-        window.__steps = [];
-        new MutationObserver(() => {
-            const f = document.querySelector('#frames .frame');
-            if (f && window.__steps.at(-1) !== f.dataset.step) window.__steps.push(f.dataset.step);
-        }).observe(document.body, {subtree: true, childList: true, attributes: true});
-    }""")
-    return page
-
-
-@pytest.fixture
-def page(browser, server):
-    page = open_page(browser, server)
-    yield page
-    page.close()
-
-
-def fold_off(page) -> None:
-    page.get_by_label("off", exact=True).check()
-
-
-def set_steps(page, steps: int) -> None:
-    box = page.locator("input[aria-label='number input for Steps']")
-    box.fill(str(steps))
-    box.press("Enter")
-
-
-def wait_until_done(page, previous_seed: str = "") -> tuple[str, str]:
-    """Wait for a run other than the one with ``previous_seed`` to finish (denoised and folded);
-    return (seed used, FASTA)."""
-    page.wait_for_function("""prev => {
-        const m = document.querySelector('#status').innerText.match(/in \\d+ steps \\(seed (\\d+)\\)/);
-        return m && m[1] !== prev && !document.querySelector('#status').innerText.includes('…');
-    }""", arg=previous_seed, timeout=120_000)
-    return page.input_value(SEED_USED), page.input_value("#fasta textarea")
 
 
 def test_generate_streams_frames_then_designs_and_3d_view(page, tmp_path):
@@ -166,7 +79,7 @@ PDB = "".join(f"ATOM  {i:5d}  CA  ALA A{i:4d}    {i * 3.8:8.3f}{0.0:8.3f}{0.0:8.
 
 @pytest.mark.parametrize("breakage", [UNSIZED_AT_START, NO_WEBGL], ids=["unsized-at-start", "no-webgl"])
 def test_the_3d_view_is_never_a_silent_blank_box(browser, breakage):
-    _require(render.LOCAL_3DMOL.is_file(), "the npm package 3dmol (npm ci)")
+    require(render.LOCAL_3DMOL.is_file(), "the npm package 3dmol (npm ci)")
     page = browser.new_page(viewport={"width": 900, "height": 700})
     page.add_init_script(f"({breakage})()")
     viewer = render.viewer_page(PDB, [90.0] * 8, [True] * 8, js_url="3Dmol-min.js")
@@ -413,3 +326,76 @@ def test_an_example_then_generate_at_once_runs_the_example(page):
     designs = [line for line in fasta.splitlines() if line and not line.startswith(">")]
     assert len(designs) == 4 and all(len(d) == len(example["template"]) for d in designs)
     assert all(d[15:24] == "GKVQGVFFR" for d in designs), designs
+
+
+# ---- Stop while folding: the page shows one run ----------------------------------------------------------
+STOP_TEMPLATE = "MKV__GF_R____LLAGW__KDE"
+FOLD = "ESMFold (local)"
+
+
+class HeldFolds(ESMFoldBackend):
+    """The tiny ESMFold; once ``hold(n)`` is called, the fold after the next ``n`` waits for ``release``."""
+
+    def __init__(self):
+        super().__init__(model=tiny_esmfold(), device="cpu")
+        self.passes, self.gate = None, threading.Event()
+
+    def hold(self, passes: int) -> None:
+        self.passes = passes
+        self.gate.clear()
+
+    def release(self) -> None:
+        self.gate.set()
+
+    def fold(self, sequences):
+        if self.passes is not None:
+            if self.passes == 0:
+                self.gate.wait(timeout=120)            # never hangs a broken test for good
+            self.passes -= 1
+        return super().fold(sequences)
+
+
+# The stopped run has ended: its designs fill the table, or (as before the fix) the heading, redrawn
+# after every run, says "model score" for a run that left no designs on the page.
+RUN_SHOWN_OR_HEADING_RESET = """() => {
+    const fasta = document.querySelector('#fasta textarea').value, table = document.querySelector('#designs').innerText;
+    const sequences = fasta.split('\\n').filter(line => line && !line.startsWith('>'));
+    return document.querySelector('#designs-heading').innerText.includes('model score')
+        || (sequences.length === 4 && !fasta.includes('(step') && sequences.every(s => table.includes(s)));
+}"""
+
+
+def test_the_page_after_stop_while_folding_shows_one_run(browser, model):
+    """A user's steps: a finished run, then Generate again and Stop while it folds. The FASTA box
+    then held the new designs while the table was empty and the structure panel blank."""
+    backend = HeldFolds()
+    demo, url = launch_app(model, {FOLD: backend, "off": None})
+    page = open_page(browser, url)
+    try:
+        page.get_by_label(FOLD, exact=True).check()
+        page.fill("#template textarea", STOP_TEMPLATE)
+        set_steps(page, 16)
+        page.fill(SEED, "1")
+        page.click("#generate")
+        wait_until_done(page)
+        backend.hold(1)                                # design 2 of the next run folds only after the Stop
+        page.fill(SEED, "2")
+        page.click("#generate")
+        page.wait_for_function("document.querySelector('#status').innerText.includes('Folding design 2 of 4')")
+        page.click("#stop")
+        page.wait_for_function("document.querySelector('#status').innerText.includes('Stopped')")
+        backend.release()
+        page.wait_for_function(RUN_SHOWN_OR_HEADING_RESET)
+        assert "ranked by mean pLDDT" in page.locator("#designs-heading").inner_text()
+        assert "after drawing 4 designs" in page.locator("#status").inner_text()
+        sequences = fasta_sequences(page.input_value("#fasta textarea"))
+        table = page.locator("#designs").inner_text()
+        assert len(sequences) == 4 and all(s in table for s in sequences), "the table is not the FASTA's run"
+        downloads = page.locator("#downloads").inner_text()         # a name shows as "design_1\n.pdb"
+        assert table.count("stopped") == 2 and "designs\n.fasta" in downloads
+        assert "design_2\n.pdb" in downloads and "design_3\n.pdb" not in downloads
+        assert page.locator("#structure .structure-title").inner_text().startswith("design_")
+    finally:
+        backend.release()
+        page.close()
+        demo.close()

@@ -6,7 +6,7 @@ ancestor's background composited, so colours mixed with transparency count as th
 from __future__ import annotations
 
 import pytest
-from test_browser import browser, fold_off, server, set_steps, wait_until_done  # noqa: F401  (the same app and browser)
+from browser_helpers import fold_off, set_steps, wait_until_done
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 SEQUENCE = "MAEGNTLISVDYEIFGKVQGVFFRKHTQAEGKKLGLVGWVQNTDRGTVQGQLQGPISKV"
@@ -58,7 +58,7 @@ SCORE_CHECKS = [["#score-summary .score-name", 4.5, 1.6], ["#score-summary .scor
 
 
 @pytest.mark.parametrize("scheme", ["dark", "light"])
-def test_every_custom_element_is_readable(browser, server, scheme):  # noqa: F811
+def test_every_custom_element_is_readable(browser, server, scheme):
     """In dark mode the fixed residues, the posterior chart's labels and the family percentile were grey on
     near-black (contrast 1.5 to 2.6), and the status box and masked positions glared as white blocks."""
     context = browser.new_context(color_scheme=scheme, viewport={"width": 1400, "height": 1000})
@@ -80,7 +80,7 @@ def test_every_custom_element_is_readable(browser, server, scheme):  # noqa: F81
     context.close()
 
 
-def test_a_phone_scrolls_only_vertically_and_keeps_the_scores_legible(browser, server):  # noqa: F811
+def test_a_phone_scrolls_only_vertically_and_keeps_the_scores_legible(browser, server):
     page = browser.new_page(viewport={"width": 390, "height": 844})
     page.set_default_timeout(90_000)
     page.goto(server)

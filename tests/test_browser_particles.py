@@ -4,12 +4,12 @@ is refused at the particles slider."""
 from __future__ import annotations
 
 import pytest
-from test_browser import SEED, browser, fold_off, page, server, set_steps, wait_until_done  # noqa: F401
+from browser_helpers import SEED, fold_off, set_steps, wait_until_done
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
-def test_particles_in_the_page(page):  # noqa: F811
+def test_particles_in_the_page(page):
     page.fill("#template textarea", "MKV[KR]__GF[^C]_R[DE]___LLAGW")
     set_steps(page, 16)
     fold_off(page)

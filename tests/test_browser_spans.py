@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import pytest
-from test_browser import browser, page, server  # noqa: F401  (the served app, Chromium and a fresh page)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
-def test_spans_and_excluded_residues_in_the_page(page):  # noqa: F811
+def test_spans_and_excluded_residues_in_the_page(page):
     page.fill("#template textarea", "MKV[2-5]GF[KR]R[0-2]W" + "_" * 20)
     page.fill("#exclude input, #exclude textarea", "C")
     page.get_by_label("most probable").check()

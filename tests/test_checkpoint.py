@@ -1,12 +1,18 @@
+"""Checkpoints: save and load round trips, 16-bit copies, names resolved locally or on the Hub, atomic
+writes, and what a damaged checkpoint, or one from another version of sedd, is refused with."""
 import json
 import re
+from pathlib import Path
 
 import pytest
 import torch
+from conftest import BUNDLED
 from safetensors.torch import load_file, save_file
 
 from sedd import checkpoint
 from sedd.alphabet import PROTEIN
+from sedd.model import ScoreNetwork, preset
+from sedd.schedule import LogLinearSchedule
 
 
 def test_round_trip_gives_identical_logits(tiny_model, tiny_checkpoint):
@@ -207,3 +213,123 @@ def test_a_bad_length_histogram_names_the_file_and_the_field(tiny_checkpoint, hi
     with pytest.raises(ValueError) as error:
         checkpoint.load(tiny_checkpoint)
     assert str(error.value).startswith(f"{path}: {message}")
+
+
+# ---- save: a failed save leaves the old checkpoint whole; a histogram counted by torch ---------------------
+def test_a_save_whose_meta_is_not_json_leaves_the_old_checkpoint_whole(tiny_checkpoint):
+    before = {p.name: p.read_bytes() for p in tiny_checkpoint.iterdir()}
+    bigger = ScoreNetwork(preset("tiny", vocab_size=PROTEIN.size, n_layers=3, dropout=0.0))
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        checkpoint.save(tiny_checkpoint, bigger, PROTEIN, LogLinearSchedule(), {40: 1},
+                        meta={"training": {"data": Path("family.fasta")}})
+    assert {p.name: p.read_bytes() for p in tiny_checkpoint.iterdir()} == before
+    assert checkpoint.load(tiny_checkpoint).model.config.n_layers == 2
+
+
+def test_a_histogram_counted_by_torch_is_saved_with_plain_length_keys(tmp_path, tiny_model):
+    lengths = torch.tensor([40, 40, 50])
+    histogram = dict(zip(*torch.unique(lengths, return_counts=True)))      # tensor keys and counts
+    checkpoint.save(tmp_path / "ckpt", tiny_model, PROTEIN, LogLinearSchedule(), histogram)
+    assert checkpoint.load(tmp_path / "ckpt").length_histogram == {40: 2, 50: 1}
+
+
+# ---- convert: the card's eval/ folder comes along, float16 overflows and a used destination are refused ----
+def test_convert_brings_the_eval_folder_the_card_links_to_but_not_training_state_or_other_folders(tiny_checkpoint):
+    (tiny_checkpoint / "README.md").write_text("see [eval/metrics.json](eval/metrics.json)\n")
+    (tiny_checkpoint / "eval" / "run").mkdir(parents=True)
+    (tiny_checkpoint / "eval" / "metrics.json").write_text('{"elbo": 2.5}\n')
+    (tiny_checkpoint / "eval" / "run" / "history.json").write_text("[]\n")
+    (tiny_checkpoint / checkpoint.RESUME_NAME).write_bytes(b"optimizer state")
+    (tiny_checkpoint / "not-shipped").mkdir()                # a training run's folder may hold another model
+    (tiny_checkpoint / "not-shipped" / "model.safetensors").write_bytes(b"another model")
+    out = checkpoint.convert(tiny_checkpoint, tiny_checkpoint / "bf16")        # inside its source, too
+    copied = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert copied == ["README.md", "config.json", "eval/metrics.json", "eval/run/history.json",
+                      "model.safetensors"]
+    assert (out / "eval" / "metrics.json").read_text() == '{"elbo": 2.5}\n'
+    assert next(checkpoint.load(out).model.parameters()).dtype == torch.float32
+
+
+def test_convert_to_float16_refuses_weights_it_would_turn_into_infinity(tiny_checkpoint, tmp_path):
+    path = tiny_checkpoint / "model.safetensors"
+    state = load_file(path)
+    state["head.bias"][3] = 1e6                     # finite in float32 and bfloat16, inf in float16
+    save_file(state, path)
+    with pytest.raises(ValueError, match=r"head.bias holds weights up to 1e\+06, beyond float16's largest "
+                                         r"65,504; store it as bfloat16 or float32"):
+        checkpoint.convert(tiny_checkpoint, tmp_path / "fp16", "float16")
+    assert not (tmp_path / "fp16").exists()
+    out = checkpoint.convert(tiny_checkpoint, tmp_path / "bf16", "bfloat16")
+    assert torch.isfinite(load_file(out / "model.safetensors")["head.bias"]).all()
+
+
+def test_convert_refuses_a_destination_that_holds_another_models_files(tiny_checkpoint, tmp_path):
+    """Converting into an existing checkpoint folder left its old card and eval/ beside the new weights."""
+    old = checkpoint.convert(tiny_checkpoint, tmp_path / "acyp-base")
+    (old / "eval").mkdir()
+    (old / "eval" / "report.md").write_text("the old model's report\n")
+    with pytest.raises(ValueError, match=r"acyp-base already holds files \(config.json, eval, model.safetensors\); "
+                                         r"convert writes a new checkpoint into a new or empty folder"):
+        checkpoint.convert(tiny_checkpoint, old, "float32")
+    assert (old / "eval" / "report.md").read_text() == "the old model's report\n"
+    (tmp_path / "empty").mkdir()
+    assert (checkpoint.convert(tiny_checkpoint, tmp_path / "empty") / "config.json").is_file()
+
+
+# ---- the length histogram: nothing to draw from, or lengths the model cannot take -------------------------
+def _with_histogram(directory: Path, histogram: dict) -> checkpoint.Checkpoint:
+    config = json.loads((directory / "config.json").read_text())
+    config["length_histogram"] = histogram
+    (directory / "config.json").write_text(json.dumps(config))
+    return checkpoint.load(directory)
+
+
+def test_an_all_zero_length_histogram_is_refused_as_no_histogram(tiny_checkpoint):
+    loaded = _with_histogram(tiny_checkpoint, {"40": 0, "50": 0})
+    with pytest.raises(ValueError, match="stores no length histogram; give --length N"):
+        loaded.sample_lengths(3, torch.Generator().manual_seed(0))
+
+
+def test_a_histogram_with_lengths_beyond_max_len_is_not_drawn_from(tiny_checkpoint):
+    loaded = _with_histogram(tiny_checkpoint, {"400": 3})
+    with pytest.raises(ValueError, match=r"lengths the model cannot take \(400; its lengths are 1 … 128\)"):
+        loaded.sample_lengths(2, torch.Generator().manual_seed(0))
+
+
+# ---- a bad schedule, and a checkpoint from another version -----------------------------------------------
+def test_a_checkpoint_with_a_bad_eps_is_refused_when_loaded(tmp_path):
+    target = tmp_path / "bad"
+    target.mkdir()
+    for f in BUNDLED.iterdir():
+        if f.is_file() and f.name != "config.json":
+            (target / f.name).symlink_to(f)
+    config = json.loads((BUNDLED / "config.json").read_text())
+    config["schedule"]["eps"] = 1.0
+    (target / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="invalid section.*eps must be a number from 0 up to"):
+        checkpoint.load(target)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c["model"].update(rope_base=500000), r"the 'model' section has settings this version of sedd does "
+                                                    r"not know \('rope_base'\); a newer sedd wrote it"),
+    (lambda c: c.update(format="sedd-protein/2"), r"is not a sedd-protein/1 config \(format = 'sedd-protein/2'\); "
+                                                  r"this version of sedd reads only sedd-protein/1: a newer sedd"),
+])
+def test_a_checkpoint_from_a_newer_version_says_so(tiny_checkpoint, change, message):
+    """Before: "has an invalid section: ModelConfig.__init__() got an unexpected keyword argument 'rope_base'",
+    and a newer format was named without saying what this version reads."""
+    config = json.loads((tiny_checkpoint / "config.json").read_text())
+    change(config)
+    (tiny_checkpoint / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=message):
+        checkpoint.load(tiny_checkpoint)
+
+
+def test_a_checkpoint_from_an_older_version_without_newer_settings_loads(tiny_checkpoint):
+    """Settings a checkpoint predates (mlp, tie_embeddings, causal) take their defaults."""
+    config = json.loads((tiny_checkpoint / "config.json").read_text())
+    for key in ("mlp", "tie_embeddings", "causal"):
+        del config["model"][key]
+    (tiny_checkpoint / "config.json").write_text(json.dumps(config))
+    assert checkpoint.load(tiny_checkpoint).model.config.mlp == "gelu"

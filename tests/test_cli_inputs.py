@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import profile_family, write_fasta
+from conftest import profile_family, run_main, write_fasta
 
 from sedd import data, score
 from sedd.alphabet import PROTEIN
@@ -19,17 +19,11 @@ WT = "MKVGFAKLMQ"
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_score(capsys, *argv) -> tuple[int, str, str]:
-    code = score.main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 # ---- FASTA files ----------------------------------------------------------------------------------------
 def test_score_reads_a_fasta_saved_with_a_byte_order_mark(capsys, tmp_path, tiny_checkpoint):
     fasta = tmp_path / "windows.fasta"
     fasta.write_bytes(b"\xef\xbb\xbf>first\r\nMKVGF\r\n>second\r\nMKKGG\r\n")     # UTF-8 with BOM, CRLF
-    code, out, err = run_score(capsys, "--checkpoint", tiny_checkpoint, "--fasta", fasta, "--json")
+    code, out, err = run_main(capsys, score.main, "--checkpoint", tiny_checkpoint, "--fasta", fasta, "--json")
     assert code == 0, err
     entries = json.loads(out)["sequences"]
     assert [(e["name"], e["sequence"]) for e in entries] == [("first", "MKVGF"), ("second", "MKKGG")]
@@ -40,7 +34,7 @@ def test_score_reads_a_gzipped_fasta_as_training_does(capsys, tmp_path, tiny_che
     import gzip
     fasta = tmp_path / "family.fasta.gz"
     fasta.write_bytes(gzip.compress(b">first\nMKVGF\n>second\nMKKGG\n"))
-    code, out, err = run_score(capsys, "--checkpoint", tiny_checkpoint, "--fasta", fasta, "--json")
+    code, out, err = run_main(capsys, score.main, "--checkpoint", tiny_checkpoint, "--fasta", fasta, "--json")
     assert code == 0, err
     assert [(e["name"], e["sequence"]) for e in json.loads(out)["sequences"]] == [("first", "MKVGF"), ("second", "MKKGG")]
 
@@ -48,7 +42,7 @@ def test_score_reads_a_gzipped_fasta_as_training_does(capsys, tmp_path, tiny_che
 def test_score_refuses_a_fasta_that_is_not_utf8_naming_the_file(capsys, tmp_path, tiny_checkpoint):
     fasta = tmp_path / "latin1.fasta"
     fasta.write_bytes(">prot\xe9ine\nMKVGF\n".encode("latin-1"))
-    code, out, err = run_score(capsys, "--checkpoint", tiny_checkpoint, "--fasta", fasta)
+    code, out, err = run_main(capsys, score.main, "--checkpoint", tiny_checkpoint, "--fasta", fasta)
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and err.startswith("error: ")
     assert str(fasta) in err and "not UTF-8" in err and "0xe9" in err
@@ -79,8 +73,8 @@ def test_cluster_file_with_a_byte_order_mark_keeps_its_header_a_header(tmp_path)
 def test_mutations_table_that_is_not_utf8_is_refused_naming_the_file(capsys, tmp_path, tiny_checkpoint):
     table = tmp_path / "variants.csv"
     table.write_bytes("mutant,note\nM1A,caf\xe9\n".encode("latin-1"))
-    code, _, err = run_score(capsys, "--checkpoint", tiny_checkpoint, "--sequence", WT,
-                             "--mutations", table, "--out", tmp_path / "scored.csv")
+    code, _, err = run_main(capsys, score.main, "--checkpoint", tiny_checkpoint, "--sequence", WT, "--mutations", table,
+                            "--out", tmp_path / "scored.csv")
     assert code == 2 and err.count("\n") == 1
     assert str(table) in err and "not UTF-8" in err
     assert not (tmp_path / "scored.csv").exists()
@@ -89,8 +83,8 @@ def test_mutations_table_that_is_not_utf8_is_refused_naming_the_file(capsys, tmp
 def test_mutations_row_with_more_fields_than_the_header_names_its_line(capsys, tmp_path, tiny_checkpoint):
     table = tmp_path / "variants.csv"
     table.write_text("mutant,DMS_score\nM1A,0.5\nK2R,1,5\n")          # an unquoted decimal comma, say
-    code, _, err = run_score(capsys, "--checkpoint", tiny_checkpoint, "--sequence", WT,
-                             "--mutations", table, "--out", tmp_path / "scored.csv")
+    code, _, err = run_main(capsys, score.main, "--checkpoint", tiny_checkpoint, "--sequence", WT, "--mutations", table,
+                            "--out", tmp_path / "scored.csv")
     assert code == 2 and err.count("\n") == 1
     assert f"{table}, line 3" in err and "3 fields" in err and "header has 2" in err
     assert not (tmp_path / "scored.csv").exists()
@@ -99,8 +93,8 @@ def test_mutations_row_with_more_fields_than_the_header_names_its_line(capsys, t
 def test_a_bad_mutant_after_blank_lines_is_reported_at_its_own_line(capsys, tmp_path, tiny_checkpoint):
     table = tmp_path / "variants.csv"
     table.write_text("mutant\nM1A\n\n\nK2R\nX5A\n")          # X5A is on line 6 of the file
-    code, _, err = run_score(capsys, "--checkpoint", tiny_checkpoint, "--sequence", WT,
-                             "--mutations", table, "--out", tmp_path / "scored.csv")
+    code, _, err = run_main(capsys, score.main, "--checkpoint", tiny_checkpoint, "--sequence", WT, "--mutations", table,
+                            "--out", tmp_path / "scored.csv")
     assert code == 2
     assert f"{table}, line 6 (mutant 'X5A')" in err
 
@@ -108,8 +102,8 @@ def test_a_bad_mutant_after_blank_lines_is_reported_at_its_own_line(capsys, tmp_
 def test_blank_lines_in_a_mutations_table_do_not_change_the_output(capsys, tmp_path, tiny_checkpoint):
     table = tmp_path / "variants.csv"
     table.write_text("mutant,DMS_score\nM1A,0.5\n\nK2R,1\n")
-    code, _, err = run_score(capsys, "--checkpoint", tiny_checkpoint, "--sequence", WT,
-                             "--mutations", table, "--out", tmp_path / "scored.csv")
+    code, _, err = run_main(capsys, score.main, "--checkpoint", tiny_checkpoint, "--sequence", WT, "--mutations", table,
+                            "--out", tmp_path / "scored.csv")
     assert code == 0, err
     rows = (tmp_path / "scored.csv").read_text().splitlines()
     assert rows[0] == "mutant,DMS_score,sedd_score" and [r.split(",")[0] for r in rows[1:]] == ["M1A", "K2R"]
@@ -158,7 +152,7 @@ def test_particles_with_another_sampler_are_refused_before_the_span_lengths_are_
 
 def test_a_refusal_names_the_record_only_when_it_has_a_name(capsys, tiny_checkpoint):
     """Not "sequence: the sequence is empty" for a bare --sequence; a FASTA record keeps its name."""
-    code, _, err = run_score(capsys, "--checkpoint", tiny_checkpoint, "--sequence", " ")
+    code, _, err = run_main(capsys, score.main, "--checkpoint", tiny_checkpoint, "--sequence", " ")
     assert code == 2 and err.strip() == "error: the sequence is empty: give 1 to 128 residues"
-    code, _, err = run_score(capsys, "--checkpoint", tiny_checkpoint, "--sequence", ">mine\nMKV_G")
+    code, _, err = run_main(capsys, score.main, "--checkpoint", tiny_checkpoint, "--sequence", ">mine\nMKV_G")
     assert code == 2 and err.startswith("error: mine: scoring needs a full sequence")

@@ -1,15 +1,23 @@
-"""``sedd.data``: FASTA in and out, cluster files, cluster-held-out splits, length-bucketed batches."""
+"""``sedd.data``: FASTA in and out (as files come: gzip, empty headers, spaces, Windows line ends), cluster
+files, cluster-held-out splits and the split command line, length-bucketed batches."""
 from __future__ import annotations
 
+import gzip
 import random
+import warnings
 from collections import Counter
 
 import pytest
 import torch
+from conftest import profile_family
+from train_helpers import dropout_config, trainer
 
+from sedd import data as sedd_data
 from sedd.alphabet import PROTEIN
 from sedd.data import (Dataset, bucketed_batches, collate, describe_dropped, format_fasta, read_clusters, read_fasta,
                        split, write_fasta)
+
+SEQ = "MSTARPLKSVDYEVFGRVQGVFFRKHTQAEGKKLGLVGWVQNTDRGTVQGQLQG"
 
 
 def clustered_dataset(seed: int = 0) -> tuple[Dataset, dict[str, str]]:
@@ -158,3 +166,154 @@ def test_collate_pads_with_the_given_id():
     x0, lengths = collate([[1, 2, 3], [4]], pad_id=PROTEIN.pad_id)
     assert torch.equal(x0, torch.tensor([[1, 2, 3], [4, PROTEIN.pad_id, PROTEIN.pad_id]]))
     assert lengths.tolist() == [3, 1]
+
+
+# ---- FASTA files as they come ----------------------------------------------------------------------------
+def test_a_gzip_compressed_fasta_reads_as_the_plain_one(tmp_path):
+    text = b"\xef\xbb\xbf>a first\r\nMKV\r\nGF*\r\n>b\rmkkgg\r>c\n\n"
+    (tmp_path / "plain.fasta").write_bytes(text)
+    (tmp_path / "family.fasta.gz").write_bytes(gzip.compress(text))
+    plain = read_fasta(tmp_path / "plain.fasta", PROTEIN)
+    packed = read_fasta(tmp_path / "family.fasta.gz", PROTEIN)
+    assert packed.ids == plain.ids == ["a", "b"]
+    assert [PROTEIN.decode(t) for t in packed.tokens] == ["MKVGF", "MKKGG"]
+    assert packed.dropped == plain.dropped == {"empty": 1}
+
+
+def test_a_truncated_gzip_fasta_is_named_as_such(tmp_path):
+    path = tmp_path / "cut.fasta.gz"
+    path.write_bytes(gzip.compress(b">a\nMKVGF\n" * 100)[:30])
+    with pytest.raises(ValueError, match=r"could not read .*cut.fasta.gz as gzip-compressed FASTA"):
+        read_fasta(path, PROTEIN)
+
+
+def test_fasta_records_with_one_header_or_an_empty_header_are_all_read(tmp_path):
+    path = tmp_path / "x.fasta"
+    path.write_text(">\nMKV\n>a\nMKVL\n>a\nMKVLL\n>a other words\nGG\n")
+    got = read_fasta(path, PROTEIN)
+    assert got.ids == ["record_1", "a", "a", "a"]
+    assert [PROTEIN.decode(t) for t in got.tokens] == ["MKV", "MKVL", "MKVLL", "GG"]
+
+
+def test_fasta_sequence_lines_may_hold_spaces_and_windows_line_ends(tmp_path):
+    path = tmp_path / "x.fasta"
+    path.write_bytes(b"\n>a\r\nmkv LLA\r\n;a comment\r\nGG*\r\n>b\r\nAC DE\r\n")
+    got = read_fasta(path, PROTEIN)
+    assert got.ids == ["a", "b"] and [PROTEIN.decode(t) for t in got.tokens] == ["MKVLLAGG", "ACDE"]
+
+
+def test_a_fasta_with_nothing_usable_says_why(tmp_path):
+    path = tmp_path / "aligned.fasta"
+    path.write_text(">a\nMK-VG*\n>b\nMK--G\n")
+    with pytest.raises(ValueError, match=r"holds no usable sequence .*: dropped 2 of 2 sequences: 2 contain '-' "
+                                         r"\(an alignment\? remove its gap characters\)"):
+        read_fasta(path, PROTEIN)
+    with pytest.raises(ValueError, match=r"is a folder, not a FASTA file"):
+        read_fasta(tmp_path, PROTEIN)
+
+
+# ---- splits that cannot train, or that would put one sequence on both sides ------------------------------
+def test_a_split_that_leaves_nothing_to_train_on_is_refused():
+    with pytest.raises(ValueError, match=r"holding out 1 of 1 sequence\(s\) for validation leaves none to train on"):
+        with pytest.warns(UserWarning):
+            split(Dataset(["a"], [[0, 1]]), 0.05, 0)
+    one_cluster = Dataset(["a", "b"], [[0, 1], [2, 3]])
+    with pytest.raises(ValueError, match=r"leaves none to train on \(1 cluster\(s\)\)"):
+        split(one_cluster, 0.05, 0, {"a": "a", "b": "a"})
+
+
+def dataset(sequences: list[str], ids: list[str] | None = None) -> Dataset:
+    ids = ids or [f"s{i}" for i in range(len(sequences))]
+    return Dataset(ids, [PROTEIN.encode(s) for s in sequences])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_no_sequence_is_on_both_sides_of_a_cluster_split(seed):
+    """The same sequence under two ids in different clusters (a cluster file made from other data,
+    or one that lacks ids): validation keeps its whole clusters, training loses the copies of them."""
+    seqs, _ = profile_family(60, 12, seed=1)
+    data = dataset(seqs + seqs[:20], [f"a{i}" for i in range(60)] + [f"copy{i}" for i in range(20)])
+    clusters = {f"a{i}": f"c{i // 3}" for i in range(60)}           # the copies are missing: their own clusters
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train, val = split(data, 0.2, seed, clusters)
+    assert not set(map(tuple, train.tokens)) & set(map(tuple, val.tokens))
+    cluster_of = lambda seq_id: clusters.get(seq_id, seq_id)          # noqa: E731
+    assert not {cluster_of(i) for i in train.ids} & {cluster_of(i) for i in val.ids}
+    assert len(val) >= 0.2 * len(data)
+    left_out = sorted(set(data.ids) - set(train.ids) - set(val.ids))
+    assert left_out and all(data.tokens[data.ids.index(i)] in val.tokens for i in left_out)
+    first = next(i for i in data.ids if i in left_out)
+    assert [str(w.message) for w in caught] == [f"left {len(left_out)} sequence(s) out of training, copies of "
+                                                f"held-out sequences under other ids in other clusters (first: {first})"]
+
+
+def test_a_split_without_duplicates_is_unchanged():
+    """Where no sequence repeats, the split is the one published runs were trained on (pinned ids)."""
+    seqs, _ = profile_family(40, 12, seed=3)
+    data = dataset(seqs)
+    clusters = {f"s{i}": f"c{i // 4}" for i in range(40)}
+    assert split(data, 0.2, 0, clusters)[1].ids == PINNED_CLUSTER_VAL
+    with pytest.warns(UserWarning):
+        assert split(data, 0.2, 0)[1].ids == PINNED_SEQUENCE_VAL
+
+
+PINNED_CLUSTER_VAL = ["s28", "s29", "s30", "s31", "s32", "s33", "s34", "s35"]
+PINNED_SEQUENCE_VAL = ["s0", "s12", "s15", "s21", "s27", "s29", "s34", "s38"]
+
+
+# ---- a cluster file that does not go with the FASTA ------------------------------------------------------
+def test_a_cluster_file_that_names_none_of_the_sequences_is_refused_not_a_silent_split_by_sequence(
+        tmp_path, family_and_clusters, capsys):
+    """Ids spelled otherwise than in the FASTA (here 'sp|seq0|X' for 'seq0'): every sequence would be a
+    cluster of its own, a split by sequence without even the by-sequence warning. Before, sedd.data wrote
+    that split, and sedd.train and sedd.evaluate used it, as if it held out whole clusters."""
+    fasta, _ = family_and_clusters
+    other = tmp_path / "other.tsv"
+    other.write_text("".join(f"c{i // 4}\tsp|seq{i}|X\n" for i in range(120)))
+    assert sedd_data.main(["--data", str(fasta), "--clusters", str(other), "--out", str(tmp_path / "split")]) == 2
+    err = capsys.readouterr().err
+    assert "the cluster file names none of the 120 sequences (FASTA ids such as 'seq0', cluster members such as " \
+           "'sp|seq0|X')" in err
+    assert not (tmp_path / "split").exists()
+    with pytest.raises(ValueError, match="names none of the 120 sequences"):
+        trainer(dropout_config(fasta, tmp_path / "run", max_steps=2, clusters=str(other)))
+
+
+def test_a_cluster_file_that_names_some_of_the_sequences_still_splits(family_and_clusters):
+    """The documented rule stays: sequences the file lacks are clusters of their own."""
+    fasta, clusters = family_and_clusters
+    some = {member: cluster for member, cluster in read_clusters(clusters).items() if member != "seq0"}
+    train, val = split(read_fasta(fasta, PROTEIN), 0.2, 0, some)
+    assert len(train) + len(val) == 120
+
+
+# ---- the split command line --------------------------------------------------------------------------------
+def test_the_split_cli_notes_dropped_sequences_and_warns_in_one_line(tmp_path, capsys):
+    path = tmp_path / "all.fasta"
+    path.write_text("".join(f">s{i}\n{SEQ}\n" for i in range(10)) + ">gap\nMK-V\n")
+    assert sedd_data.main(["--data", str(path), "--out", str(tmp_path / "split")]) == 0
+    err = capsys.readouterr().err
+    assert "note: dropped 1 of 11 sequences: 1 contain '-'" in err
+    assert "warning: validation split is random by sequence" in err and "UserWarning" not in err
+
+
+def test_the_split_cli_refuses_an_unwritable_out_and_a_max_len_below_one(tmp_path, capsys, monkeypatch):
+    (tmp_path / "afile").write_text("")
+    monkeypatch.setattr(sedd_data, "read_fasta", lambda *a, **k: pytest.fail("read the FASTA before checking --out"))
+    assert sedd_data.main(["--data", "x.fasta", "--out", str(tmp_path / "afile" / "split")]) == 2
+    assert "afile is a file, not a folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        sedd_data.main(["--data", "x.fasta", "--out", str(tmp_path / "split"), "--max-len", "0"])
+    assert e.value.code == 2 and "argument --max-len: '0' is not a whole number above 0" in capsys.readouterr().err
+
+
+# ---- batches for a rank outside the world ---------------------------------------------------------------
+@pytest.mark.parametrize("rank,world_size,message", [
+    (2, 2, r"rank must be 0 … 1 for world_size 2, got 2"),
+    (-1, 2, r"rank must be 0 … 1 for world_size 2, got -1"),
+    (0, 0, r"world_size must be a whole number ≥ 1, got 0"),
+])
+def test_bucketed_batches_refuses_a_rank_outside_the_world(rank, world_size, message):
+    with pytest.raises(ValueError, match=message):
+        bucketed_batches([30] * 10, 128, seed=0, rank=rank, world_size=world_size)

@@ -1,22 +1,29 @@
-"""Evaluation metrics and ``python -m sedd.evaluate``: tiny random models, synthetic families, no network."""
+"""Evaluation metrics, ``python -m sedd.evaluate`` and its Markdown report: tiny random models, synthetic
+families, no network."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 import torch
+from conftest import profile_family, run_main, write_dna_hmm
+from conftest import write_fasta as write_synthetic_fasta
 
 from sedd import checkpoint
 from sedd import evaluate as ev
-from sedd import data, metrics
+from sedd import data, fold, hmm, metrics
 from sedd.alphabet import PROTEIN
 from sedd.data import Dataset, read_fasta
 from sedd.model import ScoreNetwork, preset
+from sedd.report import summary, write_report
 from sedd.schedule import LogLinearSchedule
 
 REPO = Path(__file__).resolve().parent.parent
@@ -337,3 +344,122 @@ def test_the_bundled_report_is_what_evaluate_writes_from_the_recorded_result(tmp
     assert "| 0.824 ± 0.024 (0.918) |" in (tmp_path / "report.md").read_text()   # 256 samples: the rate's binomial SE
     assert (tmp_path / "report_samples.fasta").read_text() == (bundled / "eval" / "report_samples.fasta").read_text()
     assert evaluation["files"]["report"].endswith("eval/report.md") and evaluation["split"]["held_out_clusters"] > 0
+
+
+@pytest.fixture
+def small_fasta(tmp_path):
+    """6 sequences of length 40 from a random profile."""
+    path = tmp_path / "family.fasta"
+    write_synthetic_fasta(path, profile_family(6, 40)[0])
+    return path
+
+
+@pytest.fixture
+def no_elbo(monkeypatch):
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the ELBO ran before a bad --hmm was refused")
+    monkeypatch.setattr(ev, "elbo_to_precision", forbidden)
+
+
+# ---- folding runs on the device evaluate was given --------------------------------------------------------
+def test_folding_runs_on_the_device_evaluate_was_given(monkeypatch, tiny_checkpoint, small_fasta, capsys):
+    made = []
+
+    class Backend:
+        def __init__(self, device=None, **kwargs):
+            made.append(device)
+
+        def fold(self, sequences):
+            return [fold.FoldResult(s, "", [80.0] * len(s), 80.0, 0.5) for s in sequences]
+    monkeypatch.setattr(fold, "ESMFoldBackend", Backend)
+    assert metrics.fold_metrics(["MKV"], device="cuda:1")["folded"] == 1 and made == ["cuda:1"]
+
+    # the command line hands --device to the fold (the score model itself stays on this CPU here)
+    asked = []
+    real_load = checkpoint.load
+    monkeypatch.setattr(checkpoint, "check_device", lambda device: torch.device("cpu"))
+    monkeypatch.setattr(checkpoint, "load", lambda name, device="cpu": real_load(name, device="cpu"))
+    monkeypatch.setattr(ev, "fold_metrics", lambda seqs, progress=False, **kw: asked.append(kw) or {"error": "x"})
+    for device in (["--device", "cuda:1"], ["--device", "cpu"], []):
+        code, out, err = run_main(capsys, ev.main, "--checkpoint", tiny_checkpoint, "--data", small_fasta,
+                                  "--max-seqs", 2, "--target-stderr", 0.5, "--samples", 2, "--reference", small_fasta,
+                                  "--fold", *device, "--json")
+        assert code == 0, err
+    # given: there (on the CPU too, as a non-finite fold's advice asks); not given: the first GPU there is
+    assert asked == [{"device": "cuda:1"}, {"device": "cpu"}, {"device": None}]
+
+
+# ---- the family HMM: refused before the slow work -------------------------------------------------------
+def test_evaluate_refuses_a_dna_hmm_before_the_elbo(tiny_checkpoint, small_fasta, tmp_path, no_elbo, capsys):
+    path = write_dna_hmm(tmp_path / "dna.hmm")
+    code, out, err = run_main(capsys, ev.main, "--checkpoint", tiny_checkpoint, "--data", small_fasta, "--samples", 2,
+                              "--reference", small_fasta, "--hmm", path)
+    assert code == 2 and out == "" and "is a DNA profile HMM" in err
+
+
+def test_evaluate_refuses_an_hmm_of_another_family_before_the_elbo(tiny_checkpoint, small_fasta, no_elbo, capsys):
+    bundled = checkpoint.DEFAULT_CHECKPOINT / hmm.HMM_NAME          # acylphosphatase; the data is random profiles
+    code, out, err = run_main(capsys, ev.main, "--checkpoint", tiny_checkpoint, "--data", small_fasta, "--samples", 2,
+                              "--reference", small_fasta, "--hmm", bundled)
+    assert code == 2 and out == ""
+    assert re.search(r"^error: held-out naturals score a median .* bits against this HMM: it is not their family$",
+                     err.strip())
+
+
+# ---- a split unlike the one training made ----------------------------------------------------------------
+def test_evaluate_warns_when_its_split_is_not_the_one_training_made():
+    class Model:
+        meta = {"training": {"config": {"clusters": None, "seed": 4, "val_fraction": 0.1}}}
+    asked = argparse.Namespace(split_seed=0, val_fraction=0.05)
+    assert ev._unlike_training(asked, Model()) == [
+        "training split at random by sequence, without --clusters", "--split-seed 0, training's --seed 4",
+        "--val-fraction 0.05, training's 0.1"]
+    Model.meta = {"training": {"config": {"clusters": "c.tsv", "seed": 0, "val_fraction": 0.05}}}
+    assert ev._unlike_training(asked, Model()) == []
+    Model.meta = {}                                                     # a checkpoint that records no training
+    assert ev._unlike_training(asked, Model()) == []
+
+
+# ---- the Markdown report ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def recorded():
+    """The bundled model's recorded evaluation and its samples."""
+    bundled = checkpoint.DEFAULT_CHECKPOINT
+    evaluation = json.loads((bundled / "config.json").read_text())["evaluation"]
+    samples = [PROTEIN.decode(t) for t in read_fasta(bundled / "eval" / "report_samples.fasta", PROTEIN).tokens]
+    return evaluation, samples
+
+
+def _links(markdown: str) -> list[str]:
+    from markdown_it import MarkdownIt
+
+    page = MarkdownIt("commonmark").enable("table").render(markdown)
+    return re.findall(r'(?:href|src)="([^"]+)"', page)
+
+
+def test_report_links_reach_their_files_whatever_the_report_is_named(recorded, tmp_path):
+    evaluation, samples = recorded
+    path = tmp_path / "eval run (v2).md"
+    written = write_report(path, evaluation, samples[:8], evaluation["samples"]["nearest_identities"][:8])
+    links = _links(path.read_text())
+    assert sorted(links) == sorted(["eval%20run%20%28v2%29_samples.fasta", "eval%20run%20%28v2%29_identity.png"])
+    for link in links:
+        assert (tmp_path / unquote(link)).is_file()
+    assert set(written) == {"samples_fasta", "identity_histogram", "report"}
+
+
+def test_report_and_summary_say_how_many_folds_failed_and_why(recorded, tmp_path):
+    evaluation, samples = recorded
+    why = "ESMFold (local): folding 300 residues failed (RuntimeError: a | b)."
+    result = {**evaluation, "fold": {"mean_plddt": 71.5, "mean_ptm": 0.61, "folded": 2,
+                                     "per_sample": [], "failures": [{"sequence": "MKV", "error": why}] * 3}}
+    write_report(tmp_path / "r.md", result, samples[:4], [0.5] * 4)
+    [row] = [line for line in (tmp_path / "r.md").read_text().splitlines() if "ESMFold" in line]
+    assert "2 folded, 3 failed; first: ESMFold (local): folding 300 residues failed" in row
+    assert row.count("|") - row.count("\\|") == 3                  # still two cells: the message's | is escaped
+    assert "71.5 / 0.610" in row
+    assert "2 folded, 3 failed; first: " + why in summary(result)
+
+    none = {**result, "fold": {"mean_plddt": None, "mean_ptm": None, "folded": 0, "per_sample": [],
+                               "failures": [{"sequence": "MKV", "error": "too long"}]}}
+    assert "0 folded, 1 failed; first: too long" in summary(none)

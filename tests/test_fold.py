@@ -1,4 +1,5 @@
-"""Folding backends: a tiny random ESMFold (real transformers code path) and a fake Atlas web service."""
+"""Folding backends: a tiny random ESMFold (real transformers code path) and a fake Atlas web service;
+what they accept (the 20 residues, nothing else) and return (finite confidences, or a FoldError)."""
 from __future__ import annotations
 
 import pytest
@@ -6,6 +7,7 @@ import requests
 import torch
 from studio_helpers import save_tiny_esmfold, tiny_esmfold
 
+from sedd import metrics
 from sedd.fold import (
     ATLAS_MAX_LENGTH,
     ESMAtlasBackend,
@@ -191,3 +193,56 @@ def test_bfactors_of_calpha_atoms_only_from_lines_ending_after_the_bfactor():
                   f"ATOM  {2 * i:5d}  CB  ALA A{i:4d}    {1.5:8.3f}{2.0:8.3f}{3.0:8.3f}  1.00{99.0:6.2f}\n"
                   for i in range(1, 4))
     assert pdb_ca_bfactors(pdb) == [10.0, 20.0, 30.0]
+
+
+# ---- what a backend accepts and returns ------------------------------------------------------------------
+@pytest.mark.parametrize("sequence, char, position", [
+    ("MKVXAG", "X", 4),        # ESMFold folded it as "unknown" and left it out of the PDB
+    ("MKVBZ", "B", 4),
+    ("MKV*", "*", 4),          # transformers raised a bare ValueError, not a FoldError
+    ("MK VA", " ", 3),
+    ("MKÅV", "Å", 3),
+])
+def test_a_residue_outside_the_20_is_a_fold_error_naming_it_and_its_position(esmfold, sequence, char, position):
+    with pytest.raises(FoldError) as e:
+        esmfold.fold([sequence])
+    assert e.value.reason == "failed"
+    assert f"{char!r} at position {position}" in str(e.value) and "ACDEFGHIKLMNPQRSTVWY" in str(e.value)
+
+
+def test_the_atlas_backend_never_sends_a_non_canonical_sequence():
+    class Session:
+        calls: list[str] = []
+
+        def post(self, url, data, timeout):
+            self.calls.append(data)
+            raise AssertionError("posted")
+    session = Session()
+    with pytest.raises(FoldError, match="'X' at position 3"):
+        ESMAtlasBackend(session=session).fold(["MKX"])
+    assert session.calls == []
+
+
+def test_one_unfoldable_sample_does_not_stop_the_others(monkeypatch):
+    from transformers import EsmForProteinFolding
+
+    monkeypatch.setattr(EsmForProteinFolding, "from_pretrained", lambda name: tiny_esmfold())
+    result = metrics.fold_metrics(["MKVLAG", "MKV*AG", "GGSAW"], device="cpu")
+    assert result["folded"] == 2 and [r["sequence"] for r in result["per_sample"]] == ["MKVLAG", "GGSAW"]
+    [failure] = result["failures"]
+    assert failure["sequence"] == "MKV*AG" and "'*' at position 4" in failure["error"]
+    assert 0.0 <= result["mean_plddt"] <= 100.0
+
+
+def test_non_finite_confidences_are_a_fold_error_not_a_result(monkeypatch):
+    backend = ESMFoldBackend(model=tiny_esmfold(), device="cpu")
+    real = backend._model.infer
+
+    def overflowed(sequence):                     # what an fp16 overflow on a GPU gives
+        output = real(sequence)
+        output["plddt"] = torch.full_like(output["plddt"], float("nan"))
+        return output
+    monkeypatch.setattr(backend._model, "infer", overflowed)
+    with pytest.raises(FoldError, match="non-finite confidences") as e:
+        backend.fold(["MKVLAG"])
+    assert e.value.reason == "failed" and backend.cached("MKVLAG") is None

@@ -1,9 +1,11 @@
-"""Family profile HMM (pyhmmer) on a synthetic family, and the low-complexity measure."""
+"""Family profile HMM (pyhmmer) on a synthetic family, what it refuses, and the low-complexity measure."""
 import pytest
-from conftest import profile_family, write_fasta
+from conftest import profile_family, write_dna_hmm, write_fasta
 
 from sedd import hmm
 from sedd.metrics import longest_run, low_complexity
+
+SEQ = "MSTARPLKSVDYEVFGRVQGVFFRKHTQAEGKKLGLVGWVQNTDRGTVQGQLQG"
 
 
 @pytest.fixture(scope="module")
@@ -130,3 +132,16 @@ def test_evaluate_reports_the_family_hmm_beside_the_checkpoint(family, tiny_chec
     assert 0 <= samples["repeat_rate"] <= 1 and samples["max_longest_run"] >= 1
     assert evaluate.main(args + ["--hmm", str(tmp_path / "missing.hmm")]) == 2
     assert "python -m sedd.hmm" in capsys.readouterr().err
+
+
+def test_a_dna_hmm_is_refused_when_read(tmp_path):
+    path = write_dna_hmm(tmp_path / "dna.hmm")
+    with pytest.raises(ValueError, match=r"dna.hmm is a DNA profile HMM; the family metric scores proteins"):
+        hmm.load(path)
+
+
+def test_building_an_hmm_notes_dropped_sequences(tmp_path, capsys):
+    path = tmp_path / "train.fasta"
+    path.write_text(f">a\n{SEQ}\n>b\n{SEQ[:-3]}\n>c\nMK-VG\n")
+    assert hmm.main(["--train", str(path), "--out", str(tmp_path / "family.hmm"), "--iterations", "1"]) == 0
+    assert "note: " in (err := capsys.readouterr().err) and "dropped 1 of 3 sequences: 1 contain '-'" in err

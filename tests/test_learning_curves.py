@@ -48,3 +48,15 @@ def test_a_folder_that_is_not_a_finished_run_is_named_in_the_error(tmp_path):
         learning_curves.main([f"x={tmp_path}"])
     with pytest.raises(SystemExit):
         learning_curves.main(["no-label"])
+
+
+def test_learning_curves_refuses_every_0_instead_of_dividing_by_it(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "history.json").write_text(json.dumps([{"step": 10, "val_elbo_raw": 2.9, "val_elbo_ema": 2.9}]))
+    training = {"preset": "tiny", "parameters": 1, "steps": 10, "tokens_seen": 100, "wall_seconds": 6.0,
+                "config": {"tokens_per_batch": 256}}
+    (run / "config.json").write_text(json.dumps({"training": training}))
+    with pytest.raises(SystemExit) as stop:
+        learning_curves.main([f"a={run}", "--every", "0"])
+    assert stop.value.code == 2 and "argument --every: '0' is not a whole number above 0" in capsys.readouterr().err

@@ -1,5 +1,7 @@
 """``sedd.likelihood``: the ELBO against a model whose likelihood is known exactly, partial observations,
-the standard error, −log p(length) and the unigram floor."""
+the standard error, −log p(length) and the unigram floor; and inputs the estimators cannot score (a MASK
+or PAD id, an empty or too-long sequence, no sequences at all), refused with a ValueError that names the
+sequence, the position and what is allowed rather than scored as a number with no meaning."""
 from __future__ import annotations
 
 import math
@@ -8,13 +10,15 @@ import pytest
 import torch
 
 from conftest import profile_family
-from sedd import likelihood
+from sedd import checkpoint, likelihood
 from sedd.alphabet import PROTEIN
 from sedd.data import Dataset
+from sedd.likelihood import estimate_elbo, length_nll
 from sedd.schedule import LogLinearSchedule
 
 S = LogLinearSchedule()
 V, MASK, PAD = PROTEIN.size, PROTEIN.mask_id, PROTEIN.pad_id
+SEQ = PROTEIN.encode("MSTARPLKSVDYEVFGRVQGVFFRKYTQAEGKKLGL")
 
 
 def as_dataset(sequences: list[str]) -> Dataset:
@@ -213,3 +217,61 @@ def test_unigram_nll():
     assert likelihood.unigram_nll(data, reference, V) == pytest.approx(-(3 * math.log(q_a) + math.log(q_c)) / 4)
     skewed = as_dataset(["AAAAAAAACD"])
     assert likelihood.unigram_nll(skewed, skewed, V) < likelihood.unigram_nll(skewed, uniform, V)   # Gibbs
+
+
+# ---- what the estimators cannot score -------------------------------------------------------------------
+def elbo(model, tokens: list[list[int]], **kw) -> dict:
+    data = Dataset([f"s{i}" for i in range(len(tokens))], tokens)
+    return estimate_elbo(model, data, LogLinearSchedule(), MASK, **{"t_samples": 2, "seed": 0, **kw})
+
+
+@pytest.mark.parametrize("bad", [MASK, PAD, 99, -1, "M", 1.0], ids=["mask", "pad", "too-big", "negative", "str", "float"])
+def test_elbo_refuses_a_token_that_is_not_a_residue_and_says_where(tiny_model, bad):
+    """A MASK id used to be scored as residue V − 1 at every t, a PAD id as a residue hidden from
+    attention: a number with no meaning, no error. Now: the sequence, the position, the allowed ids."""
+    tokens = SEQ[:5] + [bad] + SEQ[6:]
+    with pytest.raises(ValueError, match=r"sequence 's1' \(number 2\) holds .* at position 6, which is not a "
+                                         r"residue id: allowed 0 … 19"):
+        elbo(tiny_model, [SEQ, tokens])
+
+
+def test_mask_ids_stay_allowed_where_a_position_is_not_observed(tiny_model):
+    """Partial observations may leave MASK at their unobserved positions (they are masked at every t
+    anyway, so the bound is the same as with any residue there); at an observed position MASK is refused."""
+    observed = [[i != 5 for i in range(len(SEQ))]]
+    with_mask = elbo(tiny_model, [SEQ[:5] + [MASK] + SEQ[6:]], observed=observed, t_samples=4)
+    with_residue = elbo(tiny_model, [SEQ], observed=observed, t_samples=4)
+    assert with_mask["per_sequence"] == pytest.approx(with_residue["per_sequence"], abs=1e-5)
+    with pytest.raises(ValueError, match="position 7, which is not a residue id"):
+        elbo(tiny_model, [SEQ[:6] + [MASK] + SEQ[7:]], observed=observed)
+
+
+def test_elbo_refuses_an_empty_sequence_and_one_longer_than_the_network(tiny_model):
+    """An empty sequence used to get an ELBO of 0.0 nats/residue (a perfect score for nothing), and a
+    too-long one an AssertionError from inside the network (none at all under ``python -O``)."""
+    with pytest.raises(ValueError, match=r"sequence 's0' \(number 1\) is empty: a likelihood needs 1 to 128 residues"):
+        elbo(tiny_model, [[]])
+    with pytest.raises(ValueError, match=r"'s1' \(number 2\) has 129 residues; the model's maximum is 128"):
+        elbo(tiny_model, [SEQ, (SEQ * 4)[:129]])
+
+
+def test_elbo_refuses_fewer_than_one_time(tiny_model):
+    with pytest.raises(ValueError, match="t_samples must be at least 1, got 0"):
+        elbo(tiny_model, [SEQ], t_samples=0)
+
+
+def test_length_nll_refuses_an_empty_set_and_a_length_outside_its_support():
+    """p(n) is a distribution over n = 1 … max_len: length 0 used to be given (count + 1)/total, a
+    probability outside the distribution, and an empty set a ZeroDivisionError."""
+    with pytest.raises(ValueError, match="no sequences"):
+        length_nll({36: 3}, Dataset([], []), 128)
+    with pytest.raises(ValueError, match=r"1 sequences are empty; the model's lengths are 1 … 128"):
+        length_nll({36: 3}, Dataset(["a", "b"], [SEQ, []]), 128)
+
+
+def test_the_elbo_of_no_sequences_is_refused_not_zero(tiny_checkpoint):
+    """Before, an empty set scored 0.000 ± 0.000 nats/residue, a perfect model's figure."""
+    model = checkpoint.load(tiny_checkpoint)
+    empty = Dataset(ids=[], tokens=[])
+    with pytest.raises(ValueError, match="no sequences to score"):
+        estimate_elbo(model.model, empty, model.schedule, model.alphabet.mask_id)

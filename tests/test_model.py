@@ -1,13 +1,20 @@
-"""The network's recipe options: defaults unchanged, SwiGLU, tied embeddings, causal attention."""
+"""The network: its recipe options (defaults unchanged, SwiGLU, tied embeddings, causal attention), and
+bad sizes and inputs refused with a ValueError that holds under ``python -O``."""
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from sedd import checkpoint
 from sedd.alphabet import PROTEIN
-from sedd.model import ScoreNetwork, preset
+from sedd.model import ModelConfig, ScoreNetwork, preset
 from sedd.schedule import LogLinearSchedule
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def tiny(**overrides) -> ScoreNetwork:
@@ -90,3 +97,54 @@ def test_options_round_trip_through_the_checkpoint(tmp_path, options):
     assert loaded.model.config == model.config
     x = torch.randint(0, 22, (2, 30))
     torch.testing.assert_close(loaded.model(x), model(x), rtol=0, atol=0)
+
+
+# ---- bad sizes and inputs: ValueErrors, not asserts (an AssertionError, a ZeroDivisionError for n_heads 0,
+# nothing at all under ``python -O``) ---------------------------------------------------------------------
+def test_a_too_long_input_is_a_value_error_naming_both_lengths(tiny_model):
+    with pytest.raises(ValueError, match=r"sequence length 129 exceeds the model's maximum 128 \(lengths 1 … 128"):
+        tiny_model(torch.zeros(1, 129, dtype=torch.long))
+
+
+def test_an_input_without_a_batch_dimension_says_the_shape_it_needs(tiny_model):
+    with pytest.raises(ValueError, match=r"shape \[B, L\], got shape \(40,\)"):
+        tiny_model(torch.zeros(40, dtype=torch.long))
+
+
+@pytest.mark.parametrize("settings,message", [
+    (dict(d_model=64, n_heads=5), r"d_model must be divisible by n_heads, got d_model=64 and n_heads=5"),
+    (dict(d_model=60, n_heads=20), r"head dimension d_model/n_heads must be even for RoPE, got 60/20 = 3"),
+    (dict(d_model=64, n_heads=0), r"n_heads must be a whole number ≥ 1, got 0"),      # was ZeroDivisionError
+    (dict(d_model=64, n_heads=-4), r"n_heads must be a whole number ≥ 1, got -4"),    # was accepted
+    (dict(max_len=0), r"max_len must be a whole number ≥ 1, got 0"),                  # was accepted
+])
+def test_model_config_refuses_bad_sizes_with_a_value_error(settings, message):
+    with pytest.raises(ValueError, match=message):
+        ModelConfig(**settings)
+
+
+def test_the_checks_hold_under_python_dash_O():
+    """``python -O`` strips asserts: a too-long input ran through the network unchecked."""
+    script = ("import torch; torch.set_num_threads(1)\n"
+              "from sedd.model import ModelConfig, ScoreNetwork, preset\n"
+              "found = []\n"
+              "for make in (lambda: ModelConfig(d_model=64, n_heads=5),\n"
+              "             lambda: ScoreNetwork(preset('tiny', max_len=16))(torch.zeros(1, 17, dtype=torch.long))):\n"
+              "    try:\n"
+              "        make(); found.append('none')\n"
+              "    except ValueError:\n"
+              "        found.append('ValueError')\n"
+              "print(found)\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-O", "-c", script], capture_output=True, text=True, env=env,
+                          cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['ValueError', 'ValueError']"
+
+
+def test_a_config_with_zero_heads_is_refused_by_load_as_an_invalid_section(tiny_checkpoint):
+    config = json.loads((tiny_checkpoint / "config.json").read_text())
+    config["model"]["n_heads"] = 0
+    (tiny_checkpoint / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"has an invalid section: n_heads must be a whole number ≥ 1, got 0"):
+        checkpoint.load(tiny_checkpoint)

@@ -52,3 +52,52 @@ def test_an_evaluation_without_a_sequence_count_gets_a_dash(tiny_checkpoint, tmp
     ref = _evaluated(checkpoint.convert(tiny_checkpoint, tmp_path / "acyp", "float32"), 1.6639, 0.824)
     model_card.main([str(base), "--compare", str(ref), "--hardware", "x", "--reproduce", "y"])
     assert "on the same held-out clusters (– sequences)" in (base / "README.md").read_text()
+
+
+# ---- a model beside the bundled one, run from any folder; a run without clusters; a missing checkpoint ----
+def _evaluated_with_clusters(directory: Path, clusters: str | None) -> Path:
+    """``directory``'s checkpoint with the training and evaluation blocks that model_card.py reads."""
+    config = json.loads((directory / "config.json").read_text())
+    config["training"] = {"data": "family.fasta", "clusters": clusters, "preset": "tiny", "parameters": 104_000,
+                          "steps": 12, "tokens_seen": 5_000, "wall_seconds": 60.0, "device": "cpu",
+                          "num_train_sequences": 114, "num_val_sequences": 6,
+                          "config": {"tokens_per_batch": 256, "lr": 1e-3, "optimizer": "adamw",
+                                     "time_sampling": "stratified"}}
+    config["evaluation"] = {"elbo_nats_per_residue": 2.9, "infill_recovery": 0.1, "num_sequences": 6}
+    (directory / "config.json").write_text(json.dumps(config))
+    return directory
+
+
+def _checkpoint_copy(source: Path, destination: Path) -> Path:
+    import shutil
+    return Path(shutil.copytree(source, destination))
+
+
+def test_model_card_sets_a_model_beside_the_bundled_one_from_any_folder(tiny_checkpoint, tmp_path, monkeypatch, capsys):
+    """The default --compare was the relative path checkpoints/acyp: run from anywhere but the repository
+    root, the card was refused with "checkpoints/acyp has no training or evaluation block", which it has."""
+    run = _evaluated_with_clusters(tiny_checkpoint, clusters="clusters.tsv")
+    monkeypatch.chdir(tmp_path)
+    model_card.main([str(run), "--hardware", "a laptop", "--reproduce", "python -m sedd.train ..."])
+    card = (run / "README.md").read_text()
+    assert "## Evaluation, beside `acyp`" in card
+    assert "| **ELBO, nats/residue** (lower is better) | 1.664 | 2.900 |" in card
+    assert "held out: whole clusters of `clusters.tsv` (6 sequences), 114 to train" in card
+
+
+def test_model_card_of_a_run_without_clusters_says_so(tiny_checkpoint, tmp_path, capsys):
+    """Not "held out: whole clusters of `None`"."""
+    run = _evaluated_with_clusters(tiny_checkpoint, clusters=None)
+    reference = _evaluated_with_clusters(_checkpoint_copy(tiny_checkpoint, tmp_path / "reference"),
+                                         clusters="clusters.tsv")
+    model_card.main([str(run), "--compare", str(reference), "--hardware", "x", "--reproduce", "y"])
+    card = (run / "README.md").read_text()
+    assert "`None`" not in card
+    assert "held out: 6 sequences at random, no clusters (near-duplicates of training sequences may flatter" in card
+
+
+def test_model_card_names_a_missing_checkpoint_as_missing(tiny_checkpoint, tmp_path, capsys):
+    run = _evaluated_with_clusters(tiny_checkpoint, clusters="clusters.tsv")
+    with pytest.raises(SystemExit):
+        model_card.main([str(run), "--compare", str(tmp_path / "nope"), "--hardware", "x", "--reproduce", "y"])
+    assert f"{tmp_path / 'nope'} is not a checkpoint directory: it holds no config.json" in capsys.readouterr().err

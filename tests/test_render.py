@@ -155,3 +155,12 @@ def test_positions_are_ticked_at_whole_numbers(figure):
     lo, hi = ax.get_xlim()
     ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
     assert ticks and all(float(t).is_integer() for t in ticks), ticks
+
+
+@pytest.mark.parametrize("value", [float("nan"), -0.5])
+def test_a_confidence_outside_the_bands_is_drawn_in_the_lowest_band(value):
+    very_low = render.PLDDT_BANDS[-1][1]
+    assert render.plddt_color(value) == very_low
+    page = render.viewer_page("ATOM      1  CA  ALA A   1       0.000   0.000   0.000  1.00 50.00           C\nEND\n",
+                              [value], [True])
+    assert very_low in page

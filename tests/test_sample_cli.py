@@ -2,23 +2,15 @@
 import json
 
 import pytest
+from conftest import run_main
 
 from sedd.alphabet import PROTEIN
 from sedd.sample import main
 
 
-def run_cli(capsys, *args):
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as e:                 # argparse refusing a flag's value
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_fasta_output_keeps_every_given_residue(capsys, tiny_checkpoint):
-    code, out, _ = run_cli(capsys, "--checkpoint", tiny_checkpoint, "--template", "MKV__GF_R____",
-                           "--num-samples", 4, "--seed", 1)
+    code, out, _ = run_main(capsys, main, "--checkpoint", tiny_checkpoint, "--template", "MKV__GF_R____",
+                            "--num-samples", 4, "--seed", 1)
     assert code == 0
     lines = out.splitlines()
     assert [l for l in lines if l.startswith(">")] == [f">design_{i}" for i in range(1, 5)]
@@ -29,27 +21,28 @@ def test_fasta_output_keeps_every_given_residue(capsys, tiny_checkpoint):
 
 def test_json_fields_and_reproducibility(capsys, tiny_checkpoint):
     args = ["--checkpoint", tiny_checkpoint, "--length", 30, "--num-samples", 3, "--steps", 64, "--seed", 5, "--json"]
-    code, out, _ = run_cli(capsys, *args)
+    code, out, _ = run_main(capsys, main, *args)
     first = json.loads(out)
     assert code == 0
     assert set(first) == {"sequences", "nfe_per_sample", "seconds", "steps", "seed", "checkpoint", "sampler", "top_p"}
     assert first["steps"] == 64 and first["seed"] == 5 and len(first["sequences"]) == 3
     assert 1 <= first["nfe_per_sample"] <= 31
-    _, out, _ = run_cli(capsys, *args)
+    _, out, _ = run_main(capsys, main, *args)
     assert json.loads(out)["sequences"] == first["sequences"]
-    _, out, _ = run_cli(capsys, *args, "--no-cache")
+    _, out, _ = run_main(capsys, main, *args, "--no-cache")
     uncached = json.loads(out)
     assert uncached["nfe_per_sample"] == 64
 
 
 def test_length_auto_draws_from_the_training_histogram(capsys, tiny_checkpoint):
-    code, out, _ = run_cli(capsys, "--checkpoint", tiny_checkpoint, "--length", "auto", "--num-samples", 12, "--json")
+    code, out, _ = run_main(capsys, main, "--checkpoint", tiny_checkpoint, "--length", "auto", "--num-samples", 12,
+                            "--json")
     assert code == 0
     assert {len(s) for s in json.loads(out)["sequences"]} <= {40, 50}
 
 
 def test_random_seed_is_reported(capsys, tiny_checkpoint):
-    _, out, _ = run_cli(capsys, "--checkpoint", tiny_checkpoint, "--length", 10, "--json", "--steps", 16)
+    _, out, _ = run_main(capsys, main, "--checkpoint", tiny_checkpoint, "--length", 10, "--json", "--steps", 16)
     assert isinstance(json.loads(out)["seed"], int)
 
 
@@ -59,7 +52,8 @@ def test_random_seed_is_reported(capsys, tiny_checkpoint):
     (["--length", "0"], "between 1 and 128"),
     (["--length", "ten"], "positive integer or 'auto'"),
     (["--length", "500"], "between 1 and 128"),
-    (["--template", "M__", "--steps", "0"], "argument --steps: '0' is not a whole number above 0"),
+    (["--template", "M__", "--steps", "0"], "argument --steps: '0' is not a whole number from 1 to 100,000"),
+    (["--template", "M__", "--steps", "1000000000"], "argument --steps: '1000000000' is not a whole number from 1 to"),
     (["--template", "M__", "--num-samples", "0"], "argument --num-samples: '0' is not a whole number from 1 to 100,000"),
     (["--template", "M__", "--num-samples", "10000000"], "'10000000' is not a whole number from 1 to 100,000 (draw "
                                                           "more in several runs with other seeds"),
@@ -77,18 +71,18 @@ def test_random_seed_is_reported(capsys, tiny_checkpoint):
     (["--template", "M[^C]_", "--particles", "4", "--sampler", "remask"], "needs the tau-leaping sampler and top-p 1"),
 ])
 def test_bad_input_exits_2_with_a_message(capsys, tiny_checkpoint, args, message):
-    code, out, err = run_cli(capsys, "--checkpoint", tiny_checkpoint, *args)
+    code, out, err = run_main(capsys, main, "--checkpoint", tiny_checkpoint, *args)
     assert code == 2 and out == ""
     assert message in err and "Traceback" not in err
 
 
 def test_bad_checkpoint_exits_2_with_a_message(capsys, tmp_path):
-    code, _, err = run_cli(capsys, "--checkpoint", tmp_path, "--length", 10)
+    code, _, err = run_main(capsys, main, "--checkpoint", tmp_path, "--length", 10)
     assert code == 2 and "holds no config.json" in err
 
 
 def test_an_unknown_device_is_one_line_naming_it(capsys, tiny_checkpoint):
-    code, out, err = run_cli(capsys, "--checkpoint", tiny_checkpoint, "--length", 10, "--device", "foo")
+    code, out, err = run_main(capsys, main, "--checkpoint", tiny_checkpoint, "--length", 10, "--device", "foo")
     assert code == 2 and out == ""
     assert err.startswith("error: unknown device 'foo'; use --device cpu") and len(err.splitlines()) == 1
 
@@ -98,7 +92,7 @@ def test_cuda_without_cuda_is_one_line_saying_what_to_use(capsys, tiny_checkpoin
     import torch
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
-    code, out, err = run_cli(capsys, "--checkpoint", tiny_checkpoint, "--length", 10, "--device", "cuda")
+    code, out, err = run_main(capsys, main, "--checkpoint", tiny_checkpoint, "--length", 10, "--device", "cuda")
     built = torch.version.cuda or getattr(torch.version, "hip", None)
     why = "no CUDA GPU visible" if built else "torch built without CUDA"
     assert code == 2 and out == ""
@@ -106,8 +100,8 @@ def test_cuda_without_cuda_is_one_line_saying_what_to_use(capsys, tiny_checkpoin
 
 
 def test_omit_keeps_residues_out_of_every_design(capsys, tiny_checkpoint):
-    code, out, _ = run_cli(capsys, "--checkpoint", tiny_checkpoint, "--length", 40, "--num-samples", 16,
-                           "--temperature", 2, "--omit", "CWM", "--steps", 16, "--seed", 2, "--json")
+    code, out, _ = run_main(capsys, main, "--checkpoint", tiny_checkpoint, "--length", 40, "--num-samples", 16,
+                            "--temperature", 2, "--omit", "CWM", "--steps", 16, "--seed", 2, "--json")
     assert code == 0
     result = json.loads(out)
     assert not set("CWM") & set("".join(result["sequences"]))
@@ -117,7 +111,7 @@ def test_omit_keeps_residues_out_of_every_design(capsys, tiny_checkpoint):
 def test_spans_report_each_designs_lengths_and_the_posterior(capsys, tiny_checkpoint):
     args = ["--checkpoint", tiny_checkpoint, "--template", "MKV[1-4]GF[KR]R[0-2]W", "--num-samples", 6,
             "--steps", 16, "--seed", 3, "--json"]
-    code, out, err = run_cli(capsys, *args)
+    code, out, err = run_main(capsys, main, *args)
     assert code == 0 and "span lengths (enumeration)" in err
     result = json.loads(out)
     assert len(result["span_lengths"]) == 6
@@ -128,7 +122,7 @@ def test_spans_report_each_designs_lengths_and_the_posterior(capsys, tiny_checkp
     assert len(posterior) == 10 and all(set(p) == {"lengths", "prob"} for p in posterior)
     assert sum(p["prob"] for p in posterior) <= 1 + 1e-9
     assert [p["prob"] for p in posterior] == sorted((p["prob"] for p in posterior), reverse=True)
-    _, out, _ = run_cli(capsys, *args, "--span-lengths", "map")
+    _, out, _ = run_main(capsys, main, *args, "--span-lengths", "map")
     mapped = json.loads(out)
     assert mapped["span_lengths"] == [posterior[0]["lengths"]] * 6
     assert mapped["span_posterior"] == posterior          # same seed: the same posterior
@@ -136,8 +130,8 @@ def test_spans_report_each_designs_lengths_and_the_posterior(capsys, tiny_checkp
 
 def test_n_in_brackets_is_n_masks_on_the_command_line(capsys, tiny_checkpoint):
     common = ["--checkpoint", tiny_checkpoint, "--num-samples", 3, "--steps", 16, "--seed", 8]
-    _, bracket, _ = run_cli(capsys, *common, "--template", "MK[6]GF")
-    _, masks, _ = run_cli(capsys, *common, "--template", "MK______GF")
+    _, bracket, _ = run_main(capsys, main, *common, "--template", "MK[6]GF")
+    _, masks, _ = run_main(capsys, main, *common, "--template", "MK______GF")
     assert bracket == masks
 
 
@@ -146,9 +140,9 @@ def test_particles_keep_every_allowed_set_and_report_what_they_cost(capsys, tiny
     evaluations, and the JSON carries each design's estimated log P(the model meets the sets)."""
     base = ["--checkpoint", tiny_checkpoint, "--template", "M[KR]____[^AG]____[DE]", "--omit", "C",
             "--num-samples", 5, "--steps", 16, "--seed", 6, "--json"]
-    _, out, _ = run_cli(capsys, *base)
+    _, out, _ = run_main(capsys, main, *base)
     one = json.loads(out)
-    code, out, err = run_cli(capsys, *base, "--particles", 8)
+    code, out, err = run_main(capsys, main, *base, "--particles", 8)
     many = json.loads(out)
     assert code == 0 and "particles per design" in err
     for seq in many["sequences"]:
@@ -162,8 +156,8 @@ def test_particles_keep_every_allowed_set_and_report_what_they_cost(capsys, tiny
 def test_particles_without_allowed_sets_change_nothing(capsys, tiny_checkpoint):
     base = ["--checkpoint", tiny_checkpoint, "--template", "MKV__GF_R____", "--num-samples", 3, "--steps", 16,
             "--seed", 6, "--json"]
-    _, out, _ = run_cli(capsys, *base)
-    _, again, _ = run_cli(capsys, *base, "--particles", 8)
+    _, out, _ = run_main(capsys, main, *base)
+    _, again, _ = run_main(capsys, main, *base, "--particles", 8)
     one, many = json.loads(out), json.loads(again)
     assert (many["sequences"], many["nfe_per_sample"]) == (one["sequences"], one["nfe_per_sample"])
     assert "constraint_log_prob" not in many
@@ -176,7 +170,7 @@ def test_many_designs_run_in_batches_each_with_its_own_seed(capsys, tiny_checkpo
     base = ["--checkpoint", tiny_checkpoint, "--length", 20, "--steps", 16, "--json"]
 
     def designs(seed, n, *extra):
-        code, out, _ = run_cli(capsys, *base, "--seed", seed, "--num-samples", n, *extra)
+        code, out, _ = run_main(capsys, main, *base, "--seed", seed, "--num-samples", n, *extra)
         assert code == 0
         return json.loads(out)
 
@@ -189,8 +183,9 @@ def test_many_designs_run_in_batches_each_with_its_own_seed(capsys, tiny_checkpo
 
 
 def test_particles_report_every_batchs_designs(capsys, tiny_checkpoint):
-    code, out, err = run_cli(capsys, "--checkpoint", tiny_checkpoint, "--template", "M[KR]____[^AG]", "--num-samples", 3,
-                             "--steps", 8, "--seed", 2, "--particles", 4, "--batch-size", 2, "--json")
+    code, out, err = run_main(capsys, main, "--checkpoint", tiny_checkpoint, "--template", "M[KR]____[^AG]",
+                              "--num-samples", 3, "--steps", 8, "--seed", 2, "--particles", 4, "--batch-size", 2,
+                              "--json")
     result = json.loads(out)
     assert code == 0 and "particles per design" in err
     assert len(result["sequences"]) == 3 and len(result["constraint_log_prob"]) == 3
@@ -203,7 +198,7 @@ def test_fasta_is_printed_batch_by_batch_so_an_interrupted_run_keeps_its_designs
 
     base = ["--checkpoint", tiny_checkpoint, "--length", 20, "--steps", 8, "--seed", 3, "--num-samples", 5,
             "--batch-size", 2]
-    code, whole, _ = run_cli(capsys, *base)
+    code, whole, _ = run_main(capsys, main, *base)
     assert code == 0 and [l for l in whole.splitlines() if l.startswith(">")] == [f">design_{i}" for i in range(1, 6)]
     real, calls = sample.stream, []
 

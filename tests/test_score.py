@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from conftest import profile_family, write_fasta
+from conftest import profile_family, run_main, write_fasta
 
 from sedd import checkpoint, score
 from sedd.alphabet import PROTEIN
@@ -25,10 +25,11 @@ def tiny(tmp_path_factory):
     return directory, checkpoint.load(directory)
 
 
-def run_cli(capsys, *argv) -> tuple[int, str, str]:
-    code = score.main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    """Another tiny random checkpoint, its directory only."""
+    from studio_helpers import tiny_checkpoint_dir
+    return tiny_checkpoint_dir(tmp_path_factory.mktemp("ckpt"))
 
 
 class Spy(torch.nn.Module):
@@ -162,7 +163,8 @@ def test_a_strongly_conserved_position_has_the_most_negative_scan_row(conserved_
 def test_json_has_exactly_the_contract_fields(tiny, capsys, tmp_path):
     directory, _ = tiny
     write_fasta(tmp_path / "two.fasta", [SEQ, SEQ[:30]])
-    code, out, _ = run_cli(capsys, "--checkpoint", directory, "--fasta", tmp_path / "two.fasta", "--scan", "--json")
+    code, out, _ = run_main(capsys, score.main, "--checkpoint", directory, "--fasta", tmp_path / "two.fasta", "--scan",
+                            "--json")
     assert code == 0
     result = json.loads(out)
     assert set(result) == {"checkpoint", "sequences"}
@@ -172,38 +174,38 @@ def test_json_has_exactly_the_contract_fields(tiny, capsys, tmp_path):
     assert (first["name"], second["name"], second["length"]) == ("seq0", "seq1", 30)
     assert first["scan"]["residues"] == "ACDEFGHIKLMNPQRSTVWY"
     assert len(first["scan"]["scores"]) == len(SEQ) and all(len(r) == 20 for r in first["scan"]["scores"])
-    code, out, _ = run_cli(capsys, "--checkpoint", directory, "--sequence", SEQ, "--json")
+    code, out, _ = run_main(capsys, score.main, "--checkpoint", directory, "--sequence", SEQ, "--json")
     assert "scan" not in json.loads(out)["sequences"][0]
 
 
 def test_the_template_rules_apply_and_masks_are_refused(tiny, capsys):
     directory, _ = tiny
-    code, out, _ = run_cli(capsys, "--checkpoint", directory, "--sequence", f">my protein\n{SEQ[:20]} 21 {SEQ[20:]}*",
-                           "--json")
+    code, out, _ = run_main(capsys, score.main, "--checkpoint", directory, "--sequence",
+                            f">my protein\n{SEQ[:20]} 21 {SEQ[20:]}*", "--json")
     entry = json.loads(out)["sequences"][0]
     assert code == 0 and entry["name"] == "my" and entry["sequence"] == SEQ
-    code, _, err = run_cli(capsys, "--checkpoint", directory, "--sequence", "MKV_GFX")
+    code, _, err = run_main(capsys, score.main, "--checkpoint", directory, "--sequence", "MKV_GFX")
     assert code == 2 and "scoring needs a full sequence" in err and "(4, 7)" in err
-    code, _, err = run_cli(capsys, "--checkpoint", directory, "--sequence", "MKV[KR]GF")
+    code, _, err = run_main(capsys, score.main, "--checkpoint", directory, "--sequence", "MKV[KR]GF")
     assert code == 2 and "position(s) are designed/masked (4)" in err and "in place of _ ? # X and of brackets" in err
-    code, _, err = run_cli(capsys, "--checkpoint", directory, "--sequence", "MKV[2-3]GF")
+    code, _, err = run_main(capsys, score.main, "--checkpoint", directory, "--sequence", "MKV[2-3]GF")
     assert code == 2 and "scoring needs a full sequence, but span [2-3] at position 4 leaves its length open" in err
-    code, _, err = run_cli(capsys, "--checkpoint", directory, "--sequence", "MKVBGF")
+    code, _, err = run_main(capsys, score.main, "--checkpoint", directory, "--sequence", "MKVBGF")
     assert code == 2 and "'B' at position 4" in err
     assert "allowed: residues" in err and "designed positions" not in err and "brackets" not in err  # not for a score
-    code, out, err = run_cli(capsys, "--checkpoint", directory, "--sequence", ">a\nMKV\n>b\nGFW", "--json")
+    code, out, err = run_main(capsys, score.main, "--checkpoint", directory, "--sequence", ">a\nMKV\n>b\nGFW", "--json")
     assert code == 0 and [e["sequence"] for e in json.loads(out)["sequences"]] == ["MKV"]
     assert "holds 2 FASTA records; scoring the first one only" in err
-    code, _, err = run_cli(capsys, "--checkpoint", directory, "--sequence", " \n")
+    code, _, err = run_main(capsys, score.main, "--checkpoint", directory, "--sequence", " \n")
     assert code == 2 and "the sequence is empty" in err
     with pytest.raises(SystemExit) as refused:       # an int64 overflow inside torch before
-        run_cli(capsys, "--checkpoint", directory, "--sequence", SEQ, "--seed", str(2**64))
+        score.main(["--checkpoint", str(directory), "--sequence", SEQ, "--seed", str(2**64)])
     assert refused.value.code == 2 and "--seed: '18446744073709551616' is not a whole number" in capsys.readouterr().err
 
 
 def test_readable_table(tiny, capsys):
     directory, _ = tiny
-    code, out, _ = run_cli(capsys, "--checkpoint", directory, "--sequence", SEQ, "--scan")
+    code, out, _ = run_main(capsys, score.main, "--checkpoint", directory, "--sequence", SEQ, "--scan")
     lines = out.splitlines()
     assert code == 0 and "ELBO (nats/res)" in lines[0] and lines[1].startswith("sequence")
     assert sum(1 for line in lines if line[:4].strip().isdigit()) == len(SEQ)
@@ -218,15 +220,15 @@ def write_variants(path, rows, fields) -> None:
 
 def test_mutations_csv_round_trip_and_scan_agreement(tiny, capsys, tmp_path):
     directory, _ = tiny
-    code, out, _ = run_cli(capsys, "--checkpoint", directory, "--sequence", SEQ, "--scan", "--json")
+    code, out, _ = run_main(capsys, score.main, "--checkpoint", directory, "--sequence", SEQ, "--scan", "--json")
     scan = json.loads(out)["sequences"][0]["scan"]["scores"]
     variants = ["M1A", "S2C", "V10W", "G20K", "S2C:V10W"]
     fields = ["mutant", "mutated_sequence", "DMS_score", "note, with comma"]
     rows = [{"mutant": m, "mutated_sequence": "x", "DMS_score": str(k % 3), "note, with comma": f'say "{k}", ok'}
             for k, m in enumerate(variants)]
     write_variants(tmp_path / "in.csv", rows, fields)
-    code, out, _ = run_cli(capsys, "--checkpoint", directory, "--sequence", SEQ, "--mutations", tmp_path / "in.csv",
-                           "--out", tmp_path / "out.csv")
+    code, out, _ = run_main(capsys, score.main, "--checkpoint", directory, "--sequence", SEQ, "--mutations",
+                            tmp_path / "in.csv", "--out", tmp_path / "out.csv")
     assert code == 0
     with open(tmp_path / "out.csv", newline="") as f:
         reader = csv.DictReader(f)
@@ -246,8 +248,8 @@ def test_spearman_is_printed_against_dms_score(tiny, capsys, tmp_path):
     exact = score.mutant_scores(model, PROTEIN.encode(SEQ), [score.parse_mutant(m, SEQ, PROTEIN.residues) for m in variants])
     rows = [{"mutant": m, "DMS_score": str(2 * s + 1)} for m, s in zip(variants, exact)] + [{"mutant": "T3S", "DMS_score": ""}]
     write_variants(tmp_path / "in.csv", rows, ["mutant", "DMS_score"])
-    code, out, err = run_cli(capsys, "--checkpoint", directory, "--sequence", SEQ, "--mutations", tmp_path / "in.csv",
-                             "--out", tmp_path / "out.csv", "--json")
+    code, out, err = run_main(capsys, score.main, "--checkpoint", directory, "--sequence", SEQ, "--mutations",
+                              tmp_path / "in.csv", "--out", tmp_path / "out.csv", "--json")
     assert code == 0 and "Spearman ρ vs DMS_score = 1.000 over 6 variants" in err
     assert json.loads(out)["sequences"][0]["name"] == "sequence"
 
@@ -255,13 +257,13 @@ def test_spearman_is_printed_against_dms_score(tiny, capsys, tmp_path):
 def test_too_few_dms_scores_for_a_spearman_say_so(tiny, capsys, tmp_path):
     directory, _ = tiny
     write_variants(tmp_path / "in.csv", [{"mutant": "S2C", "DMS_score": "0.4"}], ["mutant", "DMS_score"])
-    code, out, _ = run_cli(capsys, "--checkpoint", directory, "--sequence", SEQ, "--mutations", tmp_path / "in.csv",
-                           "--out", tmp_path / "out.csv")
+    code, out, _ = run_main(capsys, score.main, "--checkpoint", directory, "--sequence", SEQ, "--mutations",
+                            tmp_path / "in.csv", "--out", tmp_path / "out.csv")
     assert code == 0 and "no Spearman ρ: it needs at least 2 variants with a DMS_score, and scores that differ (got 1)" in out
     assert "nan" not in out
     write_variants(tmp_path / "in.csv", [{"mutant": "S2C", "DMS_score": ""}], ["mutant", "DMS_score"])
-    code, out, _ = run_cli(capsys, "--checkpoint", directory, "--sequence", SEQ, "--mutations", tmp_path / "in.csv",
-                           "--out", tmp_path / "out.csv")
+    code, out, _ = run_main(capsys, score.main, "--checkpoint", directory, "--sequence", SEQ, "--mutations",
+                            tmp_path / "in.csv", "--out", tmp_path / "out.csv")
     assert code == 0 and "(got 0)" in out and "no DMS_score column" not in out
 
 
@@ -275,8 +277,8 @@ def test_too_few_dms_scores_for_a_spearman_say_so(tiny, capsys, tmp_path):
 def test_bad_mutations_name_the_row(tiny, capsys, tmp_path, mutant, message):
     directory, _ = tiny
     write_variants(tmp_path / "in.csv", [{"mutant": "S2C"}, {"mutant": mutant}], ["mutant"])
-    code, _, err = run_cli(capsys, "--checkpoint", directory, "--sequence", SEQ, "--mutations", tmp_path / "in.csv",
-                           "--out", tmp_path / "out.csv")
+    code, _, err = run_main(capsys, score.main, "--checkpoint", directory, "--sequence", SEQ, "--mutations",
+                            tmp_path / "in.csv", "--out", tmp_path / "out.csv")
     assert code == 2
     assert __import__("re").search(message, err), err
     assert not (tmp_path / "out.csv").exists()
@@ -288,8 +290,8 @@ def test_mutations_need_out_and_a_mutant_column(tiny, capsys, tmp_path):
         score.main(["--checkpoint", str(directory), "--sequence", SEQ, "--mutations", "x.csv"])
     assert e.value.code == 2 and "--mutations and --out go together" in capsys.readouterr().err
     write_variants(tmp_path / "in.csv", [{"variant": "S2C"}], ["variant"])
-    code, _, err = run_cli(capsys, "--checkpoint", directory, "--sequence", SEQ, "--mutations", tmp_path / "in.csv",
-                           "--out", tmp_path / "out.csv")
+    code, _, err = run_main(capsys, score.main, "--checkpoint", directory, "--sequence", SEQ, "--mutations",
+                            tmp_path / "in.csv", "--out", tmp_path / "out.csv")
     assert code == 2 and "no 'mutant' column (columns: variant)" in err
 
 
@@ -323,3 +325,89 @@ def test_evaluate_stores_the_distribution_the_percentile_reads(tiny, capsys, tmp
     (copy / "config.json").write_text(json.dumps({**config, "evaluation": result}))
     median = dist["elbo_nats_per_residue_quantiles"][50]
     assert score.family_percentile(checkpoint.load(copy), median) == pytest.approx(50.0, abs=1.0)
+
+
+# ---- the command line: FASTA files as they come, comment lines, what --help says --------------------------
+def test_scoring_an_empty_fasta_or_a_folder_says_so(tiny_dir, tmp_path, capsys):
+    (tmp_path / "empty.fasta").write_text("\n")
+    assert score.main(["--checkpoint", str(tiny_dir), "--fasta", str(tmp_path / "empty.fasta")]) == 2
+    assert "error: FASTA file" in (err := capsys.readouterr().err) and "is empty" in err
+    assert score.main(["--checkpoint", str(tiny_dir), "--fasta", str(tmp_path)]) == 2
+    assert "is a folder, not a FASTA file" in capsys.readouterr().err
+
+
+def test_score_fasta_skips_comment_lines_as_training_does(tiny_dir, capsys, tmp_path):
+    path = tmp_path / "commented.fasta"
+    path.write_text(f";file written by hand\n>a first\n{SEQ[:20]}\n;a note inside the record\n{SEQ[20:]}\n"
+                    f">b\r\n;windows line ends\r\nMKVLL\r\n")
+    code, out, err = run_main(capsys, score.main, "--checkpoint", tiny_dir, "--fasta", path, "--json")
+    assert code == 0, err
+    entries = json.loads(out)["sequences"]
+    assert [(e["name"], e["sequence"]) for e in entries] == [("a", SEQ), ("b", "MKVLL")]
+
+
+def test_comment_lines_of_pasted_text_are_skipped_and_a_semicolon_elsewhere_is_refused(tiny_dir, capsys, tmp_path):
+    # blanked, not removed: the sequence's characters keep their positions in the pasted text
+    assert score.fasta_records(f";pasted\n{SEQ}") == [("sequence", " " * 7 + f"\n{SEQ}")]
+    code, out, _ = run_main(capsys, score.main, "--checkpoint", tiny_dir, "--sequence", f">x\n;c\n{SEQ}", "--json")
+    assert code == 0 and json.loads(out)["sequences"][0]["sequence"] == SEQ
+    code, _, err = run_main(capsys, score.main, "--checkpoint", tiny_dir, "--sequence", "MKV;GG")
+    assert code == 2 and "invalid character ';' at position 4" in err
+    code, _, err = run_main(capsys, score.main, "--checkpoint", tiny_dir, "--sequence", ";only a comment")
+    assert code == 2 and "--sequence holds only comment lines (lines that start with ;) and no sequence" in err
+    path = tmp_path / "comments.fasta"
+    path.write_text(";one\n;two\n")
+    code, _, err = run_main(capsys, score.main, "--checkpoint", tiny_dir, "--fasta", path)
+    assert code == 2 and f"FASTA file {path} holds only comment lines" in err
+
+
+def test_score_help_names_the_environment_variable_its_default_checkpoint_reads(tiny_dir, capsys, monkeypatch):
+    with pytest.raises(SystemExit):
+        score.main(["--help"])
+    assert "$SEDD_CHECKPOINT" in " ".join(capsys.readouterr().out.split())
+    monkeypatch.setenv("SEDD_CHECKPOINT", str(tiny_dir))          # and the default does read it
+    code, out, _ = run_main(capsys, score.main, "--sequence", "MKVLL", "--json")
+    assert code == 0 and json.loads(out)["checkpoint"] == str(tiny_dir)
+
+
+# ---- variant tables: read as spreadsheets save them, checked before the slow work -------------------------
+def test_mutations_paths_are_checked_before_scoring(tiny_dir, tmp_path, capsys, monkeypatch):
+    (tmp_path / "in.csv").write_text("mutant\nS2C\n")
+    monkeypatch.setattr(score, "score_sequence", lambda *a, **k: pytest.fail("scored before checking the paths"))
+    common = ["--checkpoint", str(tiny_dir), "--sequence", SEQ]
+    assert score.main(common + ["--mutations", str(tmp_path / "in.csv"), "--out", str(tmp_path)]) == 2
+    assert "--out" in (err := capsys.readouterr().err) and "is a directory" in err
+    assert score.main(common + ["--mutations", str(tmp_path / "no.csv"), "--out", str(tmp_path / "o.csv")]) == 2
+    assert "--mutations" in (err := capsys.readouterr().err) and "is not a file" in err
+
+
+def test_a_spreadsheet_csv_with_a_byte_order_mark_is_read(tiny_dir, tmp_path):
+    (tmp_path / "in.csv").write_bytes("\ufeffmutant,DMS_score\nS2C,1\nM1A,2\n".encode())
+    model = checkpoint.load(tiny_dir)
+    got = score.score_mutations_csv(model, model.alphabet.encode(SEQ), tmp_path / "in.csv", tmp_path / "out.csv")
+    assert got["num_variants"] == 2 and got["num_with_dms"] == 2
+    assert (tmp_path / "out.csv").read_text().startswith("mutant,DMS_score,sedd_score\n")
+
+
+def test_a_bad_variant_table_is_refused_before_the_sequence_is_scored(tiny_dir, capsys, tmp_path, monkeypatch):
+    scored = []
+    real = score.score_sequence
+    monkeypatch.setattr(score, "score_sequence", lambda *a, **k: scored.append(a) or real(*a, **k))
+    table = tmp_path / "variants.csv"
+    table.write_text("mutant,DMS_score\nM1A,0.5\nS2C,0.1\nQ3W,0.2\n")            # SEQ[2] is T, not Q
+    code, _, err = run_main(capsys, score.main, "--checkpoint", tiny_dir, "--sequence", SEQ, "--mutations", table,
+                            "--out", tmp_path / "scored.csv")
+    assert code == 2 and f"{table}, line 4 (mutant 'Q3W'): mutation 'Q3W': position 3 is 'T'" in err
+    assert scored == [] and not (tmp_path / "scored.csv").exists()
+    table.write_text("mutant,DMS_score\nM1A,0.5\nS2C,0.1\nT3W,0.2\n")
+    code, out, err = run_main(capsys, score.main, "--checkpoint", tiny_dir, "--sequence", SEQ, "--mutations", table,
+                              "--out", tmp_path / "scored.csv")
+    assert code == 0 and len(scored) == 1 and "3 variants scored" in out
+    assert (tmp_path / "scored.csv").read_text().splitlines()[0] == "mutant,DMS_score,sedd_score"
+
+
+def test_an_indented_header_line_starts_a_new_record():
+    """An indented '>b' line was read as part of record a, and b was dropped without a word."""
+    records = score.fasta_records(">a\nMKVLAGFRE\n  >b\nGGKV\n;note\n>c d\nAA\n")
+    assert [(name, "".join(body.split())) for name, body in records] == [("a", "MKVLAGFRE"), ("b", "GGKV"), ("c", "AA")]
+    assert [name for name, _ in score.fasta_records("MKV\n  >b\nGG")] == ["sequence", "b"]

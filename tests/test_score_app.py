@@ -13,7 +13,7 @@ from gradio_client import Client
 from studio_helpers import refused_inputs, tiny_esmfold
 
 import app
-from sedd import score, studio
+from sedd import render, score, studio
 from sedd.fold import ESMFoldBackend
 
 TEMPLATE = ">test\nMKV__GF_R____LLAGW__KDE"
@@ -174,3 +174,25 @@ def test_mcp_tools_are_documented_and_both_can_be_called(served, model, capsys):
     assert not designed.isError, designed.content
     fasta = designed.content[0].text                       # the first output: the designs' FASTA
     assert fasta.count(">design_") == 2 and "MKV" in fasta
+
+
+def test_score_this_design_before_any_run_logs_no_traceback(cb):
+    """The toast says what to do; the server log is not a place for a user's early click."""
+    with pytest.raises(gr.Error, match="Generate designs first") as e:
+        cb.send_to_score([], 0)
+    assert e.value.print_exception is False
+
+
+def test_a_one_residue_sequence_is_one_residue_not_one_residues(cb):
+    summary = cb.show_score(cb.score("m"))[0]
+    assert "sequence · 1 residue</div>" in summary
+    assert "· 2 residues</div>" in render.score_summary_html(cb.score("MK"), None)
+
+
+def test_a_score_error_counts_positions_through_comment_lines_and_sees_indented_headers(bundled):
+    with pytest.raises(ValueError, match="'B' at position 17"):
+        studio.check_score_request(bundled, ";comment line\nMKB")
+    with pytest.raises(ValueError, match="the sequence is empty"):
+        studio.check_score_request(bundled, ";c\n")
+    with pytest.raises(ValueError, match="2 FASTA records"):
+        studio.check_score_request(bundled, ">a\nMKVLAGFRE\n  >b\nGGKV")

@@ -2,19 +2,12 @@
 from __future__ import annotations
 
 import pytest
-from test_browser import browser, fold_off, open_page, server  # noqa: F401  (the same app, browser and helpers)
+from browser_helpers import fold_off
 
 import app
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 SEQUENCE = "MAEGNTLISVDYEIFGKVQGVFFRKHTQAEGKKLGLVGWVQNTDRGTVQGQLQGPISKV"
-
-
-@pytest.fixture
-def page(browser, server):  # noqa: F811
-    page = open_page(browser, server)
-    yield page
-    page.close()
 
 
 def wait_for_scores(page, name: str) -> None:

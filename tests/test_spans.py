@@ -218,3 +218,12 @@ def test_a_family_with_a_fixed_loop_length_recovers_it(tmp_path):
         template = seq[:cut] + "[2-10]" + seq[cut + LOOP:]
         modes.append(span_posterior(model, PROTEIN.parse_spec(template, model.max_len), seed=0).mode()[0])
     assert modes == [LOOP] * 8
+
+
+@pytest.mark.parametrize("t_samples", [0, -1, 2.5, True])
+def test_span_posterior_needs_at_least_one_time_per_candidate(bundled, t_samples):
+    """t_samples=0 averaged nothing into NaN ('invalid multinomial distribution' when drawing, or an
+    arbitrary mode); -1 and 2.5 failed inside torch."""
+    spec = bundled.alphabet.parse_spec("MKV[1-3]GF", bundled.max_len)
+    with pytest.raises(ValueError, match="t_samples .* must be a whole number ≥ 1"):
+        span_posterior(bundled, spec, t_samples=t_samples)

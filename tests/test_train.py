@@ -1,4 +1,6 @@
-"""Training end to end on synthetic data: CLI, learning, resume after kill -9, DDP on gloo, NaN guard."""
+"""Training end to end on synthetic data: CLI, learning, resume after kill -9, DDP on gloo, NaN guard; the
+learning-rate schedule and the EMA step by step, validation, the run's summary, the seeds and budgets a run
+accepts, and DDP steps that equal one process seeing every rank's batch (resume: ``test_train_resume.py``)."""
 import json
 import os
 import re
@@ -14,8 +16,11 @@ import torch
 from conftest import profile_family, write_fasta
 from sedd import checkpoint
 from sedd.alphabet import PROTEIN, Alphabet
+from sedd.cli import MAX_SEED
+from sedd.model import ScoreNetwork, preset
 from sedd.sampler import run
-from sedd.train import RESUME_NAME, TrainConfig, Trainer, ema_decay_at, train
+from sedd.train import RESUME_NAME, TrainConfig, Trainer, ema_decay_at, lr_at, main, read_resume, train
+from train_helpers import assert_same_tensors, dropout_config, importance_config, trainer, two_step_config
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
@@ -325,3 +330,275 @@ def test_budget_used_is_the_larger_of_steps_and_time(tmp_path, family):
     trainer.cfg.minutes = None
     trainer.seconds = 1e6
     assert trainer.budget_used() == pytest.approx(0.8)
+
+
+# ---- the learning-rate schedule ---------------------------------------------------------------------------
+class FakeClock:
+    """A clock that moves ``tick`` seconds at every reading: a run's seconds are a function of its calls."""
+
+    def __init__(self, tick: float):
+        self.now, self.tick = 0.0, tick
+
+    def __call__(self) -> float:
+        self.now += self.tick
+        return self.now
+
+
+def test_under_minutes_the_lr_warms_up_by_steps_then_ends_on_its_floor_with_the_budget(
+        tmp_path, uneven_family, monkeypatch):
+    """--minutes alone: warm-up over the first steps, then the cosine decay follows the clock and the
+    last step's LR is within a tick of the floor; a resume with a larger budget refits the decay to
+    the new end and ends on the floor again."""
+    import sedd.train as T
+    monkeypatch.setitem(T.CLOCKS, "cpu", FakeClock(0.5))
+    cfg = importance_config(uneven_family, tmp_path / "run", minutes=0.5, warmup_steps=10, lr=1e-2, min_lr_fraction=0.1,
+                            clock="cpu", eval_every=1000)
+    calls = []
+    real = T.lr_at
+    monkeypatch.setattr(T, "lr_at", lambda step, c, progress: calls.append((step, progress)) or real(step, c, progress))
+    first = trainer(cfg)
+    first.run()
+    seen = sorted(set(calls))                       # (step, progress), once per step (lr_at runs per param group)
+    assert [real(s, cfg, p) for s, p in seen[:10]] == pytest.approx([1e-3 * (s + 1) for s in range(10)])
+    assert first.warmup_seconds > 0 and first.seconds >= 30
+    last_step, last_progress = seen[-1]
+    assert last_progress == pytest.approx(1.0, abs=0.05) and last_step == first.step - 1
+    assert real(last_step, cfg, last_progress) == pytest.approx(1e-3, rel=0.02)
+    progress = [p for _, p in seen[10:]]
+    assert progress == sorted(progress)                                 # the decay only goes one way
+
+    calls.clear()
+    again = trainer(importance_config(uneven_family, tmp_path / "run", minutes=1.0, warmup_steps=10, lr=1e-2,
+                                      min_lr_fraction=0.1, clock="cpu", eval_every=1000, resume=True))
+    assert again.warmup_seconds == first.warmup_seconds
+    again.run()
+    seen = sorted(set(calls))
+    assert seen[0][1] == pytest.approx((first.seconds - first.warmup_seconds) / (60 - first.warmup_seconds), abs=0.05)
+    assert seen[-1][1] == pytest.approx(1.0, abs=0.05) and again.seconds >= 60
+
+
+def test_under_max_steps_the_lr_warms_up_then_decays_to_the_floor_on_the_last_step(tmp_path, uneven_family):
+    """Warm-up over steps 0–4 to the peak, then the cosine decay from the peak at step 5 to the floor
+    at step 39, the last one of --max-steps 40."""
+    cfg = importance_config(uneven_family, tmp_path / "run", max_steps=40, warmup_steps=5, lr=1e-2, min_lr_fraction=0.1,
+                            eval_every=1000)
+    run = trainer(cfg)
+    seen = []                                      # the LR each optimizer step takes
+    opt_step = run.opt.step
+    run.opt.step = lambda: seen.append(run.opt.param_groups[0]["lr"]) or opt_step()
+    run.run()
+    assert len(seen) == 40
+    assert seen[:6] == pytest.approx([2e-3, 4e-3, 6e-3, 8e-3, 1e-2, 1e-2])
+    assert seen[22] == pytest.approx(lr_at(22, cfg, 0.5)) == pytest.approx(5.5e-3)
+    assert seen[-1] == pytest.approx(1e-3, rel=1e-12)
+    assert seen[5:] == sorted(seen[5:], reverse=True)
+
+
+def test_a_warm_up_as_long_as_the_run_is_named_with_what_to_give_instead(tmp_path, short_family, capsys):
+    """--max-steps 40 with the default 200 warm-up steps trained at a fifth of --lr at most, with no
+    cosine decay, and said nothing."""
+    base = ["--data", str(short_family), "--preset", "tiny", "--tokens-per-batch", "256", "--eval-every", "1000"]
+    main([*base, "--out", str(tmp_path / "short"), "--max-steps", "3", "--warmup-steps", "3"])
+    assert ("warning: --warmup-steps 3 is not below --max-steps 3: the learning rate rises for the whole run and "
+            "never reaches --lr 0.001 nor decays; give fewer warm-up steps (a tenth of the run: --warmup-steps 1)"
+            in capsys.readouterr().err)
+    main([*base, "--out", str(tmp_path / "ok"), "--max-steps", "3", "--warmup-steps", "2"])
+    assert "warm-up" not in capsys.readouterr().err
+
+
+# ---- the EMA, validation and the run's summary --------------------------------------------------------------
+def test_the_ema_after_n_steps_follows_the_warm_up_decay(tmp_path, uneven_family):
+    """After each step n (0, 1, 2, …), ema ← d·ema + (1 − d)·weights with d = min(0.999, (1+n)/(10+n))."""
+    run = trainer(importance_config(uneven_family, tmp_path / "run", max_steps=3, eval_every=1000))
+    expected = {k: v.clone() for k, v in run.ema.state_dict().items()}
+    for n in range(3):
+        run.train_step(run._next_batch())
+        run.step += 1
+        d = min(0.999, (1 + n) / (10 + n))
+        expected = {k: d * v + (1 - d) * run.model.state_dict()[k] for k, v in expected.items()}
+    for name, value in run.ema.state_dict().items():
+        torch.testing.assert_close(value, expected[name], rtol=1e-6, atol=1e-7, msg=name)
+
+
+def test_each_step_is_validated_at_most_once(tmp_path, uneven_family):
+    """A budget that ends on a validation step: one validation record there, not two."""
+    run = trainer(importance_config(uneven_family, tmp_path / "run", max_steps=14, eval_every=7))
+    run.run()
+    steps = [h["step"] for h in run.history if "val_elbo_ema" in h]
+    assert steps == [7, 14]
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert [h["step"] for h in history if "val_elbo_ema" in h] == [7, 14]
+
+
+def test_under_the_cpu_clock_the_summary_keeps_wall_and_clock_seconds_apart(tmp_path, uneven_family, monkeypatch):
+    """--clock cpu: the budget counts the clock's seconds (``clock_seconds``), while ``wall_seconds``
+    stays the wall time the loop took; both survive a resume and keep counting from there."""
+    import time
+
+    import sedd.train as T
+    monkeypatch.setitem(T.CLOCKS, "cpu", FakeClock(0.5))        # 0.5 "CPU seconds" per reading
+    started = time.time()
+    trainer(importance_config(uneven_family, tmp_path / "run", minutes=0.5, clock="cpu", eval_every=1000)).run()
+    elapsed = time.time() - started
+    summary = json.loads((tmp_path / "run" / "config.json").read_text())["training"]
+    assert summary["clock_seconds"] >= 30
+    assert 0 < summary["wall_seconds"] <= elapsed < summary["clock_seconds"]
+    again = trainer(importance_config(uneven_family, tmp_path / "run", minutes=1.0, clock="cpu", eval_every=1000,
+                                      resume=True))
+    assert (round(again.wall_seconds, 1), round(again.seconds, 1)) == (summary["wall_seconds"], summary["clock_seconds"])
+    again.run()
+    assert again.wall_seconds > summary["wall_seconds"] and again.seconds >= 60
+
+
+def test_the_summary_counts_what_the_run_did(tmp_path, uneven_family):
+    """config.json's steps and residues are the run's own: the sum over the batches it trained on."""
+    run = trainer(importance_config(uneven_family, tmp_path / "run", max_steps=9, time_sampling="antithetic"))
+    residues = []
+    next_batch = run._next_batch
+    run._next_batch = lambda: (lambda b: residues.append(sum(map(len, b))) or b)(next_batch())
+    run.run()
+    summary = json.loads((tmp_path / "run" / "config.json").read_text())["training"]
+    assert summary["steps"] == 9 and summary["tokens_seen"] == sum(residues)     # antithetic copies not counted
+    assert summary["best_step"] in (7, 9)
+
+
+# ---- seeds and budgets -----------------------------------------------------------------------------------
+def test_the_largest_seed_the_command_line_accepts_trains(tmp_path, short_family, capsys):
+    """--seed takes 0 … 2**63 − 1, but the generator of times and masks was seeded with seed · 1000 + rank,
+    past torch's 2**64 for any seed above about 1.8e16: `--seed 9223372036854775807` ended with
+    "error: Overflow when unpacking long long" before the first step."""
+    main(["--data", str(short_family), "--out", str(tmp_path / "run"), "--preset", "tiny", "--max-steps", "2",
+          "--tokens-per-batch", "256", "--eval-every", "1000", "--seed", str(MAX_SEED)])
+    assert "wrote" in capsys.readouterr().err
+    assert read_resume(tmp_path / "run" / RESUME_NAME)["step"] == 2
+
+
+def test_seeds_that_worked_before_draw_what_they_drew(tmp_path, short_family):
+    """The fix reduces only seeds past 2**64: published runs' generators are seeded as they were."""
+    run = trainer(two_step_config(short_family, tmp_path / "run", seed=4))
+    assert run.gen.initial_seed() == 4000
+    big = trainer(two_step_config(short_family, tmp_path / "big", seed=MAX_SEED))
+    assert big.gen.initial_seed() == (MAX_SEED * 1000) % 2**64
+
+
+@pytest.mark.parametrize("budget, message", [
+    (dict(minutes=0), "--minutes must be a number above 0, got 0"),
+    (dict(), "give a budget"),
+    (dict(minutes=-1.0), "--minutes must be a number above 0, got -1.0"),
+    (dict(minutes=float("nan"), max_steps=5), "--minutes must be a number above 0, got nan"),
+    (dict(max_steps=0, minutes=1.0), "--max-steps must be a number above 0, got 0"),
+])
+def test_a_trainer_without_a_budget_that_ends_it_is_refused(tmp_path, family_and_clusters, budget, message):
+    """TrainConfig(minutes=0), as `benchmarks/ablate_recipe.py --cpu-minutes 0` built it, trained for ever
+    (0 is no budget); a negative budget trained no step and the benchmark reported ELBO 0.000 ± 0.000."""
+    fasta, _ = family_and_clusters
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        trainer(dropout_config(fasta, tmp_path / "run", **budget))
+    assert not (tmp_path / "run").exists()
+
+
+# ---- a DDP step is the step of one process seeing every rank's batch -------------------------------------
+# Rank r takes one step with a deterministic stand-in for the loss (per-sequence cross-entropy of the
+# clean sequence, no times or masks), records the (DDP-averaged) gradient before the optimizer step,
+# its batch, and the initial weights.
+ONE_DDP_STEP = """
+import json, sys
+import torch, torch.distributed as dist
+import torch.nn.functional as F
+import sedd.train as T
+
+def cross_entropy(model, x0, lengths, schedule, mask_id, t=None, generator=None, *, pad_id):
+    valid = torch.arange(x0.shape[1]).unsqueeze(0) < lengths.unsqueeze(1)
+    logits = model(torch.where(valid, x0, torch.full_like(x0, pad_id)))
+    nll = -F.log_softmax(logits.float(), -1).gather(-1, x0.clamp(max=logits.shape[-1] - 1).unsqueeze(-1)).squeeze(-1)
+    return (nll * valid).sum(-1)
+
+T.diffusion_loss = cross_entropy
+out, data = sys.argv[1], sys.argv[2]
+cfg = T.TrainConfig(data=data, out=out + "/run", preset="tiny", tokens_per_batch=256, dropout=0.0, grad_clip=1e9,
+                    max_steps=1, eval_every=1000, eval_max_seqs=8, checkpoint_minutes=60, device="cpu")
+trainer = T.Trainer(cfg)
+rank = dist.get_rank()
+init = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+tokens = trainer._next_batch()
+grads = {}
+trainer.opt.step = lambda: grads.update({n: p.grad.clone() for n, p in trainer.model.named_parameters()})
+loss = trainer.train_step(tokens)
+torch.save({"init": init, "tokens": tokens, "grads": grads, "loss": loss, "residues": trainer.step_residues},
+           f"{out}/rank{rank}.pt")
+del trainer
+dist.destroy_process_group()
+"""
+
+
+def _torchrun_script(script: Path, *args) -> None:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script), *args]
+    result = subprocess.run(cmd, env=ENV, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_a_ddp_step_is_the_step_of_one_process_seeing_every_ranks_batch(tmp_path, uneven_family):
+    """The loss is per residue of the whole step: ranks whose batches hold different numbers of
+    residues average their gradients (DDP) to the gradient of Σ nats / Σ residues over both batches,
+    and every rank reports that loss and counts both batches' residues."""
+    import torch.nn.functional as F
+    script = tmp_path / "one_ddp_step.py"
+    script.write_text(ONE_DDP_STEP)
+    _torchrun_script(script, str(tmp_path), str(uneven_family))
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    sizes = [sum(map(len, r["tokens"])) for r in ranks]
+    assert sizes[0] != sizes[1], "the test needs batches of different sizes"
+    assert_same_tensors(ranks[0]["grads"], ranks[1]["grads"])
+
+    model = ScoreNetwork(preset("tiny", vocab_size=PROTEIN.size, max_len=TrainConfig.max_len, dropout=0.0))
+    model.load_state_dict(ranks[0]["init"])
+    nats, residues = 0.0, 0
+    for r in ranks:
+        for seq in r["tokens"]:
+            logits = model(torch.tensor([seq]))
+            nats = nats + F.cross_entropy(logits[0].float(), torch.tensor(seq), reduction="sum")
+            residues += len(seq)
+    (nats / residues).backward()
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(ranks[0]["grads"][name], p.grad, rtol=1e-4, atol=1e-7, msg=name)
+    assert ranks[0]["loss"] == ranks[1]["loss"] == pytest.approx((nats / residues).item(), rel=1e-5)
+    assert ranks[0]["residues"] == ranks[1]["residues"] == residues           # what tokens_seen adds up
+
+
+# Each rank's clock runs at its own speed (rank 1's 30 % faster): the ranks must still agree on the
+# time, hence on the LR of every step, so the replicas stay one model.
+SKEWED_CLOCKS = """
+import sys
+import torch, torch.distributed as dist
+import sedd.train as T
+
+class Clock:
+    def __init__(self, tick):
+        self.now, self.tick = 0.0, tick
+    def __call__(self):
+        self.now += self.tick
+        return self.now
+
+out, data = sys.argv[1], sys.argv[2]
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+T.CLOCKS["cpu"] = Clock(0.5 if rank == 0 else 0.65)
+cfg = T.TrainConfig(data=data, out=out + "/run", preset="tiny", tokens_per_batch=256, dropout=0.0, minutes=0.25,
+                    warmup_steps=2, clock="cpu", eval_every=1000, eval_max_seqs=8, checkpoint_minutes=60, device="cpu")
+trainer = T.Trainer(cfg)
+trainer.run()
+torch.save({"model": trainer.model.state_dict(), "step": trainer.step, "tokens_seen": trainer.tokens_seen},
+           f"{out}/rank{rank}.pt")
+del trainer
+dist.destroy_process_group()
+"""
+
+
+def test_ddp_ranks_with_clocks_that_disagree_stay_one_model_under_minutes(tmp_path, uneven_family):
+    script = tmp_path / "skewed_clocks.py"
+    script.write_text(SKEWED_CLOCKS)
+    _torchrun_script(script, str(tmp_path), str(uneven_family))
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    assert ranks[0]["step"] == ranks[1]["step"] > 2
+    assert ranks[0]["tokens_seen"] == ranks[1]["tokens_seen"]
+    assert_same_tensors(ranks[0]["model"], ranks[1]["model"])

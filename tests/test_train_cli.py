@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import profile_family, write_fasta
-from sedd import checkpoint
+from sedd import checkpoint, train
 from sedd.train import RESUME_NAME, TrainConfig, Trainer, lr_at, main
 
 # A run with none of the defaults that a resume could fall back to: options, seed and split all differ.
@@ -314,3 +314,15 @@ def test_resume_refuses_data_that_changed_under_the_same_path(tmp_path, data, ca
     mine.write_text(original.replace("\n", "\n\n"))          # the same sequences, laid out otherwise
     cli("--out", out, "--resume", "--max-steps", "5")
     assert json.loads((out / checkpoint.CONFIG_NAME).read_text())["training"]["steps"] == 5
+
+
+def test_training_refuses_an_unwritable_out_before_it_trains(tmp_path, capsys, monkeypatch):
+    (tmp_path / "afile").write_text("")
+    monkeypatch.setattr(train, "train", lambda cfg: pytest.fail("trained before checking --out"))
+    with pytest.raises(SystemExit) as e:
+        train.main(["--data", "x.fasta", "--out", str(tmp_path / "afile" / "run"), "--preset", "tiny",
+                    "--max-steps", "1"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"error: --out {tmp_path / 'afile' / 'run' / 'config.json'} cannot be written: "
+        f"{tmp_path / 'afile'} is a file, not a folder")

@@ -14,7 +14,7 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
 def load(name: str):
-    spec = importlib.util.spec_from_file_location(f"{name}_review4", BENCHMARKS / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -303,3 +303,28 @@ def test_an_output_path_that_cannot_be_written_is_refused_before_the_work(monkey
     (tmp_path / "a-file").write_text("")
     message = refused(monkeypatch, capsys, name, [*argv, flag, str(tmp_path / "a-file" / "out.json")])
     assert f"argument {flag}: file {tmp_path}/a-file/out.json cannot be written: {tmp_path}/a-file is a file" in message
+
+
+@pytest.mark.parametrize("script, option, value", [
+    ("ablate_recipe", "--cpu-minutes", "0"),
+    ("ablate_recipe", "--cpu-minutes", "-1"),
+    ("ablate_recipe", "--val-seqs", "0"),
+    ("ablate_recipe", "--t-samples", "0"),
+    ("ar_baseline", "--cpu-minutes", "0"),
+    ("ar_baseline", "--t-samples", "0"),
+])
+def test_a_benchmark_refuses_a_budget_or_count_it_cannot_use_before_it_trains(
+        tmp_path, family_and_clusters, monkeypatch, capsys, script, option, value):
+    """`ablate_recipe.py --cpu-minutes 0` trained its first variant for ever; `--cpu-minutes -1` or
+    `--val-seqs 0` trained and then reported ELBO 0.000 ± 0.000; `--t-samples 0` divided by zero after training."""
+    module = load(script)
+
+    def trains(*args, **kwargs):
+        raise AssertionError(f"{script} started training with {option} {value}")
+
+    monkeypatch.setattr(module, "train_quietly", trains)
+    monkeypatch.setattr(module, "run_variant", trains, raising=False)
+    with pytest.raises(SystemExit) as stop:
+        module.main(["--data", str(family_and_clusters[0]), "--out", str(tmp_path / "out"), option, value])
+    assert stop.value.code == 2
+    assert f"argument {option}: '{value}' is not" in capsys.readouterr().err

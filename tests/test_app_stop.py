@@ -1,4 +1,6 @@
-"""A demanding user's review of the studio: Stop while folding, the raw API's stop_epoch, the Score tab."""
+"""Stop, and how a run's designs are ranked: a run stopped while it denoises, folds, scores or loads
+ESMFold's weights ends at once and shows its own designs in every output, and the table's heading says
+what the ranking covers. The studio's callbacks with a tiny score model and a tiny random ESMFold."""
 from __future__ import annotations
 
 import threading
@@ -7,17 +9,13 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import requests
-from studio_helpers import fasta_sequences, launch_app, refused_inputs, tiny_esmfold
-from test_browser import SEED, browser, open_page, set_steps, wait_until_done  # noqa: F401  (fixture and helpers)
+from studio_helpers import fasta_sequences, tiny_esmfold
 
 import app
-from sedd import render, studio
+from sedd import studio
 from sedd.fold import ESMFoldBackend
 
 TEMPLATE = "MKV__GF_R____LLAGW__KDE"
-# every input of the raw ``generate`` call, in order (template … top_p, stop_epoch, particles)
-DATA = [TEMPLATE, 1, 16, 0, 1.0, "off", "", "sample", "tau-leaping", 1.0, 0, 1]
 FOLD = "ESMFold (local)"
 
 
@@ -107,102 +105,7 @@ def test_stop_while_denoising_still_shows_only_stopped(cb):
     assert stopped_at(cb, "Denoising…", 5) == (app.gr.skip(), app.gr.skip(), app.STOPPED_HTML) + (app.gr.skip(),) * 6
 
 
-class HeldFolds(ESMFoldBackend):
-    """The tiny ESMFold; once ``hold(n)`` is called, the fold after the next ``n`` waits for ``release``."""
-
-    def __init__(self):
-        super().__init__(model=tiny_esmfold(), device="cpu")
-        self.passes, self.gate = None, threading.Event()
-
-    def hold(self, passes: int) -> None:
-        self.passes = passes
-        self.gate.clear()
-
-    def release(self) -> None:
-        self.gate.set()
-
-    def fold(self, sequences):
-        if self.passes is not None:
-            if self.passes == 0:
-                self.gate.wait(timeout=120)            # never hangs a broken test for good
-            self.passes -= 1
-        return super().fold(sequences)
-
-
-# The stopped run has ended: its designs fill the table, or (as before the fix) the heading, redrawn
-# after every run, says "model score" for a run that left no designs on the page.
-RUN_SHOWN_OR_HEADING_RESET = """() => {
-    const fasta = document.querySelector('#fasta textarea').value, table = document.querySelector('#designs').innerText;
-    const sequences = fasta.split('\\n').filter(line => line && !line.startsWith('>'));
-    return document.querySelector('#designs-heading').innerText.includes('model score')
-        || (sequences.length === 4 && !fasta.includes('(step') && sequences.every(s => table.includes(s)));
-}"""
-
-
-@pytest.mark.browser
-@pytest.mark.slow
-def test_the_page_after_stop_while_folding_shows_one_run(browser, model):  # noqa: F811
-    """The reviewer's steps: a finished run, then Generate again and Stop while it folds. The FASTA box
-    then held the new designs while the table was empty and the structure panel blank."""
-    backend = HeldFolds()
-    demo, url = launch_app(model, {FOLD: backend, "off": None})
-    page = open_page(browser, url)
-    try:
-        page.get_by_label(FOLD, exact=True).check()
-        page.fill("#template textarea", TEMPLATE)
-        set_steps(page, 16)
-        page.fill(SEED, "1")
-        page.click("#generate")
-        wait_until_done(page)
-        backend.hold(1)                                # design 2 of the next run folds only after the Stop
-        page.fill(SEED, "2")
-        page.click("#generate")
-        page.wait_for_function("document.querySelector('#status').innerText.includes('Folding design 2 of 4')")
-        page.click("#stop")
-        page.wait_for_function("document.querySelector('#status').innerText.includes('Stopped')")
-        backend.release()
-        page.wait_for_function(RUN_SHOWN_OR_HEADING_RESET)
-        assert "ranked by mean pLDDT" in page.locator("#designs-heading").inner_text()
-        assert "after drawing 4 designs" in page.locator("#status").inner_text()
-        sequences = fasta_sequences(page.input_value("#fasta textarea"))
-        table = page.locator("#designs").inner_text()
-        assert len(sequences) == 4 and all(s in table for s in sequences), "the table is not the FASTA's run"
-        downloads = page.locator("#downloads").inner_text()         # a name shows as "design_1\n.pdb"
-        assert table.count("stopped") == 2 and "designs\n.fasta" in downloads
-        assert "design_2\n.pdb" in downloads and "design_3\n.pdb" not in downloads
-        assert page.locator("#structure .structure-title").inner_text().startswith("design_")
-    finally:
-        backend.release()
-        page.close()
-        demo.close()
-
-
-# ---- the raw API's stop_epoch ----------------------------------------------------------------------------
-@pytest.mark.parametrize("value", ["abc", 1.5, True, [], {"n": 1}])
-def test_a_stop_epoch_that_is_no_count_is_refused_naming_it(served, value):
-    """Gradio's Number answered HTTP 400 "Could not preprocess input component at index 10", naming
-    no parameter, for "abc"; 1.5 was rounded and true counted as 1."""
-    data = list(DATA)
-    data[10] = value
-    r = requests.post(f"{served}gradio_api/call/generate", json={"data": data}, timeout=30)
-    [(field, reason)] = refused_inputs(r)
-    assert field == "stop_epoch"
-    assert reason == f"stop_epoch must be a whole number, the page's count of Stop presses (API callers leave it " \
-                     f"at 0); got {value!r}"
-
-
-@pytest.mark.parametrize("value, count", [(0, 0), (3, 3), ("2", 2), (4.0, 4), (None, 0), (-5, 0)])
-def test_a_stop_epoch_that_is_a_count_is_read_as_one(value, count):
-    assert studio.checked_stop_epoch(value) == count
-
-
-# ---- the Score tab ---------------------------------------------------------------------------------------
-def test_a_one_residue_sequence_is_one_residue_not_one_residues(cb):
-    summary = cb.show_score(cb.score("m"))[0]
-    assert "sequence · 1 residue</div>" in summary
-    assert "· 2 residues</div>" in render.score_summary_html(cb.score("MK"), None)
-
-
+# ---- the heading over the table ------------------------------------------------------------------------
 def test_a_heading_over_a_partly_scored_run_says_how_many_the_ranking_covers(cb):
     """Stopped while scoring, the heading said "ranked by model score" with two designs of four scored
     (the one the status names finishes) and the other two listed after them, unranked."""
@@ -227,6 +130,7 @@ def test_the_heading_over_an_empty_table_claims_no_ranking(cb):
     assert "mean pLDDT when folded, else by model score" in heading
 
 
+# ---- a Stop with no run to stop, and one while ESMFold's weights load -------------------------------------
 def test_a_stop_while_only_a_score_runs_leaves_the_finished_runs_status(model, tmp_path):
     """A finished run, then a Score, then Stop: the status said "Stopped: the run was cancelled." and
     the finished run's status (seed, notes) was gone, though nothing was cancelled: a Stop does not end
@@ -262,17 +166,6 @@ def test_a_stop_while_only_a_score_runs_leaves_the_finished_runs_status(model, t
     finally:
         release.set()
         demo.close()
-
-
-@pytest.mark.parametrize("text, position", [(">hdr\nMAKB", 9), ("MAK\nB", 5), ("  >x y\nMA KB", 12)])
-def test_a_bad_residue_has_the_same_position_in_the_score_tab_as_in_a_template(model, text, position):
-    """Score counted positions from the end of the header line, Generate from the start of the text:
-    ">hdr\\nMAKB" was position 4 in one and 9 in the other."""
-    with pytest.raises(ValueError, match=rf"^invalid character 'B' at position {position};"):
-        model.alphabet.parse_spec(text + "_", model.max_len)
-    with pytest.raises(ValueError, match=rf"^invalid character 'B' at position {position};"):
-        studio.check_score_request(model, text)
-    assert studio.check_score_request(model, ">hdr name\nMAK")[0] == "hdr"
 
 
 class SlowLoad(ESMFoldBackend):

@@ -1,0 +1,252 @@
+"""A run stopped and resumed: killed past warm-up, stopped by Ctrl-C or kill, saved on another device type
+or number of processes, or by a newer sedd. A resume ends where the uninterrupted run ends, bit for bit,
+or says why it cannot (resume after kill -9 and the command line's --resume: ``test_train.py``,
+``test_train_cli.py``)."""
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from sedd.alphabet import PROTEIN
+from sedd.cli import MAX_SEED
+from sedd.train import RESUME_NAME, TrainConfig, Trainer, main, read_resume, saved_config
+from train_helpers import assert_same_tensors, dropout_config, importance_config, trainer, two_step_config
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+
+
+class Killed(Exception):
+    pass
+
+
+def test_a_run_killed_past_warm_up_resumes_to_the_uninterrupted_run_bit_for_bit(tmp_path, uneven_family, monkeypatch):
+    """30 steps in one go vs the same run killed after its step-16 save and resumed: past warm-up (the
+    cosine decay fitted to the same budget), across epochs, with dropout and importance-sampled t
+    (whose statistics adapt the proposal after 200 draws), the two end equal in everything: weights,
+    EMA, optimizer, best weights, history (losses and LRs), time-sampler statistics, data position."""
+    straight = trainer(importance_config(uneven_family, tmp_path / "straight", max_steps=30, tokens_per_batch=512))
+    straight.run()
+
+    killed = trainer(importance_config(uneven_family, tmp_path / "split", max_steps=30, tokens_per_batch=512,
+                                       checkpoint_minutes=0))
+    save = Trainer.save
+
+    def save_then_die_at_16(self):
+        save(self)
+        if self.step == 16:
+            raise Killed
+    monkeypatch.setattr(Trainer, "save", save_then_die_at_16)
+    with pytest.raises(Killed):
+        killed.run()
+    monkeypatch.setattr(Trainer, "save", save)
+    resumed = trainer(importance_config(uneven_family, tmp_path / "split", max_steps=30, tokens_per_batch=512,
+                                        resume=True))
+    assert resumed.step == 16 and resumed.epoch >= 1 and int(resumed.times.count.sum()) > 0
+    resumed.run()
+
+    assert straight.epoch >= 2 and int(straight.times.count.min()) >= 10       # the proposal adapted
+    for a, b in ((straight.model, resumed.model), (straight.ema, resumed.ema)):
+        assert_same_tensors(a.state_dict(), b.state_dict())
+    assert_same_tensors(straight.best["weights"], resumed.best["weights"])
+    assert straight.best["step"] == resumed.best["step"]
+    assert straight.history == resumed.history
+    assert_same_tensors(straight.times.state_dict(), resumed.times.state_dict())
+    one, two = straight.opt.state_dict(), resumed.opt.state_dict()
+    assert one["param_groups"] == two["param_groups"]
+    for i in one["state"]:
+        assert_same_tensors(one["state"][i], two["state"][i])
+    assert (straight.tokens_seen, straight.epoch, straight.batch_in_epoch) == \
+        (resumed.tokens_seen, resumed.epoch, resumed.batch_in_epoch)
+
+
+def test_every_training_option_round_trips_through_resume_pt(tmp_path, uneven_family):
+    """Every TrainConfig field, each set off its default, is read back from resume.pt as written."""
+    cfg = importance_config(uneven_family, tmp_path / "run", max_steps=2, minutes=5.0, val_fraction=0.1,
+                            min_lr_fraction=0.2, weight_decay=0.01, grad_clip=0.5, ema_decay=0.99, max_len=64,
+                            patience=3, max_bad_steps=2, seed=4, device="cpu", dropout=0.2,
+                            alphabet={"residues": PROTEIN.residues, "mask_chars": "_"},
+                            model_overrides={"mlp": "swiglu"}, optimizer="muon", time_sampling="antithetic",
+                            clock="cpu")
+    defaults = TrainConfig(data="", out="")
+    unchanged = [f for f in vars(defaults) if getattr(cfg, f) == getattr(defaults, f)]
+    assert unchanged == ["resume", "clusters", "compile", "init_from"]       # the ones a plain run cannot set
+    trainer(cfg).run()
+    assert saved_config(read_resume(tmp_path / "run" / RESUME_NAME)) == cfg
+
+
+def test_a_resumed_command_line_run_reads_its_resume_file_once(tmp_path, uneven_family, monkeypatch):
+    """main checks the options against resume.pt and hands what it read to the trainer."""
+    import sedd.train as T
+    T.main(["--data", str(uneven_family), "--out", str(tmp_path / "run"), "--preset", "tiny", "--max-steps", "3",
+            "--tokens-per-batch", "256", "--eval-every", "1000"])
+    reads = []
+    real = T.read_resume
+    monkeypatch.setattr(T, "read_resume", lambda path: reads.append(path) or real(path))
+    T.main(["--out", str(tmp_path / "run"), "--resume", "--max-steps", "5"])
+    assert len(reads) == 1
+    assert read_resume(tmp_path / "run" / RESUME_NAME)["step"] == 5
+
+
+# ---- a run stopped by a signal -------------------------------------------------------------------------
+def interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@pytest.fixture
+def sigterm_interrupts():
+    """SIGTERM raises KeyboardInterrupt in this test, as SIGINT does: a signal the run does not catch stops the
+    test, not the test session."""
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    yield
+    signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_stops_the_run_after_its_step_saved_and_the_resumed_run_is_the_uninterrupted_one(
+        tmp_path, family_and_clusters, monkeypatch, sigterm_interrupts, signum):
+    """Ctrl-C (or kill) at step 7 of 16, long before the first timed save: the step finishes, the run
+    saves at step 7 and says so, and --resume ends bit for bit where the uninterrupted run ends
+    (weights, EMA, history and the shipped checkpoint). Before, Ctrl-C killed the run mid-step with a
+    traceback, and everything since the last timed save (here: all of it) was lost."""
+    data, _ = family_and_clusters
+    straight = trainer(dropout_config(data, tmp_path / "straight", max_steps=16))
+    straight.run()
+
+    count_step = Trainer._count_step
+
+    def count_then_signal(self, loss, bar):
+        count_step(self, loss, bar)
+        if self.step == 7:
+            signal.raise_signal(signum)        # arrives in the middle of the run, as from the keyboard
+
+    monkeypatch.setattr(Trainer, "_count_step", count_then_signal)
+    stopped = trainer(dropout_config(data, tmp_path / "split", max_steps=16))
+    with pytest.raises(KeyboardInterrupt) as stop:
+        stopped.run()
+    assert "--resume continues the run" in str(stop.value) and stop.value.step == 7
+    assert pickle.loads(pickle.dumps(stop.value)).step == 7          # from a benchmark's worker process too
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler   # the handlers are back
+    assert signal.getsignal(signal.SIGTERM) is interrupt
+    monkeypatch.setattr(Trainer, "_count_step", count_step)
+    assert torch.load(tmp_path / "split" / RESUME_NAME, weights_only=True)["step"] == 7
+
+    resumed = trainer(dropout_config(data, tmp_path / "split", max_steps=16, resume=True))
+    resumed.run()
+    assert resumed.history == straight.history
+    for name in ("model", "ema"):
+        for key, value in getattr(straight, name).state_dict().items():
+            assert torch.equal(getattr(resumed, name).state_dict()[key], value), (name, key)
+    assert (tmp_path / "split/model.safetensors").read_bytes() == (tmp_path / "straight/model.safetensors").read_bytes()
+
+
+def test_ctrl_c_on_the_command_line_saves_and_exits_130_without_a_traceback(tmp_path, family_and_clusters):
+    """The user's view: `python -m sedd.train`, Ctrl-C after a validation, exit status 130 (the shell's
+    for SIGINT), one line saying where the run was saved and how to continue, and --resume continues."""
+    data, _ = family_and_clusters
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "sedd.train", "--data", str(data), "--out", str(out), "--preset", "tiny",
+            "--tokens-per-batch", "256", "--eval-every", "3", "--max-steps", "100000"]
+    proc = subprocess.Popen(argv, env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # not a background job's
+    try:
+        seen = ""
+        while "step 3: val ELBO" not in seen:          # training has started: a validation line came
+            line = proc.stderr.readline()
+            assert line, seen[-2000:]
+            seen += line
+        proc.send_signal(signal.SIGINT)
+        err = seen + proc.stderr.read()
+        proc.wait(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err
+    assert f"--out {out} --resume continues the run" in err.strip().splitlines()[-1]
+    step = torch.load(out / RESUME_NAME, weights_only=True)["step"]
+    assert step >= 3
+    done = subprocess.run([sys.executable, "-m", "sedd.train", "--out", str(out), "--resume", "--max-steps",
+                           str(step + 2)], env=ENV, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"at step {step} " in done.stderr
+    assert json.loads((out / "config.json").read_text())["training"]["steps"] == step + 2
+
+
+# ---- a run saved on another device type, by another number of processes, or by a newer sedd -------------
+def test_a_run_saved_on_another_device_type_resumes_reseeded_and_reproducibly(tmp_path, uneven_family, capsys):
+    """A GPU run continued on a CPU: the saved generator state is a CUDA one (16 bytes, no Mersenne
+    Twister state), so the generators are reseeded from (seed, step), said on stderr, and two
+    resumes of the same file train the same weights."""
+    trainer(importance_config(uneven_family, tmp_path / "gpu", max_steps=6)).run()
+    state = read_resume(tmp_path / "gpu" / RESUME_NAME)
+    state.update(device_type="cuda", gen=torch.zeros(16, dtype=torch.uint8), cuda_rng=torch.zeros(16, dtype=torch.uint8))
+    weights = []
+    for copy in ("a", "b"):
+        (tmp_path / copy).mkdir()
+        torch.save(state, tmp_path / copy / RESUME_NAME)
+        resumed = trainer(importance_config(uneven_family, tmp_path / copy, max_steps=10, resume=True))
+        assert "saved on cuda and continues on cpu" in capsys.readouterr().err
+        resumed.run()
+        assert resumed.step == 10
+        weights.append(resumed.model.state_dict())
+    assert_same_tensors(*weights)
+
+
+def test_a_run_with_a_huge_seed_resumed_on_another_device_type_reseeds(tmp_path, short_family, capsys):
+    """The reseeding of a resume that cannot restore the saved generators (another device type, or DDP)
+    used seed · 1000 + rank + 7919 · step, which overflowed the same way."""
+    trainer(two_step_config(short_family, tmp_path / "gpu", seed=MAX_SEED)).run()
+    state = read_resume(tmp_path / "gpu" / RESUME_NAME)
+    state.update(device_type="cuda", gen=torch.zeros(16, dtype=torch.uint8), cuda_rng=torch.zeros(16, dtype=torch.uint8))
+    (tmp_path / "cpu").mkdir()
+    torch.save(state, tmp_path / "cpu" / RESUME_NAME)
+    resumed = trainer(two_step_config(short_family, tmp_path / "cpu", seed=MAX_SEED, max_steps=4, resume=True))
+    assert "saved on cuda and continues on cpu" in capsys.readouterr().err
+    resumed.run()
+    assert resumed.step == 4
+
+
+def test_a_run_resumed_on_another_number_of_processes_says_how_its_steps_change(tmp_path, family_and_clusters, capsys):
+    """A run saved by 2 torchrun processes and continued by one (a resume.pt that says world_size 2): each
+    rank takes --tokens-per-batch a step, so the steps halve and the epoch's batches are dealt out anew.
+    It continues, and says so; the same number of processes says nothing."""
+    fasta, _ = family_and_clusters
+    out = tmp_path / "run"
+    trainer(dropout_config(fasta, out, max_steps=2)).run()
+    capsys.readouterr()
+    trainer(dropout_config(fasta, out, max_steps=3, resume=True)).run()
+    assert "process(es)" not in capsys.readouterr().err
+    state = torch.load(out / RESUME_NAME, weights_only=True)
+    torch.save({**state, "world_size": 2}, out / RESUME_NAME)
+    trainer(dropout_config(fasta, out, max_steps=4, resume=True)).run()
+    assert ("resume: the run was saved by 2 process(es) and continues on 1: each step now takes 1 × 256 residues "
+            "instead of 2 × 256") in capsys.readouterr().err
+
+
+def test_a_run_saved_by_a_newer_version_is_not_resumed_without_its_new_options(tmp_path, family_and_clusters, capsys):
+    """A resume.pt whose config holds an option this version lacks (here 'label_smoothing'): before, the
+    option was dropped without a word and the run continued as another run; now --resume names it."""
+    fasta, _ = family_and_clusters
+    out = tmp_path / "run"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        main(["--data", str(fasta), "--out", str(out), "--preset", "tiny", "--tokens-per-batch", "256",
+              "--max-steps", "2"])
+    state = torch.load(out / RESUME_NAME, weights_only=True)
+    state["config"] = json.dumps({**json.loads(state["config"]), "label_smoothing": 0.1})
+    torch.save(state, out / RESUME_NAME)
+    with pytest.raises(SystemExit) as stop:
+        main(["--out", str(out), "--resume", "--max-steps", "4"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "Traceback" not in err
+    assert ("--resume: the run was saved by a newer sedd, with options this version does not know "
+            "(label_smoothing); update sedd to continue it") in err
+    with pytest.raises(ValueError, match=r"does not know \(label_smoothing\)"):
+        trainer(dropout_config(fasta, out, max_steps=4, resume=True))
