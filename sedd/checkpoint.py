@@ -21,6 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .alphabet import Alphabet
+from .hmm import HMM_NAME
 from .model import ModelConfig, ScoreNetwork
 from .schedule import LogLinearSchedule
 
@@ -30,6 +31,7 @@ WEIGHTS_NAME = "model.safetensors"
 MODEL_BLOCKS = ("format", "model", "alphabet", "schedule")   # config.json's blocks that define the model
 RESUME_NAME = "resume.pt"                          # training state (sedd.train), not part of a checkpoint
 EVAL_DIR = "eval"                                  # evaluation report and figures the card links to
+CARD_NAME = "README.md"                            # the model card
 WEIGHT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
 DEFAULT_CHECKPOINT = CHECKPOINTS / "acyp"          # the CPU model (mini), always bundled
@@ -89,10 +91,23 @@ def atomic_write(path: Path, write) -> None:
         os.chmod(tmp, 0o644)   # mkstemp makes 0600; checkpoints and downloads are meant to be shared
         _fsync_file(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, (RuntimeError, SafetensorError)):     # torch.save's and safetensors' word for a full disk
+            free = shutil.disk_usage(path.parent).free
+            raise OSError(f"could not write {path}: {_one_line(e)} ({free / 2**20:,.0f} MiB free on its disk)") from e
         raise
     _fsync_directory(path.parent)
+
+
+def remove_stale_temporaries(directory: Path) -> list[Path]:
+    """Remove the temporary files ``atomic_write`` left in ``directory`` (and its ``eval/``) when its
+    process was killed mid-write; call it only where no other process writes there. The real files
+    are intact: the temporary never replaced them."""
+    stale = [p for folder in (directory, directory / EVAL_DIR) for p in Path(folder).glob(".*.tmp") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 def _fsync_file(path: str | Path) -> None:
@@ -318,7 +333,7 @@ def resolve(name_or_path: str | Path | None) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HFValidationError
     try:
-        return Path(snapshot_download(name, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, "README.md", "family.hmm"]))
+        return Path(snapshot_download(name, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, HMM_NAME]))
     except HFValidationError as e:
         raise ValueError(f"checkpoint {name!r} is neither a local directory nor a valid "
                          f"Hugging Face Hub repo id ({_one_line(e)})") from e

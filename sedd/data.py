@@ -229,17 +229,22 @@ def split(data: Dataset, val_fraction: float, seed: int, clusters: dict[str, str
 
 
 def check_cluster_ids(data: Dataset, clusters: dict[str, str]) -> None:
-    """Refuse a cluster map that names none of ``data``'s sequences.
+    """Refuse a cluster map that names none of ``data``'s sequences, and warn when it lacks most.
 
     Every sequence it lacks is a cluster of its own, so a map made for other data, or with ids spelled
     otherwise (``sp|P07311|ACYP1_HUMAN`` against ``P07311``), would silently give a split by sequence,
     with the near-duplicates in validation that the clusters were there to keep out.
     """
-    if not any(seq_id in clusters for seq_id in data.ids):
-        members = f"cluster members such as {next(iter(clusters))!r}" if clusters else "no cluster members"
+    missing = [seq_id for seq_id in data.ids if seq_id not in clusters]
+    members = f"cluster members such as {next(iter(clusters))!r}" if clusters else "no cluster members"
+    if len(missing) == len(data):
         raise ValueError(f"the cluster file names none of the {len(data)} sequences (FASTA ids such as "
                          f"{data.ids[0]!r}, {members}); give the cluster file of this FASTA, whose members are "
                          "the first words of its '>' lines")
+    if 2 * len(missing) > len(data):
+        warnings.warn(f"the cluster file lacks {len(missing):,} of the {len(data):,} sequences (such as "
+                      f"{missing[0]!r}; {members}); each is split as a cluster of its own, so their near-duplicates "
+                      "can land in validation: is it the cluster file of this FASTA?")
 
 
 def bucketed_batches(lengths: list[int], tokens_per_batch: int, seed: int, rank: int = 0,

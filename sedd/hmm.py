@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 HIT_EVALUE = 1e-5
-HMM_NAME = "family.hmm"
+HMM_NAME = "family.hmm"          # beside the checkpoint, where sedd.evaluate finds it
 
 
 @functools.cache

@@ -18,6 +18,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -33,6 +34,7 @@ from . import checkpoint as ckpt
 from .alphabet import PROTEIN, Alphabet
 from .cli import COUNT, COUNT_OR_ZERO, FRACTION, POSITIVE, POSITIVE_OR_ZERO, SEED, one_line_warnings
 from .data import bucketed_batches, collate, describe_dropped, read_clusters, read_fasta, split
+from .hmm import HMM_NAME
 from .likelihood import estimate_elbo, unigram_nll
 from .loss import diffusion_loss
 from .model import MLP_KINDS, PRESETS, ModelConfig, ScoreNetwork, preset, weights_from_causal_twin
@@ -165,7 +167,23 @@ def saved_config(state: dict) -> TrainConfig:
     if unknown:
         raise ValueError(f"--resume: the run was saved by a newer sedd, with options this version does not know "
                          f"({', '.join(unknown)}); update sedd to continue it")
-    return TrainConfig(**{f.name: saved[f.name] for f in fields(TrainConfig) if f.name in saved})
+    overrides = sorted(set(saved.get("model_overrides") or {}) - {f.name for f in fields(ModelConfig)})
+    if overrides:
+        raise ValueError(f"--resume: the run was saved by a newer sedd, with network settings this version does not "
+                         f"know ({', '.join(overrides)}); update sedd to continue it")
+    cfg = TrainConfig(**{f.name: saved[f.name] for f in fields(TrainConfig) if f.name in saved})
+    for key, absolute in state.get("resolved_paths", {}).items():       # older files: paths as typed only
+        typed = getattr(cfg, key)
+        if typed and os.path.exists(absolute) and not _same_file(typed, absolute):
+            cfg = replace(cfg, **{key: absolute})     # resumed from another directory: the file it trained on
+    return cfg
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def same_setting(key: str, saved, now) -> bool:
@@ -175,12 +193,7 @@ def same_setting(key: str, saved, now) -> bool:
     if saved == now:
         return True
     if key in PATH_FIELDS and saved and now:
-        if not os.path.exists(saved):
-            return True
-        try:
-            return os.path.samefile(saved, now)
-        except OSError:
-            return False
+        return not os.path.exists(saved) or _same_file(saved, now)
     return False
 
 
@@ -359,18 +372,26 @@ class Trainer:
         self._window = (time.time(), 0)            # (clock, tokens_seen) at the last tokens/s reading
 
     # ---- resume state -----------------------------------------------------------------------------
-    def _state(self) -> dict:
-        state = {"model": self.model.state_dict(), "ema": self.ema.state_dict(), "opt": self.opt.state_dict(),
-                 "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
-                 "tokens_seen": self.tokens_seen, "seconds": self.seconds, "warmup_seconds": self.warmup_seconds,
-                 "wall_seconds": self.wall_seconds, "device_type": self.device.type, "world_size": self.world,
-                 "gen": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
-                 "history": json.dumps(self.history), "best_elbo": self.best["elbo"], "best_step": self.best["step"],
-                 "best_weights": self.best["weights"], "config": json.dumps(asdict(self.cfg)),
-                 "times": self.times.state_dict(), "split_digest": self.split_digest}
+    def _random_state(self) -> dict:
+        """This rank's generators: times and masks (``gen``), dropout (torch's), and the GPU's."""
+        state = {"gen": self.gen.get_state(), "torch_rng": torch.get_rng_state()}
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         return state
+
+    def _state(self, rank_random: list[dict]) -> dict:
+        """resume.pt's contents; ``rank_random``: every rank's ``_random_state``, in rank order."""
+        return {"model": self.model.state_dict(), "ema": self.ema.state_dict(), "opt": self.opt.state_dict(),
+                "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+                "tokens_seen": self.tokens_seen, "seconds": self.seconds, "warmup_seconds": self.warmup_seconds,
+                "wall_seconds": self.wall_seconds, "device_type": self.device.type, "world_size": self.world,
+                **rank_random[0], "rank_random": rank_random,
+                "history": json.dumps(self.history), "best_elbo": self.best["elbo"], "best_step": self.best["step"],
+                "best_weights": self.best["weights"], "config": json.dumps(asdict(self.cfg)),
+                "times": self.times.state_dict(), "split_digest": self.split_digest,
+                # the files as typed are relative to where the run started; these find them from anywhere
+                "resolved_paths": {k: str(Path(getattr(self.cfg, k)).resolve()) for k in PATH_FIELDS
+                                   if getattr(self.cfg, k)}}
 
     def _load_resume(self, state: dict | None = None) -> None:
         path = self.out / RESUME_NAME
@@ -430,15 +451,17 @@ class Trainer:
                   file=sys.stderr)
 
     def _restore_random_state(self, state: dict) -> None:
-        """One process on the device type it was saved on: the saved generator states, so the run
-        continues exactly. Otherwise every rank reseeds from (seed, rank, step), so the resumed run is
-        reproducible, though not identical to the uninterrupted one:
-        - under DDP only rank 0's states were saved (saving is not a collective step), and ranks must
-          keep drawing different masks and dropout;
+        """The same number of processes on the device type the run was saved on: each rank's saved
+        generator states, so the run continues exactly. Otherwise every rank reseeds from (seed, rank,
+        step), so the resumed run is reproducible, though not identical to the uninterrupted one:
+        - on another number of processes, ranks deal the batches out anew (``_note_other_world_size``),
+          and must keep drawing different masks and dropout;
         - a state saved on another device type (a GPU run continued on a CPU) has another
-          generator's format: a CUDA generator's 16 bytes are no CPU Mersenne Twister state."""
+          generator's format: a CUDA generator's 16 bytes are no CPU Mersenne Twister state;
+        - an older resume.pt saved rank 0's generators only."""
         saved_on = state.get("device_type", self.device.type)        # older files: this device's
-        if self.world > 1 or saved_on != self.device.type:
+        ranks = state.get("rank_random", [state] if self.world == 1 else None)
+        if ranks is None or len(ranks) != self.world or saved_on != self.device.type:
             if saved_on != self.device.type and self.is_main:
                 print(f"resume: the run was saved on {saved_on} and continues on {self.device.type}; its random "
                       "generators are reseeded from (seed, step), so it will not draw what the saved run would have",
@@ -447,17 +470,25 @@ class Trainer:
             self.gen.manual_seed(seed)
             torch.manual_seed(seed)
             return
-        self.gen.set_state(state["gen"])
-        if "torch_rng" in state:
-            torch.set_rng_state(state["torch_rng"])
-        if "cuda_rng" in state and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        mine = ranks[self.rank]
+        self.gen.set_state(mine["gen"])
+        if "torch_rng" in mine:
+            torch.set_rng_state(mine["torch_rng"])
+        if "cuda_rng" in mine and self.device.type == "cuda":
+            torch.cuda.set_rng_state(mine["cuda_rng"], self.device)
 
     def save(self) -> None:
-        """Rank 0 writes resume.pt, the checkpoint (best weights), history.json and loss.png, each atomically."""
+        """Rank 0 writes resume.pt, the checkpoint (best weights), history.json and loss.png, each atomically.
+
+        Under DDP every rank calls it at the same step (a collective step): resume.pt holds every
+        rank's generators, so that each rank continues drawing its own times, masks and dropout."""
+        rank_random = [self._random_state()]
+        if self.distributed:
+            rank_random = [None] * self.world
+            dist.all_gather_object(rank_random, self._random_state())
         if not self.is_main:
             return
-        ckpt.atomic_write(self.out / RESUME_NAME, lambda tmp: torch.save(self._state(), tmp))
+        ckpt.atomic_write(self.out / RESUME_NAME, lambda tmp: torch.save(self._state(rank_random), tmp))
         shipped = copy.deepcopy(self.ema)          # not a fresh network: its init would draw from the RNG
         shipped.load_state_dict(self.best["weights"] or self.ema.state_dict())
         ckpt.save(self.out, shipped, self.alphabet, self.schedule, self.train_set.length_histogram(),
@@ -473,7 +504,9 @@ class Trainer:
                 "device": str(self.device), "world_size": self.world,
                 "num_train_sequences": len(self.train_set), "num_val_sequences": len(self.val_set),
                 "val_unigram_nats_per_residue": self.unigram_floor,
-                "best_step": self.best["step"], "best_val_elbo_probe": self.best["elbo"],
+                "best_step": self.best["step"],
+                # null before the first validation: JSON has no Infinity (Python writes it, other readers fail)
+                "best_val_elbo_probe": self.best["elbo"] if math.isfinite(self.best["elbo"]) else None,
                 "last_val": val[-1] if val else None, "config": asdict(self.cfg)}
 
     # ---- one step of each kind ----------------------------------------------------------------------
@@ -676,7 +709,7 @@ class Trainer:
             self._count_step(loss, bar)
             if self.step % self.cfg.eval_every == 0 and self._validate(bar):
                 return
-            if time.time() - last_save >= self.cfg.checkpoint_minutes * 60:
+            if self._any_rank(time.time() - last_save >= self.cfg.checkpoint_minutes * 60):     # save: collective
                 self.save()
                 last_save = time.time()
         self._move_bar(bar)
@@ -741,10 +774,17 @@ def train(cfg: TrainConfig, resume_state: dict | None = None, replacing: bool = 
     ``replacing``: a new run in an OUT that holds an earlier one (``--overwrite``). The earlier run's
     resume.pt goes once this run's data and network are ready, not before: a start refused for its
     options or data leaves the earlier run resumable, and a crash after it cannot continue that run.
+    So do the files that described the earlier model — its card, family HMM and evaluation — which
+    would otherwise stand beside the new weights (``sedd.evaluate`` reads the HMM it finds there).
     """
     trainer = Trainer(cfg, resume_state)
-    if replacing:
-        (Path(cfg.out) / RESUME_NAME).unlink(missing_ok=True)
+    out = Path(cfg.out)
+    if trainer.is_main:
+        ckpt.remove_stale_temporaries(out)        # of saves a kill interrupted; the files themselves are whole
+        if replacing:
+            for name in (RESUME_NAME, ckpt.CARD_NAME, HMM_NAME):
+                (out / name).unlink(missing_ok=True)
+            shutil.rmtree(out / ckpt.EVAL_DIR, ignore_errors=True)
     distributed = trainer.distributed
     try:
         try:
@@ -916,7 +956,11 @@ def _resume_may_change() -> str:
 
 
 def _refuse_a_spent_budget(p: argparse.ArgumentParser, cfg: TrainConfig, state: dict) -> None:
-    """A resumed run whose budget is already spent would train no step and exit as if it had."""
+    """A resumed run whose budget is already spent would train no step and exit as if it had; unless
+    its checkpoint is missing (the last save failed, on a full disk say): then it only writes it."""
+    out = Path(cfg.out)
+    if not ((out / ckpt.CONFIG_NAME).is_file() and (out / ckpt.WEIGHTS_NAME).is_file()):
+        return
     spent = []
     if cfg.max_steps and state["step"] >= cfg.max_steps:
         spent.append(f"--max-steps {cfg.max_steps}")
@@ -942,15 +986,16 @@ def main(argv: list[str] | None = None) -> None:
         except ValueError as e:
             p.error(str(e))
         cfg = TrainConfig(out=a.out, model_overrides=_model_options(a), **_given(a))
+    main_rank = int(os.environ.get("RANK", "0")) == 0       # under torchrun, one process says it
     try:
         ckpt.check_writable(Path(cfg.out) / ckpt.CONFIG_NAME, "--out")   # now, not at the first save
         with one_line_warnings():
             out = train(cfg, resume_state, replacing=a.overwrite)
     except (ValueError, OSError) as e:    # what the options asked for cannot be done: say what
-        p.exit(2, f"error: {e}\n")
+        p.exit(2, f"error: {e}\n" if main_rank else None)
     except Interrupted as e:              # saved: no traceback, the shell's exit status of a signal
-        p.exit(128 + e.signum, f"{e}\n" if int(os.environ.get("RANK", "0")) == 0 else None)
-    if int(os.environ.get("RANK", "0")) == 0:
+        p.exit(128 + e.signum, f"{e}\n" if main_rank else None)
+    if main_rank:
         print(f"wrote {out}", file=sys.stderr)
 
 

@@ -333,3 +333,27 @@ def test_a_checkpoint_from_an_older_version_without_newer_settings_loads(tiny_ch
         del config["model"][key]
     (tiny_checkpoint / "config.json").write_text(json.dumps(config))
     assert checkpoint.load(tiny_checkpoint).model.config.mlp == "gelu"
+
+
+def test_a_write_that_fails_inside_torch_or_safetensors_is_an_os_error_naming_the_file(tmp_path):
+    """A full disk reached torch.save as "[enforce fail at inline_container.cc:672] unexpected pos" (a
+    RuntimeError) and safetensors as a SafetensorError: sedd.train printed a traceback."""
+    from safetensors import SafetensorError
+
+    for error in (RuntimeError("[enforce fail at inline_container.cc:672] unexpected pos 64"),
+                  SafetensorError("No space left on device (os error 28)")):
+        def write(tmp, error=error):
+            Path(tmp).write_bytes(b"half")
+            raise error
+        with pytest.raises(OSError, match=rf"could not write {re.escape(str(tmp_path / 'resume.pt'))}: .* MiB free"):
+            checkpoint.atomic_write(tmp_path / "resume.pt", write)
+        assert list(tmp_path.iterdir()) == []        # the half-written temporary is gone
+
+
+def test_stale_temporaries_of_killed_saves_are_removed(tmp_path):
+    (tmp_path / checkpoint.EVAL_DIR).mkdir()
+    stale = [tmp_path / ".resume.pt.x1y2.tmp", tmp_path / checkpoint.EVAL_DIR / ".report.md.abc.tmp"]
+    for p in stale + [tmp_path / "model.safetensors", tmp_path / "notes.tmp"]:
+        p.write_text("x")
+    assert sorted(checkpoint.remove_stale_temporaries(tmp_path)) == sorted(stale)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eval", "model.safetensors", "notes.tmp"]

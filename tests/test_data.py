@@ -317,3 +317,11 @@ def test_the_split_cli_refuses_an_unwritable_out_and_a_max_len_below_one(tmp_pat
 def test_bucketed_batches_refuses_a_rank_outside_the_world(rank, world_size, message):
     with pytest.raises(ValueError, match=message):
         bucketed_batches([30] * 10, 128, seed=0, rank=rank, world_size=world_size)
+
+
+def test_a_cluster_file_that_lacks_most_of_the_sequences_is_warned_about(family_and_clusters):
+    """It names one of 120: the split is in effect by sequence, and said nothing."""
+    fasta, clusters = family_and_clusters
+    one = {member: cluster for member, cluster in read_clusters(clusters).items() if member == "seq0"}
+    with pytest.warns(UserWarning, match="the cluster file lacks 119 of the 120 sequences"):
+        split(read_fasta(fasta, PROTEIN), 0.2, 0, one)

@@ -326,3 +326,47 @@ def test_training_refuses_an_unwritable_out_before_it_trains(tmp_path, capsys, m
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         f"error: --out {tmp_path / 'afile' / 'run' / 'config.json'} cannot be written: "
         f"{tmp_path / 'afile'} is a file, not a folder")
+
+
+def test_overwrite_removes_the_old_models_card_hmm_evaluation_and_temporaries(tmp_path, data):
+    """The new weights stood beside the old model's card, family.hmm (which sedd.evaluate then read)
+    and eval/; a killed save's temporaries stayed for good."""
+    fasta, _ = data
+    out = tmp_path / "run"
+    cli("--data", fasta, "--out", out, "--max-steps", "3", *RUN)
+    (out / "eval").mkdir()
+    for name in ("README.md", "family.hmm", "eval/report.md", ".resume.pt.k1ll.tmp"):
+        (out / name).write_text("the old model's")
+    cli("--data", fasta, "--out", out, "--max-steps", "3", *RUN, "--overwrite")
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "history.json", "loss.png", "model.safetensors",
+                                                     "resume.pt"]
+    training = json.loads((out / checkpoint.CONFIG_NAME).read_text())["training"]
+    assert training["best_val_elbo_probe"] is not None
+
+
+def test_a_run_whose_last_save_failed_can_be_resumed_to_write_it(tmp_path, data):
+    """A full disk at the final save left resume.pt without the weights; --resume then refused, the budget
+    being spent, and no command could write the checkpoint."""
+    fasta, _ = data
+    out = tmp_path / "run"
+    cli("--data", fasta, "--out", out, "--max-steps", "3", *RUN)
+    (out / checkpoint.WEIGHTS_NAME).unlink()
+    cli("--out", out, "--resume")
+    assert (out / checkpoint.WEIGHTS_NAME).is_file()
+    assert json.loads((out / checkpoint.CONFIG_NAME).read_text())["training"]["steps"] == 3
+
+
+def test_a_summary_saved_before_the_first_validation_is_strict_json(tmp_path, data):
+    """best_val_elbo_probe was Infinity, which JSON has not (Node's JSON.parse throws)."""
+    fasta, _ = data
+    trainer = Trainer(TrainConfig(data=str(fasta), out=str(tmp_path / "run"), preset="tiny", max_steps=1))
+    json.dumps(trainer._summary(), allow_nan=False)
+    assert trainer._summary()["best_val_elbo_probe"] is None
+
+
+def test_under_torchrun_only_rank_0_prints_an_error(tmp_path, data, capsys, monkeypatch):
+    fasta, _ = data
+    monkeypatch.setenv("RANK", "1")
+    with pytest.raises(SystemExit) as stop:
+        main(["--data", str(tmp_path / "typo.fasta"), "--out", str(tmp_path / "run"), "--max-steps", "2"])
+    assert stop.value.code == 2 and "error" not in capsys.readouterr().err

@@ -250,3 +250,95 @@ def test_a_run_saved_by_a_newer_version_is_not_resumed_without_its_new_options(t
             "(label_smoothing); update sedd to continue it") in err
     with pytest.raises(ValueError, match=r"does not know \(label_smoothing\)"):
         trainer(dropout_config(fasta, out, max_steps=4, resume=True))
+
+
+# Two ranks: 24 steps in one go, and the same run killed after its step-13 save and resumed.
+DDP_KILLED_AND_RESUMED = """
+import sys
+import torch, torch.distributed as dist
+import sedd.train as T
+
+out, data = sys.argv[1], sys.argv[2]
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+
+
+def config(name, **kw):
+    settings = dict(preset="tiny", tokens_per_batch=256, dropout=0.1, lr=3e-3, warmup_steps=4, eval_every=7,
+                    eval_max_seqs=16, time_sampling="importance", max_steps=24, checkpoint_minutes=60, patience=0,
+                    device="cpu")
+    return T.TrainConfig(data=data, out=f"{out}/{name}", **(settings | kw))
+
+
+class Killed(Exception):
+    pass
+
+
+straight = T.Trainer(config("straight"))
+straight.run()
+save = T.Trainer.save
+
+
+def save_then_die_at_13(self):
+    save(self)
+    if self.step == 13:
+        raise Killed
+
+
+T.Trainer.save = save_then_die_at_13
+try:
+    T.Trainer(config("split", checkpoint_minutes=0)).run()
+except Killed:
+    pass
+T.Trainer.save = save
+resumed = T.Trainer(config("split", resume=True))
+resumed.run()
+torch.save({"straight": straight.model.state_dict(), "resumed": resumed.model.state_dict(),
+            "steps": (straight.step, resumed.step)}, f"{out}/rank{rank}.pt")
+dist.destroy_process_group()
+"""
+
+
+def test_a_torchrun_run_killed_and_resumed_on_as_many_processes_is_the_uninterrupted_run(tmp_path, uneven_family):
+    """Every rank draws its own times, masks and dropout; resume.pt holds every rank's generators, so
+    each continues its own draws (rank 0's alone, given to every rank, ended 0.04 away after 600 steps)."""
+    script = tmp_path / "ddp_killed_and_resumed.py"
+    script.write_text(DDP_KILLED_AND_RESUMED)
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                             str(script), str(tmp_path), str(uneven_family)],
+                            env=ENV, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for rank in range(2):
+        saved = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
+        assert saved["steps"] == (24, 24)
+        assert_same_tensors(saved["straight"], saved["resumed"])
+
+
+def test_a_run_started_in_another_directory_resumes_on_the_file_it_trained_on(tmp_path, short_family, monkeypatch):
+    """--data as typed ('family.fasta') is relative to where the run started; resumed from a folder
+    holding another family.fasta, the run used to read that one (and was refused for changed data),
+    and no --data could name the right file (refused as another setting)."""
+    started, elsewhere = tmp_path / "started", tmp_path / "elsewhere"
+    started.mkdir(), elsewhere.mkdir()
+    (started / "family.fasta").write_text(short_family.read_text())
+    (elsewhere / "family.fasta").write_text(">other\nMKVLAGWW\n")
+    out = tmp_path / "run"
+    monkeypatch.chdir(started)
+    trainer(two_step_config("family.fasta", out)).run()
+    monkeypatch.chdir(elsewhere)
+    assert saved_config(read_resume(out / RESUME_NAME)).data == str(started / "family.fasta")
+    for steps, data in ((3, []), (4, ["--data", "../started/family.fasta"])):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            main(["--out", str(out), "--resume", "--max-steps", str(steps), *data])
+        assert read_resume(out / RESUME_NAME)["step"] == steps
+
+
+def test_a_run_saved_with_a_network_setting_this_version_lacks_is_refused_by_name(tmp_path, short_family):
+    out = tmp_path / "run"
+    trainer(two_step_config(short_family, out)).run()
+    state = read_resume(out / RESUME_NAME)
+    state["config"] = json.dumps({**json.loads(state["config"]), "model_overrides": {"rope_base": 10000}})
+    torch.save(state, out / RESUME_NAME)
+    with pytest.raises(ValueError, match=r"network settings this version does not know \(rope_base\)"):
+        saved_config(read_resume(out / RESUME_NAME))
