@@ -38,6 +38,13 @@ _MAX_DIGITS = 6          # more digits than this in a bracket is always beyond a
 HEADER_LINE = re.compile(r"^[^\S\n]*>", re.MULTILINE)       # a line whose first non-blank character is '>'
 
 
+def _refuse_unknown_settings(section: dict, known: set[str], name: str) -> None:
+    unknown = sorted(set(section) - known)
+    if unknown:
+        raise ValueError(f"the {name!r} section has settings this version of sedd does not know "
+                         f"({', '.join(map(repr, unknown))}); a newer sedd wrote it: update sedd to load it")
+
+
 def describe_char(ch: str) -> str:
     """A character as an error message should show it: ``'!'``, or for anything beyond printable
     ASCII also its code point and name, ``'А' (U+0410, CYRILLIC CAPITAL LETTER A)``, so a look-alike
@@ -443,6 +450,8 @@ class Alphabet:
 
     @classmethod
     def from_dict(cls, d: dict) -> Alphabet:
+        """``to_dict``'s inverse; a setting this version lacks came from a newer sedd and is refused, not dropped."""
+        _refuse_unknown_settings(d, {"residues", "mask_chars"}, "alphabet")
         return cls(residues=d["residues"], mask_chars=d["mask_chars"])
 
     @classmethod

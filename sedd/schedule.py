@@ -42,4 +42,8 @@ class LogLinearSchedule:
     def from_dict(cls, d: dict) -> "LogLinearSchedule":
         if d.get("kind", "loglinear") != "loglinear":
             raise ValueError(f"unknown noise schedule {d.get('kind')!r}; this version knows 'loglinear'")
+        unknown = sorted(set(d) - {"kind", "eps"})
+        if unknown:      # a newer sedd's setting: the schedule built without it would be another schedule
+            raise ValueError(f"the 'schedule' section has settings this version of sedd does not know "
+                             f"({', '.join(map(repr, unknown))}); a newer sedd wrote it: update sedd to load it")
         return cls(eps=float(d["eps"]))

@@ -357,3 +357,14 @@ def test_stale_temporaries_of_killed_saves_are_removed(tmp_path):
         p.write_text("x")
     assert sorted(checkpoint.remove_stale_temporaries(tmp_path)) == sorted(stale)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["eval", "model.safetensors", "notes.tmp"]
+
+
+@pytest.mark.parametrize("section, key", [("alphabet", "case_sensitive"), ("schedule", "sigma_max")])
+def test_a_setting_a_newer_sedd_wrote_in_alphabet_or_schedule_is_refused_not_dropped(tiny_checkpoint, section, key):
+    path = Path(tiny_checkpoint) / checkpoint.CONFIG_NAME
+    config = json.loads(path.read_text())
+    config[section][key] = 1
+    path.write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=rf"'{section}' section has settings this version of sedd does not know "
+                                         rf"\('{key}'\); a newer sedd wrote it"):
+        checkpoint.load(tiny_checkpoint)
