@@ -284,7 +284,8 @@ class StudioCallbacks:
         for view in run.denoise(self.min_interval):
             frame = render.frame_html(view.sequences, view.states, view.step, view.steps, view.nfe)
             yield generate_outputs(fasta=view.fasta(), frames=frame)
-        done = f"{render.plural(len(run.designs), 'design')} in {settings.steps} steps (seed {settings.seed})."
+        done = f"{render.plural(len(run.designs), 'design')} in {settings.steps} steps (seed {settings.seed})." \
+            + (f" No {', '.join(settings.exclude)} at any designed position." if settings.exclude else "")
         backend = self.backends.get(fold)
         if backend is not None:
             for design in run.fold(backend, check):
@@ -358,7 +359,11 @@ class StudioCallbacks:
         if done < len(ranked):     # a stopped run: say how many designs the ranking covers
             verb = "folded" if basis == "mean pLDDT" else "scored"
             why += f"; only {done} of {len(ranked)} {verb}, the rest after them in drawing order"
-        return f"## Designs, ranked by {basis} ({why}) — click a row to view it"
+        heading = f"## Designs, ranked by {basis} ({why}) — click a row to view it"
+        if len(ranked) > 1 and any(d.nearest_identity is None for d in ranked):     # a blank cell, said why
+            heading += ("\n\n*Nearest other design* compares designs of the same span lengths, position by "
+                        "position; it is blank for a design whose span lengths no other design drew.")
+        return heading
 
     def score(self, sequence: str) -> dict:
         """Score a protein sequence with the SEDD model: how family-like it is and what every single substitution would do.
@@ -414,7 +419,8 @@ class StudioCallbacks:
                 render.plddt_figure(f.plddt, design.designed))
 
     def select(self, ranked: list[studio.Design] | None, color: str, evt: gr.SelectData):
-        """A row of the ranked table was clicked: show that design."""
+        """A row of the ranked table was clicked: show that design (the row's index is the design's
+        place in ``ranked`` even when the page shows the table sorted or filtered by its column menus)."""
         if not ranked:
             return gr.skip(), gr.skip(), 0
         row = evt.index[0] if isinstance(evt.index, (list, tuple)) else int(evt.index)
@@ -624,7 +630,7 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
                     plot = gr.Plot(label="Per-residue pLDDT (designed positions marked)", show_label=False,
                                    elem_id="plddt-plot", scale=2)
                 files = gr.File(label="Downloads: FASTA, PDBs, trajectory, settings", file_count="multiple",
-                                interactive=False, elem_id="downloads")
+                                interactive=False, elem_id="downloads", elem_classes="downloads")
             with gr.Tab("Score", id="score"):
                 gr.Markdown("Paste a full sequence (or pick an example, or send a design from the Generate tab) "
                             "to see how family-like the model finds it and what every single substitution would do.")
@@ -639,7 +645,7 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
                     with gr.Column(scale=3):
                         score_summary = gr.HTML(elem_id="score-summary")
                         score_files = gr.File(label="Downloads: scan (CSV), scores (JSON)", file_count="multiple",
-                                              interactive=False, elem_id="score-downloads")
+                                              interactive=False, elem_id="score-downloads", elem_classes="downloads")
                 track = gr.Plot(label="Per-residue log-probability", show_label=False, elem_id="score-track")
                 heatmap = gr.Plot(label="Single-substitution scan", show_label=False, elem_id="score-heatmap")
                 with gr.Row():      # side by side on a wide screen, one above the other on a phone
@@ -687,18 +693,24 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
         # the API/MCP endpoint returns the entry alone; the page then draws it
         score_fn = spaces.GPU(duration=60)(cb.score) if spaces is not None else cb.score
         score_views = [score_summary, track, heatmap, top, score_files]
+        # always_last: a Score clicked while one runs is scored after it (the default dropped the click,
+        # and the page showed the first sequence's results under the second)
         score_btn.click(score_fn, score_input, score_json, api_name="score", concurrency_limit=concurrency,
-                        validator=cb.check_score) \
+                        validator=cb.check_score, trigger_mode="always_last") \
             .success(cb.show_score, [score_json, design_sent], score_views, api_name=False)
-        score_design_btn.click(cb.send_to_score, [designs, selected], [score_input, design_sent, tabs], api_name=False) \
+        # The table's clicks run one at a time, in click order (one group, limit 1): a row clicked and
+        # then "Score this design" at once sent the row selected before, the two running side by side.
+        table_events = dict(api_name=False, concurrency_id="designs-table", concurrency_limit=1)
+        score_design_btn.click(cb.send_to_score, [designs, selected], [score_input, design_sent, tabs], **table_events) \
             .success(score_fn, score_input, score_json, api_name=False) \
             .success(cb.show_score, [score_json, design_sent], score_views, api_name=False)
         # Not queued: a Stop must reach the server even when the queue is full.
         stop_btn.click(cb.stop, stop_epoch, status, js="() => window.seddStops", api_name=False, queue=False)
         seed_used.change(None, seed_used, seed_shown, js="(s) => String(s)", api_name=False)
         reuse.click(lambda s: s, seed_shown, seed, api_name=False)
-        table.select(cb.select, [designs, color], [structure, plot, selected], api_name=False)
-        color.change(cb.recolor, [designs, selected, color], [structure, plot], api_name=False)
+        table.select(cb.select, [designs, color], [structure, plot, selected], trigger_mode="always_last",
+                     **table_events)
+        color.change(cb.recolor, [designs, selected, color], [structure, plot], **table_events)
     admit.demo = demo
     cb.runs_pending = admit.runs_pending
     # a raw call may send only the contract's template, num_samples, steps and seed (or any longer prefix)

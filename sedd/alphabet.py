@@ -38,6 +38,11 @@ _MAX_DIGITS = 6          # more digits than this in a bracket is always beyond a
 HEADER_LINE = re.compile(r"^[^\S\n]*>", re.MULTILINE)       # a line whose first non-blank character is '>'
 
 
+THREE_LETTER_CODES = {"Ala": "A", "Arg": "R", "Asn": "N", "Asp": "D", "Cys": "C", "Gln": "Q", "Glu": "E",
+                      "Gly": "G", "His": "H", "Ile": "I", "Leu": "L", "Lys": "K", "Met": "M", "Phe": "F",
+                      "Pro": "P", "Ser": "S", "Thr": "T", "Trp": "W", "Tyr": "Y", "Val": "V"}
+
+
 def _refuse_unknown_settings(section: dict, known: set[str], name: str) -> None:
     unknown = sorted(set(section) - known)
     if unknown:
@@ -295,6 +300,7 @@ class Alphabet:
             return frozenset()
         if not isinstance(text, str):
             raise ValueError(f"{what} must be text such as 'C' or 'CM', got {type(text).__name__} {text!r:.40}")
+        self._refuse_three_letter_codes(text, what)
         ids = set()
         for pos, ch in enumerate(text, start=1):
             if ch.isspace() or ch == ",":
@@ -305,6 +311,17 @@ class Alphabet:
                                  + (" (either case)" if self.case_insensitive else ""))
             ids.add(self._index[ch])
         return frozenset(ids)
+
+    def _refuse_three_letter_codes(self, text: str, what: str) -> None:
+        """'Cys' would read as C, Y and S, banning two residues nobody meant to ban, without a word."""
+        if not set(THREE_LETTER_CODES.values()) <= set(self.residues):     # not a protein alphabet
+            return
+        for word in re.split(r"[\s,]+", text):
+            if word.capitalize() in THREE_LETTER_CODES:
+                one = THREE_LETTER_CODES[word.capitalize()]
+                raise ValueError(f"{what} are one-letter codes: {word!r} would read as {', '.join(word.upper())}; "
+                                 f"write {one} for {word.capitalize()}, or the letters apart ({' '.join(word.upper())}) "
+                                 "to bar each of them")
 
     def _strip_fasta(self, text: str) -> tuple[str, int, list[str]]:
         """(sequence text, its offset in ``text``, notices): header line, extra records, trailing * removed."""

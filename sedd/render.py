@@ -55,15 +55,23 @@ def message_html(text: str, kind: str = "info") -> str:
 
 # ---- span lengths ----------------------------------------------------------------------------------
 
+def _probability(p: float) -> str:
+    """Two decimals, or two significant digits below 0.1, so that small ones still differ: 0.42, 0.013, 2.1e-05."""
+    return f"{p:.2f}" if p >= 0.1 else f"{p:.2g}"
+
+
 def span_posterior_html(top: list[dict], method: str) -> str:
     """The span-length posterior as a small bar chart: one bar per combination, most probable first.
 
     top: ``[{"lengths": [k, …], "prob": p}, …]`` (``SpanPosterior.top``); method: how it was computed.
+    Bars are drawn relative to the most probable combination: with several spans every combination
+    may be a percent or less, and bars to scale would all be the same sliver.
     """
+    most = max((c["prob"] for c in top), default=0.0) or 1.0
     rows = "".join(
         f'<div class="span-row"><span class="span-label">{esc(", ".join(map(str, c["lengths"])))}</span>'
-        f'<span class="span-bar" style="width:{max(0.5, 60 * c["prob"]):.1f}%"></span>'
-        f'<span class="span-prob">{c["prob"]:.2f}</span></div>' for c in top)
+        f'<span class="span-bar" style="width:{max(0.5, 60 * c["prob"] / most):.1f}%"></span>'
+        f'<span class="span-prob">{_probability(c["prob"])}</span></div>' for c in top)
     return (f'<div class="span-posterior"><div class="span-title">Span lengths chosen by the model '
             f'(posterior, {esc(method)}; top {len(top)})</div>{rows}</div>')
 
@@ -200,7 +208,8 @@ def _layout(fig: Figure, right_in: float = _RIGHT_IN, top_in: float = _TOP_IN) -
     """Margins in inches; and whole positions on the x axis (a short sequence was ticked at 2.5, 7.5, …)."""
     from matplotlib.ticker import MaxNLocator
 
-    fig.axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))
+    # min_n_ticks=1: with the default 2 a one-residue plot (x from 0.5 to 1.5) fell back to 0.5, 0.6, …
+    fig.axes[0].xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     w, h = fig.get_size_inches()
     fig.subplots_adjust(left=_LEFT_IN / w, right=1 - right_in / w, bottom=_BOTTOM_IN / h, top=1 - top_in / h)
 

@@ -347,3 +347,10 @@ def test_a_digit_other_than_0_to_9_is_refused_not_dropped(digit):
     with pytest.raises(ValueError, match=f"invalid character '{digit}'"):
         PROTEIN.parse_spec(f"MK{digit}GF", 128)
     assert PROTEIN.parse_spec("MK12GF", 128).fixed().tokens == PROTEIN.parse_spec("MKGF", 128).fixed().tokens
+
+
+@pytest.mark.parametrize("text", ["Cys", "CYS", "met", "C, Tyr"])
+def test_a_three_letter_code_in_the_excluded_residues_is_refused(text):
+    with pytest.raises(ValueError, match="one-letter codes: .* would read as"):
+        PROTEIN.residue_ids(text)
+    assert sorted(PROTEIN.residue_ids("C Y S")) == sorted(PROTEIN.residue_ids("CYS".replace("", " ")))

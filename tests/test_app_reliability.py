@@ -491,3 +491,17 @@ def test_stop_ends_the_runs_clicked_before_it_whatever_reaches_the_server_first(
     after = read_until(join(url, demo, "late", OK, 2, 16, stop_epoch=1), "process_completed")
     assert after["success"] and len(fasta_sequences(after["output"]["data"][0])) == 2
     assert "Stopped" not in press_stop(url, demo, "late", presses=2)     # after the run: its status stays
+
+
+def test_a_score_clicked_during_a_score_runs_and_the_tables_clicks_run_in_order(model):
+    """A Score clicked while one ran was dropped (Gradio's trigger_mode "once"), and the page showed the
+    first sequence's results under the second. A row click and "Score this design" right after it
+    ran side by side, so the button could read the row selected before: the table's events are one
+    group that runs one at a time, in click order."""
+    demo = app.build_demo(app.StudioCallbacks(model, {"off": None}))
+    [score] = [d for d in demo.fns.values() if d.api_name == "score"]
+    assert score.trigger_mode == "always_last"
+    by_name = {getattr(d.fn, "__name__", ""): d for d in demo.fns.values()}
+    table = [by_name[name] for name in ("select", "send_to_score", "recolor")]
+    assert {(d.concurrency_id, d.concurrency_limit) for d in table} == {("designs-table", 1)}
+    assert by_name["select"].trigger_mode == "always_last"

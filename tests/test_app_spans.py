@@ -34,6 +34,7 @@ def designs(fasta: str) -> list[str]:
 def test_spans_show_the_posterior_and_each_designs_lengths(cb):
     _fasta, _frames, status, _seed, table, _s, _p, files, ranked = final_of(cb, SPANS, exclude="c w")
     assert 'class="span-posterior"' in status and status.count('class="span-row"') == 10
+    assert "No C, W at any designed position." in status          # the exclusion as it was read
     header = app.TABLE_HEADERS.index("span lengths")
     for row, design in zip(table, ranked):
         k1, k2 = design.span_lengths
@@ -97,6 +98,8 @@ def test_nearest_design_identity_compares_designs_of_one_layout_only(model):
     ({"template": "MK[3-9G"}, "'[' at position 3 is never closed"),
     ({"template": "MK[C]G", "exclude": "C"}, "the bracket at position 3 allows only C"),
     ({"template": "MK_", "exclude": "J"}, "excluded residues: 'J' at position 1 is not a residue"),
+    # 'Cys' read as C, Y and S barred two residues nobody meant to bar, without a word
+    ({"template": "MK_", "exclude": "Cys"}, "'Cys' would read as C, Y, S; write C for Cys"),
     ({"template": "MK_", "span_lengths": "mean"}, "one of sample, map; got 'mean'"),
 ])
 def test_bad_brackets_and_exclusions_are_refused_with_the_position(cb, kwargs, message):

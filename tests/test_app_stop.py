@@ -199,3 +199,15 @@ def test_a_stop_while_the_weights_load_ends_the_run_at_once(model, tmp_path):
         time.sleep(0.05)
     *_, done = cb.generate(TEMPLATE, 2, 16, 10, 1.0, FOLD)
     assert all(d.fold is not None for d in done[-1])
+
+
+def test_the_heading_says_why_a_nearest_other_design_cell_is_blank(cb):
+    """A design whose span lengths no other design drew has no one to compare with, position by
+    position: its cell was blank without a word."""
+    *_, ranked = list(cb.generate("MKV[3-6]GFRE", 4, 16, 2, 1.0, "off"))[-1]
+    lengths = [d.span_lengths for d in ranked]
+    lonely = [d for d in ranked if lengths.count(d.span_lengths) == 1]
+    assert lonely and all(d.nearest_identity is None for d in lonely)
+    assert "blank for a design whose span lengths no other design drew" in cb.heading(ranked)
+    *_, plain = list(cb.generate(TEMPLATE, 4, 16, 7, 1.0, "off"))[-1]
+    assert "blank" not in cb.heading(plain)

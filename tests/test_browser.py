@@ -399,3 +399,44 @@ def test_the_page_after_stop_while_folding_shows_one_run(browser, model):
         backend.release()
         page.close()
         demo.close()
+
+
+def _visible_design(page, k: int):
+    """The 'design' cell of the k-th row as the table shows it (sorted or not)."""
+    return page.locator("#designs .virtual-row").nth(k).locator("[role=gridcell]").nth(1)
+
+
+def test_a_row_of_a_sorted_table_shows_and_scores_the_design_it_shows(page):
+    """Sorted by its column menu, the table's n-th row shown is not the n-th ranked: a click must show
+    and score the design the row shows, also when "Score this design" follows the click at once. The
+    downloads' "Remove this file" buttons lost files of the run, and are hidden."""
+    fold_off(page)
+    set_steps(page, 16)
+    designs = page.locator("input[aria-label='number input for Number of designs']")
+    designs.fill("4")
+    designs.press("Enter")
+    page.fill("#template textarea", "MKV______GF__________R")
+    page.fill(SEED, "11")
+    page.click("#generate")
+    wait_until_done(page)
+    page.wait_for_function("document.querySelectorAll('#designs .virtual-row').length === 4")
+    removes = page.locator("#downloads .label-clear-button")
+    assert removes.count() > 1 and not any(removes.nth(i).is_visible() for i in range(removes.count()))
+    ranked = [_visible_design(page, k).inner_text().strip() for k in range(4)]
+    page.locator("#designs th[data-heading='1']").hover()
+    page.locator("#designs th[data-heading='1'] button[aria-label='Open cell menu']").click(force=True)
+    page.get_by_text("Sort descending").first.click()
+    page.wait_for_function("n => document.querySelector('#designs .virtual-row')"
+                           ".querySelectorAll('[role=gridcell]')[1].innerText.trim() === n", arg=max(ranked))
+    for k in (0, 2):
+        shown = _visible_design(page, k).inner_text().strip()
+        assert shown != ranked[k]                                # the sort moved it
+        _visible_design(page, k).click()
+        page.wait_for_function("n => document.querySelector('#structure').innerText.includes(`No structure for ${n}.`)",
+                               arg=shown)
+    shown = _visible_design(page, 1).inner_text().strip()
+    _visible_design(page, 1).click()
+    page.click("#score-design")                                   # at once
+    page.wait_for_function("(document.querySelector('#score-summary') || {innerText: ''}).innerText.length > 0",
+                           timeout=120_000)                      # the Score tab is drawn once it is opened
+    assert page.input_value("#score-sequence textarea").split("\n")[0] == f">{shown}"

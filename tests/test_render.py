@@ -143,15 +143,16 @@ def test_the_frame_legend_keeps_each_entry_on_one_line():
     assert legend.count('class="legend-item"') == 4
 
 
+@pytest.mark.parametrize("n", [1, 20])
 @pytest.mark.parametrize("figure", [
-    lambda: render.plddt_figure([50.0] * 20, [True] * 20),
-    lambda: render.score_track_figure([-1.0] * 20),
-    lambda: render.scan_heatmap_figure({"sequence": "A" * 20, "scan": {"residues": "ACDEFGHIKLMNPQRSTVWY",
-                                                                       "scores": [[0.0] * 20] * 20}})],
+    lambda n: render.plddt_figure([50.0] * n, [True] * n),
+    lambda n: render.score_track_figure([-1.0] * n),
+    lambda n: render.scan_heatmap_figure({"sequence": "A" * n, "scan": {"residues": "ACDEFGHIKLMNPQRSTVWY",
+                                                                        "scores": [[0.0] * 20] * n}})],
     ids=["plddt", "track", "heatmap"])
-def test_positions_are_ticked_at_whole_numbers(figure):
-    """A 20-residue sequence was ticked at positions 2.5, 7.5, 12.5 …"""
-    ax = figure().axes[0]
+def test_positions_are_ticked_at_whole_numbers(figure, n):
+    """A 20-residue sequence was ticked at positions 2.5, 7.5, 12.5 …, a one-residue one at 0.6, 0.8, …"""
+    ax = figure(n).axes[0]
     lo, hi = ax.get_xlim()
     ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
     assert ticks and all(float(t).is_integer() for t in ticks), ticks
@@ -164,3 +165,14 @@ def test_a_confidence_outside_the_bands_is_drawn_in_the_lowest_band(value):
     page = render.viewer_page("ATOM      1  CA  ALA A   1       0.000   0.000   0.000  1.00 50.00           C\nEND\n",
                               [value], [True])
     assert very_low in page
+
+
+def test_the_span_posterior_chart_tells_small_probabilities_apart():
+    """With several spans every combination is a percent or less: the bars were all the same sliver
+    and every probability read 0.01."""
+    top = [{"lengths": [0, 2, 2, 3, 3], "prob": 0.012}, {"lengths": [1, 2, 2, 3, 3], "prob": 0.006},
+           {"lengths": [3, 3, 3, 3, 3], "prob": 2.1e-5}]
+    chart = render.span_posterior_html(top, "exact")
+    widths = [float(w) for w in re.findall(r'span-bar" style="width:([0-9.]+)%', chart)]
+    assert widths == [60.0, 30.0, 0.5]
+    assert re.findall(r'span-prob">([^<]+)<', chart) == ["0.012", "0.006", "2.1e-05"]
