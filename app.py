@@ -360,7 +360,8 @@ class StudioCallbacks:
             verb = "folded" if basis == "mean pLDDT" else "scored"
             why += f"; only {done} of {len(ranked)} {verb}, the rest after them in drawing order"
         heading = f"## Designs, ranked by {basis} ({why}) — click a row to view it"
-        if len(ranked) > 1 and any(d.nearest_identity is None for d in ranked):     # a blank cell, said why
+        layouts = [tuple(d.span_lengths) for d in ranked]
+        if len(ranked) > 1 and any(layouts.count(k) == 1 for k in layouts):     # a blank cell, said why
             heading += ("\n\n*Nearest other design* compares designs of the same span lengths, position by "
                         "position; it is blank for a design whose span lengths no other design drew.")
         return heading

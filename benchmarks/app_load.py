@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))                    # run from a checkout without i
 
 import app  # noqa: E402
 from sedd import checkpoint  # noqa: E402
-from sedd.cli import COUNT, OUTPUT_FILE, script  # noqa: E402
+from sedd.cli import COUNT, OUTPUT_FILE, STEPS, script  # noqa: E402
 
 
 def length_of(spec) -> int | list[int]:
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--clients", type=COUNT, default=8)
     p.add_argument("--concurrency", type=COUNT, default=2, help="the app's per-event concurrency limit")
     p.add_argument("--designs", type=COUNT, default=4)
-    p.add_argument("--steps", type=COUNT, default=128)
+    p.add_argument("--steps", type=STEPS, default=128)
     p.add_argument("--template", default=app.EXAMPLES[0]["template"], help="default: the loop-masked ACYP1 example")
     p.add_argument("--json", type=OUTPUT_FILE, help="also write the report to this JSON file")
     a = p.parse_args(argv)

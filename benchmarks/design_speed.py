@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a c
 
 from sedd import checkpoint  # noqa: E402
 from sedd.alphabet import PROTEIN  # noqa: E402
-from sedd.cli import COUNT, OUTPUT_FILE, script  # noqa: E402
+from sedd.cli import COUNT, OUTPUT_FILE, STEPS, script  # noqa: E402
 from sedd.model import ScoreNetwork, preset  # noqa: E402
 from sedd.sampler import run  # noqa: E402
 from sedd.train import pick_device  # noqa: E402
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", help="cuda / mps / cpu (default: the best available)")
     p.add_argument("--designs", type=COUNT, default=8, help="designs per run (one batch)")
     p.add_argument("--length", type=COUNT, default=128)
-    p.add_argument("--steps", type=COUNT, nargs="+", default=[128, 1024])
+    p.add_argument("--steps", type=STEPS, nargs="+", default=[128, 1024])
     p.add_argument("--repeats", type=COUNT, default=3)
     p.add_argument("--json", type=OUTPUT_FILE, help="also write the rows to this JSON file")
     a = p.parse_args(argv)

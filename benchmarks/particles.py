@@ -33,7 +33,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a checkout without installing
 
 from sedd import checkpoint as ckpt  # noqa: E402
-from sedd.cli import COUNT, OUTPUT_FILE, SEED, TWO_OR_MORE, script  # noqa: E402
+from sedd.cli import COUNT, OUTPUT_FILE, SEED, STEPS, TWO_OR_MORE, script  # noqa: E402
 from sedd.design import Request, decode_rows, stream  # noqa: E402
 from sedd.report import json_safe  # noqa: E402
 from sedd.sampler import last_frame  # noqa: E402
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--particles", type=COUNT, nargs="+", default=[1, 4, 16, 64])
     p.add_argument("--without-look-ahead", type=COUNT, nargs="*", default=[], metavar="K",
                    help="particle counts to run again with the plain weights (no look-ahead), to compare")
-    p.add_argument("--steps", type=COUNT, default=64)
+    p.add_argument("--steps", type=STEPS, default=64)
     p.add_argument("--batch", type=COUNT, default=64, help="designs per sampler call")
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--threads", type=COUNT)

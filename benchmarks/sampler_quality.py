@@ -28,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a checkout without installing
 
 from sedd import checkpoint, hmm
-from sedd.cli import COUNT, OUTPUT_FILE, SEED, TWO_OR_MORE, script
+from sedd.cli import COUNT, OUTPUT_FILE, SEED, STEPS, TWO_OR_MORE, script
 from sedd.data import read_fasta
 from sedd.design import decode_rows
 from sedd.metrics import (
@@ -150,7 +150,7 @@ def main() -> None:
     p.add_argument("--naturals", required=True, help="held-out FASTA (HMM bits of natural sequences)")
     p.add_argument("--hmm", help="profile HMM (default: family.hmm beside the checkpoint)")
     p.add_argument("--configs", nargs="+", default=list(STRATEGIES), help="strategy[:knob=value,...][@steps,...]")
-    p.add_argument("--steps", type=COUNT, nargs="+", default=[8, 16, 32, 64, 128, 1024])
+    p.add_argument("--steps", type=STEPS, nargs="+", default=[8, 16, 32, 64, 128, 1024])
     p.add_argument("--num-samples", type=TWO_OR_MORE, default=256,
                    help="designs per configuration (at least 2: diversity is a mean over pairs)")
     p.add_argument("--batch-size", type=COUNT, default=128)

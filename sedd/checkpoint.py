@@ -92,10 +92,13 @@ def atomic_write(path: Path, write) -> None:
         _fsync_file(tmp)
         os.replace(tmp, path)
     except BaseException as e:
+        free = shutil.disk_usage(path.parent).free           # before the temporary's space comes back
         Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, (RuntimeError, SafetensorError)):     # torch.save's and safetensors' word for a full disk
-            free = shutil.disk_usage(path.parent).free
-            raise OSError(f"could not write {path}: {_one_line(e)} ({free / 2**20:,.0f} MiB free on its disk)") from e
+        # torch.save's word for a full disk is "[enforce fail at inline_container.cc] unexpected pos",
+        # safetensors' a SafetensorError: said as what they are; any other error is left as it is
+        if isinstance(e, (RuntimeError, SafetensorError)) and (free < 2**26 or "space" in str(e).lower()):
+            raise OSError(f"could not write {path}: the disk is full ({free / 2**20:,.1f} MiB free); "
+                          f"{_one_line(e)}") from e
         raise
     _fsync_directory(path.parent)
 

@@ -366,21 +366,24 @@ class Trainer:
         self.best = {"elbo": float("inf"), "weights": None, "step": 0}
         self._epoch_batches: list[list[int]] | None = None
         self._bad_in_row = 0
-        self._signal = 0                           # a stop signal received (any rank's, once the ranks agree)
+        self._signal = 0                           # a stop signal this rank received (set by the handler)
+        self._agreed_signal = 0                    # any rank's, as the ranks last agreed (``_budget_spent``)
         self.stopped_by = 0                        # the signal that ended the run before its budget, if one did
         self._last_log = ""                        # loss and tokens/s of the last logged step, for the bar
         self._window = (time.time(), 0)            # (clock, tokens_seen) at the last tokens/s reading
 
     # ---- resume state -----------------------------------------------------------------------------
     def _random_state(self) -> dict:
-        """This rank's generators: times and masks (``gen``), dropout (torch's), and the GPU's."""
-        state = {"gen": self.gen.get_state(), "torch_rng": torch.get_rng_state()}
+        """This rank's generators — times and masks (``gen``), dropout (torch's), the GPU's — and its
+        time sampler's statistics (importance-sampled t adapts to the losses of this rank's batches)."""
+        state = {"gen": self.gen.get_state(), "torch_rng": torch.get_rng_state(), "times": self.times.state_dict()}
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         return state
 
     def _state(self, rank_random: list[dict]) -> dict:
-        """resume.pt's contents; ``rank_random``: every rank's ``_random_state``, in rank order."""
+        """resume.pt's contents; ``rank_random``: every rank's ``_random_state``, in rank order (rank 0's
+        also at the top level, where a file of one process always kept them)."""
         return {"model": self.model.state_dict(), "ema": self.ema.state_dict(), "opt": self.opt.state_dict(),
                 "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
                 "tokens_seen": self.tokens_seen, "seconds": self.seconds, "warmup_seconds": self.warmup_seconds,
@@ -388,7 +391,7 @@ class Trainer:
                 **rank_random[0], "rank_random": rank_random,
                 "history": json.dumps(self.history), "best_elbo": self.best["elbo"], "best_step": self.best["step"],
                 "best_weights": self.best["weights"], "config": json.dumps(asdict(self.cfg)),
-                "times": self.times.state_dict(), "split_digest": self.split_digest,
+                "split_digest": self.split_digest,
                 # the files as typed are relative to where the run started; these find them from anywhere
                 "resolved_paths": {k: str(Path(getattr(self.cfg, k)).resolve()) for k in PATH_FIELDS
                                    if getattr(self.cfg, k)}}
@@ -411,8 +414,8 @@ class Trainer:
         self.tokens_seen, self.seconds = state["tokens_seen"], state["seconds"]
         self.warmup_seconds = state.get("warmup_seconds", 0.0)
         self.wall_seconds = state.get("wall_seconds", self.seconds)   # older files kept only the budget's clock
+        self.times.load_state_dict(state.get("times", {}))      # rank 0's; each rank's own, where kept, next
         self._restore_random_state(state)
-        self.times.load_state_dict(state.get("times", {}))
         self.history = json.loads(state["history"])
         self.best = {"elbo": state["best_elbo"], "weights": state["best_weights"], "step": state["best_step"]}
         self._window = (time.time(), self.tokens_seen)
@@ -472,6 +475,8 @@ class Trainer:
             return
         mine = ranks[self.rank]
         self.gen.set_state(mine["gen"])
+        if "times" in mine:
+            self.times.load_state_dict(mine["times"])
         if "torch_rng" in mine:
             torch.set_rng_state(mine["torch_rng"])
         if "cuda_rng" in mine and self.device.type == "cuda":
@@ -488,7 +493,8 @@ class Trainer:
             dist.all_gather_object(rank_random, self._random_state())
         if not self.is_main:
             return
-        ckpt.atomic_write(self.out / RESUME_NAME, lambda tmp: torch.save(self._state(rank_random), tmp))
+        state = self._state(rank_random)               # outside the write: its errors are not a disk's
+        ckpt.atomic_write(self.out / RESUME_NAME, lambda tmp: torch.save(state, tmp))
         shipped = copy.deepcopy(self.ema)          # not a fresh network: its init would draw from the RNG
         shipped.load_state_dict(self.best["weights"] or self.ema.state_dict())
         ckpt.save(self.out, shipped, self.alphabet, self.schedule, self.train_set.length_histogram(),
@@ -637,13 +643,17 @@ class Trainer:
         """Whether a budget is spent, on the clock every rank agrees on: the slowest rank's. Under
         --minutes the LR follows that clock, and ranks whose own clocks (their CPU time, say) gave
         them different LRs would step their replicas apart. The same exchange shares a stop signal
-        that any rank received (``_signal``), so all ranks stop after the same step."""
+        that any rank received (``_signal``), so all ranks stop after the same step: the loop acts on
+        the value agreed here (``_agreed_signal``), never on ``_signal`` itself, which a signal arriving
+        after the exchange changes on one rank only."""
         seconds = self.clock() - self._start
         self.wall_seconds = time.time() - self._wall_start
+        signal_now = self._signal
         if self.distributed:
-            t = torch.tensor([seconds, self._signal], dtype=torch.float64, device=self.device)
+            t = torch.tensor([seconds, signal_now], dtype=torch.float64, device=self.device)
             dist.all_reduce(t, op=dist.ReduceOp.MAX)
-            seconds, self._signal = t[0].item(), int(t[1].item())
+            seconds, signal_now = t[0].item(), int(t[1].item())
+        self._agreed_signal = signal_now
         self.seconds = seconds
         if self.step == self.cfg.warmup_steps and self.step > 0 and not self.warmup_seconds:
             self.warmup_seconds = self.seconds
@@ -698,8 +708,8 @@ class Trainer:
         self._start, last_save = self.clock() - self.seconds, time.time()
         self._wall_start = last_save - self.wall_seconds
         while not self._budget_spent():
-            if self._signal:
-                self.stopped_by = self._signal
+            if self._agreed_signal:
+                self.stopped_by = self._agreed_signal
                 return
             tokens = self._next_batch()
             loss = self.train_step(tokens)
@@ -771,15 +781,17 @@ class Trainer:
 def train(cfg: TrainConfig, resume_state: dict | None = None, replacing: bool = False) -> Path:
     """Train one run (``Trainer``; ``resume_state``: resume.pt's contents when the caller read them).
 
-    ``replacing``: a new run in an OUT that holds an earlier one (``--overwrite``). The earlier run's
-    resume.pt goes once this run's data and network are ready, not before: a start refused for its
-    options or data leaves the earlier run resumable, and a crash after it cannot continue that run.
-    So do the files that described the earlier model — its card, family HMM and evaluation — which
-    would otherwise stand beside the new weights (``sedd.evaluate`` reads the HMM it finds there).
+    ``replacing``: a new run in an OUT that may hold an earlier one (``--overwrite``). The earlier
+    run's resume.pt goes once this run's data and network are ready, not before: a start refused for
+    its options or data leaves the earlier run resumable, and a crash after it cannot continue that
+    run. So do the files that described the earlier model — its card, family HMM and evaluation —
+    which would otherwise stand beside the new weights (``sedd.evaluate`` reads the HMM it finds
+    there); only where OUT held a run, so that a README of a folder that never did stays.
     """
-    trainer = Trainer(cfg, resume_state)
     out = Path(cfg.out)
-    if trainer.is_main:
+    held = held_run_files(out)
+    trainer = Trainer(cfg, resume_state)
+    if trainer.is_main and held:
         ckpt.remove_stale_temporaries(out)        # of saves a kill interrupted; the files themselves are whole
         if replacing:
             for name in (RESUME_NAME, ckpt.CARD_NAME, HMM_NAME):
@@ -888,10 +900,15 @@ def _model_options(a: argparse.Namespace) -> dict:
     return {k: v for k, v in (("mlp", a.mlp), ("tie_embeddings", a.tie_embeddings)) if v is not None}
 
 
+def held_run_files(out: Path) -> list[str]:
+    """The files that say ``out`` holds a run (a training state, a checkpoint), by name."""
+    return [name for name in (RESUME_NAME, ckpt.CONFIG_NAME) if (Path(out) / name).exists()]
+
+
 def _refuse_to_replace_a_run(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
     """A new run writes its checkpoint over whatever OUT holds: only with --overwrite, never by accident."""
     out = Path(a.out)
-    held = [name for name in (RESUME_NAME, ckpt.CONFIG_NAME) if (out / name).exists()]
+    held = held_run_files(out)
     if held and not (a.resume or a.overwrite):
         p.error(f"--out {out} already holds a run ({', '.join(held)}); pass --resume to continue it, "
                 "--overwrite to replace it, or choose another --out")
@@ -957,9 +974,9 @@ def _resume_may_change() -> str:
 
 def _refuse_a_spent_budget(p: argparse.ArgumentParser, cfg: TrainConfig, state: dict) -> None:
     """A resumed run whose budget is already spent would train no step and exit as if it had; unless
-    its checkpoint is missing (the last save failed, on a full disk say): then it only writes it."""
-    out = Path(cfg.out)
-    if not ((out / ckpt.CONFIG_NAME).is_file() and (out / ckpt.WEIGHTS_NAME).is_file()):
+    its checkpoint is not of the saved step (the last save failed after resume.pt, on a full disk say,
+    and left the previous save's checkpoint): then it only writes it."""
+    if not _checkpoint_is_of_step(Path(cfg.out), state["step"]):
         return
     spent = []
     if cfg.max_steps and state["step"] >= cfg.max_steps:
@@ -969,6 +986,16 @@ def _refuse_a_spent_budget(p: argparse.ArgumentParser, cfg: TrainConfig, state: 
     if spent:
         p.error(f"--resume: the run in {cfg.out} is at step {state['step']} after {state['seconds'] / 60:.1f} minutes, "
                 f"so its budget ({' and '.join(spent)}) is spent; give a larger --max-steps or --minutes")
+
+
+def _checkpoint_is_of_step(out: Path, step: int) -> bool:
+    """Whether ``out`` holds the checkpoint saved at ``step`` (its config.json, written after the
+    weights, says so)."""
+    try:
+        config = json.loads((out / ckpt.CONFIG_NAME).read_text(encoding="utf-8"))
+        return (out / ckpt.WEIGHTS_NAME).is_file() and config["training"]["steps"] == step
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def main(argv: list[str] | None = None) -> None:

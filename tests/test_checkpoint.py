@@ -335,19 +335,28 @@ def test_a_checkpoint_from_an_older_version_without_newer_settings_loads(tiny_ch
     assert checkpoint.load(tiny_checkpoint).model.config.mlp == "gelu"
 
 
-def test_a_write_that_fails_inside_torch_or_safetensors_is_an_os_error_naming_the_file(tmp_path):
+def test_a_full_disk_inside_torch_or_safetensors_is_an_os_error_naming_the_file(tmp_path, monkeypatch):
     """A full disk reached torch.save as "[enforce fail at inline_container.cc:672] unexpected pos" (a
-    RuntimeError) and safetensors as a SafetensorError: sedd.train printed a traceback."""
+    RuntimeError) and safetensors as a SafetensorError: sedd.train printed a traceback. Other errors
+    of those types, on a disk with room, stay what they are."""
+    import shutil
+    from collections import namedtuple
+
     from safetensors import SafetensorError
 
-    for error in (RuntimeError("[enforce fail at inline_container.cc:672] unexpected pos 64"),
-                  SafetensorError("No space left on device (os error 28)")):
+    usage = namedtuple("usage", "total used free")
+    torch_full = RuntimeError("[enforce fail at inline_container.cc:672] unexpected pos 64")
+    for error, free in ((torch_full, 1 << 20), (SafetensorError("No space left on device (os error 28)"), 1 << 40)):
         def write(tmp, error=error):
             Path(tmp).write_bytes(b"half")
             raise error
-        with pytest.raises(OSError, match=rf"could not write {re.escape(str(tmp_path / 'resume.pt'))}: .* MiB free"):
+        monkeypatch.setattr(shutil, "disk_usage", lambda _, free=free: usage(1 << 41, 0, free))
+        with pytest.raises(OSError, match=rf"could not write {re.escape(str(tmp_path / 'resume.pt'))}: the disk "
+                                          r"is full \([0-9.,]+ MiB free\)"):
             checkpoint.atomic_write(tmp_path / "resume.pt", write)
         assert list(tmp_path.iterdir()) == []        # the half-written temporary is gone
+    with pytest.raises(RuntimeError, match="unexpected pos"):       # a disk with room: not called full
+        checkpoint.atomic_write(tmp_path / "resume.pt", lambda tmp: (_ for _ in ()).throw(torch_full))
 
 
 def test_stale_temporaries_of_killed_saves_are_removed(tmp_path):

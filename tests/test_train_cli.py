@@ -230,9 +230,10 @@ def test_the_same_data_under_another_spelling_resumes(tmp_path, data):
     assert json.loads((out / checkpoint.CONFIG_NAME).read_text())["training"]["steps"] == 5
 
 
-def test_a_run_resumes_from_another_working_directory(tmp_path, data, capsys, monkeypatch):
-    """The saved --data is relative to where the run started; from elsewhere it names nothing, and
-    the path given from here is taken (before: refused as a changed option)."""
+def test_a_run_whose_data_moved_resumes_from_another_working_directory(tmp_path, data, capsys, monkeypatch):
+    """The saved --data is relative to where the run started, and its absolute path is gone too (the
+    project moved): the run asks for the path from here, and takes it (before: refused as a changed
+    option)."""
     fasta, _ = data
     project, other = tmp_path / "project", tmp_path / "other"
     (project / "data").mkdir(parents=True)
@@ -240,11 +241,12 @@ def test_a_run_resumes_from_another_working_directory(tmp_path, data, capsys, mo
     (project / "data" / "f.fasta").write_bytes(fasta.read_bytes())
     monkeypatch.chdir(project)
     cli("--data", "data/f.fasta", "--out", tmp_path / "run", "--max-steps", "3", *RUN)
+    project.rename(tmp_path / "moved")
     monkeypatch.chdir(other)
     line = refused(capsys, "--out", tmp_path / "run", "--resume", "--max-steps", "5")
     assert line.endswith(f"error: --resume: the run's --data data/f.fasta is not found from {other}; "
                          "give --data with its path from here")
-    cli("--data", "../project/data/f.fasta", "--out", tmp_path / "run", "--resume", "--max-steps", "5")
+    cli("--data", "../moved/data/f.fasta", "--out", tmp_path / "run", "--resume", "--max-steps", "5")
     assert json.loads((tmp_path / "run" / checkpoint.CONFIG_NAME).read_text())["training"]["steps"] == 5
 
 
@@ -344,16 +346,26 @@ def test_overwrite_removes_the_old_models_card_hmm_evaluation_and_temporaries(tm
     assert training["best_val_elbo_probe"] is not None
 
 
-def test_a_run_whose_last_save_failed_can_be_resumed_to_write_it(tmp_path, data):
-    """A full disk at the final save left resume.pt without the weights; --resume then refused, the budget
-    being spent, and no command could write the checkpoint."""
+def test_a_run_whose_last_save_failed_can_be_resumed_to_write_it(tmp_path, data, monkeypatch):
+    """A full disk at the final save, after resume.pt: the checkpoint stayed the one of an earlier save
+    (saves are atomic), and --resume refused, the budget being spent: no command could write it."""
     fasta, _ = data
     out = tmp_path / "run"
-    cli("--data", fasta, "--out", out, "--max-steps", "3", *RUN)
-    (out / checkpoint.WEIGHTS_NAME).unlink()
+    save = checkpoint.save
+
+    def full_disk_at_step_3(directory, model, alphabet, schedule, histogram=None, meta=None):
+        if meta["training"]["steps"] == 3:
+            raise OSError(28, "No space left on device")
+        return save(directory, model, alphabet, schedule, histogram, meta)
+    monkeypatch.setattr(checkpoint, "save", full_disk_at_step_3)
+    with pytest.raises(SystemExit):
+        cli("--data", fasta, "--out", out, "--max-steps", "3", *RUN, "--checkpoint-minutes", "0")
+    monkeypatch.setattr(checkpoint, "save", save)
+    assert json.loads((out / checkpoint.CONFIG_NAME).read_text())["training"]["steps"] == 2    # the save before
     cli("--out", out, "--resume")
-    assert (out / checkpoint.WEIGHTS_NAME).is_file()
     assert json.loads((out / checkpoint.CONFIG_NAME).read_text())["training"]["steps"] == 3
+    with pytest.raises(SystemExit):                 # now complete: a spent budget is refused again
+        cli("--out", out, "--resume")
 
 
 def test_a_summary_saved_before_the_first_validation_is_strict_json(tmp_path, data):
@@ -370,3 +382,15 @@ def test_under_torchrun_only_rank_0_prints_an_error(tmp_path, data, capsys, monk
     with pytest.raises(SystemExit) as stop:
         main(["--data", str(tmp_path / "typo.fasta"), "--out", str(tmp_path / "run"), "--max-steps", "2"])
     assert stop.value.code == 2 and "error" not in capsys.readouterr().err
+
+
+def test_overwrite_into_a_folder_that_held_no_run_removes_nothing_of_it(tmp_path, data):
+    """--overwrite removes an earlier run's card, HMM and evaluation; a folder that never held a run
+    (a project root, say) keeps its README.md and eval/."""
+    fasta, _ = data
+    out = tmp_path / "project"
+    (out / "eval").mkdir(parents=True)
+    for name in ("README.md", "family.hmm", "eval/notes.md", ".draft.tmp"):
+        (out / name).write_text("mine")
+    cli("--data", fasta, "--out", out, "--max-steps", "2", *RUN, "--overwrite")
+    assert all((out / name).read_text() == "mine" for name in ("README.md", "family.hmm", "eval/notes.md", ".draft.tmp"))

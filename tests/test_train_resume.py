@@ -294,14 +294,16 @@ T.Trainer.save = save
 resumed = T.Trainer(config("split", resume=True))
 resumed.run()
 torch.save({"straight": straight.model.state_dict(), "resumed": resumed.model.state_dict(),
+            "times": (straight.times.state_dict(), resumed.times.state_dict()),
             "steps": (straight.step, resumed.step)}, f"{out}/rank{rank}.pt")
 dist.destroy_process_group()
 """
 
 
 def test_a_torchrun_run_killed_and_resumed_on_as_many_processes_is_the_uninterrupted_run(tmp_path, uneven_family):
-    """Every rank draws its own times, masks and dropout; resume.pt holds every rank's generators, so
-    each continues its own draws (rank 0's alone, given to every rank, ended 0.04 away after 600 steps)."""
+    """Every rank draws its own times, masks and dropout, and its importance sampler adapts to its own
+    losses; resume.pt holds every rank's generators and statistics, so each continues its own (rank 0's
+    alone, given to every rank, ended 0.04 away after 600 steps)."""
     script = tmp_path / "ddp_killed_and_resumed.py"
     script.write_text(DDP_KILLED_AND_RESUMED)
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
@@ -312,6 +314,7 @@ def test_a_torchrun_run_killed_and_resumed_on_as_many_processes_is_the_uninterru
         saved = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
         assert saved["steps"] == (24, 24)
         assert_same_tensors(saved["straight"], saved["resumed"])
+        assert_same_tensors(*saved["times"])
 
 
 def test_a_run_started_in_another_directory_resumes_on_the_file_it_trained_on(tmp_path, short_family, monkeypatch):
