@@ -12,6 +12,10 @@ Every failure a user can meet (no weights, no network, GPU out of memory, a sequ
 the backend or with a residue outside the 20 canonical ones, a fold with non-finite confidences) is
 a ``FoldError`` whose message says which backend failed and why; ``reason`` names the case for code
 and tests. Results are cached by sequence, so a design folded once is free after.
+
+A fold can be stopped: ``fold(..., check=...)`` calls ``check`` while it works (ESMFold: before each of
+its layers; the Atlas API: while the answer is awaited), and whatever ``check`` raises (the studio's
+Stop) ends the fold there, without a result.
 """
 from __future__ import annotations
 
@@ -20,8 +24,9 @@ import math
 import threading
 import time
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 
@@ -60,6 +65,44 @@ class FoldError(RuntimeError):
         return self.reason in ("no_weights", "no_network")
 
 
+def finished_unless_stopped(work: Callable[[], object], check: Callable[[], None], poll_s: float = 0.1):
+    """``work()``'s result (or its exception), computed in a thread while ``check`` is polled: whatever
+    ``check`` raises ends the wait at once, and the work, which cannot be interrupted, finishes in the
+    background."""
+    outcome: dict = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = work()
+        except BaseException as e:       # noqa: BLE001 - handed to the waiting caller
+            outcome["error"] = e
+    worker = threading.Thread(target=run, name="sedd-background-work", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        check()
+        worker.join(poll_s)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+@contextmanager
+def checked_between_layers(model: torch.nn.Module, check: Callable[[], None] | None) -> Iterator[None]:
+    """Within the block, ``check`` runs before every layer of ``model``'s layer stacks (each member of a
+    ``ModuleList``: ESM-2's 36 layers, the folding trunk's 48 blocks, at every recycle), so what it
+    raises stops a forward pass within one layer rather than after the whole fold."""
+    if check is None:
+        yield
+        return
+    handles = [layer.register_forward_pre_hook(lambda *_: check())
+               for stack in model.modules() if isinstance(stack, torch.nn.ModuleList) for layer in stack]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 class _CachedBackend:
     """Length check, per-sequence cache and the list API shared by the backends."""
 
@@ -71,7 +114,7 @@ class _CachedBackend:
         self._cache_size = cache_size
         self._cache_lock = threading.Lock()
 
-    def _fold_one(self, sequence: str) -> FoldResult:
+    def _fold_one(self, sequence: str, check: Callable[[], None] | None) -> FoldResult:
         raise NotImplementedError(f"{type(self).__name__} must implement _fold_one")
 
     def cached(self, sequence: str) -> FoldResult | None:
@@ -81,8 +124,9 @@ class _CachedBackend:
                 return self._cache[sequence]
         return None
 
-    def fold(self, sequences: Sequence[str]) -> list[FoldResult]:
-        """Fold each sequence (cached by sequence). Raises ``FoldError`` on the first failure."""
+    def fold(self, sequences: Sequence[str], check: Callable[[], None] | None = None) -> list[FoldResult]:
+        """Fold each sequence (cached by sequence). Raises ``FoldError`` on the first failure, and
+        whatever ``check`` raises (it is called while a fold works) as it raises it."""
         results = []
         for seq in sequences:
             seq = seq.upper()
@@ -98,7 +142,7 @@ class _CachedBackend:
                                 f"{seq[bad]!r} at position {bad + 1}.", "failed")
             result = self.cached(seq)
             if result is None:
-                result = self._fold_one(seq)
+                result = self._fold_one(seq, check)
                 with self._cache_lock:
                     self._cache[seq] = result
                     while len(self._cache) > self._cache_size:
@@ -179,11 +223,12 @@ class ESMFoldBackend(_CachedBackend):
         self._model = self._prepare(model)
         return self._model
 
-    def _fold_one(self, sequence: str) -> FoldResult:
+    def _fold_one(self, sequence: str, check: Callable[[], None] | None) -> FoldResult:
         with self._lock:
             model = self._load()
             try:
-                output = model.infer(sequence)
+                with checked_between_layers(model, check):
+                    output = model.infer(sequence)
             except torch.cuda.OutOfMemoryError as e:
                 torch.cuda.empty_cache()
                 raise FoldError(f"{self.name}: the GPU ran out of memory folding {len(sequence)} residues. "
@@ -261,8 +306,8 @@ class ESMAtlasBackend(_CachedBackend):
                             f"({response.text[:200].strip()!r}).", "failed")
         return response.text
 
-    def _fold_one(self, sequence: str) -> FoldResult:
-        pdb = self._post(sequence)
+    def _fold_one(self, sequence: str, check: Callable[[], None] | None) -> FoldResult:
+        pdb = self._post(sequence) if check is None else finished_unless_stopped(lambda: self._post(sequence), check)
         try:
             plddt = pdb_ca_bfactors(pdb)
         except Exception as e:             # biotite raises several kinds on a page that is not a PDB

@@ -13,7 +13,6 @@ import os
 import secrets
 import shlex
 import shutil
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,7 +26,7 @@ from .alphabet import Alphabet, Template, TemplateSpec
 from .checkpoint import Checkpoint, atomic_write_text, shown
 from .design import Request, decode_rows, design_name, plan_for_spec, stream, to_fasta
 from .sampler import STRATEGIES, particles_condition
-from .fold import FoldError, FoldResult
+from .fold import FoldError, FoldResult, finished_unless_stopped
 from .spans import SPAN_LENGTH_MODES, TOP
 
 FOLD_BACKENDS = ("ESMFold (local)", "ESM Atlas API", "off")
@@ -36,27 +35,6 @@ log = logging.getLogger("sedd.studio")
 
 class Cancelled(Exception):
     """The user stopped the run (raised from a ``check`` callback between two units of work)."""
-
-
-def finished_unless_stopped(work: Callable[[], object], check: Callable[[], None], poll_s: float = 0.1):
-    """``work()``'s result (or its exception), computed in a thread while ``check`` is polled: a
-    ``Cancelled`` from ``check`` ends the wait at once, and the work, which cannot be interrupted,
-    finishes in the background."""
-    outcome: dict = {}
-
-    def run() -> None:
-        try:
-            outcome["value"] = work()
-        except BaseException as e:       # noqa: BLE001 - handed to the waiting caller
-            outcome["error"] = e
-    worker = threading.Thread(target=run, name="sedd-background-work", daemon=True)
-    worker.start()
-    while worker.is_alive():
-        check()
-        worker.join(poll_s)
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
 
 
 @dataclass(frozen=True)
@@ -481,11 +459,12 @@ class Run:
 
     def fold(self, backend, check: Callable[[], None] | None = None) -> Iterator[Design]:
         """Fold each design in turn, yielding it just *before* its fold, so that a caller can say which
-        design is folding and stop between folds.
+        design is folding.
 
-        The first fold may load the weights first, for minutes: ``check`` (raises ``Cancelled``) is
-        polled while they load, so a Stop ends the run at once, not when the load ends (the load
-        goes on in the background, for the next run). A failure is recorded on the design, never
+        ``check`` (raises ``Cancelled``) is polled while a design folds (between ESMFold's layers, or
+        while the Atlas API is awaited), so a Stop ends the run within a layer, not when the fold ends.
+        The first fold may load the weights first, for minutes: ``check`` is polled while they load too,
+        and a Stop ends the run at once (the load goes on in the background, for the next run). A failure is recorded on the design, never
         raised: the designs are worth keeping without a structure. An error the backend did not
         foresee is logged with its traceback. A design not yet folded is ``awaiting_fold``, and stays
         so if the caller stops here.
@@ -501,7 +480,7 @@ class Run:
             try:
                 if check is not None and not getattr(backend, "loaded", True):
                     finished_unless_stopped(backend.load, check)
-                design.fold = backend.fold([design.sequence])[0]
+                design.fold = backend.fold([design.sequence], check=check)[0]
             except FoldError as e:
                 design.fold_error = str(e)
                 shared_error = str(e) if e.fails_every_sequence else None

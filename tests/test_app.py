@@ -101,7 +101,7 @@ class BrokenBackend:
     """A folding backend failing in a way nobody foresaw (not a FoldError)."""
     name = "broken"
 
-    def fold(self, sequences):
+    def fold(self, sequences, check=None):
         raise KeyError("plddt")
 
 

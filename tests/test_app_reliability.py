@@ -154,7 +154,7 @@ class BrokenBackend:
     def __init__(self, error: FoldError):
         self.error, self.calls = error, 0
 
-    def fold(self, sequences):
+    def fold(self, sequences, check=None):
         self.calls += 1
         raise self.error
 

@@ -27,7 +27,8 @@ def cb(model, tmp_path):
 
 def stopped_at(cb, shown: str, seed: int, fold: str = FOLD) -> tuple:
     """A 4-design run (folded unless ``fold`` is "off") whose page presses Stop as soon as its frame or
-    status shows ``shown`` (the work it names then finishes: the run stops before the next); its last output."""
+    status shows ``shown`` (a fold it names stops at its next layer, a score it names finishes: the run
+    stops before the next); its last output."""
     request = SimpleNamespace(session_hash="user")
     presses = cb._stops.get("user", 0)
     outputs = []
@@ -47,9 +48,10 @@ def column(table: list[list], header: str) -> list:
 def test_stop_while_folding_shows_the_stopped_runs_designs_in_every_output(cb):
     """After a finished run, a second run stopped while it folded left the FASTA box with its designs
     but the table empty under a heading "ranked by model score", a blank structure panel and no
-    downloads: the designs were drawn, but only the FASTA box had them."""
+    downloads: the designs were drawn, but only the FASTA box had them. And the design folding when
+    Stop came is not folded: the fold stops within a layer (it used to finish, a minute a design on a CPU)."""
     *_, first = cb.generate(TEMPLATE, 4, 16, 1, 1.0, FOLD)
-    fasta, _frame, status, seed, table, structure, _plot, files, ranked = stopped_at(cb, "Folding design 2 of 4", 2)
+    fasta, _frame, status, seed, table, structure, _plot, files, ranked = stopped_at(cb, "Folding design 3 of 4", 2)
     assert seed == 2 and "(step" not in fasta
     sequences = fasta_sequences(fasta)
     assert len(sequences) == 4 and sequences != fasta_sequences(first[0])
@@ -118,7 +120,7 @@ def test_a_heading_over_a_partly_scored_run_says_how_many_the_ranking_covers(cb)
 
 
 def test_a_heading_over_a_partly_folded_run_says_how_many_were_folded(cb):
-    *_, ranked = stopped_at(cb, "Folding design 2 of 4", 8)
+    *_, ranked = stopped_at(cb, "Folding design 3 of 4", 8)
     assert "ranked by mean pLDDT" in cb.heading(ranked) and "only 2 of 4 folded" in cb.heading(ranked)
 
 

@@ -369,7 +369,7 @@ def test_folding_runs_on_the_device_evaluate_was_given(monkeypatch, tiny_checkpo
         def __init__(self, device=None, **kwargs):
             made.append(device)
 
-        def fold(self, sequences):
+        def fold(self, sequences, check=None):
             return [fold.FoldResult(s, "", [80.0] * len(s), 80.0, 0.5) for s in sequences]
     monkeypatch.setattr(fold, "ESMFoldBackend", Backend)
     assert metrics.fold_metrics(["MKV"], device="cuda:1")["folded"] == 1 and made == ["cuda:1"]

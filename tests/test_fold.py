@@ -2,6 +2,9 @@
 what they accept (the 20 residues, nothing else) and return (finite confidences, or a FoldError)."""
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 import requests
 import torch
@@ -246,3 +249,55 @@ def test_non_finite_confidences_are_a_fold_error_not_a_result(monkeypatch):
     with pytest.raises(FoldError, match="non-finite confidences") as e:
         backend.fold(["MKVLAG"])
     assert e.value.reason == "failed" and backend.cached("MKVLAG") is None
+
+
+# ---- A fold can be stopped while it works ----------------------------------------------------------------
+class Stop(Exception):
+    pass
+
+
+def test_a_check_that_raises_stops_an_esmfold_fold_between_its_layers_and_leaves_no_hook(esmfold):
+    """A Stop pressed while a design folded ended the run only when the whole fold had finished (a
+    minute a design for ESMFold on a CPU). ``check`` now runs before every layer and ends the fold there."""
+    calls = []
+
+    def check_after(n):
+        def check():
+            calls.append(1)
+            if len(calls) > n:
+                raise Stop
+        return check
+    esmfold.fold(["MKVLAGGF"], check=check_after(10**6))
+    layers = len(calls)
+    assert layers >= 3, "check must run between the layers of one fold, not once per fold"
+    calls.clear()
+    with pytest.raises(Stop):
+        esmfold.fold(["MKVLAGGW"], check=check_after(1))
+    assert len(calls) == 2, "the fold went on after check raised"
+    assert esmfold.cached("MKVLAGGW") is None, "a stopped fold must not be cached as a result"
+    hooks = [m for m in esmfold._model.modules() if m._forward_pre_hooks]
+    assert hooks == [], "the checks must be removed after the fold"
+    calls.clear()
+    esmfold.fold(["MKVLAGGW"])
+    assert calls == []
+
+
+def test_a_check_that_raises_stops_waiting_for_the_atlas_answer():
+    """The Atlas API can take up to its 60 s timeout to answer: a Stop ends the wait at once."""
+    answered = threading.Event()
+
+    class SlowSession(FakeSession):
+        def post(self, url, data, timeout):
+            answered.wait(timeout=30)
+            return super().post(url, data, timeout)
+    backend = ESMAtlasBackend(session=SlowSession(_pdb(SEQ, 0.83)))
+    started = time.monotonic()
+
+    def check():
+        if time.monotonic() - started > 0.2:
+            raise Stop
+    with pytest.raises(Stop):
+        backend.fold([SEQ], check=check)
+    assert time.monotonic() - started < 5 and not answered.is_set()
+    answered.set()
+    assert backend.fold([SEQ], check=lambda: None)[0].mean_plddt == pytest.approx(83.0)
