@@ -757,9 +757,16 @@ def main(argv: list[str] | None = None) -> None:
     default_fold = a.fold or ("ESMFold (local)" if device == "cuda" else "off")
     cb = StudioCallbacks(model, make_backends(a.esmfold), js_url=js_url_for_3dmol())
     atexit.register(cb.close)                                   # the downloads go with the server
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))       # a stopped Space exits through atexit
+    signal.signal(signal.SIGTERM, exit_on_sigterm)              # a stopped Space exits through atexit
     logging.basicConfig(format="%(asctime)s %(name)s: %(message)s")      # the one-line refusals
     launch(build_demo(cb, default_fold, a.concurrency, a.max_queue, a.max_per_session))
+
+
+def exit_on_sigterm(*_) -> None:
+    """Exit through ``atexit`` (which removes the downloads); a second SIGTERM while it runs (a
+    supervisor repeating itself) is ignored rather than interrupting the clean-up with a traceback."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.exit(0)
 
 
 def launch(demo: gr.Blocks, **kwargs):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -295,6 +296,18 @@ def test_python_app_py_removes_its_downloads_at_exit(tmp_path):
         proc.terminate()                  # what stopping a Space or a service does
         proc.wait(timeout=60)
     assert not list((tmp_path / "gradio").glob("sedd-studio-*")), (tmp_path / "app.log").read_text()[-2000:]
+
+
+def test_a_second_sigterm_while_the_studio_exits_does_not_interrupt_its_clean_up():
+    """A supervisor that sent SIGTERM twice interrupted the ``atexit`` clean-up (the downloads' removal)
+    with a second ``SystemExit`` and its traceback: the first SIGTERM now ignores the ones after it."""
+    previous = signal.signal(signal.SIGTERM, app.exit_on_sigterm)
+    try:
+        with pytest.raises(SystemExit) as e:
+            app.exit_on_sigterm(signal.SIGTERM, None)
+        assert e.value.code == 0 and signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # ---- the browser tests without a browser: a skip with the hint locally, a failure in CI ------------------
