@@ -38,6 +38,27 @@ STEPS = checked(int, lambda v: 0 < v <= MAX_STEPS, f"a whole number from 1 to {M
 SEED = checked(int, lambda v: 0 <= v <= MAX_SEED, "a whole number from 0 to 2**63 - 1")
 
 
+class RankZeroParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` for a tool started by ``torchrun``: every rank parses the same command line
+    and exits with the same code, but only rank 0 (``$RANK``) prints the usage, the help and the
+    error, so a typo is one message, not one per process."""
+
+    @staticmethod
+    def speaks() -> bool:
+        return os.environ.get("RANK", "0") == "0"
+
+    def print_usage(self, file=None) -> None:
+        if self.speaks():
+            super().print_usage(file)
+
+    def print_help(self, file=None) -> None:
+        if self.speaks():
+            super().print_help(file)
+
+    def exit(self, status: int = 0, message: str | None = None):
+        super().exit(status, message if self.speaks() else None)
+
+
 def OUTPUT_FILE(text: str) -> str:
     """A file the tool writes when its work is done (``--json``, ``--plot``): refused now, not after
     minutes of work, where it cannot be written (a directory, a path under a file, a read-only folder)."""

@@ -32,7 +32,7 @@ import torch.distributed as dist
 
 from . import checkpoint as ckpt
 from .alphabet import PROTEIN, Alphabet
-from .cli import COUNT, COUNT_OR_ZERO, FRACTION, POSITIVE, POSITIVE_OR_ZERO, SEED, one_line_warnings
+from .cli import COUNT, COUNT_OR_ZERO, FRACTION, POSITIVE, POSITIVE_OR_ZERO, SEED, RankZeroParser, one_line_warnings
 from .data import bucketed_batches, collate, describe_dropped, read_clusters, read_fasta, split
 from .hmm import HMM_NAME
 from .likelihood import estimate_elbo, unigram_nll
@@ -846,7 +846,7 @@ def _flag(name: str) -> str:
 def _parser() -> argparse.ArgumentParser:
     """The options that set TrainConfig fields default to None, "not given": a --resume takes the
     saved run's value for each of them, and a fresh run TrainConfig's default."""
-    p = argparse.ArgumentParser(prog="python -m sedd.train", description=__doc__.splitlines()[0])
+    p = RankZeroParser(prog="python -m sedd.train", description=__doc__.splitlines()[0])
     p.add_argument("--data", help="FASTA file of training sequences (required, except with --resume)")
     p.add_argument("--out", required=True, help="checkpoint directory to write")
     p.add_argument("--preset", choices=list(PRESETS), help=_default("preset"))
@@ -1013,16 +1013,15 @@ def main(argv: list[str] | None = None) -> None:
         except ValueError as e:
             p.error(str(e))
         cfg = TrainConfig(out=a.out, model_overrides=_model_options(a), **_given(a))
-    main_rank = int(os.environ.get("RANK", "0")) == 0       # under torchrun, one process says it
     try:
         ckpt.check_writable(Path(cfg.out) / ckpt.CONFIG_NAME, "--out")   # now, not at the first save
         with one_line_warnings():
             out = train(cfg, resume_state, replacing=a.overwrite)
     except (ValueError, OSError) as e:    # what the options asked for cannot be done: say what
-        p.exit(2, f"error: {e}\n" if main_rank else None)
+        p.exit(2, f"error: {e}\n")         # (under torchrun, from rank 0 only)
     except Interrupted as e:              # saved: no traceback, the shell's exit status of a signal
-        p.exit(128 + e.signum, f"{e}\n" if main_rank else None)
-    if main_rank:
+        p.exit(128 + e.signum, f"{e}\n")
+    if p.speaks():
         print(f"wrote {out}", file=sys.stderr)
 
 

@@ -384,6 +384,18 @@ def test_under_torchrun_only_rank_0_prints_an_error(tmp_path, data, capsys, monk
     assert stop.value.code == 2 and "error" not in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("rank, prints", [("0", True), ("1", False)])
+def test_under_torchrun_only_rank_0_prints_a_command_line_error_or_the_help(tmp_path, rank, prints, capsys, monkeypatch):
+    """argparse's own messages (a typo in a flag, --help) came from every process torchrun started."""
+    monkeypatch.setenv("RANK", rank)
+    with pytest.raises(SystemExit) as stop:
+        main(["--out", str(tmp_path / "run"), "--max-stpes", "2"])
+    assert stop.value.code == 2 and ("unrecognized arguments: --max-stpes" in capsys.readouterr().err) == prints
+    with pytest.raises(SystemExit) as stop:
+        main(["--help"])
+    assert stop.value.code == 0 and ("--resume" in capsys.readouterr().out) == prints
+
+
 def test_overwrite_into_a_folder_that_held_no_run_removes_nothing_of_it(tmp_path, data):
     """--overwrite removes an earlier run's card, HMM and evaluation; a folder that never held a run
     (a project root, say) keeps its README.md and eval/."""
