@@ -9,8 +9,9 @@
 FASTA on stdout, each batch as soon as it is drawn (an interrupted run keeps the designs already
 printed), a progress bar on stderr. ``--json`` prints one object with the sequences, the
 network evaluations per sample, the wall time, the steps, the seed, the sampler, top-p and the
-checkpoint; with ``[a-b]`` spans also ``span_lengths`` (per design) and ``span_posterior`` (the top
-10 combinations); with ``--particles`` above 1 and allowed sets (``[KR]``, ``[^C]``, ``--omit``) also
+checkpoint; with ``[a-b]`` spans also ``span_lengths`` (per design), ``span_posterior`` (the top
+10 combinations) and ``span_posterior_nfe`` (the network rows that choosing the lengths took, shared
+by all designs and not in ``nfe_per_sample``); with ``--particles`` above 1 and allowed sets (``[KR]``, ``[^C]``, ``--omit``) also
 ``particles`` and ``constraint_log_prob`` (per design: the estimated log-probability that the
 sampler without the sets would meet them).
 """
@@ -138,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
                "steps": a.steps, "seed": seed, "sampler": a.sampler, "top_p": a.top_p,
                "checkpoint": str(a.checkpoint or model.source)}
         if plan.posterior is not None:
-            out |= {"span_lengths": plan.span_lengths, "span_posterior": plan.posterior.top(TOP)}
+            out |= {"span_lengths": plan.span_lengths, "span_posterior": plan.posterior.top(TOP),
+                    "span_posterior_nfe": plan.posterior.nfe}
         if constrained:
             out |= {"particles": a.particles,
                     "constraint_log_prob": [v if math.isfinite(v) else None for v in log_probs]}   # JSON has no -inf

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .alphabet import TemplateSpec
+from .alphabet import Slot, TemplateSpec
 from .loss import masked_cross_entropy
 from .model import device_of, eval_mode
 
@@ -124,12 +124,15 @@ class SpanPosterior:
 
     ``factors[j]``: span j's lengths and probabilities — its marginal (enumeration) or its
     conditional (span by span). ``joint``: every scored combination with its probability
-    (enumeration only; span by span the joint is the product of the factors).
+    (enumeration only; span by span the joint is the product of the factors). ``nfe``: the network
+    rows the estimate evaluated (``t_samples`` per scored layout that has a given residue), shared
+    by every design drawn from the posterior.
     """
 
     method: str
     factors: list[tuple[list[int], list[float]]]
     joint: list[tuple[tuple[int, ...], float]] = field(default_factory=list)
+    nfe: int = 0
 
     def top(self, n: int = TOP) -> list[dict]:
         """The ``n`` most probable combinations: ``[{"lengths": [k, …], "prob": p}, …]``."""
@@ -160,12 +163,14 @@ def _combinations(spec: TemplateSpec) -> int:
     return math.prod(s.high - s.low + 1 for s in spec.spans)
 
 
-def _score(model, spec: TemplateSpec, combos, t_samples, seed, progress, check) -> list[float]:
-    """log w(k) = log p(n_k) + log p_θ(given | n_k) for each combination."""
+def _score(model, spec: TemplateSpec, combos, t_samples, seed, progress, check) -> tuple[list[float], int]:
+    """log w(k) = log p(n_k) + log p_θ(given | n_k) for each combination, and the network rows it took
+    (none where nothing is given: ``observed_log_likelihoods`` then evaluates nothing)."""
     fixed = spec.num_slots
     prior = log_length_prior(model.length_histogram, [fixed + sum(c) for c in combos], model.max_len)
     like = observed_log_likelihoods(model, spec, combos, t_samples=t_samples, seed=seed, progress=progress, check=check)
-    return [a + b for a, b in zip(prior, like)]
+    given = any(isinstance(part, Slot) and part.token is not None for part in spec.parts)
+    return [a + b for a, b in zip(prior, like)], t_samples * len(combos) * given
 
 
 def span_posterior(model, spec: TemplateSpec, *, t_samples: int = SPAN_T_SAMPLES, seed: int = 0,
@@ -182,22 +187,25 @@ def span_posterior(model, spec: TemplateSpec, *, t_samples: int = SPAN_T_SAMPLES
     ranges = [list(range(s.low, s.high + 1)) for s in spans]
     if _combinations(spec) <= MAX_ENUMERATED:
         combos = list(itertools.product(*ranges))
-        probs = _softmax(_score(model, spec, combos, t_samples, seed, progress, check) if len(combos) > 1 else [0.0])
+        log_w, nfe = _score(model, spec, combos, t_samples, seed, progress, check) if len(combos) > 1 else ([0.0], 0)
+        probs = _softmax(log_w)
         factors = []
         for j, lengths in enumerate(ranges):
             marginal = {k: 0.0 for k in lengths}
             for c, p in zip(combos, probs):
                 marginal[c[j]] += p
             factors.append((lengths, [marginal[k] for k in lengths]))
-        return SpanPosterior("enumeration", factors, list(zip(combos, probs)))
+        return SpanPosterior("enumeration", factors, list(zip(combos, probs)), nfe)
     current = [r[len(r) // 2] for r in ranges]
-    factors = []
+    factors, nfe = [], 0
     for j, lengths in enumerate(ranges):
         combos = [tuple(current[:j]) + (k,) + tuple(current[j + 1:]) for k in lengths]
-        probs = _softmax(_score(model, spec, combos, t_samples, seed, progress, check))
+        log_w, rows = _score(model, spec, combos, t_samples, seed, progress, check)
+        probs = _softmax(log_w)
         factors.append((lengths, probs))
+        nfe += rows
         current[j] = lengths[max(range(len(probs)), key=probs.__getitem__)]
-    return SpanPosterior("span by span", factors)
+    return SpanPosterior("span by span", factors, nfe=nfe)
 
 
 def choose_lengths(posterior: SpanPosterior, num_samples: int, mode: str, seed: int) -> list[tuple[int, ...]]:

@@ -6,6 +6,7 @@ from conftest import run_main
 
 from sedd.alphabet import PROTEIN
 from sedd.sample import main
+from sedd.spans import SPAN_T_SAMPLES
 
 
 def test_fasta_output_keeps_every_given_residue(capsys, tiny_checkpoint):
@@ -105,7 +106,7 @@ def test_omit_keeps_residues_out_of_every_design(capsys, tiny_checkpoint):
     assert code == 0
     result = json.loads(out)
     assert not set("CWM") & set("".join(result["sequences"]))
-    assert "span_lengths" not in result and "span_posterior" not in result      # no [a-b] span, no fields
+    assert not {"span_lengths", "span_posterior", "span_posterior_nfe"} & set(result)     # no [a-b] span, no fields
 
 
 def test_spans_report_each_designs_lengths_and_the_posterior(capsys, tiny_checkpoint):
@@ -122,6 +123,7 @@ def test_spans_report_each_designs_lengths_and_the_posterior(capsys, tiny_checkp
     assert len(posterior) == 10 and all(set(p) == {"lengths", "prob"} for p in posterior)
     assert sum(p["prob"] for p in posterior) <= 1 + 1e-9
     assert [p["prob"] for p in posterior] == sorted((p["prob"] for p in posterior), reverse=True)
+    assert result["span_posterior_nfe"] == 4 * 3 * SPAN_T_SAMPLES      # every layout, outside nfe_per_sample
     _, out, _ = run_main(capsys, main, *args, "--span-lengths", "map")
     mapped = json.loads(out)
     assert mapped["span_lengths"] == [posterior[0]["lengths"]] * 6

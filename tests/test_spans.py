@@ -92,6 +92,20 @@ def test_a_single_combination_needs_no_likelihood(model, fake_likelihood):
     assert post.top() == [{"lengths": [4], "prob": 1.0}] and fake_likelihood == []
 
 
+@pytest.mark.parametrize("template", ["MK[1-4]GF[2-3]RE", "MKVLAGWYK[1-30]GFR[1-10]PQ", "[2-5]", "MK[4-4]G"],
+                         ids=["enumerated", "span by span", "nothing given", "one combination"])
+def test_the_posterior_counts_the_network_rows_it_evaluated(model, template):
+    """``sedd.sample --json`` reports them as ``span_posterior_nfe``: ``nfe_per_sample`` is the sampler's alone."""
+    rows = []
+    counting = model.model.register_forward_hook(lambda _net, args, _out: rows.append(args[0].shape[0]))
+    try:
+        post = span_posterior(model, PROTEIN.parse_spec(template, model.max_len), t_samples=4)
+    finally:
+        counting.remove()
+    assert post.nfe == sum(rows)
+    assert (post.nfe > 0) == (template not in ("[2-5]", "MK[4-4]G"))
+
+
 class ContextFree(torch.nn.Module):
     """A "network" whose prediction ignores position and context: one fixed distribution everywhere."""
 
