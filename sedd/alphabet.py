@@ -272,7 +272,7 @@ class Alphabet:
         out = []
         for tok in ids:
             tok = int(tok)
-            if tok < self.size:
+            if 0 <= tok < self.size:
                 out.append(self.residues[tok])
             elif tok == self.mask_id:
                 out.append(mask_char)

@@ -14,7 +14,7 @@ from . import checkpoint as ckpt
 from .alphabet import Template
 from .data import Dataset
 from .design import Request, decode_rows, stream
-from .sampler import last_frame
+from .sampler import MAX_SEED, last_frame
 
 MOTIF = r"G.VQG[VI].[FY]R"
 GAP_PENALTY = (-10, -1)      # affine: opening a gap costs 10, each further position 1
@@ -25,6 +25,13 @@ NEAREST_SEARCH = (f"the {ALIGN_CANDIDATES} references sharing the most 3-mers an
                   "most identical residues on one ungapped diagonal")
 MAX_PAIRS = 2000
 REPEAT_RUN = 5               # a single residue repeated this many times counts as a low-complexity repeat
+
+
+def _batch_seed(seed: int, b: int) -> int:
+    """The evaluations' seed of batch b: ``seed + b``, wrapped into the sampler's range, so that the
+    largest seeds run (they failed at the second batch). Seeds b apart share batches; the stored
+    figures were drawn this way, so it stays (``design.batch_seed`` is the way that avoids it)."""
+    return (seed + b) % (MAX_SEED + 1)
 
 
 # ---- infill recovery ---------------------------------------------------------------------------------
@@ -43,7 +50,7 @@ def infill_recovery(model: ckpt.Checkpoint, data: Dataset, *, fraction: float = 
     """Share of randomly masked residues the sampler restores exactly (see the module docstring).
 
     Sequences are sorted by length and infilled ``batch_size`` at a time (rows of different lengths
-    share a batch); batch b uses sampler seed ``seed + b``. ``request`` supplies steps/temperature
+    share a batch); batch b uses sampler seed ``seed + b`` (``_batch_seed``). ``request`` supplies steps/temperature
     (default: ``Request``'s defaults). Returns ``infill_recovery``, ``infill_masked_residues``,
     ``infill_fraction`` and ``infill_steps``.
     """
@@ -60,7 +67,7 @@ def infill_recovery(model: ckpt.Checkpoint, data: Dataset, *, fraction: float = 
     chunks = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     for b, chunk in enumerate(tqdm(chunks, desc="infill", disable=not progress, leave=False)):
         req = Request([Template(tuple(templates[i]), mask_id) for i in chunk], steps=defaults.steps,
-                      temperature=defaults.temperature, seed=seed + b, use_cache=defaults.use_cache)
+                      temperature=defaults.temperature, seed=_batch_seed(seed, b), use_cache=defaults.use_cache)
         frame = last_frame(stream(model, req))
         for row, i in enumerate(chunk):
             truth = torch.tensor(data.tokens[i])
@@ -90,7 +97,7 @@ def alignment_identity(a: str, b: str, matrix=None) -> float:
 
     if not a or not b:
         raise ValueError("cannot align an empty sequence")
-    a, b = sorted((a, b))
+    a, b = sorted((a.upper(), b.upper()))          # residues in either case, as everywhere
     codes = np.frombuffer(a.encode(), np.uint8), np.frombuffer(b.encode(), np.uint8)
     best = 0
     for alignment in align_optimal(ProteinSequence(a), ProteinSequence(b), matrix or _blosum62(),
@@ -288,7 +295,7 @@ def draw_samples(model: ckpt.Checkpoint, num_samples: int, *, seed: int = 0, bat
     templates = evaluation_templates(model, num_samples, seed)
     sequences: list[str] = []
     for b in range(0, num_samples, batch_size):
-        request = Request(templates[b:b + batch_size], seed=seed + b // batch_size)
+        request = Request(templates[b:b + batch_size], seed=_batch_seed(seed, b // batch_size))
         frame = last_frame(tqdm(stream(model, request), total=request.steps + 1, disable=not progress, leave=False,
                                 desc=f"sampling {b + 1}–{min(num_samples, b + batch_size)} of {num_samples}"))
         sequences += decode_rows(model, frame, [len(t) for t in request.templates])

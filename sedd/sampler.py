@@ -48,7 +48,9 @@ resampling, with one uniform per design per step whatever happens), and at t = 0
 design is drawn ∝ its weight. As K grows the designs follow the unconstrained sampler's law
 conditioned on every xⁱ ∈ Aᵢ, and the mean weight estimates that event's probability
 (``Frame.constraint_log_prob``; mid-run, with the look-ahead, the current estimate). Frames show
-each design's heaviest particle. The cost is K network rows per design; a request with no
+each design's heaviest particle, which may be another particle than the step before: a frame's
+``changed`` and ``remasked`` then say how the *shown* row differs from the last frame's (a residue
+that differs counts as changed, one shown masked again as remasked), not what one particle did. The cost is K network rows per design; a request with no
 constrained position runs one particle per design.
 
 Caching (docs/design.md §6): the network is time-independent, so a row whose tokens did not change
@@ -83,9 +85,10 @@ class Frame:
     step: int                 # 0 = the initial state, ``steps`` = the final one
     t: float
     tokens: torch.LongTensor
-    changed: torch.BoolTensor  # [B, L] positions revealed in this step
+    changed: torch.BoolTensor  # [B, L] positions revealed in this step (particles: whose shown residue changed)
     nfe: int                  # network evaluations so far, counted per row
-    remasked: torch.BoolTensor | None = field(default=None)   # [B, L] revealed residues sent back to MASK
+    # [B, L] revealed residues sent back to MASK (particles: shown masked again, another particle shown)
+    remasked: torch.BoolTensor | None = field(default=None)
     # particles > 1 (module docstring): [B] effective sample size of each design's particles, and the
     # log of their mean weight, an estimate of log P(every residue in its allowed set)
     ess: torch.Tensor | None = None

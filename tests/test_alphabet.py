@@ -61,6 +61,9 @@ def test_encode_decode_round_trip():
     assert PROTEIN.decode(PROTEIN.encode(seq)) == seq
     with pytest.raises(ValueError):
         PROTEIN.encode("MKB")
+    for outside in (-1, PROTEIN.pad_id + 1):       # -1 was read as the last residue, Y
+        with pytest.raises(ValueError, match=f"token id {outside} is outside the alphabet"):
+            PROTEIN.decode([outside, 0])
 
 
 def test_any_alphabet_from_text():

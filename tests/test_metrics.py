@@ -16,6 +16,8 @@ from sedd import checkpoint, hmm, metrics
 from sedd import evaluate as ev
 from sedd.alphabet import PROTEIN
 from sedd.data import Dataset
+from sedd.design import Request
+from sedd.sampler import MAX_SEED
 
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "motif_rate.py"
 spec = importlib.util.spec_from_file_location("motif_rate", SCRIPT)
@@ -48,6 +50,10 @@ def test_identity_counts_identical_pairs_not_similar_ones_over_the_shorter_seque
     # overhangs of 12: free, the overlap CWHY (BLOSUM 9+11+8+7) wins; penalised (−21 twice), the ungapped
     # alignment and its six E–E pairs would: 4/16 here, 6/16 with end gaps charged
     assert metrics.alignment_identity("KE" * 6 + "CWHY", "CWHY" + "DE" * 6) == pytest.approx(4 / 16)
+
+
+def test_identity_reads_residues_in_either_case():
+    assert metrics.alignment_identity("MKVLAG", "mkvlag") == 1.0
 
 
 def test_identity_is_symmetric_even_where_equally_good_alignments_differ():
@@ -213,6 +219,17 @@ def test_infill_recovery_pools_masked_residues_over_sequences(tiny_checkpoint):
     result = metrics.infill_recovery(model, data, batch_size=2)
     # 3 of 10 and 12 of 40 masked; only the 3 A's come back: 3/15 pooled (a mean per sequence would say 0.5)
     assert result["infill_masked_residues"] == 15 and result["infill_recovery"] == pytest.approx(3 / 15)
+
+
+def test_the_largest_seeds_run_every_batch_and_the_others_keep_their_batch_seeds(tiny_checkpoint):
+    """Batch b is seeded seed + b (the stored figures were drawn so): seed 2**63 − 1, which the
+    command line accepts, failed at the second batch, after the first batch's work."""
+    model = checkpoint.load(tiny_checkpoint)
+    data = Dataset(["a", "b"], [PROTEIN.encode("MKVLAGGWWK"), PROTEIN.encode("MKVLAGGWWKAA")])
+    fast = Request([], steps=2)
+    assert metrics.infill_recovery(model, data, seed=MAX_SEED, batch_size=1, request=fast)["infill_masked_residues"] == 7
+    assert len(metrics.draw_samples(model, 3, seed=MAX_SEED, batch_size=2)) == 3
+    assert [metrics._batch_seed(5, b) for b in range(3)] == [5, 6, 7] and metrics._batch_seed(MAX_SEED, 1) == 0
 
 
 @pytest.mark.parametrize("n, k", [(1, 1), (3, 1), (5, 2), (10, 3), (15, 4), (25, 8), (128, 38)])

@@ -188,6 +188,22 @@ def test_particles_at_a_tiny_temperature_have_no_nan_weight():
     assert (last.constraint_log_prob == -math.inf).all()                    # P([^A] met) underflows to 0
 
 
+def test_particle_frames_say_how_the_shown_row_differs_from_the_last_frames():
+    """Frames show each design's heaviest particle, which can change from step to step: ``changed`` and
+    ``remasked`` compare the shown rows (documented), so a display highlights what it shows changing."""
+    class ContextDependent(torch.nn.Module):       # random logits, a function of the whole batch's tokens
+        def forward(self, x):
+            return 3 * torch.randn(*x.shape, V, generator=torch.Generator().manual_seed(int(x.sum())))
+    allowed = torch.ones(2, 12, V, dtype=torch.bool)
+    allowed[:, 2, list(PROTEIN.residue_ids("ACDEFGHIKLM"))] = False
+    allowed[:, 7, list(PROTEIN.residue_ids("NPQRSTVWY"))] = False
+    frames = list(sample(ContextDependent(), [[M] * 12] * 2, mask_id=M, steps=16, seed=0, allowed=allowed, particles=8))
+    for before, frame in zip(frames, frames[1:]):
+        assert torch.equal(frame.changed, (frame.tokens != before.tokens) & (frame.tokens != M))
+        assert torch.equal(frame.remasked, (before.tokens != M) & (frame.tokens == M))
+    assert any(frame.remasked.any() for frame in frames), "no step showed another particle: the case is untested"
+
+
 def test_normal_temperatures_draw_what_they_drew(bundled):
     """The overflow-proof tempering is the same distribution: a fixed seed's designs (and particle weights)
     at T = 0.7 on the bundled model, pinned from before the change."""
