@@ -11,9 +11,9 @@ bound, as everywhere in this project; the posterior uses it as the log-likelihoo
 Common random numbers: every candidate is scored with the same K stratified times and the same
 masks of the given residues (``observed_log_likelihoods``), so the differences between candidates
 are not swamped by the Monte Carlo noise of each estimate. (Measured on 100 held-out ACYP
-sequences, ``benchmarks/span_lengths.py``: with 8 times per candidate the posterior's mode is the
-true length for 80 % of them with common masks and 65 % with masks drawn per candidate; with 32
-times, 83 % and 82 %. Common masks make a few times enough.)
+sequences, ``benchmarks/span_lengths.py``, docs/benchmarks.md: with 8 times per candidate the
+posterior's mode is the true length for 84 % of them with common masks and 73 % with masks drawn
+per candidate; with 32 times, 84 % and 77 %. Common masks make a few times enough.)
 
 Several spans: when the combinations number at most ``MAX_ENUMERATED`` they are all scored
 (``method = "enumeration"``, exact up to the ELBO). Beyond that the spans are chosen one at a time
