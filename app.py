@@ -361,9 +361,14 @@ class StudioCallbacks:
             why += f"; only {done} of {len(ranked)} {verb}, the rest after them in drawing order"
         heading = f"## Designs, ranked by {basis} ({why}) — click a row to view it"
         layouts = [tuple(d.span_lengths) for d in ranked]
-        if len(ranked) > 1 and any(layouts.count(k) == 1 for k in layouts):     # a blank cell, said why
+        blank = []                                                              # a blank cell, said why
+        if len(ranked) > 1 and any(layouts.count(k) == 1 for k in layouts):
+            blank.append("whose span lengths no other design drew")
+        if len(ranked) > 1 and not all(any(d.designed) for d in ranked):       # e.g. a [0-3] span drawn at 0
+            blank.append("with no designed position")
+        if blank:
             heading += ("\n\n*Nearest other design* compares designs of the same span lengths, position by "
-                        "position; it is blank for a design whose span lengths no other design drew.")
+                        f"position; it is blank for a design {' or '.join(blank)}.")
         return heading
 
     def score(self, sequence: str) -> dict:
@@ -495,7 +500,8 @@ def accept_older_calls(demo: gr.Blocks, inputs: list, required: list[str]) -> No
 class Admission:
     """Gradio validator for ``generate``, run before a request takes a place in the queue.
 
-    It refuses, with the reason shown under the input at fault until that input is edited:
+    It refuses, with the reason shown under the input at fault until that input is edited (or, for
+    particles, the sampler or top-p: ``build_demo``):
 
     - **bad input** (``cb.check``): a refused request never starts, so the page keeps its last
       results instead of marking every output "Error" with the reason only in a toast that fades;
@@ -708,6 +714,10 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
         # Not queued: a Stop must reach the server even when the queue is full.
         stop_btn.click(cb.stop, stop_epoch, status, js="() => window.seddStops", api_name=False, queue=False)
         seed_used.change(None, seed_used, seed_shown, js="(s) => String(s)", api_name=False)
+        # A refusal of particles above 1 names the sampler and top-p too: changing either clears it (the
+        # page clears a refusal under each input of an event that starts), as editing particles does.
+        gr.on([sampler.change, top_p.change], lambda *_: None, [particles, sampler, top_p], None, queue=False,
+              show_progress="hidden", api_name=False)
         reuse.click(lambda s: s, seed_shown, seed, api_name=False)
         table.select(cb.select, [designs, color], [structure, plot, selected], trigger_mode="always_last",
                      **table_events)

@@ -263,8 +263,10 @@ def check_request(model: Checkpoint, template: str, num_samples, steps, temperat
         parsed = model.alphabet.parse_spec(template, model.max_len, exclude)
     notices = list(parsed.notices)
     if not parsed.expand([span.high for span in parsed.spans]).num_designed:     # [0-0] spans design nothing either
-        notices.append("the template has no position to design (mark them with _ ? # X or a bracket), so every "
-                       "design is the template itself; to score a full sequence, use the Score tab (the score endpoint)")
+        how = ("its [0-0] spans design none: give a span a length above 0" if parsed.spans
+               else "mark them with _ ? # X or a bracket")
+        notices.append(f"the template has no position to design ({how}), so every design is the template itself; "
+                       "to score a full sequence, use the Score tab (the score endpoint)")
     settings = Settings(parsed.text(model.alphabet.residues), num_samples, steps, temperature, seed, fold,
                         shown(model.source), notices, exclude, span_mode, sampler=sampler, top_p=top_p,
                         particles=particles)

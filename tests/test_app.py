@@ -206,12 +206,13 @@ def test_a_template_with_nothing_to_design_says_so(cb):
     """A full sequence pasted as the template came back unchanged as "4 designs" with no word why."""
     *_, final = cb.generate(">P1\nmkvlgf", num_samples=2, steps=16, seed=1)
     assert final[0] == ">design_1\nMKVLGF\n>design_2\nMKVLGF\n"
-    assert "Note: the template has no position to design" in final[2]
+    assert "Note: the template has no position to design (mark them with _ ? # X or a bracket)" in final[2]
     assert "Score tab" in final[2]
     *_, designed = cb.generate("MKV_GF", num_samples=2, steps=16, seed=1)
     assert "Note:" not in designed[2]
     *_, empty_span = cb.generate("MKV[0-0]GF", num_samples=2, steps=16, seed=1)     # a span of no positions
-    assert "Note: the template has no position to design" in empty_span[2]
+    # it told the user, who wrote a bracket, to mark positions with a bracket
+    assert "Note: the template has no position to design (its [0-0] spans design none" in empty_span[2]
     *_, short_span = cb.generate("MKV[0-2]GF", num_samples=2, steps=16, seed=1)
     assert "no position to design" not in short_span[2]
 

@@ -213,3 +213,7 @@ def test_the_heading_says_why_a_nearest_other_design_cell_is_blank(cb):
     assert "blank for a design whose span lengths no other design drew" in cb.heading(ranked)
     *_, plain = list(cb.generate(TEMPLATE, 4, 16, 7, 1.0, "off"))[-1]
     assert "blank" not in cb.heading(plain)
+    # the same layout, nothing designed in it (a span drawn at length 0): it said "no other design drew"
+    *_, empty = list(cb.generate("MKV[0-0]GF", 3, 16, 1, 1.0, "off"))[-1]
+    assert all(d.nearest_identity is None for d in empty)
+    assert cb.heading(empty).endswith("it is blank for a design with no designed position.")

@@ -30,3 +30,7 @@ def test_particles_in_the_page(page):
     page.locator("#particles").get_by_text("need the tau-leaping sampler and top-p 1").wait_for()
     assert page.input_value("#fasta textarea") == fasta          # refused before it ran: the results stay
     assert "Error" not in page.inner_text("#status") + page.inner_text("#fasta")
+    # choosing τ-leaping again, a fix the message names, clears it (it stayed, quoting "got sampler 'remask'")
+    page.locator("#sampler input").click()
+    page.get_by_role("option", name="tau-leaping").click()
+    page.locator("#particles").get_by_text("need the tau-leaping sampler").wait_for(state="detached", timeout=10_000)

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import contextlib
+import io
 import json
+import re
 from pathlib import Path
 
 import gradio as gr
@@ -172,8 +175,23 @@ def test_mcp_tools_are_documented_and_both_can_be_called(served, model, capsys):
     entry = ast.literal_eval(result.content[0].text)      # Gradio's MCP server sends str() of the JSON value
     assert entry == cli_entry(model, capsys, SEQUENCE)
     assert not designed.isError, designed.content
-    fasta = designed.content[0].text                       # the first output: the designs' FASTA
-    assert fasta.count(">design_") == 2 and "MKV" in fasta
+    outputs = ast.literal_eval(designed.content[0].text)   # str() of the outputs, as README reads them
+    fasta = outputs[0]                                      # the first output: the designs' FASTA
+    assert fasta.count(">design_") == 2 and all(line.startswith("MKV") for line in fasta.splitlines()[1::2])
+    assert [Path(f["orig_name"]).name for f in outputs[-1]] == ["designs.fasta", "settings.json", "trajectory.json"]
+
+
+def test_the_readmes_mcp_example_prints_the_designs_fasta(served):
+    """README's example printed str() of every output, with ``content[0].text``, under "the designs' FASTA"."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    [example] = [block for block in re.findall(r"```python\n(.*?)```", readme, re.S) if "call_tool" in block]
+    example = example.replace("http://127.0.0.1:7860/", served).replace("MAEGNTLISV…", SEQUENCE)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(compile(example, "README.md", "exec"), {"__name__": "__main__"})
+    tools, fasta = printed.getvalue().split("\n", 1)
+    assert tools == "['generate', 'score']"
+    assert re.fullmatch(r">design_1\nMKV[A-Z]{4}GF\n>design_2\nMKV[A-Z]{4}GF\n\n", fasta), fasta
 
 
 def test_score_this_design_before_any_run_logs_no_traceback(cb):
