@@ -7,9 +7,10 @@ Each sequence gets K stratified times t_k = ε + (1−ε)(k + u_k)/K, k = 0…K�
 The reported value is Σ_seq Σ_k f / (K Σ_seq n) in nats/residue. Its standard error is the Monte
 Carlo error of that number for this fixed set of sequences: sqrt(Σ_seq Var_k(f)/K) / Σ_seq n, with
 Var_k the sample variance over the K times (conservative under stratification).
-``elbo_to_precision`` adds rounds of fresh stratified times (round r seeded seed + 7919·r, so the
-rounds of one call are independent, but seeds 7919 apart share rounds: average over seeds that are
-not; the stored figures were estimated this way) until that error is below a target (0.01 by default): rounds r with K_r times combine as
+``elbo_to_precision`` adds rounds of fresh stratified times until that error is below a target
+(0.01 by default). Round r is seeded seed + 7919·r: the rounds of one call are independent, but
+seeds 7919 apart share rounds (average over seeds that are not; the stored figures were estimated
+this way). Rounds r with K_r times combine as
     ELBO = Σ_r K_r ELBO_r / K,   SE = sqrt(Σ_r K_r² SE_r²) / K,   K = Σ_r K_r,
 which is the single-round formula with the variance pooled over all K times. For an untrained
 model Var(f) ≈ n log²20 (ln(1/ε) − 1), so reaching 0.01 takes K·Σn ≈ 5·10⁵ (sequence, t) tokens.

@@ -50,8 +50,8 @@ def infill_recovery(model: ckpt.Checkpoint, data: Dataset, *, fraction: float = 
     """Share of randomly masked residues the sampler restores exactly (see the module docstring).
 
     Sequences are sorted by length and infilled ``batch_size`` at a time (rows of different lengths
-    share a batch); batch b uses sampler seed ``seed + b`` (``_batch_seed``). ``request`` supplies steps/temperature
-    (default: ``Request``'s defaults). Returns ``infill_recovery``, ``infill_masked_residues``,
+    share a batch); batch b uses sampler seed ``seed + b`` (``_batch_seed``). ``request`` supplies
+    steps/temperature (default: ``Request``'s defaults). Returns ``infill_recovery``, ``infill_masked_residues``,
     ``infill_fraction`` and ``infill_steps``.
     """
     from tqdm.auto import tqdm

@@ -50,8 +50,9 @@ conditioned on every xⁱ ∈ Aᵢ, and the mean weight estimates that event's p
 (``Frame.constraint_log_prob``; mid-run, with the look-ahead, the current estimate). Frames show
 each design's heaviest particle, which may be another particle than the step before: a frame's
 ``changed`` and ``remasked`` then say how the *shown* row differs from the last frame's (a residue
-that differs counts as changed, one shown masked again as remasked), not what one particle did. The cost is K network rows per design; a request with no
-constrained position runs one particle per design.
+that differs counts as changed, one shown masked again as remasked), not what one particle did.
+The cost is K network rows per design; a request with no constrained position runs one particle
+per design.
 
 Caching (docs/design.md §6): the network is time-independent, so a row whose tokens did not change
 since its last evaluation reuses that output exactly; rows are recomputed individually. Draws are

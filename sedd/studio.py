@@ -466,10 +466,11 @@ class Run:
         ``check`` (raises ``Cancelled``) is polled while a design folds (between ESMFold's layers, or
         while the Atlas API is awaited), so a Stop ends the run within a layer, not when the fold ends.
         The first fold may load the weights first, for minutes: ``check`` is polled while they load too,
-        and a Stop ends the run at once (the load goes on in the background, for the next run). A failure is recorded on the design, never
-        raised: the designs are worth keeping without a structure. An error the backend did not
-        foresee is logged with its traceback. A design not yet folded is ``awaiting_fold``, and stays
-        so if the caller stops here.
+        and a Stop ends the run at once (the load goes on in the background, for the next run).
+
+        A failure is recorded on the design, never raised: the designs are worth keeping without a
+        structure. An error the backend did not foresee is logged with its traceback. A design not
+        yet folded is ``awaiting_fold``, and stays so if the caller stops here.
         """
         shared_error = None
         for design in self.designs:
