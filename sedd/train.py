@@ -678,10 +678,12 @@ class Trainer:
     @contextlib.contextmanager
     def _signals_stop_after_the_step(self):
         """Within it, a stop signal does not kill the run mid-step (with everything since the last save
-        lost): it is noted, and the loop ends after the step, on every rank together. The previous
-        handlers come back at the first signal, so a second one acts at once (Ctrl-C twice: a
-        KeyboardInterrupt). A signal the process ignores (a background job's SIGINT) stays ignored;
-        outside the main thread, where Python delivers no signals, nothing changes."""
+        lost): it is noted, and the loop ends after the step, on every rank together. A second signal
+        acts at once, as the previous handler would: a handler of the caller's is called; Python's
+        own (Ctrl-C's KeyboardInterrupt, SIGTERM's end) ends the process by the signal itself, since a
+        KeyboardInterrupt raised while a finaliser runs is swallowed and the run went on. A signal
+        the process ignores (a background job's SIGINT) stays ignored; outside the main thread,
+        where Python delivers no signals, nothing changes."""
         if threading.current_thread() is not threading.main_thread():
             yield
             return
@@ -690,8 +692,16 @@ class Trainer:
 
         def note(signum, frame):
             self._signal = signum
-            for s, handler in previous.items():
-                signal.signal(s, handler)
+            for s in previous:
+                signal.signal(s, again)
+
+        def again(signum, frame):
+            handler = previous[signum]
+            if handler in (signal.SIG_DFL, signal.default_int_handler):
+                signal.signal(signum, signal.SIG_DFL)
+                os.kill(os.getpid(), signum)                   # exit status 128 + signum, as the shell expects
+            else:
+                handler(signum, frame)
 
         for s in previous:
             signal.signal(s, note)

@@ -147,6 +147,33 @@ def test_a_signal_stops_the_run_after_its_step_saved_and_the_resumed_run_is_the_
     assert (tmp_path / "split/model.safetensors").read_bytes() == (tmp_path / "straight/model.safetensors").read_bytes()
 
 
+SECOND_CTRL_C = """
+import signal, sys, types
+from sedd.train import Trainer
+
+class Finalised:
+    def __del__(self):
+        signal.raise_signal(signal.SIGINT)            # the second Ctrl-C, while a finaliser runs
+        sum(range(10_000))                            # Python runs the handler here, inside it
+
+noted = types.SimpleNamespace(_signal=None)
+with Trainer._signals_stop_after_the_step(noted):
+    signal.raise_signal(signal.SIGINT)                # the first: noted, the step goes on
+    sum(range(10_000))
+    print("first noted" if noted._signal == signal.SIGINT else "first lost", flush=True)
+    Finalised()
+    print("the run went on", flush=True)
+"""
+
+
+def test_a_second_ctrl_c_ends_the_run_at_once_even_inside_a_finaliser(tmp_path):
+    """The second Ctrl-C raised a KeyboardInterrupt; when it landed in a finaliser (a weakref callback
+    of torch's), Python swallowed it and the run went on to the end of its step and saved."""
+    proc = subprocess.run([sys.executable, "-c", SECOND_CTRL_C], env=ENV, cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert proc.stdout == "first noted\n" and proc.returncode == -signal.SIGINT, (proc.stdout, proc.stderr)
+
+
 def test_ctrl_c_on_the_command_line_saves_and_exits_130_without_a_traceback(tmp_path, family_and_clusters):
     """The user's view: `python -m sedd.train`, Ctrl-C after a validation, exit status 130 (the shell's
     for SIGINT), one line saying where the run was saved and how to continue, and --resume continues."""
