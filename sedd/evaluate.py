@@ -48,7 +48,7 @@ Sample metrics (``--samples N --reference FASTA``); lengths drawn from the check
 - motif rate: share of samples matching the regex ``G.VQG[VI].[FY]R`` anywhere (92 % in nature);
   the same rate on the references is reported beside it.
 - family membership (``sedd/hmm.py``): with a profile HMM (``--hmm``, or ``family.hmm`` beside the
-  checkpoint), the samples' hit rate at E ≤ 1e-5 and median bit score / that of the held-out
+  checkpoint, left out with a warning when the held-out sequences are not its family), the samples' hit rate at E ≤ 1e-5 and median bit score / that of the held-out
   ``--data`` sequences, and the same for each sample's residues shuffled (a control that scores ≈ 0);
 - low complexity: the longest single-residue run per sample (mean, maximum) and the share of
   samples with a run of 5 or more (``repeat_rate``).
@@ -221,10 +221,18 @@ def evaluate(a: argparse.Namespace) -> tuple[dict, list[str] | None]:
         hmm_path = a.hmm or ckpt.resolve(a.checkpoint) / HMM_NAME
         if a.hmm or hmm_path.is_file():
             hmm = load_hmm(hmm_path)
-            # an HMM of another family is refused now, not after the ELBO, the infill and the sampling;
-            # the naturals' scores are kept for the family metric
+            # an HMM of another family is refused now, not after the ELBO, the infill and the sampling
+            # (one found beside the checkpoint, not asked for, is left out with a warning); the
+            # naturals' scores are kept for the family metric
             naturals = [model.alphabet.decode(t) for t in data.tokens]
-            natural = natural_scores(hmm, naturals)
+            try:
+                natural = natural_scores(hmm, naturals)
+            except ValueError as e:
+                if a.hmm:
+                    raise ValueError(f"--hmm {a.hmm}: {e}") from None
+                print(f"warning: {hmm_path} (found beside the checkpoint): {e}; the family-HMM metrics are left "
+                      "out (give --hmm FILE for another profile)", file=sys.stderr)
+                hmm = None
     lap("load")
     elbo = elbo_to_precision(model.model, data, model.schedule, model.alphabet.mask_id, t_samples=a.t_samples,
                              target_stderr=a.target_stderr, max_t_samples=a.max_t_samples, seed=a.seed, progress=True,

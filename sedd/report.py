@@ -85,7 +85,9 @@ def write_report(path: str | Path, result: dict, samples: list[str] | None = Non
              f"| ELBO, −log p(residues \\| length) | {_fmt(result['elbo_nats_per_residue'])} ± "
              f"{_fmt(result['elbo_stderr'])} nats/residue (K = {result['t_samples']} t samples"
              f"{'' if result['elbo_target_met'] else ', target error not reached'}) |",
-             f"| −log p(length) | {_fmt(result['length_nats_per_residue'])} nats/residue |",
+             "| −log p(length) | " + ("not known (the checkpoint stores no length histogram)"
+                                      if result['length_nats_per_residue'] is None
+                                      else f"{_fmt(result['length_nats_per_residue'])} nats/residue") + " |",
              f"| unigram floor: held-out residues under {result['unigram_reference']} | "
              f"{_fmt(result['unigram_nats_per_residue'])} nats/residue |",
              f"| infill recovery ({result['infill_fraction']:.0%} masked) | {_fmt(result['infill_recovery'])} "
@@ -120,11 +122,12 @@ def write_report(path: str | Path, result: dict, samples: list[str] | None = Non
                      "| ESMFold mean pLDDT / pTM ({}) | {} |".format(*map(_cell, _fold_line(fold))))
     if "identity_histogram" in written:
         lines += ["", f"![identity to the nearest reference]({_link(Path(written['identity_histogram']))})"]
-    # a result recorded before the search was named was found among the 20 best by shared 3-mers alone
-    search = (sample_stats or {}).get("nearest_search", "the 20 references sharing the most 3-mers")
-    lines += ["", f"Seed {result['seed']}. Identity = identical aligned pairs / length of the shorter sequence "
-              f"(global alignment, BLOSUM62); the nearest reference is searched among {search}. "
-              "Full definitions: `sedd/evaluate.py` (module docstring).", ""]
+    identity = ""
+    if sample_stats:    # a result recorded before the search was named was found among the 20 best by 3-mers
+        search = sample_stats.get("nearest_search", "the 20 references sharing the most 3-mers")
+        identity = (" Identity = identical aligned pairs / length of the shorter sequence (global alignment, "
+                    f"BLOSUM62); the nearest reference is searched among {search}.")
+    lines += ["", f"Seed {result['seed']}.{identity} Full definitions: `sedd/evaluate.py` (module docstring).", ""]
     ckpt.atomic_write_text(path, "\n".join(lines))
     written["report"] = str(path)
     return written

@@ -7,6 +7,7 @@ import json
 import os
 import random
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -402,8 +403,20 @@ def test_evaluate_refuses_an_hmm_of_another_family_before_the_elbo(tiny_checkpoi
     code, out, err = run_main(capsys, ev.main, "--checkpoint", tiny_checkpoint, "--data", small_fasta, "--samples", 2,
                               "--reference", small_fasta, "--hmm", bundled)
     assert code == 2 and out == ""
-    assert re.search(r"^error: held-out naturals score a median .* bits against this HMM: it is not their family$",
-                     err.strip())
+    assert re.search(r"^error: --hmm .*family.hmm: held-out naturals score a median .* bits against this HMM: it is "
+                     r"not their family$", err.strip())
+
+
+def test_an_hmm_of_another_family_found_beside_the_checkpoint_is_left_out_with_a_warning(
+        tiny_checkpoint, small_fasta, capsys):
+    """One not asked for (``sedd.hmm --out`` wrote it there, from another family or one subfamily) ended the
+    evaluation with an error that named no file and no way out."""
+    shutil.copy(checkpoint.DEFAULT_CHECKPOINT / hmm.HMM_NAME, Path(tiny_checkpoint) / hmm.HMM_NAME)
+    code, out, err = run_main(capsys, ev.main, "--checkpoint", tiny_checkpoint, "--data", small_fasta, "--max-seqs", 2,
+                              "--target-stderr", 0.5, "--samples", 2, "--reference", small_fasta, "--json")
+    assert code == 0 and "family_hmm" not in json.loads(out)["samples"]
+    assert f"warning: {Path(tiny_checkpoint) / hmm.HMM_NAME} (found beside the checkpoint): held-out naturals" in err
+    assert "the family-HMM metrics are left out (give --hmm FILE for another profile)" in err
 
 
 # ---- a split unlike the one training made ----------------------------------------------------------------
@@ -446,6 +459,18 @@ def test_report_links_reach_their_files_whatever_the_report_is_named(recorded, t
     for link in links:
         assert (tmp_path / unquote(link)).is_file()
     assert set(written) == {"samples_fasta", "identity_histogram", "report"}
+
+
+def test_a_report_without_samples_or_a_length_histogram_says_only_what_was_measured(recorded, tmp_path):
+    """It described the nearest-reference search (an old one) when no sample was drawn, and wrote
+    "None nats/residue" where the summary says the length term is not known."""
+    evaluation, _ = recorded
+    result = {k: v for k, v in evaluation.items() if k != "samples"} | {"length_nats_per_residue": None}
+    write_report(tmp_path / "r.md", result, None, None)
+    text = (tmp_path / "r.md").read_text()
+    assert "| −log p(length) | not known (the checkpoint stores no length histogram) |" in text
+    assert "None" not in text and "nearest reference" not in text and "searched" not in text
+    assert "−log p(length)   not known" in summary(result)
 
 
 def test_report_and_summary_say_how_many_folds_failed_and_why(recorded, tmp_path):
