@@ -154,12 +154,14 @@ def read_clusters(path: str | Path) -> dict[str, str]:
     """member → cluster representative, from a ``cluster<TAB>member`` TSV (MMseqs2 easy-cluster).
 
     An optional ``cluster<TAB>member`` header line and blank lines are skipped; any other line that
-    is not two tab-separated fields is an error naming the line.
+    is not two tab-separated fields is an error naming the line, and so is a member listed under two
+    clusters (keeping either would put the other cluster's sequence on a side it does not belong to).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"cluster file {path} does not exist")
     clusters: dict[str, str] = {}
+    first_line: dict[str, int] = {}
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:      # -sig: a byte-order mark is dropped
             for number, row in enumerate(csv.reader(f, delimiter="\t"), start=1):
@@ -167,7 +169,12 @@ def read_clusters(path: str | Path) -> dict[str, str]:
                     continue
                 if len(row) != 2 or not all(row):
                     raise ValueError(f"{path}, line {number}: expected 'cluster<TAB>member', got {row!r}")
-                clusters[row[1]] = row[0]
+                cluster, member = row
+                if clusters.setdefault(member, cluster) != cluster:
+                    raise ValueError(f"{path}, line {number}: {member!r} is listed under cluster {cluster!r} here and "
+                                     f"under {clusters[member]!r} on line {first_line[member]}; a sequence belongs to "
+                                     "one cluster (two records sharing an id? give each its own id)")
+                first_line.setdefault(member, number)
     except UnicodeDecodeError as e:
         raise ValueError(not_utf8(path, "cluster file", e)) from None
     if not clusters:
@@ -229,12 +236,18 @@ def split(data: Dataset, val_fraction: float, seed: int, clusters: dict[str, str
 
 
 def check_cluster_ids(data: Dataset, clusters: dict[str, str]) -> None:
-    """Refuse a cluster map that names none of ``data``'s sequences, and warn when it lacks most.
+    """Refuse a cluster map that names none of ``data``'s sequences, and warn when it lacks most, or
+    when several records share an id (the map can place only one of them: all follow its cluster).
 
     Every sequence it lacks is a cluster of its own, so a map made for other data, or with ids spelled
     otherwise (``sp|P07311|ACYP1_HUMAN`` against ``P07311``), would silently give a split by sequence,
     with the near-duplicates in validation that the clusters were there to keep out.
     """
+    shared = [seq_id for seq_id, n in Counter(data.ids).items() if n > 1]
+    if shared:
+        warnings.warn(f"{len(shared):,} FASTA id(s) name more than one record (such as {shared[0]!r}); the cluster file "
+                      "places an id, so all its records go to that id's cluster and side of the split: give each "
+                      "record its own id unless they are the same protein")
     missing = [seq_id for seq_id in data.ids if seq_id not in clusters]
     members = f"cluster members such as {next(iter(clusters))!r}" if clusters else "no cluster members"
     if len(missing) == len(data):

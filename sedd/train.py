@@ -304,8 +304,9 @@ class Trainer:
         cfg = self.cfg
         data = read_fasta(cfg.data, self.alphabet, max_len=cfg.max_len)
         if self.is_main and data.num_dropped:
-            print(f"{describe_dropped(data)} (alphabet {self.alphabet.residues!r}, maximum length {cfg.max_len})",
-                  file=sys.stderr)
+            longer = any(reason.startswith("longer than") for reason in data.dropped)
+            print(f"{describe_dropped(data)} (alphabet {self.alphabet.residues!r}, maximum length {cfg.max_len}"
+                  f"{'; --max-len N keeps longer ones' if longer else ''})", file=sys.stderr)
         clusters = read_clusters(cfg.clusters) if cfg.clusters else None
         with warnings.catch_warnings():
             if not self.is_main:
@@ -870,6 +871,9 @@ def _parser() -> argparse.ArgumentParser:
                                                                 "replacing its files")
     p.add_argument("--clusters", help="cluster<TAB>member TSV: validate on whole held-out clusters")
     p.add_argument("--lr", type=POSITIVE, help=_default("lr"))
+    p.add_argument("--max-len", type=COUNT,
+                   help=f"longest sequence kept, and the model's maximum length ({_default('max_len')}; longer "
+                        "sequences are dropped with a note)")
     p.add_argument("--tokens-per-batch", type=COUNT, help=_default("tokens_per_batch"))
     p.add_argument("--dropout", type=FRACTION, help=_default("dropout"))
     p.add_argument("--warmup-steps", type=COUNT_OR_ZERO, help=_default("warmup_steps"))

@@ -70,6 +70,26 @@ def test_read_clusters_maps_members_to_representatives(tmp_path):
     assert read_clusters(path) == {"A": "A", "B": "A", "C": "C", "D": "A"}
     path.write_text("A\tA\nA\tB\n")                           # the header is optional
     assert read_clusters(path) == {"A": "A", "B": "A"}
+    path.write_text("A\tA\nA\tB\nA\tB\n")                     # a line repeated says nothing new
+    assert read_clusters(path) == {"A": "A", "B": "A"}
+
+
+def test_a_member_listed_under_two_clusters_is_refused(tmp_path):
+    """The last line won, silently: a held-out cluster's member went into training with it."""
+    path = tmp_path / "clusters.tsv"
+    path.write_text("A\tA\nA\tB\nC\tC\nC\tB\n")
+    with pytest.raises(ValueError, match=r"line 4: 'B' is listed under cluster 'C' here and under 'A' on line 2"):
+        read_clusters(path)
+
+
+def test_records_sharing_an_id_are_warned_about_in_a_cluster_split():
+    data, clusters = clustered_dataset()
+    shared = Dataset(data.ids + [data.ids[0]], data.tokens + [data.tokens[1]])
+    with pytest.warns(UserWarning, match=f"1 FASTA id\\(s\\) name more than one record \\(such as '{data.ids[0]}'\\)"):
+        split(shared, 0.2, seed=0, clusters=clusters)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        split(data, 0.2, seed=0, clusters=clusters)
 
 
 @pytest.mark.parametrize("text, message", [("A\tA\nA B\n", r"line 2: expected 'cluster<TAB>member', got \['A B'\]"),

@@ -406,3 +406,22 @@ def test_overwrite_into_a_folder_that_held_no_run_removes_nothing_of_it(tmp_path
         (out / name).write_text("mine")
     cli("--data", fasta, "--out", out, "--max-steps", "2", *RUN, "--overwrite")
     assert all((out / name).read_text() == "mine" for name in ("README.md", "family.hmm", "eval/notes.md", ".draft.tmp"))
+
+
+def test_max_len_keeps_longer_sequences_is_the_models_and_stays_the_resumed_runs(tmp_path, capsys):
+    """A family with members over 128 residues lost them with no option to keep them (``sedd.data`` had
+    one, so its split was not the one training could make)."""
+    short, _ = profile_family(60, 20, seed=1)
+    fasta = tmp_path / "family.fasta"
+    write_fasta(fasta, short + [s + s for s in short[:20]])                 # 60 of 20 residues, 20 of 40
+    out = tmp_path / "run"
+    cli("--data", fasta, "--out", out, "--max-steps", "2", "--preset", "tiny", "--tokens-per-batch", "256",
+        "--max-len", "30")
+    note = capsys.readouterr().err
+    assert "dropped 20 of 80 sequences: 20 longer than 30" in note and "--max-len N keeps longer ones" in note
+    assert checkpoint.load(out).max_len == 30 and saved_options(out)["max_len"] == 30
+    cli("--out", out, "--resume", "--max-steps", "3")
+    assert saved_options(out)["max_len"] == 30 and checkpoint.load(out).max_len == 30
+    assert "--max-len: 30 there, 64 now" in refused(capsys, "--out", out, "--resume", "--max-len", "64")
+    cli("--data", fasta, "--out", tmp_path / "all", "--max-steps", "1", "--preset", "tiny", "--max-len", "40")
+    assert "dropped" not in capsys.readouterr().err and checkpoint.load(tmp_path / "all").max_len == 40
