@@ -89,11 +89,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--split-seed", type=SEED, default=0, help="with --clusters: training's --seed")
     p.add_argument("--max-seqs", type=int, help="evaluate a seeded random subset of N sequences")
     p.add_argument("--seed", type=SEED, default=0)
-    p.add_argument("--t-samples", type=int, default=4, help="t samples per sequence in the first ELBO round")
+    p.add_argument("--t-samples", type=int, default=4,
+                   help="t samples per sequence drawn before the ELBO's error is checked (in rounds of at most 64)")
     p.add_argument("--target-stderr", type=float, default=0.01, help="add t samples until the ELBO error is below this")
     p.add_argument("--max-t-samples", type=int, default=1024, help="stop adding t samples here")
     p.add_argument("--infill-fraction", type=float, default=0.3)
-    p.add_argument("--batch-size", type=int, default=64, help="sequences per sampler batch")
+    p.add_argument("--batch-size", type=int, default=64,
+                   help="sequences per infill batch; --samples are drawn in batches of this or 128, whichever is "
+                        "more (batch b is seeded seed + b, so the batches decide the samples: 128 is what the "
+                        "stored figures were drawn with)")
     p.add_argument("--samples", type=int, help="draw N unconditional samples and score them (needs --reference)")
     p.add_argument("--reference", help="FASTA of reference (training) sequences for the sample metrics and the "
                                        "unigram floor (default with --clusters: the training part)")

@@ -165,8 +165,9 @@ def elbo_to_precision(model, data: Dataset, schedule: LogLinearSchedule, mask_id
                       pad_id: int | None = None) -> dict:
     """``estimate_elbo`` repeated with fresh times until its standard error is below ``target_stderr``.
 
-    Starts with ``t_samples`` times per sequence (at most ``max_t_samples``); each further round
-    asks for the K the pooled variance predicts, K_needed = K·(SE/target)²·1.1, capped at
+    Starts with ``t_samples`` times per sequence (at most ``max_t_samples``; in rounds of at most
+    ``T_SAMPLES_PER_ROUND``, all run whatever the error); each further round asks for the K the
+    pooled variance predicts, K_needed = K·(SE/target)²·1.1, capped at
     ``max_t_samples`` in all (rounds combine as in the module docstring). Returns ``estimate_elbo``'s keys, ``t_samples`` = the
     total K, plus ``elbo_target_stderr`` and ``elbo_target_met``; ``per_sequence`` and its error
     are pooled over the rounds the same way.
@@ -177,7 +178,8 @@ def elbo_to_precision(model, data: Dataset, schedule: LogLinearSchedule, mask_id
     if not target_stderr > 0:
         raise ValueError(f"target_stderr must be more than 0 (nats/residue), got {target_stderr}")
     rounds: list[tuple[int, float, float]] = []              # (K_r, ELBO_r, SE_r)
-    first, k_next = None, min(t_samples, max_t_samples)      # the cap holds for the first round too
+    first_count = min(t_samples, max_t_samples)             # the cap holds for the first count too
+    first, k_next = None, first_count
     seq_sum = torch.zeros(len(data), dtype=torch.float64)    # Σ_r K_r · mean_r
     seq_var = torch.zeros(len(data), dtype=torch.float64)    # Σ_r K_r² · SE_r²
     while True:
@@ -191,7 +193,12 @@ def elbo_to_precision(model, data: Dataset, schedule: LogLinearSchedule, mask_id
         k_total = sum(k for k, _, _ in rounds)
         elbo = sum(k * e for k, e, _ in rounds) / k_total
         stderr = math.sqrt(sum((k * se) ** 2 for k, _, se in rounds)) / k_total
-        if stderr < target_stderr or max_t_samples - k_total < 2:     # a round needs 2 times for its SE
+        if max_t_samples - k_total < 2:                              # a round needs 2 times for its SE
+            break
+        if k_total < first_count:                   # the first count, over 64 times, takes several rounds
+            k_next = max(2, first_count - k_total)
+            continue
+        if stderr < target_stderr:
             break
         k_needed = math.ceil(k_total * (stderr / target_stderr) ** 2 * 1.1)
         k_next = max(2, min(k_needed, max_t_samples) - k_total)

@@ -131,6 +131,16 @@ def test_elbo_to_precision_caps_its_first_round_too(cap):
     assert result["t_samples"] == cap and not result["elbo_target_met"]
 
 
+@pytest.mark.parametrize("first, cap, drawn", [(100, 1024, 100), (129, 1024, 130), (200, 150, 150), (64, 1024, 64)])
+def test_elbo_to_precision_draws_its_first_count_whole_over_several_rounds(first, cap, drawn):
+    """``evaluate --t-samples 100`` drew 64 times (one round's most), and stopped there when that met
+    the target: the first count is now drawn whole, in rounds of at most 64, whatever the error."""
+    sequences, profile = profile_family(2, 10, seed=3)
+    result = likelihood.elbo_to_precision(FixedProfile(profile), as_dataset(sequences), S, MASK, t_samples=first,
+                                          target_stderr=100.0, max_t_samples=cap, seed=0)
+    assert result["t_samples"] == drawn and result["elbo_target_met"]
+
+
 def test_elbo_to_precision_refuses_a_target_or_cap_it_cannot_work_with():
     sequences, profile = profile_family(2, 10, seed=3)
     model, data = FixedProfile(profile), as_dataset(sequences)
