@@ -45,8 +45,9 @@ Sample metrics (``--samples N --reference FASTA``); lengths drawn from the check
 - composition KL: KL(data ‖ samples) = Σ_a p_data(a) log(p_data(a)/p_samples(a)) in nats over the
   alphabet's residues, each distribution from residue counts + 1 (Laplace smoothing, so the KL is
   finite when a residue never occurs in the samples);
-- motif rate: share of samples matching the regex ``G.VQG[VI].[FY]R`` anywhere (92 % in nature);
-  the same rate on the references is reported beside it.
+- motif rate: share of samples matching the regex ``--motif`` anywhere (by default ACYP's catalytic
+  motif ``G.VQG[VI].[FY]R``, 92 % in nature); the same rate on the references is reported beside it,
+  with a note when they never carry it (another family: give its motif).
 - family membership (``sedd/hmm.py``): with a profile HMM (``--hmm``, or ``family.hmm`` beside the
   checkpoint, left out with a warning when the held-out sequences are not its family), the samples' hit rate at E ≤ 1e-5 and median bit score / that of the held-out
   ``--data`` sequences, and the same for each sample's residues shuffled (a control that scores ≈ 0);
@@ -63,6 +64,7 @@ import argparse
 import json
 import os
 import random
+import re
 import sys
 import time
 from pathlib import Path
@@ -72,12 +74,20 @@ from .cli import SEED, run
 from .data import Dataset, describe_dropped, read_clusters, read_fasta, split
 from .hmm import HMM_NAME, check_file as check_hmm_file, family_metrics, load as load_hmm, natural_scores
 from .likelihood import elbo_to_precision, length_nll, unigram_nll
-from .metrics import draw_samples, fold_metrics, infill_recovery, sample_metrics
+from .metrics import MOTIF, draw_samples, fold_metrics, infill_recovery, sample_metrics
 from .report import json_safe, report_files, summary, write_report
 from .score import DISTRIBUTION_KEY, family_distribution
 
 
 # ---- command line ------------------------------------------------------------------------------------
+def _regex(text: str) -> str:
+    try:
+        re.compile(text)
+    except re.error as e:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a regular expression ({e})") from None
+    return text
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m sedd.evaluate", description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", default=None, help="checkpoint directory or Hub repo id "
@@ -101,6 +111,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, help="draw N unconditional samples and score them (needs --reference)")
     p.add_argument("--reference", help="FASTA of reference (training) sequences for the sample metrics and the "
                                        "unigram floor (default with --clusters: the training part)")
+    p.add_argument("--motif", type=_regex, default=MOTIF,
+                   help="regular expression of the family's conserved motif, for the samples' motif rate "
+                        "(default: the ACYP catalytic motif %(default)s)")
     p.add_argument("--hmm", help=f"family profile HMM for the sample metrics (default: {HMM_NAME} beside the checkpoint, if there)")
     p.add_argument("--fold", action="store_true", help="fold the samples with ESMFold (mean pLDDT, pTM), on --device "
                                                        "when given, else on the first GPU there is, else the CPU")
@@ -259,7 +272,8 @@ def evaluate(a: argparse.Namespace) -> tuple[dict, list[str] | None]:
         references = [model.alphabet.decode(t) for t in reference.tokens]
         samples = draw_samples(model, a.samples, seed=a.seed, batch_size=max(a.batch_size, 128), progress=True)
         lap("sampling")
-        result["samples"] = sample_metrics(samples, references, model.alphabet.residues, seed=a.seed, progress=True)
+        result["samples"] = sample_metrics(samples, references, model.alphabet.residues, seed=a.seed, progress=True,
+                                           motif=a.motif)
         if hmm is not None:
             result["samples"]["family_hmm"] = family_metrics(hmm, samples, naturals, seed=a.seed, natural=natural)
         lap("sample_metrics")

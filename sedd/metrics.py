@@ -234,11 +234,12 @@ def mean_pairwise_identity(sequences: list[str], max_pairs: int = MAX_PAIRS, see
 
 
 def sample_metrics(samples: list[str], references: list[str], residues: str, *, seed: int = 0,
-                   progress: bool = False) -> dict:
+                   progress: bool = False, motif: str = MOTIF) -> dict:
     """Validity, novelty, nearest-reference identity, diversity, composition KL, motif rate, repeats.
 
     ``nearest_identities`` holds one value per valid sample (for the histogram); ``nearest_search``
-    says which references were aligned to find them.
+    says which references were aligned to find them; ``motif`` is the pattern of the motif rates
+    (ACYP's catalytic motif unless given).
     """
     from tqdm.auto import tqdm
 
@@ -247,7 +248,7 @@ def sample_metrics(samples: list[str], references: list[str], residues: str, *, 
     allowed = set(residues)
     valid = [s for s in samples if s and set(s) <= allowed]
     out = {"num_samples": len(samples), "validity": len(valid) / len(samples), **low_complexity(samples),
-           "motif_rate": motif_rate(samples), "reference_motif_rate": motif_rate(references),
+           "motif": motif, "motif_rate": motif_rate(samples, motif), "reference_motif_rate": motif_rate(references, motif),
            "composition_kl": composition_kl(references, valid, residues) if valid else float("nan")}
     if not valid:
         return {**out, "novelty": float("nan"), "median_nearest_identity": float("nan"),

@@ -47,6 +47,16 @@ def _fold_line(fold: dict) -> tuple[str, str]:
     return (f"{fold['folded']} folded{failed}", f"{_fmt(fold['mean_plddt'], 1)} / {_fmt(fold['mean_ptm'])}")
 
 
+def _motif(stats: dict) -> str:
+    return stats.get("motif", MOTIF)           # a result recorded before the pattern could be chosen: ACYP's
+
+
+def _motif_absent(stats: dict) -> str:
+    """A note for a family whose references never carry the motif: its rates say nothing then."""
+    return ("; the references never carry it: --motif REGEX sets this family's"
+            if stats["reference_motif_rate"] == 0 else "")
+
+
 def _fmt(value, digits: int = 3) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
@@ -106,8 +116,9 @@ def write_report(path: str | Path, result: dict, samples: list[str] | None = Non
                   f"| mean pairwise identity ({sample_stats['pairs']} pairs) | "
                   f"{_fmt(sample_stats['mean_pairwise_identity'])} |",
                   f"| composition KL(data ‖ samples) | {_fmt(sample_stats['composition_kl'], 4)} nats |",
-                  f"| motif `{MOTIF}` rate ± binomial SE (references) | {_rate(sample_stats, 'motif_rate')} "
-                  f"({_fmt(sample_stats['reference_motif_rate'])}) |",
+                  f"| motif `{_motif(sample_stats)}` rate ± binomial SE (references) | "
+                  f"{_rate(sample_stats, 'motif_rate')} ({_fmt(sample_stats['reference_motif_rate'])}"
+                  f"{_motif_absent(sample_stats)}) |",
                   f"| longest single-residue run: mean / max; share ≥ {sample_stats['repeat_run']} | "
                   f"{_fmt(sample_stats['mean_longest_run'], 2)} / {sample_stats['max_longest_run']}; "
                   f"{_fmt(sample_stats['repeat_rate'])} |"]
@@ -146,7 +157,8 @@ def summary(result: dict) -> str:
         lines.append(f"samples          {s['num_samples']}: validity {s['validity']:.3f}, novelty {_fmt(s['novelty'])}, "
                      f"median nearest identity {_fmt(s['median_nearest_identity'])}, mean pairwise identity "
                      f"{_fmt(s['mean_pairwise_identity'])}, composition KL {_fmt(s['composition_kl'], 4)}, "
-                     f"motif rate {_rate(s, 'motif_rate')} (references {s['reference_motif_rate']:.3f}), "
+                     f"motif {_motif(s)} rate {_rate(s, 'motif_rate')} (references {s['reference_motif_rate']:.3f}"
+                     f"{_motif_absent(s)}), "
                      f"repeat rate {s['repeat_rate']:.3f}")
         if s.get("family_hmm"):
             f = s["family_hmm"]

@@ -419,6 +419,28 @@ def test_an_hmm_of_another_family_found_beside_the_checkpoint_is_left_out_with_a
     assert "the family-HMM metrics are left out (give --hmm FILE for another profile)" in err
 
 
+# ---- the motif of another family ---------------------------------------------------------------------------
+def test_the_motif_rate_is_of_the_motif_given_and_says_when_the_references_never_carry_it(
+        tiny_checkpoint, small_fasta, tmp_path, capsys):
+    """Another family's evaluation reported ACYP's motif, 0.000 in samples and references alike, as a figure."""
+    common = ["--checkpoint", tiny_checkpoint, "--data", small_fasta, "--max-seqs", 2, "--target-stderr", 0.5,
+              "--samples", 4, "--reference", small_fasta]
+    code, out, err = run_main(capsys, ev.main, *common, "--json")
+    acyp = json.loads(out)["samples"]
+    assert code == 0 and acyp["motif"] == metrics.MOTIF and acyp["reference_motif_rate"] == 0
+    code, out, err = run_main(capsys, ev.main, *common, "--report", tmp_path / "acyp.md")
+    assert "the references never carry it: --motif REGEX sets this family's" in out
+    assert "the references never carry it" in (tmp_path / "acyp.md").read_text()
+    references = [PROTEIN.decode(t) for t in read_fasta(small_fasta, PROTEIN).tokens]
+    motif = references[0][:2]                                            # two residues the family has
+    code, out, err = run_main(capsys, ev.main, *common, "--motif", motif, "--json", "--report", tmp_path / "own.md")
+    own = json.loads(out.split("\n")[0])["samples"]
+    assert own["motif"] == motif and own["reference_motif_rate"] == metrics.motif_rate(references, motif) > 0
+    assert f"| motif `{motif}` rate ± binomial SE (references) |" in (tmp_path / "own.md").read_text()
+    assert "never carry" not in (tmp_path / "own.md").read_text()
+    assert "is not a regular expression" in run_main(capsys, ev.main, *common, "--motif", "G[VI")[2]
+
+
 # ---- a split unlike the one training made ----------------------------------------------------------------
 def test_evaluate_warns_when_its_split_is_not_the_one_training_made():
     class Model:
