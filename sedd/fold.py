@@ -14,8 +14,8 @@ a ``FoldError`` whose message says which backend failed and why; ``reason`` name
 and tests. Results are cached by sequence, so a design folded once is free after.
 
 A fold can be stopped: ``fold(..., check=...)`` calls ``check`` while it works (ESMFold: before each of
-its layers; the Atlas API: while the answer is awaited), and whatever ``check`` raises (the studio's
-Stop) ends the fold there, without a result.
+its layers, and while it waits for another session's fold; the Atlas API: while the answer is
+awaited), and what ``check`` raises (the studio's Stop) ends the fold there, without a result.
 """
 from __future__ import annotations
 
@@ -103,6 +103,21 @@ def checked_between_layers(model: torch.nn.Module, check: Callable[[], None] | N
             handle.remove()
 
 
+@contextmanager
+def held(lock: threading.Lock, check: Callable[[], None] | None) -> Iterator[None]:
+    """``with lock``, except that ``check`` is polled while another thread holds it (another session's
+    fold): what it raises ends the wait."""
+    if check is None:
+        lock.acquire()
+    else:
+        while not lock.acquire(timeout=0.1):
+            check()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 class _CachedBackend:
     """Length check, per-sequence cache and the list API shared by the backends."""
 
@@ -126,7 +141,8 @@ class _CachedBackend:
 
     def fold(self, sequences: Sequence[str], check: Callable[[], None] | None = None) -> list[FoldResult]:
         """Fold each sequence (cached by sequence). Raises ``FoldError`` on the first failure, and
-        whatever ``check`` raises (it is called while a fold works) as it raises it."""
+        whatever ``check`` raises (it is called while a fold works or waits for another fold) as it
+        raises it, provided it is not a ``RuntimeError``, which a failing fold raises too."""
         results = []
         for seq in sequences:
             seq = seq.upper()
@@ -224,7 +240,7 @@ class ESMFoldBackend(_CachedBackend):
         return self._model
 
     def _fold_one(self, sequence: str, check: Callable[[], None] | None) -> FoldResult:
-        with self._lock:
+        with held(self._lock, check):
             model = self._load()
             try:
                 with checked_between_layers(model, check):

@@ -282,6 +282,28 @@ def test_a_check_that_raises_stops_an_esmfold_fold_between_its_layers_and_leaves
     assert calls == []
 
 
+def test_a_check_that_raises_stops_waiting_for_another_sessions_fold(esmfold):
+    """Two runs share the one ESMFold (--concurrency 2): a Stop while the other run's fold held it did
+    nothing until that fold ended."""
+    started, raised = time.monotonic(), []
+
+    def check():
+        if time.monotonic() - started > 0.2:
+            raise Stop
+
+    def stopped_run():
+        try:
+            esmfold.fold(["MKVLAGGY"], check=check)
+        except Stop as e:
+            raised.append(e)
+    with esmfold._lock:                          # another session's fold
+        waiting = threading.Thread(target=stopped_run, daemon=True)
+        waiting.start()
+        waiting.join(timeout=5)
+        assert not waiting.is_alive() and raised, "the Stop waited for the other fold"
+    assert esmfold.fold(["MKVLAGGY"], check=lambda: None)[0].sequence == "MKVLAGGY"
+
+
 def test_a_check_that_raises_stops_waiting_for_the_atlas_answer():
     """The Atlas API can take up to its 60 s timeout to answer: a Stop ends the wait at once."""
     answered = threading.Event()
