@@ -662,10 +662,11 @@ class Trainer:
         return spent or bool(self.cfg.minutes and self.seconds >= self.cfg.minutes * 60)
 
     # ---- the loop ---------------------------------------------------------------------------------------
-    def run(self) -> Path:
+    def run(self, second_signal_ends_process: bool = False) -> Path:
         """Train until --max-steps, --minutes or early stopping, then save; returns the output directory.
-        A stop signal (STOP_SIGNALS) ends the run after its step: saved, then ``Interrupted`` is raised."""
-        with self._signals_stop_after_the_step():
+        A stop signal (STOP_SIGNALS) ends the run after its step: saved, then ``Interrupted`` is raised.
+        ``second_signal_ends_process``: the command line's choice (``_signals_stop_after_the_step``)."""
+        with self._signals_stop_after_the_step(second_signal_ends_process):
             bar = self._progress_bar()
             try:
                 self._train_until_done(bar)
@@ -677,14 +678,15 @@ class Trainer:
         return self.out
 
     @contextlib.contextmanager
-    def _signals_stop_after_the_step(self):
+    def _signals_stop_after_the_step(self, end_process: bool = False):
         """Within it, a stop signal does not kill the run mid-step (with everything since the last save
         lost): it is noted, and the loop ends after the step, on every rank together. A second signal
-        acts at once, as the previous handler would: a handler of the caller's is called; Python's
-        own (Ctrl-C's KeyboardInterrupt, SIGTERM's end) ends the process by the signal itself, since a
-        KeyboardInterrupt raised while a finaliser runs is swallowed and the run went on. A signal
-        the process ignores (a background job's SIGINT) stays ignored; outside the main thread,
-        where Python delivers no signals, nothing changes."""
+        acts at once, through the handler it had before: a SIGTERM left to the default ends the
+        process, and Ctrl-C raises KeyboardInterrupt, or, with ``end_process`` (the command line),
+        ends the process by the signal itself (exit status 130): a KeyboardInterrupt raised while a
+        finaliser runs is swallowed, and the run went on. A library caller (a notebook) keeps its
+        process and its own handlers. A signal the process ignores (a background job's SIGINT)
+        stays ignored; outside the main thread, where Python delivers no signals, nothing changes."""
         if threading.current_thread() is not threading.main_thread():
             yield
             return
@@ -698,7 +700,7 @@ class Trainer:
 
         def again(signum, frame):
             handler = previous[signum]
-            if handler in (signal.SIG_DFL, signal.default_int_handler):
+            if handler == signal.SIG_DFL or (end_process and handler is signal.default_int_handler):
                 signal.signal(signum, signal.SIG_DFL)
                 os.kill(os.getpid(), signum)                   # exit status 128 + signum, as the shell expects
             else:
@@ -789,8 +791,10 @@ class Trainer:
         bar.update(max(0, target - bar.n))
 
 
-def train(cfg: TrainConfig, resume_state: dict | None = None, replacing: bool = False) -> Path:
-    """Train one run (``Trainer``; ``resume_state``: resume.pt's contents when the caller read them).
+def train(cfg: TrainConfig, resume_state: dict | None = None, replacing: bool = False,
+          second_signal_ends_process: bool = False) -> Path:
+    """Train one run (``Trainer``; ``resume_state``: resume.pt's contents when the caller read them;
+    ``second_signal_ends_process``: ``Trainer.run``'s).
 
     ``replacing``: a new run in an OUT that may hold an earlier one (``--overwrite``). The earlier
     run's resume.pt goes once this run's data and network are ready, not before: a start refused for
@@ -811,7 +815,7 @@ def train(cfg: TrainConfig, resume_state: dict | None = None, replacing: bool = 
     distributed = trainer.distributed
     try:
         try:
-            out, interrupted = trainer.run(), None
+            out, interrupted = trainer.run(second_signal_ends_process), None
         except Interrupted as e:          # every rank stopped after the same step
             out, interrupted = None, e
         if distributed:
@@ -1030,7 +1034,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         ckpt.check_writable(Path(cfg.out) / ckpt.CONFIG_NAME, "--out")   # now, not at the first save
         with one_line_warnings():
-            out = train(cfg, resume_state, replacing=a.overwrite)
+            out = train(cfg, resume_state, replacing=a.overwrite, second_signal_ends_process=True)
     except (ValueError, OSError) as e:    # what the options asked for cannot be done: say what
         p.exit(2, f"error: {e}\n")         # (under torchrun, from rank 0 only)
     except Interrupted as e:              # saved: no traceback, the shell's exit status of a signal

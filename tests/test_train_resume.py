@@ -8,6 +8,7 @@ import pickle
 import signal
 import subprocess
 import sys
+import types
 import warnings
 from pathlib import Path
 
@@ -157,7 +158,7 @@ class Finalised:
         sum(range(10_000))                            # Python runs the handler here, inside it
 
 noted = types.SimpleNamespace(_signal=None)
-with Trainer._signals_stop_after_the_step(noted):
+with Trainer._signals_stop_after_the_step(noted, end_process=True):     # as the command line runs it
     signal.raise_signal(signal.SIGINT)                # the first: noted, the step goes on
     sum(range(10_000))
     print("first noted" if noted._signal == signal.SIGINT else "first lost", flush=True)
@@ -172,6 +173,22 @@ def test_a_second_ctrl_c_ends_the_run_at_once_even_inside_a_finaliser(tmp_path):
     proc = subprocess.run([sys.executable, "-c", SECOND_CTRL_C], env=ENV, cwd=ROOT, capture_output=True, text=True,
                           timeout=120, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.stdout == "first noted\n" and proc.returncode == -signal.SIGINT, (proc.stdout, proc.stderr)
+
+
+def test_a_second_ctrl_c_in_a_library_caller_is_a_keyboard_interrupt_not_the_end_of_its_process():
+    """A notebook's kernel (Python's own Ctrl-C handler) must survive a double interrupt of ``train``."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    noted = types.SimpleNamespace(_signal=None)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with Trainer._signals_stop_after_the_step(noted):
+                signal.raise_signal(signal.SIGINT)
+                assert noted._signal == signal.SIGINT
+                signal.raise_signal(signal.SIGINT)
+                sum(range(10_000))
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_ctrl_c_on_the_command_line_saves_and_exits_130_without_a_traceback(tmp_path, family_and_clusters):
