@@ -17,12 +17,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sedd.checkpoint import CONFIG_NAME, DEFAULT_CHECKPOINT, WEIGHTS_NAME, atomic_write_text  # noqa: E402
 from sedd.cli import script  # noqa: E402
+from sedd.metrics import MOTIF  # noqa: E402
 
 # (label, where in the evaluation block, format)
 ROWS = (
     ("**ELBO, nats/residue** (lower is better)", ("elbo_nats_per_residue",), "{:.3f}"),
     ("infill recovery, 30 % masked, 128 steps", ("infill_recovery",), "{:.3f}"),
-    ("catalytic motif `G.VQG[VI].[FY]R` in the samples, 128 steps", ("samples", "motif_rate"), "{:.1%}"),
+    ("{motif} in the samples, 128 steps", ("samples", "motif_rate"), "{:.1%}"),
     ("family-HMM hit rate (E ≤ 1e-5)", ("samples", "family_hmm", "hit_rate"), "{:.1%}"),
     ("HMM bits ratio (samples / held-out naturals)", ("samples", "family_hmm", "bits_ratio"), "{:.3f}"),
     ("median identity to the nearest training sequence", ("samples", "median_nearest_identity"), "{:.3f}"),
@@ -87,7 +88,9 @@ def card(directory: Path, compare: Path, hardware: str, reproduce: str) -> str:
         f"| | `{compare.name}` | **`{directory.name}`** |",
         "|---|---:|---:|",
     ]
-    lines += [f"| {label} | {_cell(ref['evaluation'], path, fmt)} | {_cell(evaluation, path, fmt)} |"
+    pattern = _get(evaluation, ("samples", "motif")) or MOTIF     # recorded since evaluate --motif
+    motif = "catalytic motif `G.VQG[VI].[FY]R`" if pattern == MOTIF else f"motif `{pattern}`"
+    lines += [f"| {label.format(motif=motif)} | {_cell(ref['evaluation'], path, fmt)} | {_cell(evaluation, path, fmt)} |"
               for label, path, fmt in ROWS]
     lines += ["", "## Reproduce", "", "```bash", reproduce, "```", ""]
     return "\n".join(lines)

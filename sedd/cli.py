@@ -1,12 +1,14 @@
-"""argparse types shared by the command-line tools: each refuses an out-of-range value, saying what
-is allowed (argparse then stops with ``error: argument --flag: ...`` and exit code 2) before
-anything is loaded or computed."""
+"""What the command-line tools share: argparse types, each refusing an out-of-range value and saying
+what is allowed (argparse then stops with ``error: argument --flag: ...`` and exit code 2) before
+anything is loaded or computed; ``RankZeroParser`` for a tool that torchrun starts once per rank; and
+how a tool ends (``script``, ``run``) and prints its warnings."""
 from __future__ import annotations
 
 import argparse
 import contextlib
 import math
 import os
+import re
 import sys
 import warnings
 
@@ -57,6 +59,15 @@ class RankZeroParser(argparse.ArgumentParser):
 
     def exit(self, status: int = 0, message: str | None = None):
         super().exit(status, message if self.speaks() else None)
+
+
+def REGEX(text: str) -> str:
+    """A regular expression (``evaluate --motif``), refused with Python's reason when it does not compile."""
+    try:
+        re.compile(text)
+    except re.error as e:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a regular expression ({e})") from None
+    return text
 
 
 def OUTPUT_FILE(text: str) -> str:

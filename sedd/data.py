@@ -93,6 +93,14 @@ def record_id(header: str, number: int) -> str:
     return words[0] if words else f"record_{number}"
 
 
+MAX_LEN = 128       # the longest sequence training keeps unless told otherwise (``--max-len``)
+
+
+def longer_than(max_len: int) -> str:
+    """The reason ``read_fasta`` counts a sequence over ``max_len`` under, in ``Dataset.dropped``."""
+    return f"longer than {max_len}"
+
+
 def read_fasta(path: str | Path, alphabet: Alphabet, max_len: int | None = None) -> Dataset:
     """Read a FASTA file; drop (and count) sequences with characters outside the alphabet or too long.
     Records are named by ``record_id``. Whitespace and digits inside a sequence (a GenBank-style
@@ -108,7 +116,7 @@ def read_fasta(path: str | Path, alphabet: Alphabet, max_len: int | None = None)
         bad = sorted({ch for ch in seq if not alphabet.is_valid(ch)})
         too_long = max_len is not None and len(seq) > max_len
         if bad or too_long or not seq:
-            dropped.update(bad or [f"longer than {max_len}" if seq else "empty"])
+            dropped.update(bad or [longer_than(max_len) if seq else "empty"])
             num_dropped += 1
             continue
         ids.append(record_id(header, number))
@@ -312,7 +320,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clusters", help="cluster<TAB>member TSV: hold out whole clusters (as sedd.train --clusters)")
     p.add_argument("--val-fraction", type=float, default=0.05, help="share of the sequences held out (default 0.05)")
     p.add_argument("--seed", type=SEED, default=0, help="the split's seed (sedd.train --seed; default 0)")
-    p.add_argument("--max-len", type=COUNT, default=128, help="longest sequence kept, as in training (default 128)")
+    p.add_argument("--max-len", type=COUNT, default=MAX_LEN,
+                   help="longest sequence kept, as in training (sedd.train --max-len; default %(default)s)")
     p.add_argument("--out", required=True, help="folder for train.fasta and val.fasta")
     a = p.parse_args(argv)
     try:

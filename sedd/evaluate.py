@@ -64,13 +64,12 @@ import argparse
 import json
 import os
 import random
-import re
 import sys
 import time
 from pathlib import Path
 
 from . import checkpoint as ckpt
-from .cli import SEED, run
+from .cli import REGEX, SEED, run
 from .data import Dataset, describe_dropped, read_clusters, read_fasta, split
 from .hmm import HMM_NAME, check_file as check_hmm_file, family_metrics, load as load_hmm, natural_scores
 from .likelihood import elbo_to_precision, length_nll, unigram_nll
@@ -80,14 +79,6 @@ from .score import DISTRIBUTION_KEY, family_distribution
 
 
 # ---- command line ------------------------------------------------------------------------------------
-def _regex(text: str) -> str:
-    try:
-        re.compile(text)
-    except re.error as e:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a regular expression ({e})") from None
-    return text
-
-
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m sedd.evaluate", description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", default=None, help="checkpoint directory or Hub repo id "
@@ -111,7 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, help="draw N unconditional samples and score them (needs --reference)")
     p.add_argument("--reference", help="FASTA of reference (training) sequences for the sample metrics and the "
                                        "unigram floor (default with --clusters: the training part)")
-    p.add_argument("--motif", type=_regex, default=MOTIF,
+    p.add_argument("--motif", type=REGEX, default=MOTIF,
                    help="regular expression of the family's conserved motif, for the samples' motif rate "
                         "(default: the ACYP catalytic motif %(default)s)")
     p.add_argument("--hmm", help=f"family profile HMM for the sample metrics (default: {HMM_NAME} beside the checkpoint, if there)")

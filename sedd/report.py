@@ -53,8 +53,10 @@ def _motif(stats: dict) -> str:
 
 def _motif_absent(stats: dict) -> str:
     """A note for a family whose references never carry the motif: its rates say nothing then."""
-    return ("; the references never carry it: --motif REGEX sets this family's"
-            if stats["reference_motif_rate"] == 0 else "")
+    if stats["reference_motif_rate"] != 0:
+        return ""
+    return "; the references never carry it" + ("" if _motif(stats) != MOTIF else
+                                                 ": --motif REGEX sets this family's")
 
 
 def _fmt(value, digits: int = 3) -> str:

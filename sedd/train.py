@@ -33,7 +33,7 @@ import torch.distributed as dist
 from . import checkpoint as ckpt
 from .alphabet import PROTEIN, Alphabet
 from .cli import COUNT, COUNT_OR_ZERO, FRACTION, POSITIVE, POSITIVE_OR_ZERO, SEED, RankZeroParser, one_line_warnings
-from .data import bucketed_batches, collate, describe_dropped, read_clusters, read_fasta, split
+from .data import MAX_LEN, bucketed_batches, collate, describe_dropped, longer_than, read_clusters, read_fasta, split
 from .hmm import HMM_NAME
 from .likelihood import estimate_elbo, unigram_nll
 from .loss import diffusion_loss
@@ -63,7 +63,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     dropout: float = 0.1
     ema_decay: float = 0.999
-    max_len: int = 128
+    max_len: int = MAX_LEN
     eval_every: int = 250
     patience: int = 10            # stop after this many evaluations without a better validation ELBO
     eval_max_seqs: int = 512
@@ -304,7 +304,7 @@ class Trainer:
         cfg = self.cfg
         data = read_fasta(cfg.data, self.alphabet, max_len=cfg.max_len)
         if self.is_main and data.num_dropped:
-            longer = any(reason.startswith("longer than") for reason in data.dropped)
+            longer = longer_than(cfg.max_len) in data.dropped
             print(f"{describe_dropped(data)} (alphabet {self.alphabet.residues!r}, maximum length {cfg.max_len}"
                   f"{'; --max-len N keeps longer ones' if longer else ''})", file=sys.stderr)
         clusters = read_clusters(cfg.clusters) if cfg.clusters else None

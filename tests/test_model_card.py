@@ -37,6 +37,16 @@ def test_card_sets_every_figure_beside_the_reference(tiny_checkpoint, tmp_path):
     assert "(bf16)" in text and "1,234 steps" in text and "one test GPU" in text and "bash x.sh 8" in text
 
 
+def test_card_names_the_motif_the_evaluation_measured(tiny_checkpoint, tmp_path):
+    """An evaluation with another family's --motif was labelled as ACYP's catalytic motif."""
+    base = _evaluated(checkpoint.convert(tiny_checkpoint, tmp_path / "own", "bfloat16"), 1.5, 0.5)
+    config = json.loads((base / "config.json").read_text())
+    config["evaluation"]["samples"]["motif"] = "C..C"
+    (base / "config.json").write_text(json.dumps(config))
+    model_card.main([str(base), "--compare", str(base), "--hardware", "x", "--reproduce", "y"])
+    assert "| motif `C..C` in the samples, 128 steps | 50.0% | 50.0% |" in (base / "README.md").read_text()
+
+
 def test_card_refuses_an_unevaluated_checkpoint(tiny_checkpoint, tmp_path, capsys):
     with pytest.raises(SystemExit):
         model_card.main([str(tiny_checkpoint), "--compare", str(tiny_checkpoint), "--hardware", "x", "--reproduce", "y"])

@@ -270,7 +270,7 @@ def test_overwrite_drops_the_old_training_state_once_the_new_run_starts(tmp_path
     fasta, _ = data
     out = tmp_path / "run"
     cli("--data", fasta, "--out", out, "--max-steps", "3", *RUN)
-    monkeypatch.setattr(Trainer, "run", lambda self: (_ for _ in ()).throw(KeyboardInterrupt))
+    monkeypatch.setattr(Trainer, "run", lambda self, *_: (_ for _ in ()).throw(KeyboardInterrupt))
     with pytest.raises(KeyboardInterrupt):
         cli("--data", fasta, "--out", out, "--max-steps", "3", "--preset", "tiny", "--overwrite")
     assert not (out / RESUME_NAME).exists()
