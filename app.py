@@ -360,12 +360,7 @@ class StudioCallbacks:
             verb = "folded" if basis == "mean pLDDT" else "scored"
             why += f"; only {done} of {len(ranked)} {verb}, the rest after them in drawing order"
         heading = f"## Designs, ranked by {basis} ({why}) — click a row to view it"
-        layouts = [tuple(d.span_lengths) for d in ranked]
-        blank = []                                                              # a blank cell, said why
-        if len(ranked) > 1 and any(layouts.count(k) == 1 for k in layouts):
-            blank.append("whose span lengths no other design drew")
-        if len(ranked) > 1 and not all(any(d.designed) for d in ranked):       # e.g. a [0-3] span drawn at 0
-            blank.append("with no designed position")
+        blank = studio.why_nearest_is_blank(ranked)                             # a blank cell, said why
         if blank:
             heading += ("\n\n*Nearest other design* compares designs of the same span lengths, position by "
                         f"position; it is blank for a design {' or '.join(blank)}.")
@@ -714,9 +709,11 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
         # Not queued: a Stop must reach the server even when the queue is full.
         stop_btn.click(cb.stop, stop_epoch, status, js="() => window.seddStops", api_name=False, queue=False)
         seed_used.change(None, seed_used, seed_shown, js="(s) => String(s)", api_name=False)
-        # A refusal of particles above 1 names the sampler and top-p too: changing either clears it (the
-        # page clears a refusal under each input of an event that starts), as editing particles does.
-        gr.on([sampler.change, top_p.change], lambda *_: None, [particles, sampler, top_p], None, queue=False,
+        # A refusal of particles above 1 names the sampler and top-p too: changing either clears it, as
+        # editing particles does. The clearing is Gradio's (6.31): when a server event's first message
+        # arrives, the page clears the refusal under each of its inputs, so this round trip, which does
+        # nothing else, is what clears it (a js-only event would not). Release, not every step of a drag.
+        gr.on([sampler.input, top_p.release], lambda *_: None, [particles, sampler, top_p], None, queue=False,
               show_progress="hidden", api_name=False)
         reuse.click(lambda s: s, seed_shown, seed, api_name=False)
         table.select(cb.select, [designs, color], [structure, plot, selected], trigger_mode="always_last",

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .alphabet import Slot, TemplateSpec
+from .alphabet import TemplateSpec
 from .loss import masked_cross_entropy
 from .model import device_of, eval_mode
 
@@ -66,6 +66,11 @@ def check_t_samples(t_samples) -> None:
 
 
 @torch.no_grad()
+def _given(tpl) -> torch.LongTensor:
+    """The positions of a layout's given residues: the ones its likelihood scores (none: no network call)."""
+    return torch.tensor([i for i, d in enumerate(tpl.designed) if not d], dtype=torch.long)
+
+
 def observed_log_likelihoods(model, spec: TemplateSpec, combos: list[tuple[int, ...]], *, t_samples: int,
                              seed: int, progress: bool = False, check: Callable[[], None] | None = None) -> list[float]:
     """−ELBO (nats, summed) of the given residues of ``spec`` laid out by each combination.
@@ -96,7 +101,7 @@ def observed_log_likelihoods(model, spec: TemplateSpec, combos: list[tuple[int, 
             if check is not None:
                 check()                                  # may raise: the caller abandons the estimate (Stop)
             tpl = spec.expand(combo)
-            given = torch.tensor([i for i, d in enumerate(tpl.designed) if not d], dtype=torch.long)
+            given = _given(tpl)
             if len(given) == 0:                          # nothing given: every layout is equally likely
                 out.append(0.0)
                 continue
@@ -165,12 +170,12 @@ def _combinations(spec: TemplateSpec) -> int:
 
 def _score(model, spec: TemplateSpec, combos, t_samples, seed, progress, check) -> tuple[list[float], int]:
     """log w(k) = log p(n_k) + log p_θ(given | n_k) for each combination, and the network rows it took
-    (none where nothing is given: ``observed_log_likelihoods`` then evaluates nothing)."""
+    (``t_samples`` per layout with a given residue, as ``observed_log_likelihoods`` evaluates them)."""
     fixed = spec.num_slots
     prior = log_length_prior(model.length_histogram, [fixed + sum(c) for c in combos], model.max_len)
     like = observed_log_likelihoods(model, spec, combos, t_samples=t_samples, seed=seed, progress=progress, check=check)
-    given = any(isinstance(part, Slot) and part.token is not None for part in spec.parts)
-    return [a + b for a, b in zip(prior, like)], t_samples * len(combos) * given
+    rows = t_samples * sum(len(_given(spec.expand(c))) > 0 for c in combos)
+    return [a + b for a, b in zip(prior, like)], rows
 
 
 def span_posterior(model, spec: TemplateSpec, *, t_samples: int = SPAN_T_SAMPLES, seed: int = 0,

@@ -366,6 +366,18 @@ def nearest_identities(sequences: list[str], designed: list[bool]) -> list[float
     return [max(identity(a, b) for j, b in enumerate(infills) if j != i) for i, a in enumerate(infills)]
 
 
+def why_nearest_is_blank(designs: list[Design]) -> list[str]:
+    """Why designs of a run of several have no nearest other design (``nearest_identities``), as the
+    words that end "blank for a design …"; empty when every design has one."""
+    blank = [d for d in designs if d.nearest_identity is None] if len(designs) > 1 else []
+    reasons = []
+    if any(any(d.designed) for d in blank):
+        reasons.append("whose span lengths no other design drew")
+    if any(not any(d.designed) for d in blank):            # e.g. a [0-3] span drawn at length 0
+        reasons.append("with no designed position")
+    return reasons
+
+
 def _nearest_by_layout(sequences: list[str], templates: list[Template]) -> list[float | None]:
     """``nearest_identities`` within each group of designs that share a layout (the same span lengths)."""
     groups: dict[tuple[int, ...], list[int]] = {}
