@@ -6,8 +6,7 @@ The network predicts over the V residues only; MASK and PAD exist only as inputs
 Template syntax (the contract shared by the app, the CLI and the API):
 - residues: the alphabet's characters, case-insensitive when the alphabet has no lowercase;
 - designed positions: ``_ ? # X`` (X is "unknown residue" in FASTA, so it is designed too);
-- ignored: whitespace, digits, comment lines (starting with ``;``, where ``;`` is not a residue),
-  one leading FASTA header line (``>…``), a trailing ``*``;
+- ignored: whitespace, digits, one leading FASTA header line (``>…``), a trailing ``*``;
 - brackets (when ``[`` is not itself a residue of the alphabet):
   ``[n]`` n designed positions, exactly as n masks; ``[a-b]`` a designed span of a to b positions
   whose length the model chooses (``sedd/spans.py``); ``[KR]`` one designed position restricted to
@@ -221,14 +220,6 @@ def _chars(ids, residues: str) -> str:
     return "".join(residues[i] for i in sorted(ids))
 
 
-def without_comments(text: str) -> str:
-    """``text`` with its FASTA comment lines (a line that starts with ``;``, as ``sedd.data`` reads
-    FASTA files for training) blanked to spaces: every other character keeps its position, so an
-    error's position still counts from the start of the text. A ``;`` anywhere else is left for the
-    template rules to refuse. Templates (``Alphabet.parse_spec``) and scored sequences share it."""
-    return "\n".join(" " * len(line) if line.startswith(";") else line for line in text.split("\n"))
-
-
 @dataclass(frozen=True)
 class Alphabet:
     """An ordered set of residue characters plus the characters that mark designed positions."""
@@ -300,8 +291,7 @@ class Alphabet:
                 + (" (either case)" if self.case_insensitive else "")
                 + (f", designed positions {' '.join(self.mask_chars)}" if designing else "")
                 + (", brackets [n] [a-b] [KR] [^C]" if designing and "[" not in self._index else "")
-                + "; whitespace, digits, comment lines (starting with ;), one FASTA header line and a trailing * "
-                  "are ignored")
+                + "; whitespace, digits, one FASTA header line and a trailing * are ignored")
 
     def residue_ids(self, text: str, what: str = "excluded residues") -> frozenset[int]:
         """The residue ids listed in ``text`` (whitespace and commas ignored; None lists none); ``what``
@@ -334,10 +324,7 @@ class Alphabet:
                                  "to bar each of them")
 
     def _strip_fasta(self, text: str) -> tuple[str, int, list[str]]:
-        """(sequence text, its offset in ``text``, notices): comment lines, header line, extra records,
-        trailing * removed."""
-        if not self.is_valid(";"):
-            text = without_comments(text)
+        """(sequence text, its offset in ``text``, notices): header line, extra records, trailing * removed."""
         notices: list[str] = []
         body, offset = text, 0
         stripped = text.lstrip()

@@ -46,7 +46,7 @@ import numpy as np
 import torch
 
 from . import checkpoint as ckpt
-from .alphabet import HEADER_LINE, without_comments
+from .alphabet import HEADER_LINE
 from .cli import SEED, run
 from .data import Dataset, fasta_text, not_utf8, record_id
 from .likelihood import elbo_to_precision, estimate_elbo
@@ -88,6 +88,14 @@ def parse_sequence(model: ckpt.Checkpoint, text: str) -> list[int]:
                          f"({shown}); write residues in place of {' '.join(model.alphabet.mask_chars)} and of "
                          "brackets such as [KR] or [3]")
     return list(template.tokens)
+
+
+def without_comments(text: str) -> str:
+    """``text`` with its FASTA comment lines (a line that starts with ``;``, as ``sedd.data`` reads
+    FASTA files for training) blanked to spaces: every other character keeps its position, so an
+    error's position still counts from the start of the text. A ``;`` anywhere else is left for the
+    template rules to refuse."""
+    return "\n".join(" " * len(line) if line.startswith(";") else line for line in text.split("\n"))
 
 
 def fasta_records(text: str) -> list[tuple[str, str]]:
@@ -367,7 +375,7 @@ def _read_inputs(model: ckpt.Checkpoint, a: argparse.Namespace) -> list[tuple[st
     inputs = []
     for name, body in records:
         try:
-            inputs.append((name, parse_sequence(model, text if whole else body)))
+            inputs.append((name, parse_sequence(model, without_comments(text) if whole else body)))
         except ValueError as e:
             named = a.sequence is None or name != "sequence"      # a header-less --sequence has no name to repeat
             raise ValueError(f"{name}: {e}" if named else str(e)) from None

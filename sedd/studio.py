@@ -583,8 +583,8 @@ def check_score_request(model: Checkpoint, text: str, limits: Limits = Limits())
         raise ValueError(f"the input holds {len(records)} FASTA records; this scores one sequence at a time "
                          "(python -m sedd.score --fasta FILE scores many)")
     # the whole text, not the record's body, so that an error's position counts from its start, as a
-    # template's does (the parser drops comment lines and one header line itself)
-    return records[0][0], score.parse_sequence(model, text)
+    # template's does (the parser drops one header line itself)
+    return records[0][0], score.parse_sequence(model, score.without_comments(text))
 
 
 def score_request(model: Checkpoint, text: str, seed: int = 0) -> dict:
