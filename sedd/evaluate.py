@@ -49,8 +49,9 @@ Sample metrics (``--samples N --reference FASTA``); lengths drawn from the check
   motif ``G.VQG[VI].[FY]R``, 92 % in nature); the same rate on the references is reported beside it,
   with a note when they never carry it (another family: give its motif).
 - family membership (``sedd/hmm.py``): with a profile HMM (``--hmm``, or ``family.hmm`` beside the
-  checkpoint, left out with a warning when the held-out sequences are not its family), the samples' hit rate at E ≤ 1e-5 and median bit score / that of the held-out
-  ``--data`` sequences, and the same for each sample's residues shuffled (a control that scores ≈ 0);
+  checkpoint, left out with a warning when the held-out sequences are not its family), the
+  samples' hit rate at E ≤ 1e-5 and median bit score / that of the held-out ``--data`` sequences,
+  and the same for each sample's residues shuffled (a control that scores ≈ 0);
 - low complexity: the longest single-residue run per sample (mean, maximum) and the share of
   samples with a run of 5 or more (``repeat_rate``).
 ``--fold``: mean pLDDT (0–100) and pTM per sample from ``sedd.fold.ESMFoldBackend`` (on ``--device`` when
