@@ -253,9 +253,9 @@ def check_cluster_ids(data: Dataset, clusters: dict[str, str]) -> None:
     """
     shared = [seq_id for seq_id, n in Counter(data.ids).items() if n > 1]
     if shared:
-        warnings.warn(f"{len(shared):,} FASTA id(s) name more than one record (such as {shared[0]!r}); the cluster file "
-                      "places an id, so all its records go to that id's cluster and side of the split: give each "
-                      "record its own id unless they are the same protein")
+        warnings.warn(f"{len(shared):,} FASTA id(s) name more than one record (such as {shared[0]!r}); the "
+                      "cluster file places an id, so all its records go to that id's cluster and side of the "
+                      "split: give each record its own id unless they are the same protein")
     missing = [seq_id for seq_id in data.ids if seq_id not in clusters]
     members = f"cluster members such as {next(iter(clusters))!r}" if clusters else "no cluster members"
     if len(missing) == len(data):

@@ -248,7 +248,8 @@ def sample_metrics(samples: list[str], references: list[str], residues: str, *, 
     allowed = set(residues)
     valid = [s for s in samples if s and set(s) <= allowed]
     out = {"num_samples": len(samples), "validity": len(valid) / len(samples), **low_complexity(samples),
-           "motif": motif, "motif_rate": motif_rate(samples, motif), "reference_motif_rate": motif_rate(references, motif),
+           "motif": motif, "motif_rate": motif_rate(samples, motif),
+           "reference_motif_rate": motif_rate(references, motif),
            "composition_kl": composition_kl(references, valid, residues) if valid else float("nan")}
     if not valid:
         return {**out, "novelty": float("nan"), "median_nearest_identity": float("nan"),

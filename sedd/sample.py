@@ -12,8 +12,8 @@ network evaluations per sample, the wall time, the steps, the seed, the sampler,
 checkpoint; with ``[a-b]`` spans also ``span_lengths`` (per design), ``span_posterior`` (the top
 10 combinations) and ``span_posterior_nfe`` (the network rows that choosing the lengths took, shared
 by all designs and not in ``nfe_per_sample``); with ``--particles`` above 1 and allowed sets
-(``[KR]``, ``[^C]``, ``--omit``) also ``particles`` and ``constraint_log_prob`` (per design: the estimated log-probability that the
-sampler without the sets would meet them).
+(``[KR]``, ``[^C]``, ``--omit``) also ``particles`` and ``constraint_log_prob`` (per design: the
+estimated log-probability that the sampler without the sets would meet them).
 """
 from __future__ import annotations
 
