@@ -65,12 +65,12 @@ def check_t_samples(t_samples) -> None:
         raise ValueError(f"t_samples (times per candidate span length) must be a whole number ≥ 1, got {t_samples!r}")
 
 
-@torch.no_grad()
 def _given(tpl) -> torch.LongTensor:
     """The positions of a layout's given residues: the ones its likelihood scores (none: no network call)."""
     return torch.tensor([i for i, d in enumerate(tpl.designed) if not d], dtype=torch.long)
 
 
+@torch.no_grad()
 def observed_log_likelihoods(model, spec: TemplateSpec, combos: list[tuple[int, ...]], *, t_samples: int,
                              seed: int, progress: bool = False, check: Callable[[], None] | None = None) -> list[float]:
     """−ELBO (nats, summed) of the given residues of ``spec`` laid out by each combination.
@@ -174,7 +174,8 @@ def _score(model, spec: TemplateSpec, combos, t_samples, seed, progress, check) 
     fixed = spec.num_slots
     prior = log_length_prior(model.length_histogram, [fixed + sum(c) for c in combos], model.max_len)
     like = observed_log_likelihoods(model, spec, combos, t_samples=t_samples, seed=seed, progress=progress, check=check)
-    rows = t_samples * sum(len(_given(spec.expand(c))) > 0 for c in combos)
+    given = len(_given(spec.expand(combos[0]))) > 0         # the same count in every layout
+    rows = t_samples * len(combos) * given
     return [a + b for a, b in zip(prior, like)], rows
 
 

@@ -96,13 +96,15 @@ def test_a_single_combination_needs_no_likelihood(model, fake_likelihood):
                          ids=["enumerated", "span by span", "nothing given", "one combination"])
 def test_the_posterior_counts_the_network_rows_it_evaluated(model, template):
     """``sedd.sample --json`` reports them as ``span_posterior_nfe``: ``nfe_per_sample`` is the sampler's alone."""
-    rows = []
-    counting = model.model.register_forward_hook(lambda _net, args, _out: rows.append(args[0].shape[0]))
+    rows, graded = [], []
+    counting = model.model.register_forward_hook(
+        lambda _net, args, _out: rows.append(args[0].shape[0]) or graded.append(torch.is_grad_enabled()))
     try:
         post = span_posterior(model, PROTEIN.parse_spec(template, model.max_len), t_samples=4)
     finally:
         counting.remove()
     assert post.nfe == sum(rows)
+    assert not any(graded), "the estimate ran the network with autograd on (a graph per candidate, for nothing)"
     assert (post.nfe > 0) == (template not in ("[2-5]", "MK[4-4]G"))
 
 
