@@ -89,7 +89,7 @@ def card(directory: Path, compare: Path, hardware: str, reproduce: str) -> str:
         "|---|---:|---:|",
     ]
     pattern = _get(evaluation, ("samples", "motif")) or MOTIF     # recorded since evaluate --motif
-    motif = "catalytic motif `G.VQG[VI].[FY]R`" if pattern == MOTIF else f"motif `{pattern}`"
+    motif = f"catalytic motif `{pattern}`" if pattern == MOTIF else f"motif `{pattern}`"
     lines += [f"| {label.format(motif=motif)} | {_cell(ref['evaluation'], path, fmt)} | "
               f"{_cell(evaluation, path, fmt)} |" for label, path, fmt in ROWS]
     lines += ["", "## Reproduce", "", "```bash", reproduce, "```", ""]
