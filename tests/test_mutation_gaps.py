@@ -1,0 +1,167 @@
+"""Behaviours a mutation review found untested: each test pins one behaviour a user depends on that a
+small edit of the library (a mutant) could break without any other test failing."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import stat
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import profile_family
+from sedd import checkpoint, likelihood, score, studio
+from sedd.alphabet import PROTEIN
+from sedd.data import Dataset
+from sedd.schedule import LogLinearSchedule
+from sedd.spans import span_posterior
+
+S = LogLinearSchedule()
+
+
+def as_dataset(sequences: list[str]) -> Dataset:
+    return Dataset([f"s{i}" for i in range(len(sequences))], [PROTEIN.encode(s) for s in sequences])
+
+
+# ---- checkpoint ---------------------------------------------------------------------------------------
+def test_sampled_lengths_follow_the_length_histogram(tiny_model):
+    ckpt = checkpoint.Checkpoint(tiny_model, PROTEIN, S, {10: 99, 50: 1})
+    lengths = ckpt.sample_lengths(1000, torch.Generator().manual_seed(0))
+    assert len(lengths) == 1000 and set(lengths) <= {10, 50}
+    assert lengths.count(10) >= 900
+
+
+@pytest.mark.parametrize("key", ["format", "model", "alphabet", "schedule"])
+def test_update_config_refuses_the_blocks_that_define_the_model(tiny_checkpoint, key):
+    config = tiny_checkpoint / checkpoint.CONFIG_NAME
+    before = config.read_bytes()
+    with pytest.raises(ValueError, match="defines the model"):
+        checkpoint.update_config(tiny_checkpoint, key, {"replaced": True})
+    assert config.read_bytes() == before
+
+
+def test_atomically_written_files_are_readable_by_everyone(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = tmp_path / "out.txt"
+        checkpoint.atomic_write_text(path, "hello\n")
+    finally:
+        os.umask(old)
+    assert path.read_text() == "hello\n"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_a_checkpoint_saved_from_a_bf16_model_stores_float32_weights(tiny_model, tmp_path):
+    directory = checkpoint.save(tmp_path / "ckpt", tiny_model.to(torch.bfloat16), PROTEIN, S, {40: 1})
+    state = load_file(str(directory / checkpoint.WEIGHTS_NAME))
+    assert state and all(v.dtype == torch.float32 for v in state.values())
+
+
+def test_a_checkpoint_loaded_as_bf16_has_bf16_parameters(tiny_checkpoint):
+    loaded = checkpoint.load(tiny_checkpoint, dtype=torch.bfloat16)
+    params = list(loaded.model.parameters())
+    assert params and all(p.dtype == torch.bfloat16 for p in params)
+
+
+# ---- span lengths -------------------------------------------------------------------------------------
+def test_the_span_length_posterior_includes_the_length_prior(tiny_checkpoint):
+    # one given residue: the likelihood barely tells the layouts apart; the peaked histogram must
+    model = dataclasses.replace(checkpoint.load(tiny_checkpoint), length_histogram={9: 1000})
+    spec = PROTEIN.parse_spec("M[3-12]", model.max_len)
+    post = span_posterior(model, spec, t_samples=4, seed=0)
+    assert post.mode() == (8,)                           # 1 given + 8 designed = length 9
+    assert post.top(1)[0]["prob"] > 0.9
+
+
+# ---- ELBO ---------------------------------------------------------------------------------------------
+def test_each_precision_round_uses_fresh_random_draws(tiny_model, monkeypatch):
+    seeds = []
+    real = likelihood.estimate_elbo
+
+    def recording(*args, **kwargs):
+        seeds.append(kwargs["seed"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(likelihood, "estimate_elbo", recording)
+    sequences, _ = profile_family(2, 12, seed=1)
+    result = likelihood.elbo_to_precision(tiny_model, as_dataset(sequences), S, PROTEIN.mask_id, t_samples=4,
+                                          target_stderr=1e-9, max_t_samples=8, seed=3)
+    assert result["t_samples"] == 8 and len(seeds) >= 2
+    assert len(set(seeds)) == len(seeds)
+
+
+def test_every_sequence_gets_one_time_in_each_stratum(tiny_model, monkeypatch):
+    K, calls = 4, []
+    real = likelihood.diffusion_loss
+
+    def recording(*args, t, **kwargs):
+        calls.append(t.detach().double().cpu())
+        return real(*args, t=t, **kwargs)
+
+    monkeypatch.setattr(likelihood, "diffusion_loss", recording)
+    sequences, _ = profile_family(3, 12, seed=2)
+    likelihood.estimate_elbo(tiny_model, as_dataset(sequences), S, PROTEIN.mask_id, t_samples=K, seed=0)
+    assert any(len(t) > K for t in calls)                 # a batch of several sequences
+    for t in calls:
+        strata = ((t - S.eps) / (1 - S.eps) * K).floor().long().view(-1, K)     # [B, K]
+        assert strata.tolist() == [list(range(K))] * len(strata)
+
+
+def test_a_sequences_stderr_is_the_standard_error_of_its_mean_over_times(tiny_model):
+    seq = "MSTARPLKSVDYEVFGRVQG"
+    result = likelihood.estimate_elbo(tiny_model, as_dataset([seq]), S, PROTEIN.mask_id, t_samples=8, seed=0)
+    n = result["num_residues"]
+    assert n == len(seq)
+    assert result["elbo_stderr"] > 0
+    assert result["per_sequence_stderr"][0] == pytest.approx(result["elbo_stderr"] * n, rel=1e-9)
+
+
+# ---- scores -------------------------------------------------------------------------------------------
+def test_top_substitutions_never_list_the_wild_type():
+    wild, residues = "MSTAK", PROTEIN.residues
+    gen = torch.Generator().manual_seed(0)
+    scores = [[0.0 if r == w else -1.0 - torch.rand(1, generator=gen).item() for r in residues] for w in wild]
+    entry = {"sequence": wild, "scan": {"residues": residues, "scores": scores}}
+    subs = score.top_substitutions(entry, n=len(wild) * (len(residues) - 1))
+    assert len(subs) == len(wild) * (len(residues) - 1)
+    assert all(name[0] != name[-1] for name, _ in subs)
+    assert all(value < 0 for _, value in subs)
+
+
+def test_a_mutation_at_the_last_residue_is_accepted():
+    residues = PROTEIN.residues
+    assert score.parse_mutant("K5A", "MSTAK", residues) == [(4, residues.index("K"), residues.index("A"))]
+
+
+def test_spearman_skips_a_nan_dms_score():
+    rows = [{"DMS_score": v} for v in ("0.1", "0.5", "nan", "0.9", "1.2")]
+    result = score._spearman(rows, [1.0, 2.0, 3.0, 4.0, 5.0])
+    assert result["num_with_dms"] == 4
+    assert result["spearman"] == pytest.approx(1.0)
+
+
+# ---- studio request checks at their edges --------------------------------------------------------------
+def _refused(model, **changes) -> studio.RequestError:
+    request = {**dict(template="MKV__GF_R", num_samples=1, steps=16, temperature=1.0, seed=1), **changes}
+    with pytest.raises(studio.RequestError) as e:
+        studio.check_request(model, **request)
+    return e.value
+
+
+def test_a_top_p_just_above_one_is_refused(model):
+    assert _refused(model, top_p=1.01).field == "top_p"
+
+
+def test_a_temperature_just_below_the_minimum_is_refused(model):
+    assert _refused(model, temperature=studio.Limits().min_temperature * 0.9).field == "temperature"
+
+
+def test_one_design_more_than_the_maximum_is_refused(model):
+    assert _refused(model, num_samples=studio.Limits().max_designs + 1).field == "num_samples"
+
+
+def test_the_largest_seed_is_accepted():
+    top = studio.Limits().max_seed
+    assert studio.checked_seed(top) == top
+    assert studio.checked_seed(str(top)) == top
