@@ -53,11 +53,13 @@ def _refuse_unknown_settings(section: dict, known: set[str], name: str) -> None:
 def describe_char(ch: str) -> str:
     """A character as an error message should show it: ``'!'``, or for anything beyond printable
     ASCII also its code point and name, ``'А' (U+0410, CYRILLIC CAPITAL LETTER A)``, so a look-alike
-    of a residue letter is recognisable."""
+    of a residue letter is recognisable, and an invisible one is said to be there."""
     if ch.isascii() and ch.isprintable():
         return repr(ch)
     name = unicodedata.name(ch, "")
-    return f"{ch!r} (U+{ord(ch):04X}{', ' + name if name else ''})"
+    # a byte-order mark, zero-width space or soft hyphen pasted from a PDF: the user cannot see it
+    hidden = ", invisible: delete it" if unicodedata.category(ch) in ("Cf", "Cc") else ""
+    return f"{ch!r} (U+{ord(ch):04X}{', ' + name if name else ''}{hidden})"
 
 
 @dataclass(frozen=True)
@@ -229,6 +231,9 @@ class Alphabet:
     _index: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.residues, str) or not isinstance(self.mask_chars, str):
+            raise ValueError(f"alphabet residues and mask characters must be strings, got {self.residues!r} "
+                             f"and {self.mask_chars!r}")
         if len(set(self.residues)) != len(self.residues) or not self.residues:
             raise ValueError(f"alphabet residues must be unique and non-empty, got {self.residues!r}")
         clash = set(self.residues) & set(self.mask_chars)

@@ -377,6 +377,8 @@ def _read_config(directory: Path) -> dict:
     for key in ("model", "alphabet", "schedule"):
         if key not in config:
             raise ValueError(f"{path} lacks the {key!r} section")
+        if not isinstance(config[key], dict):
+            raise ValueError(f"{path}: the {key!r} section must be a JSON object, got {config[key]!r}")
     return config
 
 
@@ -420,6 +422,10 @@ def _read_weights(directory: Path, model_cfg: ModelConfig) -> ScoreNetwork:
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as e:
         raise ValueError(f"{weights} is not a readable safetensors file: {e}") from e
+    # NaN, inf or whole-number weights load without an error, and then sample nonsense
+    unusable = sorted(k for k, v in state.items() if not v.is_floating_point() or not torch.isfinite(v).all())
+    if unusable:
+        raise ValueError(f"{weights}: weights that are not finite floating-point numbers: {', '.join(unusable)}")
     model = ScoreNetwork(model_cfg)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
@@ -450,7 +456,9 @@ def load(name_or_path: str | Path | None = None, device: str | torch.device = "c
         model_cfg = ModelConfig(**config["model"])
         alphabet = Alphabet.from_dict(config["alphabet"])
         schedule = LogLinearSchedule.from_dict(config["schedule"])
-    except (TypeError, KeyError, AssertionError, ValueError) as e:
+    except KeyError as e:
+        raise ValueError(f"{directory / CONFIG_NAME}: a section lacks the setting {e}") from e
+    except (TypeError, ValueError) as e:
         raise ValueError(f"{directory / CONFIG_NAME} has an invalid section: {e}") from e
     if causal is not None and model_cfg.causal != causal:
         kinds = {True: "an autoregressive baseline (a causal network)", False: "a diffusion model"}

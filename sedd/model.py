@@ -44,10 +44,16 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         # ValueErrors, not asserts: ``python -O`` strips asserts, and n_heads = 0 was a ZeroDivisionError
-        for name in ("d_model", "n_heads", "max_len"):
+        # (a checkpoint's config.json is read into it: every field is checked, not only the arithmetic's)
+        for name in ("vocab_size", "max_len", "d_model", "n_layers", "n_heads", "d_ff"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 raise ValueError(f"{name} must be a whole number ≥ 1, got {value!r}")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, numbers.Real) or not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
+        for name in ("tie_embeddings", "causal"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model must be divisible by n_heads, got d_model={self.d_model} and "
                              f"n_heads={self.n_heads}")

@@ -62,6 +62,51 @@ def test_tampered_checkpoint_gives_a_clear_error(tiny_checkpoint, damage, messag
         checkpoint.load(tiny_checkpoint)
 
 
+def _edit_config(directory, section, key, value):
+    config = json.loads((directory / "config.json").read_text())
+    if key is None:
+        config[section] = value
+    elif value is None:
+        del config[section][key]
+    else:
+        config[section][key] = value
+    (directory / "config.json").write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize("section,key,value,message", [
+    ("model", "n_layers", 2.0, "n_layers must be a whole number ≥ 1, got 2.0"),
+    ("model", "n_layers", "2", "n_layers must be a whole number ≥ 1"),
+    ("model", "vocab_size", "20", "vocab_size must be a whole number ≥ 1"),
+    ("model", "d_ff", -5, "d_ff must be a whole number ≥ 1, got -5"),
+    ("model", "dropout", "x", r"dropout must be a number in \[0, 1\)"),
+    ("model", "causal", "false", "causal must be true or false, got 'false'"),
+    ("model", None, None, "the 'model' section must be a JSON object, got None"),
+    ("schedule", None, [1], "the 'schedule' section must be a JSON object"),
+    ("alphabet", None, ["A"], "the 'alphabet' section must be a JSON object"),
+    ("alphabet", "mask_chars", None, "a section lacks the setting 'mask_chars'"),
+    ("schedule", "eps", None, "a section lacks the setting 'eps'"),
+    ("alphabet", "residues", 5, "residues and mask characters must be strings"),
+])
+def test_a_malformed_config_value_is_refused_by_name(tiny_checkpoint, section, key, value, message):
+    """A hand-edited config.json: one line naming the setting, not a TypeError from deep in torch."""
+    _edit_config(tiny_checkpoint, section, key, value)
+    with pytest.raises(ValueError, match=message):
+        checkpoint.load(tiny_checkpoint)
+
+
+@pytest.mark.parametrize("spoil", [lambda w: w.fill_(float("nan")), lambda w: w.fill_(float("inf")),
+                                   lambda w: w.round().to(torch.int32)])
+def test_weights_that_are_not_finite_floats_are_refused_by_name(tiny_checkpoint, spoil):
+    """NaN weights used to load and sample all-Y sequences; whole-number weights to load silently."""
+    path = tiny_checkpoint / "model.safetensors"
+    state = load_file(path)
+    spoilt = spoil(state["head.bias"])
+    state["head.bias"] = spoilt if spoilt is not None else state["head.bias"]
+    save_file(state, path)
+    with pytest.raises(ValueError, match=r"not finite floating-point numbers: head\.bias$"):
+        checkpoint.load(tiny_checkpoint)
+
+
 def test_a_home_relative_checkpoint_is_found(tiny_checkpoint, tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tiny_checkpoint.parent))
     assert checkpoint.resolve(f"~/{tiny_checkpoint.name}") == tiny_checkpoint
