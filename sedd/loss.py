@@ -84,7 +84,8 @@ def diffusion_loss(model, x0: torch.LongTensor, lengths: torch.LongTensor, sched
     sigma_bar = schedule.total_noise(t)
     log_s = log_score(F.log_softmax(logits.float(), dim=-1), sigma_bar)
     per_pos = score_entropy(log_s, x0.clamp(max=mask_id - 1), score_scale(sigma_bar))
-    return schedule.rate(t) * (per_pos * masked).sum(-1)
+    # where: at σ̄ = 0 (t = 0, ε = 0) the score entropy is inf − inf = NaN at unmasked positions too
+    return schedule.rate(t) * torch.where(masked, per_pos, 0.0).sum(-1)
 
 
 def masked_cross_entropy(logits: torch.Tensor, x0: torch.LongTensor, masked: torch.BoolTensor) -> torch.Tensor:

@@ -50,7 +50,7 @@ from .alphabet import HEADER_LINE
 from .cli import SEED, run
 from .data import Dataset, fasta_text, not_utf8, record_id
 from .likelihood import elbo_to_precision, estimate_elbo
-from .model import device_of
+from .model import device_of, eval_mode
 
 ELBO_T_SAMPLES = 64          # times in the first round: one forward of 64 copies of the sequence
 ELBO_TARGET_STDERR = 0.05    # nats/residue; ~120 times for a 100-residue natural ACYP
@@ -127,13 +127,14 @@ def masked_log_probs(model: ckpt.Checkpoint, tokens: list[int], site_sets: list[
     device = device_of(net)
     x = torch.tensor(tokens, dtype=torch.long, device=device)
     out: list[torch.Tensor] = []
-    for start in range(0, len(site_sets), rows_per_pass):
-        chunk = site_sets[start:start + rows_per_pass]
-        rows = x.repeat(len(chunk), 1)                                          # [R, L]
-        for r, sites in enumerate(chunk):
-            rows[r, list(sites)] = model.alphabet.mask_id
-        log_p = torch.log_softmax(net(rows).double(), dim=-1).cpu()            # [R, L, V]
-        out.extend(log_p[r, list(sites)] for r, sites in enumerate(chunk))
+    with eval_mode(net):                     # dropout off: the same sequence always scores the same
+        for start in range(0, len(site_sets), rows_per_pass):
+            chunk = site_sets[start:start + rows_per_pass]
+            rows = x.repeat(len(chunk), 1)                                      # [R, L]
+            for r, sites in enumerate(chunk):
+                rows[r, list(sites)] = model.alphabet.mask_id
+            log_p = torch.log_softmax(net(rows).double(), dim=-1).cpu()        # [R, L, V]
+            out.extend(log_p[r, list(sites)] for r, sites in enumerate(chunk))
     return out
 
 

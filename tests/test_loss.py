@@ -31,6 +31,15 @@ def test_loss_finite_at_both_ends(tiny_model):
         assert torch.isfinite(loss).all()
 
 
+def test_loss_is_zero_at_t_zero_of_a_schedule_without_eps(tiny_model):
+    """ε = 0 is allowed and a uniform draw can be exactly 0: nothing is masked then, so nothing is lost
+    (the score entropy itself is inf − inf there, and must not leak a NaN into the sum)."""
+    x0 = torch.randint(0, 20, (2, 30))
+    loss = diffusion_loss(tiny_model, x0, torch.tensor([30, 20]), LogLinearSchedule(eps=0.0), 20, pad_id=21,
+                          t=torch.tensor([0.0, 0.5]))
+    assert loss[0].item() == 0.0 and torch.isfinite(loss[1])
+
+
 def test_loss_ignores_padding(tiny_model):
     torch.manual_seed(0)
     x0 = torch.randint(0, 20, (1, 30))

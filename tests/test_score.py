@@ -57,6 +57,19 @@ def test_marginals_are_normalised_and_the_wild_type_column_is_exactly_zero(tiny)
     assert (scan != 0).sum() == len(SEQ) * 19
 
 
+def test_scores_run_the_network_in_eval_mode_and_leave_its_mode(tmp_path):
+    """A Checkpoint built by hand around a training-mode network with dropout: the scan and the
+    variant scores must still be deterministic, and the network comes back in training mode."""
+    from sedd.model import ScoreNetwork, preset
+    torch.manual_seed(0)
+    net = ScoreNetwork(preset("tiny", vocab_size=PROTEIN.size, dropout=0.3))
+    model = checkpoint.Checkpoint(net, PROTEIN, LogLinearSchedule(), {20: 1}, {})
+    tokens = PROTEIN.encode("MKVLAGWKKSTAHHCDE")
+    first = score.masked_marginals(model, tokens)
+    assert torch.equal(first, score.masked_marginals(model, tokens))
+    assert net.training
+
+
 def test_the_scan_masks_exactly_one_position_per_row_in_one_pass(tiny):
     _, model = tiny
     spy = Spy(model.model)

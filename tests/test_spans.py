@@ -1,4 +1,4 @@
-"""Span lengths chosen by the model, allowed sets and excluded residues as exact conditioning."""
+"""Span lengths chosen by the model; allowed sets and excluded residues, which are never violated."""
 import itertools
 import math
 import random
@@ -168,7 +168,7 @@ def test_the_paired_bound_is_the_partial_observation_elbo(model):
     assert stderr < 0.05 * ref["per_sequence"][0]            # and the check is not vacuous
 
 
-# ---- exact conditioning: allowed sets and excluded residues ---------------------------------------------
+# ---- allowed sets and excluded residues: never violated (exact conditioning is the particles' work) -----
 @pytest.mark.parametrize("temperature", [1.0, 2.0])
 def test_allowed_sets_and_excluded_residues_are_never_violated(model, temperature):
     template = "MK[KR]G[^ACDEFGHIKL]__[W]" + "_" * 12
