@@ -59,7 +59,8 @@ def causal_nll(model: ScoreNetwork, x0: torch.LongTensor, lengths: torch.LongTen
     ``model`` must be causal with ``vocab_size = V + 1`` (``autoregressive_config``).
     """
     cfg = model.config
-    assert cfg.causal, "the autoregressive likelihood needs a causal network (ModelConfig(causal=True))"
+    if not cfg.causal:
+        raise ValueError("the autoregressive likelihood needs a causal network (ModelConfig(causal=True))")
     V = cfg.vocab_size - 1
     inputs, targets = shift(x0, lengths, V)
     logits = model(inputs)                                                     # (B, L+1, V+1)
@@ -107,7 +108,8 @@ def sample(model: ScoreNetwork, num_samples: int, *, generator: torch.Generator 
     prefixes of at most 128 tokens a key-value cache would save little.
     """
     cfg = model.config
-    assert cfg.causal, "ancestral sampling needs a causal network (ModelConfig(causal=True))"
+    if not cfg.causal:
+        raise ValueError("ancestral sampling needs a causal network (ModelConfig(causal=True))")
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
     device = device_of(model)

@@ -70,7 +70,7 @@ import time
 from pathlib import Path
 
 from . import checkpoint as ckpt
-from .cli import REGEX, SEED, run
+from .cli import REGEX, SEED, one_line_warnings, run
 from .data import Dataset, describe_dropped, read_clusters, read_fasta, split
 from .hmm import HMM_NAME, check_file as check_hmm_file, family_metrics, load as load_hmm, natural_scores
 from .likelihood import elbo_to_precision, length_nll, unigram_nll
@@ -90,15 +90,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--val-fraction", type=float, default=0.05, help="with --clusters: training's validation fraction")
     p.add_argument("--split-seed", type=SEED, default=0, help="with --clusters: training's --seed")
     p.add_argument("--max-seqs", type=int, help="evaluate a seeded random subset of N sequences")
-    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--seed", type=SEED, default=0, help="seeds the times, masks and samples (default 0)")
     p.add_argument("--t-samples", type=int, default=4,
-                   help="t samples per sequence drawn before the ELBO's error is checked (in rounds of at most 64)")
-    p.add_argument("--target-stderr", type=float, default=0.01, help="add t samples until the ELBO error is below this")
-    p.add_argument("--max-t-samples", type=int, default=1024, help="stop adding t samples here")
-    p.add_argument("--infill-fraction", type=float, default=0.3)
+                   help="t samples per sequence drawn before the ELBO's error is checked (in rounds of at most 64; "
+                        "default 4)")
+    p.add_argument("--target-stderr", type=float, default=0.01,
+                   help="add t samples until the ELBO error is below this (nats/residue; default 0.01)")
+    p.add_argument("--max-t-samples", type=int, default=1024, help="stop adding t samples here (default 1024)")
+    p.add_argument("--infill-fraction", type=float, default=0.3,
+                   help="fraction of each held-out sequence masked for the infill recovery (default 0.3)")
     p.add_argument("--batch-size", type=int, default=64,
-                   help="sequences per infill batch; --samples are drawn in batches of this or 128, whichever is "
-                        "more (batch b is seeded seed + b, so the batches decide the samples: 128 is what the "
+                   help="sequences per infill batch (default 64); --samples are drawn in batches of this or 128, "
+                        "whichever is more (batch b is seeded seed + b, so the batches decide the samples: 128 is what the "
                         "stored figures were drawn with)")
     p.add_argument("--samples", type=int, help="draw N unconditional samples and score them (needs --reference)")
     p.add_argument("--reference", help="FASTA of reference (training) sequences for the sample metrics and the "
@@ -281,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     try:
         _check_args(p, a)
-        result, samples = evaluate(a)
+        with one_line_warnings():            # e.g. the split's note on copies left out of training
+            result, samples = evaluate(a)
     except (ValueError, OSError) as e:   # bad paths, bad checkpoints, empty FASTA: one line, no traceback
         print(f"error: {e}", file=sys.stderr)
         return 2

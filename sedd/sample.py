@@ -26,7 +26,7 @@ import time
 import torch
 
 from . import checkpoint as ckpt
-from .cli import COUNT, POSITIVE, PROBABILITY_MASS, SEED, STEPS, checked, run
+from .cli import COUNT, MAX_STEPS, POSITIVE, PROBABILITY_MASS, SEED, STEPS, checked, run
 from .design import Plan, Request, batch_seed, decode_rows, plan_designs, stream, to_fasta
 from .sampler import STRATEGIES, check_options
 from .spans import SPAN_LENGTH_MODES, TOP
@@ -56,8 +56,11 @@ def _parser() -> argparse.ArgumentParser:
                                          "position restricted to (or barred from) residues")
     what.add_argument("--length", help="N residues, all designed, or 'auto' to draw lengths from the training data")
     p.add_argument("--num-samples", type=SAMPLES, default=1, help=f"designs to draw, 1 to {MAX_SAMPLES:,} (default 1)")
-    p.add_argument("--steps", type=STEPS, default=128)
-    p.add_argument("--temperature", type=POSITIVE, default=1.0)
+    p.add_argument("--steps", type=STEPS, default=128,
+                   help=f"denoising steps, 1 to {MAX_STEPS:,} (default 128; with τ-leaping the network runs at "
+                        "most once per masked position whatever the count)")
+    p.add_argument("--temperature", type=POSITIVE, default=1.0,
+                   help="divides the model's log-probabilities; below 1 sharper, above 1 more varied (default 1.0)")
     p.add_argument("--seed", type=SEED, default=None, help="default: a random seed, printed with --json")
     p.add_argument("--omit", default="", metavar="RESIDUES",
                    help="residues never placed at a designed position, e.g. C or CM")
@@ -131,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             mean_p = sum(math.exp(v) for v in log_probs) / len(log_probs)
             print(f"note: {a.particles} particles per design; the model alone meets the allowed sets with probability "
                   f"≈ {mean_p:.3g} (mean over designs)", file=sys.stderr)
-    except ValueError as e:
+    except (ValueError, OSError) as e:     # bad templates, options and checkpoints; unreadable files
         print(f"error: {e}", file=sys.stderr)
         return 2
     if a.json:

@@ -31,6 +31,14 @@ def test_invalid_character_names_character_and_position():
         parse("MK*V")   # a star is only ignored at the end
 
 
+@pytest.mark.parametrize("hidden", ["\ufeff", "\u200b", "\u00ad"])
+def test_an_invisible_pasted_character_is_said_to_be_invisible(hidden):
+    """A byte-order mark, zero-width space or soft hyphen copied from a PDF shows as nothing in the box."""
+    with pytest.raises(ValueError, match=r"at position 4;.*") as refusal:
+        parse(f"MKV{hidden}__GF")
+    assert f"U+{ord(hidden):04X}" in str(refusal.value) and "invisible: delete it" in str(refusal.value)
+
+
 def test_position_counts_from_the_start_of_the_typed_text():
     with pytest.raises(ValueError, match="'J' at position 9"):
         parse(">h\nMKVAAJVV")      # '>'=1, 'h'=2, newline=3, M=4 … J=9

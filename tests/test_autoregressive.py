@@ -59,10 +59,13 @@ def test_shift_puts_bos_first_and_end_last():
     assert targets.tolist() == [[5, 6, 7, end], [8, end, pad, pad]]
 
 
-def test_causal_nll_needs_a_causal_network():
+def test_causal_nll_and_sampling_need_a_causal_network():
+    """A ValueError, not an assert (``python -O`` would strip it and score a diffusion network)."""
     model = ScoreNetwork(preset("tiny", vocab_size=V + 1))
-    with pytest.raises(AssertionError, match="causal network"):
+    with pytest.raises(ValueError, match="causal network"):
         causal_nll(model, torch.zeros(1, 4, dtype=torch.long), torch.tensor([4]))
+    with pytest.raises(ValueError, match="causal network"):
+        sample(model, 1)
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -291,6 +292,27 @@ def test_clusters_rebuild_the_split_training_held_out(ckpt_dir, clustered_family
     assert out["num_sequences"] == 8 and out["split"]["reference_sequences"] == 32
     assert out["unigram_nats_per_residue"] == pytest.approx(unigram_nll(held_out, reference, PROTEIN.size))
     assert out["unigram_reference"] == "the training part composition"
+
+
+def test_the_splits_warning_prints_as_one_line(ckpt_dir, clustered_family, capsys):
+    """A copy of a held-out sequence under another id in another cluster is left out of training
+    with a warning, printed as ``warning: …`` like ``sedd.data`` prints it, not as Python's two lines."""
+    fasta, tsv = clustered_family
+    copy = Path(str(fasta)).with_name("with_copy.fasta")
+    copy.write_text(Path(str(fasta)).read_text() + ">copy\n" + PROTEIN.decode(data.read_fasta(fasta, PROTEIN).tokens[0]) + "\n")
+    copy_tsv = Path(str(tsv)).with_name("with_copy.tsv")
+    copy_tsv.write_text(Path(str(tsv)).read_text() + "copy\tcopy\n")
+    dataset, clusters = data.read_fasta(copy, PROTEIN), data.read_clusters(copy_tsv)
+    for seed in range(50):                   # a split seed that holds out one of the two copies only
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            data.split(dataset, 0.2, seed, clusters)
+        if caught:
+            break
+    code, _, err = run_main(capsys, ev.main, "--checkpoint", ckpt_dir, "--data", copy, "--clusters", copy_tsv,
+                            "--val-fraction", 0.2, "--split-seed", seed, "--target-stderr", 0.5, "--json")
+    assert code == 0
+    assert "warning: left 1 sequence(s) out of training" in err and "UserWarning" not in err
 
 
 def test_update_config_records_exactly_the_printed_result(ckpt_dir, clustered_family, tmp_path, capsys):

@@ -82,6 +82,15 @@ def test_bad_checkpoint_exits_2_with_a_message(capsys, tmp_path):
     assert code == 2 and "holds no config.json" in err
 
 
+def test_an_unreadable_file_exits_2_with_a_message(capsys, tiny_checkpoint, monkeypatch):
+    """An OSError (a permission, a vanished disk) is one line, as in ``sedd.score`` and ``sedd.evaluate``."""
+    def unreadable(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", "config.json")
+    monkeypatch.setattr("sedd.sample.ckpt.load", unreadable)
+    code, _, err = run_main(capsys, main, "--checkpoint", tiny_checkpoint, "--template", "MK__GF")
+    assert code == 2 and err.strip() == "error: [Errno 13] Permission denied: 'config.json'"
+
+
 def test_an_unknown_device_is_one_line_naming_it(capsys, tiny_checkpoint):
     code, out, err = run_main(capsys, main, "--checkpoint", tiny_checkpoint, "--length", 10, "--device", "foo")
     assert code == 2 and out == ""
