@@ -41,7 +41,7 @@ import torch
 from sedd import checkpoint as ckpt
 from sedd import render, score, studio
 from sedd.cli import COUNT
-from sedd.fold import ESMFOLD_MODEL, ESMAtlasBackend, ESMFoldBackend
+from sedd.fold import ESMFOLD_MODEL, ESMAtlasBackend, ESMFoldBackend, in_background
 
 try:                       # ZeroGPU on Hugging Face Spaces: a GPU is attached per call
     import spaces
@@ -272,12 +272,35 @@ class StudioCallbacks:
             log_refusal("generate", str(e))
             raise
 
+    def _choose_span_lengths(self, run: studio.Run, check: Callable[[], None]):
+        """The span-length choice (up to a minute), with a status each second of how far it has got.
+
+        It runs in a thread so that this generator keeps yielding: Gradio closes the generator of a
+        client that has gone at a yield, and closing it ends the choice before its next candidate
+        layout, as the page's Stop does (``check``)."""
+        settings, scored, abandoned = run.settings, [0], threading.Event()
+
+        def checked() -> None:                       # before each candidate layout
+            if abandoned.is_set():
+                raise studio.Cancelled
+            check()
+            scored[0] += 1
+
+        def status():
+            done = f" ({render.plural(scored[0] - 1, 'candidate layout')} scored)" if scored[0] > 1 else ""
+            return self._cleared(self._status(f"Choosing span lengths…{done}", settings), settings.seed)
+        yield status()
+        try:
+            for _ in in_background(lambda: run.choose_span_lengths(checked), poll_s=1.0):
+                yield status()
+        finally:
+            abandoned.set()
+
     def _run(self, run: studio.Run, fold: str, check: Callable[[], None]):
         """One checked generate request, as the page's successive outputs (``check``: raises ``Cancelled``)."""
         settings = run.settings
         if run.template.spans:
-            yield self._cleared(self._status("Choosing span lengths…", settings), settings.seed)
-            run.choose_span_lengths(check)
+            yield from self._choose_span_lengths(run, check)
         chart = self._posterior_chart(run)
         yield self._cleared(self._status("Denoising…", settings, posterior=chart), settings.seed)
         frame = ""
@@ -493,7 +516,8 @@ def accept_older_calls(demo: gr.Blocks, inputs: list, required: list[str]) -> No
 
 
 class Admission:
-    """Gradio validator for ``generate``, run before a request takes a place in the queue.
+    """Gradio validator for ``generate`` (and, for the last two points, ``score``), run before a
+    request takes a place in the queue.
 
     It refuses, with the reason shown under the input at fault until that input is edited (or, for
     particles, the sampler or top-p: ``build_demo``):
@@ -533,17 +557,22 @@ class Admission:
             self.cb.check(*inputs)
         except studio.RequestError as e:
             return self.fields.index(e.field), str(e)
+        refusal = self.crowd_refusal(request, "generate", "run")
+        return (0, refusal) if refusal else None              # shown on the template
+
+    def crowd_refusal(self, request: gr.Request, endpoint: str, noun: str) -> str | None:
+        """The reason to refuse a well-formed request (a full queue, a session at its cap), or None."""
         pending = self.pending(request.session_hash)
         waiting = len(self.demo._queue)
         if waiting >= self.max_queue:
             refusal = f"the queue is full ({render.plural(waiting, 'run')} waiting); try again in a minute"
         elif pending >= self.cap:
-            refusal = (f"this session already has {render.plural(pending, 'run')} waiting or running "
+            refusal = (f"this session already has {render.plural(pending, noun)} waiting or running "
                        f"(at most {self.cap}); wait for one to finish")
         else:
             return None
-        log_refusal("generate", refusal)
-        return 0, refusal                                    # shown on the template
+        log_refusal(endpoint, refusal)
+        return refusal
 
     async def check(self, request: gr.Request, *inputs):
         verdicts = [gr.validate(True, "")] * len(inputs)      # one per input
@@ -551,6 +580,15 @@ class Admission:
         if refused:
             verdicts[refused[0]] = gr.validate(False, refused[1])
         return verdicts
+
+    async def check_score(self, request: gr.Request, sequence: str):
+        """``score``'s validator: its input checked (``StudioCallbacks.check_score``), then the same
+        queue and per-session limits as ``generate`` (else one client's scores could fill the queue)."""
+        verdict = self.cb.check_score(sequence)
+        if not verdict.get("is_valid", True):
+            return verdict
+        refusal = self.crowd_refusal(request, "score", "request")
+        return gr.validate(False, refusal) if refusal else verdict
 
 
 def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int = 2, max_queue: int = 32,
@@ -698,7 +736,7 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
         # always_last: a Score clicked while one runs is scored after it (the default dropped the click,
         # and the page showed the first sequence's results under the second)
         score_btn.click(score_fn, score_input, score_json, api_name="score", concurrency_limit=concurrency,
-                        validator=cb.check_score, trigger_mode="always_last") \
+                        validator=admit.check_score, trigger_mode="always_last") \
             .success(cb.show_score, [score_json, design_sent], score_views, api_name=False)
         # The table's clicks run one at a time, in click order (one group, limit 1): a row clicked and
         # then "Score this design" at once sent the row selected before, the two running side by side.
@@ -750,7 +788,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--concurrency", type=COUNT, default=2, help="generate requests run at once")
     p.add_argument("--max-queue", type=COUNT, default=32, help="requests waiting at most; more are refused")
     p.add_argument("--max-per-session", type=COUNT, default=4,
-                   help="runs one session (browser tab or API client) may have waiting or running")
+                   help="requests (runs and scores) one session (browser tab or API client) may have waiting or running")
     a = p.parse_args(argv)
     if a.fold is not None and a.fold not in studio.FOLD_BACKENDS:        # argparse checks only what was typed
         p.error(f"SEDD_FOLD={a.fold!r} is not a folding backend; choose one of "

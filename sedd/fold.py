@@ -26,7 +26,7 @@ import time
 from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Generator, Iterator, Sequence
 
 import torch
 
@@ -65,10 +65,10 @@ class FoldError(RuntimeError):
         return self.reason in ("no_weights", "no_network")
 
 
-def finished_unless_stopped(work: Callable[[], object], check: Callable[[], None], poll_s: float = 0.1):
-    """``work()``'s result (or its exception), computed in a thread while ``check`` is polled: whatever
-    ``check`` raises ends the wait at once, and the work, which cannot be interrupted, finishes in the
-    background."""
+def in_background(work: Callable[[], object], poll_s: float = 0.1) -> Generator[None, None, object]:
+    """Runs ``work()`` in a thread and yields every ``poll_s`` seconds while it runs, so that the caller
+    can check for a Stop or stream a status; returns its result (or raises its exception). Closing the
+    generator leaves the work, which cannot be interrupted, to finish in the background."""
     outcome: dict = {}
 
     def run() -> None:
@@ -78,12 +78,23 @@ def finished_unless_stopped(work: Callable[[], object], check: Callable[[], None
             outcome["error"] = e
     worker = threading.Thread(target=run, name="sedd-background-work", daemon=True)
     worker.start()
-    while worker.is_alive():
-        check()
-        worker.join(poll_s)
+    while worker.join(poll_s) or worker.is_alive():
+        yield
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]
+
+
+def finished_unless_stopped(work: Callable[[], object], check: Callable[[], None], poll_s: float = 0.1):
+    """``work()``'s result (or its exception), computed in a thread while ``check`` is polled: whatever
+    ``check`` raises ends the wait at once, and the work finishes in the background."""
+    waiting = in_background(work, poll_s)
+    while True:
+        check()
+        try:
+            next(waiting)
+        except StopIteration as finished:
+            return finished.value
 
 
 @contextmanager

@@ -146,6 +146,27 @@ def test_one_session_cannot_fill_the_queue(model):
         demo.close()
 
 
+def test_one_session_cannot_fill_the_queue_with_scores(model):
+    """Scores count against the same per-session cap as runs: 34 scores sent at once by one client
+    used to fill the queue and shut every other visitor out."""
+    demo, url = launch_app(model, {"off": None}, concurrency=1, max_queue=16, per_session=2)
+    try:
+        greedy = Client(url, verbose=False)
+        jobs = [greedy.submit("MKVLAGWKKSTAHHCDEGKVQGVFFR" * 3, api_name="/score") for _ in range(6)]
+        outcomes = []
+        for job in jobs:
+            try:
+                job.result()
+                outcomes.append("ran")
+            except Exception as e:                     # gradio_client's ValidationError
+                assert "this session already has 2 requests waiting or running (at most 2)" in str(e)
+                outcomes.append("refused")
+        assert outcomes.count("ran") >= 2 and outcomes.count("refused") >= 3, outcomes
+        assert Client(url, verbose=False).predict(TEMPLATE, 1, 16, 0, api_name="/generate")[0].startswith(">design_1")
+    finally:
+        demo.close()
+
+
 def test_downloads_are_written_once(model, tmp_path, monkeypatch):
     """The run's files are written into Gradio's cache folder, which serves them without a copy."""
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -78,6 +79,29 @@ def test_stop_ends_the_span_length_choice_between_candidates(cb, monkeypatch):
     outputs = list(cb.generate("M[0-40]GVQG[0-40]", 2, 16, 0, 1.0, "off", stop_epoch=0, request=request))
     assert "Choosing span lengths" in outputs[0][2] and "Stopped" in outputs[-1][2]
     assert len(outputs) == 2 and len(calls) == 1, f"{len(calls)} network calls after the Stop"
+
+
+def test_a_client_that_leaves_ends_the_span_length_choice_and_the_wait_shows_progress(cb, monkeypatch):
+    """Gradio closes the generator of a client that has gone, at a yield: the choice, which runs in a
+    thread while the status says how far it has got, then ends before its next candidate."""
+    request = SimpleNamespace(session_hash="user")
+    calls = []
+    real = cb.model.model.forward
+
+    def forward(x):
+        calls.append(len(x))
+        time.sleep(0.25)                                 # a slow candidate: the choice takes many seconds
+        return real(x)
+
+    monkeypatch.setattr(cb.model.model, "forward", forward)
+    run = cb.generate("M[0-40]GVQG[0-40]", 2, 16, 0, 1.0, "off", stop_epoch=0, request=request)
+    assert "Choosing span lengths…" in next(run)[2]
+    assert "candidate layouts scored)" in next(run)[2]     # a second later
+    run.close()                                          # the client has gone
+    time.sleep(0.5)
+    after_close = len(calls)
+    time.sleep(1.0)
+    assert len(calls) == after_close <= 8, f"{len(calls) - after_close} more network calls after the client left"
 
 
 def test_a_template_without_spans_has_no_chart_and_dashes(cb):
