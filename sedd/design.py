@@ -1,10 +1,11 @@
 """Design requests: templates in, sampler frames out, sequences and FASTA back.
 
-The library face of sampling (the CLI ``sedd.sample``, the studio and the evaluation all go
-through it): ``templates_for`` builds templates, ``stream`` runs the sampler over a ``Request``,
-``decode_rows`` and ``to_fasta`` turn the last frame into text. ``plan_designs`` is
-``templates_for`` plus the choice of ``[a-b]`` span lengths (``sedd/spans.py``), whose posterior it
-returns beside the templates.
+The library face of sampling. ``plan_designs`` builds the templates of a template string or a
+length, with the lengths of any ``[a-b]`` spans chosen by the model (``sedd/spans.py``), and returns
+their posterior beside them (the CLI ``sedd.sample`` calls it; the studio calls ``plan_for_spec`` on
+the template it has already parsed; ``templates_for`` is the templates alone, for library callers).
+``stream`` runs the sampler over a ``Request`` (the CLI, the studio and the evaluation all sample
+through it); ``decode_rows`` and ``to_fasta`` turn the last frame into text.
 """
 from __future__ import annotations
 

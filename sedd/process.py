@@ -57,7 +57,10 @@ def stay_masked_prob(schedule: LogLinearSchedule, t: float, s: float) -> float:
 def tweedie_transition(probs: torch.Tensor, stay: float) -> torch.Tensor:
     """Transition probabilities of one masked position over [residues…, MASK].
 
-    probs: [..., V] = p_θ(x_0^i = · | x_t); returns [..., V+1] summing to one.
+    probs: [..., V] = p_θ(x_0^i = · | x_t); returns [..., V+1] summing to one. The law written out
+    in one piece, as a reference (``tests/test_process.py``); the sampler draws the same law in two
+    stages without building the [..., V+1] rows (``sampler._tau_leaping_step``: revealed with
+    probability 1 − stay, then a residue ∝ probs).
     """
     move = (1.0 - stay) * probs
     return torch.cat([move, torch.full_like(probs[..., :1], stay)], dim=-1)

@@ -3,7 +3,7 @@
 All three run t from 1 down to 0 on a uniform grid of ``steps`` steps, share one cached network
 (below) and one way to draw residues, and differ only in *which* masked positions they reveal:
 
-- ``tau-leaping`` (default; SEDD Alg. 2, exact Tweedie step, ``process.py``): every still masked
+- ``tau-leaping`` (default; SEDD Alg. 2, exact Tweedie step, ``_tau_leaping_step``): every still masked
   position stays masked with probability (1 − e^{−σ̄(s)})/(1 − e^{−σ̄(t)}), independently, and
   otherwise becomes residue b with probability p̃(b | x_t). At s = 0 that probability is 0.
 - ``confidence`` (MaskGIT, Chang et al. 2022; ESM3's ordered unmasking): the number of positions
