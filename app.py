@@ -788,7 +788,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--concurrency", type=COUNT, default=2, help="generate requests run at once")
     p.add_argument("--max-queue", type=COUNT, default=32, help="requests waiting at most; more are refused")
     p.add_argument("--max-per-session", type=COUNT, default=4,
-                   help="requests (runs and scores) one session (browser tab or API client) may have waiting or running")
+                   help="requests (runs and scores) one session (browser tab or API client) may have waiting "
+                        "or running")
     a = p.parse_args(argv)
     if a.fold is not None and a.fold not in studio.FOLD_BACKENDS:        # argparse checks only what was typed
         p.error(f"SEDD_FOLD={a.fold!r} is not a folding backend; choose one of "

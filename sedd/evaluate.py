@@ -100,9 +100,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--infill-fraction", type=float, default=0.3,
                    help="fraction of each held-out sequence masked for the infill recovery (default 0.3)")
     p.add_argument("--batch-size", type=int, default=64,
-                   help="sequences per infill batch (default 64); --samples are drawn in batches of this or 128, "
-                        "whichever is more (batch b is seeded seed + b, so the batches decide the samples: 128 is what the "
-                        "stored figures were drawn with)")
+                   help="sequences per infill batch (default 64); --samples are drawn in batches of this or "
+                        "128, whichever is more (batch b is seeded seed + b, so the batches decide the samples: "
+                        "128 is what the stored figures were drawn with)")
     p.add_argument("--samples", type=int, help="draw N unconditional samples and score them (needs --reference)")
     p.add_argument("--reference", help="FASTA of reference (training) sequences for the sample metrics and the "
                                        "unigram floor (default with --clusters: the training part)")

@@ -299,7 +299,8 @@ def test_the_splits_warning_prints_as_one_line(ckpt_dir, clustered_family, capsy
     with a warning, printed as ``warning: …`` like ``sedd.data`` prints it, not as Python's two lines."""
     fasta, tsv = clustered_family
     copy = Path(str(fasta)).with_name("with_copy.fasta")
-    copy.write_text(Path(str(fasta)).read_text() + ">copy\n" + PROTEIN.decode(data.read_fasta(fasta, PROTEIN).tokens[0]) + "\n")
+    first = PROTEIN.decode(data.read_fasta(fasta, PROTEIN).tokens[0])
+    copy.write_text(Path(str(fasta)).read_text() + f">copy\n{first}\n")
     copy_tsv = Path(str(tsv)).with_name("with_copy.tsv")
     copy_tsv.write_text(Path(str(tsv)).read_text() + "copy\tcopy\n")
     dataset, clusters = data.read_fasta(copy, PROTEIN), data.read_clusters(copy_tsv)
