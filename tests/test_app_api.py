@@ -126,40 +126,24 @@ def test_a_refused_request_logs_one_line_and_no_traceback(client, caplog, capfd)
     assert "Traceback" not in capfd.readouterr().err
 
 
-def test_one_session_cannot_fill_the_queue(model):
-    """A client that sends many runs at once gets ``per_session`` places; other clients still get in."""
+@pytest.mark.parametrize("endpoint,inputs,noun", [
+    ("/generate", lambda i: ("_" * 40, 1, 64, i), "runs"),
+    # scores count against the same cap: 34 sent at once by one client used to fill the queue
+    ("/score", lambda i: ("MKVLAGWKKSTAHHCDEGKVQGVFFR" * 3,), "requests"),
+])
+def test_one_session_cannot_fill_the_queue(model, endpoint, inputs, noun):
+    """A client that sends many requests at once gets ``per_session`` places; other clients still get in."""
     demo, url = launch_app(model, {"off": None}, concurrency=1, max_queue=16, per_session=2)
     try:
         greedy = Client(url, verbose=False)
-        jobs = [greedy.submit("_" * 40, 1, 64, i, api_name="/generate") for i in range(6)]
+        jobs = [greedy.submit(*inputs(i), api_name=endpoint) for i in range(6)]
         outcomes = []
         for job in jobs:
             try:
                 job.result()
                 outcomes.append("ran")
             except Exception as e:                     # gradio_client's ValidationError
-                assert "this session already has 2 runs waiting or running (at most 2)" in str(e)
-                outcomes.append("refused")
-        assert outcomes.count("ran") >= 2 and outcomes.count("refused") >= 3, outcomes
-        assert Client(url, verbose=False).predict(TEMPLATE, 1, 16, 0, api_name="/generate")[0].startswith(">design_1")
-    finally:
-        demo.close()
-
-
-def test_one_session_cannot_fill_the_queue_with_scores(model):
-    """Scores count against the same per-session cap as runs: 34 scores sent at once by one client
-    used to fill the queue and shut every other visitor out."""
-    demo, url = launch_app(model, {"off": None}, concurrency=1, max_queue=16, per_session=2)
-    try:
-        greedy = Client(url, verbose=False)
-        jobs = [greedy.submit("MKVLAGWKKSTAHHCDEGKVQGVFFR" * 3, api_name="/score") for _ in range(6)]
-        outcomes = []
-        for job in jobs:
-            try:
-                job.result()
-                outcomes.append("ran")
-            except Exception as e:                     # gradio_client's ValidationError
-                assert "this session already has 2 requests waiting or running (at most 2)" in str(e)
+                assert f"this session already has 2 {noun} waiting or running (at most 2)" in str(e)
                 outcomes.append("refused")
         assert outcomes.count("ran") >= 2 and outcomes.count("refused") >= 3, outcomes
         assert Client(url, verbose=False).predict(TEMPLATE, 1, 16, 0, api_name="/generate")[0].startswith(">design_1")
