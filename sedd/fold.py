@@ -78,7 +78,10 @@ def in_background(work: Callable[[], object], poll_s: float = 0.1) -> Generator[
             outcome["error"] = e
     worker = threading.Thread(target=run, name="sedd-background-work", daemon=True)
     worker.start()
-    while worker.join(poll_s) or worker.is_alive():
+    while True:
+        worker.join(poll_s)
+        if not worker.is_alive():
+            break
         yield
     if "error" in outcome:
         raise outcome["error"]
