@@ -93,11 +93,11 @@ def finished_unless_stopped(work: Callable[[], object], check: Callable[[], None
     ``check`` raises ends the wait at once, and the work finishes in the background."""
     waiting = in_background(work, poll_s)
     while True:
-        check()
         try:
-            next(waiting)
+            next(waiting)                   # the first call starts the work: a Stop must not prevent it
         except StopIteration as finished:
             return finished.value
+        check()
 
 
 @contextmanager
