@@ -761,7 +761,10 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
     cb.runs_pending = admit.runs_pending
     # a raw call may send only the contract's template, num_samples, steps and seed (or any longer prefix)
     accept_older_calls(demo, inputs, admit.fields[:admit.fields.index("seed") + 1])
-    return demo.queue(max_size=max_queue, default_concurrency_limit=concurrency)
+    # Gradio's own bound is a backstop above --max-queue: Gradio checks it before any validator, and its
+    # refusal marks every output of the page "Error" with the reason only in a toast. Admission refuses
+    # first, at --max-queue, under the template; the room above is for the steps that follow a run.
+    return demo.queue(max_size=2 * max_queue, default_concurrency_limit=concurrency)
 
 
 def make_backends(esmfold: str) -> dict:
