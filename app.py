@@ -585,7 +585,7 @@ class Admission:
         """``score``'s validator: its input checked (``StudioCallbacks.check_score``), then the same
         queue and per-session limits as ``generate`` (else one client's scores could fill the queue)."""
         verdict = self.cb.check_score(sequence)
-        if not verdict.get("is_valid", True):
+        if not verdict["is_valid"]:
             return verdict
         refusal = self.crowd_refusal(request, "score", "request")
         return gr.validate(False, refusal) if refusal else verdict

@@ -21,6 +21,11 @@ pytest_plugins = ["browser_helpers", "train_helpers"]
 BUNDLED = Path(__file__).resolve().parents[1] / "checkpoints" / "acyp"      # the model shipped in the repository
 
 
+def as_dataset(sequences: list[str]) -> data.Dataset:
+    """Protein sequences as a Dataset with ids s0, s1, …"""
+    return data.Dataset([f"s{i}" for i in range(len(sequences))], [PROTEIN.encode(s) for s in sequences])
+
+
 def profile_family(n: int, length: int, seed: int = 0, sharpness: float = 3.0) -> tuple[list[str], torch.Tensor]:
     """Sequences drawn from a random position-specific profile: returns (sequences, profile [L, 20])."""
     gen = torch.Generator().manual_seed(seed)

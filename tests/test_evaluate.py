@@ -16,14 +16,14 @@ from urllib.parse import unquote
 
 import pytest
 import torch
-from conftest import profile_family, run_main, write_dna_hmm
+from conftest import as_dataset, profile_family, run_main, write_dna_hmm
 from conftest import write_fasta as write_synthetic_fasta
 
 from sedd import checkpoint
 from sedd import evaluate as ev
 from sedd import data, fold, hmm, metrics
 from sedd.alphabet import PROTEIN
-from sedd.data import Dataset, read_fasta
+from sedd.data import read_fasta
 from sedd.model import ScoreNetwork, preset
 from sedd.report import summary, write_report
 from sedd.schedule import LogLinearSchedule
@@ -61,10 +61,6 @@ def ckpt_dir(tmp_path) -> Path:
 @pytest.fixture
 def family_fasta(tmp_path) -> Path:
     return write_fasta(tmp_path / "family.fasta", profile_sequences(24, (40, 50)))
-
-
-def as_dataset(sequences: list[str]) -> Dataset:
-    return Dataset([f"s{i}" for i in range(len(sequences))], [PROTEIN.encode(s) for s in sequences])
 
 
 # ---- identity, composition, motif -----------------------------------------------------------------

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from conftest import profile_family
+from conftest import as_dataset, profile_family
 from sedd import checkpoint, likelihood
 from sedd.alphabet import PROTEIN
 from sedd.data import Dataset
@@ -19,10 +19,6 @@ from sedd.schedule import LogLinearSchedule
 S = LogLinearSchedule()
 V, MASK, PAD = PROTEIN.size, PROTEIN.mask_id, PROTEIN.pad_id
 SEQ = PROTEIN.encode("MSTARPLKSVDYEVFGRVQGVFFRKYTQAEGKKLGL")
-
-
-def as_dataset(sequences: list[str]) -> Dataset:
-    return Dataset([f"s{i}" for i in range(len(sequences))], [PROTEIN.encode(s) for s in sequences])
 
 
 class FixedProfile(torch.nn.Module):

@@ -10,18 +10,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import profile_family
+from conftest import as_dataset, profile_family
 from sedd import checkpoint, likelihood, score, studio
 from sedd.alphabet import PROTEIN
-from sedd.data import Dataset
 from sedd.schedule import LogLinearSchedule
 from sedd.spans import span_posterior
 
 S = LogLinearSchedule()
-
-
-def as_dataset(sequences: list[str]) -> Dataset:
-    return Dataset([f"s{i}" for i in range(len(sequences))], [PROTEIN.encode(s) for s in sequences])
 
 
 # ---- checkpoint ---------------------------------------------------------------------------------------
