@@ -12,7 +12,8 @@ Template syntax (the contract shared by the app, the CLI and the API):
   whose length the model chooses (``sedd/spans.py``); ``[KR]`` one designed position restricted to
   the listed residues; ``[^C]`` one designed position that may be anything but the listed ones.
   Whitespace inside a bracket is ignored, except a space between two digits (``[3 4]``: 34 or 3-4?);
-- anything else is a ``ValueError`` naming the character (or bracket) and its 1-based position;
+- anything else is a ``ValueError`` naming the character (or bracket) and its 1-based position, with
+  its line and column when the text has several lines (``Position``);
 - length 1 … ``max_len`` for every choice of span lengths; no mask at all is allowed.
 A pasted multi-FASTA uses the first record, and says so in ``notices``.
 
@@ -94,11 +95,42 @@ class Template:
         return any(a is not None for a in self.allowed)
 
 
+class Position(int):
+    """A 1-based character position in a typed text, which prints as ``12`` in a one-line text and as
+    ``143 (line 3, column 12)`` in a longer one: an error in a pasted FASTA is then found without
+    counting characters. It is the plain number in every comparison, sum and JSON dump."""
+
+    line: int           # 0 in a one-line text
+    column: int
+
+    def __new__(cls, number: int, line: int = 0, column: int = 0):
+        self = super().__new__(cls, number)
+        self.line, self.column = line, column
+        return self
+
+    @classmethod
+    def in_text(cls, text: str, index: int) -> Position:
+        """The position of ``text[index]`` (0-based)."""
+        if "\n" not in text.rstrip():
+            return cls(index + 1)
+        line_start = text.rfind("\n", 0, index) + 1
+        return cls(index + 1, text.count("\n", 0, index) + 1, index - line_start + 1)
+
+    def __getnewargs__(self):             # copy and pickle, which would otherwise call Position(number)
+        return int(self), self.line, self.column
+
+    def __str__(self) -> str:
+        return f"{int(self)} (line {self.line}, column {self.column})" if self.line else str(int(self))
+
+    def __format__(self, spec: str) -> str:
+        return str(self) if not spec else format(int(self), spec)
+
+
 @dataclass(frozen=True)
 class Slot:
     """One position of a parsed template: a given residue (``token``), or a designed position
-    (``token is None``) that may take the residues in ``allowed`` (None = any). ``at``: the 1-based
-    position in the typed text of the bracket it came from (0 when it came from no bracket)."""
+    (``token is None``) that may take the residues in ``allowed`` (None = any). ``at``: the ``Position``
+    in the typed text of the bracket it came from (0 when it came from no bracket)."""
 
     token: int | None
     allowed: frozenset[int] | None = None
@@ -307,11 +339,11 @@ class Alphabet:
             raise ValueError(f"{what} must be text such as 'C' or 'CM', got {type(text).__name__} {text!r:.40}")
         self._refuse_three_letter_codes(text, what)
         ids = set()
-        for pos, ch in enumerate(text, start=1):
+        for i, ch in enumerate(text):
             if ch.isspace() or ch == ",":
                 continue
             if ch not in self._index:
-                raise ValueError(f"{what}: {describe_char(ch)} at position {pos} is not a residue; "
+                raise ValueError(f"{what}: {describe_char(ch)} at position {Position.in_text(text, i)} is not a residue; "
                                  f"allowed: residues {self.residues}"
                                  + (" (either case)" if self.case_insensitive else ""))
             ids.add(self._index[ch])
@@ -353,7 +385,7 @@ class Alphabet:
             body = trimmed[:-1]
         return body, offset, notices
 
-    def _bracket(self, inner: str, at: int, max_len: int) -> list[Slot | Span]:
+    def _bracket(self, inner: str, at: Position, max_len: int) -> list[Slot | Span]:
         """The slots of one bracket's content (whitespace removed); ``at`` = position of its ``[``."""
         where = f"bracket [{inner}] at position {at}"
         if not inner:
@@ -406,37 +438,41 @@ class Alphabet:
             raise ValueError(f"template must be text, got {type(text).__name__}")
         body, offset, notices = self._strip_fasta(text)
         brackets = "[" not in self._index
+
+        def at(i: int) -> Position:          # of body[i], only when needed: counting lines is O(length)
+            return Position.in_text(text, offset + i)
+
         parts: list[Slot | Span] = []
         i = 0
         while i < len(body):
-            ch, pos = body[i], offset + i + 1
+            ch = body[i]
             if brackets and ch == "[":
                 close = body.find("]", i + 1)
                 reopen = body.find("[", i + 1)
                 if close < 0:
-                    raise ValueError(f"'[' at position {pos} is never closed with ']'; {BRACKET_HELP}")
+                    raise ValueError(f"'[' at position {at(i)} is never closed with ']'; {BRACKET_HELP}")
                 if 0 <= reopen < close:
-                    raise ValueError(f"'[' at position {pos} is not closed before the next '[' at position "
-                                     f"{offset + reopen + 1}; brackets cannot nest")
+                    raise ValueError(f"'[' at position {at(i)} is not closed before the next '[' at position "
+                                     f"{at(reopen)}; brackets cannot nest")
                 raw = body[i + 1:close]
                 if re.search(r"[0-9][^\S\n]+[0-9]", raw):     # a line break inside a count is a wrapped line
                     pair = re.fullmatch(r"\s*([0-9]+)\s+([0-9]+)\s*", raw)
                     meant = "" if not pair else f", e.g. [{pair[1]}{pair[2]}]" + \
                         (f" or [{pair[1]}-{pair[2]}]" if int(pair[1]) <= int(pair[2]) else "")
-                    raise ValueError(f"bracket [{raw}] at position {pos} has a space inside a number; write [n] "
+                    raise ValueError(f"bracket [{raw}] at position {at(i)} has a space inside a number; write [n] "
                                      f"for n designed positions or [a-b] for a span of a to b{meant}")
-                parts.extend(self._bracket("".join(raw.split()), pos, max_len))
+                parts.extend(self._bracket("".join(raw.split()), at(i), max_len))
                 i = close + 1
                 continue
             if brackets and ch == "]":
-                raise ValueError(f"']' at position {pos} closes no '['; {BRACKET_HELP}")
+                raise ValueError(f"']' at position {at(i)} closes no '['; {BRACKET_HELP}")
             if ch in self.mask_chars or (self.case_insensitive and ch.upper() in self.mask_chars
                                          and ch.upper() not in self._index):
                 parts.append(Slot(None))
             elif ch in self._index:
                 parts.append(Slot(self._index[ch]))
             elif not (ch.isspace() or ch in "0123456789"):       # not isdigit(): '²' or '٣' is no number
-                raise ValueError(f"invalid character {describe_char(ch)} at position {pos}; {self.allowed_text()}")
+                raise ValueError(f"invalid character {describe_char(ch)} at position {at(i)}; {self.allowed_text()}")
             i += 1
         spec = TemplateSpec(tuple(parts), self.mask_id, tuple(notices))
         self._check_length(spec, max_len)

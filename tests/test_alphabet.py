@@ -1,3 +1,8 @@
+import copy
+import json
+import pickle
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -175,7 +180,7 @@ def test_spec_writes_itself_back_in_the_syntax():
                         rf"the model's maximum is {MAX}")),
     ("[0-3]", r"can be empty: with the span \[0-3\] at position 1 at its shortest"),
     ("[0]", "empty"),
-    (">h\nMK[KR", r"'\[' at position 6 is never closed"),
+    (">h\nMK[KR", r"'\[' at position 6 \(line 2, column 3\) is never closed"),
 ])
 def test_malformed_brackets_name_the_position_and_what_is_allowed(text, message):
     with pytest.raises(ValueError, match=message) as e:
@@ -277,7 +282,7 @@ def test_the_documented_examples_parse_to_what_the_docs_say():
     ("MK[3–8]G", r"'–' \(U\+2013, EN DASH\)", 3),         # what a word processor or chat app makes of 3-8
     ("MK[3−8]G", r"'−' \(U\+2212, MINUS SIGN\)", 3),      # the minus sign the docs' maths uses
     ("MK[ 3 : 8 ]G", r"':'", 3),
-    (">h\nM[2/5]", r"'/'", 5),
+    (">h\nM[2/5]", r"'/'", r"5 \(line 2, column 2\)"),
 ])
 def test_a_span_with_another_separator_than_a_hyphen_names_the_separator_not_the_digit(text, shown, position):
     # before: "bracket [3–8] at position 3: '3' is not a residue" – the digit blamed, the dash not named
@@ -365,3 +370,22 @@ def test_a_three_letter_code_in_the_excluded_residues_is_refused(text):
     with pytest.raises(ValueError, match="one-letter codes: .* would read as"):
         PROTEIN.residue_ids(text)
     assert sorted(PROTEIN.residue_ids("C Y S")) == sorted(PROTEIN.residue_ids("CYS".replace("", " ")))
+
+
+@pytest.mark.parametrize("text, where", [
+    (">sp|P07311|ACYP1\nMAEGDTLISVDYEIFGKVQGV\nFFRKHTQAEGKKLGLVGWVQNB", "61 (line 3, column 22)"),   # a pasted FASTA
+    ("MKV\n\nA!", "7 (line 3, column 2)"),                                                    # a blank line counts
+    ("MKVA!\n", "5"),                                        # one line and a trailing newline: the number alone
+])
+def test_an_error_in_a_text_of_several_lines_gives_its_line_and_column(text, where):
+    """"position 143" in a pasted FASTA sent users counting characters across wrapped lines."""
+    with pytest.raises(ValueError, match=rf"invalid character '[B!]' at position {re.escape(where)};"):
+        spec(text)
+
+
+def test_a_position_is_the_plain_number_wherever_it_is_kept():
+    at = spec("MK\nA[2-4]V").spans[0].at
+    assert str(at) == "5 (line 2, column 2)" and at == 5 and at + 1 == 6 and f"{at:03d}" == "005"
+    assert json.dumps({"at": at}) == '{"at": 5}'
+    for kept in (copy.deepcopy(at), pickle.loads(pickle.dumps(at))):
+        assert (kept, kept.line, kept.column) == (5, 2, 2)

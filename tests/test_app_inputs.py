@@ -139,7 +139,8 @@ def test_a_stop_epoch_that_is_a_count_is_read_as_one(value, count):
     assert studio.checked_stop_epoch(value) == count
 
 
-@pytest.mark.parametrize("text, position", [(">hdr\nMAKB", 9), ("MAK\nB", 5), ("  >x y\nMA KB", 12)])
+@pytest.mark.parametrize("text, position", [(">hdr\nMAKB", r"9 \(line 2, column 4\)"), ("MAK\nB", r"5 \(line 2, column 1\)"),
+                                            ("  >x y\nMA KB", r"12 \(line 2, column 5\)")])
 def test_a_bad_residue_has_the_same_position_in_the_score_tab_as_in_a_template(model, text, position):
     """Score counted positions from the end of the header line, Generate from the start of the text:
     ">hdr\\nMAKB" was position 4 in one and 9 in the other."""
