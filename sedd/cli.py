@@ -16,6 +16,16 @@ from .checkpoint import check_writable
 from .sampler import MAX_SEED, MAX_STEPS
 
 
+def whole_number(text: str) -> int:
+    """A typed whole number: ASCII digits with an optional sign and surrounding spaces, the one rule
+    for a count or seed wherever it is typed (the studio's inputs too). ``int()`` alone also reads
+    ``"٣٢"`` as 32 and ``"1_000"`` as 1000; ``"1e3"`` and ``"3.0"`` are refused by both."""
+    match = re.fullmatch(r"\s*([+-]?)0*([0-9]+)\s*", text)
+    if not match:
+        raise ValueError(f"{text!r} is not a whole number")
+    return int(match[1] + match[2])         # leading zeros dropped: int() refuses over 4,300 digits
+
+
 def checked(convert, ok, allowed: str):
     """An argparse ``type``: ``convert`` the text, and refuse it unless ``ok(value)``."""
     def parse(text: str):
@@ -29,15 +39,15 @@ def checked(convert, ok, allowed: str):
     return parse
 
 
-COUNT = checked(int, lambda v: v > 0, "a whole number above 0")
-COUNT_OR_ZERO = checked(int, lambda v: v >= 0, "a whole number, 0 or more")
-TWO_OR_MORE = checked(int, lambda v: v >= 2, "a whole number, at least 2 (a standard error needs two)")
+COUNT = checked(whole_number, lambda v: v > 0, "a whole number above 0")
+COUNT_OR_ZERO = checked(whole_number, lambda v: v >= 0, "a whole number, 0 or more")
+TWO_OR_MORE = checked(whole_number, lambda v: v >= 2, "a whole number, at least 2 (a standard error needs two)")
 POSITIVE = checked(float, lambda v: 0 < v < math.inf, "a number above 0")
 POSITIVE_OR_ZERO = checked(float, lambda v: 0 <= v < math.inf, "a number, 0 or more")
 FRACTION = checked(float, lambda v: 0 <= v < 1, "a number from 0 up to (not including) 1")
 PROBABILITY_MASS = checked(float, lambda v: 0 < v <= 1, "a number above 0 and at most 1")
-STEPS = checked(int, lambda v: 0 < v <= MAX_STEPS, f"a whole number from 1 to {MAX_STEPS:,}")
-SEED = checked(int, lambda v: 0 <= v <= MAX_SEED, "a whole number from 0 to 2**63 - 1")
+STEPS = checked(whole_number, lambda v: 0 < v <= MAX_STEPS, f"a whole number from 1 to {MAX_STEPS:,}")
+SEED = checked(whole_number, lambda v: 0 <= v <= MAX_SEED, "a whole number from 0 to 2**63 - 1")
 
 
 class RankZeroParser(argparse.ArgumentParser):

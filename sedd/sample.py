@@ -26,7 +26,7 @@ import time
 import torch
 
 from . import checkpoint as ckpt
-from .cli import COUNT, MAX_STEPS, POSITIVE, PROBABILITY_MASS, SEED, STEPS, checked, run
+from .cli import COUNT, MAX_STEPS, POSITIVE, PROBABILITY_MASS, SEED, STEPS, checked, run, whole_number
 from .design import Plan, Request, batch_seed, decode_rows, plan_designs, stream, to_fasta
 from .sampler import STRATEGIES, check_options
 from .spans import SPAN_LENGTH_MODES, TOP
@@ -35,7 +35,7 @@ from .spans import SPAN_LENGTH_MODES, TOP
 # the designs' templates are planned before the first is drawn (about 2 kB each); more designs than this
 # would take days on a CPU and gigabytes before the first one: several runs with other seeds draw them
 MAX_SAMPLES = 100_000
-SAMPLES = checked(int, lambda v: 0 < v <= MAX_SAMPLES, f"a whole number from 1 to {MAX_SAMPLES:,} (draw more "
+SAMPLES = checked(whole_number, lambda v: 0 < v <= MAX_SAMPLES, f"a whole number from 1 to {MAX_SAMPLES:,} (draw more "
                   "in several runs with other seeds: no batch of one seed repeats one of another)")
 
 

@@ -24,6 +24,7 @@ import torch
 from . import render, score
 from .alphabet import Alphabet, Template, TemplateSpec
 from .checkpoint import Checkpoint, atomic_write_text, shown
+from .cli import whole_number
 from .design import Request, decode_rows, design_name, plan_for_spec, stream, to_fasta
 from .sampler import STRATEGIES, particles_condition
 from .fold import FoldError, FoldResult, finished_unless_stopped
@@ -106,16 +107,20 @@ def _number(value) -> float:
 
 
 def _whole_number(value, what: str, allowed: str) -> int:
-    """An int from an API or slider value (3, 3.0, "3"); anything else is refused with the allowed range."""
+    """An int from an API or slider value: an int, a float with no fractional part (JSON clients send
+    7.0) or a typed whole number (``cli.whole_number``, as the command-line tools read one). Anything
+    else (True, 4.5, ``"1e3"``, NaN, ±inf) is refused with the allowed range: a value that only looks
+    like a count is a mistake."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     try:
-        number = _number(value)
-    except (TypeError, ValueError):
-        number = math.nan
-    if not number.is_integer():      # nan and ±inf are not integers either
-        raise ValueError(f"{what} must be a whole number, {allowed}; got {_sent(value)}")
-    return int(number)
+        if isinstance(value, str):
+            return whole_number(value)
+    except ValueError:
+        pass
+    raise ValueError(f"{what} must be a whole number, {allowed}; got {_sent(value)}")
 
 
 def _in_range(value, what: str, low: int, high: int) -> int:
@@ -127,28 +132,18 @@ def _in_range(value, what: str, low: int, high: int) -> int:
 
 
 def checked_seed(value, limits: Limits = Limits()) -> int:
-    """The seed of a request: a whole number in range, or a fresh random one when blank.
-
-    Accepted: an int, a float with no fractional part (JSON clients send 7.0), a string of digits;
-    blank (``None`` or an empty string) means "random". Anything else (``"1e3"``, 4.5, NaN, ±inf,
-    True) is refused: a seed names a run, so a value that only looks like one is a mistake.
-    """
+    """The seed of a request: a whole number in range (``_whole_number``), or a fresh random one when
+    blank (``None`` or an empty string). A seed names a run, so nothing else is read as one."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return secrets.randbelow(limits.max_seed + 1)
     allowed = f"a whole number from 0 to {limits.max_seed}, or blank for a random seed"
-    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
-        # beyond any seed: int() would refuse over 4,300 digits in words about Python, not about the seed
-        digits = value.strip().lstrip("0") or "0"
-        if len(digits) > len(str(limits.max_seed)):
-            raise ValueError(f"seed must be {allowed}; got {_sent(value)}")
-        value = int(digits)
-    elif isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if not isinstance(value, int) or isinstance(value, bool):
+    try:
+        seed = _whole_number(value, "seed", allowed)
+    except ValueError:
+        seed = -1
+    if not 0 <= seed <= limits.max_seed:
         raise ValueError(f"seed must be {allowed}; got {_sent(value)}")
-    if not 0 <= value <= limits.max_seed:
-        raise ValueError(f"seed must be {allowed}; got {_sent(value)}")
-    return value
+    return seed
 
 
 def checked_stop_epoch(value) -> int:

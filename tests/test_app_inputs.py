@@ -3,6 +3,7 @@ a long value is named by its start and length rather than echoed, text is capped
 the event loop, outputs agree with what the API says of them, and downloads survive a busy server."""
 from __future__ import annotations
 
+import argparse
 import shutil
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from gradio_client import Client
 from studio_helpers import fasta_sequences, refused_inputs
 
 import app
-from sedd import studio
+from sedd import cli, studio
 
 TEMPLATE = "MKV__GF_R____LLAGW__KDE"
 SHORT_TEMPLATE = "MKV__GF_R"
@@ -231,3 +232,18 @@ def test_a_refused_exclude_is_shown_at_the_exclude_input(model, tmp_path):
     with pytest.raises(studio.RequestError) as e:
         cb.check(SHORT_TEMPLATE, exclude=" " * 200_000)
     assert e.value.field == "exclude" and "200,000 characters long" in str(e.value)
+
+
+@pytest.mark.parametrize("text", ["1e2", "3.0", "0x20", "٣٢", "1_000", "32 steps"])
+def test_one_rule_reads_a_count_for_the_seed_every_count_and_the_command_line(model, text):
+    """"1e2" ran as 100 steps while the same text was refused as a seed and by the CLI's --steps."""
+    for field, what in [("steps", "steps"), ("num_samples", "number of designs"), ("seed", "seed")]:
+        assert f"{what} must be a whole number" in str(refusal(model, **{field: text}))
+    with pytest.raises(argparse.ArgumentTypeError):
+        cli.STEPS(text)
+
+
+@pytest.mark.parametrize("text", [" 32 ", "+32", "032"])
+def test_a_count_typed_with_spaces_a_sign_or_leading_zeros_is_read(model, text):
+    assert studio.check_request(model, SHORT_TEMPLATE, 1, text, 1.0, text)[1].steps == 32
+    assert studio.checked_seed(text) == cli.STEPS(text) == 32
