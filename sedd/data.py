@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import csv
 import gzip
-import io
 import random
 import sys
 import warnings
@@ -20,10 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from biotite.sequence.io.fasta import FastaFile
 
 from . import checkpoint as ckpt
-from .alphabet import Alphabet
+from .alphabet import HEADER_LINE, Alphabet
 from .cli import COUNT, SEED, one_line_warnings, run
 
 
@@ -68,29 +66,55 @@ def fasta_text(path: Path) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")   # the universal newlines read_text gave
 
 
-def _fasta_records(path: Path) -> list[tuple[str, str]]:
-    """(header, sequence) of every record, in file order: records with the same header are all kept
-    (biotite's ``FastaFile`` is a dict keyed by header, which keeps only the last of them), and
-    whitespace inside a sequence line is removed."""
-    text = fasta_text(path)
-    try:
-        lines = FastaFile.read(io.StringIO(text)).lines
-    except Exception as e:
-        raise ValueError(f"could not read {path} as FASTA: {e}") from e
-    records: list[tuple[str, list[str]]] = []
-    for line in lines:
-        if line.startswith(">"):
-            records.append((line[1:].strip(), []))
-        elif records and not line.startswith(";"):      # ';' starts a comment line
-            records[-1][1].append("".join(line.split()))
-    return [(header, "".join(parts)) for header, parts in records]
-
-
 def record_id(header: str, number: int) -> str:
     """A FASTA record's id: the first word of its header, or ``record_N`` (its 1-based number in the
     file) when the header is empty."""
     words = header.split()
     return words[0] if words else f"record_{number}"
+
+
+def without_comments(text: str) -> str:
+    """``text`` with its FASTA comment lines (a line whose first non-blank character is ``;``) blanked
+    to spaces: every other character keeps its position, so an error's position still counts from
+    the start of the text. A ``;`` anywhere else is left for the sequence rules to refuse."""
+    return "\n".join(" " * len(line) if line.lstrip().startswith(";") else line for line in text.split("\n"))
+
+
+def fasta_records(text: str) -> list[tuple[str, str]]:
+    """(id, body) of every record of a FASTA text, in order; the one reading of FASTA that training,
+    evaluation, ``sedd.score`` and the studio share, so a file gives the same records to each.
+
+    A header is a line whose first non-blank character is ``>`` (a pasted block is often indented as
+    a whole), named by ``record_id``; records with the same id are all kept. Comment lines are
+    blanked (``without_comments``). Text before the first header is a record of its own, named
+    ``sequence`` (a pasted sequence without a header; it is not the start of the next record, which
+    would then be dropped unseen). A body is left as written: each reader applies the sequence rules
+    (whitespace, digits and one trailing ``*`` ignored) and refuses or drops what breaks them."""
+    text = without_comments(text)
+    headers = list(HEADER_LINE.finditer(text))
+    first = text[:headers[0].start()] if headers else text
+    records = [("sequence", first)] if first.strip() or not headers else []
+    for header, after in zip(headers, headers[1:] + [None]):
+        chunk = text[header.end():after.start() if after else len(text)]
+        name, _, body = chunk.partition("\n")
+        records.append((record_id(name, len(records) + 1), body))
+    return records
+
+
+def read_fasta_records(path: str | Path) -> list[tuple[str, str]]:
+    """``fasta_records`` of a FASTA file (``fasta_text``: gzip or plain), refused with the reason when
+    it is not a file or holds no record at all."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a FASTA file")
+    if not path.is_file():
+        raise FileNotFoundError(f"FASTA file {path} does not exist")
+    text = fasta_text(path)
+    if not text.strip():
+        raise ValueError(f"FASTA file {path} is empty: give one or more sequences")
+    if not without_comments(text).strip():
+        raise ValueError(f"FASTA file {path} holds only comment lines (lines that start with ;) and no sequence")
+    return fasta_records(text)
 
 
 MAX_LEN = 128       # the longest sequence training keeps unless told otherwise (``--max-len``)
@@ -102,24 +126,21 @@ def longer_than(max_len: int) -> str:
 
 
 def read_fasta(path: str | Path, alphabet: Alphabet, max_len: int | None = None) -> Dataset:
-    """Read a FASTA file; drop (and count) sequences with characters outside the alphabet or too long.
-    Records are named by ``record_id``. Whitespace and digits inside a sequence (a GenBank-style
-    numbered block) are ignored, as the template rules and ``sedd.score`` ignore them."""
-    path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"{path} is a folder, not a FASTA file")
-    if not path.is_file():
-        raise FileNotFoundError(f"FASTA file {path} does not exist")
+    """Read a FASTA file (``read_fasta_records``); drop (and count) sequences with characters outside
+    the alphabet or too long. Whitespace, digits (a GenBank-style numbered block) and one trailing
+    ``*`` are ignored, as the template rules and ``sedd.score`` ignore them."""
     ids, tokens, dropped, num_dropped = [], [], Counter(), 0
-    for number, (header, seq) in enumerate(_fasta_records(path), start=1):
-        seq = "".join(ch for ch in seq if ch not in "0123456789" or alphabet.is_valid(ch)).rstrip("*")
+    for name, body in read_fasta_records(path):
+        seq = "".join(body.split())
+        seq = seq[:-1] if seq.endswith("*") else seq        # a stop, judged before the digits go, as templates judge it
+        seq = "".join(ch for ch in seq if ch not in "0123456789" or alphabet.is_valid(ch))
         bad = sorted({ch for ch in seq if not alphabet.is_valid(ch)})
         too_long = max_len is not None and len(seq) > max_len
         if bad or too_long or not seq:
             dropped.update(bad or [longer_than(max_len) if seq else "empty"])
             num_dropped += 1
             continue
-        ids.append(record_id(header, number))
+        ids.append(name)
         tokens.append(alphabet.encode(seq))
     data = Dataset(ids, tokens, dropped, num_dropped)
     if not tokens:

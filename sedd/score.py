@@ -46,9 +46,8 @@ import numpy as np
 import torch
 
 from . import checkpoint as ckpt
-from .alphabet import HEADER_LINE
 from .cli import SEED, run
-from .data import Dataset, fasta_text, not_utf8, record_id
+from .data import Dataset, fasta_records, not_utf8, read_fasta_records, without_comments
 from .likelihood import elbo_to_precision, estimate_elbo
 from .model import device_of, eval_mode
 
@@ -88,30 +87,6 @@ def parse_sequence(model: ckpt.Checkpoint, text: str) -> list[int]:
                          f"({shown}); write residues in place of {' '.join(model.alphabet.mask_chars)} and of "
                          "brackets such as [KR] or [3]")
     return list(template.tokens)
-
-
-def without_comments(text: str) -> str:
-    """``text`` with its FASTA comment lines (a line that starts with ``;``, as ``sedd.data`` reads
-    FASTA files for training) blanked to spaces: every other character keeps its position, so an
-    error's position still counts from the start of the text. A ``;`` anywhere else is left for the
-    template rules to refuse."""
-    return "\n".join(" " * len(line) if line.startswith(";") else line for line in text.split("\n"))
-
-
-def fasta_records(text: str) -> list[tuple[str, str]]:
-    """(name, body) for every ``>`` record of a FASTA text, comment lines (``without_comments``) left
-    out. Text before the first ``>`` line is a record of its own, named ``sequence`` (a pasted
-    sequence without a header; it is not the start of the next record, which would then be dropped
-    unseen)."""
-    text = without_comments(text)
-    headers = list(HEADER_LINE.finditer(text))         # lines whose first non-blank character is '>'
-    first = text[:headers[0].start()] if headers else text
-    records = [("sequence", first)] if first.strip() or not headers else []
-    for header, after in zip(headers, headers[1:] + [None]):
-        chunk = text[header.end():after.start() if after else len(text)]
-        name, _, body = chunk.partition("\n")
-        records.append((record_id(name, len(records) + 1), body))
-    return records
 
 
 # ---- masked marginals -------------------------------------------------------------------------------------
@@ -351,21 +326,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _read_inputs(model: ckpt.Checkpoint, a: argparse.Namespace) -> list[tuple[str, list[int]]]:
-    if a.sequence is not None:
-        text, source = a.sequence, "--sequence"
+    if a.sequence is None:
+        records = read_fasta_records(a.fasta)       # gzip or plain, UTF-8, a byte-order mark dropped
+    elif a.sequence.strip() and not without_comments(a.sequence).strip():
+        raise ValueError("--sequence holds only comment lines (lines that start with ;) and no sequence")
     else:
-        path = Path(a.fasta)
-        if path.is_dir():
-            raise ValueError(f"{path} is a folder, not a FASTA file")
-        if not path.is_file():
-            raise ValueError(f"FASTA file {path} does not exist")
-        text = fasta_text(path)                              # gzip or plain, UTF-8, a byte-order mark dropped
-        if not text.strip():
-            raise ValueError(f"FASTA file {path} is empty: give one or more full sequences")
-        source = f"FASTA file {path}"
-    if text.strip() and not without_comments(text).strip():
-        raise ValueError(f"{source} holds only comment lines (lines that start with ;) and no sequence")
-    records = fasta_records(text)
+        records = fasta_records(a.sequence)
     # one sequence given as text is parsed whole, so that an error's position counts from the start of
     # the text, as sedd.sample and the studio count it; a FASTA file's records count from their own start
     whole = a.sequence is not None and len(records) == 1
@@ -376,12 +342,10 @@ def _read_inputs(model: ckpt.Checkpoint, a: argparse.Namespace) -> list[tuple[st
     inputs = []
     for name, body in records:
         try:
-            inputs.append((name, parse_sequence(model, without_comments(text) if whole else body)))
+            inputs.append((name, parse_sequence(model, without_comments(a.sequence) if whole else body)))
         except ValueError as e:
             named = a.sequence is None or name != "sequence"      # a header-less --sequence has no name to repeat
             raise ValueError(f"{name}: {e}" if named else str(e)) from None
-    if not inputs:
-        raise ValueError(f"{a.fasta} holds no sequence")
     return inputs
 
 

@@ -231,8 +231,7 @@ def test_an_empty_fasta_ends_a_benchmark_with_one_error_line(name, tmp_path, tin
     done = subprocess.run([sys.executable, BENCHMARKS / f"{name}.py", "--checkpoint", tiny_checkpoint, "--data", empty],
                           capture_output=True, text=True, timeout=120, env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
-    assert done.stderr.strip().splitlines()[-1] == (f"error: could not read {empty} as FASTA: File is empty or "
-                                                     "contains only comments")
+    assert done.stderr.strip().splitlines()[-1] == f"error: FASTA file {empty} is empty: give one or more sequences"
 
 
 def test_score_validation_of_a_family_without_the_motif_writes_null_not_nan_or_zeros(tmp_path, tiny_checkpoint, capsys,

@@ -11,7 +11,7 @@ from conftest import profile_family, run_main, write_fasta
 
 from sedd import checkpoint, score
 from sedd.alphabet import PROTEIN
-from sedd.data import Dataset
+from sedd.data import Dataset, fasta_records
 from sedd.likelihood import elbo_to_precision
 from sedd.sample import main as sample_main
 from sedd.schedule import LogLinearSchedule
@@ -362,7 +362,7 @@ def test_score_fasta_skips_comment_lines_as_training_does(tiny_dir, capsys, tmp_
 
 def test_comment_lines_of_pasted_text_are_skipped_and_a_semicolon_elsewhere_is_refused(tiny_dir, capsys, tmp_path):
     # blanked, not removed: the sequence's characters keep their positions in the pasted text
-    assert score.fasta_records(f";pasted\n{SEQ}") == [("sequence", " " * 7 + f"\n{SEQ}")]
+    assert fasta_records(f";pasted\n{SEQ}") == [("sequence", " " * 7 + f"\n{SEQ}")]
     code, out, _ = run_main(capsys, score.main, "--checkpoint", tiny_dir, "--sequence", f">x\n;c\n{SEQ}", "--json")
     assert code == 0 and json.loads(out)["sequences"][0]["sequence"] == SEQ
     code, _, err = run_main(capsys, score.main, "--checkpoint", tiny_dir, "--sequence", "MKV;GG")
@@ -430,10 +430,3 @@ def test_a_bad_variant_table_is_refused_before_the_sequence_is_scored(tiny_dir, 
                               "--out", tmp_path / "scored.csv")
     assert code == 0 and len(scored) == 1 and "3 variants scored" in out
     assert (tmp_path / "scored.csv").read_text().splitlines()[0] == "mutant,DMS_score,sedd_score"
-
-
-def test_an_indented_header_line_starts_a_new_record():
-    """An indented '>b' line was read as part of record a, and b was dropped without a word."""
-    records = score.fasta_records(">a\nMKVLAGFRE\n  >b\nGGKV\n;note\n>c d\nAA\n")
-    assert [(name, "".join(body.split())) for name, body in records] == [("a", "MKVLAGFRE"), ("b", "GGKV"), ("c", "AA")]
-    assert [name for name, _ in score.fasta_records("MKV\n  >b\nGG")] == ["sequence", "b"]
