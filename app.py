@@ -66,6 +66,23 @@ STOP_COUNTING_JS = """() => {
         if (e.target.closest("#stop")) window.seddStops += 1;
     }, true);
 }"""
+SHOW_REFUSAL_JS = """() => {
+    // A refusal shows under the input at fault, which is often scrolled out of sight above the button
+    // that was pressed: the press then seemed to do nothing. After a press, bring the first refusal
+    // into view (the first: the page's order is the order a user reads and fixes them).
+    let pressed = 0;
+    document.addEventListener("click", e => {
+        if (e.target.closest("#generate, #score")) pressed = Date.now();
+    }, true);
+    new MutationObserver(() => {
+        if (!pressed || Date.now() - pressed > 10000) return;
+        const reason = document.querySelector("div.validation-error");
+        if (!reason) return;
+        pressed = 0;
+        const box = reason.closest(".block") || reason, r = box.getBoundingClientRect();
+        if (r.top < 0 || r.bottom > window.innerHeight) box.scrollIntoView({block: "center", behavior: "smooth"});
+    }).observe(document.body, {subtree: true, childList: true, characterData: true});
+}"""
 MAX_UPLOAD = "1kb"                 # the page has no file input; refuse anonymous uploads
 NO_SEED_YET = -1                   # the hidden seed output before any run (seeds are 0 … 2**31 − 1)
 log = logging.getLogger("sedd.studio")
@@ -709,6 +726,7 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
         # The browser counts Stop presses; a Generate sends the count at its click, which may come
         # before Gradio sends the run (a click while a run is ending waits for it). See cb.stop.
         demo.load(None, js=STOP_COUNTING_JS, api_name=False)
+        demo.load(None, js=SHOW_REFUSAL_JS, api_name=False)
         event = run_btn.click(fn, inputs, outputs + [designs],
                               js=f"(...inputs) => inputs.map((v, i) => i === {stop_index} ? "
                                  "(window.seddStopsAtGenerate ?? 0) : v)",

@@ -187,6 +187,22 @@ def test_a_refused_request_keeps_the_results_and_shows_why_at_the_input(page):
                            "&& document.querySelector('#status').innerText.includes('in 16 steps')", arg=fasta)
 
 
+
+IN_VIEW = """sel => { const r = document.querySelector(sel).getBoundingClientRect();
+                     return r.top >= 0 && r.bottom <= window.innerHeight; }"""
+
+
+def test_a_refusal_above_the_pressed_button_is_scrolled_into_view(page):
+    """On a laptop-height window the template is out of sight when Generate is pressed, and a
+    refusal under it looked like a press that did nothing."""
+    page.set_viewport_size({"width": 1400, "height": 600})
+    page.fill("#template textarea", "MKV\nGGB__")
+    page.locator("#generate").scroll_into_view_if_needed()
+    assert not page.evaluate(IN_VIEW, "#template textarea")        # the premise: the template is out of sight
+    page.click("#generate")
+    page.locator("#template div.validation-error").get_by_text("line 2, column 3").wait_for(state="attached")
+    page.wait_for_function(IN_VIEW, arg="#template div.validation-error")
+
 # ---- Stop: the sampler itself stops, and the next Generate always runs ------------------------------
 
 @pytest.fixture
