@@ -649,23 +649,24 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
                         with gr.Row():
                             # The API returns the seed as a number (seed_used, hidden); the page shows it as text,
                             # because Gradio's Number shows 0, a real seed, before anything has run.
-                            seed_used = gr.Number(value=NO_SEED_YET, precision=0, visible=False)
+                            seed_used = gr.Number(value=NO_SEED_YET, precision=0, visible=False, label="Seed used")
                             seed_shown = gr.Textbox(label="Seed used", interactive=False, placeholder="–", max_lines=1,
                                                     elem_id="seed-used")
                             reuse = gr.Button("Reuse this seed", size="sm")
                     with gr.Column(scale=3):
-                        status = gr.HTML(elem_id="status")
+                        status = gr.HTML(label="Status", elem_id="status")
                         frames = gr.HTML(elem_id="frames", label="Denoising")
                         fasta = gr.Textbox(label="FASTA", lines=6, buttons=["copy"], elem_id="fasta")
                 heading = gr.Markdown(cb.heading([]), elem_id="designs-heading")
                 table = gr.Dataframe(headers=TABLE_HEADERS, datatype=[kind for _, kind, _ in TABLE_COLUMNS],
-                                     interactive=False, elem_id="designs", wrap=False)
+                                     interactive=False, elem_id="designs", wrap=False, label="Ranked designs",
+                                     show_label=False)        # the heading above names it on the page
                 score_design_btn = gr.Button("Score this design (the selected row) in the Score tab", size="sm",
                                              elem_id="score-design")
                 with gr.Row():
                     with gr.Column(scale=3):
                         color = gr.Radio(list(COLOR_CHOICES), value="pLDDT", label="Colour the structure by")
-                        structure = gr.HTML(NO_STRUCTURE_YET, elem_id="structure")
+                        structure = gr.HTML(NO_STRUCTURE_YET, label="Structure", elem_id="structure")
                     # the title is the figure's own: Gradio's label floated over the plot's top left corner
                     plot = gr.Plot(label="Per-residue pLDDT (designed positions marked)", show_label=False,
                                    elem_id="plddt-plot", scale=2)
@@ -695,7 +696,7 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
                                                  "prefers the substitution to the wild type)")
                     with gr.Column(min_width=320):
                         with gr.Accordion("Scores as JSON (the API's output)", open=False):
-                            score_json = gr.JSON(elem_id="score-json")
+                            score_json = gr.JSON(label="Scores", show_label=False, elem_id="score-json")
                 design_sent = gr.State(None)
                 designs = gr.State([])
                 selected = gr.State(0)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import tempfile
 from pathlib import Path
 
@@ -30,6 +31,16 @@ def test_generate_is_documented_with_the_contract_parameters(client):
     assert all(p["parameter_has_default"] for p in info["/generate"]["parameters"][1:])
     types = [p["python_type"]["type"] for p in info["/generate"]["parameters"][:4]]
     assert types == ["str", "int", "int", "int"]
+
+
+def test_every_output_is_named_by_its_label(served):
+    """The API (and MCP) description names each output by its component's label; an unlabelled one
+    is listed as ``value_39``, which tells a caller nothing."""
+    info = requests.get(f"{served}gradio_api/info", timeout=30).json()["named_endpoints"]
+    labels = {endpoint: [r["label"] for r in info[endpoint]["returns"]] for endpoint in ("/generate", "/score")}
+    assert labels["/generate"][:6] == ["FASTA", "Denoising", "Status", "Seed used", "Ranked designs", "Structure"]
+    assert labels["/score"] == ["Scores"]
+    assert not any(re.fullmatch(r"value_\d+", label or "") for names in labels.values() for label in names), labels
 
 
 def test_generate_streams_and_ends_with_the_fasta(client, model, tmp_path):
