@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from hypothesis import strategies as st
 from studio_helpers import (
     fasta_sequences,
     launch_app,
+    refused_inputs,
     tiny_checkpoint_dir,
     wait_for_stable,
 )
@@ -378,10 +380,12 @@ def test_stop_answers_while_the_queue_is_full(model):
         while len(demo._queue) < 1:
             assert time.monotonic() < deadline, "the queue never filled"
             time.sleep(0.05)
-        # the studio's refusal (shown under the template on the page), not Gradio's "Queue is full!",
-        # which would mark every output of the page "Error"
-        with pytest.raises(Exception, match=r"the queue is full \(1 run waiting\); try again in a minute"):
+        # the studio's refusal, not Gradio's "Queue is full!", which would mark every output of the page "Error"
+        full = "the queue is full (1 run waiting); try again in a minute"
+        with pytest.raises(Exception, match=re.escape(full)):
             client.predict(OK, 1, 16, 0, api_name="/generate")
+        # on the page, in the notice: no input is at fault (tests/test_browser.py shows it)
+        assert refused_inputs(join_response(url, demo, "page", OK, 1, 16)) == [("notice", full)]
         # The page sends a queued handler through the queue (refused now) and an unqueued one straight here.
         assert demo.fns[stop_function_index(demo)].queue is False
         press_stop(url, demo, "stopper")
@@ -414,12 +418,17 @@ def generate_fn_index(demo) -> int:
     return click_handler(demo, "generate")
 
 
-def join(url, demo, session: str, template: str, num_samples: int, steps: int, stop_epoch: int = 0):
-    """Queue a generate job over raw HTTP as the page does; return its open SSE stream (a response
-    with ``lines``: one line iterator for the whole stream, as each ``iter_lines()`` call buffers apart)."""
-    r = requests.post(f"{url}gradio_api/queue/join", timeout=30, json={
+def join_response(url, demo, session: str, template: str, num_samples: int, steps: int, stop_epoch: int = 0):
+    """Ask for a generate job over raw HTTP as the page does (its inputs, then the notice); the response."""
+    return requests.post(f"{url}gradio_api/queue/join", timeout=30, json={
         "fn_index": generate_fn_index(demo), "session_hash": session, "trigger_id": None,
-        "data": [template, num_samples, steps, 0, 1.0, "off", "", "sample", "tau-leaping", 1.0, stop_epoch]})
+        "data": [template, num_samples, steps, 0, 1.0, "off", "", "sample", "tau-leaping", 1.0, stop_epoch, 1, ""]})
+
+
+def join(url, demo, session: str, template: str, num_samples: int, steps: int, stop_epoch: int = 0):
+    """Queue a generate job as the page does; return its open SSE stream (a response with ``lines``:
+    one line iterator for the whole stream, as each ``iter_lines()`` call buffers apart)."""
+    r = join_response(url, demo, session, template, num_samples, steps, stop_epoch)
     assert r.status_code == 200, r.text[:300]
     stream = requests.get(f"{url}gradio_api/queue/data", params={"session_hash": session}, stream=True, timeout=120)
     stream.lines = stream.iter_lines()
@@ -519,8 +528,11 @@ def test_a_score_clicked_during_a_score_runs_and_the_tables_clicks_run_in_order(
     ran side by side, so the button could read the row selected before: the table's events are one
     group that runs one at a time, in click order."""
     demo = app.build_demo(app.StudioCallbacks(model, {"off": None}))
-    [score] = [d for d in demo.fns.values() if d.api_name == "score"]
-    assert score.trigger_mode == "always_last"
+    page = demo.fns[click_handler(demo, "score")]
+    assert page.trigger_mode == "always_last"
+    # the page's Score and the API's are one concurrency group: --concurrency scores at most, whoever asks
+    [api] = [d for d in demo.fns.values() if d.api_name == "score"]
+    assert page is not api and (page.concurrency_id, page.concurrency_limit) == (api.concurrency_id, 2)
     by_name = {getattr(d.fn, "__name__", ""): d for d in demo.fns.values()}
     table = [by_name[name] for name in ("select", "send_to_score", "recolor")]
     assert {(d.concurrency_id, d.concurrency_limit) for d in table} == {("designs-table", 1)}
