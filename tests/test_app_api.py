@@ -4,12 +4,11 @@ from __future__ import annotations
 import logging
 import re
 import tempfile
-from pathlib import Path
 
 import pytest
 import requests
 from gradio_client import Client
-from studio_helpers import launch_app, refused_inputs
+from studio_helpers import download_kinds, launch_app, refused_inputs
 
 import app
 
@@ -171,9 +170,8 @@ def test_downloads_are_written_once(model, tmp_path, monkeypatch):
         out = Client(url, verbose=False, download_files=False).predict(TEMPLATE, 2, 16, 3, api_name="/generate")
     finally:
         demo.close()
-    served = [Path(f["path"]).name for f in out[7]]
-    assert sorted(served) == ["designs.fasta", "settings.json", "trajectory.json"]
-    assert len(list(tmp_path.rglob("trajectory.json"))) == 1
+    assert download_kinds(f["path"] for f in out[7]) == ["designs.fasta", "settings.json", "trajectory.json"]
+    assert len(list(tmp_path.rglob("trajectory_*.json"))) == 1
 
 
 def test_the_final_output_holds_the_last_frame(served):

@@ -21,6 +21,8 @@ from gradio_client import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from studio_helpers import (
+    download,
+    download_kinds,
     fasta_sequences,
     launch_app,
     refused_inputs,
@@ -185,7 +187,7 @@ def test_failing_folds_say_which_and_why_and_designs_still_come(model, tmp_path,
     assert "Folding failed" in status and words.replace("'", "&#x27;") in status
     assert "No structure for" in structure and plot is None
     assert [row[6] for row in table] == ["failed"] * 3
-    assert any(f.endswith("designs.fasta") for f in files)
+    assert "designs.fasta" in download_kinds(files)
     assert len(fasta_sequences(final_of(cb, OK, 2, fold="off")[0])) == 2      # the next request works
 
 
@@ -230,8 +232,7 @@ def test_serves_no_file_outside_its_output_and_escapes_user_text(model, tmp_path
         client = Client(url, verbose=False)
         out = client.predict(">x <script>alert(1)</script>\nMKV__", 1, 16, 0, api_name="/generate")
         files = out[7]
-        fasta_file = next(f for f in files if str(f).endswith("designs.fasta"))
-        assert Path(fasta_file).read_text().startswith(">design_1")      # our own output is downloadable
+        assert download(files, "designs.fasta").read_text().startswith(">design_1")     # our own output is served
         assert all("<script" not in str(part) for part in out[:3])
         with pytest.raises(Exception) as e:
             client.predict("<script>alert(1)</script>MKV__", 1, 16, 0, api_name="/generate")
@@ -295,7 +296,7 @@ def test_python_app_py_removes_its_downloads_at_exit(tmp_path):
     try:
         Client(url, verbose=False, download_files=False).predict(OK, 1, 16, 0, api_name="/generate")
         [outputs] = list((tmp_path / "gradio").glob("sedd-studio-*"))
-        assert list(outputs.rglob("designs.fasta"))
+        assert list(outputs.rglob("designs_seed0_*.fasta"))
     finally:
         proc.terminate()                  # what stopping a Space or a service does, here twice (an impatient one)
         time.sleep(0.05)

@@ -14,7 +14,7 @@ import time
 import pytest
 from browser_helpers import SEED, SEED_USED, fold_off, open_page, require, set_steps, wait_until_done
 from gradio_client import Client
-from studio_helpers import fasta_sequences, launch_app, tiny_esmfold, wait_for_stable
+from studio_helpers import RUN_TAG, fasta_sequences, launch_app, tiny_esmfold, wait_for_stable
 
 import app
 from sedd import render
@@ -434,9 +434,11 @@ def test_the_page_after_stop_while_folding_shows_one_run(browser, model):
         sequences = fasta_sequences(page.input_value("#fasta textarea"))
         table = page.locator("#designs").inner_text()
         assert len(sequences) == 4 and all(s in table for s in sequences), "the table is not the FASTA's run"
-        downloads = page.locator("#downloads").inner_text()         # a name shows as "design_1\n.pdb"
-        assert table.count("stopped") == 2 and "designs\n.fasta" in downloads
-        assert "design_2\n.pdb" in downloads and "design_3\n.pdb" not in downloads
+        # a name shows as "design_1_seed2_20261203-083012\n.pdb"
+        downloads = RUN_TAG.sub("", page.locator("#downloads").inner_text().replace("\n.", "."))
+        assert table.count("stopped") == 2 and "designs.fasta" in downloads
+        assert "design_2.pdb" in downloads and "design_3.pdb" not in downloads
+        assert "_seed2_" in page.locator("#downloads").inner_text()
         assert page.locator("#structure .structure-title").inner_text().startswith("design_")
     finally:
         backend.release()
