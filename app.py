@@ -465,9 +465,10 @@ class StudioCallbacks:
 # ---- layout and wiring ------------------------------------------------------------------------------
 
 def refusal_notice(elem_id: str) -> gr.Textbox:
-    """Where a tab shows a refusal that is no input's fault (a full queue, a session at its cap): its
-    page event sends it as the last input, the validator gives the reason at it (``Admission``), and
-    the page clears it when a request is admitted. Only the reason shows (studio.css).
+    """Where a tab shows a refusal that is no input's fault (a full queue, a session at its cap): under
+    the button just pressed, where the eye is. The tab's page event sends it as its last input, the
+    validator gives the reason at it (``Admission``), and the page clears it when a request is
+    admitted. Only the reason shows (studio.css).
 
     Not a ``gr.Error`` raised by the validator: Gradio 6.31 answers that with an HTTP 400 whose
     message gradio_client drops, and the page marks every output "Error"."""
@@ -693,6 +694,7 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
                             stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
                             # Stop presses so far (see cb.stop); checked by the callback (Gradio's own check: a bare 400)
                             stop_epoch = checked_by_callback(gr.Number(0, precision=0, visible=False))
+                        generate_refusal = refusal_notice("generate-refusal")
                         with gr.Row():
                             # The API returns the seed as a number (seed_used, hidden); the page shows it as text,
                             # because Gradio's Number shows 0, a real seed, before anything has run.
@@ -701,7 +703,6 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
                                                     elem_id="seed-used")
                             reuse = gr.Button("Reuse this seed", size="sm")
                     with gr.Column(scale=3):
-                        generate_refusal = refusal_notice("generate-refusal")
                         status = gr.HTML(label="Status", elem_id="status")
                         frames = gr.HTML(elem_id="frames", label="Denoising")
                         fasta = gr.Textbox(label="FASTA", lines=6, buttons=["copy"], elem_id="fasta")
@@ -731,8 +732,8 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
                         examples_in_page(score_input, [e["sequence"] for e in SCORE_EXAMPLES],
                                          [e["label"] for e in SCORE_EXAMPLES], "Example sequences")
                         score_btn = gr.Button("Score", variant="primary", elem_id="score")
-                    with gr.Column(scale=3):
                         score_refusal = refusal_notice("score-refusal")
+                    with gr.Column(scale=3):
                         score_summary = gr.HTML(elem_id="score-summary")
                         score_files = gr.File(label="Downloads: scan (CSV), scores (JSON)", file_count="multiple",
                                               interactive=False, elem_id="score-downloads", elem_classes="downloads")

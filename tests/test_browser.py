@@ -210,6 +210,8 @@ def test_a_full_queue_is_said_in_the_tabs_notice_not_under_an_input(browser, mod
         notice = page.locator("#generate-refusal").get_by_text(full)
         notice.wait_for()
         assert notice.is_visible()
+        below = page.locator("#generate-refusal").bounding_box()["y"] - page.locator("#generate").bounding_box()["y"]
+        assert 0 < below < 100, "the notice is right under the button just pressed"
         assert full not in page.inner_text("#template") and "Error" not in page.inner_text("#fasta")
         page.get_by_role("tab", name="Score").click()
         page.fill("#score-sequence textarea", "MKVLAGWKKSTAHHCDEGKVQGVFFR")
