@@ -421,8 +421,8 @@ class StudioCallbacks:
             raise gr.Error(render.error_text(str(e)), title="Cannot score this", print_exception=False) from None
 
     def check_score(self, sequence: str):
-        """Gradio validator for ``score``: bad input is refused before it is queued, the reason shown
-        under the sequence until it is edited (see ``Admission``)."""
+        """``score``'s input, checked by its validator (``Admission``): bad input is refused before it
+        is queued, the reason shown under the sequence until it is edited."""
         try:
             studio.check_score_request(self.model, sequence, self.limits)
         except ValueError as e:
@@ -481,6 +481,39 @@ class StudioCallbacks:
 
 # ---- layout and wiring ------------------------------------------------------------------------------
 
+def refusal_notice(elem_id: str) -> gr.Textbox:
+    """Where a tab shows a refusal that is no input's fault (a full queue, a session at its cap): under
+    the button just pressed, where the eye is. The tab's page event sends it as its last input, the
+    validator gives the reason at it (``Admission``), and the page clears it when a request is
+    admitted. Only the reason shows (studio.css).
+
+    Not a ``gr.Error`` raised by the validator: Gradio 6.31 answers that with an HTTP 400 whose
+    message gradio_client drops, and the page marks every output "Error"."""
+    return gr.Textbox(label="Refused", show_label=False, interactive=False, container=False, elem_id=elem_id,
+                      elem_classes="refusal")
+
+
+def with_notice(fn: Callable) -> Callable:
+    """``fn`` for a page event that also sends the tab's ``refusal_notice``, which only the validator
+    reads: the signature Gradio reads gains a ``notice`` parameter after the inputs (before a
+    ``gr.Request``, which Gradio passes in its place), and the call drops it."""
+    signature = inspect.signature(fn)
+    params = list(signature.parameters.values())
+    at = next((i for i, p in enumerate(params) if "Request" in str(p.annotation)), len(params))
+    notice = inspect.Parameter("notice", inspect.Parameter.POSITIONAL_OR_KEYWORD, default="", annotation=str)
+
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def call(*args, **kwargs):
+            yield from fn(*args[:at], *args[at + 1:], **kwargs)
+    else:
+        @functools.wraps(fn)
+        def call(*args, **kwargs):
+            return fn(*args[:at], *args[at + 1:], **kwargs)
+    call.__signature__ = signature.replace(parameters=params[:at] + [notice] + params[at:])
+    return call
+
+
 def without_last_output(generate: Callable) -> Callable:
     """``generate`` (a generator of output tuples, with its signature and docstring) minus each tuple's last element."""
     @functools.wraps(generate)
@@ -536,16 +569,20 @@ class Admission:
     """Gradio validator for ``generate`` (and, for the last two points, ``score``), run before a
     request takes a place in the queue.
 
-    It refuses, with the reason shown under the input at fault until that input is edited (or, for
-    particles, the sampler or top-p: ``build_demo``):
+    A refused request never starts, so the page keeps its last results instead of marking every
+    output "Error" with the reason only in a toast that fades. It refuses:
 
-    - **bad input** (``cb.check``): a refused request never starts, so the page keeps its last
-      results instead of marking every output "Error" with the reason only in a toast that fades;
+    - **bad input** (``cb.check``), the reason shown under the input at fault until that input is
+      edited (or, for particles, the sampler or top-p: ``build_demo``);
     - a session that already has ``cap`` runs waiting or running, so one visitor (or one API
       client that never reads its results: Gradio counts a session's events until their results
       are delivered) cannot fill the queue for everyone;
     - a full queue. Gradio checks the queue's size before it awaits a validator, so a burst of
       requests would all pass that check and overfill the queue.
+
+    The last two are no fault of an input: on the page the reason shows in the tab's notice
+    (``refusal_notice``), the page event's last input, until a request is admitted. An API call
+    has no notice, and Gradio's refusal names a parameter: there it names the first.
 
     The check is a coroutine that never suspends, run by Gradio's event loop right before the request
     is queued, so the requests of a burst are counted one by one (tested). Gradio passes the request
@@ -568,14 +605,20 @@ class Admission:
         events = (queue.event_ids_to_events.get(i) for i in queue.pending_event_ids_session.get(session, ()))
         return sum(e is not None and e.concurrency_id == "generate" for e in events)
 
-    def refusal(self, request: gr.Request, inputs: tuple) -> tuple[int, str] | None:
-        """(the index of the input to show the reason at, the reason), or None to admit the request."""
-        try:
-            self.cb.check(*inputs)
-        except studio.RequestError as e:
-            return self.fields.index(e.field), str(e)
-        refusal = self.crowd_refusal(request, "generate", "run")
-        return (0, refusal) if refusal else None              # shown on the template
+    def refusal(self, request: gr.Request, endpoint: str, inputs: tuple, crowd_at: int) -> tuple[int, str] | None:
+        """(the index of the input to show the reason at, the reason), or None to admit the request:
+        a bad input's reason at that input, a crowd refusal at ``crowd_at``."""
+        if endpoint == "score":
+            verdict = self.cb.check_score(inputs[0])
+            if not verdict["is_valid"]:
+                return 0, verdict["message"]
+        else:
+            try:
+                self.cb.check(*inputs)
+            except studio.RequestError as e:
+                return self.fields.index(e.field), str(e)
+        crowd = self.crowd_refusal(request, endpoint, "request" if endpoint == "score" else "run")
+        return (crowd_at, crowd) if crowd else None
 
     def crowd_refusal(self, request: gr.Request, endpoint: str, noun: str) -> str | None:
         """The reason to refuse a well-formed request (a full queue, a session at its cap), or None."""
@@ -591,21 +634,26 @@ class Admission:
         log_refusal(endpoint, refusal)
         return refusal
 
-    async def check(self, request: gr.Request, *inputs):
+    def verdicts(self, request: gr.Request, endpoint: str, inputs: tuple, crowd_at: int):
         verdicts = [gr.validate(True, "")] * len(inputs)      # one per input
-        refused = self.refusal(request, inputs)
+        refused = self.refusal(request, endpoint, inputs, crowd_at)
         if refused:
             verdicts[refused[0]] = gr.validate(False, refused[1])
-        return verdicts
+        return verdicts if len(verdicts) > 1 else verdicts[0]     # Gradio reads a one-input event's alone
+
+    async def check(self, request: gr.Request, *inputs):
+        return self.verdicts(request, "generate", inputs, 0)
+
+    async def check_page(self, request: gr.Request, *inputs):
+        """The page's ``generate``, whose last input is the notice."""
+        return self.verdicts(request, "generate", inputs, -1)
 
     async def check_score(self, request: gr.Request, sequence: str):
-        """``score``'s validator: its input checked (``StudioCallbacks.check_score``), then the same
-        queue and per-session limits as ``generate`` (else one client's scores could fill the queue)."""
-        verdict = self.cb.check_score(sequence)
-        if not verdict["is_valid"]:
-            return verdict
-        refusal = self.crowd_refusal(request, "score", "request")
-        return gr.validate(False, refusal) if refusal else verdict
+        return self.verdicts(request, "score", (sequence,), 0)
+
+    async def check_score_page(self, request: gr.Request, sequence: str, notice: str):
+        """The page's ``score``, whose last input is the notice."""
+        return self.verdicts(request, "score", (sequence, notice), -1)
 
 
 def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int = 2, max_queue: int = 32,
@@ -663,26 +711,28 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
                             stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
                             # Stop presses so far (see cb.stop); checked by the callback (Gradio's own check: a bare 400)
                             stop_epoch = checked_by_callback(gr.Number(0, precision=0, visible=False))
+                        generate_refusal = refusal_notice("generate-refusal")
                         with gr.Row():
                             # The API returns the seed as a number (seed_used, hidden); the page shows it as text,
                             # because Gradio's Number shows 0, a real seed, before anything has run.
-                            seed_used = gr.Number(value=NO_SEED_YET, precision=0, visible=False)
+                            seed_used = gr.Number(value=NO_SEED_YET, precision=0, visible=False, label="Seed used")
                             seed_shown = gr.Textbox(label="Seed used", interactive=False, placeholder="–", max_lines=1,
                                                     elem_id="seed-used")
                             reuse = gr.Button("Reuse this seed", size="sm")
                     with gr.Column(scale=3):
-                        status = gr.HTML(elem_id="status")
+                        status = gr.HTML(label="Status", elem_id="status")
                         frames = gr.HTML(elem_id="frames", label="Denoising")
                         fasta = gr.Textbox(label="FASTA", lines=6, buttons=["copy"], elem_id="fasta")
                 heading = gr.Markdown(cb.heading([]), elem_id="designs-heading")
                 table = gr.Dataframe(headers=TABLE_HEADERS, datatype=[kind for _, kind, _ in TABLE_COLUMNS],
-                                     interactive=False, elem_id="designs", wrap=False)
+                                     interactive=False, elem_id="designs", wrap=False, label="Ranked designs",
+                                     show_label=False)        # the heading above names it on the page
                 score_design_btn = gr.Button("Score this design (the selected row) in the Score tab", size="sm",
                                              elem_id="score-design")
                 with gr.Row():
                     with gr.Column(scale=3):
                         color = gr.Radio(list(COLOR_CHOICES), value="pLDDT", label="Colour the structure by")
-                        structure = gr.HTML(NO_STRUCTURE_YET, elem_id="structure")
+                        structure = gr.HTML(NO_STRUCTURE_YET, label="Structure", elem_id="structure")
                     # the title is the figure's own: Gradio's label floated over the plot's top left corner
                     plot = gr.Plot(label="Per-residue pLDDT (designed positions marked)", show_label=False,
                                    elem_id="plddt-plot", scale=2)
@@ -699,6 +749,7 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
                         examples_in_page(score_input, [e["sequence"] for e in SCORE_EXAMPLES],
                                          [e["label"] for e in SCORE_EXAMPLES], "Example sequences")
                         score_btn = gr.Button("Score", variant="primary", elem_id="score")
+                        score_refusal = refusal_notice("score-refusal")
                     with gr.Column(scale=3):
                         score_summary = gr.HTML(elem_id="score-summary")
                         score_files = gr.File(label="Downloads: scan (CSV), scores (JSON)", file_count="multiple",
@@ -712,7 +763,7 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
                                                  "prefers the substitution to the wild type)")
                     with gr.Column(min_width=320):
                         with gr.Accordion("Scores as JSON (the API's output)", open=False):
-                            score_json = gr.JSON(elem_id="score-json")
+                            score_json = gr.JSON(label="Scores", show_label=False, elem_id="score-json")
                 design_sent = gr.State(None)
                 designs = gr.State([])
                 selected = gr.State(0)
@@ -727,14 +778,14 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
         # before Gradio sends the run (a click while a run is ending waits for it). See cb.stop.
         demo.load(None, js=STOP_COUNTING_JS, api_name=False)
         demo.load(None, js=SHOW_REFUSAL_JS, api_name=False)
-        event = run_btn.click(fn, inputs, outputs + [designs],
+        event = run_btn.click(with_notice(fn), inputs + [generate_refusal], outputs + [designs],
                               js=f"(...inputs) => inputs.map((v, i) => i === {stop_index} ? "
                                  "(window.seddStopsAtGenerate ?? 0) : v)",
                               api_name=False, concurrency_limit=concurrency, concurrency_id="generate",
                               show_progress="minimal",
                               # A click while the page still holds the previous run (a Stop being
                               # processed) runs once that ends; the default ("once") drops it.
-                              trigger_mode="always_last", validator=admit.check)
+                              trigger_mode="always_last", validator=admit.check_page)
         # The API and MCP endpoint: the same run without the page's State output, which Gradio
         # 6.31 cannot return to an MCP client that asks for no progress ("pop index out of range").
         # One concurrency group for both: --concurrency runs at most, whoever asks.
@@ -748,14 +799,17 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
         event.then(lambda: 0, None, selected, api_name=False) \
             .then(cb.recolor_first, [designs, color], [structure, plot], api_name=False)
         event.then(cb.heading, designs, heading, api_name=False)
-        # the API/MCP endpoint returns the entry alone; the page then draws it
+        # the API/MCP endpoint returns the entry alone; the page's Score then draws it
         score_fn = spaces.GPU(duration=60)(cb.score) if spaces is not None else cb.score
         score_views = [score_summary, track, heatmap, top, score_files]
         # always_last: a Score clicked while one runs is scored after it (the default dropped the click,
         # and the page showed the first sequence's results under the second)
-        score_btn.click(score_fn, score_input, score_json, api_name="score", concurrency_limit=concurrency,
-                        validator=admit.check_score, trigger_mode="always_last") \
+        score_events = dict(concurrency_limit=concurrency, concurrency_id="score")
+        score_btn.click(with_notice(score_fn), [score_input, score_refusal], score_json, api_name=False,
+                        validator=admit.check_score_page, trigger_mode="always_last", **score_events) \
             .success(cb.show_score, [score_json, design_sent], score_views, api_name=False)
+        gr.Button(visible=False).click(score_fn, score_input, score_json, api_name="score", validator=admit.check_score,
+                                       **score_events)
         # The table's clicks run one at a time, in click order (one group, limit 1): a row clicked and
         # then "Score this design" at once sent the row selected before, the two running side by side.
         table_events = dict(api_name=False, concurrency_id="designs-table", concurrency_limit=1)
@@ -781,7 +835,7 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
     accept_older_calls(demo, inputs, admit.fields[:admit.fields.index("seed") + 1])
     # Gradio's own bound is a backstop above --max-queue: Gradio checks it before any validator, and its
     # refusal marks every output of the page "Error" with the reason only in a toast. Admission refuses
-    # first, at --max-queue, under the template; the room above is for the steps that follow a run.
+    # first, at --max-queue, in the tab's notice; the room above is for the steps that follow a run.
     return demo.queue(max_size=2 * max_queue, default_concurrency_limit=concurrency)
 
 

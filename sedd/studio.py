@@ -399,6 +399,7 @@ class Run:
         # the estimated log P(every residue in its allowed set) under the model, and the effective sample size
         self.constraint_log_prob: list[float] | None = None
         self.ess: list[float] | None = None
+        self.started = time.strftime("%Y%m%d-%H%M%S", time.gmtime())        # UTC: the downloads' names
 
     def choose_span_lengths(self, check: Callable[[], None] | None = None):
         """The designs' templates: span lengths chosen by the model (a no-op without spans).
@@ -528,16 +529,24 @@ class Run:
         return to_fasta([d.sequence for d in self.designs])
 
     def write_files(self, directory: Path) -> list[Path]:
-        """FASTA of all designs, a PDB per folded design, the trajectory and the settings."""
+        """FASTA of all designs, a PDB per folded design, the trajectory and the settings.
+
+        Each name ends with the run's seed and start time, UTC (``designs_seed42_20261203-083012.fasta``,
+        ``design_3_seed42_20261203-083012.pdb``): the seed reproduces the run and the time, to the second,
+        tells apart runs of one seed, so two runs' downloads neither collide in the browser's folder
+        ("designs (1).fasta") nor get mixed up. The FASTA's records stay design_1, … as ``sedd.sample`` names them.
+        """
         directory.mkdir(parents=True, exist_ok=True)
         settings = self.settings.to_dict()
-        paths = [directory / "designs.fasta", directory / "settings.json", directory / "trajectory.json"]
+        run = f"seed{self.settings.seed}_{self.started}"
+        paths = [directory / f"{name}_{run}.{ext}" for name, ext in
+                 (("designs", "fasta"), ("settings", "json"), ("trajectory", "json"))]
         atomic_write_text(paths[0], self.fasta())
         atomic_write_text(paths[1], json.dumps(settings, indent=2) + "\n")
         atomic_write_text(paths[2], json.dumps({"settings": settings, "frames": self.trajectory}) + "\n")
         for d in self.designs:
             if d.fold is not None:
-                paths.append(directory / f"{d.name}.pdb")
+                paths.append(directory / f"{d.name}_{run}.pdb")
                 atomic_write_text(paths[-1], d.fold.pdb)
         return paths
 

@@ -1,6 +1,7 @@
 """Small models and a running app for the studio tests (no network, no ../shared)."""
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -78,3 +79,17 @@ def refused_inputs(response) -> list[tuple[str, str]]:
     """A request refused before it was queued: (parameter, reason) of each input the validator refused."""
     assert response.status_code == 422, response.text[:500]
     return [(v["parameter_name"], v["message"]) for v in response.json()["detail"] if not v["is_valid"]]
+
+
+RUN_TAG = re.compile(r"_seed\d+_\d{8}-\d{6}(?=\.)")      # a run's downloads: designs_seed42_20261203-083012.fasta
+
+
+def download_kinds(files) -> list[str]:
+    """The names of a run's downloads without the run's seed and time (``designs.fasta``, ``design_1.pdb``), sorted."""
+    return sorted(RUN_TAG.sub("", Path(f).name) for f in files)
+
+
+def download(files, kind: str) -> Path:
+    """The one download of ``kind`` (``"settings.json"``, ``"design_1.pdb"``) among a run's ``files``."""
+    [path] = [Path(f) for f in files if RUN_TAG.sub("", Path(f).name) == kind]
+    return path

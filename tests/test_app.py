@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import gradio as gr
 import pytest
-from studio_helpers import fasta_sequences
+from studio_helpers import download, download_kinds, fasta_sequences
 
 import app
 from sedd import sample as sample_cli
@@ -57,19 +58,34 @@ def test_final_outputs_rank_fold_and_download(cb):
     assert plddts == sorted(plddts, reverse=True)
     assert "<iframe" in structure and "srcdoc=" in structure and "very high" in structure
     assert plot is not None
-    names = sorted(Path(f).name for f in files)
-    assert names == ["design_1.pdb", "design_2.pdb", "designs.fasta", "settings.json", "trajectory.json"]
-    pdb = Path(next(f for f in files if f.endswith("design_1.pdb"))).read_text()
+    assert download_kinds(files) == ["design_1.pdb", "design_2.pdb", "designs.fasta", "settings.json", "trajectory.json"]
+    pdb = download(files, "design_1.pdb").read_text()
     bf = pdb_ca_bfactors(pdb)
     assert len(bf) == 23 and all(0 <= b <= 100 for b in bf) and max(bf) > 1.0
-    traj = json.loads(Path(next(f for f in files if f.endswith("trajectory.json"))).read_text())
+    traj = json.loads(download(files, "trajectory.json").read_text())
     assert traj["frames"][0]["step"] == 0 and traj["frames"][-1]["sequences"] == fasta_sequences(fasta)
+
+
+def test_two_runs_downloads_never_share_a_name(cb, monkeypatch):
+    """Each run's files are named for its seed and start time (UTC): downloads of two runs, of one seed
+    or started in the same second, neither collide ("designs (1).fasta") nor get mixed up."""
+    real_gmtime, started = time.gmtime, 1796286612                 # 2026-12-03 08:30:12 UTC
+
+    def names(seed: int, when: int) -> set[str]:
+        monkeypatch.setattr(time, "gmtime", lambda *_: real_gmtime(when))
+        *_, final = cb.generate(TEMPLATE, 2, 16, seed, 1.0, ESMFOLD)
+        return {Path(f).name for f in final[7]}
+
+    first = names(42, started)
+    assert sorted(first) == [f"{kind}_seed42_20261203-083012.{ext}" for kind, ext in (
+        ("design_1", "pdb"), ("design_2", "pdb"), ("designs", "fasta"), ("settings", "json"), ("trajectory", "json"))]
+    assert not first & names(42, started + 1) and not first & names(7, started)
 
 
 def test_settings_reproduce_the_run_with_the_cli(cb, model, capsys):
     *_, final = cb.generate(TEMPLATE, 2, 20, None, 0.9, "off")
     files = final[7]
-    settings = json.loads(Path(next(f for f in files if f.endswith("settings.json"))).read_text())
+    settings = json.loads(download(files, "settings.json").read_text())
     assert settings["seed"] == final[3] and settings["steps"] == 20 and settings["temperature"] == 0.9
     argv = settings["command"].split()[3:]          # after "python -m sedd.sample"
     assert sample_cli.main(argv) == 0
@@ -94,7 +110,7 @@ def test_without_weights_the_designs_still_come(model, tmp_path):
     assert "no-weights" in status and "not available" in status
     assert f"No structure for {ranked[0].name}" in structure and "still in the FASTA box" in structure and plot is None
     assert [row[6] for row in table] == ["failed", "failed"]
-    assert not any(f.endswith(".pdb") for f in files) and any(f.endswith("designs.fasta") for f in files)
+    assert download_kinds(files) == ["designs.fasta", "settings.json", "trajectory.json"]
 
 
 class BrokenBackend:
@@ -113,7 +129,7 @@ def test_an_unforeseen_fold_failure_keeps_the_designs(model, tmp_path):
     fasta, _f, status, _s, table, _structure, _plot, files, _ranked = outputs[-1]
     assert len(fasta_sequences(fasta)) == 2 and [row[6] for row in table] == ["failed", "failed"]
     assert "Folding failed: broken: folding failed unexpectedly (KeyError" in status
-    assert any(f.endswith("designs.fasta") for f in files)
+    assert "designs.fasta" in download_kinds(files)
 
 
 def test_a_new_run_is_shown_in_the_chosen_colouring(cb):

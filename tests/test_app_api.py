@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import logging
+import re
 import tempfile
-from pathlib import Path
 
 import pytest
 import requests
 from gradio_client import Client
-from studio_helpers import launch_app, refused_inputs
+from studio_helpers import download_kinds, launch_app, refused_inputs
 
 import app
 
@@ -30,6 +30,16 @@ def test_generate_is_documented_with_the_contract_parameters(client):
     assert all(p["parameter_has_default"] for p in info["/generate"]["parameters"][1:])
     types = [p["python_type"]["type"] for p in info["/generate"]["parameters"][:4]]
     assert types == ["str", "int", "int", "int"]
+
+
+def test_every_output_is_named_by_its_label(served):
+    """The API (and MCP) description names each output by its component's label; an unlabelled one
+    is listed as ``value_39``, which tells a caller nothing."""
+    info = requests.get(f"{served}gradio_api/info", timeout=30).json()["named_endpoints"]
+    labels = {endpoint: [r["label"] for r in info[endpoint]["returns"]] for endpoint in ("/generate", "/score")}
+    assert labels["/generate"][:6] == ["FASTA", "Denoising", "Status", "Seed used", "Ranked designs", "Structure"]
+    assert labels["/score"] == ["Scores"]
+    assert not any(re.fullmatch(r"value_\d+", label or "") for names in labels.values() for label in names), labels
 
 
 def test_generate_streams_and_ends_with_the_fasta(client, model, tmp_path):
@@ -160,9 +170,8 @@ def test_downloads_are_written_once(model, tmp_path, monkeypatch):
         out = Client(url, verbose=False, download_files=False).predict(TEMPLATE, 2, 16, 3, api_name="/generate")
     finally:
         demo.close()
-    served = [Path(f["path"]).name for f in out[7]]
-    assert sorted(served) == ["designs.fasta", "settings.json", "trajectory.json"]
-    assert len(list(tmp_path.rglob("trajectory.json"))) == 1
+    assert download_kinds(f["path"] for f in out[7]) == ["designs.fasta", "settings.json", "trajectory.json"]
+    assert len(list(tmp_path.rglob("trajectory_*.json"))) == 1
 
 
 def test_the_final_output_holds_the_last_frame(served):

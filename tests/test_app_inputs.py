@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 from gradio_client import Client
-from studio_helpers import fasta_sequences, refused_inputs
+from studio_helpers import download_kinds, fasta_sequences, refused_inputs
 
 import app
 from sedd import cli, studio
@@ -82,7 +82,7 @@ def test_a_run_folder_removed_by_another_prune_does_not_lose_this_runs_downloads
 
     monkeypatch.setattr(Path, "iterdir", listed_then_removed)
     *_, final = cb.generate(TEMPLATE, 2, 16, 2)
-    assert sorted(Path(f).name for f in final[7]) == ["designs.fasta", "settings.json", "trajectory.json"]
+    assert download_kinds(final[7]) == ["designs.fasta", "settings.json", "trajectory.json"]
     assert all(Path(f).is_file() for f in final[7])
 
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import math
 import shlex
-from pathlib import Path
 
 import pytest
 import requests
-from studio_helpers import fasta_sequences, refused_inputs
+from studio_helpers import download, fasta_sequences, refused_inputs
 
 import app
 from sedd import sample as sample_cli
@@ -27,7 +26,7 @@ def cb(model, tmp_path):
 
 
 def downloaded(final, name: str) -> dict:
-    return json.loads(Path(next(f for f in final[7] if f.endswith(name))).read_text())
+    return json.loads(download(final[7], name).read_text())
 
 
 def test_particles_is_the_last_generate_parameter_and_defaults_to_one(client):

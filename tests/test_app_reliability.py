@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,8 +21,11 @@ from gradio_client import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from studio_helpers import (
+    download,
+    download_kinds,
     fasta_sequences,
     launch_app,
+    refused_inputs,
     tiny_checkpoint_dir,
     wait_for_stable,
 )
@@ -183,7 +187,7 @@ def test_failing_folds_say_which_and_why_and_designs_still_come(model, tmp_path,
     assert "Folding failed" in status and words.replace("'", "&#x27;") in status
     assert "No structure for" in structure and plot is None
     assert [row[6] for row in table] == ["failed"] * 3
-    assert any(f.endswith("designs.fasta") for f in files)
+    assert "designs.fasta" in download_kinds(files)
     assert len(fasta_sequences(final_of(cb, OK, 2, fold="off")[0])) == 2      # the next request works
 
 
@@ -228,8 +232,7 @@ def test_serves_no_file_outside_its_output_and_escapes_user_text(model, tmp_path
         client = Client(url, verbose=False)
         out = client.predict(">x <script>alert(1)</script>\nMKV__", 1, 16, 0, api_name="/generate")
         files = out[7]
-        fasta_file = next(f for f in files if str(f).endswith("designs.fasta"))
-        assert Path(fasta_file).read_text().startswith(">design_1")      # our own output is downloadable
+        assert download(files, "designs.fasta").read_text().startswith(">design_1")     # our own output is served
         assert all("<script" not in str(part) for part in out[:3])
         with pytest.raises(Exception) as e:
             client.predict("<script>alert(1)</script>MKV__", 1, 16, 0, api_name="/generate")
@@ -293,7 +296,7 @@ def test_python_app_py_removes_its_downloads_at_exit(tmp_path):
     try:
         Client(url, verbose=False, download_files=False).predict(OK, 1, 16, 0, api_name="/generate")
         [outputs] = list((tmp_path / "gradio").glob("sedd-studio-*"))
-        assert list(outputs.rglob("designs.fasta"))
+        assert list(outputs.rglob("designs_seed0_*.fasta"))
     finally:
         proc.terminate()                  # what stopping a Space or a service does, here twice (an impatient one)
         time.sleep(0.05)
@@ -378,10 +381,12 @@ def test_stop_answers_while_the_queue_is_full(model):
         while len(demo._queue) < 1:
             assert time.monotonic() < deadline, "the queue never filled"
             time.sleep(0.05)
-        # the studio's refusal (shown under the template on the page), not Gradio's "Queue is full!",
-        # which would mark every output of the page "Error"
-        with pytest.raises(Exception, match=r"the queue is full \(1 run waiting\); try again in a minute"):
+        # the studio's refusal, not Gradio's "Queue is full!", which would mark every output of the page "Error"
+        full = "the queue is full (1 run waiting); try again in a minute"
+        with pytest.raises(Exception, match=re.escape(full)):
             client.predict(OK, 1, 16, 0, api_name="/generate")
+        # on the page, in the notice: no input is at fault (tests/test_browser.py shows it)
+        assert refused_inputs(join_response(url, demo, "page", OK, 1, 16)) == [("notice", full)]
         # The page sends a queued handler through the queue (refused now) and an unqueued one straight here.
         assert demo.fns[stop_function_index(demo)].queue is False
         press_stop(url, demo, "stopper")
@@ -414,12 +419,17 @@ def generate_fn_index(demo) -> int:
     return click_handler(demo, "generate")
 
 
-def join(url, demo, session: str, template: str, num_samples: int, steps: int, stop_epoch: int = 0):
-    """Queue a generate job over raw HTTP as the page does; return its open SSE stream (a response
-    with ``lines``: one line iterator for the whole stream, as each ``iter_lines()`` call buffers apart)."""
-    r = requests.post(f"{url}gradio_api/queue/join", timeout=30, json={
+def join_response(url, demo, session: str, template: str, num_samples: int, steps: int, stop_epoch: int = 0):
+    """Ask for a generate job over raw HTTP as the page does (its inputs, then the notice); the response."""
+    return requests.post(f"{url}gradio_api/queue/join", timeout=30, json={
         "fn_index": generate_fn_index(demo), "session_hash": session, "trigger_id": None,
-        "data": [template, num_samples, steps, 0, 1.0, "off", "", "sample", "tau-leaping", 1.0, stop_epoch]})
+        "data": [template, num_samples, steps, 0, 1.0, "off", "", "sample", "tau-leaping", 1.0, stop_epoch, 1, ""]})
+
+
+def join(url, demo, session: str, template: str, num_samples: int, steps: int, stop_epoch: int = 0):
+    """Queue a generate job as the page does; return its open SSE stream (a response with ``lines``:
+    one line iterator for the whole stream, as each ``iter_lines()`` call buffers apart)."""
+    r = join_response(url, demo, session, template, num_samples, steps, stop_epoch)
     assert r.status_code == 200, r.text[:300]
     stream = requests.get(f"{url}gradio_api/queue/data", params={"session_hash": session}, stream=True, timeout=120)
     stream.lines = stream.iter_lines()
@@ -519,8 +529,11 @@ def test_a_score_clicked_during_a_score_runs_and_the_tables_clicks_run_in_order(
     ran side by side, so the button could read the row selected before: the table's events are one
     group that runs one at a time, in click order."""
     demo = app.build_demo(app.StudioCallbacks(model, {"off": None}))
-    [score] = [d for d in demo.fns.values() if d.api_name == "score"]
-    assert score.trigger_mode == "always_last"
+    page = demo.fns[click_handler(demo, "score")]
+    assert page.trigger_mode == "always_last"
+    # the page's Score and the API's are one concurrency group: --concurrency scores at most, whoever asks
+    [api] = [d for d in demo.fns.values() if d.api_name == "score"]
+    assert page is not api and (page.concurrency_id, page.concurrency_limit) == (api.concurrency_id, 2)
     by_name = {getattr(d.fn, "__name__", ""): d for d in demo.fns.values()}
     table = [by_name[name] for name in ("select", "send_to_score", "recolor")]
     assert {(d.concurrency_id, d.concurrency_limit) for d in table} == {("designs-table", 1)}

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import itertools
 import json
-from pathlib import Path
 
 import pytest
 from gradio_client import Client
-from studio_helpers import launch_app
+from studio_helpers import download, launch_app
 
 import app
 from sedd import sample as sample_cli
@@ -29,7 +28,7 @@ def cb(model, tmp_path):
 @pytest.mark.parametrize("sampler", STRATEGIES)
 def test_settings_record_the_sampler_and_the_cli_command_reproduces_the_run(cb, capsys, sampler):
     *_, final = cb.generate(TEMPLATE, 2, 16, 3, 1.0, "off", sampler=sampler, top_p=0.9)
-    settings = json.loads(Path(next(f for f in final[7] if f.endswith("settings.json"))).read_text())
+    settings = json.loads(download(final[7], "settings.json").read_text())
     assert settings["sampler"] == sampler and settings["top_p"] == 0.9
     argv = settings["command"].split()[3:]                      # after "python -m sedd.sample"
     assert "--top-p" in argv and ("--sampler" in argv) == (sampler != "tau-leaping")
@@ -41,7 +40,7 @@ def test_defaults_are_todays_behaviour(cb):
     *_, default = cb.generate(TEMPLATE, 2, 16, 3, 1.0, "off")
     *_, explicit = cb.generate(TEMPLATE, 2, 16, 3, 1.0, "off", sampler="tau-leaping", top_p=1.0)
     assert default[0] == explicit[0]
-    settings = json.loads(Path(next(f for f in default[7] if f.endswith("settings.json"))).read_text())
+    settings = json.loads(download(default[7], "settings.json").read_text())
     assert settings["sampler"] == "tau-leaping" and settings["top_p"] == 1.0
     assert "--sampler" not in settings["command"] and "--top-p" not in settings["command"]
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 import json
 import shlex
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import gradio as gr
 import pytest
 from gradio_client import Client
-from studio_helpers import launch_app
+from studio_helpers import download, launch_app
 
 import app
 from sedd import sample as sample_cli
@@ -43,8 +42,8 @@ def test_spans_show_the_posterior_and_each_designs_lengths(cb):
         seq = design.sequence
         assert seq[:3] == "MKV" and seq[3 + k1:5 + k1] == "GF" and seq[5 + k1] in "KR" and seq[-1] == "W"
         assert not set("CW") & set(seq[:-1])
-    settings = json.loads(next(Path(f) for f in files if f.endswith("settings.json")).read_text())
-    trajectory = json.loads(next(Path(f) for f in files if f.endswith("trajectory.json")).read_text())
+    settings = json.loads(download(files, "settings.json").read_text())
+    trajectory = json.loads(download(files, "trajectory.json").read_text())
     assert settings["template"] == SPANS and settings["exclude"] == "CW" and settings["span_mode"] == "sample"
     assert settings["span_lengths"] == [d.span_lengths for d in sorted(ranked, key=lambda d: d.index)]
     assert len(settings["span_posterior"]) == 10 and trajectory["settings"]["span_lengths"] == settings["span_lengths"]
@@ -53,7 +52,7 @@ def test_spans_show_the_posterior_and_each_designs_lengths(cb):
 
 def test_the_settings_command_reproduces_a_span_run(cb, capsys):
     fasta, *_rest, files, _r = final_of(cb, SPANS, seed=12, exclude="C", span_lengths="map")
-    settings = json.loads(next(Path(f) for f in files if f.endswith("settings.json")).read_text())
+    settings = json.loads(download(files, "settings.json").read_text())
     argv = shlex.split(settings["command"])[3:]
     assert sample_cli.main(argv + ["--json"]) == 0
     cli = json.loads(capsys.readouterr().out)

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from studio_helpers import fasta_sequences, tiny_esmfold
+from studio_helpers import download, download_kinds, fasta_sequences, tiny_esmfold
 
 import app
 from sedd import studio
@@ -61,9 +60,8 @@ def test_stop_while_folding_shows_the_stopped_runs_designs_in_every_output(cb):
     assert {d.name for d in ranked[:2]} == {"design_1", "design_2"}
     assert "Stopped" in status and "2 not folded, 4 without a model score" in status
     assert f"{ranked[0].name}: mean pLDDT" in structure
-    names = sorted(Path(f).name for f in files)
-    assert names == ["design_1.pdb", "design_2.pdb", "designs.fasta", "settings.json", "trajectory.json"]
-    assert Path(next(f for f in files if f.endswith("designs.fasta"))).read_text() == fasta
+    assert download_kinds(files) == ["design_1.pdb", "design_2.pdb", "designs.fasta", "settings.json", "trajectory.json"]
+    assert download(files, "designs.fasta").read_text() == fasta
     assert "ranked by mean pLDDT" in cb.heading(ranked)
     unfolded, _ = cb._show(ranked[-1], "plddt")
     assert "stopped before it was folded" in unfolded
@@ -77,7 +75,7 @@ def test_stop_before_the_first_fold_lists_the_designs_in_drawing_order(cb):
     assert set(column(table, "fold")) == {"stopped"} and plot is None
     assert "No structure for design_1. The run was stopped before it was folded." in structure
     assert "ranked by drawing order" in cb.heading(ranked) and "model score" not in cb.heading(ranked)
-    assert sorted(Path(f).name for f in files) == ["designs.fasta", "settings.json", "trajectory.json"]
+    assert download_kinds(files) == ["designs.fasta", "settings.json", "trajectory.json"]
 
 
 def test_stop_while_scoring_keeps_the_folds_and_names_the_unscored(cb):

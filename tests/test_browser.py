@@ -13,7 +13,8 @@ import time
 
 import pytest
 from browser_helpers import SEED, SEED_USED, fold_off, open_page, require, set_steps, wait_until_done
-from studio_helpers import fasta_sequences, launch_app, tiny_esmfold, wait_for_stable
+from gradio_client import Client
+from studio_helpers import RUN_TAG, fasta_sequences, launch_app, tiny_esmfold, wait_for_stable
 
 import app
 from sedd import render
@@ -187,7 +188,6 @@ def test_a_refused_request_keeps_the_results_and_shows_why_at_the_input(page):
                            "&& document.querySelector('#status').innerText.includes('in 16 steps')", arg=fasta)
 
 
-
 IN_VIEW = """sel => { const r = document.querySelector(sel).getBoundingClientRect();
                      return r.top >= 0 && r.bottom <= window.innerHeight; }"""
 
@@ -202,6 +202,51 @@ def test_a_refusal_above_the_pressed_button_is_scrolled_into_view(page):
     page.click("#generate")
     page.locator("#template div.validation-error").get_by_text("line 2, column 3").wait_for(state="attached")
     page.wait_for_function(IN_VIEW, arg="#template div.validation-error")
+
+
+def test_a_full_queue_is_said_in_the_tabs_notice_not_under_an_input(browser, model, gate):
+    """A full queue is no fault of the template or the sequence: the reason shows in the tab's notice,
+    the inputs show none, nothing is marked "Error", and the next admitted request clears it."""
+    real_forward = model.model.forward
+    model.model.forward = lambda x: gate.wait(timeout=120) and real_forward(x)
+    demo, url = launch_app(model, {"off": None}, concurrency=1, max_queue=1)
+    page = open_page(browser, url)
+    try:
+        gate.clear()                             # the first run holds the one place to run, the second waits
+        client = Client(url, verbose=False)
+        jobs = [client.submit("_" * 20, 1, 16, i, api_name="/generate") for i in range(2)]
+        deadline = time.monotonic() + 120        # a loaded machine takes a while to start a run
+        while len(demo._queue) < 1:
+            assert time.monotonic() < deadline, "the queue never filled"
+            time.sleep(0.05)
+        full = "the queue is full (1 run waiting); try again in a minute"
+        page.fill("#template textarea", "MKV" + "_" * 20)
+        set_steps(page, 16)
+        page.click("#generate")
+        notice = page.locator("#generate-refusal").get_by_text(full)
+        notice.wait_for()
+        assert notice.is_visible()
+        below = page.locator("#generate-refusal").bounding_box()["y"] - page.locator("#generate").bounding_box()["y"]
+        assert 0 < below < 100, "the notice is right under the button just pressed"
+        assert full not in page.inner_text("#template") and "Error" not in page.inner_text("#fasta")
+        page.get_by_role("tab", name="Score").click()
+        page.fill("#score-sequence textarea", "MKVLAGWKKSTAHHCDEGKVQGVFFR")
+        page.click("#score")
+        page.locator("#score-refusal").get_by_text(full).wait_for()
+        assert full not in page.inner_text("#score-sequence")
+        gate.set()
+        for job in jobs:
+            job.result(timeout=120)
+        page.get_by_role("tab", name="Generate").click()
+        page.click("#generate")                  # admitted: the notice goes, the run runs
+        notice.wait_for(state="detached")
+        page.wait_for_function("document.querySelector('#status').innerText.includes('in 16 steps')")
+    finally:
+        gate.set()
+        page.close()
+        demo.close()
+        del model.model.forward
+
 
 # ---- Stop: the sampler itself stops, and the next Generate always runs ------------------------------
 
@@ -407,9 +452,11 @@ def test_the_page_after_stop_while_folding_shows_one_run(browser, model):
         sequences = fasta_sequences(page.input_value("#fasta textarea"))
         table = page.locator("#designs").inner_text()
         assert len(sequences) == 4 and all(s in table for s in sequences), "the table is not the FASTA's run"
-        downloads = page.locator("#downloads").inner_text()         # a name shows as "design_1\n.pdb"
-        assert table.count("stopped") == 2 and "designs\n.fasta" in downloads
-        assert "design_2\n.pdb" in downloads and "design_3\n.pdb" not in downloads
+        # a name shows as "design_1_seed2_20261203-083012\n.pdb"
+        downloads = RUN_TAG.sub("", page.locator("#downloads").inner_text().replace("\n.", "."))
+        assert table.count("stopped") == 2 and "designs.fasta" in downloads
+        assert "design_2.pdb" in downloads and "design_3.pdb" not in downloads
+        assert "_seed2_" in page.locator("#downloads").inner_text()
         assert page.locator("#structure .structure-title").inner_text().startswith("design_")
     finally:
         backend.release()

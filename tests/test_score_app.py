@@ -13,7 +13,7 @@ import gradio as gr
 import pytest
 import requests
 from gradio_client import Client
-from studio_helpers import refused_inputs, tiny_esmfold
+from studio_helpers import download_kinds, refused_inputs, tiny_esmfold
 
 import app
 from sedd import render, score, studio
@@ -178,7 +178,7 @@ def test_mcp_tools_are_documented_and_both_can_be_called(served, model, capsys):
     outputs = ast.literal_eval(designed.content[0].text)   # str() of the outputs, as README reads them
     fasta = outputs[0]                                      # the first output: the designs' FASTA
     assert fasta.count(">design_") == 2 and all(line.startswith("MKV") for line in fasta.splitlines()[1::2])
-    assert [Path(f["orig_name"]).name for f in outputs[-1]] == ["designs.fasta", "settings.json", "trajectory.json"]
+    assert download_kinds(f["orig_name"] for f in outputs[-1]) == ["designs.fasta", "settings.json", "trajectory.json"]
 
 
 def test_the_readmes_mcp_example_prints_the_designs_fasta(served):
