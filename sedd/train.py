@@ -353,10 +353,14 @@ class Trainer:
             raise ValueError(f"unknown clock {cfg.clock!r}; choose one of {', '.join(CLOCKS)}")
         self.clock = CLOCKS[cfg.clock]
         check_budget(cfg.minutes, cfg.max_steps)
-        if cfg.max_steps and cfg.warmup_steps >= cfg.max_steps:
+        if cfg.max_steps and cfg.warmup_steps >= cfg.max_steps and self.is_main:     # said once, not per rank
+            # a resumed run keeps the warm-up it started with (--resume refuses another): the only fix
+            # then is a longer budget
+            fix = (f"resume with --max-steps above {cfg.warmup_steps}, or start a new run with fewer warm-up steps"
+                   if cfg.resume else f"give fewer warm-up steps (a tenth of the run: --warmup-steps "
+                                      f"{max(1, cfg.max_steps // 10)})")
             warnings.warn(f"--warmup-steps {cfg.warmup_steps} is not below --max-steps {cfg.max_steps}: the learning "
-                          f"rate rises for the whole run and never reaches --lr {cfg.lr:g} nor decays; give fewer "
-                          f"warm-up steps (a tenth of the run: --warmup-steps {max(1, cfg.max_steps // 10)})")
+                          f"rate rises for the whole run and never reaches --lr {cfg.lr:g} nor decays; {fix}")
 
     def _reset_counters(self) -> None:
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0

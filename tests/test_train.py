@@ -213,6 +213,7 @@ def test_torchrun_two_processes_on_gloo(tmp_path, family):
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((out / "config.json").read_text())["training"]
     assert summary["world_size"] == 2 and summary["steps"] == 20
+    assert result.stderr.count("is not below --max-steps 20") == 1       # the 200 warm-up steps: said once, not per rank
     checkpoint.load(out)
     resumed = subprocess.run(_torchrun("-m", "sedd.train", *_cli(data, out, "--max-steps", "26", "--resume")[3:]),
                              env=ENV, cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -403,6 +404,21 @@ def test_a_warm_up_as_long_as_the_run_is_named_with_what_to_give_instead(tmp_pat
             "never reaches --lr 0.001 nor decays; give fewer warm-up steps (a tenth of the run: --warmup-steps 1)"
             in capsys.readouterr().err)
     main([*base, "--out", str(tmp_path / "ok"), "--max-steps", "3", "--warmup-steps", "2"])
+    assert "warm-up" not in capsys.readouterr().err
+
+
+def test_a_resumed_run_too_short_for_its_warm_up_is_told_what_resume_allows(tmp_path, short_family, capsys):
+    """The warning told a resumed run to give --warmup-steps, which --resume then refused."""
+    out = str(tmp_path / "run")
+    main(["--data", str(short_family), "--preset", "tiny", "--tokens-per-batch", "256", "--eval-every", "1000",
+          "--out", out, "--max-steps", "2", "--warmup-steps", "5"])
+    capsys.readouterr()
+    main(["--out", out, "--resume", "--max-steps", "4"])
+    err = capsys.readouterr().err
+    assert ("--warmup-steps 5 is not below --max-steps 4: the learning rate rises for the whole run and never "
+            "reaches --lr 0.001 nor decays; resume with --max-steps above 5, or start a new run with fewer "
+            "warm-up steps") in err and "give fewer" not in err
+    main(["--out", out, "--resume", "--max-steps", "6"])            # what it said to do works, and says nothing
     assert "warm-up" not in capsys.readouterr().err
 
 
