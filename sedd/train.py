@@ -329,8 +329,10 @@ class Trainer:
         self.model = ScoreNetwork(model_cfg).to(self.device)
         if cfg.init_from and not cfg.resume:   # a resumed run's weights come from resume.pt
             try:
-                twin = ckpt.load(cfg.init_from, causal=True).model.state_dict()
-                self.model.load_state_dict(weights_from_causal_twin(twin, self.model.state_dict(), self.alphabet.size))
+                twin = ckpt.load(cfg.init_from, causal=True).model
+                _check_twin(twin.config, model_cfg)
+                self.model.load_state_dict(weights_from_causal_twin(twin.state_dict(), self.model.state_dict(),
+                                                                    self.alphabet.size))
             except ValueError as e:
                 raise ValueError(f"--init-from {cfg.init_from}: {e}") from e
         self.ema = ScoreNetwork(model_cfg).to(self.device).eval()
@@ -915,6 +917,24 @@ def _given(a: argparse.Namespace) -> dict:
     if a.alphabet is not None:
         given["alphabet"] = a.alphabet.to_dict()
     return given
+
+
+def _check_twin(twin: ModelConfig, this: ModelConfig) -> None:
+    """Refuse an ``--init-from`` baseline whose network is not this run's, naming each difference and
+    the option that gives it; ``weights_from_causal_twin`` could only name a tensor."""
+    def option(name: str) -> str:
+        if name == "mlp":
+            return f"--mlp {twin.mlp}"
+        if name == "tie_embeddings":
+            return "--tie-embeddings" if twin.tie_embeddings else "no --tie-embeddings"
+        return "the baseline's --preset"
+    names = ("d_model", "n_layers", "n_heads", "d_ff", "mlp", "tie_embeddings")
+    differ = [f"{name} {getattr(twin, name)} there, {getattr(this, name)} here" for name in names
+              if getattr(twin, name) != getattr(this, name)]
+    if differ:
+        fixes = list(dict.fromkeys(option(n) for n in names if getattr(twin, n) != getattr(this, n)))
+        raise ValueError(f"the autoregressive baseline's network is not this run's ({'; '.join(differ)}): "
+                         f"train with {' and '.join(fixes)}")
 
 
 def _model_options(a: argparse.Namespace) -> dict:

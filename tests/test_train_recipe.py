@@ -87,6 +87,14 @@ def test_a_run_started_from_an_autoregressive_baseline_records_it_and_resumes(tm
     cli(data, out, "--max-steps", "9", "--init-from", str(baseline), "--resume")
     assert json.loads((out / "config.json").read_text())["training"]["steps"] == 9
 
+    with pytest.raises(SystemExit) as stop:          # a baseline of another recipe: what differs, and the option
+        cli(data, tmp_path / "run4", "--max-steps", "2", "--init-from", str(baseline), "--mlp", "swiglu",
+            "--tie-embeddings")
+    assert stop.value.code == 2
+    assert (f"error: --init-from {baseline}: the autoregressive baseline's network is not this run's (mlp gelu there, "
+            "swiglu here; tie_embeddings False there, True here): train with --mlp gelu and no --tie-embeddings") in \
+        capsys.readouterr().err
+
     with pytest.raises(SystemExit) as stop:                               # the CLI says why, no traceback
         cli(data, tmp_path / "run3", "--max-steps", "2", "--init-from", str(out))
     assert stop.value.code == 2
