@@ -247,7 +247,7 @@ class ESMFoldBackend(_CachedBackend):
         except (OSError, ValueError) as e:   # transformers reports a missing or unreachable repo as OSError
             message = (f"{self.name}: the weights of {self.model_name!r} are not available here and could not be "
                        f"downloaded ({type(e).__name__}: {str(e).splitlines()[0][:300]}). Install them "
-                       f"(`hf download {ESMFOLD_MODEL}`) or choose another folding backend.")
+                       f"(`hf download {ESMFOLD_MODEL}`, into the Hugging Face cache, where they are looked for).")
             self._load_failure = (time.monotonic(), message)
             raise FoldError(message, "no_weights") from e
         self._model = self._prepare(model)

@@ -494,8 +494,9 @@ class Run:
                     finished_unless_stopped(backend.load, check)
                 design.fold = backend.fold([design.sequence], check=check)[0]
             except FoldError as e:
-                design.fold_error = str(e)
-                shared_error = str(e) if e.fails_every_sequence else None
+                # nothing will fold with this backend: the page offers others (the CLI tools do not)
+                design.fold_error = str(e) + (" Choose another folding backend, or off." if e.fails_every_sequence else "")
+                shared_error = design.fold_error if e.fails_every_sequence else None
             except Cancelled:
                 raise
             except Exception as e:

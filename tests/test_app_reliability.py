@@ -194,8 +194,9 @@ def test_failing_folds_say_which_and_why_and_designs_still_come(model, tmp_path,
 def test_a_request_wide_failure_is_not_retried_for_every_design(model, tmp_path):
     broken = BrokenBackend(FoldError("no weights", "no_weights"))
     cb = app.StudioCallbacks(model, {"ESMFold (local)": broken}, min_interval=0.0, output_root=tmp_path)
-    final_of(cb, OK, 4, fold="ESMFold (local)")
+    status = final_of(cb, OK, 4, fold="ESMFold (local)")[2]
     assert broken.calls == 1
+    assert "no weights Choose another folding backend, or off." in status     # the page has others to offer
 
 
 def test_a_failing_fold_through_the_api_still_returns_the_designs(model):

@@ -75,6 +75,7 @@ def test_missing_weights_name_the_model_and_reason(tmp_path, monkeypatch):
     with pytest.raises(FoldError, match="no-such-model.*not available") as e:
         backend.fold([SEQ])
     assert e.value.reason == "no_weights"
+    assert "hf download facebook/esmfold_v1" in str(e.value) and "backend" not in str(e.value)   # sedd.evaluate has no other
     # the next request fails fast with the same message instead of retrying the download
     calls = []
 
