@@ -80,30 +80,41 @@ def without_comments(text: str) -> str:
     return "\n".join(" " * len(line) if line.lstrip().startswith(";") else line for line in text.split("\n"))
 
 
-def fasta_records(text: str) -> list[tuple[str, str]]:
-    """(id, body) of every record of a FASTA text, in order; the one reading of FASTA that training,
-    evaluation, ``sedd.score`` and the studio share, so a file gives the same records to each.
+def fasta_spans(text: str) -> list[tuple[str, int, int]]:
+    """(id, start, end) of every record's body in a FASTA text, in order: the one reading of FASTA
+    that training, evaluation, ``sedd.score`` and the studio share, so a file gives the same records
+    to each. ``text[start:end]`` is the body as written, with comment lines blanked; each reader
+    applies the sequence rules (whitespace, digits and one trailing ``*`` ignored) and refuses or
+    drops what breaks them.
 
     A header is a line whose first non-blank character is ``>`` (a pasted block is often indented as
     a whole), named by ``record_id``; records with the same id are all kept. Comment lines are
     blanked (``without_comments``). Text before the first header is a record of its own, named
-    ``sequence`` (a pasted sequence without a header; it is not the start of the next record, which
-    would then be dropped unseen). A body is left as written: each reader applies the sequence rules
-    (whitespace, digits and one trailing ``*`` ignored) and refuses or drops what breaks them."""
+    ``sequence``: a pasted sequence without a header, not the start of the next record, which would
+    then be dropped unseen (a file refuses it: ``fasta_file_text``)."""
     text = without_comments(text)
     headers = list(HEADER_LINE.finditer(text))
-    first = text[:headers[0].start()] if headers else text
-    records = [("sequence", first)] if first.strip() or not headers else []
+    first = headers[0].start() if headers else len(text)
+    spans = [("sequence", 0, first)] if text[:first].strip() or not headers else []
     for header, after in zip(headers, headers[1:] + [None]):
-        chunk = text[header.end():after.start() if after else len(text)]
-        name, _, body = chunk.partition("\n")
-        records.append((record_id(name, len(records) + 1), body))
-    return records
+        end = after.start() if after else len(text)
+        newline = text.find("\n", header.end(), end)
+        body = end if newline < 0 else newline + 1
+        spans.append((record_id(text[header.end():body], len(spans) + 1), body, end))
+    return spans
 
 
-def read_fasta_records(path: str | Path) -> list[tuple[str, str]]:
-    """``fasta_records`` of a FASTA file (``fasta_text``: gzip or plain), refused with the reason when
-    it is not a file or holds no record at all."""
+def fasta_records(text: str) -> list[tuple[str, str]]:
+    """(id, body) of every record of a FASTA text (``fasta_spans``)."""
+    plain = without_comments(text)
+    return [(name, plain[start:end]) for name, start, end in fasta_spans(text)]
+
+
+def fasta_file_text(path: str | Path) -> str:
+    """The text of a FASTA file (``fasta_text``: gzip or plain), comment lines blanked, refused with
+    the reason when it is not a file, holds no record, or holds text before its first ``>`` header:
+    a line of residues there is most often a file of bare sequences, one per line, which read as
+    one record would join them into a single sequence without a word."""
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{path} is a folder, not a FASTA file")
@@ -112,9 +123,21 @@ def read_fasta_records(path: str | Path) -> list[tuple[str, str]]:
     text = fasta_text(path)
     if not text.strip():
         raise ValueError(f"FASTA file {path} is empty: give one or more sequences")
-    if not without_comments(text).strip():
+    plain = without_comments(text)
+    if not plain.strip():
         raise ValueError(f"FASTA file {path} holds only comment lines (lines that start with ;) and no sequence")
-    return fasta_records(text)
+    lines = plain.split("\n")
+    stray = next(i for i, line in enumerate(lines) if line.strip())
+    if not lines[stray].lstrip().startswith(">"):
+        raise ValueError(f"FASTA file {path} has text before its first header line (line {stray + 1}: "
+                         f"{lines[stray].strip()[:30]!r}); a FASTA file starts every record with a line such as "
+                         "'>name', then its residues")
+    return plain
+
+
+def read_fasta_records(path: str | Path) -> list[tuple[str, str]]:
+    """``fasta_records`` of a FASTA file, checked by ``fasta_file_text``."""
+    return fasta_records(fasta_file_text(path))
 
 
 MAX_LEN = 128       # the longest sequence training keeps unless told otherwise (``--max-len``)

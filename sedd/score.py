@@ -47,7 +47,7 @@ import torch
 
 from . import checkpoint as ckpt
 from .cli import SEED, run
-from .data import Dataset, fasta_records, not_utf8, read_fasta_records, without_comments
+from .data import Dataset, fasta_file_text, fasta_spans, not_utf8, without_comments
 from .likelihood import elbo_to_precision, estimate_elbo
 from .model import device_of, eval_mode
 
@@ -326,26 +326,33 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _read_inputs(model: ckpt.Checkpoint, a: argparse.Namespace) -> list[tuple[str, list[int]]]:
+    """(name, residue ids) of every record to score. An error's position, line and column count from
+    the start of the text: of ``--sequence``, or of the ``--fasta`` file, whose lines a user can find."""
     if a.sequence is None:
-        records = read_fasta_records(a.fasta)       # gzip or plain, UTF-8, a byte-order mark dropped
+        text = fasta_file_text(a.fasta)          # gzip or plain, UTF-8, a byte-order mark dropped
+        records = fasta_spans(text)
     elif a.sequence.strip() and not without_comments(a.sequence).strip():
         raise ValueError("--sequence holds only comment lines (lines that start with ;) and no sequence")
     else:
-        records = fasta_records(a.sequence)
-    # one sequence given as text is parsed whole, so that an error's position counts from the start of
-    # the text, as sedd.sample and the studio count it; a FASTA file's records count from their own start
-    whole = a.sequence is not None and len(records) == 1
-    if a.sequence is not None and len(records) > 1:
-        print(f"note: --sequence holds {len(records)} FASTA records; scoring the first one only "
-              "(use --fasta FILE for several)", file=sys.stderr)
-        records = records[:1]
+        # one sequence given as text is parsed whole, header included, as sedd.sample and the studio parse it
+        text = without_comments(a.sequence)
+        records = fasta_spans(text)
+        if len(records) > 1:
+            print(f"note: --sequence holds {len(records)} FASTA records; scoring the first one only "
+                  "(use --fasta FILE for several)", file=sys.stderr)
+        records = [(records[0][0], 0, records[0][2])]
     inputs = []
-    for name, body in records:
+    for name, start, end in records:
         try:
-            inputs.append((name, parse_sequence(model, without_comments(a.sequence) if whole else body)))
+            inputs.append((name, parse_sequence(model, text[start:end])))
         except ValueError as e:
+            reason = str(e)
+            try:            # again in place: the message's position, line and column are then the whole text's
+                parse_sequence(model, re.sub(r"[^\n]", " ", text[:start]) + text[start:end])
+            except ValueError as in_place:
+                reason = str(in_place)
             named = a.sequence is None or name != "sequence"      # a header-less --sequence has no name to repeat
-            raise ValueError(f"{name}: {e}" if named else str(e)) from None
+            raise ValueError(f"{name}: {reason}" if named else reason) from None
     return inputs
 
 

@@ -23,8 +23,6 @@ def both_readings(capsys, tiny_checkpoint, path) -> tuple[list[tuple[str, str]],
 
 
 @pytest.mark.parametrize("text, records", [
-    # before: read_fasta refused the file ("File starts with 'M' instead of '>'")
-    ("MKVL\n>a\nGGKV\n", [("sequence", "MKVL"), ("a", "GGKV")]),
     # before: read_fasta took '>b' for residues of a and dropped the record, b with it
     (">a\nMKVL\n   >b\nGGKV\n", [("a", "MKVL"), ("b", "GGKV")]),
     # before: both refused the indented comment (read_fasta dropped a for its ';')
@@ -47,11 +45,15 @@ def test_only_one_trailing_star_is_ignored_by_either(capsys, tiny_checkpoint, tm
         data = read_fasta(path, PROTEIN)
         assert data.ids == ["a"] and data.dropped == {"*": 1}
         code, _, err = run_main(capsys, score.main, "--checkpoint", tiny_checkpoint, "--fasta", path)
-        assert code == 2 and "b: invalid character '*' at position 3" in err
+        assert code == 2 and "b: invalid character '*' at position 14 (line 4, column 3)" in err
 
 
-@pytest.mark.parametrize("text, message", [("", "is empty"), (" \n\n", "is empty"),
-                                           (";one\n  ;two\n", "holds only comment lines")])
+@pytest.mark.parametrize("text, message", [
+    ("", "is empty"), (" \n\n", "is empty"), (";one\n  ;two\n", "holds only comment lines"),
+    # bare sequences, one per line: read as one record they were joined into one sequence without a word
+    ("MKVL\nGGKV\n", "has text before its first header line (line 1: 'MKVL')"),
+    (";note\n\nMKVL\n>a\nGGKV\n", "has text before its first header line (line 3: 'MKVL')"),
+])
 def test_a_file_without_records_is_refused_alike(capsys, tiny_checkpoint, tmp_path, text, message):
     path = tmp_path / "x.fasta"
     path.write_text(text)
@@ -66,3 +68,11 @@ def test_an_indented_header_line_starts_a_new_record():
     records = fasta_records(">a\nMKVLAGFRE\n  >b\nGGKV\n;note\n>c d\nAA\n")
     assert [(name, "".join(body.split())) for name, body in records] == [("a", "MKVLAGFRE"), ("b", "GGKV"), ("c", "AA")]
     assert [name for name, _ in fasta_records("MKV\n  >b\nGG")] == ["sequence", "b"]
+
+
+def test_a_bad_residue_in_a_file_is_placed_by_the_files_own_line_and_column(capsys, tiny_checkpoint, tmp_path):
+    """Records were parsed from their first residue line on: B on line 5 of the file was "line 2"."""
+    path = tmp_path / "x.fasta"
+    path.write_text(">a\nMKVLAG\n>b\nMKV\nGGB\n")
+    code, _, err = run_main(capsys, score.main, "--checkpoint", tiny_checkpoint, "--fasta", path)
+    assert code == 2 and "b: invalid character 'B' at position 20 (line 5, column 3)" in err
