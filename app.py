@@ -68,19 +68,22 @@ STOP_COUNTING_JS = """() => {
 }"""
 SHOW_REFUSAL_JS = """() => {
     // A refusal shows under the input at fault, which is often scrolled out of sight above the button
-    // that was pressed: the press then seemed to do nothing. After a press, bring the first refusal
-    // into view (the first: the page's order is the order a user reads and fixes them).
-    let pressed = 0;
+    // that was pressed: the press then seemed to do nothing. For a few seconds after a press, the first
+    // refusal shown in that button's tab (the order a user reads and fixes them) is brought into view,
+    // once; a refusal left in the other tab, hidden with it, is not one of them.
+    let pressed = 0, tab = document;
     document.addEventListener("click", e => {
-        if (e.target.closest("#generate, #score")) pressed = Date.now();
+        const button = e.target.closest("#generate, #score");
+        if (button) [pressed, tab] = [Date.now(), button.closest("[role=tabpanel]") || document];
     }, true);
     new MutationObserver(() => {
-        if (!pressed || Date.now() - pressed > 10000) return;
-        const reason = document.querySelector("div.validation-error");
-        if (!reason) return;
-        pressed = 0;
-        const box = reason.closest(".block") || reason, r = box.getBoundingClientRect();
-        if (r.top < 0 || r.bottom > window.innerHeight) box.scrollIntoView({block: "center", behavior: "smooth"});
+        if (!pressed || Date.now() - pressed > 5000) return;
+        const reason = [...tab.querySelectorAll("div.validation-error")].find(el => el.getClientRects().length);
+        const box = reason && (reason.closest(".block") || reason), r = box && box.getBoundingClientRect();
+        if (r && (r.top < 0 || r.bottom > window.innerHeight)) {     // in view: it may be an old one, so wait on
+            pressed = 0;
+            box.scrollIntoView({block: "center", behavior: "smooth"});
+        }
     }).observe(document.body, {subtree: true, childList: true, characterData: true});
 }"""
 MAX_UPLOAD = "1kb"                 # the page has no file input; refuse anonymous uploads

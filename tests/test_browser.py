@@ -194,8 +194,14 @@ IN_VIEW = """sel => { const r = document.querySelector(sel).getBoundingClientRec
 
 def test_a_refusal_above_the_pressed_button_is_scrolled_into_view(page):
     """On a laptop-height window the template is out of sight when Generate is pressed, and a
-    refusal under it looked like a press that did nothing."""
+    refusal under it looked like a press that did nothing. A refusal left in the Score tab, hidden
+    with it, must not be taken for the one to show."""
     page.set_viewport_size({"width": 1400, "height": 600})
+    page.get_by_role("tab", name="Score").click()
+    page.fill("#score-sequence textarea", "MKV\nGGB")
+    page.click("#score")
+    page.locator("#score-sequence div.validation-error").wait_for()
+    page.get_by_role("tab", name="Generate").click()
     page.fill("#template textarea", "MKV\nGGB__")
     page.locator("#generate").scroll_into_view_if_needed()
     assert not page.evaluate(IN_VIEW, "#template textarea")        # the premise: the template is out of sight
