@@ -24,9 +24,10 @@ templates without variable spans.
 """
 from __future__ import annotations
 
+import bisect
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 PROTEIN_RESIDUES = "ACDEFGHIKLMNPQRSTVWY"
@@ -111,10 +112,20 @@ class Position(int):
     @classmethod
     def in_text(cls, text: str, index: int) -> Position:
         """The position of ``text[index]`` (0-based)."""
+        return cls.finder(text)(index)
+
+    @classmethod
+    def finder(cls, text: str) -> Callable[[int], Position]:
+        """``in_text`` for many indices of one text, its line breaks found once (a template may hold
+        20,000 brackets, each with its position)."""
         if "\n" not in text.rstrip():
-            return cls(index + 1)
-        line_start = text.rfind("\n", 0, index) + 1
-        return cls(index + 1, text.count("\n", 0, index) + 1, index - line_start + 1)
+            return lambda index: cls(index + 1)
+        starts = [0] + [m.end() for m in re.finditer("\n", text)]
+
+        def at(index: int) -> Position:
+            line = bisect.bisect_right(starts, index)
+            return cls(index + 1, line, index - starts[line - 1] + 1)
+        return at
 
     def __getnewargs__(self):             # copy and pickle, which would otherwise call Position(number)
         return int(self), self.line, self.column
@@ -439,8 +450,10 @@ class Alphabet:
         body, offset, notices = self._strip_fasta(text)
         brackets = "[" not in self._index
 
-        def at(i: int) -> Position:          # of body[i], only when needed: counting lines is O(length)
-            return Position.in_text(text, offset + i)
+        position = Position.finder(text)
+
+        def at(i: int) -> Position:          # of body[i]
+            return position(offset + i)
 
         parts: list[Slot | Span] = []
         i = 0
