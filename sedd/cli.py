@@ -23,7 +23,9 @@ def whole_number(text: str) -> int:
     match = re.fullmatch(r"\s*([+-]?)0*([0-9]+)\s*", text)
     if not match:
         raise ValueError(f"{text!r} is not a whole number")
-    return int(match[1] + match[2])         # leading zeros dropped: int() refuses over 4,300 digits
+    if len(match[2]) > sys.get_int_max_str_digits():      # int() would refuse it in words about Python
+        raise ValueError(f"a whole number of {len(match[2]):,} digits is beyond any count or seed")
+    return int(match[1] + match[2])         # leading zeros dropped: they count towards int()'s limit too
 
 
 def checked(convert, ok, allowed: str):

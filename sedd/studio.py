@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import numbers
 import os
 import secrets
 import shlex
@@ -108,19 +109,21 @@ def _number(value) -> float:
 
 
 def _whole_number(value, what: str, allowed: str) -> int:
-    """An int from an API or slider value: an int, a float with no fractional part (JSON clients send
-    7.0) or a typed whole number (``cli.whole_number``, as the command-line tools read one). Anything
-    else (True, 4.5, ``"1e3"``, NaN, ±inf) is refused with the allowed range: a value that only looks
-    like a count is a mistake."""
-    if isinstance(value, float) and value.is_integer():
+    """An int from an API or slider value: an int (NumPy's too), a float with no fractional part (JSON
+    clients send 7.0) or a typed whole number (``cli.whole_number``, as the command-line tools read
+    one). Anything else (True, 4.5, ``"1e3"``, NaN, ±inf) is refused with the allowed range: a value
+    that only looks like a count is a mistake."""
+    if isinstance(value, bool):
+        pass                                # a JSON true is a mistake, not the number 1
+    elif isinstance(value, numbers.Integral):
         return int(value)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    try:
-        if isinstance(value, str):
+    elif isinstance(value, numbers.Real) and math.isfinite(value) and float(value).is_integer():
+        return int(value)
+    elif isinstance(value, str):
+        try:
             return whole_number(value)
-    except ValueError:
-        pass
+        except ValueError:
+            pass
     raise ValueError(f"{what} must be a whole number, {allowed}; got {_sent(value)}")
 
 
@@ -141,8 +144,8 @@ def checked_seed(value, limits: Limits = Limits()) -> int:
     try:
         seed = _whole_number(value, "seed", allowed)
     except ValueError:
-        seed = -1
-    if not 0 <= seed <= limits.max_seed:
+        seed = None
+    if seed is None or not 0 <= seed <= limits.max_seed:
         raise ValueError(f"seed must be {allowed}; got {_sent(value)}")
     return seed
 

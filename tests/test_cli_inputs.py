@@ -156,3 +156,11 @@ def test_a_refusal_names_the_record_only_when_it_has_a_name(capsys, tiny_checkpo
     assert code == 2 and err.strip() == "error: the sequence is empty: give 1 to 128 residues"
     code, _, err = run_main(capsys, score.main, "--checkpoint", tiny_checkpoint, "--sequence", ">mine\nMKV_G")
     assert code == 2 and err.startswith("error: mine: scoring needs a full sequence")
+
+
+def test_a_whole_number_beyond_pythons_digit_limit_is_refused_in_the_tools_words():
+    """int() refused it with "Exceeds the limit (4300 digits) for integer string conversion"."""
+    from sedd.cli import whole_number
+    with pytest.raises(ValueError, match="^a whole number of 5,000 digits is beyond any count or seed$"):
+        whole_number("9" * 5000)
+    assert whole_number("0" * 5000 + "7") == 7            # leading zeros do not count
