@@ -498,12 +498,15 @@ def refusal_notice(elem_id: str) -> gr.Textbox:
 
 def with_notice(fn: Callable) -> Callable:
     """``fn`` for a page event that also sends the tab's ``refusal_notice``, which only the validator
-    reads: the signature Gradio reads gains a ``notice`` parameter after the inputs (before a
-    ``gr.Request``, which Gradio passes in its place), and the call drops it."""
+    reads: the signature Gradio reads gains a ``notice`` parameter after the event's inputs (after
+    ``fn``'s last parameter that is not a ``gr.Request``, which Gradio fills by its annotation
+    wherever it stands), and the call drops it. The notice has a default, so the parameters after it
+    are declared with one too; only Gradio reads this signature, and it passes every argument."""
     signature = inspect.signature(fn)
     params = list(signature.parameters.values())
-    at = next((i for i, p in enumerate(params) if "Request" in str(p.annotation)), len(params))
+    at = 1 + max((i for i, p in enumerate(params) if "Request" not in str(p.annotation)), default=-1)
     notice = inspect.Parameter("notice", inspect.Parameter.POSITIONAL_OR_KEYWORD, default="", annotation=str)
+    after = [p.replace(default=None) if p.default is p.empty else p for p in params[at:]]
 
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
@@ -513,7 +516,7 @@ def with_notice(fn: Callable) -> Callable:
         @functools.wraps(fn)
         def call(*args, **kwargs):
             return fn(*args[:at], *args[at + 1:], **kwargs)
-    call.__signature__ = signature.replace(parameters=params[:at] + [notice] + params[at:])
+    call.__signature__ = signature.replace(parameters=params[:at] + [notice] + after)
     return call
 
 

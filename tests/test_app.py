@@ -1,6 +1,7 @@
 """The studio's callbacks with a tiny score model and a tiny random ESMFold: no server, no browser."""
 from __future__ import annotations
 
+import inspect
 import json
 import re
 import time
@@ -243,3 +244,22 @@ def test_settings_name_the_checkpoint_as_the_user_can_use_it(model, monkeypatch,
     assert sample_cli.main(settings.command().split()[3:]) == 0
     monkeypatch.chdir(tmp_path)                                 # elsewhere: the path as loaded
     assert studio.check_request(model, SHORT_TEMPLATE, 2, 16, 1.0, 7, "off")[1].checkpoint == model.source
+
+
+def test_the_notice_a_page_event_sends_is_dropped_wherever_the_request_stands():
+    """The notice was put before the first gr.Request parameter (so a request first lost the template)
+    and with a default, which a later parameter without one made an invalid signature."""
+    def late(a, b, request: gr.Request):
+        return a, b, request
+
+    def early(request: gr.Request, a, b=2):
+        return request, a, b
+
+    def streamed(a, request: gr.Request = None):
+        yield a, request
+
+    assert list(inspect.signature(app.with_notice(late)).parameters) == ["a", "b", "notice", "request"]
+    assert app.with_notice(late)(1, 2, "refused", "req") == (1, 2, "req")
+    assert list(inspect.signature(app.with_notice(early)).parameters) == ["request", "a", "b", "notice"]
+    assert app.with_notice(early)("req", 1, 2, "refused") == ("req", 1, 2)
+    assert list(app.with_notice(streamed)(1, "refused", "req")) == [(1, "req")]
