@@ -83,7 +83,7 @@ def without_comments(text: str) -> str:
 def fasta_spans(text: str) -> list[tuple[str, int, int]]:
     """(id, start, end) of every record's body in a FASTA text, in order: the one reading of FASTA
     that training, evaluation, ``sedd.score`` and the studio share, so a file gives the same records
-    to each. ``text[start:end]`` is the body as written, with comment lines blanked; each reader
+    to each. ``without_comments(text)[start:end]`` is the body as written; each reader
     applies the sequence rules (whitespace, digits and one trailing ``*`` ignored) and refuses or
     drops what breaks them.
 
