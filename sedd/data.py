@@ -90,8 +90,8 @@ def fasta_spans(text: str) -> list[tuple[str, int, int]]:
     A header is a line whose first non-blank character is ``>`` (a pasted block is often indented as
     a whole), named by ``record_id``; records with the same id are all kept. Comment lines are
     blanked (``without_comments``). Text before the first header is a record of its own, named
-    ``sequence``: a pasted sequence without a header, not the start of the next record, which would
-    then be dropped unseen (a file refuses it: ``fasta_file_text``)."""
+    ``sequence``: a sequence without a header, not the start of the next record, which would then be
+    dropped unseen (a file allows one line of it: ``fasta_file_text``)."""
     text = without_comments(text)
     headers = list(HEADER_LINE.finditer(text))
     first = headers[0].start() if headers else len(text)
@@ -112,9 +112,10 @@ def fasta_records(text: str) -> list[tuple[str, str]]:
 
 def fasta_file_text(path: str | Path) -> str:
     """The text of a FASTA file (``fasta_text``: gzip or plain), comment lines blanked, refused with
-    the reason when it is not a file, holds no record, or holds text before its first ``>`` header:
-    a line of residues there is most often a file of bare sequences, one per line, which read as
-    one record would join them into a single sequence without a word."""
+    the reason when it is not a file, holds no record, or holds several lines before its first ``>``
+    header. One line there is a header-less first record, as in pasted text; several are most often
+    bare sequences, one per line, which read as one record would be joined into a single sequence
+    without a word."""
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{path} is a folder, not a FASTA file")
@@ -126,12 +127,14 @@ def fasta_file_text(path: str | Path) -> str:
     plain = without_comments(text)
     if not plain.strip():
         raise ValueError(f"FASTA file {path} holds only comment lines (lines that start with ;) and no sequence")
-    lines = plain.split("\n")
-    stray = next(i for i, line in enumerate(lines) if line.strip())
-    if not lines[stray].lstrip().startswith(">"):
-        raise ValueError(f"FASTA file {path} has text before its first header line (line {stray + 1}: "
-                         f"{lines[stray].strip()[:30]!r}); a FASTA file starts every record with a line such as "
-                         "'>name', then its residues")
+    first = HEADER_LINE.search(plain)
+    before = [(i, line) for i, line in enumerate(plain[:first.start() if first else len(plain)].split("\n"))
+              if line.strip()]
+    if len(before) > 1:
+        i, line = before[0]
+        raise ValueError(f"FASTA file {path} has {len(before)} lines before its first header line "
+                         f"(from line {i + 1}: {line.strip()[:30]!r}): one sequence per line, or one sequence "
+                         "wrapped? Start each record with a header line such as '>name'")
     return plain
 
 

@@ -23,6 +23,8 @@ def both_readings(capsys, tiny_checkpoint, path) -> tuple[list[tuple[str, str]],
 
 
 @pytest.mark.parametrize("text, records", [
+    # before: read_fasta refused the file ("File starts with 'M' instead of '>'")
+    ("MKVL\n>a\nGGKV\n", [("sequence", "MKVL"), ("a", "GGKV")]),
     # before: read_fasta took '>b' for residues of a and dropped the record, b with it
     (">a\nMKVL\n   >b\nGGKV\n", [("a", "MKVL"), ("b", "GGKV")]),
     # before: both refused the indented comment (read_fasta dropped a for its ';')
@@ -51,8 +53,9 @@ def test_only_one_trailing_star_is_ignored_by_either(capsys, tiny_checkpoint, tm
 @pytest.mark.parametrize("text, message", [
     ("", "is empty"), (" \n\n", "is empty"), (";one\n  ;two\n", "holds only comment lines"),
     # bare sequences, one per line: read as one record they were joined into one sequence without a word
-    ("MKVL\nGGKV\n", "has text before its first header line (line 1: 'MKVL')"),
-    (";note\n\nMKVL\n>a\nGGKV\n", "has text before its first header line (line 3: 'MKVL')"),
+    # (one line before the first header is a header-less record, as in pasted text)
+    ("MKVL\nGGKV\n", "has 2 lines before its first header line (from line 1: 'MKVL')"),
+    (";note\n\nMKVL\nGGKV\nWW\n>a\nGGKV\n", "has 3 lines before its first header line (from line 3: 'MKVL')"),
 ])
 def test_a_file_without_records_is_refused_alike(capsys, tiny_checkpoint, tmp_path, text, message):
     path = tmp_path / "x.fasta"
