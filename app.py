@@ -423,15 +423,14 @@ class StudioCallbacks:
             log_refusal("score", str(e))
             raise gr.Error(render.error_text(str(e)), title="Cannot score this", print_exception=False) from None
 
-    def check_score(self, sequence: str):
-        """``score``'s input, checked by its validator (``Admission``): bad input is refused before it
-        is queued, the reason shown under the sequence until it is edited."""
+    def check_score(self, sequence: str) -> None:
+        """``score``'s input, checked by its validator (``Admission``) before it is queued; a refusal is
+        logged and raised (``ValueError``), its reason shown under the sequence until it is edited."""
         try:
             studio.check_score_request(self.model, sequence, self.limits)
         except ValueError as e:
             log_refusal("score", str(e))
-            return gr.validate(False, str(e))
-        return gr.validate(True, "")
+            raise
 
     def show_score(self, entry: dict, design: tuple[str, list[bool]] | None = None):
         """The Score tab's views of an entry: summary, per-residue track, scan heatmap, top substitutions, files."""
@@ -614,15 +613,15 @@ class Admission:
     def refusal(self, request: gr.Request, endpoint: str, inputs: tuple, crowd_at: int) -> tuple[int, str] | None:
         """(the index of the input to show the reason at, the reason), or None to admit the request:
         a bad input's reason at that input, a crowd refusal at ``crowd_at``."""
-        if endpoint == "score":
-            verdict = self.cb.check_score(inputs[0])
-            if not verdict["is_valid"]:
-                return 0, verdict["message"]
-        else:
-            try:
+        try:
+            if endpoint == "score":
+                self.cb.check_score(inputs[0])
+            else:
                 self.cb.check(*inputs)
-            except studio.RequestError as e:
-                return self.fields.index(e.field), str(e)
+        except studio.RequestError as e:
+            return self.fields.index(e.field), str(e)
+        except ValueError as e:                # the score's one input
+            return 0, str(e)
         crowd = self.crowd_refusal(request, endpoint, "request" if endpoint == "score" else "run")
         return (crowd_at, crowd) if crowd else None
 
