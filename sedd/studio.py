@@ -26,7 +26,7 @@ from . import render, score
 from .alphabet import Alphabet, Template, TemplateSpec
 from .checkpoint import Checkpoint, atomic_write_text, shown
 from .cli import whole_number
-from .data import fasta_records, without_comments
+from .data import fasta_spans, without_comments
 from .design import Request, decode_rows, design_name, plan_for_spec, stream, to_fasta
 from .sampler import STRATEGIES, particles_condition
 from .fold import FoldError, FoldResult, finished_unless_stopped
@@ -587,7 +587,7 @@ def check_score_request(model: Checkpoint, text: str, limits: Limits = Limits())
     if not isinstance(text, str) or not text.strip():
         raise ValueError("paste a protein sequence to score (one-letter codes; a FASTA header line is fine)")
     _check_size(text, "the sequence", limits, model.max_len)
-    records = fasta_records(text)
+    records = fasta_spans(text)                  # the names: the text is parsed whole below
     if len(records) > 1:
         raise ValueError(f"the input holds {len(records)} FASTA records; this scores one sequence at a time "
                          "(python -m sedd.score --fasta FILE scores many)")
