@@ -181,6 +181,33 @@ class _CachedBackend:
         return results
 
 
+def load_esmfold(name: str) -> torch.nn.Module:
+    """``EsmForProteinFolding`` from a local directory, the Hugging Face cache or, failing both, the Hub.
+
+    The Hub is asked once, with no retries, before the download: unreachable, ``from_pretrained``
+    spends about 25 s in huggingface_hub's retries only to say so. ``OSError`` when the weights
+    are neither here nor reachable.
+    """
+    from transformers import EsmForProteinFolding
+    try:
+        return EsmForProteinFolding.from_pretrained(name, local_files_only=True)
+    except OSError:             # not a local directory and not in the cache
+        pass
+    if (problem := hub_problem(name)) is not None:
+        raise OSError(f"not in the Hugging Face cache, and the Hub cannot serve it: {problem}")
+    return EsmForProteinFolding.from_pretrained(name)
+
+
+def hub_problem(repo_id: str, timeout: float = 10.0) -> str | None:
+    """Why the Hugging Face Hub cannot serve model ``repo_id`` now (one request), or None if it can."""
+    from huggingface_hub import HfApi
+    try:
+        HfApi().model_info(repo_id, timeout=timeout)
+    except Exception as e:      # no network, offline mode, unknown or gated repo, invalid id: all say why
+        return f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}"
+    return None
+
+
 def plddt_to_100(values: torch.Tensor) -> torch.Tensor:
     """transformers' ESMFold gives pLDDT in [0, 1]; the bands 50/70/90 are on [0, 100]."""
     return values * 100.0
@@ -218,7 +245,7 @@ class ESMFoldBackend(_CachedBackend):
         self.tokenizer = tokenizer
         self._model = self._prepare(model) if model is not None else None
         self._lock = threading.Lock()       # one load, one fold at a time (GPU memory)
-        # Without network a load attempt takes ~30 s of retries: fail fast for a while after one.
+        # After a failed load, fail fast for a while rather than ask the Hub again on every fold.
         self.retry_after_s = retry_after_s
         self._load_failure: tuple[float, str] | None = None
 
@@ -241,9 +268,8 @@ class ESMFoldBackend(_CachedBackend):
             return self._model
         if self._load_failure and time.monotonic() - self._load_failure[0] < self.retry_after_s:
             raise FoldError(self._load_failure[1], "no_weights")
-        from transformers import EsmForProteinFolding
         try:
-            model = EsmForProteinFolding.from_pretrained(self.model_name)
+            model = load_esmfold(self.model_name)
         except (OSError, ValueError) as e:   # transformers reports a missing or unreachable repo as OSError
             message = (f"{self.name}: the weights of {self.model_name!r} are not available here and could not be "
                        f"downloaded ({type(e).__name__}: {str(e).splitlines()[0][:300]}). Install them "

@@ -61,7 +61,8 @@ def test_weights_load_lazily_and_once(tmp_path, monkeypatch):
     save_tiny_esmfold(tmp_path / "esmfold")
     loads = []
     real = EsmForProteinFolding.from_pretrained
-    monkeypatch.setattr(EsmForProteinFolding, "from_pretrained", lambda name: loads.append(name) or real(name))
+    monkeypatch.setattr(EsmForProteinFolding, "from_pretrained",
+                        lambda name, **kw: loads.append(name) or real(name, **kw))
     backend = ESMFoldBackend(str(tmp_path / "esmfold"), device="cpu")
     assert loads == [] and backend._model is None
     backend.fold(["MKV", "GGSA"])
@@ -79,7 +80,7 @@ def test_missing_weights_name_the_model_and_reason(tmp_path, monkeypatch):
     # the next request fails fast with the same message instead of retrying the download
     calls = []
 
-    def unreachable(name):
+    def unreachable(name, **kw):
         calls.append(name)
         raise OSError("We couldn't connect to the Hub")
 
@@ -88,9 +89,48 @@ def test_missing_weights_name_the_model_and_reason(tmp_path, monkeypatch):
         backend.fold(["MKV"])
     assert calls == []
     backend.retry_after_s = 0.0          # once the pause is over, it tries again
-    with pytest.raises(FoldError, match="couldn't connect"):
+    with pytest.raises(FoldError, match="no-such-model.*not available"):
         backend.fold(["MKV"])
     assert len(calls) == 1
+
+
+def hub_loads(monkeypatch, hub_error: Exception | None) -> list[dict]:
+    """``from_pretrained`` finds nothing in the cache; the Hub answers, or fails with ``hub_error``.
+    The list records each load's keyword arguments."""
+    from huggingface_hub import HfApi
+    from transformers import EsmForProteinFolding
+    loads = []
+
+    def from_pretrained(name, **kw):
+        loads.append(kw)
+        if kw.get("local_files_only"):
+            raise OSError(f"{name} is not in the cache")
+        return tiny_esmfold()
+
+    def model_info(self, repo_id, timeout=None):
+        assert timeout is not None, "an unreachable Hub must not hold the fold up"
+        if hub_error is not None:
+            raise hub_error
+
+    monkeypatch.setattr(EsmForProteinFolding, "from_pretrained", from_pretrained)
+    monkeypatch.setattr(HfApi, "model_info", model_info)
+    return loads
+
+
+def test_an_unreachable_hub_fails_at_once_without_the_download_retries(monkeypatch):
+    loads = hub_loads(monkeypatch, ConnectionError("[Errno -2] Name or service not known"))
+    with pytest.raises(FoldError, match="not in the Hugging Face cache, and the Hub cannot serve it: "
+                                        "ConnectionError: .Errno -2. Name or service") as e:
+        ESMFoldBackend(device="cpu").fold([SEQ])
+    assert e.value.reason == "no_weights" and "hf download facebook/esmfold_v1" in str(e.value)
+    assert loads == [{"local_files_only": True}], "the download (and its ~25 s of retries) must not start"
+
+
+def test_weights_missing_from_the_cache_are_downloaded_when_the_hub_answers(monkeypatch):
+    loads = hub_loads(monkeypatch, None)
+    [result] = ESMFoldBackend(device="cpu").fold([SEQ])
+    assert result.sequence == SEQ
+    assert loads == [{"local_files_only": True}, {}]
 
 
 def test_too_long_names_the_limit(esmfold):
@@ -230,7 +270,7 @@ def test_the_atlas_backend_never_sends_a_non_canonical_sequence():
 def test_one_unfoldable_sample_does_not_stop_the_others(monkeypatch):
     from transformers import EsmForProteinFolding
 
-    monkeypatch.setattr(EsmForProteinFolding, "from_pretrained", lambda name: tiny_esmfold())
+    monkeypatch.setattr(EsmForProteinFolding, "from_pretrained", lambda name, **kw: tiny_esmfold())
     result = metrics.fold_metrics(["MKVLAG", "MKV*AG", "GGSAW"], device="cpu")
     assert result["folded"] == 2 and [r["sequence"] for r in result["per_sample"]] == ["MKVLAG", "GGSAW"]
     [failure] = result["failures"]
