@@ -17,6 +17,7 @@ import torch
 
 from . import checkpoint as ckpt
 from .alphabet import Slot, Template, TemplateSpec
+from .cli import whole_number
 from .data import format_fasta
 from .sampler import MAX_SEED, Frame, is_whole, sample
 from .spans import (
@@ -70,14 +71,15 @@ def _spec_for(model: ckpt.Checkpoint, template: str | None, length: int | str | 
 
 
 def design_length(length, max_len: int) -> int:
-    """``length`` as a number of designed positions, 1 … ``max_len``: a whole number, or its ASCII
-    digits as text (as ``sedd.sample --length`` takes them); 2.5, True or "١٢" are refused, not
+    """``length`` as a number of designed positions, 1 … ``max_len``: a whole number, or one typed
+    (``cli.whole_number``, as ``sedd.sample --length`` takes it); 2.5, True or "١٢" are refused, not
     rounded or read."""
-    text = length.strip() if isinstance(length, str) else None
-    whole = is_whole(length) or (text is not None and text.isascii() and text.isdigit())
-    if not whole:                                        # None (neither a template nor a length) included
+    try:
+        n = whole_number(length) if isinstance(length, str) else int(length) if is_whole(length) else None
+    except ValueError:
+        n = None
+    if n is None:                                        # None (neither a template nor a length) included
         raise ValueError(f"give a template, or a length from 1 to {max_len} or 'auto'; got length {length!r}")
-    n = int(length)
     if not 1 <= n <= max_len:
         raise ValueError(f"length must be between 1 and {max_len}, got {n}")
     return n

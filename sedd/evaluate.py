@@ -70,7 +70,7 @@ import time
 from pathlib import Path
 
 from . import checkpoint as ckpt
-from .cli import REGEX, SEED, one_line_warnings, run
+from .cli import COUNT, REGEX, SEED, TWO_OR_MORE, one_line_warnings, run
 from .data import Dataset, describe_dropped, read_clusters, read_fasta, split
 from .hmm import HMM_NAME, check_file as check_hmm_file, family_metrics, load as load_hmm, natural_scores
 from .likelihood import elbo_to_precision, length_nll, unigram_nll
@@ -89,21 +89,21 @@ def _parser() -> argparse.ArgumentParser:
                                       "that training split off (the rest is the reference)")
     p.add_argument("--val-fraction", type=float, default=0.05, help="with --clusters: training's validation fraction")
     p.add_argument("--split-seed", type=SEED, default=0, help="with --clusters: training's --seed")
-    p.add_argument("--max-seqs", type=int, help="evaluate a seeded random subset of N sequences")
+    p.add_argument("--max-seqs", type=COUNT, help="evaluate a seeded random subset of N sequences")
     p.add_argument("--seed", type=SEED, default=0, help="seeds the times, masks and samples (default 0)")
-    p.add_argument("--t-samples", type=int, default=4,
+    p.add_argument("--t-samples", type=TWO_OR_MORE, default=4,
                    help="t samples per sequence drawn before the ELBO's error is checked (in rounds of at most 64; "
                         "default 4)")
     p.add_argument("--target-stderr", type=float, default=0.01,
                    help="add t samples until the ELBO error is below this (nats/residue; default 0.01)")
-    p.add_argument("--max-t-samples", type=int, default=1024, help="stop adding t samples here (default 1024)")
+    p.add_argument("--max-t-samples", type=TWO_OR_MORE, default=1024, help="stop adding t samples here (default 1024)")
     p.add_argument("--infill-fraction", type=float, default=0.3,
                    help="fraction of each held-out sequence masked for the infill recovery (default 0.3)")
-    p.add_argument("--batch-size", type=int, default=64,
+    p.add_argument("--batch-size", type=COUNT, default=64,
                    help="sequences per infill batch (default 64); --samples are drawn in batches of this or "
                         "128, whichever is more (batch b is seeded seed + b, so the batches decide the samples: "
                         "128 is what the stored figures were drawn with)")
-    p.add_argument("--samples", type=int, help="draw N unconditional samples and score them (needs --reference)")
+    p.add_argument("--samples", type=COUNT, help="draw N unconditional samples and score them (needs --reference)")
     p.add_argument("--reference", help="FASTA of reference (training) sequences for the sample metrics and the "
                                        "unigram floor (default with --clusters: the training part)")
     p.add_argument("--motif", type=REGEX, default=MOTIF,
@@ -142,10 +142,6 @@ def _check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
         p.error("--fold folds the samples: give --samples N --reference FASTA")
     if a.hmm is not None and a.samples is None:
         p.error("--hmm scores the samples: give --samples N --reference FASTA (or --clusters)")
-    for name, least in (("max_seqs", 1), ("samples", 1), ("t_samples", 2), ("max_t_samples", 2), ("batch_size", 1)):
-        value = getattr(a, name)             # two times per sequence at least: a standard error needs them
-        if value is not None and value < least:
-            p.error(f"--{name.replace('_', '-')} must be at least {least}, got {value}")
     if a.max_t_samples < a.t_samples:
         p.error(f"--max-t-samples ({a.max_t_samples}) is below --t-samples ({a.t_samples}), the first round's "
                 "count: raise it, or lower --t-samples")

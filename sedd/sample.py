@@ -37,6 +37,9 @@ from .spans import SPAN_LENGTH_MODES, TOP
 MAX_SAMPLES = 100_000
 SAMPLES = checked(whole_number, lambda v: 0 < v <= MAX_SAMPLES, f"a whole number from 1 to {MAX_SAMPLES:,} (draw more "
                   "in several runs with other seeds: no batch of one seed repeats one of another)")
+# --length: "auto" or a whole number, whose range (1 … the checkpoint's max_len) is checked once it is loaded
+LENGTH = checked(lambda text: "auto" if text.strip() == "auto" else whole_number(text), lambda v: True,
+                 "a whole number of residues or 'auto'")
 
 
 def _describe_posterior(plan: Plan) -> str:
@@ -54,7 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     what.add_argument("--template", help="residues with designed positions marked _ ? # or X, [n] for n of them, "
                                          "[a-b] for a span whose length the model chooses, [KR] or [^C] for a "
                                          "position restricted to (or barred from) residues")
-    what.add_argument("--length", help="N residues, all designed, or 'auto' to draw lengths from the training data")
+    what.add_argument("--length", type=LENGTH,
+                      help="N residues, all designed, or 'auto' to draw lengths from the training data")
     p.add_argument("--num-samples", type=SAMPLES, default=1, help=f"designs to draw, 1 to {MAX_SAMPLES:,} (default 1)")
     p.add_argument("--steps", type=STEPS, default=128,
                    help=f"denoising steps, 1 to {MAX_STEPS:,} (default 128; with τ-leaping the network runs at "
@@ -115,8 +119,6 @@ def main(argv: list[str] | None = None) -> int:
     a = _parser().parse_args(argv)
     seed = a.seed if a.seed is not None else int(torch.randint(0, 2**31 - 1, ()).item())
     try:
-        if a.length is not None and a.length != "auto" and not (a.length.isascii() and a.length.isdigit()):
-            raise ValueError(f"--length takes a positive integer or 'auto', got {a.length!r}")
         # the sampler's own checks (--particles with --sampler/--top-p, its range) before the span lengths' minutes
         check_options(a.sampler, a.steps, a.temperature, a.top_p, seed, particles=a.particles)
         model = ckpt.load(a.checkpoint, device=a.device)

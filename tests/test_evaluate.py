@@ -338,8 +338,11 @@ def test_update_config_records_exactly_the_printed_result(ckpt_dir, clustered_fa
     (["--clusters", "x.tsv", "--val-fraction", "1.5"], "--val-fraction must be between 0 and 1"),
     (["--seed", str(2**64)], "argument --seed: '18446744073709551616' is not a whole number from 0 to 2**63 - 1"),
     (["--split-seed", "-1"], "argument --split-seed: '-1' is not a whole number from 0"),
-    (["--t-samples", "1"], "--t-samples must be at least 2, got 1"),
-    (["--max-t-samples", "1"], "--max-t-samples must be at least 2, got 1")])
+    (["--t-samples", "1"], "argument --t-samples: '1' is not a whole number, at least 2 (a standard error needs two)"),
+    (["--max-t-samples", "1"], "argument --max-t-samples: '1' is not a whole number, at least 2"),
+    (["--samples", "0"], "argument --samples: '0' is not a whole number above 0"),
+    (["--max-seqs", "1e2"], "argument --max-seqs: '1e2' is not a whole number above 0"),
+    (["--batch-size", "٣٢"], "argument --batch-size: '٣٢' is not a whole number above 0")])
 def test_split_and_reference_options_are_checked(ckpt_dir, family_fasta, extra, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         ev.main(["--checkpoint", str(ckpt_dir), "--data", str(family_fasta), *extra])
