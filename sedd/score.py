@@ -180,7 +180,9 @@ def parse_mutant(text: str, sequence: str, residues: str) -> list[tuple[int, int
         digits = part[1:-1]
         if len(part) < 3 or not (digits.isascii() and digits.isdigit()):     # isdigit() passes '²', int() does not
             raise ValueError(f"mutation {part!r} is not of the form A23V (wild type, 1-based position, mutant)")
-        wt, pos, mt = part[0].upper(), int(digits), part[-1].upper()
+        wt, pos, mt = part[0], int(digits), part[-1]
+        if residues.isupper():      # 'a23v' is A23V in a protein; an alphabet with lower-case letters keeps case
+            wt, mt = wt.upper(), mt.upper()
         if not 1 <= pos <= len(sequence):
             raise ValueError(f"mutation {part!r}: position {pos} is outside the sequence (1 to {len(sequence)})")
         if sequence[pos - 1] != wt:

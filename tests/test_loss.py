@@ -40,6 +40,18 @@ def test_loss_is_zero_at_t_zero_of_a_schedule_without_eps(tiny_model):
     assert loss[0].item() == 0.0 and torch.isfinite(loss[1])
 
 
+def test_loss_at_t_one_of_a_schedule_without_eps_is_the_all_masked_cross_entropy(tiny_model):
+    """ε = 0 and t = 1 (a float32 time draw can round to it): σ̄ = ∞, every position is masked and the
+    weight σ·r is 1/t = 1, so the loss is Σ −log p_θ(x_0^i | all MASK), not 0·∞ = NaN."""
+    x0 = torch.randint(0, 20, (2, 30))
+    lengths = torch.tensor([30, 20])
+    loss = diffusion_loss(tiny_model, x0, lengths, LogLinearSchedule(eps=0.0), 20, pad_id=21, t=torch.ones(2))
+    valid = torch.arange(30) < lengths.unsqueeze(1)
+    with torch.no_grad():
+        logits = tiny_model(torch.where(valid, 20, 21))
+    torch.testing.assert_close(loss, masked_cross_entropy(logits, x0, valid), rtol=1e-5, atol=1e-4)
+
+
 def test_loss_ignores_padding(tiny_model):
     torch.manual_seed(0)
     x0 = torch.randint(0, 20, (1, 30))

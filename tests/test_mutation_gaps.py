@@ -129,6 +129,16 @@ def test_a_mutation_at_the_last_residue_is_accepted():
     assert score.parse_mutant("K5A", "MSTAK", residues) == [(4, residues.index("K"), residues.index("A"))]
 
 
+def test_mutations_are_read_in_the_case_of_the_alphabet():
+    """Protein letters in either case ('k5a' is K5A); an alphabet with lower-case letters (any alphabet
+    trains, docs/design.md §10) keeps the case, so its 'h1w' is not refused as 'H1W'."""
+    assert score.parse_mutant("k5a", "MSTAK", PROTEIN.residues) == score.parse_mutant("K5A", "MSTAK", PROTEIN.residues)
+    letters = "dehlorw "
+    assert score.parse_mutant("h1w:o5r", "hello", letters) == [(0, 2, 6), (4, 4, 5)]
+    with pytest.raises(ValueError, match="position 1 is 'h' in the sequence, not 'H'"):
+        score.parse_mutant("H1W", "hello", letters)
+
+
 def test_spearman_skips_a_nan_dms_score():
     rows = [{"DMS_score": v} for v in ("0.1", "0.5", "nan", "0.9", "1.2")]
     result = score._spearman(rows, [1.0, 2.0, 3.0, 4.0, 5.0])
