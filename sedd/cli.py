@@ -116,11 +116,16 @@ def script(main) -> int:
 
 def run(main) -> int:
     """``main()``'s exit code; a reader that stops early (``| head``) ends the tool quietly, as it would any
-    Unix tool, instead of with a BrokenPipeError traceback (Python's documented recipe, exit code 1)."""
+    Unix tool, instead of with a BrokenPipeError traceback (Python's documented recipe, exit code 1), and
+    so does Ctrl-C, with one line and the shell's status for SIGINT, 130. (Files are written whole or
+    not at all, so an interrupted tool leaves none half-written.)"""
     try:
         code = main()
         sys.stdout.flush()              # a broken pipe surfaces here, not in the interpreter's last flush
         return code
+    except KeyboardInterrupt:
+        print("\nstopped by Ctrl-C", file=sys.stderr)       # a new line: a progress bar may hold the current one
+        return 130
     except BrokenPipeError:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())       # the interpreter flushes stdout again at exit

@@ -175,11 +175,12 @@ def family_metrics(hmm, samples: list[str], naturals: list[str], seed: int = 0,
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .cli import COUNT, SEED
     p = argparse.ArgumentParser(prog="python -m sedd.hmm", description="Build the family profile HMM from training sequences.")
     p.add_argument("--train", required=True, help="FASTA of training sequences")
     p.add_argument("--out", required=True, help=f"where to write the HMM (by convention {HMM_NAME} beside the checkpoint)")
-    p.add_argument("--iterations", type=int, default=3, help="jackhmmer rounds")
-    p.add_argument("--seed", type=int, default=0, help="seed of the representative's sample")
+    p.add_argument("--iterations", type=COUNT, default=3, help="jackhmmer rounds (default 3)")
+    p.add_argument("--seed", type=SEED, default=0, help="seed of the representative's sample (default 0)")
     a = p.parse_args(argv)
     from .alphabet import PROTEIN
     from .checkpoint import check_writable

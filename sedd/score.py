@@ -81,11 +81,11 @@ def parse_sequence(model: ckpt.Checkpoint, text: str) -> list[int]:
                          "length open; write the residues themselves")
     template = spec.fixed()
     masked = [i + 1 for i, d in enumerate(template.designed) if d]
-    if masked:
+    if masked:              # residue numbers: with spaces or digits in the text they are not its positions
         shown = ", ".join(map(str, masked[:10])) + (" …" if len(masked) > 10 else "")
-        raise ValueError(f"scoring needs a full sequence, but {len(masked)} position(s) are designed/masked "
-                         f"({shown}); write residues in place of {' '.join(model.alphabet.mask_chars)} and of "
-                         "brackets such as [KR] or [3]")
+        what = (f"residue {shown} is" if len(masked) == 1 else f"{len(masked)} residues ({shown}) are")
+        raise ValueError(f"scoring needs a full sequence, but {what} designed or masked; write residues in place "
+                         f"of {' '.join(model.alphabet.mask_chars)} and of brackets such as [KR] or [3]")
     return list(template.tokens)
 
 
@@ -212,6 +212,22 @@ class Variants:
     mutants: list[list[tuple[int, int, int]]]
 
 
+MISSING = ("", "NA", "N/A", "nan")          # a DMS_score cell of an unmeasured variant (any case)
+
+
+def is_missing(cell: str | None) -> bool:
+    return (cell or "").strip().lower() in {m.lower() for m in MISSING}
+
+
+def measurement(cell: str | None) -> float | None:
+    """A DMS_score cell as a finite number, or None where it holds none (blank, NA, nan, inf or text)."""
+    try:
+        value = float(cell)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
 def read_variants(csv_in: str | Path, sequence: str, residues: str) -> Variants:
     """The variants of ``csv_in`` (a ``mutant`` column of ``A23V`` or ``A23V:G45K``), every one checked
     against ``sequence``; a ``ValueError`` names the file and the line at fault. Needs no model, so a
@@ -237,6 +253,9 @@ def read_variants(csv_in: str | Path, sequence: str, residues: str) -> Variants:
             mutants.append(parse_mutant(row["mutant"] or "", sequence, residues))
         except ValueError as e:
             raise ValueError(f"{csv_in}, line {line} (mutant {row['mutant']!r}): {e}") from None
+        if "DMS_score" in row and measurement(row["DMS_score"]) is None and not is_missing(row["DMS_score"]):
+            raise ValueError(f"{csv_in}, line {line}: DMS_score {row['DMS_score']!r} is not a finite number; leave it "
+                             f"blank (or {', '.join(MISSING[1:])}) where the variant was not measured")
     return Variants(fields, [row for _, row in numbered], mutants)
 
 
@@ -273,14 +292,7 @@ def score_mutations_csv(model: ckpt.Checkpoint, tokens: list[int], csv_in: str |
 def _spearman(rows: list[dict], scores: list[float]) -> dict:
     from scipy.stats import spearmanr
 
-    pairs = []
-    for row, s in zip(rows, scores):
-        try:
-            dms = float(row["DMS_score"])
-        except (TypeError, ValueError):
-            continue
-        if math.isfinite(dms):
-            pairs.append((s, dms))
+    pairs = [(s, dms) for row, s in zip(rows, scores) if (dms := measurement(row["DMS_score"])) is not None]
     rho = float(spearmanr(*zip(*pairs)).statistic) if len(pairs) >= 2 else math.nan
     return {"spearman": None if math.isnan(rho) else rho, "num_with_dms": len(pairs)}   # nan: too few, or no spread
 

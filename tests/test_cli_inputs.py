@@ -5,6 +5,7 @@ code 2, no traceback; a reader that stops early ends the tool quietly."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -132,6 +133,20 @@ def test_the_split_whose_reader_stops_early_ends_without_a_traceback(tmp_path):
     proc.wait(timeout=120)
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
     assert proc.returncode == 1 and (tmp_path / "split" / "val.fasta").is_file()
+
+
+def test_ctrl_c_ends_a_tool_with_one_line_and_status_130(tiny_checkpoint):
+    """Ctrl-C in ``sedd.sample`` (and every tool ``cli.run`` ends) printed a screenful of traceback; what
+    it had printed stands."""
+    proc = subprocess.Popen([sys.executable, "-m", "sedd.sample", "--checkpoint", str(tiny_checkpoint), "--length", "30",
+                             "--num-samples", "100000", "--batch-size", "4", "--steps", "8", "--seed", "1"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"})
+    first = proc.stdout.readline()          # designs are being printed: the run is well under way
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert first.startswith(b">design_1") and proc.returncode == 130
+    assert "Traceback" not in err.decode() and err.decode().strip().endswith("stopped by Ctrl-C")
 
 
 # ---- sedd.sample: refusals before the slow work ---------------------------------------------------------------

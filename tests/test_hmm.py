@@ -41,6 +41,19 @@ def test_bit_scores_keep_input_order(family, family_hmm):
     assert sorted(shuffled[0]) == sorted(train[0]) and shuffled[0] != train[0]
 
 
+@pytest.mark.parametrize("option, text, allowed", [
+    ("--iterations", "0", "a whole number above 0"),
+    ("--iterations", "\u0662", "a whole number above 0"),          # int() reads an Arabic-Indic 2
+    ("--iterations", "1_0", "a whole number above 0"),
+    ("--seed", "-7", "a whole number from 0 to 2**63 - 1"),
+    ("--seed", str(10**23), "a whole number from 0 to 2**63 - 1")])
+def test_cli_counts_and_seeds_follow_the_tools_rule(option, text, allowed, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        hmm.main(["--train", str(tmp_path / "train.fasta"), "--out", str(tmp_path / "x.hmm"), option, text])
+    assert stop.value.code == 2
+    assert f"argument {option}: {text!r} is not {allowed}" in capsys.readouterr().err
+
+
 def test_cli_writes_a_loadable_hmm(family, tmp_path):
     write_fasta(tmp_path / "train.fasta", family[0])
     out = tmp_path / "ckpt" / hmm.HMM_NAME

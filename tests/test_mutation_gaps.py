@@ -139,6 +139,19 @@ def test_mutations_are_read_in_the_case_of_the_alphabet():
         score.parse_mutant("H1W", "hello", letters)
 
 
+def test_a_dms_score_that_is_not_a_number_is_refused_naming_its_line(tmp_path):
+    """'abc' was dropped without a word, and the summary then said too few variants had a DMS_score."""
+    table = tmp_path / "variants.csv"
+    table.write_text("mutant,DMS_score\nM1A,0.5\nS2C,\nT3A,NA\nA4G,nan\nK5A,abc\n")
+    with pytest.raises(ValueError, match=f"{table}, line 6: DMS_score 'abc' is not a finite number; leave it blank "
+                                         "\\(or NA, N/A, nan\\) where the variant was not measured"):
+        score.read_variants(table, "MSTAK", PROTEIN.residues)
+    table.write_text("mutant,DMS_score\nM1A,0.5\nS2C,\nT3A,NA\nA4G,nan\nK5A,1e-1\n")
+    variants = score.read_variants(table, "MSTAK", PROTEIN.residues)      # unmeasured variants are still scored
+    assert len(variants.mutants) == 5
+    assert [score.measurement(row["DMS_score"]) for row in variants.rows] == [0.5, None, None, None, 0.1]
+
+
 def test_spearman_skips_a_nan_dms_score():
     rows = [{"DMS_score": v} for v in ("0.1", "0.5", "nan", "0.9", "1.2")]
     result = score._spearman(rows, [1.0, 2.0, 3.0, 4.0, 5.0])

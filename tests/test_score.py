@@ -199,9 +199,10 @@ def test_the_template_rules_apply_and_masks_are_refused(tiny, capsys):
     entry = json.loads(out)["sequences"][0]
     assert code == 0 and entry["name"] == "my" and entry["sequence"] == SEQ
     code, _, err = run_main(capsys, score.main, "--checkpoint", directory, "--sequence", "MKV_GFX")
-    assert code == 2 and "scoring needs a full sequence" in err and "(4, 7)" in err
-    code, _, err = run_main(capsys, score.main, "--checkpoint", directory, "--sequence", "MKV[KR]GF")
-    assert code == 2 and "position(s) are designed/masked (4)" in err and "in place of _ ? # X and of brackets" in err
+    assert code == 2 and "scoring needs a full sequence, but 2 residues (4, 7) are designed or masked" in err
+    code, _, err = run_main(capsys, score.main, "--checkpoint", directory, "--sequence", "MK V[KR]GF")
+    # residue 4, the fifth character: the text's positions would say 5, so the message names residues
+    assert code == 2 and "but residue 4 is designed or masked" in err and "in place of _ ? # X and of brackets" in err
     code, _, err = run_main(capsys, score.main, "--checkpoint", directory, "--sequence", "MKV[2-3]GF")
     assert code == 2 and "scoring needs a full sequence, but span [2-3] at position 4 leaves its length open" in err
     code, _, err = run_main(capsys, score.main, "--checkpoint", directory, "--sequence", "MKVBGF")
