@@ -74,11 +74,15 @@ class RankZeroParser(argparse.ArgumentParser):
 
 
 def REGEX(text: str) -> str:
-    """A regular expression (``evaluate --motif``), refused with Python's reason when it does not compile."""
+    """A regular expression (``evaluate --motif``), refused with Python's reason when it does not compile,
+    and when it matches the empty text, so every sequence (``--motif "$UNSET"`` would report a rate of 1)."""
     try:
-        re.compile(text)
+        pattern = re.compile(text)
     except re.error as e:
         raise argparse.ArgumentTypeError(f"{text!r} is not a regular expression ({e})") from None
+    if pattern.search(""):
+        raise argparse.ArgumentTypeError(f"{text!r} matches the empty text, so every sequence: give a motif "
+                                         "such as 'G.VQG[VI].[FY]R'")
     return text
 
 

@@ -80,6 +80,9 @@ from .score import DISTRIBUTION_KEY, family_distribution
 
 
 # ---- command line ------------------------------------------------------------------------------------
+SPLIT_DEFAULTS = {"val_fraction": 0.05, "split_seed": 0}      # sedd.train's defaults
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m sedd.evaluate", description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", default=None, help="checkpoint directory or Hub repo id "
@@ -87,8 +90,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="held-out FASTA (with --clusters: the full training FASTA)")
     p.add_argument("--clusters", help="cluster<TAB>member TSV: evaluate on the cluster-held-out part of --data "
                                       "that training split off (the rest is the reference)")
-    p.add_argument("--val-fraction", type=float, default=0.05, help="with --clusters: training's validation fraction")
-    p.add_argument("--split-seed", type=SEED, default=0, help="with --clusters: training's --seed")
+    p.add_argument("--val-fraction", type=float,
+                   help=f"with --clusters: training's validation fraction (default {SPLIT_DEFAULTS['val_fraction']})")
+    p.add_argument("--split-seed", type=SEED,
+                   help=f"with --clusters: training's --seed (default {SPLIT_DEFAULTS['split_seed']})")
     p.add_argument("--max-seqs", type=COUNT, help="evaluate a seeded random subset of N sequences")
     p.add_argument("--seed", type=SEED, default=0, help="seeds the times, masks and samples (default 0)")
     p.add_argument("--t-samples", type=TWO_OR_MORE, default=4,
@@ -126,7 +131,16 @@ def _check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
 
     Argument mistakes exit through ``p.error`` (usage and message); a missing file or folder, an
     unwritable output or an absent device raise ValueError, which ``main`` reports on one line.
+    Fills in the split's defaults.
     """
+    split_options = [f"--{name.replace('_', '-')}" for name in SPLIT_DEFAULTS if getattr(a, name) is not None]
+    if split_options and a.clusters is None:        # the options would be ignored: all of --data is evaluated
+        verb = "choose" if len(split_options) > 1 else "chooses"
+        p.error(f"{' and '.join(split_options)} {verb} the held-out clusters of --data with --clusters; without "
+                "--clusters all of --data is evaluated: add --clusters TSV, or leave them out")
+    for name, default in SPLIT_DEFAULTS.items():
+        if getattr(a, name) is None:
+            setattr(a, name, default)
     if a.samples is not None and a.reference is None and a.clusters is None:
         p.error("--samples needs reference sequences: --reference FASTA, or --clusters to use the training part")
     if a.reference is not None and a.clusters is not None:

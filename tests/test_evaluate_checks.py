@@ -63,6 +63,12 @@ def no_work(monkeypatch) -> list[str]:
      "--update-config rewrites the checkpoint's config.json: give a local checkpoint directory, not 'someone/sedd-acyp'"),
     (["--device", "foo"], "unknown device 'foo'; use --device cpu"),
     (["--t-samples", 8, "--max-t-samples", 4], "--max-t-samples (4) is below --t-samples (8)"),
+    # options that would do nothing: they were accepted and ignored
+    (["--val-fraction", 0.5, "--split-seed", 9], "--val-fraction and --split-seed choose the held-out clusters of "
+                                                "--data with --clusters; without --clusters all of --data is evaluated"),
+    (["--split-seed", 9], "--split-seed chooses the held-out clusters"),
+    (["--motif", ""], "argument --motif: '' matches the empty text, so every sequence"),
+    (["--motif", "A*"], "argument --motif: 'A*' matches the empty text"),
 ])
 def test_bad_arguments_are_refused_before_any_work(extra, message, tiny_checkpoint, fasta, tmp_path, no_work, capsys):
     fill = {"tmp": tmp_path, "fasta": fasta}
