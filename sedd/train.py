@@ -32,7 +32,7 @@ import torch.distributed as dist
 
 from . import checkpoint as ckpt
 from .alphabet import PROTEIN, Alphabet
-from .cli import COUNT, COUNT_OR_ZERO, FRACTION, POSITIVE, POSITIVE_OR_ZERO, SEED, RankZeroParser, one_line_warnings
+from .cli import COUNT, COUNT_OR_ZERO, FRACTION, POSITIVE, POSITIVE_OR_ZERO, SEED, RankZeroParser, one_line_warnings, run
 from .data import MAX_LEN, bucketed_batches, collate, describe_dropped, longer_than, read_clusters, read_fasta, split
 from .hmm import HMM_NAME
 from .likelihood import estimate_elbo, unigram_nll
@@ -1068,4 +1068,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run(main))         # Ctrl-C before the run's own handler is in place (loading): one line, status 130

@@ -191,6 +191,21 @@ def test_a_second_ctrl_c_in_a_library_caller_is_a_keyboard_interrupt_not_the_end
         signal.signal(signal.SIGINT, previous)
 
 
+def test_ctrl_c_while_the_data_load_ends_the_command_line_with_one_line(tmp_path, family_and_clusters):
+    """Before the run's own handler is in place (the data still loading) Ctrl-C printed a traceback.
+    The load is made to raise what Ctrl-C raises there, and the module is run as ``python -m`` runs it."""
+    data, _ = family_and_clusters
+    script = ("import runpy, sys, sedd.data\n"
+              "def interrupted(*args, **kwargs):\n    raise KeyboardInterrupt\n"
+              "sedd.data.read_fasta = interrupted\n"
+              f"sys.argv = ['sedd.train', '--data', {str(data)!r}, '--out', {str(tmp_path / 'run')!r}, "
+              "'--preset', 'tiny', '--max-steps', '5']\n"
+              "runpy.run_module('sedd.train', run_name='__main__', alter_sys=True)\n")
+    done = subprocess.run([sys.executable, "-c", script], env=ENV, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 130 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1] == "stopped by Ctrl-C"
+
+
 def test_ctrl_c_on_the_command_line_saves_and_exits_130_without_a_traceback(tmp_path, family_and_clusters):
     """The user's view: `python -m sedd.train`, Ctrl-C after a validation, exit status 130 (the shell's
     for SIGINT), one line saying where the run was saved and how to continue, and --resume continues."""
