@@ -415,7 +415,7 @@ class StudioCallbacks:
         Returns a JSON object with name, sequence, length, elbo_nats_per_residue and elbo_stderr (the ELBO bound on -log p(sequence | length), nats per residue, lower = more family-like), pll_nats_per_residue (pseudo-log-likelihood, nats per residue), per_residue_log_prob (log p of each residue with only it masked, L values) and scan ({"residues": "ACDEFGHIKLMNPQRSTVWY", "scores": L rows of 20 values log p(b) - log p(wild type) with only that position masked; 0 on the wild type, negative = predicted harmful}).
 
         Args:
-            sequence: a full protein sequence in one-letter codes (the 20 canonical residues), 1 to the model's maximum length (128 for the bundled model); a FASTA header line, digits, spaces and a trailing * are ignored; masked positions (_ ? # X) are refused.
+            sequence: a full protein sequence in one-letter codes (the 20 canonical residues), 1 to the model's maximum length (128 for the bundled model); a FASTA header line, digits, spaces and a trailing * are ignored, and of several FASTA records the first is scored (the entry's name says which); masked positions (_ ? # X) are refused.
         """
         try:      # the page's requests were checked before they were queued (check_score); API calls too
             return studio.score_request(self.model, sequence, seed=0)
@@ -432,11 +432,13 @@ class StudioCallbacks:
             log_refusal("score", str(e))
             raise
 
-    def show_score(self, entry: dict, design: tuple[str, list[bool]] | None = None):
-        """The Score tab's views of an entry: summary, per-residue track, scan heatmap, top substitutions, files."""
+    def show_score(self, entry: dict, design: tuple[str, list[bool]] | None = None, text: str = ""):
+        """The Score tab's views of an entry (of the sequence box's ``text``): summary, per-residue track,
+        scan heatmap, top substitutions, files."""
         view = studio.scored(self.model, entry, design)
         top = [[name, round(value, 3)] for name, value in score.top_substitutions(entry, 20)]
-        return (render.score_summary_html(entry, view.percentile),
+        notices = "".join(render.message_html(f"Note: {n}.", "warn") for n in studio.score_notices(text, entry))
+        return (notices + render.score_summary_html(entry, view.percentile),
                 render.score_track_figure(entry["per_residue_log_prob"], view.designed),
                 render.scan_heatmap_figure(entry, view.designed), top, self._write_outputs(view))
 
@@ -812,7 +814,7 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
         score_events = dict(concurrency_limit=concurrency, concurrency_id="score")
         score_btn.click(with_notice(score_fn), [score_input, score_refusal], score_json, api_name=False,
                         validator=admit.check_score_page, trigger_mode="always_last", **score_events) \
-            .success(cb.show_score, [score_json, design_sent], score_views, api_name=False)
+            .success(cb.show_score, [score_json, design_sent, score_input], score_views, api_name=False)
         gr.Button(visible=False).click(score_fn, score_input, score_json, api_name="score", validator=admit.check_score,
                                        **score_events)
         # The table's clicks run one at a time, in click order (one group, limit 1): a row clicked and
@@ -820,7 +822,7 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
         table_events = dict(api_name=False, concurrency_id="designs-table", concurrency_limit=1)
         score_design_btn.click(cb.send_to_score, [designs, selected], [score_input, design_sent, tabs], **table_events) \
             .success(score_fn, score_input, score_json, api_name=False) \
-            .success(cb.show_score, [score_json, design_sent], score_views, api_name=False)
+            .success(cb.show_score, [score_json, design_sent, score_input], score_views, api_name=False)
         # Not queued: a Stop must reach the server even when the queue is full.
         stop_btn.click(cb.stop, stop_epoch, status, js="() => window.seddStops", api_name=False, queue=False)
         seed_used.change(None, seed_used, seed_shown, js="(s) => String(s)", api_name=False)

@@ -582,18 +582,25 @@ def file_stem(name: str) -> str:
 
 
 def check_score_request(model: Checkpoint, text: str, limits: Limits = Limits()) -> tuple[str, list[int]]:
-    """Parse ``text`` by the template rules (no masks allowed): (the record's name, as ``sedd.score``
-    gives it, and its residue ids)."""
+    """Parse ``text`` by the template rules (no masks allowed; a pasted multi-FASTA gives its first
+    record, as ``sedd.score --sequence`` does): (the record's name, as ``sedd.score`` gives it, and its
+    residue ids)."""
     if not isinstance(text, str) or not text.strip():
         raise ValueError("paste a protein sequence to score (one-letter codes; a FASTA header line is fine)")
     _check_size(text, "the sequence", limits, model.max_len)
-    records = fasta_spans(text)                  # the names: the text is parsed whole below
-    if len(records) > 1:
-        raise ValueError(f"the input holds {len(records)} FASTA records; this scores one sequence at a time "
-                         "(python -m sedd.score --fasta FILE scores many)")
     # the whole text, not the record's body, so that an error's position counts from its start, as a
-    # template's does (the parser drops one header line itself)
-    return records[0][0], score.parse_sequence(model, without_comments(text))
+    # template's does (the parser drops the header line and any records after the first itself)
+    return fasta_spans(text)[0][0], score.parse_sequence(model, without_comments(text))
+
+
+def score_notices(text: str, entry: dict) -> list[str]:
+    """What the Score tab says about ``text`` beside ``entry``, its score: that only the first of several
+    pasted records was scored (nothing once the text is no longer the one scored)."""
+    records = fasta_spans(text) if isinstance(text, str) and text.strip() else []
+    if len(records) < 2 or records[0][0] != entry["name"]:
+        return []
+    return [f"the input holds {len(records)} FASTA records; this is the first one's score "
+            "(python -m sedd.score --fasta FILE scores them all)"]
 
 
 def score_request(model: Checkpoint, text: str, seed: int = 0) -> dict:

@@ -88,6 +88,19 @@ def test_score_tab_names_a_record_as_the_cli_does_and_its_files_safely(cb, model
         assert all(f.resolve().is_relative_to(tmp_path.resolve()) for f in files)
 
 
+def test_a_pasted_multi_fasta_scores_its_first_record_with_a_note_as_the_cli_does(cb, model, capsys):
+    """The tab refused several records while ``sedd.score --sequence`` and the Generate tab keep the
+    first with a note; the note stands beside the score only while the box holds the text scored."""
+    text = f">first\n{SEQUENCE}\n>second\nMKVLAGGW\n>third\nGGSA"
+    entry = cb.score(text)
+    assert entry == cli_entry(model, capsys, text) and entry["name"] == "first" and entry["sequence"] == SEQUENCE
+    summary = cb.show_score(entry, None, text)[0]
+    assert "Note: the input holds 3 FASTA records; this is the first one&#x27;s score" in summary
+    assert f"{entry['elbo_nats_per_residue']:.3f}" in summary
+    assert "Note:" not in cb.show_score(entry, None, SEQUENCE)[0]                 # one record: nothing to say
+    assert "Note:" not in cb.show_score(entry, None, ">other\nMKV\n>more\nGG")[0]   # edited since the score
+
+
 def test_score_tab_shows_the_family_percentile_when_the_checkpoint_stores_one(cb, model):
     quantiles = [2.5 + 0.01 * k for k in range(101)]
     cb.model = type(model)(**{**vars(model), "meta": {"evaluation": {score.DISTRIBUTION_KEY: {
@@ -139,7 +152,6 @@ def test_a_bad_sequence_is_refused_before_it_is_queued(served):
 
 
 @pytest.mark.parametrize("text, message", [
-    (">a\nMKVLA\n>b\nGFWLA", "the input holds 2 FASTA records; this scores one sequence at a time"),
     ("*", "the sequence is empty: give 1 to"),
     ("A" * 200, "the sequence has 200 positions; the model's maximum is"),
     ("MKV[2-3]GF", "scoring needs a full sequence, but span [2-3] at position 4 leaves its length open"),
@@ -212,5 +224,7 @@ def test_a_score_error_counts_positions_through_comment_lines_and_sees_indented_
         studio.check_score_request(bundled, ";comment line\nMKB")
     with pytest.raises(ValueError, match="the sequence is empty"):
         studio.check_score_request(bundled, ";c\n")
-    with pytest.raises(ValueError, match="2 FASTA records"):
-        studio.check_score_request(bundled, ">a\nMKVLAGFRE\n  >b\nGGKV")
+    text = ">a\nMKVLAGFRE\n  >b\nGGKV"                  # an indented header starts the second record
+    name, tokens = studio.check_score_request(bundled, text)
+    assert name == "a" and bundled.alphabet.decode(tokens) == "MKVLAGFRE"
+    assert "2 FASTA records" in studio.score_notices(text, {"name": name})[0]

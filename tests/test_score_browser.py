@@ -27,6 +27,12 @@ def test_paste_a_sequence_and_score_it(page):
     assert "substitution" in top and top.count("\n") >= 10
     downloads = page.inner_text("#score-downloads")
     assert "my_protein_scan\n.csv" in downloads and "my_protein_scores\n.json" in downloads
+    assert "Note:" not in summary
+    # a pasted multi-FASTA: the first record is scored, and the page says so
+    page.fill("#score-sequence textarea", f">first_of_two\n{SEQUENCE}\n>second\nMKVLAG")
+    page.click("#score")
+    wait_for_scores(page, "first_of_two")
+    assert "Note: the input holds 2 FASTA records; this is the first one's score" in page.inner_text("#score-summary")
 
 
 def test_a_masked_sequence_is_refused_with_the_reason_at_the_input(page):
