@@ -832,6 +832,10 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
         # nothing else, is what clears it (a js-only event would not). Release, not every step of a drag.
         gr.on([sampler.input, top_p.release], lambda *_: None, [particles, sampler, top_p], None, queue=False,
               show_progress="hidden", api_name=False)
+        # Likewise the template's refusal of a bracket whose residues are all excluded: Exclude can fix it.
+        # (.change: a Textbox's .input event did not reach the server when a test typed into it.)
+        exclude.change(lambda *_: None, [template, exclude], None, queue=False, show_progress="hidden",
+                       api_name=False)
         reuse.click(lambda s: s, seed_shown, seed, api_name=False)
         table.select(cb.select, [designs, color], [structure, plot, selected], trigger_mode="always_last",
                      **table_events)
