@@ -189,6 +189,29 @@ def test_elbo_stderr_matches_the_spread_of_independent_estimates():
     assert 0.5 < claimed / spread < 2.5, (claimed, spread)   # an honest error bar (conservative side allowed)
 
 
+def test_the_pooled_error_of_unequal_rounds_matches_the_spread_of_independent_estimates():
+    """``elbo_to_precision`` pools rounds of unequal size (here 64 + 6 times): the error it reports, the
+    one sedd.evaluate prints and stops on, must be as wide as its estimates scatter."""
+    sequences, profile = profile_family(16, 40, seed=2, sharpness=2.0)
+    model, data = FixedProfile(profile), as_dataset(sequences)
+    runs = [likelihood.elbo_to_precision(model, data, S, MASK, t_samples=4, max_t_samples=70, target_stderr=1e-6,
+                                         seed=1000 * s) for s in range(40)]
+    assert {r["t_samples"] for r in runs} == {70}
+    spread = torch.tensor([r["elbo_nats_per_residue"] for r in runs]).std().item()
+    claimed = sum(r["elbo_stderr"] for r in runs) / len(runs)
+    assert 0.7 < claimed / spread < 1.4, (claimed, spread)
+
+
+def test_every_round_draws_fresh_times():
+    """128 times are two rounds of 64: the second must not repeat the first, or the estimate would be
+    64 times' worth with the error bar of 128."""
+    sequences, profile = profile_family(8, 30, seed=5)
+    model, data = FixedProfile(profile), as_dataset(sequences)
+    pooled = likelihood.elbo_to_precision(model, data, S, MASK, t_samples=128, max_t_samples=128, seed=3)
+    first = likelihood.estimate_elbo(model, data, S, MASK, t_samples=64, seed=3)
+    assert pooled["t_samples"] == 128 and pooled["per_sequence"] != pytest.approx(first["per_sequence"])
+
+
 def test_elbo_is_the_same_on_every_call():
     sequences, profile = profile_family(8, 30, seed=5)
     model, data = FixedProfile(profile), as_dataset(sequences)

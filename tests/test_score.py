@@ -12,7 +12,7 @@ from conftest import profile_family, run_main, write_fasta
 from sedd import checkpoint, score
 from sedd.alphabet import PROTEIN
 from sedd.data import Dataset, fasta_records
-from sedd.likelihood import elbo_to_precision
+from sedd.likelihood import elbo_to_precision, estimate_elbo
 from sedd.sample import main as sample_main
 from sedd.schedule import LogLinearSchedule
 
@@ -133,6 +133,21 @@ def test_family_distribution_holds_sorted_quantiles(tiny):
                                      max_seqs=10, t_samples=4)
     q = dist["elbo_nats_per_residue_quantiles"]
     assert len(q) == 101 and q == sorted(q) and q[0] < q[-1] and dist["num_sequences"] == 10
+
+
+def test_family_distribution_is_of_each_sequences_elbo_per_residue(tiny):
+    """The percentile compares a score in nats per residue with these quantiles: they must be in the
+    same unit (of totals per sequence, every real score would sit near 0 %)."""
+    _, model = tiny
+    seqs = [s[:n] for s, n in zip(profile_family(6, 40, seed=1)[0], (12, 20, 25, 31, 36, 40))]
+    data = Dataset([f"s{i}" for i in range(6)], [PROTEIN.encode(s) for s in seqs])
+    dist = score.family_distribution(model, data, seed=3, t_samples=4)
+    elbo = estimate_elbo(model.model, data, model.schedule, model.alphabet.mask_id, t_samples=4, seed=3,
+                         pad_id=model.alphabet.pad_id)
+    per_residue = sorted(total / len(s) for total, s in zip(elbo["per_sequence"], seqs))
+    q = dist["elbo_nats_per_residue_quantiles"]
+    assert q[0] == pytest.approx(per_residue[0], abs=1e-4) and q[100] == pytest.approx(per_residue[-1], abs=1e-4)
+    assert q[50] == pytest.approx((per_residue[2] + per_residue[3]) / 2, abs=1e-4)
 
 
 # ---- a model that learned a conserved position ------------------------------------------------------------

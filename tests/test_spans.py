@@ -78,6 +78,20 @@ def test_up_to_200_combinations_are_enumerated_exactly(model, fake_likelihood):
     assert sum(post.factors[0][1]) == pytest.approx(1.0)
 
 
+def test_the_family_length_prior_weighs_each_layout(model, fake_likelihood):
+    """p(lengths | given) ∝ p(total length) · p(given | lengths): a layout of a length the family often
+    has gains on the likelihood alone. (The fixture's histogram is flat over the last test's lengths.)"""
+    histogram = {10: 40, 12: 5}                      # "MK[1-10]G" is 10 residues long at k = 7
+    skewed = type(model)(**{**vars(model), "length_histogram": histogram})
+    post = span_posterior(skewed, PROTEIN.parse_spec("MK[1-10]G", model.max_len), seed=4)
+    prior = log_length_prior(histogram, [3 + k for k in range(1, 11)], model.max_len)
+    log_w = {(k,): prior[k - 1] - (k - 3) ** 2 for k in range(1, 11)}
+    z = math.log(sum(math.exp(v) for v in log_w.values()))
+    assert {c: p for c, p in post.joint} == pytest.approx({c: math.exp(v - z) for c, v in log_w.items()})
+    flat = dict(span_posterior(model, PROTEIN.parse_spec("MK[1-10]G", model.max_len), seed=4).joint)
+    assert dict(post.joint)[(7,)] / dict(post.joint)[(3,)] == pytest.approx(41 * flat[(7,)] / flat[(3,)])
+
+
 def test_more_than_200_combinations_are_chosen_span_by_span(model, fake_likelihood):
     spec = PROTEIN.parse_spec("M[1-10]K[1-10]G[1-10]V", model.max_len)    # 1000 combinations
     post = span_posterior(model, spec, seed=4)
