@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import types
 
 import pytest
 from gradio_client import Client
@@ -58,6 +59,28 @@ def test_remasked_positions_show_as_masked_again(model):
                     assert c_states[i] == studio.render.MASKED
     assert remasked_seen > 0, "the remask sampler revised some residue in this run"
     assert "_" not in "".join(views[-1].sequences)
+
+
+def test_a_shown_frame_marks_new_everything_revealed_since_the_last_shown_frame(model, monkeypatch):
+    """Frames are throttled (``min_interval``); the page's "just revealed" colour must still cover the
+    residues revealed in the skipped frames, and only since the previous shown frame: with a clock that
+    skips frames deterministically, a position is NEW in a shown frame exactly when it was masked in the
+    previous shown frame and is not now; so each designed position is NEW in exactly one shown frame and a
+    fixed template position never is."""
+    template, settings = studio.check_request(model, TEMPLATE, 3, 32, 1.0, 5)
+    run = studio.Run(model, template, settings)
+    ticks = itertools.count()          # one second per reading: a frame is shown at most every third reading
+    monkeypatch.setattr(studio, "time", types.SimpleNamespace(monotonic=lambda: float(next(ticks))))
+    views = list(run.denoise(min_interval=3.0))
+    assert len(run.trajectory) > len(views) > 3, "some frames in which residues were revealed were skipped"
+    assert not any(studio.render.NEW in state for state in views[0].states)
+    for prev, cur in itertools.pairwise(views):
+        for p_state, c_state in zip(prev.states, cur.states):
+            assert [c == studio.render.NEW for c in c_state] == \
+                   [p == studio.render.MASKED and c != studio.render.MASKED for p, c in zip(p_state, c_state)]
+    for row, tpl in enumerate(run.plan.templates):
+        times_new = [sum(view.states[row][i] == studio.render.NEW for view in views) for i in range(len(tpl))]
+        assert times_new == [1 if d else 0 for d in tpl.designed]
 
 
 @pytest.mark.parametrize("kwargs, message", [

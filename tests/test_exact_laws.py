@@ -31,7 +31,7 @@ from scipy.stats import chi2
 from sedd import likelihood, loss
 from sedd.data import Dataset
 from sedd.loss import diffusion_loss
-from sedd.sampler import run, sample
+from sedd.sampler import _Particles, run, sample
 from sedd.schedule import LogLinearSchedule
 from sedd.time_sampling import ImportanceTimes
 
@@ -439,6 +439,31 @@ def test_particles_keep_the_cache_exact_and_every_constraint():
     assert (final != MASK).all()
     designed = ~given
     assert torch.from_numpy(allowed)[torch.arange(L).expand_as(final)[designed], final[designed]].all()
+
+
+def test_particles_report_the_effective_sample_size_of_their_weights(monkeypatch):
+    """The ESS a user reads (each frame's, the studio's trajectory and summary) is (Σw)²/Σw² of each
+    design's K weights at that step, before resampling: K at the start, when the weights are equal,
+    and less once the constraint x⁰ = 0 splits the particles."""
+    seen = []                          # the weights each step resamples (or draws) from: the ones its ESS is of
+
+    class Spy(_Particles):
+        def resample(self, u):
+            seen.append(self.log_w.clone())
+            return super().resample(u)
+
+        def draw(self, u):
+            seen.append(self.log_w.clone())
+            return super().draw(u)
+
+    monkeypatch.setattr("sedd.sampler._Particles", Spy)
+    allowed = torch.from_numpy(POSITION_0_IS_0).expand(4, L, V)
+    frames = list(sample(MODEL, [[MASK] * L] * 4, mask_id=MASK, steps=6, seed=3, particles=8, allowed=allowed))
+    assert frames[0].ess.tolist() == [8.0] * 4
+    for frame, log_w in zip(frames[1:], seen, strict=True):
+        w = (log_w - log_w.max(-1, keepdim=True).values).exp()
+        assert torch.allclose(frame.ess, w.sum(-1) ** 2 / (w * w).sum(-1))
+    assert (frames[-1].ess < 8 - 0.5).any()
 
 
 def test_particles_without_constraints_are_one_particle():
