@@ -9,8 +9,10 @@ import contextlib
 import math
 import os
 import re
+import signal
 import sys
 import warnings
+from typing import NoReturn
 
 from .checkpoint import check_writable
 from .sampler import MAX_SEED, MAX_STEPS
@@ -75,14 +77,14 @@ class RankZeroParser(argparse.ArgumentParser):
 
 def REGEX(text: str) -> str:
     """A regular expression (``evaluate --motif``), refused with Python's reason when it does not compile,
-    and when it matches the empty text, so every sequence (``--motif "$UNSET"`` would report a rate of 1)."""
+    and when it matches the empty text (``--motif "$UNSET"`` matches every sequence: a rate of 1)."""
     try:
         pattern = re.compile(text)
     except re.error as e:
         raise argparse.ArgumentTypeError(f"{text!r} is not a regular expression ({e})") from None
     if pattern.search(""):
-        raise argparse.ArgumentTypeError(f"{text!r} matches the empty text, so every sequence: give a motif "
-                                         "such as 'G.VQG[VI].[FY]R'")
+        raise argparse.ArgumentTypeError(f"{text!r} matches the empty text: a motif must need at least one "
+                                         "residue, such as 'G.VQG[VI].[FY]R'")
     return text
 
 
@@ -120,17 +122,27 @@ def script(main) -> int:
 
 def run(main) -> int:
     """``main()``'s exit code; a reader that stops early (``| head``) ends the tool quietly, as it would any
-    Unix tool, instead of with a BrokenPipeError traceback (Python's documented recipe, exit code 1), and
-    so does Ctrl-C, with one line and the shell's status for SIGINT, 130. (Files are written whole or
-    not at all, so an interrupted tool leaves none half-written.)"""
+    Unix tool, instead of with a BrokenPipeError traceback (Python's documented recipe, exit code 1).
+    Ctrl-C too ends it with one line, not a traceback (``interrupted``). Files are written whole or not
+    at all, so an interrupted tool leaves none half-written."""
     try:
         code = main()
         sys.stdout.flush()              # a broken pipe surfaces here, not in the interpreter's last flush
         return code
     except KeyboardInterrupt:
-        print("\nstopped by Ctrl-C", file=sys.stderr)       # a new line: a progress bar may hold the current one
-        return 130
+        interrupted()
     except BrokenPipeError:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())       # the interpreter flushes stdout again at exit
         return 1
+
+
+def interrupted() -> NoReturn:
+    """End the process after Ctrl-C: one line (from rank 0 only, under torchrun), then death by SIGINT
+    itself, status 130 to the shell. An exit with status 130 would not do: a shell script or loop
+    running the tool goes on after a child that exited, and stops only after one the signal killed."""
+    if os.environ.get("RANK", "0") == "0":
+        print("\nstopped by Ctrl-C", file=sys.stderr, flush=True)   # a new line: a progress bar may hold the last
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGINT)
+    raise SystemExit(130)               # not reached where SIGINT ends a process (everywhere but Windows)

@@ -5,6 +5,7 @@ code 2, no traceback; a reader that stops early ends the tool quietly."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -135,9 +136,10 @@ def test_the_split_whose_reader_stops_early_ends_without_a_traceback(tmp_path):
     assert proc.returncode == 1 and (tmp_path / "split" / "val.fasta").is_file()
 
 
-def test_ctrl_c_ends_a_tool_with_one_line_and_status_130(tiny_checkpoint):
+def test_ctrl_c_ends_a_tool_with_one_line_and_by_the_signal(tiny_checkpoint):
     """Ctrl-C in ``sedd.sample`` (and every tool ``cli.run`` ends) printed a screenful of traceback; what
-    it had printed stands."""
+    it had printed stands. The process ends by SIGINT itself (a shell sees 130), so a shell loop running
+    the tool stops too, as it does for any Unix tool; an exit with status 130 would let it go on."""
     proc = subprocess.Popen([sys.executable, "-m", "sedd.sample", "--checkpoint", str(tiny_checkpoint), "--length", "30",
                              "--num-samples", "100000", "--batch-size", "4", "--steps", "8", "--seed", "1"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -145,8 +147,24 @@ def test_ctrl_c_ends_a_tool_with_one_line_and_status_130(tiny_checkpoint):
     first = proc.stdout.readline()          # designs are being printed: the run is well under way
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
-    assert first.startswith(b">design_1") and proc.returncode == 130
+    assert first.startswith(b">design_1") and proc.returncode == -signal.SIGINT
     assert "Traceback" not in err.decode() and err.decode().strip().endswith("stopped by Ctrl-C")
+
+
+def test_a_shell_loop_stops_at_a_tools_ctrl_c(tmp_path, tiny_checkpoint):
+    """What the signal's own death is for: Ctrl-C reaches the shell and the tool together, and bash
+    ends its loop only if the tool died of it."""
+    sample = (f"{sys.executable} -m sedd.sample --checkpoint {tiny_checkpoint} --length 30 --num-samples 100000 "
+              "--batch-size 4 --steps 8 --seed 1")
+    loop = f"for i in 1 2; do echo round $i; {sample}; done; echo loop finished"
+    proc = subprocess.Popen(["bash", "-c", loop], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True, env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1",
+                                                         "PYTHONUNBUFFERED": "1"})
+    assert proc.stdout.readline() == b"round 1\n"
+    assert proc.stdout.readline().startswith(b">design_1")      # the tool is under way
+    os.killpg(proc.pid, signal.SIGINT)                # as a terminal's Ctrl-C: the whole foreground group
+    out, err = proc.communicate(timeout=120)
+    assert b"stopped by Ctrl-C" in err and b"round 2" not in out and b"loop finished" not in out
 
 
 # ---- sedd.sample: refusals before the slow work ---------------------------------------------------------------

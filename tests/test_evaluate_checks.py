@@ -67,7 +67,8 @@ def no_work(monkeypatch) -> list[str]:
     (["--val-fraction", 0.5, "--split-seed", 9], "--val-fraction and --split-seed choose the held-out clusters of "
                                                 "--data with --clusters; without --clusters all of --data is evaluated"),
     (["--split-seed", 9], "--split-seed chooses the held-out clusters"),
-    (["--motif", ""], "argument --motif: '' matches the empty text, so every sequence"),
+    (["--motif", ""], "argument --motif: '' matches the empty text: a motif must need at least one residue"),
+    (["--motif", "^$"], "argument --motif: '^$' matches the empty text"),
     (["--motif", "A*"], "argument --motif: 'A*' matches the empty text"),
 ])
 def test_bad_arguments_are_refused_before_any_work(extra, message, tiny_checkpoint, fasta, tmp_path, no_work, capsys):
