@@ -437,7 +437,7 @@ class StudioCallbacks:
         scan heatmap, top substitutions, files."""
         view = studio.scored(self.model, entry, design)
         top = [[name, round(value, 3)] for name, value in score.top_substitutions(entry, 20)]
-        notices = "".join(render.message_html(f"Note: {n}.", "warn") for n in studio.score_notices(text, entry))
+        notices = "".join(render.message_html(f"Note: {n}.", "warn") for n in studio.score_notices(self.model, text, entry))
         return (notices + render.score_summary_html(entry, view.percentile),
                 render.score_track_figure(entry["per_residue_log_prob"], view.designed),
                 render.scan_heatmap_figure(entry, view.designed), top, self._write_outputs(view))

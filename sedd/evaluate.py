@@ -77,10 +77,11 @@ from .likelihood import elbo_to_precision, length_nll, unigram_nll
 from .metrics import MOTIF, draw_samples, fold_metrics, infill_recovery, sample_metrics
 from .report import json_safe, report_files, summary, write_report
 from .score import DISTRIBUTION_KEY, family_distribution
+from .train import TrainConfig
 
 
 # ---- command line ------------------------------------------------------------------------------------
-SPLIT_DEFAULTS = {"val_fraction": 0.05, "split_seed": 0}      # sedd.train's defaults
+SPLIT_DEFAULTS = {"val_fraction": TrainConfig.val_fraction, "split_seed": TrainConfig.seed}    # training's split
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -26,6 +26,7 @@ import time
 from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Generator, Iterator, Sequence
 
 import torch
@@ -189,9 +190,11 @@ def load_esmfold(name: str) -> torch.nn.Module:
     are neither here nor reachable.
     """
     from transformers import EsmForProteinFolding
+    if (local := Path(name).expanduser()).is_dir():     # a local copy: transformers says what it lacks
+        return EsmForProteinFolding.from_pretrained(str(local))
     try:
         return EsmForProteinFolding.from_pretrained(name, local_files_only=True)
-    except OSError:             # not a local directory and not in the cache
+    except OSError:             # not in the cache
         pass
     if (problem := hub_problem(name)) is not None:
         raise OSError(f"not in the Hugging Face cache, and the Hub cannot serve it: {problem}")
@@ -203,7 +206,7 @@ def hub_problem(repo_id: str, timeout: float = 10.0) -> str | None:
     from huggingface_hub import HfApi
     try:
         HfApi().model_info(repo_id, timeout=timeout)
-    except Exception as e:      # no network, offline mode, unknown or gated repo, invalid id: all say why
+    except Exception as e:      # no network, offline mode, an unknown repo or an invalid id: each says why
         return f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}"
     return None
 

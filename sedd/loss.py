@@ -73,8 +73,8 @@ def diffusion_loss(model, x0: torch.LongTensor, lengths: torch.LongTensor, sched
     if t is None:
         t = sample_times(B, schedule, generator, x0.device)
     # With ε = 0, t = 1 (which a float32 draw can round to) has σ̄ = ∞, and the bracket is 0·∞ = NaN
-    # although its weight σ·r is 1/t = 1: the float just below 1 gives the limit to ~1e-7.
-    t = t.clamp(max=torch.nextafter(torch.tensor(1.0), torch.tensor(0.0)).item())
+    # although its weight σ·r is 1/t = 1: the number just below 1 in t's type gives the limit closely.
+    t = t.clamp(max=torch.nextafter(torch.ones((), dtype=t.dtype), torch.zeros((), dtype=t.dtype)).item())
     x_t = corrupt(x0, t, schedule, mask_id, valid, generator)
     scored = valid
     if observed is not None:

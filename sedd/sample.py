@@ -37,9 +37,9 @@ from .spans import SPAN_LENGTH_MODES, TOP
 MAX_SAMPLES = 100_000
 SAMPLES = checked(whole_number, lambda v: 0 < v <= MAX_SAMPLES, f"a whole number from 1 to {MAX_SAMPLES:,} (draw more "
                   "in several runs with other seeds: no batch of one seed repeats one of another)")
-# --length: "auto" or a whole number, whose range (1 … the checkpoint's max_len) is checked once it is loaded
-LENGTH = checked(lambda text: "auto" if text.strip() == "auto" else whole_number(text), lambda v: True,
-                 "a whole number of residues or 'auto'")
+# --length: "auto" or a whole number from 1, whose upper bound (the checkpoint's max_len) is checked once it is loaded
+LENGTH = checked(lambda text: "auto" if text.strip() == "auto" else whole_number(text), lambda v: v == "auto" or v >= 1,
+                 "a whole number of residues, 1 or more, or 'auto'")
 
 
 def _describe_posterior(plan: Plan) -> str:

@@ -219,13 +219,16 @@ def is_missing(cell: str | None) -> bool:
     return (cell or "").strip().lower() in {m.lower() for m in MISSING}
 
 
+# a decimal number in ASCII: float() alone also reads '1_5' as 15 and '٣' as 3
+NUMBER = re.compile(r"\s*[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\s*")
+
+
 def measurement(cell: str | None) -> float | None:
     """A DMS_score cell as a finite number, or None where it holds none (blank, NA, nan, inf or text)."""
-    try:
-        value = float(cell)
-    except (TypeError, ValueError):
+    if cell is None or not NUMBER.fullmatch(cell):
         return None
-    return value if math.isfinite(value) else None
+    value = float(cell)
+    return value if math.isfinite(value) else None         # 1e400 is inf
 
 
 def read_variants(csv_in: str | Path, sequence: str, residues: str) -> Variants:

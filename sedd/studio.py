@@ -593,14 +593,16 @@ def check_score_request(model: Checkpoint, text: str, limits: Limits = Limits())
     return fasta_spans(text)[0][0], score.parse_sequence(model, without_comments(text))
 
 
-def score_notices(text: str, entry: dict) -> list[str]:
-    """What the Score tab says about ``text`` beside ``entry``, its score: that only the first of several
-    pasted records was scored (nothing once the text is no longer the one scored)."""
-    records = fasta_spans(text) if isinstance(text, str) and text.strip() else []
-    if len(records) < 2 or records[0][0] != entry["name"]:
+def score_notices(model: Checkpoint, text: str, entry: dict) -> list[str]:
+    """What the Score tab says about ``text`` beside ``entry``, its score: the template parser's notices
+    (of several pasted records, the first is used). Nothing once the text is no longer the one scored."""
+    try:
+        name, tokens = check_score_request(model, text)
+    except ValueError:
         return []
-    return [f"the input holds {len(records)} FASTA records; this is the first one's score "
-            "(python -m sedd.score --fasta FILE scores them all)"]
+    if (name, model.alphabet.decode(tokens)) != (entry["name"], entry["sequence"]):
+        return []
+    return list(model.alphabet.parse_spec(without_comments(text), model.max_len).notices)
 
 
 def score_request(model: Checkpoint, text: str, seed: int = 0) -> dict:

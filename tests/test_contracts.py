@@ -60,10 +60,10 @@ def test_a_mutant_whose_position_is_not_ascii_digits_says_what_a_mutant_looks_li
 
 # ---- sedd.sample: (--template T | --length N | --length auto) ------------------------------------------------
 @pytest.mark.parametrize("length, message", [
-    ("\u00b2", "argument --length: '\u00b2' is not a whole number of residues or 'auto'"),
-    ("3\u00b2", "argument --length: '3\u00b2' is not a whole number of residues or 'auto'"),
-    ("4.0", "argument --length: '4.0' is not a whole number of residues or 'auto'"),
-    ("-4", "length must be between 1 and 128, got -4")])
+    ("\u00b2", "argument --length: '\u00b2' is not a whole number of residues, 1 or more, or 'auto'"),
+    ("3\u00b2", "argument --length: '3\u00b2' is not a whole number of residues, 1 or more, or 'auto'"),
+    ("4.0", "argument --length: '4.0' is not a whole number of residues, 1 or more, or 'auto'"),
+    ("-4", "argument --length: '-4' is not a whole number of residues, 1 or more, or 'auto'")])
 def test_a_length_that_is_not_n_or_auto_says_what_is_allowed(ckpt_dir, capsys, length, message):
     code, out, err = run(sample.main, capsys, "--checkpoint", ckpt_dir, "--length", length)
     assert code == 2 and out == ""

@@ -89,9 +89,21 @@ def test_missing_weights_name_the_model_and_reason(tmp_path, monkeypatch):
         backend.fold(["MKV"])
     assert calls == []
     backend.retry_after_s = 0.0          # once the pause is over, it tries again
-    with pytest.raises(FoldError, match="no-such-model.*not available"):
+    with pytest.raises(FoldError, match="no-such-model.*not available.*the Hub cannot serve it: HFValidationError"):
         backend.fold(["MKV"])
     assert len(calls) == 1
+
+
+def test_a_local_copy_without_its_weights_says_what_it_lacks(tmp_path, monkeypatch):
+    """``--esmfold DIR``: the reason is transformers' (no weights file in it), not the Hub's view of a path."""
+    from huggingface_hub import HfApi
+    save_tiny_esmfold(tmp_path / "esmfold")
+    for weights in (tmp_path / "esmfold").glob("*.safetensors"):
+        weights.unlink()
+    monkeypatch.setattr(HfApi, "model_info", lambda *a, **k: pytest.fail("a local directory is not asked of the Hub"))
+    with pytest.raises(FoldError, match="esmfold' are not available here.*model.safetensors") as e:
+        ESMFoldBackend(str(tmp_path / "esmfold"), device="cpu").fold([SEQ])
+    assert "Hub cannot serve" not in str(e.value)
 
 
 def hub_loads(monkeypatch, hub_error: Exception | None) -> list[dict]:

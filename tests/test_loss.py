@@ -46,6 +46,9 @@ def test_loss_at_t_one_of_a_schedule_without_eps_is_the_all_masked_cross_entropy
     x0 = torch.randint(0, 20, (2, 30))
     lengths = torch.tensor([30, 20])
     loss = diffusion_loss(tiny_model, x0, lengths, LogLinearSchedule(eps=0.0), 20, pad_id=21, t=torch.ones(2))
+    for dtype in (torch.bfloat16, torch.float16, torch.float64):     # times in other precisions too
+        assert torch.isfinite(diffusion_loss(tiny_model, x0, lengths, LogLinearSchedule(eps=0.0), 20, pad_id=21,
+                                             t=torch.ones(2, dtype=dtype))).all(), dtype
     valid = torch.arange(30) < lengths.unsqueeze(1)
     with torch.no_grad():
         logits = tiny_model(torch.where(valid, 20, 21))

@@ -150,6 +150,10 @@ def test_a_dms_score_that_is_not_a_number_is_refused_naming_its_line(tmp_path):
     variants = score.read_variants(table, "MSTAK", PROTEIN.residues)      # unmeasured variants are still scored
     assert len(variants.mutants) == 5
     assert [score.measurement(row["DMS_score"]) for row in variants.rows] == [0.5, None, None, None, 0.1]
+    for cell in ("1_5", "\u0663", "1,5", "inf", "1e400", "-"):          # float() reads the first two
+        table.write_text(f"mutant,DMS_score\nM1A,{cell if cell != '1,5' else chr(34) + cell + chr(34)}\n")
+        with pytest.raises(ValueError, match="line 2: DMS_score .* is not a finite number"):
+            score.read_variants(table, "MSTAK", PROTEIN.residues)
 
 
 def test_spearman_skips_a_nan_dms_score():

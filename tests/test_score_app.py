@@ -95,10 +95,11 @@ def test_a_pasted_multi_fasta_scores_its_first_record_with_a_note_as_the_cli_doe
     entry = cb.score(text)
     assert entry == cli_entry(model, capsys, text) and entry["name"] == "first" and entry["sequence"] == SEQUENCE
     summary = cb.show_score(entry, None, text)[0]
-    assert "Note: the input holds 3 FASTA records; this is the first one&#x27;s score" in summary
+    assert "Note: the input holds 3 FASTA records; using the first one only." in summary
     assert f"{entry['elbo_nats_per_residue']:.3f}" in summary
     assert "Note:" not in cb.show_score(entry, None, SEQUENCE)[0]                 # one record: nothing to say
-    assert "Note:" not in cb.show_score(entry, None, ">other\nMKV\n>more\nGG")[0]   # edited since the score
+    for edited in (">other\nMKV\n>more\nGG", f">first\n{SEQUENCE[:-1]}\n>more\nGG"):    # since the score
+        assert "Note:" not in cb.show_score(entry, None, edited)[0]
 
 
 def test_score_tab_shows_the_family_percentile_when_the_checkpoint_stores_one(cb, model):
@@ -227,4 +228,5 @@ def test_a_score_error_counts_positions_through_comment_lines_and_sees_indented_
     text = ">a\nMKVLAGFRE\n  >b\nGGKV"                  # an indented header starts the second record
     name, tokens = studio.check_score_request(bundled, text)
     assert name == "a" and bundled.alphabet.decode(tokens) == "MKVLAGFRE"
-    assert "2 FASTA records" in studio.score_notices(text, {"name": name})[0]
+    entry = {"name": name, "sequence": "MKVLAGFRE"}
+    assert studio.score_notices(bundled, text, entry) == ["the input holds 2 FASTA records; using the first one only"]

@@ -32,7 +32,7 @@ def test_paste_a_sequence_and_score_it(page):
     page.fill("#score-sequence textarea", f">first_of_two\n{SEQUENCE}\n>second\nMKVLAG")
     page.click("#score")
     wait_for_scores(page, "first_of_two")
-    assert "Note: the input holds 2 FASTA records; this is the first one's score" in page.inner_text("#score-summary")
+    assert "Note: the input holds 2 FASTA records; using the first one only." in page.inner_text("#score-summary")
 
 
 def test_a_masked_sequence_is_refused_with_the_reason_at_the_input(page):
