@@ -213,10 +213,11 @@ class Variants:
 
 
 MISSING = ("", "NA", "N/A", "nan")          # a DMS_score cell of an unmeasured variant (any case)
+MISSING_LOWER = frozenset(m.lower() for m in MISSING)
 
 
 def is_missing(cell: str | None) -> bool:
-    return (cell or "").strip().lower() in {m.lower() for m in MISSING}
+    return (cell or "").strip().lower() in MISSING_LOWER
 
 
 # a decimal number in ASCII: float() alone also reads '1_5' as 15 and '٣' as 3

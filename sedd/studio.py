@@ -597,12 +597,13 @@ def score_notices(model: Checkpoint, text: str, entry: dict) -> list[str]:
     """What the Score tab says about ``text`` beside ``entry``, its score: the template parser's notices
     (of several pasted records, the first is used). Nothing once the text is no longer the one scored."""
     try:
-        name, tokens = check_score_request(model, text)
+        spec = model.alphabet.parse_spec(without_comments(text), model.max_len)
+        sequence = model.alphabet.decode(spec.fixed().tokens)      # a designed position reads as a mask
     except ValueError:
         return []
-    if (name, model.alphabet.decode(tokens)) != (entry["name"], entry["sequence"]):
+    if (fasta_spans(text)[0][0], sequence) != (entry["name"], entry["sequence"]):
         return []
-    return list(model.alphabet.parse_spec(without_comments(text), model.max_len).notices)
+    return list(spec.notices)
 
 
 def score_request(model: Checkpoint, text: str, seed: int = 0) -> dict:

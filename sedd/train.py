@@ -1068,4 +1068,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run(main))         # Ctrl-C before the run's own handler is in place (loading): one line, status 130
+    sys.exit(run(main))         # Ctrl-C before the run's own handler is in place (loading): one line, then SIGINT
