@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The packages the GPU check and the GPU model need that the borrowed GPU machine lacks, as one
 # archive that travels with the checkout. That machine cannot reach a package index; its image has
-# torch and most of the scientific stack but not biotite (sedd.data reads FASTA with it, so nothing
-# runs without it), pyhmmer (the evaluation's family HMM) or gradio and mcp (the app test of the GPU
+# torch and most of the scientific stack but not biotite (the evaluation's identities and ESMFold's
+# PDB output), pyhmmer (the evaluation's family HMM) or gradio and mcp (the app test of the GPU
 # check). benchmarks/gpu_packages.txt pins the missing ones.
 #
 #   bash benchmarks/gpu_packages.sh            # here, with pip and a package index: writes .gpu-site.tar.gz

@@ -1,7 +1,10 @@
 """The documentation holds together: every relative link and anchor resolves, and the figures the
 README quotes from benchmark output are the ones the scripts wrote."""
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -100,3 +103,12 @@ def test_readme_particles_table_is_the_benchmarks_figures():
         assert cells[1:] == [f"{row['designs']}", f"{row['rest_of_motif']:.3f} ± {row['rest_of_motif_stderr']:.3f}",
                              cells[3], p_set, f"{row['nfe_per_design']:.1f}"], name
         assert cells[3].split()[0] == f"{row['position_tv']:.3f}", name
+
+
+def test_bare_pytest_runs_from_the_root():
+    """The README also writes `pytest tests/…`, without `python -m`, which puts no root on sys.path."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    pytest_bin = Path(sys.executable).with_name("pytest")
+    done = subprocess.run([str(pytest_bin), "-q", "-p", "no:cacheprovider", "--collect-only", "tests/test_render.py"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
