@@ -40,6 +40,20 @@ _MAX_DIGITS = 6          # more digits than this in a bracket is always beyond a
 HEADER_LINE = re.compile(r"^[^\S\n]*>", re.MULTILINE)       # a line whose first non-blank character is '>'
 
 
+def without_comments(text: str) -> str:
+    """``text`` with its FASTA comment lines (a line whose first non-blank character is ``;``) blanked
+    to spaces: every other character keeps its position, so an error's position still counts from
+    the start of the text. A ``;`` anywhere else is left for the sequence rules to refuse."""
+    return "\n".join(" " * len(line) if line.lstrip().startswith(";") else line for line in text.split("\n"))
+
+
+def is_blank(ch: str) -> bool:
+    """Whitespace the sequence rules skip: what ``str.isspace`` calls whitespace, less the control
+    characters it counts too (the file/group/record/unit separators U+001C–U+001F and U+0085), which
+    nobody types and which are refused as invisible, like a stray NUL."""
+    return ch in " \t\n\r\v\f" or (ch.isspace() and unicodedata.category(ch) != "Cc")
+
+
 THREE_LETTER_CODES = {"Ala": "A", "Arg": "R", "Asn": "N", "Asp": "D", "Cys": "C", "Gln": "Q", "Glu": "E",
                       "Gly": "G", "His": "H", "Ile": "I", "Leu": "L", "Lys": "K", "Met": "M", "Phe": "F",
                       "Pro": "P", "Ser": "S", "Thr": "T", "Trp": "W", "Tyr": "Y", "Val": "V"}
@@ -335,11 +349,15 @@ class Alphabet:
     def allowed_text(self, designing: bool = True) -> str:
         """What a template may hold, for error messages; ``designing=False``: a full sequence's rules
         (the same, without designed positions and brackets)."""
+        ignored = [what for what, char in (("whitespace", " "), ("digits", "0"), ("one FASTA header line", ">"),
+                                           ("comment lines (starting with ;)", ";"), ("a trailing *", "*"))
+                   if char not in self._index]                 # a residue is read as one, never ignored
+        ignored[-2:] = [" and ".join(ignored[-2:])] if ignored else []
         return (f"allowed: residues {self.residues}"
                 + (" (either case)" if self.case_insensitive else "")
                 + (f", designed positions {' '.join(self.mask_chars)}" if designing else "")
                 + (", brackets [n] [a-b] [KR] [^C]" if designing and "[" not in self._index else "")
-                + "; whitespace, digits, one FASTA header line and a trailing * are ignored")
+                + (f"; {', '.join(ignored)} are ignored" if ignored else ""))
 
     def residue_ids(self, text: str, what: str = "excluded residues") -> frozenset[int]:
         """The residue ids listed in ``text`` (whitespace and commas ignored; None lists none); ``what``
@@ -351,7 +369,7 @@ class Alphabet:
         self._refuse_three_letter_codes(text, what)
         ids = set()
         for i, ch in enumerate(text):
-            if ch.isspace() or ch == ",":
+            if is_blank(ch) or ch == ",":
                 continue
             if ch not in self._index:
                 raise ValueError(f"{what}: {describe_char(ch)} at position {Position.in_text(text, i)} is not a residue; "
@@ -372,9 +390,14 @@ class Alphabet:
                                  "to bar each of them")
 
     def _strip_fasta(self, text: str) -> tuple[str, int, list[str]]:
-        """(sequence text, its offset in ``text``, notices): header line, extra records, trailing * removed."""
+        """(sequence text, its offset in ``text``, notices): comment lines blanked, header line, extra
+        records and a trailing * removed (those of them that are not residues of this alphabet)."""
         notices: list[str] = []
+        if ";" not in self._index:
+            text = without_comments(text)              # as every FASTA reader does (``data.fasta_spans``)
         body, offset = text, 0
+        if ">" in self._index:                         # a residue, not a header
+            return self._strip_stop(body), offset, notices
         stripped = text.lstrip()
         if stripped.startswith(">"):
             offset = len(text) - len(stripped)
@@ -391,10 +414,12 @@ class Alphabet:
                 raise ValueError("template has two FASTA header lines in a row and no sequence")
             notices.append(f"the input holds {1 + len(headers)} FASTA records; using the first one only")
             body = body[:headers[0]]
+        return self._strip_stop(body), offset, notices
+
+    def _strip_stop(self, body: str) -> str:
+        """``body`` without one trailing stop ``*``, unless ``*`` is a residue of this alphabet."""
         trimmed = body.rstrip()
-        if trimmed.endswith("*"):
-            body = trimmed[:-1]
-        return body, offset, notices
+        return trimmed[:-1] if trimmed.endswith("*") and "*" not in self._index else body
 
     def _bracket(self, inner: str, at: Position, max_len: int) -> list[Slot | Span]:
         """The slots of one bracket's content (whitespace removed); ``at`` = position of its ``[``."""
@@ -423,8 +448,11 @@ class Alphabet:
         # separator, not the digit 3 as "not a residue"
         numbers = re.fullmatch(r"([0-9]+)([^0-9]+)([0-9]+)", inner)
         if numbers and not any(ch in self._index for ch in numbers[2]):
-            raise ValueError(f"{where}: {describe_char(numbers[2][0])} cannot separate a span's lengths; write "
-                             f"[{numbers[1]}-{numbers[3]}] with an ASCII hyphen '-' for a span of a to b positions")
+            separator = numbers[2]                     # [3-+5] is no '-' between numbers: say two characters
+            what = (f"{describe_char(separator)} cannot separate a span's lengths" if len(separator) == 1
+                    else f"{separator!r} is more than one separator")
+            raise ValueError(f"{where}: {what}; write [{numbers[1]}-{numbers[3]}] with one ASCII hyphen '-' for a "
+                             "span of a to b positions")
         exclude = inner.startswith("^")
         listed = inner[1:] if exclude else inner
         if not listed:
@@ -468,13 +496,17 @@ class Alphabet:
                     raise ValueError(f"'[' at position {at(i)} is not closed before the next '[' at position "
                                      f"{at(reopen)}; brackets cannot nest")
                 raw = body[i + 1:close]
+                hidden = next((j for j in range(i + 1, close) if body[j].isspace() and not is_blank(body[j])), None)
+                if hidden is not None:              # not skipped as whitespace, nor read as what it hides between
+                    raise ValueError(f"invalid character {describe_char(body[hidden])} at position {at(hidden)}; "
+                                     f"{self.allowed_text()}")
                 if re.search(r"[0-9][^\S\n]+[0-9]", raw):     # a line break inside a count is a wrapped line
                     pair = re.fullmatch(r"\s*([0-9]+)\s+([0-9]+)\s*", raw)
                     meant = "" if not pair else f", e.g. [{pair[1]}{pair[2]}]" + \
                         (f" or [{pair[1]}-{pair[2]}]" if int(pair[1]) <= int(pair[2]) else "")
                     raise ValueError(f"bracket [{raw}] at position {at(i)} has a space inside a number; write [n] "
                                      f"for n designed positions or [a-b] for a span of a to b{meant}")
-                parts.extend(self._bracket("".join(raw.split()), at(i), max_len))
+                parts.extend(self._bracket("".join(ch for ch in raw if not is_blank(ch)), at(i), max_len))
                 i = close + 1
                 continue
             if brackets and ch == "]":
@@ -484,7 +516,7 @@ class Alphabet:
                 parts.append(Slot(None))
             elif ch in self._index:
                 parts.append(Slot(self._index[ch]))
-            elif not (ch.isspace() or ch in "0123456789"):       # not isdigit(): '²' or '٣' is no number
+            elif not (is_blank(ch) or ch in "0123456789"):       # not isdigit(): '²' or '٣' is no number
                 raise ValueError(f"invalid character {describe_char(ch)} at position {at(i)}; {self.allowed_text()}")
             i += 1
         spec = TemplateSpec(tuple(parts), self.mask_id, tuple(notices))

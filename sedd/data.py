@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from . import checkpoint as ckpt
-from .alphabet import HEADER_LINE, Alphabet
+from .alphabet import HEADER_LINE, Alphabet, is_blank, without_comments
 from .cli import COUNT, SEED, one_line_warnings, run
 
 
@@ -71,13 +71,6 @@ def record_id(header: str, number: int) -> str:
     file) when the header is empty."""
     words = header.split()
     return words[0] if words else f"record_{number}"
-
-
-def without_comments(text: str) -> str:
-    """``text`` with its FASTA comment lines (a line whose first non-blank character is ``;``) blanked
-    to spaces: every other character keeps its position, so an error's position still counts from
-    the start of the text. A ``;`` anywhere else is left for the sequence rules to refuse."""
-    return "\n".join(" " * len(line) if line.lstrip().startswith(";") else line for line in text.split("\n"))
 
 
 def fasta_spans(text: str) -> list[tuple[str, int, int]]:
@@ -157,8 +150,9 @@ def read_fasta(path: str | Path, alphabet: Alphabet, max_len: int | None = None)
     ``*`` are ignored, as the template rules and ``sedd.score`` ignore them."""
     ids, tokens, dropped, num_dropped = [], [], Counter(), 0
     for name, body in read_fasta_records(path):
-        seq = "".join(body.split())
-        seq = seq[:-1] if seq.endswith("*") else seq        # a stop, judged before the digits go, as templates judge it
+        seq = "".join(ch for ch in body if not is_blank(ch))
+        seq = seq[:-1] if seq.endswith("*") and not alphabet.is_valid("*") else seq   # a stop, judged before the
+        # digits go, as templates judge it
         seq = "".join(ch for ch in seq if ch not in "0123456789" or alphabet.is_valid(ch))
         bad = sorted({ch for ch in seq if not alphabet.is_valid(ch)})
         too_long = max_len is not None and len(seq) > max_len

@@ -26,7 +26,7 @@ from . import render, score
 from .alphabet import Alphabet, Template, TemplateSpec
 from .checkpoint import Checkpoint, atomic_write_text, shown
 from .cli import whole_number
-from .data import fasta_spans, without_comments
+from .data import fasta_spans
 from .design import Request, decode_rows, design_name, plan_for_spec, stream, to_fasta
 from .sampler import STRATEGIES, particles_condition
 from .fold import FoldError, FoldResult, finished_unless_stopped
@@ -590,14 +590,14 @@ def check_score_request(model: Checkpoint, text: str, limits: Limits = Limits())
     _check_size(text, "the sequence", limits, model.max_len)
     # the whole text, not the record's body, so that an error's position counts from its start, as a
     # template's does (the parser drops the header line and any records after the first itself)
-    return fasta_spans(text)[0][0], score.parse_sequence(model, without_comments(text))
+    return fasta_spans(text)[0][0], score.parse_sequence(model, text)
 
 
 def score_notices(model: Checkpoint, text: str, entry: dict) -> list[str]:
     """What the Score tab says about ``text`` beside ``entry``, its score: the template parser's notices
     (of several pasted records, the first is used). Nothing once the text is no longer the one scored."""
     try:
-        spec = model.alphabet.parse_spec(without_comments(text), model.max_len)
+        spec = model.alphabet.parse_spec(text, model.max_len)
         sequence = model.alphabet.decode(spec.fixed().tokens)      # a designed position reads as a mask
     except ValueError:
         return []

@@ -287,7 +287,7 @@ def test_the_documented_examples_parse_to_what_the_docs_say():
 def test_a_span_with_another_separator_than_a_hyphen_names_the_separator_not_the_digit(text, shown, position):
     # before: "bracket [3–8] at position 3: '3' is not a residue" – the digit blamed, the dash not named
     with pytest.raises(ValueError, match=rf"at position {position}: {shown} cannot separate a span's lengths; "
-                                         r"write \[\d-\d\] with an ASCII hyphen") as e:
+                                         r"write \[\d-\d\] with one ASCII hyphen") as e:
         spec(text)
     assert "is not a residue" not in str(e.value)
 
@@ -389,3 +389,42 @@ def test_a_position_is_the_plain_number_wherever_it_is_kept():
     assert json.dumps({"at": at}) == '{"at": 5}'
     for kept in (copy.deepcopy(at), pickle.loads(pickle.dumps(at))):
         assert (kept, kept.line, kept.column) == (5, 2, 2)
+
+
+# ---- the FASTA rules a template shares with every FASTA reader -----------------------------------------
+def test_a_comment_line_in_a_template_is_skipped_as_every_fasta_reader_skips_it():
+    # sedd.score read ';note' lines as comments while sedd.sample and the Generate tab refused the ';'
+    assert parse(";designed loop\n>acyp\n; keep the motif\nMK__G").tokens == parse("MK__G").tokens
+    with pytest.raises(ValueError, match=r"invalid character '!' at position 12 \(line 2, column 4\)"):
+        parse(";a note\nMK_!")                           # positions still count from the text's start
+    with pytest.raises(ValueError, match=r"invalid character ';' at position 3"):
+        parse("MK;_")                                    # a ';' that starts no line is no comment
+
+
+def test_a_residue_of_a_custom_alphabet_is_never_read_as_fasta_syntax():
+    glyphs = Alphabet.from_text(["ab*>;c"])
+    assert glyphs.decode(glyphs.parse_template("ab*", 10).tokens) == "ab*"      # not a stop
+    assert glyphs.decode(glyphs.parse_template(">ab", 10).tokens) == ">ab"      # not a header
+    assert glyphs.decode(glyphs.parse_template(";c", 10).tokens) == ";c"        # not a comment
+    assert glyphs.allowed_text().endswith("; whitespace and digits are ignored")
+    assert PROTEIN.allowed_text().endswith("one FASTA header line, comment lines (starting with ;) and a trailing * "
+                                           "are ignored")
+
+
+@pytest.mark.parametrize("text, separator", [("MK[3-+5]", "'-+'"), ("MK[3––5]", "'––'")])
+def test_two_characters_between_a_spans_lengths_are_named_as_more_than_one_separator(text, separator):
+    # before: "'-' cannot separate a span's lengths; write [3-5] with an ASCII hyphen '-'": the fix named as the fault
+    with pytest.raises(ValueError, match=rf"{re.escape(separator)} is more than one separator; write \[3-5\] with one ASCII hyphen"):
+        parse(text)
+
+
+@pytest.mark.parametrize("control", ["\x1c", "\x1f", "\x85"])
+def test_a_control_character_python_calls_whitespace_is_refused_as_invisible(control):
+    # str.isspace() is True for the information separators and NEL: they were skipped as if blank
+    for text, position in ((f"MK{control}A_", 3), (f"MK[3{control}]", 5)):
+        with pytest.raises(ValueError, match=rf"invalid character .*U\+{ord(control):04X}.*invisible: delete it.* "
+                                             rf"at position {position}"):
+            parse(text)
+    with pytest.raises(ValueError, match=r"U\+.*is not a residue"):
+        PROTEIN.residue_ids(f"C{control}M")
+    assert parse("MK\u2028A\u00a0_").tokens == parse("MKA_").tokens          # real blanks still are

@@ -345,3 +345,10 @@ def test_a_cluster_file_that_lacks_most_of_the_sequences_is_warned_about(family_
     one = {member: cluster for member, cluster in read_clusters(clusters).items() if member == "seq0"}
     with pytest.warns(UserWarning, match="the cluster file lacks 119 of the 120 sequences"):
         split(read_fasta(fasta, PROTEIN), 0.2, 0, one)
+
+
+def test_a_control_character_in_a_training_sequence_drops_it_as_the_template_rules_refuse_it(tmp_path):
+    path = tmp_path / "family.fasta"
+    path.write_text(f">a\n{SEQ}\n>b\n{SEQ[:10]}\x1c{SEQ[10:]}\n>c\n{SEQ[:10]} \u00a0{SEQ[10:]}\n")
+    data = read_fasta(path, PROTEIN)
+    assert data.ids == ["a", "c"] and data.num_dropped == 1
