@@ -112,3 +112,17 @@ def test_bare_pytest_runs_from_the_root():
     done = subprocess.run([str(pytest_bin), "-q", "-p", "no:cacheprovider", "--collect-only", "tests/test_render.py"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+
+
+def test_span_length_table_is_the_stored_runs():
+    """Each row of the span-length estimator table quotes its run's JSON (the default row: span_lengths.json)."""
+    text = (ROOT / "docs/benchmarks.md").read_text()
+    runs = {"common times and masks, K = 32 (the default)": "span_lengths.json"}
+    runs |= {f"common times and masks, K = {k}": f"span_lengths_rows/k{k}_common.json" for k in (4, 8, 16)}
+    runs |= {f"common times, masks drawn per candidate, K = {k}": f"span_lengths_rows/k{k}_independent.json"
+             for k in (8, 32)}
+    for label, name in runs.items():
+        [row] = _table_rows(text, label)
+        recovery = json.loads((ROOT / "assets" / name).read_text())["recovery"]
+        assert row[1:] == [f"{100 * recovery['mode_exact']:.0f} %", f"{100 * recovery['mode_within_1']:.0f} %",
+                           f"{recovery['mean_p_true']:.2f}"], label
