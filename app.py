@@ -248,7 +248,7 @@ class StudioCallbacks:
             template: protein sequence (one-letter codes) with the positions to design marked _ ? # or X; [n] = n designed positions, [a-b] = a designed span of a to b positions whose length the model chooses, [KR] = one position restricted to the listed residues, [^C] = one position that is anything but them; a FASTA header line, digits and spaces are ignored; 1 to the model's maximum length (128 for the bundled model) positions.
             num_samples: number of designs to draw, 1 to 8.
             steps: denoising steps, 16 to 1024 (more steps = finer sampling, slower).
-            seed: random seed, 0 to 2147483647; blank or None draws a random seed (returned with the results).
+            seed: random seed, 0 to 2147483647; left out (or blank, in the HTTP API) draws a random seed (returned with the results).
             temperature: sampling temperature, 0.1 to 2.0 (1.0 samples the model; lower = more conservative).
             fold: folding backend, one of "ESMFold (local)", "ESM Atlas API", "off".
             exclude: residues never placed at any designed position, e.g. "C" (empty = none).
@@ -583,13 +583,15 @@ class Admission:
       edited (or, for particles, the sampler or top-p: ``build_demo``);
     - a session that already has ``cap`` runs waiting or running, so one visitor (or one API
       client that never reads its results: Gradio counts a session's events until their results
-      are delivered) cannot fill the queue for everyone;
+      are delivered) cannot fill the queue for everyone. Each MCP client session is a Gradio
+      session of its own, so the cap counts per agent too (tested);
     - a full queue. Gradio checks the queue's size before it awaits a validator, so a burst of
       requests would all pass that check and overfill the queue.
 
     The last two are no fault of an input: on the page the reason shows in the tab's notice
     (``refusal_notice``), the page event's last input, until a request is admitted. An API call
-    has no notice, and Gradio's refusal names a parameter: there it names the first.
+    has no notice, and Gradio's refusal names a parameter: there it names the first, and the reason
+    says that the input is not at fault.
 
     The check is a coroutine that never suspends, run by Gradio's event loop right before the request
     is queued, so the requests of a burst are counted one by one (tested). Gradio passes the request
@@ -625,6 +627,8 @@ class Admission:
         except ValueError as e:                # the score's one input
             return 0, str(e)
         crowd = self.crowd_refusal(request, endpoint, "request" if endpoint == "score" else "run")
+        if crowd and crowd_at >= 0:           # an API call: shown as "template: …", which reads as its fault
+            crowd = f"busy, not an input error: {crowd}"
         return (crowd_at, crowd) if crowd else None
 
     def crowd_refusal(self, request: gr.Request, endpoint: str, noun: str) -> str | None:
@@ -675,12 +679,12 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
             with gr.Tab("Generate", id="generate"):
                 with gr.Row():
                     with gr.Column(scale=2):
-                        template = gr.Textbox(label="Template", lines=5, elem_id="template",
-                                              placeholder="Residues, with _ ? # or X at the positions to design; [n] "
-                                                          "for n of them, [3-8] for a span whose length the model "
-                                                          "chooses, [KR] or [^C] for a position restricted to (or "
-                                                          "barred from) residues. A FASTA header line, digits and "
-                                                          "spaces are ignored.")
+                        template = checked_by_callback(gr.Textbox(
+                            label="Template", lines=5, elem_id="template",
+                            placeholder="Residues, with _ ? # or X at the positions to design; [n] for n of them, "
+                                        "[3-8] for a span whose length the model chooses, [KR] or [^C] for a position "
+                                        "restricted to (or barred from) residues. A FASTA header line, digits and "
+                                        "spaces are ignored."))
                         examples_in_page(template, [e["template"] for e in EXAMPLES], [e["label"] for e in EXAMPLES],
                                          "Example templates")
                         with gr.Row():
@@ -750,9 +754,10 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
                             "to see how family-like the model finds it and what every single substitution would do.")
                 with gr.Row():
                     with gr.Column(scale=2):
-                        score_input = gr.Textbox(label="Sequence", lines=4, elem_id="score-sequence",
-                                                 placeholder="A full protein sequence (one-letter codes); a FASTA "
-                                                             "header line, digits and spaces are ignored.")
+                        score_input = checked_by_callback(gr.Textbox(
+                            label="Sequence", lines=4, elem_id="score-sequence",
+                            placeholder="A full protein sequence (one-letter codes); a FASTA header line, digits and "
+                                        "spaces are ignored."))
                         examples_in_page(score_input, [e["sequence"] for e in SCORE_EXAMPLES],
                                          [e["label"] for e in SCORE_EXAMPLES], "Example sequences")
                         score_btn = gr.Button("Score", variant="primary", elem_id="score")

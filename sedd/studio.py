@@ -585,7 +585,9 @@ def check_score_request(model: Checkpoint, text: str, limits: Limits = Limits())
     """Parse ``text`` by the template rules (no masks allowed; a pasted multi-FASTA gives its first
     record, as ``sedd.score --sequence`` does): (the record's name, as ``sedd.score`` gives it, and its
     residue ids)."""
-    if not isinstance(text, str) or not text.strip():
+    if text is not None and not isinstance(text, str):       # an API call's 42 or true, not read as text
+        raise ValueError(f"the sequence must be text, got {type(text).__name__} {text!r:.40}")
+    if not text or not text.strip():
         raise ValueError("paste a protein sequence to score (one-letter codes; a FASTA header line is fine)")
     _check_size(text, "the sequence", limits, model.max_len)
     # the whole text, not the record's body, so that an error's position counts from its start, as a

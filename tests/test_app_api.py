@@ -1,6 +1,7 @@
 """The ``generate`` API endpoint through gradio_client, against the app served on a free local port."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import tempfile
@@ -153,12 +154,39 @@ def test_one_session_cannot_fill_the_queue(model, endpoint, inputs, noun):
                 job.result()
                 outcomes.append("ran")
             except Exception as e:                     # gradio_client's ValidationError
-                assert f"this session already has 2 {noun} waiting or running (at most 2)" in str(e)
+                assert (f"busy, not an input error: this session already has 2 {noun} waiting or running "
+                        "(at most 2)") in str(e)
                 outcomes.append("refused")
         assert outcomes.count("ran") >= 2 and outcomes.count("refused") >= 3, outcomes
         assert Client(url, verbose=False).predict(TEMPLATE, 1, 16, 0, api_name="/generate")[0].startswith(">design_1")
     finally:
         demo.close()
+
+
+async def _mcp_agents_generate(url: str, agents: int) -> list:
+    """Each agent in its own MCP session, all calling ``generate`` at once (runs long enough to overlap)."""
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamablehttp_client
+
+    async def agent(seed: int):
+        async with streamablehttp_client(f"{url}gradio_api/mcp/") as (read, write, _), \
+                ClientSession(read, write) as session:
+            await session.initialize()
+            return await session.call_tool("generate", {"template": "_" * 60, "num_samples": 2, "steps": 256,
+                                                        "seed": seed})
+    return await asyncio.gather(*(agent(seed) for seed in range(agents)))
+
+
+def test_mcp_agents_are_not_one_session(model):
+    """Each MCP session is a session of its own for the session cap: three agents at a cap of 1 all run
+    (were Gradio's MCP server to send every agent's calls through one session, the cap would count
+    them together and refuse all but one)."""
+    demo, url = launch_app(model, {"off": None}, concurrency=1, max_queue=16, per_session=1)
+    try:
+        results = asyncio.run(_mcp_agents_generate(url, 3))
+    finally:
+        demo.close()
+    assert [r.isError for r in results] == [False] * 3, [r.content[0].text[:200] for r in results if r.isError]
 
 
 def test_downloads_are_written_once(model, tmp_path, monkeypatch):

@@ -58,6 +58,25 @@ def test_a_json_true_is_not_the_number_one(served, index, field, message):
     assert refused_field == field and message in reason
 
 
+@pytest.mark.parametrize("value, message", [
+    (123, "template must be text, got int"),          # was "template is empty": Gradio's Textbox sent str()
+    (True, "template must be text, got bool"),        # was "invalid character 'u' at position 3"
+    (["MK_"], "template must be text, got list"),
+])
+def test_a_template_that_is_not_text_is_named_as_such_not_read_as_its_str(served, value, message):
+    data = list(RAW)
+    data[0] = value
+    r = requests.post(f"{served}gradio_api/call/generate", json={"data": data}, timeout=30)
+    assert refused_inputs(r) == [("template", message)]
+
+
+@pytest.mark.parametrize("value, message", [(42, "the sequence must be text, got int 42"),
+                                            (True, "the sequence must be text, got bool True")])
+def test_a_sequence_to_score_that_is_not_text_is_named_as_such(served, value, message):
+    r = requests.post(f"{served}gradio_api/call/score", json={"data": [value]}, timeout=30)
+    assert refused_inputs(r) == [("sequence", message)]
+
+
 def test_excluding_every_residue_is_refused_at_the_exclude_input(served):
     """The exclusion is at fault, whatever the template: the page shows the reason under Exclude residues."""
     data = list(RAW)
