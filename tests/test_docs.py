@@ -126,3 +126,16 @@ def test_span_length_table_is_the_stored_runs():
         recovery = json.loads((ROOT / "assets" / name).read_text())["recovery"]
         assert row[1:] == [f"{100 * recovery['mode_exact']:.0f} %", f"{100 * recovery['mode_within_1']:.0f} %",
                            f"{recovery['mean_p_true']:.2f}"], label
+
+
+def test_score_validation_figures_are_the_stored_runs():
+    """The scan-at-the-motif sentence quotes score_validation.json and, for the previous model, its twin."""
+    text = " ".join((ROOT / "docs/benchmarks.md").read_text().split())
+    evaluation = ROOT / "checkpoints/acyp/eval"
+    now, previous = (json.loads((evaluation / f"score_validation{s}.json").read_text()) for s in ("", "_previous"))
+    assert (f"**−{-now['motif']['mean_scan_at_motif']:.2f} nats at the motif positions vs "
+            f"−{-now['motif']['mean_scan_elsewhere']:.2f} elsewhere**") in text
+    assert (f"the previous bundled model: −{-previous['motif']['mean_scan_at_motif']:.2f} vs "
+            f"−{-previous['motif']['mean_scan_elsewhere']:.2f}, natural ELBO {previous['mean_elbo']['natural']:.3f}, "
+            f"AUROC vs mutated {previous['auroc']['elbo vs 10% mutated']:.3f} by ELBO and "
+            f"{previous['auroc']['pll vs 10% mutated']:.3f} by PLL") in text
