@@ -12,7 +12,11 @@ was trained on, and the held-out part is rebuilt exactly as training built it:
 clusters until the fraction of *sequences* is reached); the training part is then the reference.
 
 ELBO: ``sedd.likelihood.elbo_to_precision`` (the estimator, its standard error and how rounds of
-t samples are added until the error is below ``--target-stderr`` are documented there).
+t samples are added until the error is below ``--target-stderr`` are documented there). The error
+is the Monte Carlo error of the estimate on these sequences: it says how well the ELBO of this
+held-out set is known, which is what comparing models on one split needs, not how much another
+held-out set of the family would differ (a bootstrap over the held-out clusters would say that,
+and with a hundred or so clusters it is many times larger).
 −log p(length) is reported separately (``length_nll``): the model is conditional on the length.
 ``score_distribution``: quantiles of the per-sequence ELBO/residue (64 times per sequence, at most
 512 sequences), which ``sedd.score`` reads to place a sequence among the family (a percentile).
@@ -44,7 +48,9 @@ Sample metrics (``--samples N --reference FASTA``); lengths drawn from the check
   subset of 2,000 pairs when there are more;
 - composition KL: KL(data ‖ samples) = Σ_a p_data(a) log(p_data(a)/p_samples(a)) in nats over the
   alphabet's residues, each distribution from residue counts + 1 (Laplace smoothing, so the KL is
-  finite when a residue never occurs in the samples);
+  finite when a residue never occurs in the samples). It is biased up by about (V − 1)/(2N) for N
+  sample residues, so ``composition_kl_floor``, what as many residues drawn from the data itself
+  score, is reported beside it (256 ACYP samples: ≈ 0.0004);
 - motif rate: share of samples matching the regex ``--motif`` anywhere (by default ACYP's catalytic
   motif ``G.VQG[VI].[FY]R``, 92 % in nature); the same rate on the references is reported beside it,
   with a note when they never carry it (another family: give its motif).

@@ -198,6 +198,14 @@ def composition_kl(data: list[str], samples: list[str], residues: str, pseudocou
     return float(np.sum(p * np.log(p / q)))
 
 
+def composition_kl_floor(num_residues: int, alphabet_size: int) -> float:
+    """The composition KL that ``num_residues`` residues drawn from the data itself score, in
+    expectation: (V − 1)/(2N) to first order (Miller and Madow). ``composition_kl`` compares counts,
+    so it is never 0 for a finite sample, and a value near this floor cannot be told from a perfect
+    match at that sample size (256 ACYP samples: ≈ 0.0004 nats)."""
+    return (alphabet_size - 1) / (2 * num_residues)
+
+
 def motif_hits(sequences: list[str], pattern: str = MOTIF) -> list[bool]:
     """For each sequence, whether it contains a match of ``pattern`` anywhere."""
     regex = re.compile(pattern)
@@ -250,7 +258,8 @@ def sample_metrics(samples: list[str], references: list[str], residues: str, *, 
     out = {"num_samples": len(samples), "validity": len(valid) / len(samples), **low_complexity(samples),
            "motif": motif, "motif_rate": motif_rate(samples, motif),
            "reference_motif_rate": motif_rate(references, motif),
-           "composition_kl": composition_kl(references, valid, residues) if valid else float("nan")}
+           "composition_kl": composition_kl(references, valid, residues) if valid else float("nan"),
+           "composition_kl_floor": composition_kl_floor(sum(map(len, valid)), len(residues)) if valid else float("nan")}
     if not valid:
         return {**out, "novelty": float("nan"), "median_nearest_identity": float("nan"),
                 "mean_pairwise_identity": float("nan"), "pairs": 0, "nearest_identities": [],

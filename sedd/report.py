@@ -87,6 +87,13 @@ def report_files(path: str | Path, with_samples: bool) -> dict[str, str]:
     return {**files, "report": str(path)}
 
 
+def _kl_floor(stats: dict) -> str:
+    """What the composition KL of as many residues drawn from the data would be (older results lack it)."""
+    if "composition_kl_floor" not in stats:
+        return ""
+    return f" (≈ {_fmt(stats['composition_kl_floor'], 4)} from sampling alone at this size)"
+
+
 def write_report(path: str | Path, result: dict, samples: list[str] | None = None,
                  identities: list[float] | None = None) -> dict[str, str]:
     """Markdown report at ``path``; with samples also ``<stem>_samples.fasta`` and ``<stem>_identity.png`` beside it."""
@@ -95,8 +102,9 @@ def write_report(path: str | Path, result: dict, samples: list[str] | None = Non
     lines = [f"# Evaluation of `{result['checkpoint']}`", "", _data_line(result), "",
              "| metric | value |", "|---|---|",
              f"| ELBO, −log p(residues \\| length) | {_fmt(result['elbo_nats_per_residue'])} ± "
-             f"{_fmt(result['elbo_stderr'])} nats/residue (K = {result['t_samples']} t samples"
-             f"{'' if result['elbo_target_met'] else ', target error not reached'}) |",
+             f"{_fmt(result['elbo_stderr'])} nats/residue (± the Monte Carlo error of K = {result['t_samples']} "
+             f"t samples per sequence on these sequences, not the spread over held-out sets"
+             f"{'' if result['elbo_target_met'] else '; target error not reached'}) |",
              "| −log p(length) | " + ("not known (the checkpoint stores no length histogram)"
                                       if result['length_nats_per_residue'] is None
                                       else f"{_fmt(result['length_nats_per_residue'])} nats/residue") + " |",
@@ -117,7 +125,7 @@ def write_report(path: str | Path, result: dict, samples: list[str] | None = Non
                   f"| median identity to nearest reference | {_fmt(sample_stats['median_nearest_identity'])} |",
                   f"| mean pairwise identity ({sample_stats['pairs']} pairs) | "
                   f"{_fmt(sample_stats['mean_pairwise_identity'])} |",
-                  f"| composition KL(data ‖ samples) | {_fmt(sample_stats['composition_kl'], 4)} nats |",
+                  f"| composition KL(data ‖ samples) | {_fmt(sample_stats['composition_kl'], 4)} nats{_kl_floor(sample_stats)} |",
                   f"| motif `{_motif(sample_stats)}` rate ± binomial SE (references) | "
                   f"{_rate(sample_stats, 'motif_rate')} ({_fmt(sample_stats['reference_motif_rate'])}"
                   f"{_motif_absent(sample_stats)}) |",
@@ -148,7 +156,8 @@ def write_report(path: str | Path, result: dict, samples: list[str] | None = Non
 
 def summary(result: dict) -> str:
     lines = [f"ELBO             {result['elbo_nats_per_residue']:.4f} ± {result['elbo_stderr']:.4f} nats/residue "
-             f"(K = {result['t_samples']}; {result['num_sequences']} sequences, {result['num_residues']} residues)",
+             f"(± Monte Carlo error, K = {result['t_samples']}; {result['num_sequences']} sequences, "
+             f"{result['num_residues']} residues)",
              f"−log p(length)   {_fmt(result['length_nats_per_residue'], 4)} nats/residue"
              if result["length_nats_per_residue"] is not None else
              "−log p(length)   not known (the checkpoint stores no length histogram)",
@@ -158,7 +167,7 @@ def summary(result: dict) -> str:
     if s:
         lines.append(f"samples          {s['num_samples']}: validity {s['validity']:.3f}, novelty {_fmt(s['novelty'])}, "
                      f"median nearest identity {_fmt(s['median_nearest_identity'])}, mean pairwise identity "
-                     f"{_fmt(s['mean_pairwise_identity'])}, composition KL {_fmt(s['composition_kl'], 4)}, "
+                     f"{_fmt(s['mean_pairwise_identity'])}, composition KL {_fmt(s['composition_kl'], 4)}{_kl_floor(s)}, "
                      f"motif {_motif(s)} rate {_rate(s, 'motif_rate')} (references {s['reference_motif_rate']:.3f}"
                      f"{_motif_absent(s)}), "
                      f"repeat rate {s['repeat_rate']:.3f}")

@@ -139,3 +139,15 @@ def test_score_validation_figures_are_the_stored_runs():
             f"−{-previous['motif']['mean_scan_elsewhere']:.2f}, natural ELBO {previous['mean_elbo']['natural']:.3f}, "
             f"AUROC vs mutated {previous['auroc']['elbo vs 10% mutated']:.3f} by ELBO and "
             f"{previous['auroc']['pll vs 10% mutated']:.3f} by PLL") in text
+
+
+def test_the_cards_composition_kl_floor_is_that_of_the_stored_samples():
+    from sedd.alphabet import PROTEIN
+    from sedd.data import read_fasta
+    from sedd.metrics import composition_kl_floor
+
+    samples = read_fasta(ROOT / "checkpoints/acyp/eval/report_samples.fasta", PROTEIN).tokens
+    residues = sum(map(len, samples))
+    card = " ".join((ROOT / "checkpoints/acyp/README.md").read_text().split())
+    assert (f"about {composition_kl_floor(residues, 20):.4f}, `sedd.metrics.composition_kl_floor` of the "
+            f"{residues:,} residues") in card

@@ -329,6 +329,9 @@ def test_update_config_records_exactly_the_printed_result(ckpt_dir, clustered_fa
     assert "whole clusters of" in text and "8 sequences in 2 clusters" in text and "unigram floor" in text
     motif = printed["samples"]["motif_rate"]      # 4 samples: the rate comes with its (large) binomial SE
     assert f"| {motif:.3f} ± {(motif * (1 - motif) / 4) ** 0.5:.3f} (" in text
+    floor = printed["samples"]["composition_kl_floor"]        # the KL beside what sampling alone gives
+    assert f"nats (≈ {floor:.4f} from sampling alone at this size) |" in text
+    assert "± the Monte Carlo error of K = " in text               # the ELBO's ± is no spread over held-out sets
     assert checkpoint.load(ckpt_dir).meta["evaluation"] == printed
 
 

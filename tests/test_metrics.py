@@ -248,3 +248,17 @@ def test_the_length_term_is_the_smoothed_training_histogram_per_residue(tiny_che
     total = sum(histogram.values()) + max_len
     expected = -sum(math.log((histogram.get(len(s), 0) + 1) / total) for s in sequences) / 120
     assert out["length_nats_per_residue"] == pytest.approx(expected)
+
+
+def test_the_composition_kl_floor_is_what_samples_of_the_data_itself_score():
+    """composition_kl of a finite sample is biased up by about (V − 1)/(2N): samples drawn from the data
+    itself, whose true KL is 0, score that much on average, so a figure near it cannot be told from 0."""
+    rng = random.Random(0)
+    weights = [rng.random() + 0.2 for _ in PROTEIN.residues]
+    data = ["".join(rng.choices(PROTEIN.residues, weights, k=90)) for _ in range(3000)]
+    for size in (8, 64):
+        draws = [metrics.composition_kl(data, rng.sample(data, size), PROTEIN.residues) for _ in range(60)]
+        floor = metrics.composition_kl_floor(size * 90, len(PROTEIN.residues))
+        assert abs(np.mean(draws) / floor - 1) < 0.15, (size, np.mean(draws), floor)
+    stats = metrics.sample_metrics(data[:5] + ["MK?"], data, PROTEIN.residues)
+    assert stats["composition_kl_floor"] == metrics.composition_kl_floor(5 * 90, 20)       # valid samples only
