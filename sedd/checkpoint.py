@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .alphabet import Alphabet
@@ -29,6 +29,9 @@ FORMAT = "sedd-protein/1"
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 MODEL_BLOCKS = ("format", "model", "alphabet", "schedule")   # config.json's blocks that define the model
+# The blocks the weights file repeats in its metadata: a config.json of another save (a save killed
+# between its two files) or an edited one, with a permuted alphabet say, is refused, not loaded.
+TIED_BLOCKS = ("model", "alphabet", "schedule")
 RESUME_NAME = "resume.pt"                          # training state (sedd.train), not part of a checkpoint
 EVAL_DIR = "eval"                                  # evaluation report and figures the card links to
 CARD_NAME = "README.md"                            # the model card
@@ -209,7 +212,8 @@ def save(directory: str | Path, model: ScoreNetwork, alphabet: Alphabet, schedul
         **(meta or {}),
     }
     text = json.dumps(config, indent=2) + "\n"
-    _write_weights(directory, {k: v.detach().to("cpu", torch.float32) for k, v in model.state_dict().items()})
+    _write_weights(directory, {k: v.detach().to("cpu", torch.float32) for k, v in model.state_dict().items()},
+                   {"format": FORMAT, **{k: json.dumps(config[k], sort_keys=True) for k in TIED_BLOCKS}})
     atomic_write_text(directory / CONFIG_NAME, text)
     return directory
 
@@ -248,7 +252,7 @@ def convert(source: str | Path, destination: str | Path, dtype: str = "bfloat16"
     destination.mkdir(parents=True, exist_ok=True)
     for item in _checkpoint_files(source, destination):
         atomic_write(destination / item.relative_to(source), lambda tmp, item=item: shutil.copyfile(item, tmp))
-    _write_weights(destination, state)
+    _write_weights(destination, state, _weights_metadata(source / WEIGHTS_NAME) or {"format": FORMAT})
     return destination
 
 
@@ -266,9 +270,38 @@ def _checkpoint_files(source: Path, destination: Path) -> list[Path]:
     return files
 
 
-def _write_weights(directory: Path, state: dict[str, torch.Tensor]) -> None:
+def _write_weights(directory: Path, state: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
     state = {k: v.contiguous() for k, v in state.items()}
-    atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": FORMAT}))
+    atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata=metadata))
+
+
+def _weights_metadata(weights: Path) -> dict[str, str]:
+    """The safetensors file's metadata; empty when it has none or cannot be read (``_read_weights``
+    then says what is wrong with the file)."""
+    try:
+        with safe_open(str(weights), "pt") as f:
+            return f.metadata() or {}
+    except (SafetensorError, OSError, ValueError):
+        return {}
+
+
+def _refuse_a_config_of_other_weights(directory: Path, blocks: dict[str, dict]) -> None:
+    """``config.json`` must describe the weights beside it: the blocks their metadata repeats
+    (``TIED_BLOCKS``; weights saved before it did, the bundled model's among them, repeat none).
+    ``blocks``: config.json's, as read (a setting it predates at its default, as it was saved)."""
+    metadata = _weights_metadata(directory / WEIGHTS_NAME)
+    differ = []
+    for block in TIED_BLOCKS:
+        said = json.loads(json.dumps(blocks[block]))                 # tuples as JSON lists, as the metadata has them
+        saved = json.loads(metadata[block]) if block in metadata else None
+        if saved is not None and saved != said:
+            keys = sorted(k for k in {*saved, *said} if saved.get(k) != said.get(k)) if isinstance(said, dict) else []
+            differ += [f"{block}.{k}: {saved.get(k)!r} in the weights, {said.get(k)!r} in {CONFIG_NAME}"
+                       for k in keys] or [block]
+    if differ:
+        raise ValueError(f"{directory / CONFIG_NAME} does not describe the {WEIGHTS_NAME} beside it ({'; '.join(differ)}). "
+                         f"The two files come from different saves (a save stopped between them, or a {CONFIG_NAME} "
+                         "edited or copied from another run); a training run's --resume writes both again")
 
 
 def named(name_or_path: str | Path | None) -> str | Path:
@@ -467,6 +500,8 @@ def load(name_or_path: str | Path | None = None, device: str | torch.device = "c
     if model_cfg.vocab_size != outputs:
         raise ValueError(f"config mismatch: model predicts {model_cfg.vocab_size} tokens but the alphabet "
                          f"needs {outputs} ({alphabet.size} residues{' + END' if model_cfg.causal else ''})")
+    _refuse_a_config_of_other_weights(directory, {"model": model_cfg.to_dict(), "alphabet": alphabet.to_dict(),
+                                                  "schedule": schedule.to_dict()})
     model = _read_weights(directory, model_cfg).to(device=device, dtype=dtype).eval()
     meta = {k: v for k, v in config.items() if k not in (*MODEL_BLOCKS, "length_histogram")}
     histogram = _length_histogram(config.get("length_histogram", {}), directory / CONFIG_NAME)

@@ -207,6 +207,8 @@ def read_clusters(path: str | Path) -> dict[str, str]:
     clusters (keeping either would put the other cluster's sequence on a side it does not belong to).
     """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"cluster file {path} is a folder, not a cluster<TAB>member file")
     if not path.is_file():
         raise FileNotFoundError(f"cluster file {path} does not exist")
     clusters: dict[str, str] = {}
@@ -254,7 +256,7 @@ def split(data: Dataset, val_fraction: float, seed: int, clusters: dict[str, str
         n_val = max(1, int(round(val_fraction * len(data))))
         if n_val >= len(data):
             raise ValueError(f"holding out {n_val} of {len(data)} sequence(s) for validation leaves none to "
-                             "train on; give more sequences or a smaller validation fraction")
+                             "train on; give more sequences (or, in sedd.data and sedd.evaluate, a smaller --val-fraction)")
         return data.subset(sorted(order[n_val:])), data.subset(sorted(order[:n_val]))
     check_cluster_ids(data, clusters)
     # sequences missing from the cluster file are their own cluster
@@ -280,7 +282,7 @@ def split(data: Dataset, val_fraction: float, seed: int, clusters: dict[str, str
     if not train:
         raise ValueError(f"holding out whole clusters until validation has {val_fraction:g} of the {len(data)} "
                          f"sequences leaves none to train on ({len(groups)} cluster(s)); give more sequences "
-                         "or clusters, or a smaller validation fraction")
+                         "or clusters (or, in sedd.data and sedd.evaluate, a smaller --val-fraction)")
     return data.subset(train), data.subset(sorted(val))
 
 

@@ -32,7 +32,8 @@ import torch.distributed as dist
 
 from . import checkpoint as ckpt
 from .alphabet import PROTEIN, Alphabet
-from .cli import COUNT, COUNT_OR_ZERO, FRACTION, POSITIVE, POSITIVE_OR_ZERO, SEED, RankZeroParser, one_line_warnings, run
+from .cli import (COUNT, COUNT_OR_ZERO, FRACTION, POSITIVE, POSITIVE_OR_ZERO, SEED, RankZeroParser, checked,
+                  one_line_warnings, run)
 from .data import MAX_LEN, bucketed_batches, collate, describe_dropped, longer_than, read_clusters, read_fasta, split
 from .hmm import HMM_NAME
 from .likelihood import estimate_elbo, unigram_nll
@@ -98,6 +99,17 @@ RESUME_KEYS = ("model", "ema", "opt", "step", "epoch", "batch_in_epoch", "tokens
 CLOCKS = {"wall": time.time, "cpu": time.process_time}
 # Signals that stop a run at the end of its step, saved (Ctrl-C; kill, torchrun's agent, a scheduler's preemption).
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+# A blank --out (an unset $OUT) wrote the run into the working directory; a learning rate of 1e308
+# overflowed inside the optimizer, with a traceback
+FOLDER = checked(str, lambda v: bool(v.strip()), "a folder (it is blank)")
+LEARNING_RATE = checked(float, lambda v: 0 < v <= 10, "a learning rate above 0 and at most 10")
+
+
+class Diverged(FloatingPointError, ValueError):
+    """Training produced only non-finite losses for ``max_bad_steps`` steps in a row (a ValueError too:
+    the command line reports it in one line)."""
 
 
 class Interrupted(KeyboardInterrupt):
@@ -517,7 +529,7 @@ class Trainer:
                 "device": str(self.device), "world_size": self.world,
                 "num_train_sequences": len(self.train_set), "num_val_sequences": len(self.val_set),
                 "val_unigram_nats_per_residue": self.unigram_floor,
-                "best_step": self.best["step"],
+                "best_step": self.best["step"] if math.isfinite(self.best["elbo"]) else None,
                 # null before the first validation: JSON has no Infinity (Python writes it, other readers fail)
                 "best_val_elbo_probe": self.best["elbo"] if math.isfinite(self.best["elbo"]) else None,
                 "last_val": val[-1] if val else None, "config": asdict(self.cfg)}
@@ -749,8 +761,9 @@ class Trainer:
         self._bad_in_row += 1
         warnings.warn(f"step {self.step}: non-finite loss or gradient, step skipped")
         if self._bad_in_row >= self.cfg.max_bad_steps:
-            raise FloatingPointError(f"{self._bad_in_row} non-finite losses in a row at step {self.step}; "
-                                     "lower --lr or check the data")
+            raise Diverged(f"{self._bad_in_row} non-finite losses in a row at step {self.step}: the run diverged "
+                           "(the last save is kept); start a new run with a lower --lr (a run's --lr cannot change "
+                           "on --resume), or check the data")
 
     def _count_step(self, loss: float, bar) -> None:
         """Advance the counters, log every 10th step, move the progress bar."""
@@ -869,7 +882,7 @@ def _parser() -> argparse.ArgumentParser:
     saved run's value for each of them, and a fresh run TrainConfig's default."""
     p = RankZeroParser(prog="python -m sedd.train", description=__doc__.splitlines()[0])
     p.add_argument("--data", help="FASTA file of training sequences (required, except with --resume)")
-    p.add_argument("--out", required=True, help="checkpoint directory to write")
+    p.add_argument("--out", required=True, type=FOLDER, help="checkpoint directory to write")
     p.add_argument("--preset", choices=list(PRESETS), help=_default("preset"))
     p.add_argument("--minutes", type=POSITIVE, help="time budget (wall clock, or CPU time with --clock cpu)")
     p.add_argument("--max-steps", type=COUNT, help="step budget")
@@ -880,7 +893,7 @@ def _parser() -> argparse.ArgumentParser:
     again.add_argument("--overwrite", action="store_true", help="start a new run in an OUT that already holds one, "
                                                                 "replacing its files")
     p.add_argument("--clusters", help="cluster<TAB>member TSV: validate on whole held-out clusters")
-    p.add_argument("--lr", type=POSITIVE, help=_default("lr"))
+    p.add_argument("--lr", type=LEARNING_RATE, help=_default("lr"))
     p.add_argument("--max-len", type=COUNT,
                    help=f"longest sequence kept, and the model's maximum length ({_default('max_len')}; longer "
                         "sequences are dropped with a note)")
@@ -1028,6 +1041,11 @@ def _refuse_a_spent_budget(p: argparse.ArgumentParser, cfg: TrainConfig, state: 
     if spent:
         p.error(f"--resume: the run in {cfg.out} is at step {state['step']} after {state['seconds'] / 60:.1f} minutes, "
                 f"so its budget ({' and '.join(spent)}) is spent; give a larger --max-steps or --minutes")
+    if cfg.patience and state["step"] - state["best_step"] >= cfg.patience * cfg.eval_every:
+        # it would train to its next validation and stop there again, and again at every resume
+        p.error(f"--resume: the run in {cfg.out} stopped early at step {state['step']}: no better validation ELBO "
+                f"since step {state['best_step']} (--patience {cfg.patience}, --eval-every {cfg.eval_every}); "
+                "give a larger --patience, or --patience 0 to train on without early stopping")
 
 
 def _checkpoint_is_of_step(out: Path, step: int) -> bool:

@@ -41,12 +41,44 @@ def test_missing_and_unexpected_keys_are_listed(tiny_checkpoint):
         checkpoint.load(tiny_checkpoint)
 
 
+def without_tied_metadata(directory):
+    """The weights as saved before their metadata repeated config.json's blocks (the bundled model's)."""
+    weights = directory / "model.safetensors"
+    save_file(load_file(str(weights)), str(weights), metadata={"format": checkpoint.FORMAT})
+
+
 def test_mismatched_config_names_the_shape(tiny_checkpoint):
+    without_tied_metadata(tiny_checkpoint)
     config = json.loads((tiny_checkpoint / "config.json").read_text())
     config["model"]["d_ff"] = 128
     (tiny_checkpoint / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match=r"shape mismatches \[.*mlp.0.weight"):
         checkpoint.load(tiny_checkpoint)
+
+
+@pytest.mark.parametrize("edit, named", [
+    (lambda c: c["model"].update(d_ff=128), r"model.d_ff: \d+ in the weights, 128 in config.json"),
+    # a same-size alphabet loaded silently: every residue read as another
+    (lambda c: c["alphabet"].update(residues=c["alphabet"]["residues"][::-1]), r"alphabet.residues: 'ACDE"),
+    (lambda c: c["model"].update(n_heads=1), r"model.n_heads"),
+])
+def test_a_config_json_of_other_weights_is_refused(tiny_checkpoint, edit, named):
+    """A save stopped between its weights and its config.json (or an edited config.json) left a pair
+    that loaded, or failed on shapes with nothing said of why."""
+    config = json.loads((tiny_checkpoint / "config.json").read_text())
+    edit(config)
+    (tiny_checkpoint / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=rf"does not describe the model.safetensors beside it \({named}.*different saves"):
+        checkpoint.load(tiny_checkpoint)
+
+
+def test_a_converted_checkpoint_keeps_the_tie_to_its_config(tiny_checkpoint, tmp_path):
+    converted = checkpoint.convert(tiny_checkpoint, tmp_path / "half", "bfloat16")
+    config = json.loads((converted / "config.json").read_text())
+    config["alphabet"]["residues"] = config["alphabet"]["residues"][::-1]
+    (converted / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="different saves"):
+        checkpoint.load(converted)
 
 
 @pytest.mark.parametrize("damage,message", [

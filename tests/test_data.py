@@ -352,3 +352,8 @@ def test_a_control_character_in_a_training_sequence_drops_it_as_the_template_rul
     path.write_text(f">a\n{SEQ}\n>b\n{SEQ[:10]}\x1c{SEQ[10:]}\n>c\n{SEQ[:10]} \u00a0{SEQ[10:]}\n")
     data = read_fasta(path, PROTEIN)
     assert data.ids == ["a", "c"] and data.num_dropped == 1
+
+
+def test_a_cluster_file_that_is_a_folder_is_named_as_a_folder(tmp_path):
+    with pytest.raises(ValueError, match=rf"cluster file {tmp_path} is a folder, not a cluster<TAB>member file"):
+        read_clusters(tmp_path)                                # was: "does not exist"

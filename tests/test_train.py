@@ -273,6 +273,17 @@ def test_early_stopping_when_validation_stops_improving(tmp_path, family):
     assert checkpoint.load(tmp_path / "early")
 
 
+def test_the_best_step_is_null_until_a_validation_has_run(tmp_path, family):
+    """A checkpoint saved before the first validation (a stop signal) said best_step 0 beside a null ELBO,
+    while it shipped the EMA weights of a later step."""
+    data, _ = family
+    with pytest.warns(UserWarning):
+        trainer = Trainer(fast_config(data, tmp_path / "early", max_steps=3, eval_every=100))
+    assert trainer._summary()["best_step"] is None and trainer._summary()["best_val_elbo_probe"] is None
+    trainer.run()                       # the last step is validated
+    assert trainer._summary()["best_step"] == 3
+
+
 def test_the_checkpoint_holds_ema_weights_even_when_the_raw_weights_score_better(tmp_path, family, monkeypatch):
     import sedd.train as T
     data, _ = family

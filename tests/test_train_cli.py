@@ -133,6 +133,46 @@ def test_resume_refuses_a_budget_already_spent(run, capsys):
                          "(--max-steps 6) is spent; give a larger --max-steps or --minutes")
 
 
+def test_resume_refuses_a_run_that_stopped_early_unless_patience_allows_more(tmp_path, data, capsys):
+    """A resume of an early-stopped run trained to its next validation and stopped again, at every
+    resume, rewriting the run and never saying that it had finished."""
+    fasta, _ = data
+    out = tmp_path / "early"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        trainer = Trainer(TrainConfig(data=str(fasta), out=str(out), preset="tiny", tokens_per_batch=512, lr=0.0,
+                                      warmup_steps=1, eval_every=2, patience=1, max_steps=1000, checkpoint_minutes=60))
+        trainer.run()      # lr = 0: nothing improves after the first evaluation
+    assert (trainer.step, trainer.best["step"]) == (4, 2)
+    before = snapshot(out)
+    line = refused(capsys, "--out", out, "--resume")
+    assert line.endswith(f"error: --resume: the run in {out} stopped early at step 4: no better validation ELBO since "
+                         "step 2 (--patience 1, --eval-every 2); give a larger --patience, or --patience 0 to train "
+                         "on without early stopping")
+    assert snapshot(out) == before
+    cli("--out", out, "--resume", "--patience", "3")          # what the message offers: two more evaluations
+    assert json.loads((out / checkpoint.CONFIG_NAME).read_text())["training"]["steps"] == 8
+
+
+def test_a_blank_out_and_an_absurd_learning_rate_are_refused_by_the_parser(data, capsys):
+    """--out "" (an unset $OUT) wrote the run into the working directory; --lr 1e308 overflowed inside
+    AdamW with a traceback."""
+    fasta, _ = data
+    assert refused(capsys, "--data", fasta, "--out", "", *RUN).endswith("argument --out: '' is not a folder (it is blank)")
+    assert refused(capsys, "--data", fasta, "--out", "x", "--lr", "1e308").endswith(
+        "argument --lr: '1e308' is not a learning rate above 0 and at most 10")
+
+
+def test_a_diverged_run_ends_with_one_line_that_says_to_start_again(tmp_path, data, capsys, monkeypatch):
+    """A run whose losses stayed non-finite ended in a FloatingPointError traceback, advising a lower
+    --lr, which a --resume refuses to change."""
+    fasta, _ = data
+    monkeypatch.setattr(train, "diffusion_loss", lambda *a, **k: torch.tensor(float("nan"), requires_grad=True))
+    line = refused(capsys, "--data", fasta, "--out", tmp_path / "nan", "--max-steps", "50", *RUN)
+    assert line == ("error: 5 non-finite losses in a row at step 0: the run diverged (the last save is kept); start a "
+                    "new run with a lower --lr (a run's --lr cannot change on --resume), or check the data")
+
+
 def test_a_new_run_into_an_existing_run_is_refused_unless_overwrite(tmp_path, data, capsys):
     fasta, _ = data
     out = tmp_path / "run"
