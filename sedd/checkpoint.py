@@ -31,7 +31,10 @@ WEIGHTS_NAME = "model.safetensors"
 MODEL_BLOCKS = ("format", "model", "alphabet", "schedule")   # config.json's blocks that define the model
 # The blocks the weights file repeats in its metadata: a config.json of another save (a save killed
 # between its two files) or an edited one, with a permuted alphabet say, is refused, not loaded.
+# One metadata entry, a JSON text with sorted keys: safetensors writes its entries in no fixed order,
+# and a run's files are the same bytes whether or not it was stopped and resumed.
 TIED_BLOCKS = ("model", "alphabet", "schedule")
+TIED_KEY = "sedd"
 RESUME_NAME = "resume.pt"                          # training state (sedd.train), not part of a checkpoint
 EVAL_DIR = "eval"                                  # evaluation report and figures the card links to
 CARD_NAME = "README.md"                            # the model card
@@ -212,8 +215,9 @@ def save(directory: str | Path, model: ScoreNetwork, alphabet: Alphabet, schedul
         **(meta or {}),
     }
     text = json.dumps(config, indent=2) + "\n"
+    tied = json.dumps({k: config[k] for k in ("format", *TIED_BLOCKS)}, sort_keys=True)
     _write_weights(directory, {k: v.detach().to("cpu", torch.float32) for k, v in model.state_dict().items()},
-                   {"format": FORMAT, **{k: json.dumps(config[k], sort_keys=True) for k in TIED_BLOCKS}})
+                   {TIED_KEY: tied})
     atomic_write_text(directory / CONFIG_NAME, text)
     return directory
 
@@ -290,10 +294,13 @@ def _refuse_a_config_of_other_weights(directory: Path, blocks: dict[str, dict]) 
     (``TIED_BLOCKS``; weights saved before it did, the bundled model's among them, repeat none).
     ``blocks``: config.json's, as read (a setting it predates at its default, as it was saved)."""
     metadata = _weights_metadata(directory / WEIGHTS_NAME)
+    if TIED_KEY not in metadata:
+        return
+    tied = json.loads(metadata[TIED_KEY])
     differ = []
     for block in TIED_BLOCKS:
         said = json.loads(json.dumps(blocks[block]))                 # tuples as JSON lists, as the metadata has them
-        saved = json.loads(metadata[block]) if block in metadata else None
+        saved = tied.get(block)
         if saved is not None and saved != said:
             keys = sorted(k for k in {*saved, *said} if saved.get(k) != said.get(k)) if isinstance(said, dict) else []
             differ += [f"{block}.{k}: {saved.get(k)!r} in the weights, {said.get(k)!r} in {CONFIG_NAME}"

@@ -1043,9 +1043,9 @@ def _refuse_a_spent_budget(p: argparse.ArgumentParser, cfg: TrainConfig, state: 
                 f"so its budget ({' and '.join(spent)}) is spent; give a larger --max-steps or --minutes")
     if cfg.patience and state["step"] - state["best_step"] >= cfg.patience * cfg.eval_every:
         # it would train to its next validation and stop there again, and again at every resume
-        p.error(f"--resume: the run in {cfg.out} stopped early at step {state['step']}: no better validation ELBO "
-                f"since step {state['best_step']} (--patience {cfg.patience}, --eval-every {cfg.eval_every}); "
-                "give a larger --patience, or --patience 0 to train on without early stopping")
+        p.error(f"--resume: the run in {cfg.out} is at step {state['step']} with no better validation ELBO since step "
+                f"{state['best_step']}, so early stopping (--patience {cfg.patience}, --eval-every {cfg.eval_every}) "
+                "ends it; give a larger --patience, or --patience 0 to train on without early stopping")
 
 
 def _checkpoint_is_of_step(out: Path, step: int) -> bool:

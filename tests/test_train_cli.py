@@ -146,9 +146,9 @@ def test_resume_refuses_a_run_that_stopped_early_unless_patience_allows_more(tmp
     assert (trainer.step, trainer.best["step"]) == (4, 2)
     before = snapshot(out)
     line = refused(capsys, "--out", out, "--resume")
-    assert line.endswith(f"error: --resume: the run in {out} stopped early at step 4: no better validation ELBO since "
-                         "step 2 (--patience 1, --eval-every 2); give a larger --patience, or --patience 0 to train "
-                         "on without early stopping")
+    assert line.endswith(f"error: --resume: the run in {out} is at step 4 with no better validation ELBO since step 2, "
+                         "so early stopping (--patience 1, --eval-every 2) ends it; give a larger --patience, or "
+                         "--patience 0 to train on without early stopping")
     assert snapshot(out) == before
     cli("--out", out, "--resume", "--patience", "3")          # what the message offers: two more evaluations
     assert json.loads((out / checkpoint.CONFIG_NAME).read_text())["training"]["steps"] == 8
@@ -230,7 +230,7 @@ def test_an_unreadable_resume_file_is_one_line_without_unsafe_advice(run, tmp_pa
     ("--warmup-steps", "-5", "is not a whole number, 0 or more"),
     ("--patience", "-1", "is not a whole number, 0 or more"),
     ("--checkpoint-minutes", "-1", "is not a number, 0 or more"),
-    ("--lr", "0", "is not a number above 0"),
+    ("--lr", "0", "is not a learning rate above 0 and at most 10"),
     ("--dropout", "1", "is not a number from 0 up to (not including) 1"),
 ])
 def test_budgets_and_counts_out_of_range_are_refused(tmp_path, data, capsys, option, value, why):
