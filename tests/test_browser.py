@@ -221,14 +221,18 @@ def test_a_refusal_above_the_pressed_button_is_scrolled_into_view(page):
 def test_a_full_queue_is_said_in_the_tabs_notice_not_under_an_input(browser, model, gate):
     """A full queue is no fault of the template or the sequence: the reason shows in the tab's notice,
     the inputs show none, nothing is marked "Error", and the next admitted request clears it."""
-    real_forward = model.model.forward
-    model.model.forward = lambda x: gate.wait(timeout=120) and real_forward(x)
+    real_forward, running = model.model.forward, threading.Event()
+    model.model.forward = lambda x: (running.set(), gate.wait(timeout=120))[1] and real_forward(x)
     demo, url = launch_app(model, {"off": None}, concurrency=1, max_queue=1)
     page = open_page(browser, url)
     try:
         gate.clear()                             # the first run holds the one place to run, the second waits
         client = Client(url, verbose=False)
-        jobs = [client.submit("_" * 20, 1, 16, i, api_name="/generate") for i in range(2)]
+        jobs = [client.submit("_" * 20, 1, 16, 0, api_name="/generate")]
+        # the second only once the first runs: sent together, the second could take the one place in the
+        # queue first, and the first was then refused for a full queue
+        assert running.wait(timeout=120), "the first run never started"
+        jobs.append(client.submit("_" * 20, 1, 16, 1, api_name="/generate"))
         deadline = time.monotonic() + 120        # a loaded machine takes a while to start a run
         while len(demo._queue) < 1:
             assert time.monotonic() < deadline, "the queue never filled"
