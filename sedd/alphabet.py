@@ -6,7 +6,8 @@ The network predicts over the V residues only; MASK and PAD exist only as inputs
 Template syntax (the contract shared by the app, the CLI and the API):
 - residues: the alphabet's characters, case-insensitive when the alphabet has no lowercase;
 - designed positions: ``_ ? # X`` (X is "unknown residue" in FASTA, so it is designed too);
-- ignored: whitespace, digits, one leading FASTA header line (``>…``), a trailing ``*``;
+- ignored: whitespace, digits, one leading FASTA header line (``>…``), comment lines (``;…``), a
+  trailing ``*`` (each unless it is a residue of the alphabet);
 - brackets (when ``[`` is not itself a residue of the alphabet):
   ``[n]`` n designed positions, exactly as n masks; ``[a-b]`` a designed span of a to b positions
   whose length the model chooses (``sedd/spans.py``); ``[KR]`` one designed position restricted to
@@ -37,14 +38,26 @@ BRACKET_HELP = ("a bracket holds n (n designed positions), a-b (a span of a to b
                 "such as ^C (one position that is anything but them)")
 MAX_NAMED_SPANS = 5      # spans a length refusal names; the rest are counted
 _MAX_DIGITS = 6          # more digits than this in a bracket is always beyond any model's length
-HEADER_LINE = re.compile(r"^[^\S\n]*>", re.MULTILINE)       # a line whose first non-blank character is '>'
+# a line whose first non-blank character is '>' (blank as ``is_blank`` says: not U+001C–1F or U+0085)
+HEADER_LINE = re.compile(r"^[^\S\n\x1c-\x1f\x85]*>", re.MULTILINE)
 
 
 def without_comments(text: str) -> str:
     """``text`` with its FASTA comment lines (a line whose first non-blank character is ``;``) blanked
     to spaces: every other character keeps its position, so an error's position still counts from
     the start of the text. A ``;`` anywhere else is left for the sequence rules to refuse."""
-    return "\n".join(" " * len(line) if line.lstrip().startswith(";") else line for line in text.split("\n"))
+    return "\n".join(" " * len(line) if _without_leading_blanks(line).startswith(";") else line
+                     for line in text.split("\n"))
+
+
+def _without_leading_blanks(text: str) -> str:
+    start = next((i for i, ch in enumerate(text) if not is_blank(ch)), len(text))
+    return text[start:]
+
+
+def _without_trailing_blanks(text: str) -> str:
+    end = next((i + 1 for i in range(len(text) - 1, -1, -1) if not is_blank(text[i])), 0)
+    return text[:end]
 
 
 def is_blank(ch: str) -> bool:
@@ -349,9 +362,9 @@ class Alphabet:
     def allowed_text(self, designing: bool = True) -> str:
         """What a template may hold, for error messages; ``designing=False``: a full sequence's rules
         (the same, without designed positions and brackets)."""
-        ignored = [what for what, char in (("whitespace", " "), ("digits", "0"), ("one FASTA header line", ">"),
-                                           ("comment lines (starting with ;)", ";"), ("a trailing *", "*"))
-                   if char not in self._index]                 # a residue is read as one, never ignored
+        ignored = [what for what, chars in (("whitespace", " "), ("digits", "0123456789"), ("one FASTA header line", ">"),
+                                            ("comment lines (starting with ;)", ";"), ("a trailing *", "*"))
+                   if not any(c in self._index for c in chars)]     # a residue is read as one, never ignored
         ignored[-2:] = [" and ".join(ignored[-2:])] if ignored else []
         return (f"allowed: residues {self.residues}"
                 + (" (either case)" if self.case_insensitive else "")
@@ -398,7 +411,7 @@ class Alphabet:
         body, offset = text, 0
         if ">" in self._index:                         # a residue, not a header
             return self._strip_stop(body), offset, notices
-        stripped = text.lstrip()
+        stripped = _without_leading_blanks(text)       # not lstrip(): it takes U+001C–1F, refused as invisible
         if stripped.startswith(">"):
             offset = len(text) - len(stripped)
             newline = stripped.find("\n")
@@ -418,7 +431,7 @@ class Alphabet:
 
     def _strip_stop(self, body: str) -> str:
         """``body`` without one trailing stop ``*``, unless ``*`` is a residue of this alphabet."""
-        trimmed = body.rstrip()
+        trimmed = _without_trailing_blanks(body)       # not rstrip(): it takes U+001C–1F, refused as invisible
         return trimmed[:-1] if trimmed.endswith("*") and "*" not in self._index else body
 
     def _bracket(self, inner: str, at: Position, max_len: int) -> list[Slot | Span]:

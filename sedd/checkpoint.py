@@ -29,8 +29,10 @@ FORMAT = "sedd-protein/1"
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 MODEL_BLOCKS = ("format", "model", "alphabet", "schedule")   # config.json's blocks that define the model
-# The blocks the weights file repeats in its metadata: a config.json of another save (a save killed
-# between its two files) or an edited one, with a permuted alphabet say, is refused, not loaded.
+# The blocks the weights file repeats in its metadata: a config.json of another model (a save killed
+# between its two files after an --overwrite with other settings) or an edited one, with a permuted
+# alphabet say, is refused, not loaded. Two saves of one run have the same blocks: their mix loads
+# (the weights are the run's; only config.json's training summary is a save behind).
 # One metadata entry, a JSON text with sorted keys: safetensors writes its entries in no fixed order,
 # and a run's files are the same bytes whether or not it was stopped and resumed.
 TIED_BLOCKS = ("model", "alphabet", "schedule")
@@ -293,18 +295,18 @@ def _refuse_a_config_of_other_weights(directory: Path, blocks: dict[str, dict]) 
     """``config.json`` must describe the weights beside it: the blocks their metadata repeats
     (``TIED_BLOCKS``; weights saved before it did, the bundled model's among them, repeat none).
     ``blocks``: config.json's, as read (a setting it predates at its default, as it was saved)."""
-    metadata = _weights_metadata(directory / WEIGHTS_NAME)
-    if TIED_KEY not in metadata:
-        return
-    tied = json.loads(metadata[TIED_KEY])
+    try:
+        tied = json.loads(_weights_metadata(directory / WEIGHTS_NAME)[TIED_KEY])
+    except (KeyError, ValueError):
+        return                           # no tie (an older save), or one damaged: the weights still load
     differ = []
     for block in TIED_BLOCKS:
         said = json.loads(json.dumps(blocks[block]))                 # tuples as JSON lists, as the metadata has them
-        saved = tied.get(block)
-        if saved is not None and saved != said:
-            keys = sorted(k for k in {*saved, *said} if saved.get(k) != said.get(k)) if isinstance(said, dict) else []
-            differ += [f"{block}.{k}: {saved.get(k)!r} in the weights, {said.get(k)!r} in {CONFIG_NAME}"
-                       for k in keys] or [block]
+        saved = tied.get(block) if isinstance(tied, dict) else None
+        if isinstance(saved, dict):
+            # the settings the weights were saved with; one a later version adds is at its default in ``said``
+            differ += [f"{block}.{k}: {v!r} in the weights, {said.get(k)!r} in {CONFIG_NAME}"
+                       for k, v in sorted(saved.items()) if said.get(k) != v]
     if differ:
         raise ValueError(f"{directory / CONFIG_NAME} does not describe the {WEIGHTS_NAME} beside it ({'; '.join(differ)}). "
                          f"The two files come from different saves (a save stopped between them, or a {CONFIG_NAME} "

@@ -761,9 +761,9 @@ class Trainer:
         self._bad_in_row += 1
         warnings.warn(f"step {self.step}: non-finite loss or gradient, step skipped")
         if self._bad_in_row >= self.cfg.max_bad_steps:
-            raise Diverged(f"{self._bad_in_row} non-finite losses in a row at step {self.step}: the run diverged "
-                           "(the last save is kept); start a new run with a lower --lr (a run's --lr cannot change "
-                           "on --resume), or check the data")
+            raise Diverged(f"{self._bad_in_row} non-finite losses in a row at step {self.step}: the run diverged, "
+                           "and nothing since its last save (if any) is written; start a new run (another --out, or "
+                           "--overwrite) with a lower --lr (a run's --lr cannot change on --resume), or check the data")
 
     def _count_step(self, loss: float, bar) -> None:
         """Advance the counters, log every 10th step, move the progress bar."""
@@ -1041,11 +1041,20 @@ def _refuse_a_spent_budget(p: argparse.ArgumentParser, cfg: TrainConfig, state: 
     if spent:
         p.error(f"--resume: the run in {cfg.out} is at step {state['step']} after {state['seconds'] / 60:.1f} minutes, "
                 f"so its budget ({' and '.join(spent)}) is spent; give a larger --max-steps or --minutes")
-    if cfg.patience and state["step"] - state["best_step"] >= cfg.patience * cfg.eval_every:
+    if _ended_by_early_stopping(cfg, state):
         # it would train to its next validation and stop there again, and again at every resume
         p.error(f"--resume: the run in {cfg.out} is at step {state['step']} with no better validation ELBO since step "
                 f"{state['best_step']}, so early stopping (--patience {cfg.patience}, --eval-every {cfg.eval_every}) "
                 "ends it; give a larger --patience, or --patience 0 to train on without early stopping")
+
+
+def _ended_by_early_stopping(cfg: TrainConfig, state: dict) -> bool:
+    """Whether the saved run ended at a validation that early stopping (with ``cfg``'s patience, which
+    a resume may change) stops at: the training loop's test, made where the loop makes it. A run
+    stopped between validations, or before any, is not judged: its next validation decides."""
+    validated = [h["step"] for h in json.loads(state["history"]) if "val_elbo_ema" in h]
+    return (bool(cfg.patience) and math.isfinite(state["best_elbo"]) and bool(validated)
+            and validated[-1] == state["step"] and state["step"] - state["best_step"] >= cfg.patience * cfg.eval_every)
 
 
 def _checkpoint_is_of_step(out: Path, step: int) -> bool:

@@ -421,7 +421,8 @@ def test_two_characters_between_a_spans_lengths_are_named_as_more_than_one_separ
 @pytest.mark.parametrize("control", ["\x1c", "\x1f", "\x85"])
 def test_a_control_character_python_calls_whitespace_is_refused_as_invisible(control):
     # str.isspace() is True for the information separators and NEL: they were skipped as if blank
-    for text, position in ((f"MK{control}A_", 3), (f"MK[3{control}]", 5)):
+    for text, position in ((f"MK{control}A_", 3), (f"MK[3{control}]", 5), (f"{control}>h\nMK_", 1),
+                           (f"{control};c\nMK_", 1)):      # nor is it a blank before a header or a comment
         with pytest.raises(ValueError, match=rf"invalid character .*U\+{ord(control):04X}.*invisible: delete it.* "
                                              rf"at position {position}"):
             parse(text)

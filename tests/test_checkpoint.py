@@ -72,6 +72,18 @@ def test_a_config_json_of_other_weights_is_refused(tiny_checkpoint, edit, named)
         checkpoint.load(tiny_checkpoint)
 
 
+def test_a_setting_a_later_version_adds_or_a_damaged_tie_does_not_refuse_the_checkpoint(tiny_checkpoint):
+    """Weights saved before a model setting existed lack it in their tie, where config.json, read by the
+    newer version, has its default: that is no difference (every checkpoint would have been refused)."""
+    weights = tiny_checkpoint / "model.safetensors"
+    tied = json.loads(checkpoint._weights_metadata(weights)[checkpoint.TIED_KEY])
+    del tied["model"]["causal"]                                  # as if saved before 'causal' existed
+    save_file(load_file(str(weights)), str(weights), metadata={checkpoint.TIED_KEY: json.dumps(tied)})
+    assert checkpoint.load(tiny_checkpoint)
+    save_file(load_file(str(weights)), str(weights), metadata={checkpoint.TIED_KEY: "{not json"})
+    assert checkpoint.load(tiny_checkpoint)
+
+
 def test_a_converted_checkpoint_keeps_the_tie_to_its_config(tiny_checkpoint, tmp_path):
     converted = checkpoint.convert(tiny_checkpoint, tmp_path / "half", "bfloat16")
     config = json.loads((converted / "config.json").read_text())

@@ -154,6 +154,22 @@ def test_resume_refuses_a_run_that_stopped_early_unless_patience_allows_more(tmp
     assert json.loads((out / checkpoint.CONFIG_NAME).read_text())["training"]["steps"] == 8
 
 
+@pytest.mark.parametrize("validated, step, best_step, best_elbo, ended", [
+    ([2, 4], 4, 2, 1.0, True),               # stopped at the validation of step 4: nothing better since 2
+    ([6, 8, 12], 14, 6, 1.0, False),         # stopped by a signal after 12: the validation of 16 decides
+    ([], 12, 0, float("inf"), False),        # stopped before any validation
+    ([2, 4], 4, 4, 1.0, False),              # the last validation was the best
+])
+def test_only_a_run_that_ended_at_a_stale_validation_counts_as_early_stopped(validated, step, best_step, best_elbo,
+                                                                             ended):
+    """The refusal first compared the step with the best step whatever the run was doing, and refused to
+    resume a run stopped by a signal between validations, or before its first one."""
+    history = json.dumps([{"step": s, "val_elbo_raw": 1.0, "val_elbo_ema": 1.0} for s in validated])
+    state = {"history": history, "step": step, "best_step": best_step, "best_elbo": best_elbo}
+    cfg = TrainConfig(data="x", out="y", eval_every=2 if step == 4 else 4, patience=1 if step == 4 else 2)
+    assert train._ended_by_early_stopping(cfg, state) is ended
+
+
 def test_a_blank_out_and_an_absurd_learning_rate_are_refused_by_the_parser(data, capsys):
     """--out "" (an unset $OUT) wrote the run into the working directory; --lr 1e308 overflowed inside
     AdamW with a traceback."""
@@ -169,8 +185,9 @@ def test_a_diverged_run_ends_with_one_line_that_says_to_start_again(tmp_path, da
     fasta, _ = data
     monkeypatch.setattr(train, "diffusion_loss", lambda *a, **k: torch.tensor(float("nan"), requires_grad=True))
     line = refused(capsys, "--data", fasta, "--out", tmp_path / "nan", "--max-steps", "50", *RUN)
-    assert line == ("error: 5 non-finite losses in a row at step 0: the run diverged (the last save is kept); start a "
-                    "new run with a lower --lr (a run's --lr cannot change on --resume), or check the data")
+    assert line == ("error: 5 non-finite losses in a row at step 0: the run diverged, and nothing since its last save "
+                    "(if any) is written; start a new run (another --out, or --overwrite) with a lower --lr (a run's "
+                    "--lr cannot change on --resume), or check the data")
 
 
 def test_a_new_run_into_an_existing_run_is_refused_unless_overwrite(tmp_path, data, capsys):
