@@ -583,8 +583,9 @@ class Admission:
       edited (or, for particles, the sampler or top-p: ``build_demo``);
     - a session that already has ``cap`` runs waiting or running, so one visitor (or one API
       client that never reads its results: Gradio counts a session's events until their results
-      are delivered) cannot fill the queue for everyone. Each MCP client session is a Gradio
-      session of its own, so the cap counts per agent too (tested);
+      are delivered) cannot fill the queue for everyone. Not an MCP call: Gradio's MCP server sends
+      every agent's calls through its one client, so all agents would count as one session (a
+      second agent refused at a cap of 1 while the first ran); the queue's cap bounds them;
     - a full queue. Gradio checks the queue's size before it awaits a validator, so a burst of
       requests would all pass that check and overfill the queue.
 
@@ -637,7 +638,7 @@ class Admission:
         waiting = len(self.demo._queue)
         if waiting >= self.max_queue:
             refusal = f"the queue is full ({render.plural(waiting, 'run')} waiting); try again in a minute"
-        elif pending >= self.cap:
+        elif pending >= self.cap and request.headers.get("x-gradio-user") != "mcp":   # Gradio's MCP client
             refusal = (f"this session already has {render.plural(pending, noun)} waiting or running "
                        f"(at most {self.cap}); wait for one to finish")
         else:

@@ -164,7 +164,9 @@ def test_one_session_cannot_fill_the_queue(model, endpoint, inputs, noun):
 
 
 async def _mcp_agents_generate(url: str, agents: int) -> list:
-    """Each agent in its own MCP session, all calling ``generate`` at once (runs long enough to overlap)."""
+    """One agent's call, then ``agents`` more, each in its own MCP session, calling ``generate`` at once
+    (runs long enough to overlap). The first call makes Gradio's MCP server create its client: calls
+    that race it may each get one of their own, which would hide the sharing."""
     from mcp import ClientSession
     from mcp.client.streamable_http import streamablehttp_client
 
@@ -174,13 +176,13 @@ async def _mcp_agents_generate(url: str, agents: int) -> list:
             await session.initialize()
             return await session.call_tool("generate", {"template": "_" * 60, "num_samples": 2, "steps": 256,
                                                         "seed": seed})
-    return await asyncio.gather(*(agent(seed) for seed in range(agents)))
+    await agent(0)
+    return await asyncio.gather(*(agent(seed) for seed in range(1, agents + 1)))
 
 
-def test_mcp_agents_are_not_one_session(model):
-    """Each MCP session is a session of its own for the session cap: three agents at a cap of 1 all run
-    (were Gradio's MCP server to send every agent's calls through one session, the cap would count
-    them together and refuse all but one)."""
+def test_mcp_agents_are_not_counted_as_one_session(model):
+    """Gradio's MCP server sends every agent's calls through its one client, one session: the session
+    cap counted all agents together, and at a cap of 1 refused two of three agents calling at once."""
     demo, url = launch_app(model, {"off": None}, concurrency=1, max_queue=16, per_session=1)
     try:
         results = asyncio.run(_mcp_agents_generate(url, 3))
