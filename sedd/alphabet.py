@@ -410,7 +410,7 @@ class Alphabet:
             text = without_comments(text)              # as every FASTA reader does (``data.fasta_spans``)
         body, offset = text, 0
         if ">" in self._index:                         # a residue, not a header
-            return self._strip_stop(body), offset, notices
+            return self.strip_stop(body), offset, notices
         stripped = _without_leading_blanks(text)       # not lstrip(): it takes U+001C–1F, refused as invisible
         if stripped.startswith(">"):
             offset = len(text) - len(stripped)
@@ -427,9 +427,9 @@ class Alphabet:
                 raise ValueError("template has two FASTA header lines in a row and no sequence")
             notices.append(f"the input holds {1 + len(headers)} FASTA records; using the first one only")
             body = body[:headers[0]]
-        return self._strip_stop(body), offset, notices
+        return self.strip_stop(body), offset, notices
 
-    def _strip_stop(self, body: str) -> str:
+    def strip_stop(self, body: str) -> str:
         """``body`` without one trailing stop ``*``, unless ``*`` is a residue of this alphabet."""
         trimmed = _without_trailing_blanks(body)       # not rstrip(): it takes U+001C–1F, refused as invisible
         return trimmed[:-1] if trimmed.endswith("*") and "*" not in self._index else body

@@ -298,11 +298,13 @@ def _refuse_a_config_of_other_weights(directory: Path, blocks: dict[str, dict]) 
     try:
         tied = json.loads(_weights_metadata(directory / WEIGHTS_NAME)[TIED_KEY])
     except (KeyError, ValueError):
+        tied = None
+    if not isinstance(tied, dict):
         return                           # no tie (an older save), or one damaged: the weights still load
     differ = []
     for block in TIED_BLOCKS:
         said = json.loads(json.dumps(blocks[block]))                 # tuples as JSON lists, as the metadata has them
-        saved = tied.get(block) if isinstance(tied, dict) else None
+        saved = tied.get(block)
         if isinstance(saved, dict):
             # the settings the weights were saved with; one a later version adds is at its default in ``said``
             differ += [f"{block}.{k}: {v!r} in the weights, {said.get(k)!r} in {CONFIG_NAME}"

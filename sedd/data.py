@@ -150,9 +150,8 @@ def read_fasta(path: str | Path, alphabet: Alphabet, max_len: int | None = None)
     ``*`` are ignored, as the template rules and ``sedd.score`` ignore them."""
     ids, tokens, dropped, num_dropped = [], [], Counter(), 0
     for name, body in read_fasta_records(path):
-        seq = "".join(ch for ch in body if not is_blank(ch))
-        seq = seq[:-1] if seq.endswith("*") and not alphabet.is_valid("*") else seq   # a stop, judged before the
-        # digits go, as templates judge it
+        # a stop, judged before the digits go, as templates judge it
+        seq = "".join(ch for ch in alphabet.strip_stop(body) if not is_blank(ch))
         seq = "".join(ch for ch in seq if ch not in "0123456789" or alphabet.is_valid(ch))
         bad = sorted({ch for ch in seq if not alphabet.is_valid(ch)})
         too_long = max_len is not None and len(seq) > max_len

@@ -107,6 +107,12 @@ FOLDER = checked(str, lambda v: bool(v.strip()), "a folder (it is blank)")
 LEARNING_RATE = checked(float, lambda v: 0 < v <= 10, "a learning rate above 0 and at most 10")
 
 
+def no_better_for_patience(cfg: TrainConfig, step: int, best_step: int) -> bool:
+    """Early stopping's test at a validation of ``step``: ``patience`` evaluations (never, when it is 0)
+    without a better validation ELBO than the one of ``best_step``."""
+    return bool(cfg.patience) and step - best_step >= cfg.patience * cfg.eval_every
+
+
 class Diverged(FloatingPointError, ValueError):
     """Training produced only non-finite losses for ``max_bad_steps`` steps in a row (a ValueError too:
     the command line reports it in one line)."""
@@ -783,7 +789,7 @@ class Trainer:
         rec = self.evaluate()
         if self.is_main:
             bar.write(f"step {self.step}: val ELBO raw {rec['val_elbo_raw']:.3f}  ema {rec['val_elbo_ema']:.3f}", file=sys.stderr)
-        stale = bool(self.cfg.patience) and self.step - self.best["step"] >= self.cfg.patience * self.cfg.eval_every
+        stale = no_better_for_patience(self.cfg, self.step, self.best["step"])
         stop = self._any_rank(stale)
         if stop and self.is_main:
             bar.write(f"early stop: no better validation ELBO since step {self.best['step']}", file=sys.stderr)
@@ -1053,8 +1059,8 @@ def _ended_by_early_stopping(cfg: TrainConfig, state: dict) -> bool:
     a resume may change) stops at: the training loop's test, made where the loop makes it. A run
     stopped between validations, or before any, is not judged: its next validation decides."""
     validated = [h["step"] for h in json.loads(state["history"]) if "val_elbo_ema" in h]
-    return (bool(cfg.patience) and math.isfinite(state["best_elbo"]) and bool(validated)
-            and validated[-1] == state["step"] and state["step"] - state["best_step"] >= cfg.patience * cfg.eval_every)
+    return (math.isfinite(state["best_elbo"]) and bool(validated) and validated[-1] == state["step"]
+            and no_better_for_patience(cfg, state["step"], state["best_step"]))
 
 
 def _checkpoint_is_of_step(out: Path, step: int) -> bool:
