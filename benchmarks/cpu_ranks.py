@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))   # run from a checkout without installing
 
 from sedd.checkpoint import CONFIG_NAME, atomic_write_text  # noqa: E402
-from sedd.cli import COUNT, OUTPUT_FILE, POSITIVE, script  # noqa: E402
+from sedd.cli import BATCH_TOKENS, OUTPUT_FILE, POSITIVE, script  # noqa: E402
 from sedd.train import TrainConfig  # noqa: E402
 
 RECIPE = ["--dropout", "0", "--mlp", "swiglu", "--time-sampling", "importance"]
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--preset", default="mini")
     p.add_argument("--minutes", type=POSITIVE, default=2.0, help="wall-clock budget of each run")
     p.add_argument("--cores", type=int, default=os.cpu_count(), help="threads of the one process; ranks of the other")
-    p.add_argument("--tokens-per-batch", type=COUNT, default=TrainConfig.tokens_per_batch, help="global batch, residues")
+    p.add_argument("--tokens-per-batch", type=BATCH_TOKENS, default=TrainConfig.tokens_per_batch, help="global batch, residues")
     p.add_argument("--json", type=OUTPUT_FILE, help="also write the rows to this JSON file")
     a = p.parse_args(argv)
     if a.cores < 2 or a.tokens_per_batch % a.cores:

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a c
 
 from sedd import checkpoint  # noqa: E402
 from sedd.alphabet import PROTEIN  # noqa: E402
-from sedd.cli import COUNT, COUNT_OR_ZERO, OUTPUT_FILE, POSITIVE, script  # noqa: E402
+from sedd.cli import BATCH_TOKENS, COUNT, COUNT_OR_ZERO, OUTPUT_FILE, POSITIVE, script  # noqa: E402
 from sedd.data import write_fasta  # noqa: E402
 from sedd.train import Trainer, TrainConfig  # noqa: E402
 
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=OUTPUT_FILE, help="also write the rows to this JSON file")
     a = p.parse_args(argv)
     try:                                  # now, not after the first presets have been measured
-        batches = [COUNT(batch.strip()) for batch in a.tokens_per_batch.split(",")]
+        batches = [BATCH_TOKENS(batch.strip()) for batch in a.tokens_per_batch.split(",")]
     except argparse.ArgumentTypeError as e:
         p.error(f"argument --tokens-per-batch: {e}")
     try:

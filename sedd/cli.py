@@ -53,6 +53,13 @@ PROBABILITY_MASS = checked(float, lambda v: 0 < v <= 1, "a number above 0 and at
 STEPS = checked(whole_number, lambda v: 0 < v <= MAX_STEPS, f"a whole number from 1 to {MAX_STEPS:,}")
 SEED = checked(whole_number, lambda v: 0 <= v <= MAX_SEED, "a whole number from 0 to 2**63 - 1")
 
+MAX_MODEL_LEN = 100_000         # titin, the longest known protein, has about 35,000 residues
+MAX_TOKENS_PER_BATCH = 2**20    # a batch's activations grow with it: a million residues is beyond any one device
+MODEL_LENGTH = checked(whole_number, lambda v: 0 < v <= MAX_MODEL_LEN,
+                       f"a length from 1 to {MAX_MODEL_LEN:,} residues")
+BATCH_TOKENS = checked(whole_number, lambda v: 0 < v <= MAX_TOKENS_PER_BATCH,
+                       f"a batch size from 1 to {MAX_TOKENS_PER_BATCH:,} residues")
+
 
 class RankZeroParser(argparse.ArgumentParser):
     """An ``ArgumentParser`` for a tool started by ``torchrun``: every rank parses the same command line

@@ -22,7 +22,7 @@ import torch
 
 from . import checkpoint as ckpt
 from .alphabet import HEADER_LINE, Alphabet, is_blank, without_comments
-from .cli import COUNT, SEED, one_line_warnings, run
+from .cli import MODEL_LENGTH, SEED, one_line_warnings, run
 
 
 @dataclass
@@ -362,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clusters", help="cluster<TAB>member TSV: hold out whole clusters (as sedd.train --clusters)")
     p.add_argument("--val-fraction", type=float, default=0.05, help="share of the sequences held out (default 0.05)")
     p.add_argument("--seed", type=SEED, default=0, help="the split's seed (sedd.train --seed; default 0)")
-    p.add_argument("--max-len", type=COUNT, default=MAX_LEN,
+    p.add_argument("--max-len", type=MODEL_LENGTH, default=MAX_LEN,
                    help="longest sequence kept, as in training (sedd.train --max-len; default %(default)s)")
     p.add_argument("--out", required=True, help="folder for train.fasta and val.fasta")
     a = p.parse_args(argv)

@@ -32,8 +32,8 @@ import torch.distributed as dist
 
 from . import checkpoint as ckpt
 from .alphabet import PROTEIN, Alphabet
-from .cli import (COUNT, COUNT_OR_ZERO, FRACTION, POSITIVE, POSITIVE_OR_ZERO, SEED, RankZeroParser, checked,
-                  one_line_warnings, run)
+from .cli import (BATCH_TOKENS, COUNT, COUNT_OR_ZERO, FRACTION, MODEL_LENGTH, POSITIVE, POSITIVE_OR_ZERO, SEED,
+                  RankZeroParser, checked, one_line_warnings, run)
 from .data import MAX_LEN, bucketed_batches, collate, describe_dropped, longer_than, read_clusters, read_fasta, split
 from .hmm import HMM_NAME
 from .likelihood import estimate_elbo, unigram_nll
@@ -900,10 +900,10 @@ def _parser() -> argparse.ArgumentParser:
                                                                 "replacing its files")
     p.add_argument("--clusters", help="cluster<TAB>member TSV: validate on whole held-out clusters")
     p.add_argument("--lr", type=LEARNING_RATE, help=_default("lr"))
-    p.add_argument("--max-len", type=COUNT,
+    p.add_argument("--max-len", type=MODEL_LENGTH,
                    help=f"longest sequence kept, and the model's maximum length ({_default('max_len')}; longer "
                         "sequences are dropped with a note)")
-    p.add_argument("--tokens-per-batch", type=COUNT, help=_default("tokens_per_batch"))
+    p.add_argument("--tokens-per-batch", type=BATCH_TOKENS, help=_default("tokens_per_batch"))
     p.add_argument("--dropout", type=FRACTION, help=_default("dropout"))
     p.add_argument("--warmup-steps", type=COUNT_OR_ZERO, help=_default("warmup_steps"))
     p.add_argument("--optimizer", choices=OPTIMIZERS,

@@ -81,7 +81,7 @@ def test_an_out_of_range_value_is_refused_naming_its_flag(monkeypatch, capsys, n
 def test_a_bad_batch_size_in_the_list_is_refused_before_any_preset_is_measured(monkeypatch, capsys):
     """It was parsed inside the measuring loop: ``512,abc`` measured every preset at 512 first, then crashed."""
     message = refused(monkeypatch, capsys, "train_speed", ["--presets", "tiny", "--tokens-per-batch", "512,abc"])
-    assert "argument --tokens-per-batch: 'abc' is not a whole number above 0" in message
+    assert "argument --tokens-per-batch: 'abc' is not a batch size from 1 to 1,048,576 residues" in message
 
 
 @pytest.mark.parametrize("config", ["remask@8,x", "remask@0", "remask:eta=high"])

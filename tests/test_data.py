@@ -325,7 +325,7 @@ def test_the_split_cli_refuses_an_unwritable_out_and_a_max_len_below_one(tmp_pat
     assert "afile is a file, not a folder" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
         sedd_data.main(["--data", "x.fasta", "--out", str(tmp_path / "split"), "--max-len", "0"])
-    assert e.value.code == 2 and "argument --max-len: '0' is not a whole number above 0" in capsys.readouterr().err
+    assert e.value.code == 2 and "argument --max-len: '0' is not a length from 1 to 100,000 residues" in capsys.readouterr().err
 
 
 # ---- batches for a rank outside the world ---------------------------------------------------------------
