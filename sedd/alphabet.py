@@ -79,6 +79,12 @@ def _refuse_unknown_settings(section: dict, known: set[str], name: str) -> None:
                          f"({', '.join(map(repr, unknown))}); a newer sedd wrote it: update sedd to load it")
 
 
+def _invisible(ch: str) -> bool:
+    """A format or control character: a byte-order mark, zero-width space or soft hyphen pasted from a
+    PDF, a stray NUL. The user cannot see it."""
+    return unicodedata.category(ch) in ("Cf", "Cc")
+
+
 def describe_char(ch: str) -> str:
     """A character as an error message should show it: ``'!'``, or for anything beyond printable
     ASCII also its code point and name, ``'А' (U+0410, CYRILLIC CAPITAL LETTER A)``, so a look-alike
@@ -86,8 +92,7 @@ def describe_char(ch: str) -> str:
     if ch.isascii() and ch.isprintable():
         return repr(ch)
     name = unicodedata.name(ch, "")
-    # a byte-order mark, zero-width space or soft hyphen pasted from a PDF: the user cannot see it
-    hidden = ", invisible: delete it" if unicodedata.category(ch) in ("Cf", "Cc") else ""
+    hidden = ", invisible: delete it" if _invisible(ch) else ""
     return f"{ch!r} (U+{ord(ch):04X}{', ' + name if name else ''}{hidden})"
 
 
@@ -530,7 +535,12 @@ class Alphabet:
             elif ch in self._index:
                 parts.append(Slot(self._index[ch]))
             elif not (is_blank(ch) or ch in "0123456789"):       # not isdigit(): '²' or '٣' is no number
-                raise ValueError(f"invalid character {describe_char(ch)} at position {at(i)}; {self.allowed_text()}")
+                if ch == "*":       # a stop that only something invisible keeps from being the last: name that
+                    rest = [j for j in range(i + 1, len(body)) if not is_blank(body[j])]
+                    if rest and all(_invisible(body[j]) for j in rest):
+                        i = rest[0]
+                raise ValueError(f"invalid character {describe_char(body[i])} at position {at(i)}; "
+                                 f"{self.allowed_text()}")
             i += 1
         spec = TemplateSpec(tuple(parts), self.mask_id, tuple(notices))
         self._check_length(spec, max_len)

@@ -44,6 +44,15 @@ def test_an_invisible_pasted_character_is_said_to_be_invisible(hidden):
     assert f"U+{ord(hidden):04X}" in str(refusal.value) and "invisible: delete it" in str(refusal.value)
 
 
+@pytest.mark.parametrize("hidden", ["\x01", "\x1f", "\u200b"])
+def test_an_invisible_character_after_a_stop_is_named_not_the_stop(hidden):
+    """``MKV*`` is fine: the stop was blamed when only something the user cannot see followed it."""
+    with pytest.raises(ValueError, match=rf"U\+{ord(hidden):04X}.*invisible: delete it.* at position 6;"):
+        parse(f"MKV* {hidden}\n")
+    with pytest.raises(ValueError, match=r"'\*' at position 4;"):
+        parse(f"MKV*{hidden}A")         # a residue after it: the stop is not the last, and is named
+
+
 def test_position_counts_from_the_start_of_the_typed_text():
     with pytest.raises(ValueError, match="'J' at position 9"):
         parse(">h\nMKVAAJVV")      # '>'=1, 'h'=2, newline=3, M=4 … J=9
