@@ -37,19 +37,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a c
 from sedd import autoregressive  # noqa: E402
 from sedd import checkpoint as ckpt  # noqa: E402
 from sedd.cli import COUNT, OUTPUT_FILE, SEED, script  # noqa: E402
-from sedd.metrics import MOTIF, binomial_stderr, draw_samples, evaluation_templates, motif_hits  # noqa: E402
+from sedd.metrics import (MOTIF, binomial_stderr, draw_samples, evaluation_templates, motif_hits,  # noqa: E402
+                          wilson_interval)
 
-Z95 = 1.959963984540054
 DIFFUSION_SAMPLERS = {"tau-leaping": "τ-leaping, 128 steps", "left-to-right": "one position at a time, left to right"}
 AUTOREGRESSIVE = "left to right (autoregressive)"
-
-
-def wilson_interval(hits: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """The Wilson score interval of a binomial proportion (sound near 0 and 1, unlike p ± z·SE)."""
-    p = hits / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return centre - half, centre + half
 
 
 def rate_summary(hits: list[bool]) -> dict:

@@ -222,6 +222,18 @@ def binomial_stderr(rate: float, n: int) -> float:
     return math.sqrt(rate * (1 - rate) / n)
 
 
+Z95 = 1.959963984540054      # the standard normal's 97.5th percentile
+
+
+def wilson_interval(hits: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """The Wilson score interval of a binomial proportion: sound near 0 and 1, where p ± z·SE shrinks
+    to the point itself (0 hits in 50 is not a certain 0)."""
+    p = hits / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return centre - half, centre + half
+
+
 def mean_pairwise_identity(sequences: list[str], max_pairs: int = MAX_PAIRS, seed: int = 0,
                            progress: bool = False) -> tuple[float, int]:
     """Mean ``alignment_identity`` over all pairs, or over a seeded random subset of ``max_pairs`` pairs.

@@ -9,7 +9,7 @@ import numpy as np
 
 from . import checkpoint as ckpt
 from .design import to_fasta
-from .metrics import MOTIF, binomial_stderr
+from .metrics import MOTIF, binomial_stderr, wilson_interval
 
 
 def _histogram(identities: list[float], path: Path) -> None:
@@ -64,8 +64,13 @@ def _fmt(value, digits: int = 3) -> str:
 
 
 def _rate(stats: dict, key: str) -> str:
-    """A share of the samples with its binomial standard error, e.g. ``0.824 ± 0.024``."""
-    return f"{stats[key]:.3f} ± {binomial_stderr(stats[key], stats['num_samples']):.3f}"
+    """A share of the samples with its binomial standard error, e.g. ``0.824 ± 0.024``; at 0 or 1, where
+    that error is 0, its 95 % Wilson interval instead: ``1.000 (95 % interval 0.986–1.000)``."""
+    rate, n = stats[key], stats["num_samples"]
+    if rate in (0, 1):
+        low, high = wilson_interval(round(rate * n), n)
+        return f"{rate:.3f} (95 % interval {low:.3f}–{high:.3f})"
+    return f"{rate:.3f} ± {binomial_stderr(rate, n):.3f}"
 
 
 def _data_line(result: dict) -> str:

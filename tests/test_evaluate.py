@@ -328,7 +328,8 @@ def test_update_config_records_exactly_the_printed_result(ckpt_dir, clustered_fa
     text = report.read_text()
     assert "whole clusters of" in text and "8 sequences in 2 clusters" in text and "unigram floor" in text
     motif = printed["samples"]["motif_rate"]      # 4 samples: the rate comes with its (large) binomial SE
-    assert f"| {motif:.3f} ± {(motif * (1 - motif) / 4) ** 0.5:.3f} (" in text
+    assert f"| {motif:.3f} ± {(motif * (1 - motif) / 4) ** 0.5:.3f} (" in text if 0 < motif < 1 else \
+        f"| {motif:.3f} (95 % interval " in text
     floor = printed["samples"]["composition_kl_floor"]        # the KL beside what sampling alone gives
     assert f"nats (≈ {floor:.4f} from sampling alone at this size) |" in text
     assert "± the Monte Carlo error of K = " in text               # the ELBO's ± is no spread over held-out sets
@@ -535,3 +536,15 @@ def test_report_and_summary_say_how_many_folds_failed_and_why(recorded, tmp_path
     none = {**result, "fold": {"mean_plddt": None, "mean_ptm": None, "folded": 0, "per_sample": [],
                                "failures": [{"sequence": "MKV", "error": "too long"}]}}
     assert "0 folded, 1 failed; first: too long" in summary(none)
+
+
+@pytest.mark.parametrize("rate, interval", [(1.0, "0.985–1.000"), (0.0, "0.000–0.015")])
+def test_a_motif_rate_of_all_or_none_comes_with_an_interval_not_a_standard_error_of_zero(recorded, tmp_path,
+                                                                                          rate, interval):
+    """256 of 256 samples with the motif printed "1.000 ± 0.000": as if the rate were known exactly."""
+    evaluation, samples = recorded
+    result = {**evaluation, "samples": {**evaluation["samples"], "num_samples": 256, "motif_rate": rate}}
+    write_report(tmp_path / "r.md", result, samples[:4], [0.5] * 4)
+    shown = f"{rate:.3f} (95 % interval {interval})"
+    assert f"| {shown} (" in (tmp_path / "r.md").read_text() and f"rate {shown} (references" in summary(result)
+    assert "± 0.000" not in (tmp_path / "r.md").read_text() + summary(result)
