@@ -6,7 +6,8 @@
 Each timing is the median of ``--repeats`` runs after one warm-up, as wall time and as this
 process's CPU time (see ``median_seconds``). The scan is
 ``masked_marginals`` + ``scan_from_marginals``: one network call on L rows. The ELBO is
-``elbo_score`` (64 to 256 random times, until its standard error is below 0.05 nats/residue), and
+``elbo_score`` (a pilot of 16 random times, then 64 to 256, as many as its standard error needs to
+fall below 0.05 nats/residue), and
 ``score_sequence(scan=True)`` is both, i.e. what one ``python -m sedd.score --scan`` sequence costs
 once the model is loaded.
 """

@@ -11,8 +11,8 @@ was trained on, and the held-out part is rebuilt exactly as training built it:
 ``sedd.data.split(read_fasta(data, max_len), --val-fraction, --split-seed, clusters)`` (whole
 clusters until the fraction of *sequences* is reached); the training part is then the reference.
 
-ELBO: ``sedd.likelihood.elbo_to_precision`` (the estimator, its standard error and how rounds of
-t samples are added until the error is below ``--target-stderr`` are documented there). The error
+ELBO: ``sedd.likelihood.elbo_to_precision`` (the estimator, its standard error, and how a pilot
+predicts how many t samples the error needs to fall below ``--target-stderr``, are documented there). The error
 is the Monte Carlo error of the estimate on these sequences: it says how well the ELBO of this
 held-out set is known, which is what comparing models on one split needs, not how much another
 held-out set of the family would differ (a bootstrap over the held-out clusters would say that,
@@ -104,11 +104,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-seqs", type=COUNT, help="evaluate a seeded random subset of N sequences")
     p.add_argument("--seed", type=SEED, default=0, help="seeds the times, masks and samples (default 0)")
     p.add_argument("--t-samples", type=TWO_OR_MORE, default=4,
-                   help="t samples per sequence drawn before the ELBO's error is checked (in rounds of at most 64; "
-                        "default 4)")
+                   help="t samples per sequence in the pilot that predicts how many the target error needs, and the "
+                        "fewest then drawn (in rounds of at most 64; default 4)")
     p.add_argument("--target-stderr", type=float, default=0.01,
-                   help="add t samples until the ELBO error is below this (nats/residue; default 0.01)")
-    p.add_argument("--max-t-samples", type=TWO_OR_MORE, default=1024, help="stop adding t samples here (default 1024)")
+                   help="draw as many t samples as the pilot predicts the ELBO's error needs to fall below this "
+                        "(nats/residue; default 0.01)")
+    p.add_argument("--max-t-samples", type=TWO_OR_MORE, default=1024, help="draw at most this many t samples (default 1024)")
     p.add_argument("--infill-fraction", type=float, default=0.3,
                    help="fraction of each held-out sequence masked for the infill recovery (default 0.3)")
     p.add_argument("--batch-size", type=COUNT, default=64,
@@ -164,8 +165,8 @@ def _check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
     if a.hmm is not None and a.samples is None:
         p.error("--hmm scores the samples: give --samples N --reference FASTA (or --clusters)")
     if a.max_t_samples < a.t_samples:
-        p.error(f"--max-t-samples ({a.max_t_samples}) is below --t-samples ({a.t_samples}), the first round's "
-                "count: raise it, or lower --t-samples")
+        p.error(f"--max-t-samples ({a.max_t_samples}) is below --t-samples ({a.t_samples}), the pilot's "
+                "count and the fewest drawn: raise it, or lower --t-samples")
     if a.device is not None:
         ckpt.check_device(a.device)
     if a.hmm is not None:

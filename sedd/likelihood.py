@@ -7,10 +7,11 @@ Each sequence gets K stratified times t_k = ε + (1−ε)(k + u_k)/K, k = 0…K�
 The reported value is Σ_seq Σ_k f / (K Σ_seq n) in nats/residue. Its standard error is the Monte
 Carlo error of that number for this fixed set of sequences: sqrt(Σ_seq Var_k(f)/K) / Σ_seq n, with
 Var_k the sample variance over the K times (conservative under stratification).
-``elbo_to_precision`` adds rounds of fresh stratified times until that error is below a target
-(0.01 by default). Round r is seeded seed + 7919·r: the rounds of one call are independent, but
-seeds 7919 apart share rounds (average over seeds that are not; the stored figures were estimated
-this way). Rounds r with K_r times combine as
+``elbo_to_precision`` draws as many times as a pilot estimate says that error needs to fall below
+a target (0.01 by default), in rounds of fresh stratified times: a count chosen from the times it
+reports would bias the ELBO low (its docstring). Round r is seeded seed + 7919·r: the rounds of one
+call are independent, but seeds 7919 apart share rounds (average over seeds that are not; the
+stored figures were estimated this way). Rounds r with K_r times combine as
     ELBO = Σ_r K_r ELBO_r / K,   SE = sqrt(Σ_r K_r² SE_r²) / K,   K = Σ_r K_r,
 which is the single-round formula with the variance pooled over all K times. For an untrained
 model Var(f) ≈ n log²20 (ln(1/ε) − 1), so reaching 0.01 takes K·Σn ≈ 5·10⁵ (sequence, t) tokens.
@@ -36,6 +37,7 @@ from .schedule import LogLinearSchedule
 from .spans import log_length_prior
 
 T_SAMPLES_PER_ROUND = 64     # bounds one forward at ≤ 64 copies of a sequence
+PILOT_SEED_OFFSET = 2**31 - 1  # elbo_to_precision's pilot: a prime, no multiple of the rounds' 7919
 
 
 def check_sequences(data: Dataset, num_residues: int, max_len: int | None,
@@ -162,48 +164,51 @@ def unigram_nll(data: Dataset, reference: Dataset, size: int) -> float:
 def elbo_to_precision(model, data: Dataset, schedule: LogLinearSchedule, mask_id: int, *, t_samples: int = 4,
                       target_stderr: float = 0.01, max_t_samples: int = 1024, seed: int = 0, device=None,
                       progress: bool = False, observed: list[list[bool]] | None = None,
-                      pad_id: int | None = None) -> dict:
-    """``estimate_elbo`` repeated with fresh times until its standard error is below ``target_stderr``.
+                      pad_id: int | None = None, pilot_t_samples: int | None = None) -> dict:
+    """``estimate_elbo`` with as many times as its standard error needs to fall below ``target_stderr``.
 
-    Starts with ``t_samples`` times per sequence (at most ``max_t_samples``; in rounds of at most
-    ``T_SAMPLES_PER_ROUND``, all run whatever the error); each further round asks for the K the
-    pooled variance predicts, K_needed = K·(SE/target)²·1.1, capped at
-    ``max_t_samples`` in all (rounds combine as in the module docstring). Returns ``estimate_elbo``'s keys, ``t_samples`` = the
-    total K, plus ``elbo_target_stderr`` and ``elbo_target_met``; ``per_sequence`` and its error
-    are pooled over the rounds the same way.
+    Two stages, so that the count never depends on the times reported. A pilot of ``pilot_t_samples``
+    times per sequence (default ``t_samples``), from a seed stream of its own, estimates the error;
+    the count it predicts, K = pilot·(SE_pilot/target)²·1.2, at least ``t_samples`` and at most
+    ``max_t_samples``, is then drawn afresh, and only those K times are reported. (Adding rounds until
+    the error so far is below the target biases the ELBO low: f(t) has a heavy tail at small t, so a
+    round that drew high also has a high error and is diluted by more rounds, while one that drew low
+    stops the loop and is kept.) The 1.2 leaves some room for the pilot's own error;
+    ``elbo_target_met`` says whether the reported error did fall below the target. The K times are drawn in rounds of at most
+    ``T_SAMPLES_PER_ROUND``, round r seeded seed + 7919·r, and pooled as in the module docstring;
+    when the pilot meets the target the K times are exactly ``estimate_elbo``'s with ``seed``.
+    Returns ``estimate_elbo``'s keys (``per_sequence`` and its error pooled the same way),
+    ``t_samples`` = K, ``pilot_t_samples``, ``elbo_target_stderr`` and ``elbo_target_met``.
     """
-    if t_samples < 2 or max_t_samples < 2:
-        raise ValueError("t_samples and max_t_samples must be at least 2 to estimate a standard error, "
-                         f"got {t_samples} and {max_t_samples}")
+    pilot_t_samples = t_samples if pilot_t_samples is None else pilot_t_samples
+    if min(t_samples, max_t_samples, pilot_t_samples) < 2:
+        raise ValueError("t_samples, max_t_samples and pilot_t_samples must be at least 2 to estimate a standard "
+                         f"error, got {t_samples}, {max_t_samples} and {pilot_t_samples}")
     if not target_stderr > 0:
         raise ValueError(f"target_stderr must be more than 0 (nats/residue), got {target_stderr}")
-    rounds: list[tuple[int, float, float]] = []              # (K_r, ELBO_r, SE_r)
-    first_count = min(t_samples, max_t_samples)             # the cap holds for the first count too
-    first, k_next = None, first_count
-    seq_sum = torch.zeros(len(data), dtype=torch.float64)    # Σ_r K_r · mean_r
-    seq_var = torch.zeros(len(data), dtype=torch.float64)    # Σ_r K_r² · SE_r²
-    while True:
-        k_r = min(k_next, T_SAMPLES_PER_ROUND)
-        result = estimate_elbo(model, data, schedule, mask_id, t_samples=k_r, seed=seed + 7919 * len(rounds),
-                               device=device, progress=progress, observed=observed, pad_id=pad_id)
-        first = first or result
-        seq_sum += k_r * torch.tensor(result["per_sequence"], dtype=torch.float64)
-        seq_var += k_r ** 2 * torch.tensor(result["per_sequence_stderr"], dtype=torch.float64) ** 2
-        rounds.append((k_r, result["elbo_nats_per_residue"], result["elbo_stderr"]))
-        k_total = sum(k for k, _, _ in rounds)
-        elbo = sum(k * e for k, e, _ in rounds) / k_total
-        stderr = math.sqrt(sum((k * se) ** 2 for k, _, se in rounds)) / k_total
-        if max_t_samples - k_total < 2:                              # a round needs 2 times for its SE
-            break
-        if k_total < first_count:                   # the first count, over 64 times, takes several rounds
-            k_next = max(2, first_count - k_total)
-            continue
-        if stderr < target_stderr:
-            break
-        k_needed = math.ceil(k_total * (stderr / target_stderr) ** 2 * 1.1)
-        k_next = max(2, min(k_needed, max_t_samples) - k_total)
-    return {**first, "elbo_nats_per_residue": elbo, "elbo_stderr": stderr, "t_samples": k_total,
-            "per_sequence": (seq_sum / k_total).tolist(), "per_sequence_stderr": (seq_var.sqrt() / k_total).tolist(),
-            "elbo_target_stderr": target_stderr, "elbo_target_met": stderr < target_stderr}
+
+    def draw(count: int, first_seed: int) -> dict:
+        """``count`` times per sequence in rounds of at most ``T_SAMPLES_PER_ROUND``, pooled."""
+        rounds = [min(T_SAMPLES_PER_ROUND, count - done) for done in range(0, count, T_SAMPLES_PER_ROUND)]
+        if len(rounds) > 1 and rounds[-1] < 2:          # a round needs 2 times for its SE: 65 = 63 + 2
+            rounds[-2:] = [rounds[-2] - 1, 2]
+        results = [estimate_elbo(model, data, schedule, mask_id, t_samples=k, seed=first_seed + 7919 * r,
+                                 device=device, progress=progress, observed=observed, pad_id=pad_id)
+                   for r, k in enumerate(rounds)]
+        per_sequence = sum(k * torch.tensor(r["per_sequence"], dtype=torch.float64) for k, r in zip(rounds, results))
+        per_sequence_var = sum((k * torch.tensor(r["per_sequence_stderr"], dtype=torch.float64)) ** 2
+                               for k, r in zip(rounds, results))
+        return {**results[0], "t_samples": count,
+                "elbo_nats_per_residue": sum(k * r["elbo_nats_per_residue"] for k, r in zip(rounds, results)) / count,
+                "elbo_stderr": math.sqrt(sum((k * r["elbo_stderr"]) ** 2 for k, r in zip(rounds, results))) / count,
+                "per_sequence": (per_sequence / count).tolist(),
+                "per_sequence_stderr": (per_sequence_var.sqrt() / count).tolist()}
+
+    pilot_count = min(pilot_t_samples, max_t_samples)       # the cap holds for the pilot too
+    pilot = draw(pilot_count, seed + PILOT_SEED_OFFSET)
+    needed = math.ceil(pilot_count * (pilot["elbo_stderr"] / target_stderr) ** 2 * 1.2)
+    result = draw(min(max(needed, t_samples), max_t_samples), seed)
+    return {**result, "pilot_t_samples": pilot_count, "elbo_target_stderr": target_stderr,
+            "elbo_target_met": result["elbo_stderr"] < target_stderr}
 
 

@@ -6,8 +6,9 @@
 
 Whole-sequence score (DESIGN decision 12). The ELBO bound on −log p(x | length) in nats per residue,
 from the one estimator ``sedd.likelihood.elbo_to_precision`` run on this sequence alone (so a
-sequence's score does not depend on the others in a file): K stratified times, more rounds until
-the per-residue standard error is below ``ELBO_TARGET_STDERR`` or K reaches ``ELBO_MAX_T_SAMPLES``.
+sequence's score does not depend on the others in a file): K stratified times, as many as a pilot
+of ``ELBO_PILOT_T_SAMPLES`` predicts the per-residue standard error needs to fall below
+``ELBO_TARGET_STDERR``, at least ``ELBO_T_SAMPLES`` and at most ``ELBO_MAX_T_SAMPLES``.
 Deterministic for a given seed on the CPU. Lower is more family-like.
 
 Masked marginals. For a set S of positions, x_S̄ = the sequence with the positions in S masked;
@@ -51,7 +52,8 @@ from .data import Dataset, fasta_file_text, fasta_spans, not_utf8, without_comme
 from .likelihood import elbo_to_precision, estimate_elbo
 from .model import device_of, eval_mode
 
-ELBO_T_SAMPLES = 64          # times in the first round: one forward of 64 copies of the sequence
+ELBO_T_SAMPLES = 64          # the fewest times: one forward of 64 copies of the sequence
+ELBO_PILOT_T_SAMPLES = 16    # times that only predict how many the target needs (elbo_to_precision)
 ELBO_TARGET_STDERR = 0.05    # nats/residue; ~120 times for a 100-residue natural ACYP
 ELBO_MAX_T_SAMPLES = 256
 FAMILY_T_SAMPLES = 64
@@ -131,7 +133,7 @@ def elbo_score(model: ckpt.Checkpoint, tokens: list[int], seed: int = 0, target_
     result = elbo_to_precision(model.model, Dataset(["sequence"], [list(tokens)]), model.schedule,
                                model.alphabet.mask_id, t_samples=min(ELBO_T_SAMPLES, max_t_samples),
                                target_stderr=target_stderr, max_t_samples=max_t_samples, seed=seed,
-                               pad_id=model.alphabet.pad_id)
+                               pad_id=model.alphabet.pad_id, pilot_t_samples=ELBO_PILOT_T_SAMPLES)
     return result["elbo_nats_per_residue"], result["elbo_stderr"]
 
 

@@ -151,3 +151,13 @@ def test_the_cards_composition_kl_floor_is_that_of_the_stored_samples():
     card = " ".join((ROOT / "checkpoints/acyp/README.md").read_text().split())
     assert (f"about {composition_kl_floor(residues, 20):.4f}, `sedd.metrics.composition_kl_floor` of the "
             f"{residues:,} residues") in card
+
+
+def test_the_cards_figures_for_the_held_out_copies_are_those_stored():
+    copies = json.loads((ROOT / "checkpoints/acyp/eval/split_copies.json").read_text())
+    card = " ".join((ROOT / "checkpoints/acyp/README.md").read_text().split())
+    assert (f"{copies['copies']} of the {copies['held_out_sequences']:,} held-out sequences "
+            f"({copies['copy_residues']} residues)") in card
+    assert (f"an ELBO of {copies['elbo_copies']:.3f} ± {copies['elbo_copies_stderr']:.3f} nats/residue; without them "
+            f"the held-out ELBO is **{copies['elbo_without_copies']:.3f}** instead of "
+            f"{copies['elbo_all_stored']:.3f}") in card

@@ -115,7 +115,7 @@ def test_elbo_to_precision_never_draws_more_times_than_its_cap(cap):
     sequences, profile = profile_family(4, 20, seed=3)
     result = likelihood.elbo_to_precision(FixedProfile(profile), as_dataset(sequences), S, MASK, t_samples=4,
                                           target_stderr=1e-9, max_t_samples=cap, seed=0)
-    assert cap - 1 <= result["t_samples"] <= cap and not result["elbo_target_met"]
+    assert result["t_samples"] == cap and not result["elbo_target_met"]
 
 
 @pytest.mark.parametrize("cap", [2, 3])
@@ -127,7 +127,7 @@ def test_elbo_to_precision_caps_its_first_round_too(cap):
     assert result["t_samples"] == cap and not result["elbo_target_met"]
 
 
-@pytest.mark.parametrize("first, cap, drawn", [(100, 1024, 100), (129, 1024, 130), (200, 150, 150), (64, 1024, 64)])
+@pytest.mark.parametrize("first, cap, drawn", [(100, 1024, 100), (129, 1024, 129), (200, 150, 150), (64, 1024, 64)])
 def test_elbo_to_precision_draws_its_first_count_whole_over_several_rounds(first, cap, drawn):
     """``evaluate --t-samples 100`` drew 64 times (one round's most), and stopped there when that met
     the target: the first count is now drawn whole, in rounds of at most 64, whatever the error."""
@@ -137,13 +137,42 @@ def test_elbo_to_precision_draws_its_first_count_whole_over_several_rounds(first
     assert result["t_samples"] == drawn and result["elbo_target_met"]
 
 
+def test_the_elbo_to_a_target_precision_is_unbiased():
+    """It added rounds until the error so far was below the target: a round that drew high (f(t) has
+    a heavy tail at small t) also had a high error and was diluted, one that drew low stopped the loop
+    and was kept. Over 1,000 seeds its mean sat 6 standard errors below the exact expectation; the
+    count now comes from a pilot whose times are not reported."""
+    sequences, profile = profile_family(1, 12, seed=4, sharpness=2.0)
+    model, data = FixedProfile(profile), as_dataset(sequences)
+    expected = (1 - S.eps) * exact_nll(profile, sequences) / 12           # E[f], exactly (FixedProfile)
+    runs = torch.tensor([likelihood.elbo_to_precision(model, data, S, MASK, t_samples=4, target_stderr=0.3,
+                                                      max_t_samples=64, seed=s)["elbo_nats_per_residue"]
+                         for s in range(1000)], dtype=torch.float64)
+    error = runs.std().item() / math.sqrt(len(runs))
+    assert abs(runs.mean().item() - expected) < 3.5 * error, (runs.mean().item(), expected, error)
+
+
+def test_a_pilot_that_meets_the_target_leaves_estimate_elbos_own_times():
+    """The stored figures were one round of ``estimate_elbo`` with ``seed`` that met the target: they
+    stay what the estimator gives, the pilot's times coming from a stream of their own."""
+    sequences, profile = profile_family(8, 30, seed=5)
+    model, data = FixedProfile(profile), as_dataset(sequences)
+    result = likelihood.elbo_to_precision(model, data, S, MASK, t_samples=16, target_stderr=100.0, seed=3)
+    alone = estimate_elbo(model, data, S, MASK, t_samples=16, seed=3)
+    assert result["t_samples"] == result["pilot_t_samples"] == 16 and result["elbo_target_met"]
+    assert result["elbo_nats_per_residue"] == alone["elbo_nats_per_residue"]
+    assert result["per_sequence"] == pytest.approx(alone["per_sequence"])
+
+
 def test_elbo_to_precision_refuses_a_target_or_cap_it_cannot_work_with():
     sequences, profile = profile_family(2, 10, seed=3)
     model, data = FixedProfile(profile), as_dataset(sequences)
     with pytest.raises(ValueError, match="target_stderr must be more than 0"):
         likelihood.elbo_to_precision(model, data, S, MASK, t_samples=4, target_stderr=0.0, max_t_samples=64)
-    with pytest.raises(ValueError, match="max_t_samples must be at least 2"):
+    with pytest.raises(ValueError, match="must be at least 2 to estimate a standard error, got 4, 1 and 4"):
         likelihood.elbo_to_precision(model, data, S, MASK, t_samples=4, max_t_samples=1)
+    with pytest.raises(ValueError, match="got 4, 64 and 1"):
+        likelihood.elbo_to_precision(model, data, S, MASK, t_samples=4, max_t_samples=64, pilot_t_samples=1)
 
 
 def test_observed_lists_must_match_the_sequences():
