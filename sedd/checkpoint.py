@@ -316,7 +316,11 @@ def _refuse_a_config_of_other_weights(directory: Path, blocks: dict[str, dict]) 
 
 
 def named(name_or_path: str | Path | None) -> str | Path:
-    """The checkpoint a command means: the one given, else $SEDD_CHECKPOINT, else the bundled model."""
+    """The checkpoint a command means: the one given, else $SEDD_CHECKPOINT, else the bundled model.
+    A blank name is refused: ``--checkpoint "$UNSET"`` served the bundled model without a word."""
+    if isinstance(name_or_path, str) and not name_or_path.strip():
+        raise ValueError("the checkpoint named is blank: give a checkpoint directory or Hugging Face Hub repo id, "
+                         "or none for $SEDD_CHECKPOINT or the bundled model")
     return name_or_path or os.environ.get("SEDD_CHECKPOINT") or DEFAULT_CHECKPOINT
 
 
@@ -364,14 +368,15 @@ def resolve(name_or_path: str | Path | None) -> Path:
     exists (``runs/my-modle``) is a path, and the Hub is not asked; any other ``owner/name`` or bare
     name is tried on the Hub, and its error says that both were tried.
     """
+    from_env = " (from $SEDD_CHECKPOINT)" if not name_or_path and os.environ.get("SEDD_CHECKPOINT") else ""
     name_or_path = named(name_or_path)
     name, path = str(name_or_path), Path(name_or_path).expanduser()
     if path.is_dir():
         return path
     if path.exists():
-        raise ValueError(f"checkpoint {name!r} is a file; give the directory holding "
+        raise ValueError(f"checkpoint {name!r}{from_env} is a file; give the directory holding "
                          f"{CONFIG_NAME} and {WEIGHTS_NAME}")
-    missing = f"no checkpoint directory {name}{_did_you_mean(path)}"
+    missing = f"no checkpoint directory {name}{from_env}{_did_you_mean(path)}"
     in_folder = any(s in name for s in (os.sep, os.altsep) if s)
     if path.is_absolute() or name.startswith((".", "~")) or (in_folder and not REPO_ID.fullmatch(name)):
         raise ValueError(missing)

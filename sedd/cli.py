@@ -52,6 +52,7 @@ FRACTION = checked(float, lambda v: 0 <= v < 1, "a number from 0 up to (not incl
 PROBABILITY_MASS = checked(float, lambda v: 0 < v <= 1, "a number above 0 and at most 1")
 STEPS = checked(whole_number, lambda v: 0 < v <= MAX_STEPS, f"a whole number from 1 to {MAX_STEPS:,}")
 SEED = checked(whole_number, lambda v: 0 <= v <= MAX_SEED, "a whole number from 0 to 2**63 - 1")
+FOLDER = checked(str, lambda v: bool(v.strip()), "a folder (it is blank)")
 
 MAX_MODEL_LEN = 100_000         # titin, the longest known protein, has about 35,000 residues
 MAX_TOKENS_PER_BATCH = 2**20    # a batch's activations grow with it: a million residues is beyond any one device
@@ -103,6 +104,23 @@ def OUTPUT_FILE(text: str) -> str:
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
     return text
+
+
+def refuse_overwriting_inputs(outputs: dict[str, str | os.PathLike | None],
+                              inputs: dict[str, str | os.PathLike | None]) -> None:
+    """Refuse, before any work, an output file that is one of the inputs (``--out X.fa`` for the FASTA it
+    reads, a report beside the samples FASTA it would replace): a ValueError naming both. Keys are what
+    the message calls each file (``--report's samples FASTA``); None values are skipped."""
+    def same(a, b) -> bool:
+        try:
+            return os.path.samefile(a, b)
+        except OSError:                 # an output not yet written is no input
+            return False
+    for out_name, out_path in outputs.items():
+        for in_name, in_path in inputs.items():
+            if out_path is not None and in_path is not None and same(out_path, in_path):
+                raise ValueError(f"{out_name} {out_path} is the file {in_name} reads: writing it would replace "
+                                 "that input; choose another path")
 
 
 @contextlib.contextmanager

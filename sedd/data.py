@@ -22,7 +22,7 @@ import torch
 
 from . import checkpoint as ckpt
 from .alphabet import HEADER_LINE, Alphabet, is_blank, without_comments
-from .cli import MODEL_LENGTH, SEED, one_line_warnings, run
+from .cli import FOLDER, MODEL_LENGTH, SEED, one_line_warnings, refuse_overwriting_inputs, run
 
 
 @dataclass
@@ -364,11 +364,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=SEED, default=0, help="the split's seed (sedd.train --seed; default 0)")
     p.add_argument("--max-len", type=MODEL_LENGTH, default=MAX_LEN,
                    help="longest sequence kept, as in training (sedd.train --max-len; default %(default)s)")
-    p.add_argument("--out", required=True, help="folder for train.fasta and val.fasta")
+    p.add_argument("--out", required=True, type=FOLDER, help="folder for train.fasta and val.fasta")
     a = p.parse_args(argv)
     try:
-        for name in ("train.fasta", "val.fasta"):      # before reading and splitting, not after
-            ckpt.check_writable(Path(a.out) / name, "--out")
+        written = {name: Path(a.out) / name for name in ("train.fasta", "val.fasta")}
+        for path in written.values():                   # before reading and splitting, not after
+            ckpt.check_writable(path, "--out")
+        refuse_overwriting_inputs({f"--out's {name}": path for name, path in written.items()},
+                                  {"--data": a.data, "--clusters": a.clusters})
         data = read_fasta(a.data, PROTEIN, max_len=a.max_len)
         if data.num_dropped:
             print(f"note: {describe_dropped(data)} (maximum length {a.max_len})", file=sys.stderr)
@@ -376,11 +379,11 @@ def main(argv: list[str] | None = None) -> int:
         with one_line_warnings():                   # the no-clusters warning
             train, val = split(data, a.val_fraction, a.seed, clusters)
         for name, part in (("train.fasta", train), ("val.fasta", val)):
-            write_fasta(Path(a.out) / name, [PROTEIN.decode(t) for t in part.tokens], part.ids)
+            write_fasta(written[name], [PROTEIN.decode(t) for t in part.tokens], part.ids)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"wrote {a.out}/train.fasta ({len(train)} sequences) and {a.out}/val.fasta ({len(val)})")
+    print(f"wrote {written['train.fasta']} ({len(train)} sequences) and {written['val.fasta']} ({len(val)})")
     return 0
 
 

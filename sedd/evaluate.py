@@ -76,7 +76,7 @@ import time
 from pathlib import Path
 
 from . import checkpoint as ckpt
-from .cli import COUNT, REGEX, SEED, TWO_OR_MORE, one_line_warnings, run
+from .cli import COUNT, REGEX, SEED, TWO_OR_MORE, one_line_warnings, refuse_overwriting_inputs, run
 from .data import Dataset, describe_dropped, read_clusters, read_fasta, split
 from .hmm import HMM_NAME, check_file as check_hmm_file, family_metrics, load as load_hmm, natural_scores
 from .likelihood import elbo_to_precision, length_nll, unigram_nll
@@ -173,6 +173,12 @@ def _check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
         check_hmm_file(a.hmm)
     if a.report is not None:
         ckpt.check_writable(a.report, "--report")
+        written = report_files(a.report, with_samples=a.samples is not None)
+        names = {"report": "--report", "samples_fasta": "--report's samples FASTA",
+                 "identity_histogram": "--report's identity histogram"}
+        refuse_overwriting_inputs({names[kind]: path for kind, path in written.items()},
+                                  {"--data": a.data, "--reference": a.reference, "--clusters": a.clusters,
+                                   "--hmm": a.hmm})
     if a.update_config:
         target = Path(ckpt.named(a.checkpoint))
         if not target.is_dir():

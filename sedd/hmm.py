@@ -175,7 +175,7 @@ def family_metrics(hmm, samples: list[str], naturals: list[str], seed: int = 0,
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .cli import COUNT, SEED
+    from .cli import COUNT, SEED, refuse_overwriting_inputs
     p = argparse.ArgumentParser(prog="python -m sedd.hmm", description="Build the family profile HMM from training sequences.")
     p.add_argument("--train", required=True, help="FASTA of training sequences")
     p.add_argument("--out", required=True, help=f"where to write the HMM (by convention {HMM_NAME} beside the checkpoint)")
@@ -187,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     from .data import describe_dropped, read_fasta
     try:
         check_writable(a.out, "--out")          # before jackhmmer, not after it
+        refuse_overwriting_inputs({"--out": a.out}, {"--train": a.train})
         data = read_fasta(a.train, PROTEIN)
         if data.num_dropped:
             print(f"note: {a.train}: {describe_dropped(data)}", file=sys.stderr)

@@ -136,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
             mean_p = sum(math.exp(v) for v in log_probs) / len(log_probs)
             print(f"note: {a.particles} particles per design; the model alone meets the allowed sets with probability "
                   f"≈ {mean_p:.3g} (mean over designs)", file=sys.stderr)
+    except BrokenPipeError:                # a reader that stopped early (| head): cli.run ends quietly
+        raise
     except (ValueError, OSError) as e:     # bad templates, options and checkpoints; unreadable files
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -47,7 +47,7 @@ import numpy as np
 import torch
 
 from . import checkpoint as ckpt
-from .cli import SEED, run
+from .cli import SEED, refuse_overwriting_inputs, run
 from .data import Dataset, fasta_file_text, fasta_spans, not_utf8, without_comments
 from .likelihood import elbo_to_precision, estimate_elbo
 from .model import device_of, eval_mode
@@ -59,6 +59,7 @@ ELBO_MAX_T_SAMPLES = 256
 FAMILY_T_SAMPLES = 64
 FAMILY_MAX_SEQS = 512
 DISTRIBUTION_KEY = "score_distribution"
+QUANTILES_KEY = "elbo_nats_per_residue_quantiles"
 ROWS_PER_PASS = 256          # rows of one network call; a scan of L ≤ 256 is one pass
 
 
@@ -314,17 +315,28 @@ def family_distribution(model: ckpt.Checkpoint, data: Dataset, seed: int = 0, ma
     lengths = np.array([len(t) for t in data.tokens])
     per_residue = np.array(result["per_sequence"]) / lengths
     stderr = np.array(result["per_sequence_stderr"]) / lengths
-    return {"elbo_nats_per_residue_quantiles": np.quantile(per_residue, np.linspace(0, 1, 101)).round(4).tolist(),
+    return {QUANTILES_KEY: np.quantile(per_residue, np.linspace(0, 1, 101)).round(4).tolist(),
             "quantile_levels_percent": "0, 1, ..., 100", "num_sequences": len(data), "t_samples": t_samples,
             "mean_sequence_stderr": round(float(stderr.mean()), 4), "seed": seed}
 
 
 def family_percentile(model: ckpt.Checkpoint, elbo_per_residue: float) -> float | None:
-    """Share (%) of the checkpoint's validation sequences with a higher (worse) ELBO; None if not stored."""
-    dist = (model.meta.get("evaluation") or {}).get(DISTRIBUTION_KEY)
+    """Share (%) of the checkpoint's validation sequences with a higher (worse) ELBO; None if not stored.
+    A stored distribution of another shape (a hand-edited config) is refused in words that name it."""
+    evaluation = model.meta.get("evaluation") or {}
+    dist = evaluation.get(DISTRIBUTION_KEY) if isinstance(evaluation, dict) else None
     if not dist:
         return None
-    quantiles = np.asarray(dist["elbo_nats_per_residue_quantiles"], dtype=float)
+    quantiles = dist.get(QUANTILES_KEY) if isinstance(dist, dict) else None
+    try:
+        quantiles = np.asarray(quantiles, dtype=float)
+    except (TypeError, ValueError):
+        quantiles = None
+    if quantiles is None or quantiles.ndim != 1 or len(quantiles) < 2 or not np.isfinite(quantiles).all() \
+            or (np.diff(quantiles) < 0).any():
+        raise ValueError(f"the checkpoint {ckpt.shown(model.source)}'s {ckpt.CONFIG_NAME} has an evaluation."
+                         f"{DISTRIBUTION_KEY} without '{QUANTILES_KEY}', a list of at least 2 numbers in "
+                         "increasing order: rerun sedd.evaluate --update-config, or delete the block")
     below = np.interp(elbo_per_residue, quantiles, np.linspace(0, 100, len(quantiles)))
     return float(100.0 - below)
 
@@ -421,6 +433,7 @@ def main(argv: list[str] | None = None) -> int:
             if not Path(a.mutations).is_file():
                 raise ValueError(f"--mutations {a.mutations} is not a file; give a CSV with a 'mutant' column")
             ckpt.check_writable(a.out, "--out")
+            refuse_overwriting_inputs({"--out": a.out}, {"--mutations": a.mutations, "--fasta": a.fasta})
         model = ckpt.load(a.checkpoint)
         inputs = _read_inputs(model, a)
         variants = _read_variants(model, inputs, a.mutations) if a.mutations else None
@@ -428,13 +441,14 @@ def main(argv: list[str] | None = None) -> int:
         entries = [score_sequence(model, tokens, name, a.seed, a.scan)
                    for name, tokens in tqdm(inputs, desc="scoring", file=sys.stderr, disable=len(inputs) < 2)]
         mutations = score_variants(model, inputs[0][1], variants, a.out) if variants is not None else None
+        table = None if a.json else _table(model, entries)      # the family percentiles: a config may refuse them
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if a.json:
         print(json.dumps({"checkpoint": str(a.checkpoint or model.source), "sequences": entries}))
     else:
-        print(_table(model, entries))
+        print(table)
     if mutations:
         print(_mutations_line(mutations, a.out), file=sys.stderr if a.json else sys.stdout)
     return 0

@@ -32,8 +32,8 @@ import torch.distributed as dist
 
 from . import checkpoint as ckpt
 from .alphabet import PROTEIN, Alphabet
-from .cli import (BATCH_TOKENS, COUNT, COUNT_OR_ZERO, FRACTION, MODEL_LENGTH, POSITIVE, POSITIVE_OR_ZERO, SEED,
-                  RankZeroParser, checked, one_line_warnings, run)
+from .cli import (BATCH_TOKENS, COUNT, COUNT_OR_ZERO, FOLDER, FRACTION, MODEL_LENGTH, POSITIVE, POSITIVE_OR_ZERO,
+                  SEED, RankZeroParser, checked, one_line_warnings, run)
 from .data import MAX_LEN, bucketed_batches, collate, describe_dropped, longer_than, read_clusters, read_fasta, split
 from .hmm import HMM_NAME
 from .likelihood import estimate_elbo, unigram_nll
@@ -103,7 +103,6 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 # A blank --out (an unset $OUT) wrote the run into the working directory; a learning rate of 1e308
 # overflowed inside the optimizer, with a traceback
-FOLDER = checked(str, lambda v: bool(v.strip()), "a folder (it is blank)")
 LEARNING_RATE = checked(float, lambda v: 0 < v <= 10, "a learning rate above 0 and at most 10")
 
 

@@ -239,6 +239,18 @@ def test_a_mistyped_local_path_is_reported_as_a_missing_directory(tmp_path, monk
     assert no_hub == []
 
 
+def test_a_missing_checkpoint_from_the_environment_says_so_and_a_blank_one_is_refused(tmp_path, monkeypatch, no_hub):
+    """``SEDD_CHECKPOINT=/nonexist`` gave "no checkpoint directory /nonexist" with no word of where that
+    came from; ``--checkpoint ''`` served the bundled model."""
+    monkeypatch.setenv("SEDD_CHECKPOINT", str(tmp_path / "gone"))
+    with pytest.raises(ValueError, match=f"^no checkpoint directory {re.escape(str(tmp_path / 'gone'))} "
+                                         r"\(from \$SEDD_CHECKPOINT\)$"):
+        checkpoint.load()
+    for blank in ("", "  "):
+        with pytest.raises(ValueError, match="the checkpoint named is blank"):
+            checkpoint.load(blank)
+
+
 def test_owner_name_is_looked_for_locally_and_on_the_hub(tmp_path, monkeypatch, no_hub):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError) as error:

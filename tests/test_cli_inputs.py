@@ -197,3 +197,59 @@ def test_a_whole_number_beyond_pythons_digit_limit_is_refused_in_the_tools_words
     with pytest.raises(ValueError, match="^a whole number of 5,000 digits is beyond any count or seed$"):
         whole_number("9" * 5000)
     assert whole_number("0" * 5000 + "7") == 7            # leading zeros do not count
+
+
+def test_sample_whose_reader_stops_early_ends_without_an_error_line(tiny_checkpoint):
+    """``sedd.sample … | head -1`` ended with "error: [Errno 32] Broken pipe" and exit code 2: the tool's
+    own OSError clause caught the reader's departure as a failure."""
+    proc = subprocess.Popen([sys.executable, "-m", "sedd.sample", "--checkpoint", str(tiny_checkpoint), "--length", "30",
+                             "--num-samples", "40", "--batch-size", "2", "--steps", "4"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=120)
+    assert "error:" not in err and "Traceback" not in err, err
+    assert proc.returncode == 1
+
+
+# ---- outputs that are inputs ------------------------------------------------------------------------------
+def test_no_tool_writes_its_output_over_one_of_its_inputs(capsys, tmp_path, tiny_checkpoint):
+    """``sedd.hmm --out X.fa`` replaced the FASTA it read with the HMM; ``evaluate --report`` the data, or the
+    reference beside it that its samples FASTA is named like; ``sedd.data --out`` the FASTA in that folder."""
+    from sedd import evaluate, hmm
+
+    family = tmp_path / "family.fasta"
+    write_fasta(family, profile_family(40, 30)[0])
+    before = family.read_bytes()
+    mutations = tmp_path / "variants.csv"
+    mutations.write_text("mutant\nM1A\n")
+    reference = tmp_path / "r_samples.fasta"
+    reference.write_bytes(before)
+    refusals = [
+        (hmm.main, ["--train", family, "--out", family], "--out", "--train"),
+        (evaluate.main, ["--checkpoint", tiny_checkpoint, "--data", family, "--report", family],
+         "--report", "--data"),
+        (evaluate.main, ["--checkpoint", tiny_checkpoint, "--data", family, "--reference", reference, "--samples", 2,
+                         "--report", tmp_path / "r.md"], "--report's samples FASTA", "--reference"),
+        (data.main, ["--data", tmp_path / "train.fasta", "--out", tmp_path], "--out's train.fasta", "--data"),
+        (score.main, ["--checkpoint", tiny_checkpoint, "--sequence", WT, "--mutations", mutations, "--out", mutations],
+         "--out", "--mutations"),
+    ]
+    (tmp_path / "train.fasta").write_bytes(before)
+    for main, args, output, read in refusals:
+        code, _, err = run_main(capsys, main, *args)
+        assert code == 2 and f"error: {output} " in err and f"is the file {read} reads" in err, err
+    assert family.read_bytes() == reference.read_bytes() == (tmp_path / "train.fasta").read_bytes() == before
+    assert mutations.read_text() == "mutant\nM1A\n" and not (tmp_path / "r.md").exists()
+
+
+def test_the_split_refuses_a_blank_out_and_names_the_files_it_wrote(capsys, tmp_path, monkeypatch):
+    """``--out ''`` wrote train.fasta into the working folder and said it wrote "/train.fasta"."""
+    write_fasta(tmp_path / "family.fasta", profile_family(40, 30)[0])
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_main(capsys, data.main, "--data", "family.fasta", "--out", "")
+    assert code == 2 and "argument --out: '' is not a folder (it is blank)" in err
+    assert not (tmp_path / "train.fasta").exists()
+    code, out, _ = run_main(capsys, data.main, "--data", "family.fasta", "--out", "split")
+    assert code == 0 and out.startswith(f"wrote {Path('split') / 'train.fasta'} (")

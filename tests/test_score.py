@@ -111,7 +111,8 @@ def test_elbo_is_the_likelihood_estimator_and_reproducible_for_a_seed(tiny):
     assert a == b and a[0] != c[0]
     direct = elbo_to_precision(model.model, Dataset(["s"], [tokens]), model.schedule, PROTEIN.mask_id,
                                t_samples=score.ELBO_T_SAMPLES, target_stderr=score.ELBO_TARGET_STDERR,
-                               max_t_samples=score.ELBO_MAX_T_SAMPLES, seed=3)
+                               max_t_samples=score.ELBO_MAX_T_SAMPLES, seed=3,
+                               pilot_t_samples=score.ELBO_PILOT_T_SAMPLES)
     assert a == (direct["elbo_nats_per_residue"], direct["elbo_stderr"])
     assert 0 < a[1] < 0.2
 
@@ -124,6 +125,18 @@ def test_family_percentile_interpolates_the_stored_quantiles(tiny):
     stored = dataclasses.replace(model, meta=meta)
     assert score.family_percentile(stored, 1.25) == pytest.approx(75.0)
     assert score.family_percentile(stored, 0.5) == 100.0 and score.family_percentile(stored, 3.0) == 0.0
+
+
+@pytest.mark.parametrize("distribution", ["x", {"num_sequences": 3}] + [{"elbo_nats_per_residue_quantiles": q}
+                                                                        for q in (["a", "b"], [2.0, 1.0], [1.0])])
+def test_a_stored_distribution_of_another_shape_is_refused_in_words(tiny, distribution):
+    """A hand-edited config gave sedd.score a TypeError, KeyError or ValueError traceback."""
+    _, model = tiny
+    stored = dataclasses.replace(model, meta={**model.meta, "evaluation": {score.DISTRIBUTION_KEY: distribution}})
+    with pytest.raises(ValueError, match=r"config.json has an evaluation.score_distribution without "
+                                         r"'elbo_nats_per_residue_quantiles', a list of at least 2 numbers in "
+                                         r"increasing order: rerun sedd.evaluate --update-config"):
+        score.family_percentile(stored, 1.5)
 
 
 def test_family_distribution_holds_sorted_quantiles(tiny):
