@@ -74,9 +74,13 @@ def main() -> None:
         wall, cpu = median_seconds(fn, a.repeats)
         print(f"| {name} | {wall:.3f} | {cpu:.3f} |")
         timings.append({"what": name, "wall_seconds": wall, "cpu_seconds": cpu})
+    elbo = score.elbo_estimate(model, tokens)
+    print(f"the ELBO drew {elbo['pilot_t_samples']} pilot times, then {elbo['t_samples']}: "
+          f"{elbo['elbo_nats_per_residue']:.3f} ± {elbo['elbo_stderr']:.3f} nats/residue")
     if a.json:
         result = {"checkpoint": str(model.source), "length": len(tokens), "threads": torch.get_num_threads(),
-                  "repeats": a.repeats, "load_average": os.getloadavg()[0], "rows": timings}
+                  "repeats": a.repeats, "load_average": os.getloadavg()[0], "rows": timings,
+                  "elbo_pilot_t_samples": elbo["pilot_t_samples"], "elbo_t_samples": elbo["t_samples"]}
         checkpoint.atomic_write_text(Path(a.json), json.dumps(result, indent=2) + "\n")
 
 

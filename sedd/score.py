@@ -131,11 +131,17 @@ def scan_from_marginals(marginals: torch.Tensor, tokens: list[int]) -> torch.Ten
 def elbo_score(model: ckpt.Checkpoint, tokens: list[int], seed: int = 0, target_stderr: float = ELBO_TARGET_STDERR,
                max_t_samples: int = ELBO_MAX_T_SAMPLES) -> tuple[float, float]:
     """(ELBO, standard error) in nats/residue of one sequence (module docstring)."""
-    result = elbo_to_precision(model.model, Dataset(["sequence"], [list(tokens)]), model.schedule,
-                               model.alphabet.mask_id, t_samples=min(ELBO_T_SAMPLES, max_t_samples),
-                               target_stderr=target_stderr, max_t_samples=max_t_samples, seed=seed,
-                               pad_id=model.alphabet.pad_id, pilot_t_samples=ELBO_PILOT_T_SAMPLES)
+    result = elbo_estimate(model, tokens, seed, target_stderr, max_t_samples)
     return result["elbo_nats_per_residue"], result["elbo_stderr"]
+
+
+def elbo_estimate(model: ckpt.Checkpoint, tokens: list[int], seed: int = 0, target_stderr: float = ELBO_TARGET_STDERR,
+                  max_t_samples: int = ELBO_MAX_T_SAMPLES) -> dict:
+    """``elbo_score``'s estimate whole: ``elbo_to_precision``'s result, with the times it drew."""
+    return elbo_to_precision(model.model, Dataset(["sequence"], [list(tokens)]), model.schedule,
+                             model.alphabet.mask_id, t_samples=min(ELBO_T_SAMPLES, max_t_samples),
+                             target_stderr=target_stderr, max_t_samples=max_t_samples, seed=seed,
+                             pad_id=model.alphabet.pad_id, pilot_t_samples=ELBO_PILOT_T_SAMPLES)
 
 
 def score_sequence(model: ckpt.Checkpoint, tokens: list[int], name: str = "sequence", seed: int = 0,

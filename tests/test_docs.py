@@ -161,3 +161,22 @@ def test_the_cards_figures_for_the_held_out_copies_are_those_stored():
     assert (f"an ELBO of {copies['elbo_copies']:.3f} ± {copies['elbo_copies_stderr']:.3f} nats/residue; without them "
             f"the held-out ELBO is **{copies['elbo_without_copies']:.3f}** instead of "
             f"{copies['elbo_all_stored']:.3f}") in card
+
+
+def test_the_scoring_speed_table_is_that_of_the_stored_runs():
+    text = (ROOT / "docs/benchmarks.md").read_text()
+    runs = [json.loads((ROOT / f"checkpoints/acyp/eval/score_speed_{t}.json").read_text()) for t in ("2threads", "1thread")]
+    for k, label in enumerate(["scan (99 rows, one pass)", "whole-sequence ELBO", "`score_sequence(scan=True)`"]):
+        two, one = (f"{run['rows'][k]['wall_seconds']:.3f}" for run in runs)
+        row = next(line for line in text.splitlines() if line.startswith(f"| {label}"))
+        assert row.replace("*", "").endswith(f"| {two} | {one} |"), row
+    assert (f"it draws {runs[0]['elbo_pilot_t_samples']} pilot times and then {runs[0]['elbo_t_samples']} "
+            "(`elbo_pilot_t_samples`") in " ".join(text.split())
+
+
+def test_the_stored_studio_throughput_is_the_one_quoted():
+    text = " ".join((ROOT / "docs/benchmarks.md").read_text().split())
+    now, previous = (json.loads((ROOT / f"checkpoints/acyp/eval/{name}.json").read_text())["requests_per_minute"]
+                     for name in ("app_load", "app_load_previous"))
+    assert f"then **{now} requests/minute** ([`app_load.json`]" in text
+    assert f"the previous model 14.4, then {previous} ([`app_load_previous.json`]" in text
