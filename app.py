@@ -889,7 +889,7 @@ def main(argv: list[str] | None = None) -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         # once, and on the GPU when there is one; unnamed: acyp-base on a GPU when trained, else acyp
-        model = ckpt.load(a.checkpoint or ckpt.default_for_device(device), device=device)
+        model = ckpt.load(ckpt.default_for_device(device) if a.checkpoint is None else a.checkpoint, device=device)
     except ValueError as e:
         p.error(f"cannot load the score model: {e}")
     default_fold = a.fold or ("ESMFold (local)" if device == "cuda" else "off")

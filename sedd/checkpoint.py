@@ -337,11 +337,12 @@ def shown(source: str | Path) -> str:
     return str(source)
 
 
-def default_for_device(device: str | torch.device) -> str | Path:
-    """The model to serve when none is named: $SEDD_CHECKPOINT if set; else, on a GPU,
-    ``checkpoints/acyp-base`` when it holds a checkpoint; else the CPU model ``checkpoints/acyp``."""
+def default_for_device(device: str | torch.device) -> str | Path | None:
+    """The model to serve when none is named: None if $SEDD_CHECKPOINT is set (``load(None)`` reads it,
+    and its errors say where the name came from); else, on a GPU, ``checkpoints/acyp-base`` when it
+    holds a checkpoint; else the CPU model ``checkpoints/acyp``."""
     if os.environ.get("SEDD_CHECKPOINT"):
-        return os.environ["SEDD_CHECKPOINT"]
+        return None
     if torch.device(device).type == "cuda" and (GPU_CHECKPOINT / CONFIG_NAME).is_file():
         return GPU_CHECKPOINT
     return DEFAULT_CHECKPOINT

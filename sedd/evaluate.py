@@ -324,6 +324,10 @@ def main(argv: list[str] | None = None) -> int:
         if a.update_config:
             written = ckpt.update_config(result["checkpoint"], "evaluation", json_safe(result))
             print(f"wrote the evaluation block of {written}", file=sys.stderr)
+            if a.max_seqs is not None:      # the block was of the whole held-out set: say what replaced it
+                print(f"note: it holds the evaluation of {result['num_sequences']} sequences (--max-seqs), and "
+                      f"sedd.score's family percentile now ranks against their {DISTRIBUTION_KEY}",
+                      file=sys.stderr)
     except (ValueError, OSError) as e:
         print(f"error: {e} (the result is on stdout)", file=sys.stderr)
         return 2

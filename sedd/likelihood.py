@@ -182,7 +182,7 @@ def elbo_to_precision(model, data: Dataset, schedule: LogLinearSchedule, mask_id
     stops the loop and is kept.) The margin leaves room for the pilot's own error;
     ``elbo_target_met`` says whether the reported error did fall below the target. The K times are drawn in rounds of at most
     ``T_SAMPLES_PER_ROUND``, round r seeded seed + 7919·r, and pooled as in the module docstring;
-    when the pilot meets the target the K times are exactly ``estimate_elbo``'s with ``seed``.
+    when K comes out as ``t_samples`` ≤ 64 they are exactly ``estimate_elbo``'s with ``seed``.
     Returns ``estimate_elbo``'s keys (``per_sequence`` and its error pooled the same way),
     ``t_samples`` = K, ``pilot_t_samples``, ``elbo_target_stderr`` and ``elbo_target_met``.
     """

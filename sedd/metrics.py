@@ -231,7 +231,7 @@ def wilson_interval(hits: int, n: int, z: float = Z95) -> tuple[float, float]:
     p = hits / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return centre - half, centre + half
+    return max(0.0, centre - half), min(1.0, centre + half)       # 0 hits: -7e-18 would print as "-0.000"
 
 
 def mean_pairwise_identity(sequences: list[str], max_pairs: int = MAX_PAIRS, seed: int = 0,

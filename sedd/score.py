@@ -54,7 +54,7 @@ from .model import device_of, eval_mode
 
 ELBO_T_SAMPLES = 64          # the fewest times: one forward of 64 copies of the sequence
 ELBO_PILOT_T_SAMPLES = 16    # times that only predict how many the target needs (elbo_to_precision)
-ELBO_TARGET_STDERR = 0.05    # nats/residue; ~120 times for a 100-residue natural ACYP
+ELBO_TARGET_STDERR = 0.05    # nats/residue; 184 times for human ACYP1 (docs/benchmarks.md, Scoring)
 ELBO_MAX_T_SAMPLES = 256
 FAMILY_T_SAMPLES = 64
 FAMILY_MAX_SEQS = 512

@@ -29,7 +29,17 @@ def test_gpu_falls_back_to_the_cpu_model_without_a_base_checkpoint(tmp_path, mon
 
 def test_environment_variable_wins_over_the_device_choice(fake_base, monkeypatch, tmp_path):
     monkeypatch.setenv("SEDD_CHECKPOINT", str(tmp_path / "mine"))
-    assert checkpoint.default_for_device("cuda") == str(tmp_path / "mine")
+    assert checkpoint.default_for_device("cuda") is None           # load(None) reads it, and names it in errors
+
+
+def test_the_app_refuses_a_blank_checkpoint_and_names_the_environments(monkeypatch, capsys, tmp_path):
+    """``--checkpoint ''`` served the default model; a missing $SEDD_CHECKPOINT was not said to be its."""
+    monkeypatch.setenv("SEDD_CHECKPOINT", str(tmp_path / "gone"))
+    for argv, said in (([], f"no checkpoint directory {tmp_path / 'gone'} (from $SEDD_CHECKPOINT)"),
+                       (["--checkpoint", ""], "the checkpoint named is blank")):
+        with pytest.raises(SystemExit):
+            app.main(argv)
+        assert said in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("gpu,argv,expected", [

@@ -312,6 +312,17 @@ def test_the_splits_warning_prints_as_one_line(ckpt_dir, clustered_family, capsy
     assert "warning: left 1 sequence(s) out of training" in err and "UserWarning" not in err
 
 
+def test_update_config_of_a_subset_says_that_the_family_percentile_now_ranks_against_it(ckpt_dir, clustered_family,
+                                                                                         capsys):
+    """``--update-config --max-seqs 2`` replaced the stored score distribution with that of 2 sequences, unsaid."""
+    fasta, tsv = clustered_family
+    code, _, err = run_main(capsys, ev.main, "--checkpoint", ckpt_dir, "--data", fasta, "--clusters", tsv,
+                            "--val-fraction", 0.2, "--target-stderr", 0.5, "--max-seqs", 2, "--update-config")
+    assert code == 0 and ("note: it holds the evaluation of 2 sequences (--max-seqs), and sedd.score's family "
+                          "percentile now ranks against their score_distribution") in err
+    assert json.loads((ckpt_dir / "config.json").read_text())["evaluation"]["score_distribution"]["num_sequences"] == 2
+
+
 def test_update_config_records_exactly_the_printed_result(ckpt_dir, clustered_family, tmp_path, capsys):
     fasta, tsv = clustered_family
     before = json.loads((ckpt_dir / "config.json").read_text())

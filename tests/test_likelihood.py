@@ -220,7 +220,7 @@ def test_elbo_stderr_matches_the_spread_of_independent_estimates():
 
 def test_the_pooled_error_of_unequal_rounds_matches_the_spread_of_independent_estimates():
     """``elbo_to_precision`` pools rounds of unequal size (here 64 + 6 times): the error it reports, the
-    one sedd.evaluate prints and stops on, must be as wide as its estimates scatter."""
+    one sedd.evaluate prints and sets its count by, must be as wide as its estimates scatter."""
     sequences, profile = profile_family(16, 40, seed=2, sharpness=2.0)
     model, data = FixedProfile(profile), as_dataset(sequences)
     runs = [likelihood.elbo_to_precision(model, data, S, MASK, t_samples=4, max_t_samples=70, target_stderr=1e-6,
@@ -229,6 +229,20 @@ def test_the_pooled_error_of_unequal_rounds_matches_the_spread_of_independent_es
     spread = torch.tensor([r["elbo_nats_per_residue"] for r in runs]).std().item()
     claimed = sum(r["elbo_stderr"] for r in runs) / len(runs)
     assert 0.7 < claimed / spread < 1.4, (claimed, spread)
+
+
+@pytest.mark.parametrize("seed", [0, 3, 7919, 2**31 - 1, 2**62])
+def test_the_pilot_never_shares_a_seed_with_a_reported_round(monkeypatch, seed):
+    """The count is independent of the times reported only if the pilot's times are not among them."""
+    sequences, profile = profile_family(4, 20, seed=3)
+    model, data = FixedProfile(profile), as_dataset(sequences)
+    seeds, estimate = [], likelihood.estimate_elbo
+    monkeypatch.setattr(likelihood, "estimate_elbo", lambda *a, **k: seeds.append(k["seed"]) or estimate(*a, **k))
+    result = likelihood.elbo_to_precision(model, data, S, MASK, t_samples=70, pilot_t_samples=130, target_stderr=1e-6,
+                                          max_t_samples=200, seed=seed)
+    pilot, reported = seeds[:3], seeds[3:]           # 130 pilot times: rounds of 64, 64 and 2
+    assert result["t_samples"] == 200 and len(reported) == 4 and not set(pilot) & set(reported)
+    assert reported[0] == seed                       # the reported times start where estimate_elbo's would
 
 
 def test_every_round_draws_fresh_times():

