@@ -33,3 +33,16 @@ def test_bundled_model_infills_the_catalytic_motif_region_plausibly():
     assert all(d[:20] == natural[:20] and d[24:] == natural[24:] for d in designs)
     with_motif = sum(bool(re.search("G.VQG[VI].[FY]R", d)) for d in designs)
     assert with_motif >= 12, designs          # measured: 16 of 16 (a random model: ~0)
+
+
+def test_the_readmes_score_example_is_what_sedd_score_prints(capsys, monkeypatch):
+    from pathlib import Path
+
+    from sedd import score
+
+    monkeypatch.delenv("SEDD_CHECKPOINT", raising=False)
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    command = re.search(r"^python -m sedd\.score --sequence ([A-Z]+)$", readme, re.M)
+    assert score.main(["--sequence", command[1]]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert "\n".join(printed) in readme and len(printed) == 2

@@ -180,3 +180,11 @@ def test_the_stored_studio_throughput_is_the_one_quoted():
                      for name in ("app_load", "app_load_previous"))
     assert f"then **{now} requests/minute** ([`app_load.json`]" in text
     assert f"the previous model 14.4, then {previous} ([`app_load_previous.json`]" in text
+
+
+def test_the_readme_quotes_the_stored_scan_time_and_throughput():
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    scan = json.loads((ROOT / "checkpoints/acyp/eval/score_speed_2threads.json").read_text())["rows"][0]
+    throughput = json.loads((ROOT / "checkpoints/acyp/eval/app_load.json").read_text())["requests_per_minute"]
+    assert f"one network call: {scan['wall_seconds']:.2f} s on two threads" in readme
+    assert f"{throughput} in a later, noisier session, [stored](checkpoints/acyp/eval/app_load.json)" in readme
