@@ -667,6 +667,12 @@ class Admission:
         """The page's ``score``, whose last input is the notice."""
         return self.verdicts(request, "score", (sequence, notice), -1)
 
+    async def check_template_with_exclude(self, template: str, exclude: str):
+        """An edit of Exclude: the template checked again with the new exclusion, so a refusal Exclude
+        fixed (a bracket whose residues were all excluded) clears, and any other shows again."""
+        refusal = studio.template_refusal(self.cb.model, template, exclude, self.cb.limits)
+        return [gr.validate(refusal is None, refusal or ""), gr.validate(True, "")]
+
 
 def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int = 2, max_queue: int = 32,
                per_session: int = 4) -> gr.Blocks:
@@ -839,9 +845,12 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
         gr.on([sampler.input, top_p.release], lambda *_: None, [particles, sampler, top_p], None, queue=False,
               show_progress="hidden", api_name=False)
         # Likewise the template's refusal of a bracket whose residues are all excluded: Exclude can fix it.
-        # (.change: a Textbox's .input event did not reach the server when a test typed into it.)
-        exclude.change(lambda *_: None, [template, exclude], None, queue=False, show_progress="hidden",
-                       api_name=False)
+        # The round trip would clear any refusal under the template, so it is queued with a validator
+        # (Gradio runs validators only for queued events) that checks the template again with the new
+        # exclusion: a refusal that still holds shows again. (.change: a Textbox's .input event did not
+        # reach the server when a test typed into it.)
+        exclude.change(lambda *_: None, [template, exclude], None, show_progress="hidden", api_name=False,
+                       validator=admit.check_template_with_exclude)
         reuse.click(lambda s: s, seed_shown, seed, api_name=False)
         table.select(cb.select, [designs, color], [structure, plot, selected], trigger_mode="always_last",
                      **table_events)

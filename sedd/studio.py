@@ -258,8 +258,7 @@ def check_request(model: Checkpoint, template: str, num_samples, steps, temperat
     with _checking("exclude"):
         exclude = _checked_exclude(exclude, model.alphabet, limits)
     with _checking("template"):
-        _check_size(template, "the template", limits, model.max_len)
-        parsed = model.alphabet.parse_spec(template, model.max_len, exclude)
+        parsed = _parsed_template(model, template, exclude, limits)
     notices = list(parsed.notices)
     if not parsed.expand([span.high for span in parsed.spans]).num_designed:     # [0-0] spans design nothing either
         how = ("its [0-0] spans design none: give a span a length above 0" if parsed.spans
@@ -270,6 +269,28 @@ def check_request(model: Checkpoint, template: str, num_samples, steps, temperat
                         shown(model.source), notices, exclude, span_mode, sampler=sampler, top_p=top_p,
                         particles=particles)
     return parsed, settings
+
+
+def _parsed_template(model: Checkpoint, template, exclude: str, limits: Limits) -> TemplateSpec:
+    _check_size(template, "the template", limits, model.max_len)
+    return model.alphabet.parse_spec(template, model.max_len, exclude)
+
+
+def template_refusal(model: Checkpoint, template, exclude, limits: Limits = Limits()) -> str | None:
+    """Why ``check_request`` would refuse the template with these excluded residues, or None: what the
+    page shows under the template when Exclude is edited. None too for a blank template (one not typed
+    yet) and for an exclusion that is itself refused (Generate says why, under Exclude)."""
+    if not isinstance(template, str) or not template.strip():
+        return None
+    try:
+        exclude = _checked_exclude(exclude, model.alphabet, limits)
+    except ValueError:
+        return None
+    try:
+        _parsed_template(model, template, exclude, limits)
+    except ValueError as e:
+        return str(e)
+    return None
 
 
 @dataclass

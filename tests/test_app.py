@@ -246,6 +246,16 @@ def test_settings_name_the_checkpoint_as_the_user_can_use_it(model, monkeypatch,
     assert studio.check_request(model, SHORT_TEMPLATE, 2, 16, 1.0, 7, "off")[1].checkpoint == model.source
 
 
+def test_the_template_checked_again_when_exclude_is_edited_is_what_generate_would_refuse(model):
+    """What the page shows under the template after an edit of Exclude (``template_refusal``)."""
+    clash = "MKV[KR]" + "_" * 10
+    assert "allows only KR, all of which are excluded" in studio.template_refusal(model, clash, "KR")
+    assert studio.template_refusal(model, clash, "C") is None                      # Exclude fixed it
+    assert "invalid character 'B' at position 4" in studio.template_refusal(model, "MKVB__", "C")
+    assert studio.template_refusal(model, "  ", "C") is None                       # nothing typed yet
+    assert studio.template_refusal(model, clash, "Z") is None                      # Exclude's own refusal is Generate's
+
+
 def test_the_notice_a_page_event_sends_is_dropped_wherever_the_request_stands():
     """The notice was put before the first gr.Request parameter (so a request first lost the template)
     and with a default, which a later parameter without one made an invalid signature."""

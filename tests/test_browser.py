@@ -191,6 +191,15 @@ def test_a_refused_request_keeps_the_results_and_shows_why_at_the_input(page):
     clash.wait_for()
     page.fill("#exclude input", "C")
     clash.wait_for(state="detached", timeout=10_000)
+    # any other refusal under the template stays when Exclude is edited (the round trip cleared it too)
+    page.fill("#template textarea", "MKVB" + "_" * 20)
+    page.click("#generate")
+    invalid = page.locator("#template").get_by_text("invalid character 'B' at position 4")
+    invalid.wait_for()
+    page.fill("#exclude input", "W")
+    page.wait_for_timeout(2_000)                       # the edit's round trip has come back
+    assert invalid.is_visible()
+    page.fill("#template textarea", "MKV[KR]" + "_" * 20)
     page.click("#generate")
     page.wait_for_function("f => document.querySelector('#fasta textarea').value !== f "
                            "&& document.querySelector('#status').innerText.includes('in 16 steps')", arg=fasta)
