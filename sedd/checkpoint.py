@@ -154,7 +154,9 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def check_writable(path: str | Path, what: str) -> Path:
     """Refuse, before any slow work, an output path that cannot be written: a directory, or one under
-    a file or a read-only folder (``atomic_write`` creates the missing folders). Creates nothing."""
+    a file or a read-only folder (``atomic_write`` creates the missing folders), or in a folder that
+    takes no file whatever its permissions say (/proc; a full disk). Leaves nothing behind: the test
+    file it writes in the nearest folder that exists is gone when it returns."""
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{what} {path} is a directory; give a file path")
@@ -165,6 +167,11 @@ def check_writable(path: str | Path, what: str) -> Path:
         raise ValueError(f"{what} {path} cannot be written: {folder} is a file, not a folder")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ValueError(f"{what} {path} cannot be written: no permission to write in {folder}")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise ValueError(f"{what} {path} cannot be written: {folder} takes no new file ({e.strerror})") from None
     return path
 
 

@@ -478,3 +478,22 @@ def test_a_setting_a_newer_sedd_wrote_in_alphabet_or_schedule_is_refused_not_dro
     with pytest.raises(ValueError, match=rf"'{section}' section has settings this version of sedd does not know "
                                          rf"\('{key}'\); a newer sedd wrote it"):
         checkpoint.load(tiny_checkpoint)
+
+
+def test_an_output_in_a_folder_that_takes_no_file_is_refused_before_the_work(tmp_path, monkeypatch):
+    """``sedd.train --out /proc/x`` trained, then failed to save: the folder's permissions said yes."""
+    real = checkpoint.tempfile.TemporaryFile
+
+    def full_disk(*args, dir=None, **kwargs):
+        if Path(dir) == tmp_path / "full":
+            raise OSError(28, "No space left on device")
+        return real(*args, dir=dir, **kwargs)
+
+    (tmp_path / "full").mkdir()
+    monkeypatch.setattr(checkpoint.tempfile, "TemporaryFile", full_disk)
+    with pytest.raises(ValueError, match=rf"^--out {re.escape(str(tmp_path / 'full' / 'x' / 'a.json'))} cannot be "
+                                         rf"written: {re.escape(str(tmp_path / 'full'))} takes no new file "
+                                         r"\(No space left on device\)$"):
+        checkpoint.check_writable(tmp_path / "full" / "x" / "a.json", "--out")
+    assert checkpoint.check_writable(tmp_path / "ok" / "a.json", "--out") == tmp_path / "ok" / "a.json"
+    assert list(tmp_path.iterdir()) == [tmp_path / "full"] and not any((tmp_path / "full").iterdir())
