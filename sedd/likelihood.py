@@ -175,14 +175,15 @@ def elbo_to_precision(model, data: Dataset, schedule: LogLinearSchedule, mask_id
 
     Two stages, so that the count never depends on the times reported. A pilot of ``pilot_t_samples``
     times per sequence (default ``t_samples``), from a seed stream of its own, estimates the error;
-    the count it predicts, K = pilot·(SE_pilot/target)²·``PILOT_MARGIN``, at least ``t_samples`` and at most
-    ``max_t_samples``, is then drawn afresh, and only those K times are reported. (Adding rounds until
-    the error so far is below the target biases the ELBO low: f(t) has a heavy tail at small t, so a
-    round that drew high also has a high error and is diluted by more rounds, while one that drew low
-    stops the loop and is kept.) The margin leaves room for the pilot's own error;
-    ``elbo_target_met`` says whether the reported error did fall below the target. The K times are drawn in rounds of at most
-    ``T_SAMPLES_PER_ROUND``, round r seeded seed + 7919·r, and pooled as in the module docstring;
-    when K comes out as ``t_samples`` ≤ 64 they are exactly ``estimate_elbo``'s with ``seed``.
+    the count it predicts, K = pilot·(SE_pilot/target)²·``PILOT_MARGIN``, at least ``t_samples`` and
+    at most ``max_t_samples``, is then drawn afresh, and only those K times are reported. (Adding
+    rounds until the error so far is below the target biases the ELBO low: f(t) has a heavy tail at
+    small t, so a round that drew high also has a high error and is diluted by more rounds, while one
+    that drew low stops the loop and is kept.) The margin leaves room for the pilot's own error;
+    ``elbo_target_met`` says whether the reported error did fall below the target. The K times are
+    drawn in rounds of at most ``T_SAMPLES_PER_ROUND``, round r seeded seed + 7919·r, and pooled as in
+    the module docstring; when K comes out as ``t_samples`` ≤ 64 they are exactly ``estimate_elbo``'s
+    with ``seed``.
     Returns ``estimate_elbo``'s keys (``per_sequence`` and its error pooled the same way),
     ``t_samples`` = K, ``pilot_t_samples``, ``elbo_target_stderr`` and ``elbo_target_met``.
     """
