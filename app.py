@@ -412,7 +412,7 @@ class StudioCallbacks:
     def score(self, sequence: str) -> dict:
         """Score a protein sequence with the SEDD model: how family-like it is and what every single substitution would do.
 
-        Returns a JSON object with name, sequence, length, elbo_nats_per_residue and elbo_stderr (the ELBO bound on -log p(sequence | length), nats per residue, lower = more family-like), pll_nats_per_residue (pseudo-log-likelihood, nats per residue), per_residue_log_prob (log p of each residue with only it masked, L values) and scan ({"residues": "ACDEFGHIKLMNPQRSTVWY", "scores": L rows of 20 values log p(b) - log p(wild type) with only that position masked; 0 on the wild type, negative = predicted harmful}).
+        Returns a JSON object with name, sequence, length, elbo_nats_per_residue and elbo_stderr (the ELBO bound on -log p(sequence | length), nats per residue, lower = more family-like), pll_nats_per_residue (the negative pseudo-log-likelihood, nats per residue, lower = more likely), per_residue_log_prob (log p of each residue with only it masked, L values) and scan ({"residues": "ACDEFGHIKLMNPQRSTVWY", "scores": L rows of 20 values log p(b) - log p(wild type) with only that position masked; 0 on the wild type, negative = predicted harmful}).
 
         Args:
             sequence: a full protein sequence in one-letter codes (the 20 canonical residues), 1 to the model's maximum length (128 for the bundled model); a FASTA header line, digits, spaces and a trailing * are ignored, and of several FASTA records the first is scored (the entry's name says which); masked positions (_ ? # X) are refused.

@@ -249,14 +249,17 @@ def plddt_figure(plddt: list[float], designed: list[bool]) -> Figure:
 # ---- scores (Score tab) -----------------------------------------------------------------------------
 
 def score_summary_html(entry: dict, percentile: float | None) -> str:
-    """The whole-sequence score, its pseudo-log-likelihood and where it falls among the family."""
+    """The whole-sequence score, its pseudo-log-likelihood and where it falls among the family. Both
+    are shown as ``sedd.score`` stores them, in nats per residue with lower = more likely: the
+    pseudo-log-likelihood negated, so it is labelled so (a log-likelihood shown positive read as one
+    that contradicts the log p track below it)."""
     family = ("The checkpoint stores no score distribution of its validation sequences, so there is no family "
               "percentile." if percentile is None else
               f"More family-like than <b>{percentile:.0f} %</b> of the model's held-out natural sequences "
               "(lower ELBO = more likely).")
     return (f'<div class="score-summary"><div class="score-name">{esc(entry["name"])} · {plural(entry["length"], "residue")}</div>'
             f'<div class="score-main">ELBO <b>{entry["elbo_nats_per_residue"]:.3f} ± {entry["elbo_stderr"]:.3f}</b> '
-            f'nats/residue · pseudo-log-likelihood {entry["pll_nats_per_residue"]:.3f} nats/residue</div>'
+            f'nats/residue · negative pseudo-log-likelihood {entry["pll_nats_per_residue"]:.3f} nats/residue</div>'
             f'<div class="score-family">{family}</div></div>')
 
 

@@ -402,11 +402,11 @@ def _read_variants(model: ckpt.Checkpoint, inputs: list[tuple[str, list[int]]], 
 
 
 def _table(model: ckpt.Checkpoint, entries: list[dict]) -> str:
-    lines = [f"{'name':<24} {'length':>6}  {'ELBO (nats/res)':>17}  {'PLL (nats/res)':>14}  {'family pct':>10}"]
+    lines = [f"{'name':<24} {'length':>6}  {'ELBO (nats/res)':>17}  {'−PLL (nats/res)':>15}  {'family pct':>10}"]
     for e in entries:
         pct = family_percentile(model, e["elbo_nats_per_residue"])
         lines.append(f"{e['name'][:24]:<24} {e['length']:>6}  {e['elbo_nats_per_residue']:>9.3f} ± {e['elbo_stderr']:.3f}"
-                     f"  {e['pll_nats_per_residue']:>14.3f}  {'–' if pct is None else f'{pct:.0f} %':>10}")
+                     f"  {e['pll_nats_per_residue']:>15.3f}  {'–' if pct is None else f'{pct:.0f} %':>10}")
     for e in entries:
         if "scan" in e:
             residues = e["scan"]["residues"]

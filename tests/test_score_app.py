@@ -230,3 +230,12 @@ def test_a_score_error_counts_positions_through_comment_lines_and_sees_indented_
     assert name == "a" and bundled.alphabet.decode(tokens) == "MKVLAGFRE"
     entry = {"name": name, "sequence": "MKVLAGFRE"}
     assert studio.score_notices(bundled, text, entry) == ["the input holds 2 FASTA records; using the first one only"]
+
+
+def test_the_pseudo_log_likelihood_shown_positive_is_called_negative(cb):
+    """"pseudo-log-likelihood 0.151" read as a log-likelihood above 0, against the log p track beneath
+    it; the number is −(1/L) Σ log p, in nats per residue like the ELBO."""
+    entry = cb.score("MKVLAAGG")
+    summary = render.score_summary_html(entry, None)
+    assert entry["pll_nats_per_residue"] > 0
+    assert f"negative pseudo-log-likelihood {entry['pll_nats_per_residue']:.3f} nats/residue" in summary
