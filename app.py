@@ -58,7 +58,8 @@ COLOR_CHOICES = {"pLDDT": "plddt", "designed vs fixed": "designed"}
 OUTPUT_MAX_AGE_S = 3600
 OUTPUT_MAX_BYTES = 256 * 2**20     # downloads kept at most; the oldest runs go first
 STOPPED_HTML = render.message_html("Stopped: the run was cancelled.", "warn")
-NO_STRUCTURE_YET = render.message_html("Structures appear here after folding.")
+NO_STRUCTURE_YET = render.message_html("Structures and their pLDDT appear here when designs are folded: choose a "
+                                       "folding backend (off by default without a GPU).")
 STOP_COUNTING_JS = """() => {
     window.seddStops = 0;
     document.addEventListener("click", e => {       // capture: before Gradio handles the click

@@ -356,8 +356,8 @@ class ESMAtlasBackend(_CachedBackend):
         except requests.exceptions.SSLError as e:
             raise FoldError(f"{self.name}: the server's certificate could not be verified ({e}).", "no_network") from e
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as e:
-            raise FoldError(f"{self.name}: the service cannot be reached from here "
-                            f"({type(e).__name__}). Use ESMFold (local) or fold later.", "no_network") from e
+            raise FoldError(f"{self.name}: the service cannot be reached from here ({type(e).__name__}).",
+                            "no_network") from e
         except requests.exceptions.RequestException as e:      # a broken answer, a redirect loop, …
             raise FoldError(f"{self.name}: the request failed ({type(e).__name__}: {str(e)[:200]}).", "failed") from e
         if response.status_code != 200:

@@ -185,6 +185,7 @@ def test_failing_folds_say_which_and_why_and_designs_still_come(model, tmp_path,
     fasta, _f, status, _s, table, structure, plot, files, _r = final_of(cb, OK, 3, fold=name)
     assert len(fasta_sequences(fasta)) == 3
     assert "Folding failed" in status and words.replace("'", "&#x27;") in status
+    assert "fold later" not in status and "Use ESMFold" not in status     # one piece of advice: the page's
     assert "No structure for" in structure and plot is None
     assert [row[6] for row in table] == ["failed"] * 3
     assert "designs.fasta" in download_kinds(files)
