@@ -328,7 +328,8 @@ class StudioCallbacks:
         for view in run.denoise(self.min_interval):
             frame = render.frame_html(view.sequences, view.states, view.step, view.steps, view.nfe)
             yield generate_outputs(fasta=view.fasta(), frames=frame)
-        done = f"{render.plural(len(run.designs), 'design')} in {settings.steps} steps (seed {settings.seed})." \
+        done = (f"{render.plural(len(run.designs), 'design')} in {settings.steps} steps "
+                f"(seed {settings.seed}{settings.departures()}).") \
             + (f" No {', '.join(settings.exclude)} at any designed position." if settings.exclude else "")
         backend = self.backends.get(fold)
         if backend is not None:

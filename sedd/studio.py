@@ -77,6 +77,15 @@ class Settings:
     top_p: float = 1.0                               # nucleus filtering; 1 = off
     particles: int = 1                               # > 1: allowed sets as exact conditioning (sedd.sampler)
 
+    def departures(self) -> str:
+        """The choices that differ from the defaults, as the run's status says them after its seed
+        (", temperature 0.1, sampler remask"): a cleared Temperature box becomes its minimum unsaid."""
+        chosen = [(f"temperature {self.temperature:g}", self.temperature != 1.0),
+                  (f"sampler {self.sampler}", self.sampler != "tau-leaping"),
+                  (f"top-p {self.top_p:g}", self.top_p != 1.0),
+                  (f"{self.particles} particles", self.particles > 1)]
+        return "".join(f", {words}" for words, differs in chosen if differs)
+
     def command(self) -> str:
         """The ``python -m sedd.sample`` command that draws the same designs."""
         extra = (["--omit", self.exclude] if self.exclude else []) + \

@@ -95,7 +95,7 @@ def wait_until_done(page, previous_seed: str = "") -> tuple[str, str]:
     """Wait for a run other than the one with ``previous_seed`` to finish (denoised and folded);
     return (seed used, FASTA)."""
     page.wait_for_function("""prev => {
-        const m = document.querySelector('#status').innerText.match(/in \\d+ steps \\(seed (\\d+)\\)/);
+        const m = document.querySelector('#status').innerText.match(/in \\d+ steps \\(seed (\\d+)[,)]/);
         return m && m[1] !== prev && !document.querySelector('#status').innerText.includes('…');
     }""", arg=previous_seed, timeout=120_000)
     return page.input_value(SEED_USED), page.input_value("#fasta textarea")

@@ -540,3 +540,12 @@ def test_a_score_clicked_during_a_score_runs_and_the_tables_clicks_run_in_order(
     table = [by_name[name] for name in ("select", "send_to_score", "recolor")]
     assert {(d.concurrency_id, d.concurrency_limit) for d in table} == {("designs-table", 1)}
     assert by_name["select"].trigger_mode == "always_last"
+
+
+def test_the_status_names_the_choices_that_differ_from_the_defaults(cb):
+    """A cleared Temperature box becomes its minimum (Gradio's), and the status said only the seed."""
+    status = final_of(cb, OK, temperature=0.1)[2]
+    assert "in 16 steps (seed 0, temperature 0.1)." in status
+    *_, final = cb.generate(OK, 2, 16, 0, 1.0, "off", "", "sample", "remask", 0.9)
+    assert "in 16 steps (seed 0, sampler remask, top-p 0.9)." in final[2]
+    assert "in 16 steps (seed 0)." in final_of(cb, OK)[2]
