@@ -97,6 +97,10 @@ def test_a_phone_scrolls_only_vertically_and_keeps_the_scores_legible(browser, s
     for seq in page.locator("#frames .frame-seq").all():      # a 128-residue design wraps inside its panel
         box = seq.bounding_box()
         assert box["x"] + box["width"] <= frames["x"] + frames["width"] + 0.5
+    # a download's name wraps, whole: it was cut to "designs_se….fasta", losing the seed and time
+    names = page.locator("#downloads .stem")
+    assert names.count() >= 3 and page.evaluate(
+        "[...document.querySelectorAll('#downloads .stem')].every(s => s.scrollWidth <= s.clientWidth)")
 
     page.get_by_role("tab", name="Score").click()
     page.fill("#score-sequence textarea", SEQUENCE)
@@ -111,5 +115,7 @@ def test_a_phone_scrolls_only_vertically_and_keeps_the_scores_legible(browser, s
         assert image["width"] >= 600
         assert image["x"] >= panel["x"] - 0.5, "the plot's left part is cut off, out of reach of the scroll"
         assert page.evaluate(f"(p => p.scrollWidth > p.clientWidth)(document.querySelector('{plot} .matplotlib'))")
+        hint = page.evaluate(f"getComputedStyle(document.querySelector('{plot}'), '::after').content")
+        assert "scroll sideways" in hint, "nothing says that the plot scrolls"
     assert page.locator("#score-top").bounding_box()["width"] >= 0.8 * inner
     page.close()
