@@ -273,7 +273,7 @@ def check_request(model: Checkpoint, template: str, num_samples, steps, temperat
         how = ("its [0-0] spans design none: give a span a length above 0" if parsed.spans
                else "mark them with _ ? # X or a bracket")
         notices.append(f"the template has no position to design ({how}), so every design is the template itself; "
-                       "to score a full sequence, use the Score tab (the score endpoint)")
+                       "to score a full sequence, use the Score tab (or the API's score endpoint)")
     settings = Settings(parsed.text(model.alphabet.residues), num_samples, steps, temperature, seed, fold,
                         shown(model.source), notices, exclude, span_mode, sampler=sampler, top_p=top_p,
                         particles=particles)
