@@ -249,10 +249,10 @@ def plddt_figure(plddt: list[float], designed: list[bool]) -> Figure:
 # ---- scores (Score tab) -----------------------------------------------------------------------------
 
 def score_summary_html(entry: dict, percentile: float | None) -> str:
-    """The whole-sequence score, its pseudo-log-likelihood and where it falls among the family. Both
-    are shown as ``sedd.score`` stores them, in nats per residue with lower = more likely: the
-    pseudo-log-likelihood negated, so it is labelled so (a log-likelihood shown positive read as one
-    that contradicts the log p track below it)."""
+    """The whole-sequence score, its pseudo-log-likelihood and where it falls among the family. The
+    pseudo-log-likelihood is shown as ``sedd.score`` stores it, negated (nats per residue, lower = more
+    likely, like the ELBO), and labelled so: a positive "log-likelihood" read as contradicting the log p
+    track below it."""
     family = ("The checkpoint stores no score distribution of its validation sequences, so there is no family "
               "percentile." if percentile is None else
               f"More family-like than <b>{percentile:.0f} %</b> of the model's held-out natural sequences "

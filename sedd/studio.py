@@ -79,7 +79,8 @@ class Settings:
 
     def departures(self) -> str:
         """The choices that differ from the defaults, as the run's status says them after its seed
-        (", temperature 0.1, sampler remask"): a cleared Temperature box becomes its minimum unsaid."""
+        (", temperature 0.1, sampler remask"); a cleared Temperature box becomes its minimum, which
+        the status said nowhere."""
         chosen = [(f"temperature {self.temperature:g}", self.temperature != 1.0),
                   (f"sampler {self.sampler}", self.sampler != "tau-leaping"),
                   (f"top-p {self.top_p:g}", self.top_p != 1.0),
