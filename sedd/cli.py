@@ -52,6 +52,7 @@ FRACTION = checked(float, lambda v: 0 <= v < 1, "a number from 0 up to (not incl
 PROBABILITY_MASS = checked(float, lambda v: 0 < v <= 1, "a number above 0 and at most 1")
 STEPS = checked(whole_number, lambda v: 0 < v <= MAX_STEPS, f"a whole number from 1 to {MAX_STEPS:,}")
 SEED = checked(whole_number, lambda v: 0 <= v <= MAX_SEED, "a whole number from 0 to 2**63 - 1")
+# an --out folder: a blank one (an unset $OUT) wrote sedd.train's run, or sedd.data's split, into the working folder
 FOLDER = checked(str, lambda v: bool(v.strip()), "a folder (it is blank)")
 
 MAX_MODEL_LEN = 100_000         # titin, the longest known protein, has about 35,000 residues

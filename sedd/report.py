@@ -65,7 +65,7 @@ def _fmt(value, digits: int = 3) -> str:
 
 def _rate(stats: dict, key: str) -> str:
     """A share of the samples with its binomial standard error, e.g. ``0.824 ± 0.024``; at 0 or 1, where
-    that error is 0, its 95 % Wilson interval instead: ``1.000 (95 % interval 0.986–1.000)``."""
+    that error is 0, its 95 % Wilson interval instead: ``1.000 (95 % interval 0.985–1.000)`` for 256."""
     rate, n = stats[key], stats["num_samples"]
     if rate in (0, 1):
         low, high = wilson_interval(round(rate * n), n)

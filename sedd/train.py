@@ -101,8 +101,7 @@ CLOCKS = {"wall": time.time, "cpu": time.process_time}
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-# A blank --out (an unset $OUT) wrote the run into the working directory; a learning rate of 1e308
-# overflowed inside the optimizer, with a traceback
+# a learning rate of 1e308 overflowed inside the optimizer, with a traceback
 LEARNING_RATE = checked(float, lambda v: 0 < v <= 10, "a learning rate above 0 and at most 10")
 
 
