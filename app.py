@@ -523,6 +523,21 @@ def with_notice(fn: Callable) -> Callable:
     return call
 
 
+def with_heading(generate: Callable, heading: Callable[[list], str]) -> Callable:
+    """``generate`` (a generator of output tuples whose last element is the designs) with one more
+    output, ``heading(designs)``, sent in the same message as the designs it describes.
+
+    As a step after the run, the heading came after the table, and a page caught between the two (a
+    Stop while scoring) showed a table of designs under "Designs (none yet)"; and while a new run
+    drew, the cleared table sat under the last run's ranking."""
+    @functools.wraps(generate)
+    def outputs(*args, **kwargs):
+        for values in generate(*args, **kwargs):
+            designs = values[-1]
+            yield *values, (gr.skip() if designs == gr.skip() else heading(designs))
+    return outputs
+
+
 def without_last_output(generate: Callable) -> Callable:
     """``generate`` (a generator of output tuples, with its signature and docstring) minus each tuple's last element."""
     @functools.wraps(generate)
@@ -799,7 +814,8 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
         # before Gradio sends the run (a click while a run is ending waits for it). See cb.stop.
         demo.load(None, js=STOP_COUNTING_JS, api_name=False)
         demo.load(None, js=SHOW_REFUSAL_JS, api_name=False)
-        event = run_btn.click(with_notice(fn), inputs + [generate_refusal], outputs + [designs],
+        event = run_btn.click(with_notice(with_heading(fn, cb.heading)), inputs + [generate_refusal],
+                              outputs + [designs, heading],
                               js=f"(...inputs) => inputs.map((v, i) => i === {stop_index} ? "
                                  "(window.seddStopsAtGenerate ?? 0) : v)",
                               api_name=False, concurrency_limit=concurrency, concurrency_id="generate",
@@ -819,7 +835,6 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
         # the first design is shown; in the colouring the page has chosen
         event.then(lambda: 0, None, selected, api_name=False) \
             .then(cb.recolor_first, [designs, color], [structure, plot], api_name=False)
-        event.then(cb.heading, designs, heading, api_name=False)
         # the API/MCP endpoint returns the entry alone; the page's Score then draws it
         score_fn = spaces.GPU(duration=60)(cb.score) if spaces is not None else cb.score
         score_views = [score_summary, track, heatmap, top, score_files]

@@ -448,7 +448,7 @@ class HeldFolds(ESMFoldBackend):
 RUN_SHOWN_OR_HEADING_RESET = """() => {
     const fasta = document.querySelector('#fasta textarea').value, table = document.querySelector('#designs').innerText;
     const sequences = fasta.split('\\n').filter(line => line && !line.startsWith('>'));
-    return document.querySelector('#designs-heading').innerText.includes('model score')
+    return document.querySelector('#designs-heading').innerText.includes('ranked by model score')
         || (sequences.length === 4 && !fasta.includes('(step') && sequences.every(s => table.includes(s)));
 }"""
 
@@ -485,6 +485,38 @@ def test_the_page_after_stop_while_folding_shows_one_run(browser, model):
         assert "design_2.pdb" in downloads and "design_3.pdb" not in downloads
         assert "_seed2_" in page.locator("#downloads").inner_text()
         assert page.locator("#structure .structure-title").inner_text().startswith("design_")
+    finally:
+        backend.release()
+        page.close()
+        demo.close()
+
+
+def test_the_heading_describes_the_table_under_it(browser, model):
+    """While a run drew, its cleared table sat under the last run's ranking ("ranked by mean
+    pLDDT"); and a fresh page stopped while folding listed the designs under "Designs (none yet)"
+    until a later step redrew the heading. The heading now comes with the designs
+    (``test_app_stop.py``, ``test_the_heading_is_sent_with_the_designs_it_describes``)."""
+    backend = HeldFolds()
+    demo, url = launch_app(model, {FOLD: backend, "off": None})
+    page = open_page(browser, url)
+    heading = "document.querySelector('#designs-heading').innerText"
+    try:
+        page.get_by_label(FOLD, exact=True).check()
+        page.fill("#template textarea", STOP_TEMPLATE)
+        set_steps(page, 16)
+        backend.hold(1)                                # design 2 folds only after the Stop
+        page.click("#generate")
+        page.wait_for_function("document.querySelector('#status').innerText.includes('Folding design 2 of 4')")
+        page.click("#stop")
+        page.wait_for_function("document.querySelector('#status').innerText.includes('Stopped')")
+        backend.release()
+        page.wait_for_function(f"{heading}.startsWith('Designs, ranked by mean pLDDT')")
+        assert "only 2 of 4 folded" in page.locator("#designs-heading").inner_text()
+        backend.hold(0)                                # the next run's first fold waits
+        page.click("#generate")
+        page.wait_for_function("document.querySelector('#status').innerText.includes('Folding design 1 of 4')")
+        page.wait_for_function(f"{heading}.startsWith('Designs (none yet)')")
+        assert page.locator("#designs .virtual-row").count() == 0
     finally:
         backend.release()
         page.close()
