@@ -169,6 +169,12 @@ def interrupted() -> NoReturn:
     running the tool goes on after a child that exited, and stops only after one the signal killed."""
     if os.environ.get("RANK", "0") == "0":
         print("\nstopped by Ctrl-C", file=sys.stderr, flush=True)   # a new line: a progress bar may hold the last
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    os.kill(os.getpid(), signal.SIGINT)
-    raise SystemExit(130)               # not reached where SIGINT ends a process (everywhere but Windows)
+    die_by(signal.SIGINT)
+
+
+def die_by(signum: int) -> NoReturn:
+    """End the process by the signal ``signum`` itself (the shell sees 128 + its number), so that a
+    script or loop running the tool stops too."""
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+    raise SystemExit(128 + signum)      # not reached where the signal ends a process (everywhere but Windows)

@@ -6,7 +6,7 @@ each rank takes its own shard of batches and only rank 0 writes. Budgets: ``--mi
 weights of the step with the best validation ELBO) and ``resume.pt`` (raw + EMA weights, optimizer,
 step, data position, RNG), which ``--resume`` continues from, with every option of the saved run
 (only budgets and how the run is watched may change; ``RESUME_MAY_CHANGE``). Ctrl-C or SIGTERM ends
-the run after its step, saved (``Interrupted``; the command exits with 128 + the signal's number).
+the run after its step, saved (``Interrupted``); the command then ends by that signal (status 128 + its number).
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ import torch.distributed as dist
 from . import checkpoint as ckpt
 from .alphabet import PROTEIN, Alphabet
 from .cli import (BATCH_TOKENS, COUNT, COUNT_OR_ZERO, FOLDER, FRACTION, MODEL_LENGTH, POSITIVE, POSITIVE_OR_ZERO,
-                  SEED, RankZeroParser, checked, one_line_warnings, run)
+                  SEED, RankZeroParser, checked, die_by, one_line_warnings, run)
 from .data import MAX_LEN, bucketed_batches, collate, describe_dropped, longer_than, read_clusters, read_fasta, split
 from .hmm import HMM_NAME
 from .likelihood import estimate_elbo, unigram_nll
@@ -142,11 +142,24 @@ def check_budget(minutes: float | None, max_steps: int | None) -> None:
 
 def pick_device(requested: str | None = None) -> torch.device:
     """The requested device, or the best available; a device this machine lacks is a ValueError that
-    says so (torch would fail later, deep in a tensor move, with a traceback)."""
+    says so (torch would fail later, deep in a tensor move, with a traceback).
+
+    CUDA without an index is this process's GPU: torchrun's ``LOCAL_RANK``, else 0 (``--device cuda``
+    failed at start: ``torch.cuda.set_device`` takes no device without an index). Under torchrun an
+    index is refused, as it would put every process on that one GPU."""
+    local_gpu = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     if requested:
-        return ckpt.check_device(requested)
+        device = ckpt.check_device(requested)
+        if device.type != "cuda":
+            return device
+        if device.index is None:
+            return local_gpu
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise ValueError(f"--device {requested} under torchrun puts every process on one GPU; give "
+                             "--device cuda (each process then takes the GPU of its LOCAL_RANK)")
+        return device
     if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        return local_gpu
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
@@ -361,6 +374,9 @@ class Trainer:
             self.ddp = self.model
         # the compiled wrapper only runs the forward/backward; weights and state dicts stay self.model's
         self.net = torch.compile(self.ddp, dynamic=True) if cfg.compile else self.ddp
+        if self.rank:      # dropout: every rank its own masks, not rank 0's (rank 0, and one process, as before);
+            # a stream apart from the generator of times and masks, which is seeded with seed · 1000 + rank
+            torch.manual_seed(generator_seed(cfg.seed * 1000 + self.rank + 2**62))
 
     def _build_optimizer(self) -> None:
         """The optimizer (``sedd/optim.py``; AdamW by default), the time sampler, the budget and its clock."""
@@ -413,7 +429,7 @@ class Trainer:
                 "wall_seconds": self.wall_seconds, "device_type": self.device.type, "world_size": self.world,
                 **rank_random[0], "rank_random": rank_random,
                 "history": json.dumps(self.history), "best_elbo": self.best["elbo"], "best_step": self.best["step"],
-                "best_weights": self.best["weights"], "config": json.dumps(asdict(self.cfg)),
+                "best_weights": self.best["weights"], "bad_in_row": self._bad_in_row, "config": json.dumps(asdict(self.cfg)),
                 "split_digest": self.split_digest,
                 # the files as typed are relative to where the run started; these find them from anywhere
                 "resolved_paths": {k: str(Path(getattr(self.cfg, k)).resolve()) for k in PATH_FIELDS
@@ -441,6 +457,7 @@ class Trainer:
         self._restore_random_state(state)
         self.history = json.loads(state["history"])
         self.best = {"elbo": state["best_elbo"], "weights": state["best_weights"], "step": state["best_step"]}
+        self._bad_in_row = state.get("bad_in_row", 0)       # non-finite losses in a row; older files: not known
         self._window = (time.time(), self.tokens_seen)
         state.clear()
         if self.is_main:
@@ -1092,8 +1109,10 @@ def main(argv: list[str] | None = None) -> None:
             out = train(cfg, resume_state, replacing=a.overwrite, second_signal_ends_process=True)
     except (ValueError, OSError) as e:    # what the options asked for cannot be done: say what
         p.exit(2, f"error: {e}\n")         # (under torchrun, from rank 0 only)
-    except Interrupted as e:              # saved: no traceback, the shell's exit status of a signal
-        p.exit(128 + e.signum, f"{e}\n")
+    except Interrupted as e:              # saved: one line, no traceback, then death by the signal itself
+        if p.speaks():                     # (an exit with its status would let a shell loop go on)
+            print(e, file=sys.stderr, flush=True)
+        die_by(e.signum)
     if p.speaks():
         print(f"wrote {out}", file=sys.stderr)
 

@@ -592,6 +592,40 @@ def test_a_ddp_step_is_the_step_of_one_process_seeing_every_ranks_batch(tmp_path
     assert ranks[0]["residues"] == ranks[1]["residues"] == residues           # what tokens_seen adds up
 
 
+DROPOUT_PER_RANK = """
+import sys
+import torch, torch.distributed as dist
+import sedd.train as T
+
+out, data = sys.argv[1], sys.argv[2]
+cfg = T.TrainConfig(data=data, out=out + "/run", preset="tiny", tokens_per_batch=256, dropout=0.5,
+                    max_steps=1, eval_every=1000, eval_max_seqs=8, checkpoint_minutes=60, device="cpu")
+trainer = T.Trainer(cfg)
+rank = dist.get_rank()
+x = torch.ones(4096)
+torch.save({"model": trainer.model.state_dict(), "mask": torch.nn.functional.dropout(x, 0.5) > 0},
+           f"{out}/rank{rank}.pt")
+del trainer
+dist.destroy_process_group()
+"""
+
+
+def test_every_ddp_rank_draws_its_own_dropout_masks(tmp_path, uneven_family):
+    """Every rank seeded torch's generator alike, so the ranks drew the same dropout masks: correlated
+    noise, not the independent masks of one process on the whole batch. Rank 0 draws as before, and
+    the weights stay one model."""
+    script = tmp_path / "dropout_per_rank.py"
+    script.write_text(DROPOUT_PER_RANK)
+    _torchrun_script(script, str(tmp_path), str(uneven_family))
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    assert_same_tensors(ranks[0]["model"], ranks[1]["model"])
+    assert (ranks[0]["mask"] != ranks[1]["mask"]).float().mean() > 0.4     # independent: about half differ
+    torch.manual_seed(TrainConfig.seed)
+    ScoreNetwork(preset("tiny", vocab_size=PROTEIN.size, max_len=TrainConfig.max_len, dropout=0.5))
+    ScoreNetwork(preset("tiny", vocab_size=PROTEIN.size, max_len=TrainConfig.max_len, dropout=0.5))   # the EMA copy
+    assert torch.equal(torch.nn.functional.dropout(torch.ones(4096), 0.5) > 0, ranks[0]["mask"])
+
+
 # Each rank's clock runs at its own speed (rank 1's 30 % faster): the ranks must still agree on the
 # time, hence on the LR of every step, so the replicas stay one model.
 SKEWED_CLOCKS = """

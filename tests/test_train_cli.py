@@ -282,6 +282,31 @@ def test_a_device_this_machine_lacks_is_one_line(tmp_path, data, capsys):
     assert line.endswith(f"error: argument --device: cuda is not available on this machine ({why}); use --device cpu")
 
 
+@pytest.mark.parametrize("requested, env, expected", [
+    ("cuda", {}, "cuda:0"),
+    ("cuda", {"LOCAL_RANK": "1", "WORLD_SIZE": "2"}, "cuda:1"),     # torchrun's second process
+    ("cuda:1", {}, "cuda:1"),
+    ("cpu", {"LOCAL_RANK": "1", "WORLD_SIZE": "2"}, "cpu"),
+])
+def test_cuda_without_an_index_is_this_processs_gpu(monkeypatch, requested, env, expected):
+    """``--device cuda`` failed at start on a GPU machine: ``torch.cuda.set_device`` takes no device
+    without an index. (The GPU is faked: the check that this machine has it passes.)"""
+    monkeypatch.setattr(checkpoint, "check_device", torch.device)
+    for name in ("LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert train.pick_device(requested) == torch.device(expected)
+
+
+def test_one_gpu_for_every_torchrun_process_is_refused(monkeypatch):
+    monkeypatch.setattr(checkpoint, "check_device", torch.device)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match=r"--device cuda:0 under torchrun puts every process on one GPU; give "
+                                         r"--device cuda \(each process then takes the GPU of its LOCAL_RANK\)"):
+        train.pick_device("cuda:0")
+
+
 def test_the_same_data_under_another_spelling_resumes(tmp_path, data):
     fasta, _ = data
     out = tmp_path / "run"

@@ -206,9 +206,10 @@ def test_ctrl_c_while_the_data_load_ends_the_command_line_with_one_line(tmp_path
     assert done.stderr.strip().splitlines()[-1] == "stopped by Ctrl-C"
 
 
-def test_ctrl_c_on_the_command_line_saves_and_exits_130_without_a_traceback(tmp_path, family_and_clusters):
-    """The user's view: `python -m sedd.train`, Ctrl-C after a validation, exit status 130 (the shell's
-    for SIGINT), one line saying where the run was saved and how to continue, and --resume continues."""
+def test_ctrl_c_on_the_command_line_saves_and_ends_by_sigint_without_a_traceback(tmp_path, family_and_clusters):
+    """The user's view: `python -m sedd.train`, Ctrl-C after a validation, one line saying where the run
+    was saved and how to continue, and --resume continues. The process ends by SIGINT itself (the
+    shell's 130): it exited with status 130, and a shell loop of training runs went on to the next."""
     data, _ = family_and_clusters
     out = tmp_path / "run"
     argv = [sys.executable, "-m", "sedd.train", "--data", str(data), "--out", str(out), "--preset", "tiny",
@@ -226,7 +227,7 @@ def test_ctrl_c_on_the_command_line_saves_and_exits_130_without_a_traceback(tmp_
         proc.wait(timeout=120)
     finally:
         proc.kill()
-    assert proc.returncode == 130, err[-2000:]
+    assert proc.returncode == -signal.SIGINT, err[-2000:]
     assert "Traceback" not in err
     assert f"--out {out} --resume continues the run" in err.strip().splitlines()[-1]
     step = torch.load(out / RESUME_NAME, weights_only=True)["step"]
@@ -287,6 +288,18 @@ def test_a_run_resumed_on_another_number_of_processes_says_how_its_steps_change(
     trainer(dropout_config(fasta, out, max_steps=4, resume=True)).run()
     assert ("resume: the run was saved by 2 process(es) and continues on 1: each step now takes 1 × 256 residues "
             "instead of 2 × 256") in capsys.readouterr().err
+
+
+def test_a_resumed_run_keeps_its_count_of_non_finite_losses_in_a_row(tmp_path, family_and_clusters):
+    """resume.pt did not keep it: a run saved right after non-finite losses resumed with
+    --max-bad-steps fresh tries, which the uninterrupted run did not have."""
+    fasta, _ = family_and_clusters
+    out = tmp_path / "run"
+    saved = trainer(dropout_config(fasta, out, max_steps=2))
+    saved.run()
+    saved._bad_in_row = 1
+    saved.save()
+    assert trainer(dropout_config(fasta, out, max_steps=3, resume=True))._bad_in_row == 1
 
 
 def test_a_run_saved_by_a_newer_version_is_not_resumed_without_its_new_options(tmp_path, family_and_clusters, capsys):
