@@ -567,7 +567,9 @@ def model_summary(model: ckpt.Checkpoint) -> str:
 def accept_older_calls(demo: gr.Blocks, inputs: list, required: list[str]) -> None:
     """Let a raw API call of the event with ``inputs`` leave out the inputs after the ``required`` ones
     (their names, in order): they take their components' values, the defaults the API documents, as
-    gradio_client fills them; a call with fewer values is refused naming the required inputs.
+    gradio_client fills them; a call with fewer values is refused naming the required inputs. A
+    JSON null for one of those optional inputs means the same (``temperature`` null was refused while
+    ``exclude`` null meant none: a client cannot tell which null means "the default").
 
     A raw HTTP call (``/gradio_api/call/generate``, ``queue/join``) sends every input by position,
     and Gradio refuses one with fewer values than inputs ("didn't receive enough input values"), so
@@ -578,12 +580,15 @@ def accept_older_calls(demo: gr.Blocks, inputs: list, required: list[str]) -> No
     validate = demo.validate_inputs
 
     def with_defaults(block_fn, values):
-        if (isinstance(values, list) and len(values) < len(inputs)
-                and len(block_fn.inputs) == len(inputs) and all(a is b for a, b in zip(block_fn.inputs, inputs))):
+        if (isinstance(values, list) and len(block_fn.inputs) == len(inputs)
+                and all(a is b for a, b in zip(block_fn.inputs, inputs))):
             if len(values) < len(required):
                 raise ValueError(f"this call sends {len(values)} input values; send at least "
                                  f"{', '.join(required)}, in that order")
             values.extend(component.value for component in inputs[len(values):])
+            for i in range(len(required), len(inputs)):      # a JSON null means what leaving the input out means
+                if values[i] is None:
+                    values[i] = inputs[i].value
         return validate(block_fn, values)
 
     demo.validate_inputs = with_defaults

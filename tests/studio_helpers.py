@@ -1,6 +1,7 @@
 """Small models and a running app for the studio tests (no network, no ../shared)."""
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -79,6 +80,18 @@ def refused_inputs(response) -> list[tuple[str, str]]:
     """A request refused before it was queued: (parameter, reason) of each input the validator refused."""
     assert response.status_code == 422, response.text[:500]
     return [(v["parameter_name"], v["message"]) for v in response.json()["detail"] if not v["is_valid"]]
+
+
+def raw_call(url: str, data: list) -> list:
+    """A raw HTTP call of generate (every input by position, no gradio_client); its final output."""
+    import requests
+
+    r = requests.post(f"{url}gradio_api/call/generate", json={"data": data}, timeout=30)
+    assert r.status_code == 200, r.text[:500]
+    stream = requests.get(f"{url}gradio_api/call/generate/{r.json()['event_id']}", timeout=120).text
+    assert "event: complete\n" in stream, stream[-500:]
+    final = stream.rpartition("event: complete\n")[2]
+    return json.loads(final.split("data: ", 1)[1].splitlines()[0])
 
 
 RUN_TAG = re.compile(r"_seed\d+_\d{8}-\d{6}(?=\.)")      # a run's downloads: designs_seed42_20261203-083012.fasta

@@ -8,7 +8,7 @@ import shlex
 
 import pytest
 import requests
-from studio_helpers import download, fasta_sequences, refused_inputs
+from studio_helpers import download, fasta_sequences, raw_call, refused_inputs
 
 import app
 from sedd import sample as sample_cli
@@ -48,16 +48,6 @@ def test_a_call_without_particles_is_todays_run(client, cb):
     *_, direct = cb.generate(CONSTRAINED, 2, 16, 5)                      # a Python caller of the callback
     assert direct[0] == one and "particle" not in direct[2]
     assert "particles" not in downloaded(direct, "settings.json")["command"]
-
-
-def raw_call(url: str, data: list) -> list:
-    """A raw HTTP call of generate (every input by position, no gradio_client); its final output."""
-    r = requests.post(f"{url}gradio_api/call/generate", json={"data": data}, timeout=30)
-    assert r.status_code == 200, r.text[:500]
-    stream = requests.get(f"{url}gradio_api/call/generate/{r.json()['event_id']}", timeout=120).text
-    assert "event: complete\n" in stream, stream[-500:]
-    final = stream.rpartition("event: complete\n")[2]
-    return json.loads(final.split("data: ", 1)[1].splitlines()[0])
 
 
 def test_a_raw_call_written_before_particles_still_runs(served, client):
