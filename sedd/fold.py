@@ -43,9 +43,9 @@ CA_ATOM = 1                     # index of Cα in the atom37 layout (N, CA, C, C
 @dataclass
 class FoldResult:
     sequence: str
-    pdb: str              # PDB text; B-factor column = per-residue pLDDT on 0–100
+    pdb: str              # PDB text; B-factor column = each atom's pLDDT on 0–100 (ESMFold gives it per atom)
     plddt: list[float]    # per residue, 0–100
-    mean_plddt: float     # 0–100
+    mean_plddt: float     # 0–100, the mean over residues (their Cα atoms; fair-esm averages every atom)
     ptm: float | None     # predicted TM-score, 0–1, where the backend reports it
     backend: str = ""
 
@@ -211,6 +211,10 @@ def hub_problem(repo_id: str, timeout: float = 10.0) -> str | None:
     return None
 
 
+# the outputs of ``EsmForProteinFolding.infer`` that ``output_to_pdb`` and the confidences read
+PDB_OUTPUTS = ("positions", "aatype", "atom37_atom_exists", "residx_atom37_to_atom14", "residue_index", "plddt", "ptm")
+
+
 def plddt_to_100(values: torch.Tensor) -> torch.Tensor:
     """transformers' ESMFold gives pLDDT in [0, 1]; the bands 50/70/90 are on [0, 100]."""
     return values * 100.0
@@ -272,14 +276,28 @@ class ESMFoldBackend(_CachedBackend):
         if self._load_failure and time.monotonic() - self._load_failure[0] < self.retry_after_s:
             raise FoldError(self._load_failure[1], "no_weights")
         try:
-            model = load_esmfold(self.model_name)
-        except (OSError, ValueError) as e:   # transformers reports a missing or unreachable repo as OSError
-            message = (f"{self.name}: the weights of {self.model_name!r} are not available here and could not be "
-                       f"downloaded ({type(e).__name__}: {str(e).splitlines()[0][:300]}). Install them "
-                       f"(`hf download {ESMFOLD_MODEL}`, into the Hugging Face cache, where they are looked for).")
+            model = self._prepare(load_esmfold(self.model_name))
+        except Exception as e:
+            # Remembered, whatever the cause, so that the run's other designs fail at once instead of
+            # each loading gigabytes again (``fails_every_sequence``): a missing or unreachable repo
+            # (transformers' OSError), a damaged or mismatched file (RuntimeError, safetensors' own
+            # errors), too little GPU memory for the weights.
+            why = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:300]}"
+            if isinstance(e, (OSError, ValueError)):
+                message = (f"{self.name}: the weights of {self.model_name!r} are not available here and could not be "
+                           f"downloaded ({why}). Install them (`hf download {ESMFOLD_MODEL}`, into the Hugging Face "
+                           "cache, where they are looked for).")
+            elif isinstance(e, torch.cuda.OutOfMemoryError):
+                message = (f"{self.name}: the GPU has too little free memory for the weights of {self.model_name!r} "
+                           f"({why}). Free it, or fold with another backend.")
+            else:
+                message = f"{self.name}: the weights of {self.model_name!r} could not be loaded ({why})."
             self._load_failure = (time.monotonic(), message)
             raise FoldError(message, "no_weights") from e
-        self._model = self._prepare(model)
+        finally:
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()          # what a failed load left on the GPU (a no-op after a good one)
+        self._model = model
         return self._model
 
     def _fold_one(self, sequence: str, check: Callable[[], None] | None) -> FoldResult:
@@ -288,18 +306,25 @@ class ESMFoldBackend(_CachedBackend):
             try:
                 with checked_between_layers(model, check):
                     output = model.infer(sequence)
+                # Only what the PDB and the confidences need, on the CPU, before the lock goes: the
+                # pair outputs (distogram, PAE, …) are about L² · 321 floats, 1.3 GB at 1,024 residues.
+                output = {k: output[k].detach().cpu() for k in PDB_OUTPUTS}
             except torch.cuda.OutOfMemoryError as e:
-                torch.cuda.empty_cache()
-                raise FoldError(f"{self.name}: the GPU ran out of memory folding {len(sequence)} residues. "
-                                "Try fewer or shorter designs, or fold later.", "out_of_memory") from e
+                error = FoldError(f"{self.name}: the GPU ran out of memory folding {len(sequence)} residues. "
+                                  "Try fewer or shorter designs, or fold later.", "out_of_memory")
+                error.__cause__ = e
             except RuntimeError as e:          # e.g. the CPU allocator out of memory
                 raise FoldError(f"{self.name}: folding {len(sequence)} residues failed "
                                 f"({type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}).", "failed") from e
+            else:
+                error = None
+            if error is not None:              # out of the except block: its traceback held the activations
+                torch.cuda.empty_cache()
+                raise error
         return self._result(sequence, model, output)
 
-    def _result(self, sequence: str, model, output) -> FoldResult:
+    def _result(self, sequence: str, model, output: dict) -> FoldResult:
         # Rescale before writing the PDB so its B-factors are 0–100 too.
-        output = {k: v for k, v in output.items() if isinstance(v, torch.Tensor)}
         output["plddt"] = plddt_to_100(output["plddt"].float())
         per_residue = output["plddt"][0, :len(sequence), CA_ATOM].tolist()
         ptm = float(output["ptm"].reshape(-1)[0])
@@ -355,6 +380,9 @@ class ESMAtlasBackend(_CachedBackend):
             response = session.post(self.url, data=sequence, timeout=self.timeout)
         except requests.exceptions.SSLError as e:
             raise FoldError(f"{self.name}: the server's certificate could not be verified ({e}).", "no_network") from e
+        except requests.exceptions.ReadTimeout as e:      # reached, but slow: this design only (a long one)
+            raise FoldError(f"{self.name}: the service did not answer within {self.timeout:g} s for {len(sequence)} "
+                            "residues; fold it again later, or locally.", "failed") from e
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as e:
             raise FoldError(f"{self.name}: the service cannot be reached from here ({type(e).__name__}).",
                             "no_network") from e

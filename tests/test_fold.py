@@ -10,7 +10,7 @@ import requests
 import torch
 from studio_helpers import save_tiny_esmfold, tiny_esmfold
 
-from sedd import metrics
+from sedd import fold, metrics
 from sedd.fold import (
     ATLAS_MAX_LENGTH,
     ESMAtlasBackend,
@@ -92,6 +92,42 @@ def test_missing_weights_name_the_model_and_reason(tmp_path, monkeypatch):
     with pytest.raises(FoldError, match="no-such-model.*not available.*the Hub cannot serve it: HFValidationError"):
         backend.fold(["MKV"])
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize("error, words", [
+    (RuntimeError("Error(s) in loading state_dict for EsmForProteinFolding"), "could not be loaded .*state_dict"),
+    (torch.cuda.OutOfMemoryError("CUDA out of memory"), "too little free memory for the weights"),
+])
+def test_weights_that_fail_to_load_are_remembered_not_loaded_again_for_each_design(monkeypatch, error, words):
+    """Only a missing repo was remembered: a damaged file or a GPU too small for the weights came back
+    as "folding failed unexpectedly", and each of the run's designs loaded gigabytes again."""
+    loads = []
+
+    def broken(name):
+        loads.append(name)
+        raise error
+
+    monkeypatch.setattr(fold, "load_esmfold", broken)
+    backend = ESMFoldBackend("some/esmfold", device="cpu")
+    with pytest.raises(FoldError, match=words) as e:
+        backend.fold([SEQ])
+    assert e.value.reason == "no_weights" and e.value.fails_every_sequence
+    with pytest.raises(FoldError, match=words):
+        backend.fold(["MKV"])
+    assert loads == ["some/esmfold"]
+
+
+def test_a_fold_keeps_only_what_its_pdb_and_confidences_need(esmfold, monkeypatch):
+    """Every output of ``infer`` was kept, the pair outputs too (1.3 GB at 1,024 residues), and still on
+    the GPU after the lock was released for the next session's fold. The PDB is the same."""
+    full = esmfold._model.infer("WQHMKVLAGW")
+    kept = []
+    real = esmfold._result
+    monkeypatch.setattr(esmfold, "_result", lambda seq, model, output: kept.append(set(output)) or real(seq, model, output))
+    [result] = esmfold.fold(["WQHMKVLAGW"])
+    assert kept == [set(fold.PDB_OUTPUTS)] and len(full) > len(fold.PDB_OUTPUTS)
+    full["plddt"] = full["plddt"] * 100
+    assert result.pdb == esmfold._model.output_to_pdb(full)[0]
 
 
 def test_a_local_copy_without_its_weights_says_what_it_lacks(tmp_path, monkeypatch):
@@ -213,6 +249,9 @@ def test_atlas_rescales_0_1_bfactors_to_0_100():
     (requests.exceptions.ConnectionError("no route"), "no_network", "cannot be reached"),
     (requests.exceptions.SSLError("bad cert"), "no_network", "certificate"),
     (requests.exceptions.ChunkedEncodingError("cut off"), "failed", "the request failed"),
+    (requests.exceptions.ConnectTimeout("no answer to connect"), "no_network", "cannot be reached"),
+    # reached but slow (a long design): this design failed, not the service for every design
+    (requests.exceptions.ReadTimeout("read timed out"), "failed", "did not answer within 60 s for 15 residues"),
 ])
 def test_atlas_network_failures(error, reason, words):
     with pytest.raises(FoldError, match=words) as e:
