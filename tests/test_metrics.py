@@ -262,3 +262,17 @@ def test_the_composition_kl_floor_is_what_samples_of_the_data_itself_score():
         assert abs(np.mean(draws) / floor - 1) < 0.15, (size, np.mean(draws), floor)
     stats = metrics.sample_metrics(data[:5] + ["MK?"], data, PROTEIN.residues)
     assert stats["composition_kl_floor"] == metrics.composition_kl_floor(5 * 90, 20)       # valid samples only
+
+
+def test_the_sample_metrics_of_a_model_of_any_alphabet():
+    """A model of text (design §10): the identities were BLOSUM62's, which has no J, O, U or space, so
+    ``sedd.evaluate`` failed with a traceback after its sampling and wrote no report."""
+    residues = "abcdefghijklmnopqrstuvwxyz "
+    references = ["the quick brown fox jumps", "over the lazy dog", "just one more joke"]
+    stats = metrics.sample_metrics(["the quick brown fox jumps", "just one more yoke"], references, residues)
+    assert stats["validity"] == 1.0 and stats["novelty"] == 0.5
+    assert stats["nearest_identities"] == [1.0, pytest.approx(17 / 18)]
+    assert stats["mean_pairwise_identity"] < 0.5
+    # an alphabet that tells cases apart keeps them apart; protein letters are read in either case
+    assert metrics.alignment_identity("KVLA", "kvla", metrics.IdentityScoring("KVLAkvla")) == 0
+    assert metrics.alignment_identity("KVLA", "kvla", metrics.IdentityScoring("ACDEFGHIKLMNPQRSTVWY")) == 1
