@@ -159,7 +159,9 @@ def natural_scores(hmm, naturals: list[str]) -> tuple[np.ndarray, np.ndarray]:
 def family_metrics(hmm, samples: list[str], naturals: list[str], seed: int = 0,
                    natural: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
     """HMM hit rate and bits ratio of ``samples`` (and of their shuffled control) against ``naturals``;
-    ``natural``: ``natural_scores(hmm, naturals)`` when the caller has it already."""
+    ``natural``: ``natural_scores(hmm, naturals)`` when the caller has it already. A sequence without
+    a domain scores −inf bits, so when most have none the median and the ratio are −inf (null in
+    ``--json``; the report says "none")."""
     if not samples or not naturals:
         raise ValueError("the HMM metric needs at least one sample and one natural sequence")
     natural_bits, natural_e = natural if natural is not None else natural_scores(hmm, naturals)

@@ -63,6 +63,11 @@ def _fmt(value, digits: int = 3) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
+def _bits(ratio: float) -> str:
+    """An HMM bits ratio; −inf (null in the JSON) is a median sequence without a domain of the family."""
+    return "none (most without a domain)" if ratio == -math.inf else _fmt(ratio)
+
+
 def _rate(stats: dict, key: str) -> str:
     """A share of the samples with its binomial standard error, e.g. ``0.824 ± 0.024``; at 0 or 1, where
     that error is 0, its 95 % Wilson interval instead: ``1.000 (95 % interval 0.985–1.000)`` for 256."""
@@ -140,8 +145,8 @@ def write_report(path: str | Path, result: dict, samples: list[str] | None = Non
         family = sample_stats.get("family_hmm")
         if family:
             lines.append(f"| family HMM: hit rate (E ≤ {family['hit_evalue']:g}) / bits ratio to held-out; shuffled | "
-                         f"{_fmt(family['hit_rate'])} / {_fmt(family['bits_ratio'])}; "
-                         f"{_fmt(family['shuffled']['hit_rate'])} / {_fmt(family['shuffled']['bits_ratio'])} |")
+                         f"{_fmt(family['hit_rate'])} / {_bits(family['bits_ratio'])}; "
+                         f"{_fmt(family['shuffled']['hit_rate'])} / {_bits(family['shuffled']['bits_ratio'])} |")
     fold = result.get("fold")
     if fold:
         lines.append(f"| ESMFold | {_cell(fold['error'])} |" if "error" in fold else
@@ -178,8 +183,8 @@ def summary(result: dict) -> str:
                      f"repeat rate {s['repeat_rate']:.3f}")
         if s.get("family_hmm"):
             f = s["family_hmm"]
-            lines.append(f"family HMM       hit rate {f['hit_rate']:.3f}, bits ratio {f['bits_ratio']:.3f} "
-                         f"(shuffled control {f['shuffled']['hit_rate']:.3f}, {f['shuffled']['bits_ratio']:.3f})")
+            lines.append(f"family HMM       hit rate {f['hit_rate']:.3f}, bits ratio {_bits(f['bits_ratio'])} "
+                         f"(shuffled control {f['shuffled']['hit_rate']:.3f}, {_bits(f['shuffled']['bits_ratio'])})")
     fold = result.get("fold")
     if fold:
         lines.append(f"fold             {fold['error']}" if "error" in fold else

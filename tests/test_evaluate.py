@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import re
@@ -530,6 +531,17 @@ def test_a_report_without_samples_or_a_length_histogram_says_only_what_was_measu
     assert "| −log p(length) | not known (the checkpoint stores no length histogram) |" in text
     assert "None" not in text and "nearest reference" not in text and "searched" not in text
     assert "−log p(length)   not known" in summary(result)
+
+
+def test_report_and_summary_say_when_most_samples_have_no_domain(recorded, tmp_path):
+    """Then the median bits, hence the ratio, are −inf: the JSON said null and the report "-inf"."""
+    evaluation, samples = recorded
+    family = {**evaluation["samples"]["family_hmm"], "bits_ratio": -math.inf}
+    family["shuffled"] = {**family["shuffled"], "bits_ratio": -math.inf}
+    result = {**evaluation, "samples": {**evaluation["samples"], "family_hmm": family}}
+    write_report(tmp_path / "r.md", result, samples[:4], [0.5] * 4)
+    for text in ((tmp_path / "r.md").read_text(), summary(result)):
+        assert text.count("none (most without a domain)") == 2 and "-inf" not in text
 
 
 def test_report_and_summary_say_how_many_folds_failed_and_why(recorded, tmp_path):
