@@ -42,6 +42,7 @@ from sedd import checkpoint as ckpt
 from sedd import render, score, studio
 from sedd.cli import COUNT
 from sedd.fold import ESMFOLD_MODEL, ESMAtlasBackend, ESMFoldBackend, in_background
+from sedd.spans import TOP as SPAN_TOP
 
 try:                       # ZeroGPU on Hugging Face Spaces: a GPU is attached per call
     import spaces
@@ -366,7 +367,8 @@ class StudioCallbacks:
     def _posterior_chart(self, run: studio.Run) -> str:
         """The span-length posterior as a bar chart for the status ("" without spans, or before the choice)."""
         posterior = run.plan.posterior if run.plan is not None else None
-        return "" if posterior is None else render.span_posterior_html(run.settings.span_posterior, posterior.method)
+        return "" if posterior is None else render.span_posterior_html(posterior.top(SPAN_TOP, with_stderr=True),
+                                                                        posterior.method)
 
     def _stopped_outputs(self, run: studio.Run) -> tuple:
         """The last outputs of a stopped run.

@@ -75,10 +75,11 @@ def two_spans(seq: str, first: tuple[int, int], second: tuple[int, int]) -> str:
     return seq[:s1] + f"[{LOW}-{HIGH}]" + seq[s1 + k1:s2] + f"[{LOW}-{HIGH}]" + seq[s2 + k2:]
 
 
-def independent_masks(model, spec, combos, *, t_samples, seed, progress=False, check=None) -> list[float]:
+def independent_masks(model, spec, combos, *, t_samples, seed, progress=False, check=None) -> torch.Tensor:
     """The comparison for ``--masks independent``: one ``estimate_elbo(observed=...)`` call per
     candidate with the same seed, so the same times but masks drawn afresh for each layout (the
-    signature of ``spans.observed_log_likelihoods``, which it replaces)."""
+    signature of ``spans.observed_log_likelihoods``, which it replaces; one row, the estimates:
+    the posterior's errors are not estimated)."""
     out = []
     for combo in combos:
         if check is not None:
@@ -88,7 +89,7 @@ def independent_masks(model, spec, combos, *, t_samples, seed, progress=False, c
         result = estimate_elbo(model.model, Dataset(["candidate"], [tokens]), model.schedule, model.alphabet.mask_id,
                                t_samples=t_samples, seed=seed, observed=[[not d for d in tpl.designed]])
         out.append(-result["per_sequence"][0])
-    return out
+    return torch.tensor([out], dtype=torch.float64)
 
 
 def timed(fn):
@@ -106,9 +107,12 @@ def recovery(model, seqs: list[str], rng: random.Random, t_samples: int, stabili
         spec = model.alphabet.parse_spec(one_span(seq, start, k), model.max_len)
         post = span_posterior(model, spec, t_samples=t_samples, seed=i)
         lengths, probs = post.factors[0]
-        row = {"true": k, "mode": post.mode()[0], "p_true": probs[lengths.index(k)]}
+        row = {"true": k, "mode": post.mode()[0], "p_true": probs[lengths.index(k)],
+               "p_true_stderr": post.factor_stderr[0][lengths.index(k)] if post.factor_stderr else None}
         if i < stability:
-            row["mode_other_seed"] = span_posterior(model, spec, t_samples=t_samples, seed=10_000 + i).mode()[0]
+            other = span_posterior(model, spec, t_samples=t_samples, seed=10_000 + i)
+            row["mode_other_seed"] = other.mode()[0]
+            row["p_true_other_seed"] = other.factors[0][1][lengths.index(k)]
         rows.append(row)
     n = len(rows)
     stable = [r for r in rows if "mode_other_seed" in r]

@@ -118,7 +118,7 @@ def plan_designs(model: ckpt.Checkpoint, *, template: str | None = None, length:
 
     ``exclude``: residues never placed at a designed position. ``span_lengths``: ``sample`` draws
     each design's lengths from the posterior (seeded by ``seed``), ``map`` gives all the mode.
-    ``t_samples``: times per candidate in the posterior's ELBO estimates.
+    ``t_samples``: draws (random masks) per candidate in the posterior's ELBO estimates.
     """
     num_samples, seed = check_plan_options(num_samples, seed)
     if template is not None and length is not None:
@@ -171,11 +171,12 @@ def batch_seed(seed: int, index: int) -> int:
 
 
 def stream_seed(seed: int, purpose: str) -> int:
-    """The seed of a request's other random draws (``purpose``: lengths, span times, span lengths),
+    """The seed of a request's other random draws (``purpose``: lengths, span times (the span
+    posterior's draws, named when they were times), span lengths),
     a hash of both. The sampler starts from ``seed`` itself, so a draw seeded with it would reuse
     the sampler's random numbers: with ``--length auto``, design j's length would come from the
     very uniform that decides whether the sampler reveals position j of design 0 at the first step,
-    and a span's length would be drawn with the uniforms that placed its posterior's times."""
+    and a span's length would be drawn with the uniforms that drew its posterior's masks."""
     return _hashed_seed(f"sedd {purpose} {seed}")
 
 

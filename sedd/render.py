@@ -60,20 +60,27 @@ def _probability(p: float) -> str:
     return f"{p:.2f}" if p >= 0.1 else f"{p:.2g}"
 
 
+def _error(stderr: float | None) -> str:
+    """" ± e", as ``_probability`` writes a probability; nothing where no error was estimated (or it is 0)."""
+    return f" ± {_probability(stderr)}" if stderr else ""
+
+
 def span_posterior_html(top: list[dict], method: str) -> str:
     """The span-length posterior as a small bar chart: one bar per combination, most probable first.
 
-    top: ``[{"lengths": [k, …], "prob": p}, …]`` (``SpanPosterior.top``); method: how it was computed.
-    Bars are drawn relative to the most probable combination: with several spans every combination
-    may be a percent or less, and bars to scale would all be the same sliver.
+    top: ``[{"lengths": [k, …], "prob": p, "stderr": e}, …]`` (``SpanPosterior.top(with_stderr=True)``;
+    without ``stderr``, or None, no error is shown); method: how it was computed. Bars are drawn
+    relative to the most probable combination: with several spans every combination may be a percent
+    or less, and bars to scale would all be the same sliver.
     """
     most = max((c["prob"] for c in top), default=0.0) or 1.0
     rows = "".join(
         f'<div class="span-row"><span class="span-label">{esc(", ".join(map(str, c["lengths"])))}</span>'
         f'<span class="span-bar" style="width:{max(0.5, 60 * c["prob"] / most):.1f}%"></span>'
-        f'<span class="span-prob">{_probability(c["prob"])}</span></div>' for c in top)
+        f'<span class="span-prob">{_probability(c["prob"])}{_error(c.get("stderr"))}</span></div>' for c in top)
+    errors = "; ± its Monte Carlo error" if any(c.get("stderr") for c in top) else ""
     return (f'<div class="span-posterior"><div class="span-title">Span lengths chosen by the model '
-            f'(posterior, {esc(method)}; top {len(top)})</div>{rows}</div>')
+            f'(posterior, {esc(method)}; top {len(top)}{errors})</div>{rows}</div>')
 
 
 # ---- denoising frames ------------------------------------------------------------------------------

@@ -44,9 +44,10 @@ LENGTH = checked(lambda text: "auto" if text.strip() == "auto" else whole_number
 
 def _describe_posterior(plan: Plan) -> str:
     """One stderr line: how the span lengths were chosen and the most probable combination."""
-    best = plan.posterior.top(1)[0]
-    return (f"span lengths ({plan.posterior.method}): most probable {best['lengths']} (p = {best['prob']:.2f}); "
-            f"designs use {plan.span_lengths}")
+    best = plan.posterior.top(1, with_stderr=True)[0]
+    error = f" ± {best['stderr']:.2f}" if best["stderr"] else ""
+    return (f"span lengths ({plan.posterior.method}): most probable {best['lengths']} (p = {best['prob']:.2f}"
+            f"{error}); designs use {plan.span_lengths}")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -117,8 +117,9 @@ def test_bare_pytest_runs_from_the_root():
 def test_span_length_table_is_the_stored_runs():
     """Each row of the span-length estimator table quotes its run's JSON (the default row: span_lengths.json)."""
     text = (ROOT / "docs/benchmarks.md").read_text()
-    runs = {"common times and masks, K = 32 (the default)": "span_lengths.json"}
-    runs |= {f"common times and masks, K = {k}": f"span_lengths_rows/k{k}_common.json" for k in (4, 8, 16)}
+    runs = {"common masks, t integrated, K = 32 (the default)": "span_lengths.json"}
+    runs |= {f"common masks, t integrated, K = {k}": f"span_lengths_rows/k{k}_common.json" for k in (4, 8, 16)}
+    runs |= {f"common times and masks, K = {k} (before)": f"span_lengths_rows/k{k}_times.json" for k in (4, 8, 16, 32)}
     runs |= {f"common times, masks drawn per candidate, K = {k}": f"span_lengths_rows/k{k}_independent.json"
              for k in (8, 32)}
     for label, name in runs.items():
@@ -188,3 +189,15 @@ def test_the_readme_quotes_the_stored_scan_time_and_throughput():
     throughput = json.loads((ROOT / "checkpoints/acyp/eval/app_load.json").read_text())["requests_per_minute"]
     assert f"one network call: {scan['wall_seconds']:.2f} s on two threads" in readme
     assert f"{throughput} in a later, noisier session, [stored](checkpoints/acyp/eval/app_load.json)" in readme
+
+
+def test_readme_span_length_summary_is_the_stored_run():
+    """The README's sentence on span-length recovery and cost quotes assets/span_lengths.json."""
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    run = json.loads((ROOT / "assets/span_lengths.json").read_text())
+    recovery, cost = run["recovery"], run["cost"]
+    assert (f"**{100 * recovery['mode_exact']:.0f} %** and within ±1 for **{100 * recovery['mode_within_1']:.0f} %**"
+            in readme)
+    assert f"the mean probability it gives the true length, {recovery['mean_p_true']:.2f}," in readme
+    assert (f"costs about {cost['one_span_x_plain']:.0f}× a plain run of the same template, two spans "
+            f"(81 combinations) about {cost['two_spans_x_plain']:.0f}×") in readme

@@ -167,6 +167,16 @@ def test_a_confidence_outside_the_bands_is_drawn_in_the_lowest_band(value):
     assert very_low in page
 
 
+def test_the_span_posterior_chart_gives_each_probability_its_error():
+    """A probability that moves by ±0.1 with the seed read "0.54", as if exact."""
+    top = [{"lengths": [8], "prob": 0.54, "stderr": 0.104}, {"lengths": [7], "prob": 0.2, "stderr": 0.061},
+           {"lengths": [3], "prob": 0.001, "stderr": 0.0}]
+    chart = render.span_posterior_html(top, "enumeration")
+    assert re.findall(r'span-prob">([^<]+)<', chart) == ["0.54 ± 0.10", "0.20 ± 0.061", "0.001"]
+    assert "± its Monte Carlo error" in chart
+    assert "±" not in render.span_posterior_html([{"lengths": [8], "prob": 0.54}], "enumeration")
+
+
 def test_the_span_posterior_chart_tells_small_probabilities_apart():
     """With several spans every combination is a percent or less: the bars were all the same sliver
     and every probability read 0.01."""

@@ -56,3 +56,5 @@ def test_both_estimators_run_end_to_end_on_a_tiny_model(tmp_path, monkeypatch, c
     assert result["masks"] == masks and result["recovery"]["num_sequences"] == 2
     assert result["cost"]["num_sequences"] == 1
     assert json.loads(capsys.readouterr().out)["recovery"]["stability_sequences"] == 1
+    # each sequence's p(true length) with its error: estimated by the library's estimator only
+    assert all((row["p_true_stderr"] is not None) == (masks == "common") for row in result["recovery"]["rows"])

@@ -61,7 +61,8 @@ def fake_likelihood(monkeypatch):
 
     def loglik(model, spec, combos, *, t_samples, seed, progress=False, check=None):
         calls.append((list(combos), seed))
-        return [-sum((k - t) ** 2 for k, t in zip(c, (3, 5, 7))) for c in combos]
+        exact = torch.tensor([-sum((k - t) ** 2 for k, t in zip(c, (3, 5, 7))) for c in combos], dtype=torch.float64)
+        return exact.expand(2, -1)                          # two times, each the exact value: no error
     monkeypatch.setattr(spans, "observed_log_likelihoods", loglik)
     return calls
 
@@ -135,17 +136,76 @@ class ContextFree(torch.nn.Module):
         return self.logits.expand(*x.shape, -1)
 
 
+def test_each_probability_carries_its_monte_carlo_error(model, monkeypatch):
+    """Two candidates whose K = 4 terms (one per stratum) are known: p₁ = σ(Δ log prior + mean(a − b)),
+    and its error is p₁(1 − p₁) times that of mean(a − b), which pairs adjacent strata:
+    √(Σ_j (d_{2j} − d_{2j+1})² / (2 · 2 · 4)) with d = a − b. For the joint, the marginal and ``top``.
+    (The studio showed "0.54" for a probability that moved by ±0.1 with the seed.)"""
+    a = torch.tensor([-3.0, -1.0, -2.5, 0.5], dtype=torch.float64)
+    b = torch.tensor([-2.0, -2.0, -2.0, -1.0], dtype=torch.float64)
+    monkeypatch.setattr(spans, "observed_log_likelihoods", lambda *args, **kw: torch.stack([a, b], 1))
+    post = span_posterior(model, PROTEIN.parse_spec("MK[3-4]G", model.max_len), seed=0)
+    prior = log_length_prior(model.length_histogram, [6, 7], model.max_len)
+    d = (a - b).tolist()
+    p1 = 1 / (1 + math.exp(-(prior[0] - prior[1] + sum(d) / 4)))
+    error = p1 * (1 - p1) * math.sqrt(((d[0] - d[1]) ** 2 + (d[2] - d[3]) ** 2) / 16)
+    assert post.joint_stderr == pytest.approx([error, error])
+    assert post.factor_stderr == [pytest.approx([error, error])]
+    best = [3] if p1 > 0.5 else [4]
+    assert post.top(1, with_stderr=True) == [{"lengths": best, "prob": pytest.approx(max(p1, 1 - p1)),
+                                              "stderr": pytest.approx(error)}]
+    assert post.top(1) == [{"lengths": best, "prob": pytest.approx(max(p1, 1 - p1))}]      # the JSON's, as before
+
+
+def test_an_error_is_never_more_than_a_probability_can_spread(model, monkeypatch):
+    """Log-weights uncertain by tens of nats (two lengths the model cannot tell apart from a few
+    draws): the delta method's linear term gave "0.49 ± 1.1"; no estimate in [0, 1] with mean p
+    spreads by more than √(p(1 − p))."""
+    a = torch.tensor([-90.0, 0.0, -60.0, 30.0], dtype=torch.float64)
+    monkeypatch.setattr(spans, "observed_log_likelihoods", lambda *args, **kw: torch.stack([a, a.flip(0)], 1))
+    post = span_posterior(model, PROTEIN.parse_spec("MK[3-4]G", model.max_len), seed=0)
+    for (_, p), error in zip(post.joint, post.joint_stderr):
+        assert error == pytest.approx(math.sqrt(p * (1 - p)))
+
+
+def test_the_error_covers_the_spread_over_seeds(model):
+    """The reported error against the probability's real spread over 40 seeds: about the same size
+    (it ignores the stratification of the levels, which can only make it larger). With sampled times
+    it was 0.67 of the spread here: their heavy tail is rarely drawn."""
+    import statistics
+
+    spec = PROTEIN.parse_spec("MKVL[2-5]GFRP", model.max_len)
+    probs, errors = [], []
+    for seed in range(40):
+        post = span_posterior(model, spec, t_samples=8, seed=seed)
+        probs.append(post.factors[0][1][0])
+        errors.append(post.factor_stderr[0][0])
+    spread = statistics.stdev(probs)
+    assert spread > 0.001, "the test needs a posterior that moves with the seed"
+    assert 0.8 * spread < statistics.mean(errors) < 2 * spread, (spread, statistics.mean(errors))
+
+
+def test_span_by_span_errors_multiply_through_top(model, monkeypatch):
+    post = spans.SpanPosterior("span by span", [([1, 2], [0.75, 0.25]), ([5, 6], [0.4, 0.6])],
+                               factor_stderr=[[0.1, 0.1], [0.2, 0.2]])
+    best = post.top(1, with_stderr=True)[0]
+    assert best["lengths"] == [1, 6] and best["prob"] == pytest.approx(0.45)
+    assert best["stderr"] == pytest.approx(math.sqrt((0.6 * 0.1) ** 2 + (0.75 * 0.2) ** 2))
+
+
 def test_every_candidate_gets_the_same_times_and_masks(model):
     """Common random numbers: under a model blind to the layout every candidate scores exactly the same."""
     blind = checkpoint.Checkpoint(ContextFree(), model.alphabet, model.schedule, model.length_histogram)
     spec = PROTEIN.parse_spec("MKVLAGWYK[1-4]GFRPQ", model.max_len)
-    scores = spans.observed_log_likelihoods(blind, spec, [(1,), (2,), (3,), (4,)], t_samples=8, seed=11)
-    assert scores == pytest.approx([scores[0]] * 4, rel=1e-6)                   # up to float32 sums
-    real = spans.observed_log_likelihoods(model, spec, [(1,), (2,), (3,), (4,)], t_samples=8, seed=11)
+    def scores(model, spec, combos):
+        return spans.observed_log_likelihoods(model, spec, combos, t_samples=8, seed=11).mean(0).tolist()
+
+    blinded = scores(blind, spec, [(1,), (2,), (3,), (4,)])
+    assert blinded == pytest.approx([blinded[0]] * 4, rel=1e-6)                  # up to float32 sums
+    real = scores(model, spec, [(1,), (2,), (3,), (4,)])
     assert max(real) - min(real) > 0.01                                          # a real model tells them apart
-    assert spans.observed_log_likelihoods(model, spec, [(1,), (2,), (3,), (4,)], t_samples=8, seed=11) == real
-    assert spans.observed_log_likelihoods(model, PROTEIN.parse_spec("[2-3]", model.max_len), [(2,), (3,)],
-                                          t_samples=8, seed=11) == [0.0, 0.0]      # nothing given
+    assert scores(model, spec, [(1,), (2,), (3,), (4,)]) == real
+    assert scores(model, PROTEIN.parse_spec("[2-3]", model.max_len), [(2,), (3,)]) == [0.0, 0.0]   # nothing given
 
 
 def test_a_stop_during_the_estimate_leaves_the_network_in_its_mode():
@@ -173,7 +233,7 @@ def test_the_paired_bound_is_the_partial_observation_elbo(model):
     spec = PROTEIN.parse_spec("MKVLAGWYK[3-3]GFRPQWW", model.max_len)
     tpl = spec.expand((3,))
     K = 2048
-    ours = -spans.observed_log_likelihoods(model, spec, [(3,)], t_samples=K, seed=1)[0]
+    ours = -spans.observed_log_likelihoods(model, spec, [(3,)], t_samples=K, seed=1).mean().item()
     observed = [not d for d in tpl.designed]
     ref = estimate_elbo(model.model, Dataset(["x"], [[0 if d else t for t, d in zip(tpl.tokens, tpl.designed)]]),
                         model.schedule, model.alphabet.mask_id, t_samples=K, seed=2, observed=[observed])
