@@ -175,6 +175,8 @@ def interrupted() -> NoReturn:
 def die_by(signum: int) -> NoReturn:
     """End the process by the signal ``signum`` itself (the shell sees 128 + its number), so that a
     script or loop running the tool stops too."""
+    if os.name == "nt":                 # os.kill there is TerminateProcess, with the signal's number as the code
+        raise SystemExit(128 + signum)
     signal.signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)
     raise SystemExit(128 + signum)      # not reached where the signal ends a process (everywhere but Windows)

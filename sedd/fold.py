@@ -293,10 +293,15 @@ class ESMFoldBackend(_CachedBackend):
             else:
                 message = f"{self.name}: the weights of {self.model_name!r} could not be loaded ({why})."
             self._load_failure = (time.monotonic(), message)
-            raise FoldError(message, "no_weights") from e
-        finally:
+            e.__traceback__ = None                # its frames hold what the load had put on the GPU
+            error = FoldError(message, "no_weights")
+            error.__cause__ = e
+        else:
+            error = None
+        if error is not None:                     # out of the except block, so that empty_cache frees it
             if torch.cuda.is_available():
-                torch.cuda.empty_cache()          # what a failed load left on the GPU (a no-op after a good one)
+                torch.cuda.empty_cache()
+            raise error
         self._model = model
         return self._model
 
@@ -310,6 +315,7 @@ class ESMFoldBackend(_CachedBackend):
                 # pair outputs (distogram, PAE, …) are about L² · 321 floats, 1.3 GB at 1,024 residues.
                 output = {k: output[k].detach().cpu() for k in PDB_OUTPUTS}
             except torch.cuda.OutOfMemoryError as e:
+                e.__traceback__ = None         # its frames hold the activations that empty_cache should free
                 error = FoldError(f"{self.name}: the GPU ran out of memory folding {len(sequence)} residues. "
                                   "Try fewer or shorter designs, or fold later.", "out_of_memory")
                 error.__cause__ = e

@@ -93,8 +93,10 @@ class IdentityScoring:
         from biotite.sequence.align import SubstitutionMatrix
 
         # protein letters, and no two residues that differ only in case (an alphabet that tells them apart)
+        # (A, C, G, T/U alone are nucleotides, though protein letters too: BLOSUM62 would misscore them)
         self.protein = residues is None or (set(residues.upper()) <= set(ProteinSequence.alphabet.get_symbols())
-                                            and len(set(residues.upper())) == len(set(residues)))
+                                            and len(set(residues.upper())) == len(set(residues))
+                                            and not set(residues.upper()) <= set("ACGTUN"))
         if self.protein:
             self.matrix = SubstitutionMatrix.std_protein_matrix()
         else:
@@ -125,7 +127,7 @@ def alignment_identity(a: str, b: str, scoring: IdentityScoring | None = None) -
         raise ValueError("cannot align an empty sequence")
     scoring = scoring or IdentityScoring()
     a, b = sorted((scoring.prepared(a), scoring.prepared(b)))
-    codes = np.frombuffer(a.encode(), np.uint8), np.frombuffer(b.encode(), np.uint8)
+    codes = np.array([ord(c) for c in a]), np.array([ord(c) for c in b])     # characters, not UTF-8 bytes
     best = 0
     for alignment in align_optimal(scoring.sequence(a), scoring.sequence(b), scoring.matrix,
                                    gap_penalty=GAP_PENALTY, terminal_penalty=False, max_number=CO_OPTIMAL):

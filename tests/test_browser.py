@@ -494,8 +494,7 @@ def test_the_page_after_stop_while_folding_shows_one_run(browser, model):
 def test_the_heading_describes_the_table_under_it(browser, model):
     """While a run drew, its cleared table sat under the last run's ranking ("ranked by mean
     pLDDT"); and a fresh page stopped while folding listed the designs under "Designs (none yet)"
-    until a later step redrew the heading. The heading now comes with the designs
-    (``test_app_stop.py``, ``test_the_heading_is_sent_with_the_designs_it_describes``)."""
+    until a later step redrew the heading. The heading now comes with the designs (``app.with_heading``)."""
     backend = HeldFolds()
     demo, url = launch_app(model, {FOLD: backend, "off": None})
     page = open_page(browser, url)

@@ -276,3 +276,6 @@ def test_the_sample_metrics_of_a_model_of_any_alphabet():
     # an alphabet that tells cases apart keeps them apart; protein letters are read in either case
     assert metrics.alignment_identity("KVLA", "kvla", metrics.IdentityScoring("KVLAkvla")) == 0
     assert metrics.alignment_identity("KVLA", "kvla", metrics.IdentityScoring("ACDEFGHIKLMNPQRSTVWY")) == 1
+    # characters beyond ASCII are one residue each (the identities counted UTF-8 bytes), and DNA is not protein
+    assert metrics.alignment_identity("aéb", "abb", metrics.IdentityScoring("abé")) == pytest.approx(2 / 3)
+    assert not metrics.IdentityScoring("ACGT").protein and metrics.IdentityScoring("ACDEFGHIKLMNPQRSTVWY").protein
