@@ -378,6 +378,7 @@ class ESMAtlasBackend(_CachedBackend):
         self.url = url
         self.timeout = timeout
         self._session = session
+        self._timeouts_in_row = 0        # read timeouts since the last answer
 
     def _post(self, sequence: str):
         import requests
@@ -386,14 +387,20 @@ class ESMAtlasBackend(_CachedBackend):
             response = session.post(self.url, data=sequence, timeout=self.timeout)
         except requests.exceptions.SSLError as e:
             raise FoldError(f"{self.name}: the server's certificate could not be verified ({e}).", "no_network") from e
-        except requests.exceptions.ReadTimeout as e:      # reached, but slow: this design only (a long one)
+        except requests.exceptions.ReadTimeout as e:
+            # Reached but slow: this design only (a long one), unless the one before timed out too:
+            # a service that takes connections and never answers would cost every design the timeout.
+            self._timeouts_in_row += 1
+            again = self._timeouts_in_row >= 2
             raise FoldError(f"{self.name}: the service did not answer within {self.timeout:g} s for {len(sequence)} "
-                            "residues; fold it again later, or locally.", "failed") from e
+                            "residues" + (", nor for the design before" if again else "")
+                            + "; fold it again later, or locally.", "no_network" if again else "failed") from e
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as e:
             raise FoldError(f"{self.name}: the service cannot be reached from here ({type(e).__name__}).",
                             "no_network") from e
         except requests.exceptions.RequestException as e:      # a broken answer, a redirect loop, …
             raise FoldError(f"{self.name}: the request failed ({type(e).__name__}: {str(e)[:200]}).", "failed") from e
+        self._timeouts_in_row = 0
         if response.status_code != 200:
             raise FoldError(f"{self.name}: the service answered HTTP {response.status_code} "
                             f"({response.text[:200].strip()!r}).", "failed")

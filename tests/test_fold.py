@@ -259,6 +259,26 @@ def test_atlas_network_failures(error, reason, words):
     assert e.value.reason == reason and "ESM Atlas API" in str(e.value)
 
 
+def test_two_atlas_read_timeouts_in_a_row_fail_the_service_not_each_design():
+    """A read timeout fails its design only; but a service that takes connections and never answers
+    cost every design of a run the full timeout. The second in a row ends the run's folding."""
+    session = FakeSession(error=requests.exceptions.ReadTimeout("read timed out"))
+    backend = ESMAtlasBackend(session=session)
+    reasons = []
+    for sequence in (SEQ, "MKVLAG"):
+        with pytest.raises(FoldError) as e:
+            backend.fold([sequence])
+        reasons.append((e.value.reason, e.value.fails_every_sequence))
+    assert reasons == [("failed", False), ("no_network", True)]
+    assert "nor for the design before" in str(e.value)
+    session.error, session.answer = None, _pdb("MKVW", 80.0)
+    backend.fold(["MKVW"])                              # an answer resets the count
+    session.error = requests.exceptions.ReadTimeout("read timed out")
+    with pytest.raises(FoldError) as e:
+        backend.fold(["MKVWW"])
+    assert e.value.reason == "failed"
+
+
 @pytest.mark.parametrize("page", ["", "<html>Down for maintenance</html>"])
 def test_an_atlas_answer_that_is_not_a_structure_is_a_fold_error(page):
     with pytest.raises(FoldError, match="the answer is not a PDB structure") as e:
