@@ -231,6 +231,16 @@ def set_precision(model: torch.nn.Module, gpu: bool, chunk_size: int) -> torch.n
     return model
 
 
+def _after_freeing_gpu(error: FoldError, cause: BaseException) -> FoldError:
+    """``error``, once the GPU memory that the failed work held is free. ``cause``'s traceback keeps
+    that work's frames (its activations, or weights half loaded) alive, so ``empty_cache`` freed
+    nothing while it stood; it is dropped first (the message already says why)."""
+    cause.__traceback__ = None
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return error
+
+
 class ESMFoldBackend(_CachedBackend):
     """ESMFold via ``transformers.EsmForProteinFolding``, loaded lazily once.
 
@@ -293,15 +303,7 @@ class ESMFoldBackend(_CachedBackend):
             else:
                 message = f"{self.name}: the weights of {self.model_name!r} could not be loaded ({why})."
             self._load_failure = (time.monotonic(), message)
-            e.__traceback__ = None                # its frames hold what the load had put on the GPU
-            error = FoldError(message, "no_weights")
-            error.__cause__ = e
-        else:
-            error = None
-        if error is not None:                     # out of the except block, so that empty_cache frees it
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            raise error
+            raise _after_freeing_gpu(FoldError(message, "no_weights"), e) from e
         self._model = model
         return self._model
 
@@ -315,18 +317,12 @@ class ESMFoldBackend(_CachedBackend):
                 # pair outputs (distogram, PAE, …) are about L² · 321 floats, 1.3 GB at 1,024 residues.
                 output = {k: output[k].detach().cpu() for k in PDB_OUTPUTS}
             except torch.cuda.OutOfMemoryError as e:
-                e.__traceback__ = None         # its frames hold the activations that empty_cache should free
-                error = FoldError(f"{self.name}: the GPU ran out of memory folding {len(sequence)} residues. "
-                                  "Try fewer or shorter designs, or fold later.", "out_of_memory")
-                error.__cause__ = e
+                raise _after_freeing_gpu(FoldError(f"{self.name}: the GPU ran out of memory folding {len(sequence)} "
+                                                   "residues. Try fewer or shorter designs, or fold later.",
+                                                   "out_of_memory"), e) from e
             except RuntimeError as e:          # e.g. the CPU allocator out of memory
                 raise FoldError(f"{self.name}: folding {len(sequence)} residues failed "
                                 f"({type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}).", "failed") from e
-            else:
-                error = None
-            if error is not None:              # out of the except block: its traceback held the activations
-                torch.cuda.empty_cache()
-                raise error
         return self._result(sequence, model, output)
 
     def _result(self, sequence: str, model, output: dict) -> FoldResult:
