@@ -103,8 +103,10 @@ def sample(model: ScoreNetwork, num_samples: int, *, generator: torch.Generator 
     """Ancestral samples, left to right: x_i ~ p(· | x_<i) until END. Residue ids per sample.
 
     The model's exact distribution at ``temperature`` 1 (the counterpart of SEDD's τ-leaping: no
-    top-p, no reordering). A sample that has not ended after ``max_len − 1`` residues, the most the
-    network has positions for, stops there. One forward of the whole prefix per residue: with
+    top-p, no reordering), given at least one residue: END is not drawn first, since an empty
+    sequence is no protein and no tool downstream takes one (SEDD's lengths start at 1 too). A
+    sample that has not ended after ``max_len − 1`` residues, the most the network has positions
+    for, stops there. One forward of the whole prefix per residue: with
     prefixes of at most 128 tokens a key-value cache would save little.
     """
     cfg = model.config
@@ -119,7 +121,10 @@ def sample(model: ScoreNetwork, num_samples: int, *, generator: torch.Generator 
     lengths = torch.full((num_samples,), most, dtype=torch.long, device=device)
     ended = torch.zeros(num_samples, dtype=torch.bool, device=device)
     for i in range(most + 1):
-        probs = (model(x)[:, -1] / temperature).softmax(-1)                       # (B, V + 1)
+        logits = model(x)[:, -1] / temperature                                    # (B, V + 1)
+        if i == 0:
+            logits[:, end] = -torch.inf                                           # at least one residue
+        probs = logits.softmax(-1)
         token = torch.multinomial(probs, 1, generator=generator).squeeze(1)
         now = ~ended & (token == end)
         lengths[now], ended = i, ended | now

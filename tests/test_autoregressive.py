@@ -117,11 +117,16 @@ def test_samples_of_a_deterministic_family_follow_its_rule_and_end_where_it_ends
     assert len({s[0] for s in samples}) >= 10             # the first residue stays uniform: samples, not a copy
 
 
-def test_the_first_residue_is_drawn_from_the_models_own_distribution():
+def test_the_first_residue_is_drawn_from_the_models_own_distribution_given_one_residue_at_least():
     model = random_ar()
-    expected = model(torch.tensor([[V + 1]]))[0, -1].softmax(-1)           # p(x_1 | BOS), END included
+    with torch.no_grad():
+        model.head.bias[V] += 2.0                          # END likely everywhere, first position included
+    first = model(torch.tensor([[V + 1]]))[0, -1]
+    assert first.softmax(-1)[V] > 0.2
+    expected = first[:V].softmax(-1)                       # p(x_1 | BOS, x_1 is a residue)
     samples = sample(model, 4000, generator=torch.Generator().manual_seed(1))
-    counts = torch.bincount(torch.tensor([s[0] if s else V for s in samples]), minlength=V + 1).double()
+    assert all(samples), "an empty sample: END drawn before any residue"
+    counts = torch.bincount(torch.tensor([s[0] for s in samples]), minlength=V).double()
     assert torch.allclose(counts / 4000, expected.double(), atol=0.02)
     assert sample(model, 5, generator=torch.Generator().manual_seed(2)) == sample(
         model, 5, generator=torch.Generator().manual_seed(2))
