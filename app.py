@@ -923,7 +923,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         # once, and on the GPU when there is one; unnamed: acyp-base on a GPU when trained, else acyp
         model = ckpt.load(ckpt.default_for_device(device) if a.checkpoint is None else a.checkpoint, device=device)
-    except ValueError as e:
+    except (ValueError, OSError) as e:      # OSError: a file there that cannot be read
         p.error(f"cannot load the score model: {e}")
     default_fold = a.fold or ("ESMFold (local)" if device == "cuda" else "off")
     cb = StudioCallbacks(model, make_backends(a.esmfold), js_url=js_url_for_3dmol())

@@ -14,6 +14,7 @@ import sys
 import warnings
 from typing import NoReturn
 
+from .alphabet import Alphabet
 from .checkpoint import check_writable
 from .sampler import MAX_SEED, MAX_STEPS
 
@@ -54,6 +55,14 @@ STEPS = checked(whole_number, lambda v: 0 < v <= MAX_STEPS, f"a whole number fro
 SEED = checked(whole_number, lambda v: 0 <= v <= MAX_SEED, "a whole number from 0 to 2**63 - 1")
 # an --out folder: a blank one (an unset $OUT) wrote sedd.train's run, or sedd.data's split, into the working folder
 FOLDER = checked(str, lambda v: bool(v.strip()), "a folder (it is blank)")
+
+def ALPHABET(text: str) -> Alphabet:
+    """--alphabet: a model's residue characters ('_' stays the designed-position mark)."""
+    try:
+        return Alphabet(text, mask_chars="_")
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
 
 MAX_MODEL_LEN = 100_000         # titin, the longest known protein, has about 35,000 residues
 MAX_TOKENS_PER_BATCH = 2**20    # a batch's activations grow with it: a million residues is beyond any one device

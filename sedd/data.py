@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 
 from . import checkpoint as ckpt
-from .alphabet import HEADER_LINE, Alphabet, is_blank, without_comments
-from .cli import FOLDER, MODEL_LENGTH, SEED, one_line_warnings, refuse_overwriting_inputs, run
+from .alphabet import HEADER_LINE, PROTEIN, Alphabet, is_blank, without_comments
+from .cli import ALPHABET, FOLDER, MODEL_LENGTH, SEED, one_line_warnings, refuse_overwriting_inputs, run
 
 
 @dataclass
@@ -147,11 +147,13 @@ def longer_than(max_len: int) -> str:
 def read_fasta(path: str | Path, alphabet: Alphabet, max_len: int | None = None) -> Dataset:
     """Read a FASTA file (``read_fasta_records``); drop (and count) sequences with characters outside
     the alphabet or too long. Whitespace, digits (a GenBank-style numbered block) and one trailing
-    ``*`` are ignored, as the template rules and ``sedd.score`` ignore them."""
+    ``*`` are ignored, as the template rules and ``sedd.score`` ignore them, except where the alphabet
+    has them as residues (a text model's space)."""
     ids, tokens, dropped, num_dropped = [], [], Counter(), 0
     for name, body in read_fasta_records(path):
         # a stop, judged before the digits go, as templates judge it
-        seq = "".join(ch for ch in alphabet.strip_stop(body) if not is_blank(ch))
+        # whitespace is skipped unless the alphabet has it as a residue (a text model's space), as templates read it
+        seq = "".join(ch for ch in alphabet.strip_stop(body) if alphabet.is_valid(ch) or not is_blank(ch))
         seq = "".join(ch for ch in seq if ch not in "0123456789" or alphabet.is_valid(ch))
         bad = sorted({ch for ch in seq if not alphabet.is_valid(ch)})
         too_long = max_len is not None and len(seq) > max_len
@@ -214,8 +216,10 @@ def read_clusters(path: str | Path) -> dict[str, str]:
     first_line: dict[str, int] = {}
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:      # -sig: a byte-order mark is dropped
-            for number, row in enumerate(csv.reader(f, delimiter="\t"), start=1):
-                if not row or (number == 1 and row[:2] == ["cluster", "member"]):
+            # no quoting: a '"' starting an id is part of it, not the start of a field spanning lines
+            for number, row in enumerate(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE), start=1):
+                row = [field.strip() for field in row]          # 'seq0 ' is FASTA's id 'seq0'
+                if not any(row) or (number == 1 and row[:2] == ["cluster", "member"]):
                     continue
                 if len(row) != 2 or not all(row):
                     raise ValueError(f"{path}, line {number}: expected 'cluster<TAB>member', got {row!r}")
@@ -354,8 +358,6 @@ def collate(tokens: list[list[int]], pad_id: int) -> tuple[torch.LongTensor, tor
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .alphabet import PROTEIN
-
     p = argparse.ArgumentParser(prog="python -m sedd.data", description="Write the training/validation split "
                                 "that sedd.train makes, as train.fasta and val.fasta.")
     p.add_argument("--data", required=True, help="the full training FASTA")
@@ -364,6 +366,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=SEED, default=0, help="the split's seed (sedd.train --seed; default 0)")
     p.add_argument("--max-len", type=MODEL_LENGTH, default=MAX_LEN,
                    help="longest sequence kept, as in training (sedd.train --max-len; default %(default)s)")
+    p.add_argument("--alphabet", type=ALPHABET, default=PROTEIN,
+                   help="residue characters, as in training (sedd.train --alphabet; default: the 20 amino acids)")
     p.add_argument("--out", required=True, type=FOLDER, help="folder for train.fasta and val.fasta")
     a = p.parse_args(argv)
     try:
@@ -372,14 +376,14 @@ def main(argv: list[str] | None = None) -> int:
             ckpt.check_writable(path, "--out")
         refuse_overwriting_inputs({f"--out's {name}": path for name, path in written.items()},
                                   {"--data": a.data, "--clusters": a.clusters})
-        data = read_fasta(a.data, PROTEIN, max_len=a.max_len)
+        data = read_fasta(a.data, a.alphabet, max_len=a.max_len)
         if data.num_dropped:
             print(f"note: {describe_dropped(data)} (maximum length {a.max_len})", file=sys.stderr)
         clusters = read_clusters(a.clusters) if a.clusters else None
         with one_line_warnings():                   # the no-clusters warning
             train, val = split(data, a.val_fraction, a.seed, clusters)
         for name, part in (("train.fasta", train), ("val.fasta", val)):
-            write_fasta(written[name], [PROTEIN.decode(t) for t in part.tokens], part.ids)
+            write_fasta(written[name], [a.alphabet.decode(t) for t in part.tokens], part.ids)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

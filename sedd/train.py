@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import errno
 import gc
 import hashlib
 import json
@@ -32,7 +33,7 @@ import torch.distributed as dist
 
 from . import checkpoint as ckpt
 from .alphabet import PROTEIN, Alphabet
-from .cli import (BATCH_TOKENS, COUNT, COUNT_OR_ZERO, FOLDER, FRACTION, MODEL_LENGTH, POSITIVE, POSITIVE_OR_ZERO,
+from .cli import (ALPHABET, BATCH_TOKENS, COUNT, COUNT_OR_ZERO, FOLDER, FRACTION, MODEL_LENGTH, POSITIVE, POSITIVE_OR_ZERO,
                   SEED, RankZeroParser, checked, die_by, one_line_warnings, run)
 from .data import MAX_LEN, bucketed_batches, collate, describe_dropped, longer_than, read_clusters, read_fasta, split
 from .hmm import HMM_NAME
@@ -165,6 +166,9 @@ def pick_device(requested: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
+DAMAGED = "truncated, damaged, or not written by sedd.train"
+
+
 def read_resume(path: str | Path) -> dict:
     """The training state in ``path`` (weights only, onto the CPU), or a ValueError naming the file.
 
@@ -174,12 +178,12 @@ def read_resume(path: str | Path) -> dict:
     """
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except OSError as e:
-        reason = e.strerror or type(e).__name__
+    except OSError as e:            # torch reads a cut-off zip as EINVAL: no I/O fault, a damaged file
+        reason = DAMAGED if e.errno == errno.EINVAL else e.strerror or type(e).__name__
     except EOFError:
         reason = "the file is empty"
     except Exception:       # noqa: BLE001 - any other failure to parse means: not a resume file
-        reason = "truncated, damaged, or not written by sedd.train"
+        reason = DAMAGED
     else:
         missing = [k for k in RESUME_KEYS if k not in state] if isinstance(state, dict) else RESUME_KEYS
         if not missing:
@@ -358,7 +362,11 @@ class Trainer:
         self.model = ScoreNetwork(model_cfg).to(self.device)
         if cfg.init_from and not cfg.resume:   # a resumed run's weights come from resume.pt
             try:
-                twin = ckpt.load(cfg.init_from, causal=True).model
+                baseline = ckpt.load(cfg.init_from, causal=True)
+                twin = baseline.model
+                if baseline.alphabet.residues != self.alphabet.residues:     # rows are copied by residue id
+                    raise ValueError(f"the autoregressive baseline's alphabet is {baseline.alphabet.residues!r}, this "
+                                     f"run's {self.alphabet.residues!r}: train with the baseline's alphabet")
                 _check_twin(twin.config, model_cfg)
                 self.model.load_state_dict(weights_from_causal_twin(twin.state_dict(), self.model.state_dict(),
                                                                     self.alphabet.size))
@@ -875,13 +883,6 @@ def train(cfg: TrainConfig, resume_state: dict | None = None, replacing: bool = 
             dist.destroy_process_group()
 
 
-def _alphabet_arg(text: str) -> Alphabet:
-    try:
-        return Alphabet(text, mask_chars="_")
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
 def _device_arg(text: str) -> str:
     try:
         ckpt.check_device(text)
@@ -940,7 +941,7 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"save every M minutes, 0 = every step ({_default('checkpoint_minutes')})")
     p.add_argument("--seed", type=SEED, help=_default("seed"))
     p.add_argument("--device", type=_device_arg, help="cuda, cuda:N, mps or cpu (default: the best available)")
-    p.add_argument("--alphabet", type=_alphabet_arg, help="residue characters (default: the 20 amino acids)")
+    p.add_argument("--alphabet", type=ALPHABET, help="residue characters (default: the 20 amino acids)")
     return p
 
 

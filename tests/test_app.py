@@ -163,6 +163,16 @@ def test_a_missing_model_stops_the_app_with_a_message(tmp_path, capsys):
     assert "cannot load the score model" in capsys.readouterr().err
 
 
+def test_an_unreadable_model_file_stops_the_app_with_a_message_not_a_traceback(tmp_path, capsys, monkeypatch):
+    def unreadable(*_, **__):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "config.json"))
+    monkeypatch.setattr(app.ckpt, "load", unreadable)
+    with pytest.raises(SystemExit) as e:
+        app.main(["--checkpoint", str(tmp_path)])
+    assert e.value.code == 2
+    assert "cannot load the score model: [Errno 13] Permission denied" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv, env, said", [
     (["--concurrency", "0"], None, "--concurrency: '0' is not a whole number above 0"),
     (["--max-per-session", "0"], None, "--max-per-session: '0' is not a whole number above 0"),

@@ -82,6 +82,14 @@ def test_a_member_listed_under_two_clusters_is_refused(tmp_path):
         read_clusters(path)
 
 
+def test_a_cluster_member_is_read_as_written_without_quoting_or_trailing_spaces(tmp_path):
+    """csv's defaults read a member starting with '"' as a quoted field that swallowed the lines after it,
+    and 'B ' never matched the FASTA id 'B': either way members silently became clusters of their own."""
+    path = tmp_path / "clusters.tsv"
+    path.write_text('A\t"B\nA\tC\nD\tD \nD\tE\r\n \t \n')
+    assert read_clusters(path) == {'"B': "A", "C": "A", "D": "D", "E": "D"}
+
+
 def test_records_sharing_an_id_are_warned_about_in_a_cluster_split():
     data, clusters = clustered_dataset()
     shared = Dataset(data.ids + [data.ids[0]], data.tokens + [data.tokens[1]])
@@ -140,6 +148,31 @@ def test_the_split_cli_writes_the_split_training_makes(tmp_path, capsys):
     with pytest.raises(SystemExit):                  # training refuses a negative seed; so does its split
         main([*args[:7], "-7", *args[8:]])
     assert "--seed: '-7' is not a whole number from 0" in capsys.readouterr().err
+
+
+def test_the_split_cli_splits_a_custom_alphabet_as_training_reads_it(tmp_path, capsys):
+    """sedd.data read every file as protein: an RNA family lost each sequence with a U from its split."""
+    from sedd.alphabet import Alphabet
+    from sedd.data import main
+    rna = Alphabet("ACGU", mask_chars="_")
+    rng = random.Random(0)
+    sequences = ["".join(rng.choice("ACGU") for _ in range(30)) for _ in range(40)]
+    write_fasta(tmp_path / "rna.fasta", sequences)
+    assert main(["--data", str(tmp_path / "rna.fasta"), "--alphabet", "ACGU", "--out", str(tmp_path / "split")]) == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)           # the by-sequence split's warning, said by main too
+        train, val = split(read_fasta(tmp_path / "rna.fasta", rna), 0.05, 0)
+    for name, part in (("train.fasta", train), ("val.fasta", val)):
+        assert read_fasta(tmp_path / "split" / name, rna).tokens == part.tokens
+    assert len(train) + len(val) == 40 and "dropped" not in capsys.readouterr().err
+
+
+def test_a_space_that_is_a_residue_of_the_alphabet_is_kept_in_training_data(tmp_path):
+    """A text model's alphabet has the space: training read 'the fox' as 'thefox', templates as 'the fox'."""
+    from sedd.alphabet import Alphabet
+    text = Alphabet.from_text(["the quick fox", "a stitch"])
+    write_fasta(tmp_path / "text.fasta", ["the quick fox", "a stitch"])
+    assert [text.decode(t) for t in read_fasta(tmp_path / "text.fasta", text).tokens] == ["the quick fox", "a stitch"]
 
 
 def test_split_without_clusters_warns_and_splits_by_sequence():

@@ -7,7 +7,7 @@ import torch
 
 from conftest import profile_family, write_fasta
 from sedd import checkpoint
-from sedd.alphabet import PROTEIN
+from sedd.alphabet import PROTEIN, Alphabet
 from sedd.autoregressive import autoregressive_config
 from sedd.model import ScoreNetwork, preset, weights_from_causal_twin
 from sedd.optim import Optimizers
@@ -94,6 +94,14 @@ def test_a_run_started_from_an_autoregressive_baseline_records_it_and_resumes(tm
     assert (f"error: --init-from {baseline}: the autoregressive baseline's network is not this run's (mlp gelu there, "
             "swiglu here; tie_embeddings False there, True here): train with --mlp gelu and no --tie-embeddings") in \
         capsys.readouterr().err
+
+    reversed_alphabet = Alphabet(PROTEIN.residues[::-1], mask_chars="_")      # rows are copied by residue id
+    other = checkpoint.save(tmp_path / "ar-other", twin, reversed_alphabet, LogLinearSchedule(), {24: 1})
+    with pytest.raises(SystemExit) as stop:
+        cli(data, tmp_path / "run5", "--max-steps", "2", "--init-from", str(other))
+    assert stop.value.code == 2
+    assert (f"error: --init-from {other}: the autoregressive baseline's alphabet is {reversed_alphabet.residues!r}, "
+            f"this run's {PROTEIN.residues!r}: train with the baseline's alphabet") in capsys.readouterr().err
 
     with pytest.raises(SystemExit) as stop:                               # the CLI says why, no traceback
         cli(data, tmp_path / "run3", "--max-steps", "2", "--init-from", str(out))
