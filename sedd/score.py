@@ -245,15 +245,27 @@ def read_variants(csv_in: str | Path, sequence: str, residues: str) -> Variants:
     """The variants of ``csv_in`` (a ``mutant`` column of ``A23V`` or ``A23V:G45K``), every one checked
     against ``sequence``; a ``ValueError`` names the file and the line at fault. Needs no model, so a
     bad table is refused before anything is scored."""
+    numbered, read_to = [], 0
     try:
         with open(csv_in, newline="", encoding="utf-8-sig") as f:     # -sig: a spreadsheet's byte-order mark
-            reader = csv.DictReader(f)
-            numbered = [(reader.line_num, row) for row in reader]     # file lines: blank lines are skipped
-            fields = list(reader.fieldnames or [])
+            delimiter = _delimiter(f.readline())
+            f.seek(0)
+            # strict: a quote left open is an error, not a cell that swallows every line after it
+            reader = csv.DictReader(f, delimiter=delimiter, strict=True)
+            fields = [name.strip() for name in reader.fieldnames or []]   # 'mutant, DMS_score' names DMS_score
+            reader.fieldnames = fields
+            read_to = reader.line_num                                 # the header's last line
+            for row in reader:       # each row with its first line in the file (blank lines are skipped)
+                breaks = sum(value.count("\n") for value in row.values() if isinstance(value, str))
+                numbered.append((reader.line_num - breaks, row))
+                read_to = reader.line_num
     except UnicodeDecodeError as e:
         raise ValueError(not_utf8(csv_in, "--mutations file", e)) from None
+    except csv.Error as e:
+        raise ValueError(f"{csv_in}, from line {read_to + 1}: {e}; is a quote (\") left open? A value that holds a "
+                         "comma or a line break is quoted whole, and a quote inside it is doubled (\"\")") from None
     if "mutant" not in fields:
-        raise ValueError(f"{csv_in} has no 'mutant' column (columns: {', '.join(fields) or 'none'}); "
+        raise ValueError(f"{csv_in} has no 'mutant' column (columns: {', '.join(map(repr, fields)) or 'none'}); "
                          "expected ProteinGym's layout with mutants like A23V or A23V:G45K")
     if not numbered:
         raise ValueError(f"{csv_in} has a header but no variants")
@@ -262,6 +274,10 @@ def read_variants(csv_in: str | Path, sequence: str, residues: str) -> Variants:
         if None in row:                              # DictReader's key for fields beyond the header's
             raise ValueError(f"{csv_in}, line {line}: {len(fields) + len(row[None])} fields, but the header has "
                              f"{len(fields)} ({', '.join(fields)}); quote a value that holds a comma")
+        broken = next((name for name in ("mutant", "DMS_score") if "\n" in (row.get(name) or "")), None)
+        if broken:       # a quote opened in the cell and closed lines later: the lines between are in it
+            raise ValueError(f"{csv_in}, line {line}: the {broken} cell holds a line break (a quote left open "
+                             f"before it?): {row[broken][:40]!r}")
         try:
             mutants.append(parse_mutant(row["mutant"] or "", sequence, residues))
         except ValueError as e:
@@ -270,6 +286,15 @@ def read_variants(csv_in: str | Path, sequence: str, residues: str) -> Variants:
             raise ValueError(f"{csv_in}, line {line}: DMS_score {row['DMS_score']!r} is not a finite number; leave it "
                              f"blank (or {', '.join(MISSING[1:])}) where the variant was not measured")
     return Variants(fields, [row for _, row in numbered], mutants)
+
+
+def _delimiter(header: str) -> str:
+    """The table's separator: a comma, or the tab or semicolon that a TSV or a European spreadsheet's
+    export puts between the header's names, where that separator, not the comma, finds a 'mutant' column."""
+    for delimiter in (",", "\t", ";"):
+        if "mutant" in (name.strip() for name in next(csv.reader([header], delimiter=delimiter), [])):
+            return delimiter
+    return ","
 
 
 def score_variants(model: ckpt.Checkpoint, tokens: list[int], variants: Variants, csv_out: str | Path) -> dict:
@@ -306,7 +331,8 @@ def _spearman(rows: list[dict], scores: list[float]) -> dict:
     from scipy.stats import spearmanr
 
     pairs = [(s, dms) for row, s in zip(rows, scores) if (dms := measurement(row["DMS_score"])) is not None]
-    rho = float(spearmanr(*zip(*pairs)).statistic) if len(pairs) >= 2 else math.nan
+    differ = len(pairs) >= 2 and all(len(set(column)) > 1 for column in zip(*pairs))
+    rho = float(spearmanr(*zip(*pairs)).statistic) if differ else math.nan      # no ConstantInputWarning
     return {"spearman": None if math.isnan(rho) else rho, "num_with_dms": len(pairs)}   # nan: too few, or no spread
 
 
@@ -356,7 +382,7 @@ def _parser() -> argparse.ArgumentParser:
     what.add_argument("--sequence", help="one full sequence (an optional FASTA header line, digits and spaces are ignored)")
     what.add_argument("--fasta", help="a FASTA file of full sequences (lines that start with ; are comments)")
     p.add_argument("--scan", action="store_true", help="add the single-substitution scan (L × 20)")
-    p.add_argument("--mutations", help="ProteinGym-style CSV with a 'mutant' column (A23V or A23V:G45K, 1-based)")
+    p.add_argument("--mutations", help="ProteinGym-style CSV (or tab- or semicolon-separated) with a 'mutant' column (A23V or A23V:G45K, 1-based)")
     p.add_argument("--out", help="where --mutations writes the CSV with a sedd_score column")
     p.add_argument("--seed", type=SEED, default=0, help="seed of the ELBO's random times (default 0)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -419,10 +445,12 @@ def _table(model: ckpt.Checkpoint, entries: list[dict]) -> str:
 
 def _mutations_line(mutations: dict, out) -> str:
     """The one-line summary of a ``--mutations`` run: where the scores went, and ρ against DMS_score."""
-    line = f"{mutations['num_variants']} variants scored → {out}"
+    def variants(n: int) -> str:
+        return f"{n} variant" + ("" if n == 1 else "s")
+    line = f"{variants(mutations['num_variants'])} scored → {out}"
     rho, with_dms = mutations["spearman"], mutations["num_with_dms"]
     if rho is not None:
-        return line + f"; Spearman ρ vs DMS_score = {rho:.3f} over {with_dms} variants"
+        return line + f"; Spearman ρ vs DMS_score = {rho:.3f} over {variants(with_dms)}"
     if with_dms is not None:
         return line + ("; no Spearman ρ: it needs at least 2 variants with a DMS_score, and scores that differ "
                        f"(got {with_dms})")

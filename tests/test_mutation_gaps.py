@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import stat
+import warnings
 
 import pytest
 import torch
@@ -154,6 +155,39 @@ def test_a_dms_score_that_is_not_a_number_is_refused_naming_its_line(tmp_path):
         table.write_text(f"mutant,DMS_score\nM1A,{cell if cell != '1,5' else chr(34) + cell + chr(34)}\n")
         with pytest.raises(ValueError, match="line 2: DMS_score .* is not a finite number"):
             score.read_variants(table, "MSTAK", PROTEIN.residues)
+
+
+@pytest.mark.parametrize("text, where", [
+    ('mutant,DMS_score,notes\nM1A,1,"oops\nS2C,2,x\nT3A,3,y\n', "from line 2: unexpected end of data"),
+    ('mutant,DMS_score,notes\nM1A,"1\nS2C,2",x\nT3A,3,y\n', "line 2: the DMS_score cell holds a line break"),
+    ('mutant,DMS_score\nM1A,' + "9" * 200_000 + '\n', "from line 2: field larger than field limit")])
+def test_a_quote_left_open_in_a_variant_table_is_refused_naming_where_not_a_swallowed_table(tmp_path, text, where):
+    """A stray '"' made one cell of every line after it: 1 variant scored, exit 0. Past csv's field
+    limit (about 128 kB) the same ended in a _csv.Error traceback."""
+    table = tmp_path / "variants.csv"
+    table.write_text(text)
+    with pytest.raises(ValueError, match=f"{table}, {where}"):
+        score.read_variants(table, "MSTAK", PROTEIN.residues)
+
+
+def test_a_variant_table_separated_by_tabs_or_semicolons_or_with_spaced_names_is_read(tmp_path):
+    table = tmp_path / "variants.tsv"
+    for text in ("mutant\tDMS_score\nM1A\t0.5\nS2C\t0.1\n", "mutant;DMS_score;notes\nM1A;0.5;x\nS2C;0.1;a, b\n",
+                 "mutant, DMS_score\nM1A, 0.5\nS2C, 0.1\n"):
+        table.write_text(text)
+        variants = score.read_variants(table, "MSTAK", PROTEIN.residues)
+        assert variants.fields[:2] == ["mutant", "DMS_score"], text
+        assert variants.mutants == [[(0, 10, 0)], [(1, 15, 1)]], text
+        assert [score.measurement(row["DMS_score"]) for row in variants.rows] == [0.5, 0.1], text
+    table.write_text("variant;score\nM1A;0.5\n")
+    with pytest.raises(ValueError, match=r"has no 'mutant' column \(columns: 'variant;score'\)"):
+        score.read_variants(table, "MSTAK", PROTEIN.residues)
+
+
+def test_spearman_of_scores_that_do_not_differ_is_none_without_a_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert score._spearman([{"DMS_score": "1"}] * 3, [1.0, 2.0, 3.0])["spearman"] is None
 
 
 def test_spearman_skips_a_nan_dms_score():

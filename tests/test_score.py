@@ -335,7 +335,7 @@ def test_mutations_need_out_and_a_mutant_column(tiny, capsys, tmp_path):
     write_variants(tmp_path / "in.csv", [{"variant": "S2C"}], ["variant"])
     code, _, err = run_main(capsys, score.main, "--checkpoint", directory, "--sequence", SEQ, "--mutations",
                             tmp_path / "in.csv", "--out", tmp_path / "out.csv")
-    assert code == 2 and "no 'mutant' column (columns: variant)" in err
+    assert code == 2 and "no 'mutant' column (columns: 'variant')" in err
 
 
 def test_top_substitutions_and_scan_csv(tiny):
