@@ -382,7 +382,8 @@ def _parser() -> argparse.ArgumentParser:
     what.add_argument("--sequence", help="one full sequence (an optional FASTA header line, digits and spaces are ignored)")
     what.add_argument("--fasta", help="a FASTA file of full sequences (lines that start with ; are comments)")
     p.add_argument("--scan", action="store_true", help="add the single-substitution scan (L × 20)")
-    p.add_argument("--mutations", help="ProteinGym-style CSV (or tab- or semicolon-separated) with a 'mutant' column (A23V or A23V:G45K, 1-based)")
+    p.add_argument("--mutations", help="ProteinGym-style CSV (or tab- or semicolon-separated) with a 'mutant' "
+                   "column (A23V or A23V:G45K, 1-based)")
     p.add_argument("--out", help="where --mutations writes the CSV with a sedd_score column")
     p.add_argument("--seed", type=SEED, default=0, help="seed of the ELBO's random times (default 0)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
