@@ -70,6 +70,12 @@ def is_blank(ch: str) -> bool:
 THREE_LETTER_CODES = {"Ala": "A", "Arg": "R", "Asn": "N", "Asp": "D", "Cys": "C", "Gln": "Q", "Glu": "E",
                       "Gly": "G", "His": "H", "Ile": "I", "Leu": "L", "Lys": "K", "Met": "M", "Phe": "F",
                       "Pro": "P", "Ser": "S", "Thr": "T", "Trp": "W", "Tyr": "Y", "Val": "V"}
+# names an Exclude box is typed with: each reads as several one-letter codes ('cysteine' bans C, E, I, N, S, T, Y)
+RESIDUE_NAMES = {"alanine": "A", "arginine": "R", "asparagine": "N", "aspartate": "D", "aspartic": "D",
+                 "cysteine": "C", "glutamine": "Q", "glutamate": "E", "glutamic": "E", "glycine": "G",
+                 "histidine": "H", "isoleucine": "I", "leucine": "L", "lysine": "K", "methionine": "M",
+                 "phenylalanine": "F", "proline": "P", "serine": "S", "threonine": "T", "tryptophan": "W",
+                 "tyrosine": "Y", "valine": "V"}
 
 
 def _refuse_unknown_settings(section: dict, known: set[str], name: str) -> None:
@@ -396,16 +402,40 @@ class Alphabet:
             ids.add(self._index[ch])
         return frozenset(ids)
 
+    def _is_protein(self) -> bool:
+        return set(THREE_LETTER_CODES.values()) <= set(self.residues)
+
     def _refuse_three_letter_codes(self, text: str, what: str) -> None:
-        """'Cys' would read as C, Y and S, banning two residues nobody meant to ban, without a word."""
-        if not set(THREE_LETTER_CODES.values()) <= set(self.residues):     # not a protein alphabet
+        """'Cys' would read as C, Y and S, banning two residues nobody meant to ban, without a word;
+        'cysteine' or 'C and M' the same."""
+        if not self._is_protein():
             return
-        for word in re.split(r"[\s,]+", text):
-            if word.capitalize() in THREE_LETTER_CODES:
-                one = THREE_LETTER_CODES[word.capitalize()]
+        words = [word for word in re.split(r"[\s,]+", text) if word]
+        for word in words:
+            name = word.lower().removesuffix("s")
+            if word.capitalize() in THREE_LETTER_CODES or name in RESIDUE_NAMES:
+                one = THREE_LETTER_CODES.get(word.capitalize()) or RESIDUE_NAMES[name]
+                raise ValueError(f"{what} are one-letter codes: {word!r} would read as "
+                                 f"{', '.join(dict.fromkeys(word.upper()))}; write {one} for {word}, or the letters "
+                                 f"apart ({' '.join(word.upper())}) to bar each of them")
+            if len(words) > 1 and word.lower() in ("and", "or"):
                 raise ValueError(f"{what} are one-letter codes: {word!r} would read as {', '.join(word.upper())}; "
-                                 f"write {one} for {word.capitalize()}, or the letters apart ({' '.join(word.upper())}) "
-                                 "to bar each of them")
+                                 "list only the residues, e.g. 'C M' or 'CM'")
+
+    def _refuse_three_letter_template(self, body: str) -> None:
+        """'Met Lys Val Gly' read as METLYSVALGLY, a template of other residues (or an error about the
+        'U' of 'Glu'): three or more three-letter codes, and nothing else but designed positions, are
+        refused with the one-letter text they stand for."""
+        if not self._is_protein():
+            return
+        words = body.split()
+        codes = [w for w in words if w.capitalize() in THREE_LETTER_CODES]
+        designed = set(self.mask_chars) | set("[]-^0123456789")
+        if len(codes) >= 3 and all(w in codes or set(w) <= designed for w in words):
+            one = "".join(THREE_LETTER_CODES.get(w.capitalize(), w) for w in words)
+            raise ValueError(f"template is written in three-letter codes ({' '.join(words[:4])}"
+                             f"{' …' if len(words) > 4 else ''}); write one-letter codes: {one[:60]}"
+                             f"{'…' if len(one) > 60 else ''}")
 
     def _strip_fasta(self, text: str) -> tuple[str, int, list[str]]:
         """(sequence text, its offset in ``text``, notices): comment lines blanked, header line, extra
@@ -486,14 +516,16 @@ class Alphabet:
             raise ValueError(f"{where} excludes every residue; leave at least one of {self.residues} allowed")
         return [Slot(None, None if len(allowed) == self.size else allowed, at)]
 
-    def parse_spec(self, text: str, max_len: int, exclude: str = "") -> TemplateSpec:
+    def parse_spec(self, text: str, max_len: int, exclude: str = "", full: bool = False) -> TemplateSpec:
         """Parse a template string, brackets and spans included (see the module docstring).
 
-        ``exclude``: residues no designed position may take (the CLI's ``--omit``).
+        ``exclude``: residues no designed position may take (the CLI's ``--omit``). ``full``: the text
+        is a full sequence to score, so a bracket is refused where it stands (``[0]`` would drop out).
         """
         if not isinstance(text, str):
             raise ValueError(f"template must be text, got {type(text).__name__}")
         body, offset, notices = self._strip_fasta(text)
+        self._refuse_three_letter_template(body)
         brackets = "[" not in self._index
 
         position = Position.finder(text)
@@ -507,6 +539,9 @@ class Alphabet:
             ch = body[i]
             if brackets and ch == "[":
                 close = body.find("]", i + 1)
+                if full and close > i:
+                    raise ValueError(f"scoring needs a full sequence, but the bracket {body[i:close + 1]} at position "
+                                     f"{at(i)} stands for designed positions; write the residues themselves")
                 reopen = body.find("[", i + 1)
                 if close < 0:
                     raise ValueError(f"'[' at position {at(i)} is never closed with ']'; {BRACKET_HELP}")

@@ -67,28 +67,24 @@ ROWS_PER_PASS = 256          # rows of one network call; a scan of L ≤ 256 is 
 def parse_sequence(model: ckpt.Checkpoint, text: str) -> list[int]:
     """A full sequence → residue ids, by the template rules (header, digits, spaces, trailing *).
 
-    Designed positions (``_ ? # X`` or brackets) are refused: a score needs every residue.
+    Designed positions (``_ ? # X`` or brackets, even ``[0]``) are refused: a score needs every residue.
     """
     empty = f"the sequence is empty: give 1 to {model.max_len} residues"
     if not text.strip():
         raise ValueError(empty)
     try:
-        spec = model.alphabet.parse_spec(text, model.max_len)
+        spec = model.alphabet.parse_spec(text, model.max_len, full=True)
     except ValueError as e:                 # the template parser's words, said of a sequence
         message = str(e).replace(model.alphabet.allowed_text(), model.alphabet.allowed_text(designing=False))
         raise ValueError(empty if message.startswith("template is empty")
                          else re.sub(r"^template\b", "the sequence", message)) from None
-    if spec.spans:
-        span = spec.spans[0]
-        raise ValueError(f"scoring needs a full sequence, but span {span.text} at position {span.at} leaves its "
-                         "length open; write the residues themselves")
     template = spec.fixed()
     masked = [i + 1 for i, d in enumerate(template.designed) if d]
     if masked:              # residue numbers: with spaces or digits in the text they are not its positions
         shown = ", ".join(map(str, masked[:10])) + (" …" if len(masked) > 10 else "")
         what = (f"residue {shown} is" if len(masked) == 1 else f"{len(masked)} residues ({shown}) are")
         raise ValueError(f"scoring needs a full sequence, but {what} designed or masked; write residues in place "
-                         f"of {' '.join(model.alphabet.mask_chars)} and of brackets such as [KR] or [3]")
+                         f"of {' '.join(model.alphabet.mask_chars)}")
     return list(template.tokens)
 
 

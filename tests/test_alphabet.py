@@ -374,11 +374,24 @@ def test_a_digit_other_than_0_to_9_is_refused_not_dropped(digit):
     assert PROTEIN.parse_spec("MK12GF", 128).fixed().tokens == PROTEIN.parse_spec("MKGF", 128).fixed().tokens
 
 
-@pytest.mark.parametrize("text", ["Cys", "CYS", "met", "C, Tyr"])
-def test_a_three_letter_code_in_the_excluded_residues_is_refused(text):
+@pytest.mark.parametrize("text", ["Cys", "CYS", "met", "C, Tyr", "cysteine", "Glycines", "C and M", "aspartic"])
+def test_a_three_letter_code_or_a_name_in_the_excluded_residues_is_refused(text):
+    """'cysteine' barred C, E, I, N, S, T and Y without a word; 'C and M' barred A, N and D too."""
     with pytest.raises(ValueError, match="one-letter codes: .* would read as"):
         PROTEIN.residue_ids(text)
     assert sorted(PROTEIN.residue_ids("C Y S")) == sorted(PROTEIN.residue_ids("CYS".replace("", " ")))
+    assert PROTEIN.residue_ids("AND") == PROTEIN.residue_ids("A N D")      # one word of letters: the letters
+
+
+def test_a_template_in_three_letter_codes_is_refused_with_its_one_letter_text():
+    """'Met Lys Val Gly Phe ___ Arg' was the 21-position template METLYSVALGLYPHE___ARG."""
+    with pytest.raises(ValueError, match=re.escape("template is written in three-letter codes (Met Lys Val Gly …); "
+                                                   "write one-letter codes: MKVGF___R")):
+        PROTEIN.parse_spec("Met Lys Val Gly Phe ___ Arg", 128)
+    with pytest.raises(ValueError, match="write one-letter codes: MKEL"):
+        PROTEIN.parse_spec(">x\nMET LYS GLU LEU", 128)
+    assert len(PROTEIN.parse_spec("MET LYS", 128).parts) == 6          # two words may be one-letter text
+    assert len(PROTEIN.parse_spec("MKV GLY ALA", 128).parts) == 9      # not all codes: one-letter text in groups
 
 
 @pytest.mark.parametrize("text, where", [

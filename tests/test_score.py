@@ -228,11 +228,13 @@ def test_the_template_rules_apply_and_masks_are_refused(tiny, capsys):
     assert code == 0 and entry["name"] == "my" and entry["sequence"] == SEQ
     code, _, err = run_main(capsys, score.main, "--checkpoint", directory, "--sequence", "MKV_GFX")
     assert code == 2 and "scoring needs a full sequence, but 2 residues (4, 7) are designed or masked" in err
-    code, _, err = run_main(capsys, score.main, "--checkpoint", directory, "--sequence", "MK V[KR]GF")
+    code, _, err = run_main(capsys, score.main, "--checkpoint", directory, "--sequence", "MK VX GF")
     # residue 4, the fifth character: the text's positions would say 5, so the message names residues
-    assert code == 2 and "but residue 4 is designed or masked" in err and "in place of _ ? # X and of brackets" in err
-    code, _, err = run_main(capsys, score.main, "--checkpoint", directory, "--sequence", "MKV[2-3]GF")
-    assert code == 2 and "scoring needs a full sequence, but span [2-3] at position 4 leaves its length open" in err
+    assert code == 2 and "but residue 4 is designed or masked" in err and "in place of _ ? # X" in err
+    for bracket in ("[2-3]", "[KR]", "[0]", "[0-0]"):        # [0] was dropped and the rest scored
+        code, _, err = run_main(capsys, score.main, "--checkpoint", directory, "--sequence", f"MKV{bracket}GF")
+        assert code == 2 and (f"scoring needs a full sequence, but the bracket {bracket} at position 4 stands for "
+                              "designed positions; write the residues themselves") in err
     code, _, err = run_main(capsys, score.main, "--checkpoint", directory, "--sequence", "MKVBGF")
     assert code == 2 and "'B' at position 4" in err
     assert "allowed: residues" in err and "designed positions" not in err and "brackets" not in err  # not for a score

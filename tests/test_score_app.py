@@ -155,7 +155,10 @@ def test_a_bad_sequence_is_refused_before_it_is_queued(served):
 @pytest.mark.parametrize("text, message", [
     ("*", "the sequence is empty: give 1 to"),
     ("A" * 200, "the sequence has 200 positions; the model's maximum is"),
-    ("MKV[2-3]GF", "scoring needs a full sequence, but span [2-3] at position 4 leaves its length open"),
+    ("MKV[2-3]GF", "scoring needs a full sequence, but the bracket [2-3] at position 4 stands for designed positions"),
+    ("MKV[0]GF", "scoring needs a full sequence, but the bracket [0] at position 4 stands for designed positions"),
+    ("Met Lys Val Gly Phe", "the sequence is written in three-letter codes (Met Lys Val Gly …); write one-letter "
+                            "codes: MKVGF"),
 ])
 def test_the_score_tab_says_what_is_wrong_with_a_sequence(model, text, message):
     with pytest.raises(ValueError) as e:
