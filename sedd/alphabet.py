@@ -29,7 +29,7 @@ import bisect
 import re
 import unicodedata
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 PROTEIN_RESIDUES = "ACDEFGHIKLMNPQRSTVWY"
 PROTEIN_MASKS = "_?#X"
@@ -579,6 +579,12 @@ class Alphabet:
             i += 1
         spec = TemplateSpec(tuple(parts), self.mask_id, tuple(notices))
         self._check_length(spec, max_len)
+        if not full and not spec.expand([s.high for s in spec.spans]).num_designed:     # [0-0] designs nothing too
+            how = ("its [0-0] spans design none: give a span a length above 0" if spec.spans
+                   else "mark positions with _ ? # X or a bracket such as [3]")
+            spec = replace(spec, notices=spec.notices + (
+                f"the template has no position to design ({how}), so every design is the template itself; to "
+                "score a full sequence, use the studio's Score tab or python -m sedd.score",))
         return spec.excluding(self.residue_ids(exclude), self.residues)
 
     def _check_length(self, spec: TemplateSpec, max_len: int) -> None:

@@ -270,11 +270,6 @@ def check_request(model: Checkpoint, template: str, num_samples, steps, temperat
     with _checking("template"):
         parsed = _parsed_template(model, template, exclude, limits)
     notices = list(parsed.notices)
-    if not parsed.expand([span.high for span in parsed.spans]).num_designed:     # [0-0] spans design nothing either
-        how = ("its [0-0] spans design none: give a span a length above 0" if parsed.spans
-               else "mark them with _ ? # X or a bracket")
-        notices.append(f"the template has no position to design ({how}), so every design is the template itself; "
-                       "to score a full sequence, use the Score tab (or the API's score endpoint)")
     settings = Settings(parsed.text(model.alphabet.residues), num_samples, steps, temperature, seed, fold,
                         shown(model.source), notices, exclude, span_mode, sampler=sampler, top_p=top_p,
                         particles=particles)

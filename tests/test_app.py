@@ -233,7 +233,8 @@ def test_a_template_with_nothing_to_design_says_so(cb):
     """A full sequence pasted as the template came back unchanged as "4 designs" with no word why."""
     *_, final = cb.generate(">P1\nmkvlgf", num_samples=2, steps=16, seed=1)
     assert final[0] == ">design_1\nMKVLGF\n>design_2\nMKVLGF\n"
-    assert "Note: the template has no position to design (mark them with _ ? # X or a bracket)" in final[2]
+    assert "Note: the template has no position to design (mark positions with _ ? # X or a bracket such as [3])" \
+        in final[2]
     assert "Score tab" in final[2]
     *_, designed = cb.generate("MKV_GF", num_samples=2, steps=16, seed=1)
     assert "Note:" not in designed[2]

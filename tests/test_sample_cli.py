@@ -111,6 +111,19 @@ def test_cuda_without_cuda_is_one_line_saying_what_to_use(capsys, tiny_checkpoin
     assert err.splitlines() == [f"error: cuda is not available on this machine ({why}); use --device cpu"]
 
 
+@pytest.mark.parametrize("template, how", [("MKVLG", "mark positions with _ ? # X or a bracket such as [3]"),
+                                           ("MK[0]VLG", "mark positions with"),
+                                           ("MK[0-0]VLG", "its [0-0] spans design none")])
+def test_a_template_with_nothing_to_design_says_so_as_the_studio_does(capsys, tiny_checkpoint, template, how):
+    """The command line printed copies of the template without a word."""
+    code, out, err = run_main(capsys, main, "--checkpoint", tiny_checkpoint, "--template", template,
+                              "--num-samples", 2, "--steps", 4, "--seed", 1)
+    assert code == 0 and out == ">design_1\nMKVLG\n>design_2\nMKVLG\n"
+    assert f"note: the template has no position to design ({how}" in err and "sedd.score" in err
+    _, _, err = run_main(capsys, main, "--checkpoint", tiny_checkpoint, "--template", "MK[0-1]VLG", "--steps", 4)
+    assert "no position to design" not in err
+
+
 def test_omit_keeps_residues_out_of_every_design(capsys, tiny_checkpoint):
     code, out, _ = run_main(capsys, main, "--checkpoint", tiny_checkpoint, "--length", 40, "--num-samples", 16,
                             "--temperature", 2, "--omit", "CWM", "--steps", 16, "--seed", 2, "--json")
