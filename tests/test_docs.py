@@ -201,3 +201,17 @@ def test_readme_span_length_summary_is_the_stored_run():
     assert f"the mean probability it gives the true length, {recovery['mean_p_true']:.2f}," in readme
     assert (f"costs about {cost['one_span_x_plain']:.0f}× a plain run of the same template, two spans "
             f"(81 combinations) about {cost['two_spans_x_plain']:.0f}×") in readme
+
+
+def test_the_readme_front_matter_is_a_space_config_the_hub_accepts():
+    """The Hub refuses a Space whose short_description is over 60 characters (it was 74)."""
+    import gradio
+    from huggingface_hub import SpaceCardData
+    from huggingface_hub.repocard import metadata_load
+
+    meta = metadata_load(ROOT / "README.md")
+    card = SpaceCardData(**meta)
+    assert card.sdk == "gradio" and card.sdk_version == gradio.__version__      # the version requirements.txt pins
+    assert (ROOT / card.app_file).is_file()
+    assert isinstance(card.python_version, str)          # unquoted, YAML reads 3.10 as the number 3.1
+    assert 0 < len(meta["short_description"]) <= 60, meta["short_description"]
