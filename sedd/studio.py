@@ -61,7 +61,7 @@ class Limits:
 class Settings:
     """Everything that reproduces a run (the seed actually used included)."""
 
-    template: str           # normalised: residues, ``_`` at designed positions, brackets as typed
+    template: str           # normalised: residues, ``_`` at designed positions, brackets as typed (``exclude`` apart)
     num_samples: int
     steps: int
     temperature: float
@@ -268,9 +268,10 @@ def check_request(model: Checkpoint, template: str, num_samples, steps, temperat
     with _checking("exclude"):
         exclude = _checked_exclude(exclude, model.alphabet, limits)
     with _checking("template"):
-        parsed = _parsed_template(model, template, exclude, limits)
+        written = _parsed_template(model, template, "", limits)      # the settings show it without the exclusion
+        parsed = written.excluding(model.alphabet.residue_ids(exclude), model.alphabet.residues)
     notices = list(parsed.notices)
-    settings = Settings(parsed.text(model.alphabet.residues), num_samples, steps, temperature, seed, fold,
+    settings = Settings(written.text(model.alphabet.residues), num_samples, steps, temperature, seed, fold,
                         shown(model.source), notices, exclude, span_mode, sampler=sampler, top_p=top_p,
                         particles=particles)
     return parsed, settings

@@ -50,6 +50,15 @@ def test_spans_show_the_posterior_and_each_designs_lengths(cb):
     assert "--omit CW" in settings["command"]
 
 
+def test_the_settings_keep_the_template_as_written_and_the_exclusion_apart(cb, capsys):
+    """The settings' template read MK[^CMW][^CMW]… beside --omit CMW: the exclusion baked in, twice."""
+    fasta, *_rest, files, _r = final_of(cb, "MK__[^P]G[1-2]", seed=5, exclude="cmw")
+    settings = json.loads(download(files, "settings.json").read_text())
+    assert settings["template"] == "MK__[^P]G[1-2]" and settings["exclude"] == "CMW"
+    assert sample_cli.main(shlex.split(settings["command"])[3:]) == 0
+    assert designs(capsys.readouterr().out) == designs(fasta)
+
+
 def test_the_settings_command_reproduces_a_span_run(cb, capsys):
     fasta, *_rest, files, _r = final_of(cb, SPANS, seed=12, exclude="C", span_lengths="map")
     settings = json.loads(download(files, "settings.json").read_text())
