@@ -769,8 +769,9 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
                 table = gr.Dataframe(headers=TABLE_HEADERS, datatype=[kind for _, kind, _ in TABLE_COLUMNS],
                                      interactive=False, elem_id="designs", wrap=False, label="Ranked designs",
                                      show_label=False)        # the heading above names it on the page
+                # enabled once there is a design to send (a click before raised an error over the Score tab)
                 score_design_btn = gr.Button("Score this design (the selected row) in the Score tab", size="sm",
-                                             elem_id="score-design")
+                                             elem_id="score-design", interactive=False)
                 with gr.Row():
                     with gr.Column(scale=3):
                         color = gr.Radio(list(COLOR_CHOICES), value="pLDDT", label="Colour the structure by")
@@ -848,7 +849,9 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
         # always_last: a Score clicked while one runs is scored after it (the default dropped the click,
         # and the page showed the first sequence's results under the second)
         score_events = dict(concurrency_limit=concurrency, concurrency_id="score")
+        # its output is the JSON in a closed accordion: the progress shows on the summary, in view
         score_btn.click(with_notice(score_fn), [score_input, score_refusal], score_json, api_name=False,
+                        show_progress_on=[score_summary],
                         validator=admit.check_score_page, trigger_mode="always_last", **score_events) \
             .success(cb.show_score, [score_json, design_sent, score_input], score_views, api_name=False)
         gr.Button(visible=False).click(score_fn, score_input, score_json, api_name="score", validator=admit.check_score,
@@ -857,8 +860,10 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
         # then "Score this design" at once sent the row selected before, the two running side by side.
         table_events = dict(api_name=False, concurrency_id="designs-table", concurrency_limit=1)
         score_design_btn.click(cb.send_to_score, [designs, selected], [score_input, design_sent, tabs], **table_events) \
-            .success(score_fn, score_input, score_json, api_name=False) \
+            .success(score_fn, score_input, score_json, api_name=False, show_progress_on=[score_summary]) \
             .success(cb.show_score, [score_json, design_sent, score_input], score_views, api_name=False)
+        designs.change(lambda ranked: gr.Button(interactive=bool(ranked)), designs, score_design_btn, queue=False,
+                       show_progress="hidden", api_name=False)
         # Not queued: a Stop must reach the server even when the queue is full.
         stop_btn.click(cb.stop, stop_epoch, status, js="() => window.seddStops", api_name=False, queue=False)
         seed_used.change(None, seed_used, seed_shown, js="(s) => String(s)", api_name=False)

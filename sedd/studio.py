@@ -626,7 +626,7 @@ def score_notices(model: Checkpoint, text: str, entry: dict) -> list[str]:
     """What the Score tab says about ``text`` beside ``entry``, its score: the template parser's notices
     (of several pasted records, the first is used). Nothing once the text is no longer the one scored."""
     try:
-        spec = model.alphabet.parse_spec(text, model.max_len)
+        spec = model.alphabet.parse_spec(text, model.max_len, full=True)     # no Generate-tab notices
         sequence = model.alphabet.decode(spec.fixed().tokens)      # a designed position reads as a mask
     except ValueError:
         return []
