@@ -58,6 +58,9 @@ SPAN_MODES = [("draw per design", "sample"), ("most probable", "map")]
 COLOR_CHOICES = {"pLDDT": "plddt", "designed vs fixed": "designed"}
 OUTPUT_MAX_AGE_S = 3600
 OUTPUT_MAX_BYTES = 256 * 2**20     # downloads kept at most; the oldest runs go first
+# Sessions whose state (designs, the page's settings: ~130 kB each) the server keeps; the least recently
+# used go first. Gradio's default of 10,000 let a public Space grow by ~1.3 GB that it never gave back.
+STATE_SESSIONS = 1000
 STOPPED_HTML = render.message_html("Stopped: the run was cancelled.", "warn")
 NO_STRUCTURE_YET = render.message_html("Structures and their pLDDT appear here when designs are folded: choose a "
                                        "folding backend (off by default without a GPU).")
@@ -210,8 +213,15 @@ class StudioCallbacks:
         a Stop does not end), leaves that run's status on the page.
         """
         session = request.session_hash if request is not None else None
+        try:
+            presses = int(presses or 0)
+        except (TypeError, ValueError, OverflowError):      # not the page's count: a hand-made request
+            return gr.skip()
         if session:
-            self._stops[session] = max(self._stops.get(session, 0), int(presses or 0))
+            pressed = max(self._stops.pop(session, 0), presses)
+            self._stops[session] = pressed                          # the most recent last
+            if len(self._stops) > STATE_SESSIONS:                   # as Gradio forgets sessions' state
+                del self._stops[next(iter(self._stops))]
             if self.runs_pending is not None and not self.runs_pending(session):
                 return gr.skip()
         return STOPPED_HTML
@@ -951,7 +961,8 @@ def launch(demo: gr.Blocks, **kwargs):
     With no port given, Gradio binds the first free port from $GRADIO_SERVER_PORT (else 7860) on
     and moves to the next when binding fails, so servers started side by side never race for one.
     """
-    return demo.launch(css_paths=[ASSETS / "studio.css"], max_file_size=MAX_UPLOAD, mcp_server=True, **kwargs)
+    return demo.launch(css_paths=[ASSETS / "studio.css"], max_file_size=MAX_UPLOAD, mcp_server=True,
+                       state_session_capacity=STATE_SESSIONS, **kwargs)
 
 
 # ---- start-up for tests and scripts ------------------------------------------------------------------

@@ -78,6 +78,12 @@ RESIDUE_NAMES = {"alanine": "A", "arginine": "R", "asparagine": "N", "aspartate"
                  "tyrosine": "Y", "valine": "V"}
 
 
+def _shown_bracket(inner: str, most: int = 40) -> str:
+    """A bracket as an error message shows it: whole when short, else its start and its length, so a
+    pasted page inside one is not echoed back (and into the studio's log) on every refusal."""
+    return f"[{inner}]" if len(inner) <= most else f"[{inner[:most - 10]}…] ({len(inner):,} characters inside)"
+
+
 def _refuse_unknown_settings(section: dict, known: set[str], name: str) -> None:
     unknown = sorted(set(section) - known)
     if unknown:
@@ -471,7 +477,7 @@ class Alphabet:
 
     def _bracket(self, inner: str, at: Position, max_len: int) -> list[Slot | Span]:
         """The slots of one bracket's content (whitespace removed); ``at`` = position of its ``[``."""
-        where = f"bracket [{inner}] at position {at}"
+        where = f"bracket {_shown_bracket(inner)} at position {at}"
         if not inner:
             raise ValueError(f"empty bracket [] at position {at}; {BRACKET_HELP}")
         numbers = re.fullmatch(r"([0-9]+)(?:-([0-9]+))?", inner)       # not \d: int() would read "١٢" as 12
@@ -499,8 +505,8 @@ class Alphabet:
             separator = numbers[2]                     # [3-+5] is no '-' between numbers: say two characters
             what = (f"{describe_char(separator)} cannot separate a span's lengths" if len(separator) == 1
                     else f"{separator!r} is more than one separator")
-            raise ValueError(f"{where}: {what}; write [{numbers[1]}-{numbers[3]}] with one ASCII hyphen '-' for a "
-                             "span of a to b positions")
+            raise ValueError(f"{where}: {what}; write {_shown_bracket(numbers[1] + '-' + numbers[3])} with one ASCII "
+                             "hyphen '-' for a span of a to b positions")
         exclude = inner.startswith("^")
         listed = inner[1:] if exclude else inner
         if not listed:
@@ -540,8 +546,9 @@ class Alphabet:
             if brackets and ch == "[":
                 close = body.find("]", i + 1)
                 if full and close > i:
-                    raise ValueError(f"scoring needs a full sequence, but the bracket {body[i:close + 1]} at position "
-                                     f"{at(i)} stands for designed positions; write the residues themselves")
+                    bracket = _shown_bracket(body[i + 1:close])
+                    raise ValueError(f"scoring needs a full sequence, but the bracket {bracket} at position {at(i)} "
+                                     "stands for designed positions; write the residues themselves")
                 reopen = body.find("[", i + 1)
                 if close < 0:
                     raise ValueError(f"'[' at position {at(i)} is never closed with ']'; {BRACKET_HELP}")
@@ -554,11 +561,11 @@ class Alphabet:
                     raise ValueError(f"invalid character {describe_char(body[hidden])} at position {at(hidden)}; "
                                      f"{self.allowed_text()}")
                 if re.search(r"[0-9][^\S\n]+[0-9]", raw):     # a line break inside a count is a wrapped line
-                    pair = re.fullmatch(r"\s*([0-9]+)\s+([0-9]+)\s*", raw)
+                    pair = re.fullmatch(r"\s*([0-9]{1,6})\s+([0-9]{1,6})\s*", raw)      # a long one: no suggestion
                     meant = "" if not pair else f", e.g. [{pair[1]}{pair[2]}]" + \
                         (f" or [{pair[1]}-{pair[2]}]" if int(pair[1]) <= int(pair[2]) else "")
-                    raise ValueError(f"bracket [{raw}] at position {at(i)} has a space inside a number; write [n] "
-                                     f"for n designed positions or [a-b] for a span of a to b{meant}")
+                    raise ValueError(f"bracket {_shown_bracket(raw)} at position {at(i)} has a space inside a number; "
+                                     f"write [n] for n designed positions or [a-b] for a span of a to b{meant}")
                 parts.extend(self._bracket("".join(ch for ch in raw if not is_blank(ch)), at(i), max_len))
                 i = close + 1
                 continue

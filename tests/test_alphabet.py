@@ -451,3 +451,13 @@ def test_a_control_character_python_calls_whitespace_is_refused_as_invisible(con
     with pytest.raises(ValueError, match=r"U\+.*is not a residue"):
         PROTEIN.residue_ids(f"C{control}M")
     assert parse("MK\u2028A\u00a0_").tokens == parse("MKA_").tokens          # real blanks still are
+
+
+@pytest.mark.parametrize("inner", ["x" * 99_990, "9" * 50_000, "K-" * 30_000, "3 " + "4" * 40_000])
+def test_a_refused_bracket_is_named_by_its_start_not_echoed_whole(inner):
+    """Each refusal of 'M[xxxx…]' (100 kB) wrote the bracket whole into the error and the studio's log:
+    1 MB/s of log from one client."""
+    for full in (False, True):
+        with pytest.raises(ValueError) as e:
+            PROTEIN.parse_spec(f"M[{inner}]", 128, full=full)
+        assert len(str(e.value)) < 600 and f"({len(inner):,} characters inside)" in str(e.value)

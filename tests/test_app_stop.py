@@ -215,3 +215,18 @@ def test_the_heading_says_why_a_nearest_other_design_cell_is_blank(cb):
     *_, empty = list(cb.generate("MKV[0-0]GF", 3, 16, 1, 1.0, "off"))[-1]
     assert all(d.nearest_identity is None for d in empty)
     assert cb.heading(empty).endswith("it is blank for a design with no designed position.")
+
+
+def test_a_stop_count_that_is_no_count_is_ignored_and_the_counts_kept_are_bounded(cb, monkeypatch):
+    """Stop is callable over HTTP: 'x' or [1] for the count raised, a 500 with a traceback in the log.
+    And every session that ever pressed Stop kept its count for the server's life."""
+    page = SimpleNamespace(session_hash="user")
+    for junk in ("x", [1], {"a": 1}, "1e5", "9" * 5000, float("inf")):
+        assert cb.stop(junk, page) == app.gr.skip()
+    assert "user" not in cb._stops
+    monkeypatch.setattr(app, "STATE_SESSIONS", 3)
+    for n in range(5):
+        cb.stop(1, SimpleNamespace(session_hash=f"s{n}"))
+    cb.stop(2, SimpleNamespace(session_hash="s2"))                  # pressed again: the most recent
+    cb.stop(1, SimpleNamespace(session_hash="s5"))
+    assert list(cb._stops) == ["s4", "s2", "s5"] and cb._stops["s2"] == 2

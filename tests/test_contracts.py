@@ -233,6 +233,8 @@ def test_app_main_leaves_host_and_port_to_the_gradio_environment_variables(ckpt_
     monkeypatch.setattr(type(seen["demo"]), "launch", lambda self, **kwargs: captured.update(kwargs))
     launch(seen["demo"])
     assert captured["mcp_server"] is True and not {"server_name", "server_port"} & set(captured)
+    # Gradio kept 10,000 sessions' state by default, ~130 kB each: ~1.3 GB a public Space never gave back
+    assert captured["state_session_capacity"] == app.STATE_SESSIONS <= 1000
 
 
 @pytest.mark.slow
