@@ -15,8 +15,14 @@ Template syntax (the contract shared by the app, the CLI and the API):
   Whitespace inside a bracket is ignored, except a space between two digits (``[3 4]``: 34 or 3-4?);
 - anything else is a ``ValueError`` naming the character (or bracket) and its 1-based position, with
   its line and column when the text has several lines (``Position``);
-- length 1 … ``max_len`` for every choice of span lengths; no mask at all is allowed.
-A pasted multi-FASTA uses the first record, and says so in ``notices``.
+- protein alphabets only (the 20 letters, either case): three or more three-letter codes
+  (``Met Lys Val``, ``MetLysVal``, a PDB SEQRES line) are refused with the one-letter text they
+  stand for, and so are residue names or codes in a bracket (``[^cysteine]``) or in the excluded
+  residues (``Cys``, ``glycines``, ``C and M``);
+- length 1 … ``max_len`` for every choice of span lengths; no mask at all is allowed, and then
+  ``notices`` says that every design is the template itself.
+A pasted multi-FASTA uses the first record, and says so in ``notices``. A full sequence to score
+(``full=True``) refuses every bracket and has no notice of nothing to design.
 
 ``parse_spec`` returns a ``TemplateSpec``: the template as a sequence of slots (a given residue, a
 designed position with its allowed residues, or a variable span). ``TemplateSpec.expand(lengths)``
@@ -78,10 +84,20 @@ RESIDUE_NAMES = {"alanine": "A", "arginine": "R", "asparagine": "N", "aspartate"
                  "tyrosine": "Y", "valine": "V"}
 
 
+def _named_residue(word: str) -> str | None:
+    """The one-letter code of a three-letter code or residue name, also in the plural ('Cyss', 'glycines')."""
+    for form in (word, word[:-1] if word[-1:] in "sS" else word):
+        one = THREE_LETTER_CODES.get(form.capitalize()) or RESIDUE_NAMES.get(form.lower())
+        if one:
+            return one
+    return None
+
+
 def _shown_bracket(inner: str, most: int = 40) -> str:
     """A bracket as an error message shows it: whole when short, else its start and its length, so a
     pasted page inside one is not echoed back (and into the studio's log) on every refusal."""
-    return f"[{inner}]" if len(inner) <= most else f"[{inner[:most - 10]}…] ({len(inner):,} characters inside)"
+    shown = " ".join(inner.split())          # a line break inside would break the message's line
+    return f"[{shown}]" if len(inner) <= most else f"[{shown[:most - 10]}…] ({len(inner):,} characters inside)"
 
 
 def _refuse_unknown_settings(section: dict, known: set[str], name: str) -> None:
@@ -409,18 +425,19 @@ class Alphabet:
         return frozenset(ids)
 
     def _is_protein(self) -> bool:
-        return set(THREE_LETTER_CODES.values()) <= set(self.residues)
+        """Protein letters in either case: where a word such as 'his' can only be a mistake (in a text
+        model's alphabet of both cases it is three residues)."""
+        return self.case_insensitive and set(THREE_LETTER_CODES.values()) <= set(self.residues)
 
     def _refuse_three_letter_codes(self, text: str, what: str) -> None:
         """'Cys' would read as C, Y and S, banning two residues nobody meant to ban, without a word;
-        'cysteine' or 'C and M' the same."""
+        'cysteine', 'Cyss' or 'C and M' the same."""
         if not self._is_protein():
             return
         words = [word for word in re.split(r"[\s,]+", text) if word]
         for word in words:
-            name = word.lower().removesuffix("s")
-            if word.capitalize() in THREE_LETTER_CODES or name in RESIDUE_NAMES:
-                one = THREE_LETTER_CODES.get(word.capitalize()) or RESIDUE_NAMES[name]
+            one = _named_residue(word)
+            if one:
                 raise ValueError(f"{what} are one-letter codes: {word!r} would read as "
                                  f"{', '.join(dict.fromkeys(word.upper()))}; write {one} for {word}, or the letters "
                                  f"apart ({' '.join(word.upper())}) to bar each of them")
@@ -430,18 +447,25 @@ class Alphabet:
 
     def _refuse_three_letter_template(self, body: str) -> None:
         """'Met Lys Val Gly' read as METLYSVALGLY, a template of other residues (or an error about the
-        'U' of 'Glu'): three or more three-letter codes, and nothing else but designed positions, are
-        refused with the one-letter text they stand for."""
+        'U' of 'Glu'). Refused, with the one-letter text the codes stand for: three or more codes that
+        are at least half the words (a PDB SEQRES line has its record name, numbers and chain too), or
+        three or more written together in the codes' own case (MetLysVal; a sequence is in one case)."""
         if not self._is_protein():
             return
         words = body.split()
         codes = [w for w in words if w.capitalize() in THREE_LETTER_CODES]
-        designed = set(self.mask_chars) | set("[]-^0123456789")
-        if len(codes) >= 3 and all(w in codes or set(w) <= designed for w in words):
-            one = "".join(THREE_LETTER_CODES.get(w.capitalize(), w) for w in words)
-            raise ValueError(f"template is written in three-letter codes ({' '.join(words[:4])}"
-                             f"{' …' if len(words) > 4 else ''}); write one-letter codes: {one[:60]}"
-                             f"{'…' if len(one) > 60 else ''}")
+        joined = re.search(f"(?:{'|'.join(THREE_LETTER_CODES)}){{3,}}", body)
+        if not (len(codes) >= 3 and 2 * len(codes) >= len(words)) and not joined:
+            return
+        designed = re.compile(rf"(?:[{re.escape(self.mask_chars)}]|\[[^\[\]]*\])+", re.IGNORECASE)   # _ x [3]
+
+        def one_letter(word: str) -> str:        # a code's letter, designed positions as written, else nothing
+            return THREE_LETTER_CODES.get(word.capitalize(), word if designed.fullmatch(word) else "")
+        shown = words if not joined else [joined[0]]
+        one = "".join(map(one_letter, words if not joined else re.findall("[A-Z][a-z]{2}", joined[0])))
+        raise ValueError(f"template is written in three-letter codes ({' '.join(shown[:4])[:40]}"
+                         f"{' …' if len(shown) > 4 else ''}); write one-letter codes"
+                         + (f": {one[:60]}{'…' if len(one) > 60 else ''}" if one else ""))
 
     def _strip_fasta(self, text: str) -> tuple[str, int, list[str]]:
         """(sequence text, its offset in ``text``, notices): comment lines blanked, header line, extra
@@ -511,6 +535,11 @@ class Alphabet:
         listed = inner[1:] if exclude else inner
         if not listed:
             raise ValueError(f"{where} lists no residue after ^; write e.g. [^C] for anything but C")
+        one = self._is_protein() and (listed.lower().removesuffix("s") in RESIDUE_NAMES
+                                      or re.fullmatch("(?:[A-Z][a-z]{2})+", listed)) and _named_residue(listed)
+        if one:                 # [^cysteine] barred C, E, I, N, S, T, Y; [Cys] allowed C, Y, S (not [CYS]: letters)
+            raise ValueError(f"{where}: a bracket lists one-letter codes; write [{'^' if exclude else ''}{one}] for "
+                             f"{listed}")
         ids = set()
         for ch in listed:
             if ch not in self._index:
@@ -526,7 +555,8 @@ class Alphabet:
         """Parse a template string, brackets and spans included (see the module docstring).
 
         ``exclude``: residues no designed position may take (the CLI's ``--omit``). ``full``: the text
-        is a full sequence to score, so a bracket is refused where it stands (``[0]`` would drop out).
+        is a full sequence to score, so a bracket is refused where it stands (``[0]`` would drop out)
+        and no notice says that nothing is designed.
         """
         if not isinstance(text, str):
             raise ValueError(f"template must be text, got {type(text).__name__}")
@@ -588,7 +618,8 @@ class Alphabet:
         self._check_length(spec, max_len)
         if not full and not spec.expand([s.high for s in spec.spans]).num_designed:     # [0-0] designs nothing too
             how = ("its [0-0] spans design none: give a span a length above 0" if spec.spans
-                   else "mark positions with _ ? # X or a bracket such as [3]")
+                   else f"mark positions with {' '.join(self.mask_chars)}" + (" or a bracket such as [3]" if brackets
+                                                                             else ""))
             spec = replace(spec, notices=spec.notices + (
                 f"the template has no position to design ({how}), so every design is the template itself; to "
                 "score a full sequence, use the studio's Score tab or python -m sedd.score",))

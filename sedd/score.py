@@ -227,6 +227,9 @@ def is_missing(cell: str | None) -> bool:
 
 # a decimal number in ASCII: float() alone also reads '1_5' as 15 and '٣' as 3
 NUMBER = re.compile(r"\s*[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\s*")
+# the same with a decimal comma, as a semicolon-separated export writes it (where no comma separates cells)
+DECIMAL_COMMA = re.compile(r"\s*[+-]?[0-9]*,[0-9]+(?:[eE][+-]?[0-9]+)?\s*")
+SEPARATOR_NAMES = {",": "comma", "\t": "tab", ";": "semicolon"}
 
 
 def measurement(cell: str | None) -> float | None:
@@ -241,7 +244,7 @@ def read_variants(csv_in: str | Path, sequence: str, residues: str) -> Variants:
     """The variants of ``csv_in`` (a ``mutant`` column of ``A23V`` or ``A23V:G45K``), every one checked
     against ``sequence``; a ``ValueError`` names the file and the line at fault. Needs no model, so a
     bad table is refused before anything is scored."""
-    numbered, read_to = [], 0
+    numbered, read_to, delimiter = [], 0, ","
     try:
         with open(csv_in, newline="", encoding="utf-8-sig") as f:     # -sig: a spreadsheet's byte-order mark
             delimiter = _delimiter(f.readline())
@@ -259,17 +262,23 @@ def read_variants(csv_in: str | Path, sequence: str, residues: str) -> Variants:
         raise ValueError(not_utf8(csv_in, "--mutations file", e)) from None
     except csv.Error as e:
         raise ValueError(f"{csv_in}, from line {read_to + 1}: {e}; is a quote (\") left open? A value that holds a "
-                         "comma or a line break is quoted whole, and a quote inside it is doubled (\"\")") from None
+                         f"{SEPARATOR_NAMES[delimiter]} or a line break is quoted whole, and a quote inside it is "
+                         "doubled (\"\")") from None
     if "mutant" not in fields:
         raise ValueError(f"{csv_in} has no 'mutant' column (columns: {', '.join(map(repr, fields)) or 'none'}); "
                          "expected ProteinGym's layout with mutants like A23V or A23V:G45K")
+    twice = sorted({name for name in fields if fields.count(name) > 1})
+    if twice:                                    # DictReader keeps the last column of a name, silently
+        raise ValueError(f"{csv_in}: the header names {', '.join(map(repr, twice))} more than once (spaces around "
+                         "names aside); give each column its own name")
     if not numbered:
         raise ValueError(f"{csv_in} has a header but no variants")
     mutants = []
     for line, row in numbered:
         if None in row:                              # DictReader's key for fields beyond the header's
             raise ValueError(f"{csv_in}, line {line}: {len(fields) + len(row[None])} fields, but the header has "
-                             f"{len(fields)} ({', '.join(fields)}); quote a value that holds a comma")
+                             f"{len(fields)} ({', '.join(fields)}); quote a value that holds a "
+                             f"{SEPARATOR_NAMES[delimiter]}")
         broken = next((name for name in ("mutant", "DMS_score") if "\n" in (row.get(name) or "")), None)
         if broken:       # a quote opened in the cell and closed lines later: the lines between are in it
             raise ValueError(f"{csv_in}, line {line}: the {broken} cell holds a line break (a quote left open "
@@ -278,6 +287,8 @@ def read_variants(csv_in: str | Path, sequence: str, residues: str) -> Variants:
             mutants.append(parse_mutant(row["mutant"] or "", sequence, residues))
         except ValueError as e:
             raise ValueError(f"{csv_in}, line {line} (mutant {row['mutant']!r}): {e}") from None
+        if delimiter == ";" and DECIMAL_COMMA.fullmatch(row.get("DMS_score") or ""):
+            row["DMS_score"] = row["DMS_score"].replace(",", ".")      # a European spreadsheet's -0,52
         if "DMS_score" in row and measurement(row["DMS_score"]) is None and not is_missing(row["DMS_score"]):
             raise ValueError(f"{csv_in}, line {line}: DMS_score {row['DMS_score']!r} is not a finite number; leave it "
                              f"blank (or {', '.join(MISSING[1:])}) where the variant was not measured")

@@ -2,6 +2,7 @@ import copy
 import json
 import pickle
 import re
+import string
 
 import pytest
 from hypothesis import given, settings
@@ -374,7 +375,8 @@ def test_a_digit_other_than_0_to_9_is_refused_not_dropped(digit):
     assert PROTEIN.parse_spec("MK12GF", 128).fixed().tokens == PROTEIN.parse_spec("MKGF", 128).fixed().tokens
 
 
-@pytest.mark.parametrize("text", ["Cys", "CYS", "met", "C, Tyr", "cysteine", "Glycines", "C and M", "aspartic"])
+@pytest.mark.parametrize("text", ["Cys", "CYS", "met", "C, Tyr", "cysteine", "Glycines", "C and M", "aspartic",
+                                  "trps", "CYSS"])
 def test_a_three_letter_code_or_a_name_in_the_excluded_residues_is_refused(text):
     """'cysteine' barred C, E, I, N, S, T and Y without a word; 'C and M' barred A, N and D too."""
     with pytest.raises(ValueError, match="one-letter codes: .* would read as"):
@@ -392,6 +394,30 @@ def test_a_template_in_three_letter_codes_is_refused_with_its_one_letter_text():
         PROTEIN.parse_spec(">x\nMET LYS GLU LEU", 128)
     assert len(PROTEIN.parse_spec("MET LYS", 128).parts) == 6          # two words may be one-letter text
     assert len(PROTEIN.parse_spec("MKV GLY ALA", 128).parts) == 9      # not all codes: one-letter text in groups
+    for text, one in [("SEQRES   1 A   10  MET LYS VAL GLY ALA SER THR TRP HIS ILE", "MKVGASTWHI"),  # a PDB line
+                      ("MetLysValGlySer", "MKVGS"), ("Met x Lys Val", "MxKV"), ("Met [3] Lys Val", "M[3]KV")]:
+        with pytest.raises(ValueError, match=re.escape(f"write one-letter codes: {one}")):
+            PROTEIN.parse_spec(text, 128)
+    genbank = "1 mkvlaagfsl lgvaagssmk\n21 vlaagfslmk"                 # blocks of ten, lower case
+    assert len(PROTEIN.parse_spec(genbank, 128).parts) == 30
+
+
+@pytest.mark.parametrize("bracket, one", [("[^cysteine]", "[^C]"), ("[^Cys]", "[^C]"), ("[His]", "[H]")])
+def test_a_bracket_listing_a_residue_name_or_code_is_refused(bracket, one):
+    """'MK[^cysteine]V' barred C, E, I, N, S, T and Y at that position."""
+    with pytest.raises(ValueError, match=re.escape(f"a bracket lists one-letter codes; write {one}")):
+        PROTEIN.parse_spec(f"MK{bracket}V", 128)
+    assert PROTEIN.parse_spec("MK[CYS]V", 128).parts[2].allowed == PROTEIN.residue_ids("C Y S")   # capitals: letters
+
+
+def test_a_text_models_words_are_its_residues_not_three_letter_codes():
+    """An alphabet of both cases (a text model) has 'his' as three residues, and 'and' as a word."""
+    text = Alphabet.from_text([string.ascii_letters + " .,"])
+    assert len(text.parse_spec("his ser thr", 128).parts) == 11
+    assert text.residue_ids("x and y") == text.residue_ids("xandy")
+    dna = Alphabet("ACGT", mask_chars="_")
+    [notice] = dna.parse_spec("ACGT", 128).notices
+    assert "(mark positions with _ or a bracket such as [3])" in notice       # its own marks, not the protein's
 
 
 @pytest.mark.parametrize("text, where", [

@@ -184,6 +184,28 @@ def test_a_variant_table_separated_by_tabs_or_semicolons_or_with_spaced_names_is
         score.read_variants(table, "MSTAK", PROTEIN.residues)
 
 
+def test_a_semicolon_table_may_write_decimal_commas_and_names_its_separator_in_refusals(tmp_path):
+    """A European spreadsheet's export, 'A2C;-0,5', was refused as 'not a finite number'; and a refusal of
+    a semicolon table advised quoting a value that holds a comma."""
+    table = tmp_path / "variants.csv"
+    table.write_text("mutant;DMS_score\nM1A;-0,5\nS2C;1,25e1\nT3A;,5\n")
+    variants = score.read_variants(table, "MSTAK", PROTEIN.residues)
+    assert [score.measurement(row["DMS_score"]) for row in variants.rows] == [-0.5, 12.5, 0.5]
+    table.write_text("mutant;DMS_score\nM1A;0.5;x\n")
+    with pytest.raises(ValueError, match="quote a value that holds a semicolon"):
+        score.read_variants(table, "MSTAK", PROTEIN.residues)
+    table.write_text("mutant,DMS_score\nM1A,\"1,5\"\n")          # in a comma table, a decimal comma is no number
+    with pytest.raises(ValueError, match="is not a finite number"):
+        score.read_variants(table, "MSTAK", PROTEIN.residues)
+
+
+def test_a_header_naming_a_column_twice_is_refused_not_merged(tmp_path):
+    table = tmp_path / "variants.csv"
+    table.write_text("mutant,mutant ,DMS_score\nM1A,S2C,0.5\n")
+    with pytest.raises(ValueError, match="the header names 'mutant' more than once"):
+        score.read_variants(table, "MSTAK", PROTEIN.residues)
+
+
 def test_spearman_of_scores_that_do_not_differ_is_none_without_a_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
