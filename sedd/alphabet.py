@@ -427,7 +427,8 @@ class Alphabet:
     def _is_protein(self) -> bool:
         """Protein letters in either case: where a word such as 'his' can only be a mistake (in a text
         model's alphabet of both cases it is three residues)."""
-        return self.case_insensitive and set(THREE_LETTER_CODES.values()) <= set(self.residues)
+        return (self.case_insensitive and set(THREE_LETTER_CODES.values()) <= set(self.residues)
+                and all(ch.isalpha() for ch in self.residues))      # ' ,.A–Z' is upper-case English
 
     def _refuse_three_letter_codes(self, text: str, what: str) -> None:
         """'Cys' would read as C, Y and S, banning two residues nobody meant to ban, without a word;

@@ -150,7 +150,10 @@ def read_fasta(path: str | Path, alphabet: Alphabet, max_len: int | None = None)
     ``*`` are ignored, as the template rules and ``sedd.score`` ignore them, except where the alphabet
     has them as residues (a text model's space)."""
     ids, tokens, dropped, num_dropped = [], [], Counter(), 0
+    spaced = any(is_blank(ch) for ch in alphabet.residues)        # a text model's space is a residue
     for name, body in read_fasta_records(path):
+        if spaced:      # a blank line (a comment line is blanked to spaces) holds no residue, not a run of spaces
+            body = "\n".join(line for line in body.split("\n") if not all(map(is_blank, line)))
         # a stop, judged before the digits go, as templates judge it
         # whitespace is skipped unless the alphabet has it as a residue (a text model's space), as templates read it
         seq = "".join(ch for ch in alphabet.strip_stop(body) if alphabet.is_valid(ch) or not is_blank(ch))

@@ -415,6 +415,8 @@ def test_a_text_models_words_are_its_residues_not_three_letter_codes():
     text = Alphabet.from_text([string.ascii_letters + " .,"])
     assert len(text.parse_spec("his ser thr", 128).parts) == 11
     assert text.residue_ids("x and y") == text.residue_ids("xandy")
+    upper = Alphabet(" ,." + string.ascii_uppercase, mask_chars="_")     # upper-case English: 20 letters and more
+    assert len(upper.parse_spec("WE MET HIS PRO ___", 128).parts) == 18 and upper.residue_ids("HIS")
     dna = Alphabet("ACGT", mask_chars="_")
     [notice] = dna.parse_spec("ACGT", 128).notices
     assert "(mark positions with _ or a bracket such as [3])" in notice       # its own marks, not the protein's

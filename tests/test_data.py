@@ -173,6 +173,9 @@ def test_a_space_that_is_a_residue_of_the_alphabet_is_kept_in_training_data(tmp_
     text = Alphabet.from_text(["the quick fox", "a stitch"])
     write_fasta(tmp_path / "text.fasta", ["the quick fox", "a stitch"])
     assert [text.decode(t) for t in read_fasta(tmp_path / "text.fasta", text).tokens] == ["the quick fox", "a stitch"]
+    # a comment line is blanked to spaces, and a blank line is no text: neither becomes a run of spaces
+    (tmp_path / "text.fasta").write_text(">a\n; a comment\nthe quick\n\n   \n>b\na stitch\n")
+    assert [text.decode(t) for t in read_fasta(tmp_path / "text.fasta", text).tokens] == ["the quick", "a stitch"]
 
 
 def test_split_without_clusters_warns_and_splits_by_sequence():
