@@ -105,6 +105,11 @@ class IdentityScoring:
             np.fill_diagonal(scores, MATCH_MISMATCH[0])
             self.matrix = SubstitutionMatrix(alphabet, alphabet, scores)
 
+    @property
+    def name(self) -> str:
+        """What the report says the alignments were scored with."""
+        return "BLOSUM62" if self.protein else f"match {MATCH_MISMATCH[0]:+d}, mismatch {MATCH_MISMATCH[1]:+d}"
+
     def prepared(self, text: str) -> str:
         return text.upper() if self.protein else text
 
@@ -299,6 +304,7 @@ def sample_metrics(samples: list[str], references: list[str], residues: str, *, 
     allowed = set(residues)
     valid = [s for s in samples if s and set(s) <= allowed]
     out = {"num_samples": len(samples), "validity": len(valid) / len(samples), **low_complexity(samples),
+           "identity_scoring": IdentityScoring(residues).name,
            "motif": motif, "motif_rate": motif_rate(samples, motif),
            "reference_motif_rate": motif_rate(references, motif),
            "composition_kl": composition_kl(references, valid, residues) if valid else float("nan"),

@@ -156,8 +156,9 @@ def write_report(path: str | Path, result: dict, samples: list[str] | None = Non
     identity = ""
     if sample_stats:    # a result recorded before the search was named was found among the 20 best by 3-mers
         search = sample_stats.get("nearest_search", "the 20 references sharing the most 3-mers")
+        scoring = sample_stats.get("identity_scoring", "BLOSUM62")    # a result recorded before it was named
         identity = (" Identity = identical aligned pairs / length of the shorter sequence (global alignment, "
-                    f"BLOSUM62); the nearest reference is searched among {search}.")
+                    f"{scoring}); the nearest reference is searched among {search}.")
     lines += ["", f"Seed {result['seed']}.{identity} Full definitions: `sedd/evaluate.py` (module docstring).", ""]
     ckpt.atomic_write_text(path, "\n".join(lines))
     written["report"] = str(path)

@@ -544,6 +544,16 @@ def test_report_and_summary_say_when_most_samples_have_no_domain(recorded, tmp_p
         assert text.count("none (most without a domain)") == 2 and "-inf" not in text
 
 
+def test_the_report_names_the_scoring_the_identities_were_aligned_with(recorded, tmp_path):
+    """It said BLOSUM62 for every model, though a text or RNA model's samples are aligned by match/mismatch."""
+    evaluation, samples = recorded
+    write_report(tmp_path / "r.md", evaluation, samples[:4], [0.5] * 4)        # recorded before the field: BLOSUM62
+    assert "(global alignment, BLOSUM62)" in (tmp_path / "r.md").read_text()
+    result = {**evaluation, "samples": {**evaluation["samples"], "identity_scoring": "match +5, mismatch -4"}}
+    write_report(tmp_path / "r.md", result, samples[:4], [0.5] * 4)
+    assert "(global alignment, match +5, mismatch -4)" in (tmp_path / "r.md").read_text()
+
+
 def test_report_and_summary_say_how_many_folds_failed_and_why(recorded, tmp_path):
     evaluation, samples = recorded
     why = "ESMFold (local): folding 300 residues failed (RuntimeError: a | b)."

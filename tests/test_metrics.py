@@ -273,6 +273,8 @@ def test_the_sample_metrics_of_a_model_of_any_alphabet():
     assert stats["validity"] == 1.0 and stats["novelty"] == 0.5
     assert stats["nearest_identities"] == [1.0, pytest.approx(17 / 18)]
     assert stats["mean_pairwise_identity"] < 0.5
+    assert stats["identity_scoring"] == "match +5, mismatch -4"         # the report said BLOSUM62 for every model
+    assert metrics.sample_metrics(["MKV"], ["MKVL"], "ACDEFGHIKLMNPQRSTVWY")["identity_scoring"] == "BLOSUM62"
     # an alphabet that tells cases apart keeps them apart; protein letters are read in either case
     assert metrics.alignment_identity("KVLA", "kvla", metrics.IdentityScoring("KVLAkvla")) == 0
     assert metrics.alignment_identity("KVLA", "kvla", metrics.IdentityScoring("ACDEFGHIKLMNPQRSTVWY")) == 1
