@@ -41,7 +41,7 @@ import torch
 from sedd import checkpoint as ckpt
 from sedd import render, score, studio
 from sedd.cli import COUNT
-from sedd.fold import ESMFOLD_MODEL, ESMAtlasBackend, ESMFoldBackend, in_background
+from sedd.fold import ESMFOLD_MODEL, ESMAtlasBackend, ESMFoldBackend, check_foldable, in_background
 from sedd.spans import TOP as SPAN_TOP
 
 try:                       # ZeroGPU on Hugging Face Spaces: a GPU is attached per call
@@ -940,7 +940,12 @@ def main(argv: list[str] | None = None) -> None:
         model = ckpt.load(ckpt.default_for_device(device) if a.checkpoint is None else a.checkpoint, device=device)
     except (ValueError, OSError) as e:      # OSError: a file there that cannot be read
         p.error(f"cannot load the score model: {e}")
-    default_fold = a.fold or ("ESMFold (local)" if device == "cuda" else "off")
+    default_fold = a.fold or ("ESMFold (local)" if device == "cuda" and model.alphabet.is_protein else "off")
+    if default_fold != "off":
+        try:
+            check_foldable(model.alphabet)
+        except ValueError as e:
+            p.error(f"--fold {default_fold!r}: {e}")
     cb = StudioCallbacks(model, make_backends(a.esmfold), js_url=js_url_for_3dmol())
     atexit.register(cb.close)                                   # the downloads go with the server
     signal.signal(signal.SIGTERM, exit_on_sigterm)              # a stopped Space exits through atexit

@@ -424,16 +424,18 @@ class Alphabet:
             ids.add(self._index[ch])
         return frozenset(ids)
 
-    def _is_protein(self) -> bool:
-        """Protein letters in either case: where a word such as 'his' can only be a mistake (in a text
-        model's alphabet of both cases it is three residues)."""
+    @property
+    def is_protein(self) -> bool:
+        """The 20 amino-acid letters in either case, nothing but letters: where a word such as 'his' can
+        only be a mistake (in a text model's alphabet of both cases it is three residues), and what
+        ESMFold can fold (ACGT are letters of proteins too, but not a protein alphabet)."""
         return (self.case_insensitive and set(THREE_LETTER_CODES.values()) <= set(self.residues)
                 and all(ch.isalpha() for ch in self.residues))      # ' ,.A–Z' is upper-case English
 
     def _refuse_three_letter_codes(self, text: str, what: str) -> None:
         """'Cys' would read as C, Y and S, banning two residues nobody meant to ban, without a word;
         'cysteine', 'Cyss' or 'C and M' the same."""
-        if not self._is_protein():
+        if not self.is_protein:
             return
         words = [word for word in re.split(r"[\s,]+", text) if word]
         for word in words:
@@ -451,7 +453,7 @@ class Alphabet:
         'U' of 'Glu'). Refused, with the one-letter text the codes stand for: three or more codes that
         are at least half the words (a PDB SEQRES line has its record name, numbers and chain too), or
         three or more written together in the codes' own case (MetLysVal; a sequence is in one case)."""
-        if not self._is_protein():
+        if not self.is_protein:
             return
         words = body.split()
         codes = [w for w in words if w.capitalize() in THREE_LETTER_CODES]
@@ -536,7 +538,7 @@ class Alphabet:
         listed = inner[1:] if exclude else inner
         if not listed:
             raise ValueError(f"{where} lists no residue after ^; write e.g. [^C] for anything but C")
-        one = self._is_protein() and (listed.lower().removesuffix("s") in RESIDUE_NAMES
+        one = self.is_protein and (listed.lower().removesuffix("s") in RESIDUE_NAMES
                                       or re.fullmatch("(?:[A-Z][a-z]{2})+", listed)) and _named_residue(listed)
         if one:                 # [^cysteine] barred C, E, I, N, S, T, Y; [Cys] allowed C, Y, S (not [CYS]: letters)
             raise ValueError(f"{where}: a bracket lists one-letter codes; write [{'^' if exclude else ''}{one}] for "

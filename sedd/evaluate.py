@@ -78,6 +78,7 @@ from pathlib import Path
 from . import checkpoint as ckpt
 from .cli import COUNT, REGEX, SEED, TWO_OR_MORE, one_line_warnings, refuse_overwriting_inputs, run
 from .data import Dataset, describe_dropped, read_clusters, read_fasta, split
+from .fold import check_foldable
 from .hmm import HMM_NAME, check_file as check_hmm_file, family_metrics, load as load_hmm, natural_scores
 from .likelihood import elbo_to_precision, length_nll, unigram_nll
 from .metrics import MOTIF, draw_samples, fold_metrics, infill_recovery, sample_metrics
@@ -246,6 +247,8 @@ def evaluate(a: argparse.Namespace) -> tuple[dict, list[str] | None]:
         clock = time.perf_counter()
 
     model = ckpt.load(a.checkpoint, device=a.device or "cpu")
+    if a.fold:
+        check_foldable(model.alphabet)           # now, not after the sampling
     data, reference, about = _load_data(a, model)
     result = {"checkpoint": str(model.source), **about, "seed": a.seed}
     hmm = None                     # read now: a broken file is reported before the slow work, not after it

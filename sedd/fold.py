@@ -40,6 +40,14 @@ RESIDUES = PROTEIN_RESIDUES     # what a backend folds: ESMFold drops X (and B, 
 CA_ATOM = 1                     # index of Cα in the atom37 layout (N, CA, C, CB, O, …)
 
 
+def check_foldable(alphabet) -> None:
+    """ESMFold folds proteins: a model of another alphabet (RNA, DNA, text) is refused by name, before
+    any design is drawn (its sequences would be folded as peptides, or each would fail on its own)."""
+    if not alphabet.is_protein:
+        raise ValueError(f"folding needs a protein model: ESMFold folds amino-acid sequences, and this model's "
+                         f"residues are {alphabet.residues!r}; choose off")
+
+
 @dataclass
 class FoldResult:
     sequence: str

@@ -29,7 +29,7 @@ from .cli import whole_number
 from .data import fasta_spans
 from .design import Request, decode_rows, design_name, plan_for_spec, stream, to_fasta
 from .sampler import STRATEGIES, particles_condition
-from .fold import FoldError, FoldResult, finished_unless_stopped
+from .fold import FoldError, FoldResult, check_foldable, finished_unless_stopped
 from .spans import SPAN_LENGTH_MODES, TOP
 
 FOLD_BACKENDS = ("ESMFold (local)", "ESM Atlas API", "off")
@@ -261,6 +261,8 @@ def check_request(model: Checkpoint, template: str, num_samples, steps, temperat
     with _checking("fold"):
         if fold not in FOLD_BACKENDS:
             raise ValueError(f"folding backend must be one of {', '.join(FOLD_BACKENDS)}; got {_sent(fold)}")
+        if fold != "off":
+            check_foldable(model.alphabet)
     with _checking("span_lengths"):
         if span_mode not in SPAN_LENGTH_MODES:
             raise ValueError(f"span lengths must be chosen by one of {', '.join(SPAN_LENGTH_MODES)}; "

@@ -284,3 +284,44 @@ def test_the_notice_a_page_event_sends_is_dropped_wherever_the_request_stands():
     assert list(inspect.signature(app.with_notice(early)).parameters) == ["request", "a", "b", "notice"]
     assert app.with_notice(early)("req", 1, 2, "refused") == ("req", 1, 2)
     assert list(app.with_notice(streamed)(1, "refused", "req")) == [(1, "req")]
+
+
+@pytest.fixture
+def dna_model_dir(tmp_path):
+    import torch
+
+    from sedd import checkpoint
+    from sedd.alphabet import Alphabet
+    from sedd.model import ScoreNetwork, preset
+    from sedd.schedule import LogLinearSchedule
+    torch.manual_seed(0)
+    dna = Alphabet("ACGT", mask_chars="_")
+    network = ScoreNetwork(preset("tiny", vocab_size=dna.size, max_len=32, dropout=0.0))
+    return checkpoint.save(tmp_path / "dna", network, dna, LogLinearSchedule(), {20: 1})
+
+
+def test_a_model_of_another_alphabet_is_never_folded(dna_model_dir, tmp_path, monkeypatch, capsys):
+    """ACGT are protein letters too: a DNA model's designs went to ESMFold as peptides (on a GPU by default),
+    and sedd.evaluate --fold tried to load ESMFold after all its sampling."""
+    from sedd import checkpoint, evaluate
+    model = checkpoint.load(dna_model_dir)
+    with pytest.raises(studio.RequestError, match="folding needs a protein model") as e:
+        studio.check_request(model, "ACG__T", 1, 16, 1.0, 0, fold="ESMFold (local)")
+    assert e.value.field == "fold"
+    studio.check_request(model, "ACG__T", 1, 16, 1.0, 0, fold="off")
+    captured = {}
+    monkeypatch.setattr(app.torch.cuda, "is_available", lambda: True)      # a GPU: ESMFold by default for proteins
+    monkeypatch.setattr(app.ckpt, "load", lambda *_, **__: model)
+    monkeypatch.setattr(app, "launch", lambda demo: captured.update(demo=demo))
+    monkeypatch.setattr(app.signal, "signal", lambda *args: None)
+    app.main(["--checkpoint", str(dna_model_dir)])
+    fold = next(c for c in captured["demo"].blocks.values() if getattr(c, "label", None) == "Folding backend")
+    assert fold.value == "off"
+    with pytest.raises(SystemExit):
+        app.main(["--checkpoint", str(dna_model_dir), "--fold", "ESMFold (local)"])
+    assert "--fold 'ESMFold (local)': folding needs a protein model" in capsys.readouterr().err
+    monkeypatch.setattr(evaluate, "_load_data", lambda *_: pytest.fail("read the data before refusing --fold"))
+    assert evaluate.main(["--checkpoint", str(dna_model_dir), "--data", str(tmp_path / "x.fasta"), "--samples", "4",
+                          "--reference", str(tmp_path / "x.fasta"),
+                          "--fold"]) == 2
+    assert "folding needs a protein model" in capsys.readouterr().err
