@@ -414,8 +414,12 @@ class Alphabet:
             raise ValueError(f"{what} must be text such as 'C' or 'CM', got {type(text).__name__} {text!r:.40}")
         self._refuse_three_letter_codes(text, what)
         ids = set()
+        # separators, except in an exclusion of nothing else that the alphabet has as residues (a text
+        # model's ' ' or ','): it was ignored without a word
+        only_separators = text and all(is_blank(ch) or ch == "," for ch in text)
+        separators = not (only_separators and all(ch in self._index for ch in text))
         for i, ch in enumerate(text):
-            if is_blank(ch) or ch == ",":
+            if separators and (is_blank(ch) or ch == ","):
                 continue
             if ch not in self._index:
                 raise ValueError(f"{what}: {describe_char(ch)} at position {Position.in_text(text, i)} is not a residue; "

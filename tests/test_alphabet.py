@@ -415,6 +415,8 @@ def test_a_text_models_words_are_its_residues_not_three_letter_codes():
     text = Alphabet.from_text([string.ascii_letters + " .,"])
     assert len(text.parse_spec("his ser thr", 128).parts) == 11
     assert text.residue_ids("x and y") == text.residue_ids("xandy")
+    assert text.residue_ids(" ") == {text.encode(" ")[0]} and text.residue_ids(", ") == set(text.encode(", "))
+    assert text.residue_ids("x, y") == set(text.encode("xy"))       # with residues around them: separators
     upper = Alphabet(" ,." + string.ascii_uppercase, mask_chars="_")     # upper-case English: 20 letters and more
     assert len(upper.parse_spec("WE MET HIS PRO ___", 128).parts) == 18 and upper.residue_ids("HIS")
     dna = Alphabet("ACGT", mask_chars="_")
