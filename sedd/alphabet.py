@@ -542,9 +542,11 @@ class Alphabet:
         listed = inner[1:] if exclude else inner
         if not listed:
             raise ValueError(f"{where} lists no residue after ^; write e.g. [^C] for anything but C")
-        one = self.is_protein and (listed.lower().removesuffix("s") in RESIDUE_NAMES
-                                      or re.fullmatch("(?:[A-Z][a-z]{2})+", listed)) and _named_residue(listed)
-        if one:                 # [^cysteine] barred C, E, I, N, S, T, Y; [Cys] allowed C, Y, S (not [CYS]: letters)
+        # a name, or a code in its own case: [^cysteine] barred C, E, I, N, S, T, Y; [Cys] allowed C, Y, S
+        # ([CYS] and [cys] stay three letters)
+        named = listed.lower().removesuffix("s") in RESIDUE_NAMES or re.fullmatch("(?:[A-Z][a-z]{2})+", listed)
+        one = self.is_protein and named and _named_residue(listed)
+        if one:
             raise ValueError(f"{where}: a bracket lists one-letter codes; write [{'^' if exclude else ''}{one}] for "
                              f"{listed}")
         ids = set()
@@ -624,9 +626,9 @@ class Alphabet:
         spec = TemplateSpec(tuple(parts), self.mask_id, tuple(notices))
         self._check_length(spec, max_len)
         if not full and not spec.expand([s.high for s in spec.spans]).num_designed:     # [0-0] designs nothing too
+            marks = " ".join(self.mask_chars) + (" or a bracket such as [3]" if brackets else "")
             how = ("its [0-0] spans design none: give a span a length above 0" if spec.spans
-                   else f"mark positions with {' '.join(self.mask_chars)}" + (" or a bracket such as [3]" if brackets
-                                                                             else ""))
+                   else f"mark positions with {marks}")
             spec = replace(spec, notices=spec.notices + (
                 f"the template has no position to design ({how}), so every design is the template itself; to "
                 "score a full sequence, use the studio's Score tab or python -m sedd.score",))
