@@ -64,6 +64,7 @@ STATE_SESSIONS = 1000
 STOPPED_HTML = render.message_html("Stopped: the run was cancelled.", "warn")
 NO_STRUCTURE_YET = render.message_html("Structures and their pLDDT appear here when designs are folded: choose a "
                                        "folding backend (off by default without a GPU).")
+STRUCTURE_TO_COME = render.message_html("Structures and their pLDDT appear here once the designs are folded.")
 STOP_COUNTING_JS = """() => {
     window.seddStops = 0;
     document.addEventListener("click", e => {       // capture: before Gradio handles the click
@@ -320,7 +321,7 @@ class StudioCallbacks:
 
         def status():
             done = f" ({render.plural(scored[0] - 1, 'candidate layout')} scored)" if scored[0] > 1 else ""
-            return self._cleared(self._status(f"Choosing span lengths…{done}", settings), settings.seed)
+            return self._cleared(self._status(f"Choosing span lengths…{done}", settings), settings)
         yield status()
         try:
             for _ in in_background(lambda: run.choose_span_lengths(checked), poll_s=1.0):
@@ -334,7 +335,7 @@ class StudioCallbacks:
         if run.template.spans:
             yield from self._choose_span_lengths(run, check)
         chart = self._posterior_chart(run)
-        yield self._cleared(self._status("Denoising…", settings, posterior=chart), settings.seed)
+        yield self._cleared(self._status("Denoising…", settings, posterior=chart), settings)
         frame = ""
         for view in run.denoise(self.min_interval):
             frame = render.frame_html(view.sequences, view.states, view.step, view.steps, view.nfe)
@@ -361,10 +362,11 @@ class StudioCallbacks:
         yield self._results(run, frame, status)
 
     @staticmethod
-    def _cleared(status: str, seed: int) -> tuple:
+    def _cleared(status: str, settings: studio.Settings) -> tuple:
         """The outputs of a run that has no designs yet: the previous run's all cleared."""
-        return generate_outputs(fasta="", frames="", status=status, seed=seed, table=None, structure=NO_STRUCTURE_YET,
-                                plot=None, files=None, designs=[])
+        structure = NO_STRUCTURE_YET if settings.fold == "off" else STRUCTURE_TO_COME
+        return generate_outputs(fasta="", frames="", status=status, seed=settings.seed, table=None,
+                                structure=structure, plot=None, files=None, designs=[])
 
     def _results(self, run: studio.Run, frame: str, status: str) -> tuple:
         """The outputs of a run whose designs are drawn: FASTA, table, first design's structure, downloads."""
@@ -857,13 +859,15 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
         score_fn = spaces.GPU(duration=60)(cb.score) if spaces is not None else cb.score
         score_views = [score_summary, track, heatmap, top, score_files]
         # always_last: a Score clicked while one runs is scored after it (the default dropped the click,
-        # and the page showed the first sequence's results under the second)
+        # and the page showed the first sequence's results under the second); its views likewise are
+        # drawn after the ones being drawn (a Score that ended while the last one's were drawn was not
+        # drawn at all). Its output is the JSON in a closed accordion: the progress shows on the summary.
         score_events = dict(concurrency_limit=concurrency, concurrency_id="score")
-        # its output is the JSON in a closed accordion: the progress shows on the summary, in view
+        shown = dict(api_name=False, trigger_mode="always_last")
         score_btn.click(with_notice(score_fn), [score_input, score_refusal], score_json, api_name=False,
                         show_progress_on=[score_summary],
                         validator=admit.check_score_page, trigger_mode="always_last", **score_events) \
-            .success(cb.show_score, [score_json, design_sent, score_input], score_views, api_name=False)
+            .success(cb.show_score, [score_json, design_sent, score_input], score_views, **shown)
         gr.Button(visible=False).click(score_fn, score_input, score_json, api_name="score", validator=admit.check_score,
                                        **score_events)
         # The table's clicks run one at a time, in click order (one group, limit 1): a row clicked and
@@ -871,7 +875,7 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
         table_events = dict(api_name=False, concurrency_id="designs-table", concurrency_limit=1)
         score_design_btn.click(cb.send_to_score, [designs, selected], [score_input, design_sent, tabs], **table_events) \
             .success(score_fn, score_input, score_json, api_name=False, show_progress_on=[score_summary]) \
-            .success(cb.show_score, [score_json, design_sent, score_input], score_views, api_name=False)
+            .success(cb.show_score, [score_json, design_sent, score_input], score_views, **shown)
         designs.change(lambda ranked: gr.Button(interactive=bool(ranked)), designs, score_design_btn, queue=False,
                        show_progress="hidden", api_name=False)
         # Not queued: a Stop must reach the server even when the queue is full.

@@ -140,6 +140,15 @@ def test_a_new_run_is_shown_in_the_chosen_colouring(cb):
     assert final[8][0].name in structure and "designed positions" in structure
 
 
+def test_while_a_run_draws_the_structure_panel_says_what_comes(cb):
+    """While designs that will be folded were drawn, the panel asked the user to choose a folding
+    backend, one being chosen."""
+    folded = next(cb.generate(TEMPLATE, 2, 16, 4, 1.0, ESMFOLD))[5]
+    unfolded = next(cb.generate(TEMPLATE, 2, 16, 4, 1.0, "off"))[5]
+    assert "once the designs are folded" in folded and "choose a folding backend" not in folded
+    assert "choose a folding backend" in unfolded
+
+
 def test_selecting_a_row_and_recolouring(cb):
     *_, final = cb.generate(TEMPLATE, 2, 16, 4, 1.0, ESMFOLD)
     ranked = final[8]

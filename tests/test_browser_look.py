@@ -97,10 +97,17 @@ def test_a_phone_scrolls_only_vertically_and_keeps_the_scores_legible(browser, s
     for seq in page.locator("#frames .frame-seq").all():      # a 128-residue design wraps inside its panel
         box = seq.bounding_box()
         assert box["x"] + box["width"] <= frames["x"] + frames["width"] + 0.5
-    # a download's name wraps, whole: it was cut to "designs_se….fasta", losing the seed and time
-    names = page.locator("#downloads .stem")
-    assert names.count() >= 3 and page.evaluate(
-        "[...document.querySelectorAll('#downloads .stem')].every(s => s.scrollWidth <= s.clientWidth)")
+    # a download's name wraps, whole and in order: it was cut to "designs_se….fasta", losing the seed
+    # and time, and then, wrapped, read "designs_seed .fasta 1891624811_…", the extension beside its first line
+    assert page.locator("#downloads .filename").count() >= 3 and page.evaluate("""
+        [...document.querySelectorAll('#downloads .filename')].every(name => {
+            const text = document.createRange();
+            text.selectNodeContents(name.querySelector('.stem'));
+            const lines = text.getClientRects(), last = lines[lines.length - 1];
+            const ext = name.querySelector('.ext').getBoundingClientRect();
+            const follows = Math.abs(ext.top - last.top) < 2 ? ext.left >= last.right - 1 : ext.top >= last.bottom - 1;
+            return lines.length > 1 && follows && name.scrollWidth <= name.clientWidth;
+        })""")
 
     page.get_by_role("tab", name="Score").click()
     page.fill("#score-sequence textarea", SEQUENCE)

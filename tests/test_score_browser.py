@@ -1,8 +1,11 @@
 """The Score tab in a real browser (Playwright + Debian's Chromium against ``python app.py``)."""
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
-from browser_helpers import fold_off
+from browser_helpers import fold_off, open_page
 
 import app
 
@@ -75,3 +78,48 @@ def test_an_example_then_score_at_once_scores_the_example(page):
     page.click("#score")
     wait_for_scores(page, "ACYP1_HUMAN_R24A")
     assert page.input_value("#score-sequence textarea") == example["sequence"]
+
+
+def test_a_score_that_ends_while_the_last_ones_views_are_drawn_is_drawn_after_them(browser, model):
+    """The views of a Score that ended while the previous Score's views were still being drawn (a long
+    sequence's heatmap, then a short sequence scored at once) were dropped: the first sequence's
+    results stayed under the second's box with nothing said. Held here so the order is certain."""
+    drawing, release = threading.Event(), threading.Event()
+    cb = app.StudioCallbacks(model, {"off": None}, min_interval=0.0, js_url=app.js_url_for_3dmol())
+    show_score, score, scored = cb.show_score, cb.score, []
+
+    def held_show_score(*args):
+        if not drawing.is_set():                    # the first drawing waits until the second score is done
+            drawing.set()
+            release.wait(timeout=60)
+        return show_score(*args)
+
+    def counted_score(sequence):
+        entry = score(sequence)
+        scored.append(entry["name"])
+        return entry
+
+    cb.show_score, cb.score = held_show_score, counted_score
+    demo = app.build_demo(cb, "off")
+    page = None
+    try:
+        page = open_page(browser, app.serve(demo))
+        page.get_by_role("tab", name="Score").click()
+        page.fill("#score-sequence textarea", f">first\n{SEQUENCE}")
+        page.click("#score")
+        assert drawing.wait(timeout=60)
+        page.fill("#score-sequence textarea", ">second\nMKVLAGGWKDE")
+        page.click("#score")
+        deadline = time.monotonic() + 60
+        while scored != ["first", "second"]:
+            assert time.monotonic() < deadline, f"the second Score never ran: {scored}"
+            time.sleep(0.05)
+        time.sleep(1.0)                             # the page has the second score's JSON
+        release.set()
+        wait_for_scores(page, "second")
+        assert "second · 11 residues" in page.inner_text("#score-summary")
+    finally:
+        release.set()
+        if page is not None:
+            page.close()
+        demo.close()
