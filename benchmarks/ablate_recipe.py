@@ -44,6 +44,7 @@ from sedd import checkpoint as ckpt  # noqa: E402
 from sedd.cli import COUNT, POSITIVE, TWO_OR_MORE, script  # noqa: E402
 from sedd.data import Dataset  # noqa: E402
 from sedd.likelihood import estimate_elbo  # noqa: E402
+from sedd.model import PRESETS  # noqa: E402
 from sedd.train import Trainer, TrainConfig  # noqa: E402
 
 SHORT_RUN = dict(warmup_steps=20, tokens_per_batch=4096, eval_every=10**9, patience=0, eval_max_seqs=32,
@@ -181,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", required=True, help="FASTA file")
     p.add_argument("--clusters", help="cluster<TAB>member TSV: validate on whole held-out clusters")
     p.add_argument("--out", required=True, help="directory for the runs and ablation.json")
-    p.add_argument("--preset", default="mini")
+    p.add_argument("--preset", default="mini", choices=list(PRESETS))
     p.add_argument("--cpu-minutes", type=POSITIVE, default=3.0, help="training budget of each variant, CPU minutes")
     p.add_argument("--variants", default="all", help=f"comma-separated, from: {', '.join(VARIANTS)}")
     p.add_argument("--on", help="a second round: every variant on top of this variant's recipe, compared with it")

@@ -40,6 +40,7 @@ from sedd import checkpoint as ckpt  # noqa: E402
 from sedd.cli import COUNT, OUTPUT_FILE, POSITIVE, TWO_OR_MORE, script  # noqa: E402
 from sedd.autoregressive import AutoregressiveTrainer, exact_nll  # noqa: E402
 from sedd.likelihood import estimate_elbo, length_nll  # noqa: E402
+from sedd.model import PRESETS  # noqa: E402
 from sedd.train import Trainer  # noqa: E402
 
 
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", required=True, help="FASTA file")
     p.add_argument("--clusters", help="cluster<TAB>member TSV: validate on whole held-out clusters")
     p.add_argument("--out", required=True, help="directory for the two runs")
-    p.add_argument("--preset", default="mini")
+    p.add_argument("--preset", default="mini", choices=list(PRESETS))
     p.add_argument("--cpu-minutes", type=POSITIVE, default=2.0, help="training budget of each model, CPU minutes")
     p.add_argument("--t-samples", type=TWO_OR_MORE, default=4, help="times per validation sequence for SEDD's ELBO")
     p.add_argument("--checkpoint", help="also score this SEDD checkpoint (e.g. checkpoints/acyp) on the split")

@@ -38,7 +38,7 @@ from ar_baseline import sedd_elbo  # noqa: E402
 from motif_rate import measure  # noqa: E402
 from sedd import checkpoint as ckpt  # noqa: E402
 from sedd.cli import OUTPUT_FILE, POSITIVE, TWO_OR_MORE, script  # noqa: E402
-from sedd.model import preset  # noqa: E402
+from sedd.model import PRESETS, preset  # noqa: E402
 
 RECIPE = VARIANTS["combined"][1]
 
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clusters", help="cluster<TAB>member TSV: validate on whole held-out clusters")
     p.add_argument("--ar", required=True, help="the autoregressive baseline (ar_baseline.py's OUT/ar)")
     p.add_argument("--out", required=True, help="directory for the two runs")
-    p.add_argument("--preset", default="mini", help="must be the baseline's")
+    p.add_argument("--preset", default="mini", choices=list(PRESETS), help="must be the baseline's")
     p.add_argument("--cpu-minutes", type=POSITIVE, default=15.0, help="diffusion training after the baseline, CPU minutes")
     p.add_argument("--t-samples", type=TWO_OR_MORE, default=4, help="times per validation sequence for the ELBO")
     p.add_argument("--samples", type=TWO_OR_MORE, default=512, help="unconditional samples per arm for the motif rate")

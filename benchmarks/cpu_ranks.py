@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))   # run from a checkout without installing
 
 from sedd.checkpoint import CONFIG_NAME, atomic_write_text  # noqa: E402
 from sedd.cli import BATCH_TOKENS, OUTPUT_FILE, POSITIVE, script  # noqa: E402
+from sedd.model import PRESETS  # noqa: E402
 from sedd.train import TrainConfig  # noqa: E402
 
 RECIPE = ["--dropout", "0", "--mlp", "swiglu", "--time-sampling", "importance"]
@@ -39,7 +40,8 @@ def train(data: str, out: Path, *, preset: str, minutes: float, ranks: int, thre
     launcher = [sys.executable] if ranks == 1 else \
         [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}"]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT)}
-    subprocess.run(launcher + args, check=True, env=env, cwd=ROOT)
+    if subprocess.run(launcher + args, env=env, cwd=ROOT).returncode:     # its own error is printed above
+        raise ValueError(f"the {ranks}-process training run failed; {out.name} has no result")
     summary = json.loads((out / CONFIG_NAME).read_text())["training"]
     return {"ranks": summary["world_size"], "threads_per_rank": threads, "tokens_per_batch_per_rank": tokens_per_batch,
             "global_tokens_per_batch": tokens_per_batch * ranks, "steps": summary["steps"],
@@ -60,7 +62,7 @@ def table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, help="FASTA to train on")
-    p.add_argument("--preset", default="mini")
+    p.add_argument("--preset", default="mini", choices=list(PRESETS))
     p.add_argument("--minutes", type=POSITIVE, default=2.0, help="wall-clock budget of each run")
     p.add_argument("--cores", type=int, default=os.cpu_count(), help="threads of the one process; ranks of the other")
     p.add_argument("--tokens-per-batch", type=BATCH_TOKENS, default=TrainConfig.tokens_per_batch, help="global batch, residues")

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a c
 
 from sedd import checkpoint  # noqa: E402
 from sedd.alphabet import PROTEIN  # noqa: E402
-from sedd.cli import COUNT, OUTPUT_FILE, STEPS, script  # noqa: E402
+from sedd.cli import COUNT, OUTPUT_FILE, PRESET_LIST, STEPS, script  # noqa: E402
 from sedd.model import ScoreNetwork, preset  # noqa: E402
 from sedd.sampler import run  # noqa: E402
 from sedd.train import pick_device  # noqa: E402
@@ -55,7 +55,7 @@ def table(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--presets", default="small,base", help="comma-separated model presets")
+    p.add_argument("--presets", type=PRESET_LIST, default="small,base", help="comma-separated model presets")
     p.add_argument("--device", help="cuda / mps / cpu (default: the best available)")
     p.add_argument("--designs", type=COUNT, default=8, help="designs per run (one batch)")
     p.add_argument("--length", type=COUNT, default=128)
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     device = pick_device(a.device)
     rows = [measure(name.strip(), device, designs=a.designs, length=a.length, steps=steps, repeats=a.repeats)
-            for name in a.presets.split(",") for steps in a.steps]
+            for name in a.presets for steps in a.steps]
     print(table(rows))
     if a.json:
         checkpoint.atomic_write_text(Path(a.json), json.dumps(rows, indent=2) + "\n")

@@ -25,14 +25,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a c
 from sedd import checkpoint
 from sedd.alphabet import PROTEIN
 from sedd.cli import COUNT, OUTPUT_FILE, STEPS, script
-from sedd.model import ScoreNetwork, preset
+from sedd.model import PRESETS, ScoreNetwork, preset
 from sedd.sampler import STRATEGIES, run
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", help="use a trained checkpoint instead of a random `--preset` model")
-    p.add_argument("--preset", default="small")
+    p.add_argument("--preset", default="small", choices=list(PRESETS))
     p.add_argument("--steps", type=STEPS, default=1024)
     p.add_argument("--batch-sizes", type=COUNT, nargs="+", default=[1, 8])
     p.add_argument("--repeats", type=COUNT, default=3)

@@ -45,23 +45,24 @@ KNOBS = {"eta": float, "remask_budget": float, "order_noise": float, "top_p": fl
 
 
 def parse_config(text: str) -> tuple[str, dict, list[int] | None]:
-    """``"remask:eta=2,top_p=0.95@8,16"`` → ("remask", {"eta": 2.0, "top_p": 0.95}, [8, 16]) (no ``@``: None)."""
+    """``"remask:eta=2,top_p=0.95@8,16"`` → ("remask", {"eta": 2.0, "top_p": 0.95}, [8, 16]) (no ``@``: None);
+    a malformed one raises ValueError, naming it."""
     text, _, only = text.partition("@")
     steps = [int(s) for s in only.split(",") if s.strip().isdigit() and int(s) > 0] if only else None
     if only and len(steps) != len(only.split(",")):
-        raise SystemExit(f"--configs {text}@{only}: the steps after '@' must be whole numbers above 0, e.g. @8,16")
+        raise ValueError(f"{text}@{only}: the steps after '@' must be whole numbers above 0, e.g. @8,16")
     strategy, _, rest = text.partition(":")
     if strategy not in STRATEGIES:
-        raise SystemExit(f"unknown strategy {strategy!r} in {text!r}; choose one of {', '.join(STRATEGIES)}")
+        raise ValueError(f"{text}: unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     knobs = {}
     for item in filter(None, rest.split(",")):
         key, _, value = item.partition("=")
         if key not in KNOBS:
-            raise SystemExit(f"unknown knob {key!r} in {text!r}; knobs: {', '.join(KNOBS)}")
+            raise ValueError(f"{text}: unknown knob {key!r}; knobs: {', '.join(KNOBS)}")
         try:
             knobs[key] = KNOBS[key](value)
         except ValueError:
-            raise SystemExit(f"--configs {text}: knob {key} needs a number, got {value!r}") from None
+            raise ValueError(f"{text}: knob {key} needs a number, got {value!r}") from None
     return strategy, knobs, steps
 
 
@@ -166,7 +167,10 @@ def main() -> None:
 
     if a.threads:
         torch.set_num_threads(a.threads)
-    configs = [(text, *parse_config(text)) for text in a.configs]
+    try:
+        configs = [(text, *parse_config(text)) for text in a.configs]
+    except ValueError as e:
+        p.error(f"argument --configs: {e}")
     model = checkpoint.load(a.checkpoint)
     family = hmm.load(a.hmm or checkpoint.resolve(a.checkpoint) / hmm.HMM_NAME)
     residues = model.alphabet.residues

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a c
 
 from sedd import checkpoint  # noqa: E402
 from sedd.alphabet import PROTEIN  # noqa: E402
-from sedd.cli import BATCH_TOKENS, COUNT, COUNT_OR_ZERO, OUTPUT_FILE, POSITIVE, script  # noqa: E402
+from sedd.cli import BATCH_TOKENS, COUNT, COUNT_OR_ZERO, OUTPUT_FILE, POSITIVE, PRESET_LIST, script  # noqa: E402
 from sedd.data import write_fasta  # noqa: E402
 from sedd.train import Trainer, TrainConfig  # noqa: E402
 
@@ -105,7 +105,7 @@ def table(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--presets", default="small,mini,tiny", help="comma-separated model presets")
+    p.add_argument("--presets", type=PRESET_LIST, default="small,mini,tiny", help="comma-separated model presets")
     p.add_argument("--seconds", type=POSITIVE, default=10.0, help="timed wall-clock seconds per preset")
     p.add_argument("--warmup", type=COUNT_OR_ZERO, default=2, help="untimed steps first")
     p.add_argument("--max-steps", type=COUNT, default=200, help="timed steps at most per preset")
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = [measure(name.strip(), seconds=a.seconds, warmup=a.warmup, max_steps=a.max_steps,
                         tokens_per_batch=batch, workdir=Path(tmp), device=a.device,
                         recipe=a.recipe, compile=compiled)
-                for name in a.presets.split(",") for batch in batches for compiled in compiles]
+                for name in a.presets for batch in batches for compiled in compiles]
     print(table(rows))
     if a.json:
         checkpoint.atomic_write_text(Path(a.json), json.dumps(rows, indent=2) + "\n")

@@ -16,6 +16,7 @@ from typing import NoReturn
 
 from .alphabet import Alphabet
 from .checkpoint import check_writable
+from .model import PRESETS
 from .sampler import MAX_SEED, MAX_STEPS
 
 
@@ -62,6 +63,16 @@ def ALPHABET(text: str) -> Alphabet:
         return Alphabet(text, mask_chars="_")
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def PRESET_LIST(text: str) -> list[str]:
+    """--presets: comma-separated model presets, each refused now unless it is one (an unknown one
+    was found after the presets before it had been measured)."""
+    names = [name.strip() for name in text.split(",")]
+    unknown = [name for name in names if name not in PRESETS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"invalid choice: {unknown[0]!r} (choose from {', '.join(map(repr, PRESETS))})")
+    return names
 
 
 MAX_MODEL_LEN = 100_000         # titin, the longest known protein, has about 35,000 residues

@@ -84,12 +84,37 @@ def test_a_bad_batch_size_in_the_list_is_refused_before_any_preset_is_measured(m
     assert "argument --tokens-per-batch: 'abc' is not a batch size from 1 to 1,048,576 residues" in message
 
 
-@pytest.mark.parametrize("config", ["remask@8,x", "remask@0", "remask:eta=high"])
-def test_a_malformed_sampler_configuration_is_one_line_naming_configs(config):
-    sampler_quality = load("sampler_quality")
-    with pytest.raises(SystemExit) as stop:
-        sampler_quality.parse_config(config)
-    assert str(stop.value).startswith(f"--configs {config.split('@')[0]}")
+@pytest.mark.parametrize("config", ["remask@8,x", "remask@0", "remask:eta=high", "foo@8", "remask:beta=1"])
+def test_a_malformed_sampler_configuration_is_refused_naming_configs(monkeypatch, capsys, config):
+    """It ended with a bare message and exit code 1, not argparse's error line and code 2."""
+    message = refused(monkeypatch, capsys, "sampler_quality", ["--reference", "r", "--naturals", "n", "--configs", config])
+    assert message.startswith(f"sampler_quality.py: error: argument --configs: {config.split('@')[0]}")
+
+
+# An unknown preset was found after the data was read, or (a list) after the presets before it were
+# measured; cpu_ranks handed it to its training runs and ended with their traceback.
+BAD_PRESETS = [("ablate_recipe", ["--data", "d", "--out", "o"], "--preset"),
+               ("ar_baseline", ["--data", "d", "--out", "o"], "--preset"),
+               ("ar_init", ["--data", "d", "--ar", "a", "--out", "o"], "--preset"),
+               ("cpu_ranks", ["--data", "d"], "--preset"), ("sampler", [], "--preset"),
+               ("design_speed", [], "--presets"), ("train_speed", [], "--presets")]
+
+
+@pytest.mark.parametrize("name, argv, flag", BAD_PRESETS, ids=[name for name, *_ in BAD_PRESETS])
+def test_an_unknown_preset_is_refused_before_the_work(monkeypatch, capsys, name, argv, flag):
+    value = "tiny,huge" if flag == "--presets" else "huge"
+    message = refused(monkeypatch, capsys, name, [*argv, flag, value])
+    assert message.endswith(f"argument {flag}: invalid choice: 'huge' (choose from 'tiny', 'mini', 'small', 'base')")
+
+
+def test_a_failed_training_run_ends_cpu_ranks_with_one_error_line(monkeypatch, capsys, tmp_path):
+    """The run's own error was followed by a CalledProcessError traceback and exit code 1."""
+    import subprocess
+
+    cpu_ranks = load("cpu_ranks")
+    monkeypatch.setattr(cpu_ranks.subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(cmd, 2))
+    code = cpu_ranks.script(lambda: cpu_ranks.main(["--data", str(tmp_path / "x.fasta"), "--minutes", "0.01"]))
+    assert code == 2 and capsys.readouterr().err == "error: the 1-process training run failed; ranks1 has no result\n"
 
 
 def test_span_lengths_refuses_a_small_file_before_the_recovery_part_not_after(tmp_path, monkeypatch, capsys,
