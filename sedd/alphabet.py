@@ -17,8 +17,9 @@ Template syntax (the contract shared by the app, the CLI and the API):
   its line and column when the text has several lines (``Position``);
 - protein alphabets only (the 20 letters, either case): three or more three-letter codes
   (``Met Lys Val``, ``MetLysVal``, a PDB SEQRES line) are refused with the one-letter text they
-  stand for, and so are residue names or codes in a bracket (``[^cysteine]``) or in the excluded
-  residues (``Cys``, ``glycines``, ``C and M``);
+  stand for, and so are residue names or codes in a bracket (``[^cysteine]``, ``[Cys]``) or in the
+  excluded residues (``Cys``, ``glycines``, ``C and M``); a bracket of a code in one case (``[CYS]``,
+  as SEQRES writes it) is the set it spells, C, Y or S, with a notice saying so;
 - length 1 … ``max_len`` for every choice of span lengths; no mask at all is allowed, and then
   ``notices`` says that every design is the template itself.
 A pasted multi-FASTA uses the first record, and says so in ``notices``. A full sequence to score
@@ -560,6 +561,24 @@ class Alphabet:
             raise ValueError(f"{where} excludes every residue; leave at least one of {self.residues} allowed")
         return [Slot(None, None if len(allowed) == self.size else allowed, at)]
 
+    def _code_as_set(self, inner: str, where: Position) -> list[str]:
+        """A notice for a protein bracket of letters that spell a three-letter code in one case, as a PDB
+        SEQRES line writes it: [CYS] is a position that may be C, Y or S, read so (a set of those three
+        is a fair thing to ask for), and the note says what to write for the one residue instead
+        ([Cys], the code in its own case, is refused by ``_bracket``)."""
+        listed = inner.removeprefix("^")
+        one = self.is_protein and len(listed) == 3 and listed.capitalize() in THREE_LETTER_CODES and \
+            THREE_LETTER_CODES[listed.capitalize()]
+        if not one:
+            return []
+        letters = listed.upper()
+        if inner.startswith("^"):
+            which, meant = f"anything but {letters[0]}, {letters[1]} or {letters[2]}", f"[^{one}]"
+        else:
+            which, meant = f"{letters[0]}, {letters[1]} or {letters[2]}", one
+        return [f"[{inner}] at position {where} is one position that may be {which}; if you meant "
+                f"{listed.capitalize()}, write {meant}"]
+
     def parse_spec(self, text: str, max_len: int, exclude: str = "", full: bool = False) -> TemplateSpec:
         """Parse a template string, brackets and spans included (see the module docstring).
 
@@ -605,7 +624,9 @@ class Alphabet:
                         (f" or [{pair[1]}-{pair[2]}]" if int(pair[1]) <= int(pair[2]) else "")
                     raise ValueError(f"bracket {_shown_bracket(raw)} at position {at(i)} has a space inside a number; "
                                      f"write [n] for n designed positions or [a-b] for a span of a to b{meant}")
-                parts.extend(self._bracket("".join(ch for ch in raw if not is_blank(ch)), at(i), max_len))
+                inner = "".join(ch for ch in raw if not is_blank(ch))
+                parts.extend(self._bracket(inner, at(i), max_len))
+                notices.extend(self._code_as_set(inner, at(i)))
                 i = close + 1
                 continue
             if brackets and ch == "]":

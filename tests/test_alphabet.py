@@ -410,6 +410,17 @@ def test_a_bracket_listing_a_residue_name_or_code_is_refused(bracket, one):
     assert PROTEIN.parse_spec("MK[CYS]V", 128).parts[2].allowed == PROTEIN.residue_ids("C Y S")   # capitals: letters
 
 
+@pytest.mark.parametrize("bracket, which, meant", [("[CYS]", "C, Y or S", "Cys, write C"),
+                                                   ("[^his]", "anything but H, I or S", "His, write [^H]")])
+def test_a_bracket_spelling_a_code_in_one_case_is_its_letters_with_a_note_saying_so(bracket, which, meant):
+    """'M[CYS]__' (a SEQRES line's cysteine) drew S or Y there without a word."""
+    spec = PROTEIN.parse_spec(f"MK{bracket}V__", 128)
+    assert spec.notices == (f"{bracket} at position 3 is one position that may be {which}; if you meant {meant}",)
+    assert PROTEIN.parse_spec("MK[KRH]V__", 128).notices == ()            # not a code: no note
+    iupac = Alphabet("ACGTSY", mask_chars="_")                            # DNA with two ambiguity codes
+    assert iupac.parse_spec("A[CYS]G_", 128).notices == ()                # a code only in a protein alphabet
+
+
 def test_a_text_models_words_are_its_residues_not_three_letter_codes():
     """An alphabet of both cases (a text model) has 'his' as three residues, and 'and' as a word."""
     text = Alphabet.from_text([string.ascii_letters + " .,"])
