@@ -96,13 +96,14 @@ def _draw(model: ckpt.Checkpoint, templates: list, a: argparse.Namespace, seed: 
     from tqdm.auto import tqdm
     starts = range(0, len(templates), a.batch_size)
     sequences, nfe, log_probs, constrained = [], 0, [], False
-    with tqdm(total=len(starts) * (a.steps + 1), desc="denoising", file=sys.stderr, leave=False) as bar:
+    # counts steps, not frames: "--steps 128" read "0/129", the initial state being a frame too
+    with tqdm(total=len(starts) * a.steps, desc="denoising", unit="step", file=sys.stderr, leave=False) as bar:
         for index, b in enumerate(starts):
             batch = templates[b:b + a.batch_size]
             request = Request(batch, a.steps, a.temperature, batch_seed(seed, index), use_cache=not a.no_cache,
                               sampler=a.sampler, top_p=a.top_p, particles=a.particles)
             for frame in stream(model, request):
-                bar.update()
+                bar.update(frame.step - (bar.n - index * a.steps))
             drawn = decode_rows(model, frame, [len(t) for t in batch])
             if not a.json:           # printed as it is drawn: an interrupted run keeps what it printed
                 sys.stdout.write(to_fasta(drawn, first=len(sequences) + 1))

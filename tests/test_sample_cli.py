@@ -238,3 +238,19 @@ def test_fasta_is_printed_batch_by_batch_so_an_interrupted_run_keeps_its_designs
         main([str(a) for a in base])
     kept = capsys.readouterr().out
     assert kept and whole.startswith(kept) and kept.count(">") == 4      # two whole batches
+
+
+def test_the_progress_bar_counts_the_steps_asked_for(capsys, tiny_checkpoint, monkeypatch):
+    """"--steps 64" showed "0/65": the initial state was counted as a step."""
+    import tqdm.auto
+    bars = []
+
+    class Recorded(tqdm.auto.tqdm):
+        def close(self):
+            bars.append((self.n, self.total))
+            super().close()
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Recorded)
+    code, *_ = run_main(capsys, main, "--checkpoint", tiny_checkpoint, "--template", "MKV__GF_R____",
+                        "--num-samples", 3, "--batch-size", 2, "--steps", 64, "--seed", 1)
+    assert code == 0 and bars[-1] == (128, 128)                 # two calls of 64 steps
