@@ -68,7 +68,10 @@ STRUCTURE_TO_COME = render.message_html("Structures and their pLDDT appear here 
 STOP_COUNTING_JS = """() => {
     window.seddStops = 0;
     document.addEventListener("click", e => {       // capture: before Gradio handles the click
-        if (e.target.closest("#generate")) window.seddStopsAtGenerate = window.seddStops;
+        if (e.target.closest("#generate")) {
+            window.seddStopsAtGenerate = window.seddStops;
+            window.seddGenerateClicks = (window.seddGenerateClicks ?? 0) + 1;
+        }
         if (e.target.closest("#stop")) window.seddStops += 1;
     }, true);
 }"""
@@ -91,6 +94,16 @@ SHOW_REFUSAL_JS = """() => {
             box.scrollIntoView({block: "center", behavior: "smooth"});
         }
     }).observe(document.body, {subtree: true, childList: true, characterData: true});
+}"""
+# A Generate clicked while a run is on the page runs when that one ends (trigger_mode "always_last"),
+# and Gradio reads its inputs only then: edits made while it waited went into it. This js-only step of
+# the click, which runs at the click itself, keeps the page's values as they were at that click (once
+# per click: Gradio's later dispatch of the waiting run runs it again), and the run sends them.
+SNAPSHOT_AT_CLICK_JS = """(...values) => {
+    if (window.seddSnapshotOf !== window.seddGenerateClicks) {
+        window.seddSnapshot = values;
+        window.seddSnapshotOf = window.seddGenerateClicks;
+    }
 }"""
 MAX_UPLOAD = "1kb"                 # the page has no file input; refuse anonymous uploads
 NO_SEED_YET = -1                   # the hidden seed output before any run (seeds are 0 … 2**31 − 1)
@@ -834,9 +847,11 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
         # before Gradio sends the run (a click while a run is ending waits for it). See cb.stop.
         demo.load(None, js=STOP_COUNTING_JS, api_name=False)
         demo.load(None, js=SHOW_REFUSAL_JS, api_name=False)
+        run_btn.click(None, inputs + [generate_refusal], None, js=SNAPSHOT_AT_CLICK_JS, queue=False, api_name=False,
+                      show_progress="hidden")
         event = run_btn.click(with_notice(with_heading(fn, cb.heading)), inputs + [generate_refusal],
                               outputs + [designs, heading],
-                              js=f"(...inputs) => inputs.map((v, i) => i === {stop_index} ? "
+                              js=f"(...inputs) => (window.seddSnapshot ?? inputs).map((v, i) => i === {stop_index} ? "
                                  "(window.seddStopsAtGenerate ?? 0) : v)",
                               api_name=False, concurrency_limit=concurrency, concurrency_id="generate",
                               show_progress="minimal",

@@ -491,6 +491,35 @@ def test_the_page_after_stop_while_folding_shows_one_run(browser, model):
         demo.close()
 
 
+def test_a_generate_clicked_during_a_run_runs_the_page_as_it_was_at_the_click(browser, model):
+    """It waits for the run on the page, and Gradio read its inputs only when it started: a template
+    typed (or a seed changed) while it waited went into it instead of what was clicked."""
+    backend = HeldFolds()
+    demo, url = launch_app(model, {FOLD: backend, "off": None})
+    page = open_page(browser, url)
+    try:
+        page.get_by_label(FOLD, exact=True).check()
+        page.fill("#template textarea", STOP_TEMPLATE)
+        set_steps(page, 16)
+        page.fill(SEED, "1")
+        backend.hold(0)                                # the run waits at its first fold
+        page.click("#generate")
+        page.wait_for_function("document.querySelector('#status').innerText.includes('Folding design 1 of 4')")
+        page.fill("#template textarea", "AAAAA_____")
+        page.fill(SEED, "2")
+        page.click("#generate")                        # waits for the run on the page
+        page.fill("#template textarea", "WWWWW_____")  # the next one's, typed while it waits
+        page.fill(SEED, "3")
+        backend.release()
+        seed, fasta = wait_until_done(page, previous_seed="1")
+        assert seed == "2" and [s[:5] for s in fasta_sequences(fasta)] == ["AAAAA"] * 4
+        assert page.input_value("#template textarea") == "WWWWW_____"          # the edit itself is kept
+    finally:
+        backend.release()
+        page.close()
+        demo.close()
+
+
 def test_the_heading_describes_the_table_under_it(browser, model):
     """While a run drew, its cleared table sat under the last run's ranking ("ranked by mean
     pLDDT"); and a fresh page stopped while folding listed the designs under "Designs (none yet)"
