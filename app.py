@@ -265,7 +265,7 @@ class StudioCallbacks:
                  stop_epoch: int = 0, particles: int = 1, request: gr.Request | None = None):
         """Design proteins: fill the masked positions of a template with the SEDD model, then fold and rank them.
 
-        Streams every denoising state; the final output's first element is the FASTA text of the designs in
+        Streams every denoising state (over MCP only the final outputs come, as one text: a Python literal of the list); the final output's first element is the FASTA text of the designs in
         the order they were drawn (design_1, design_2, …, as ``python -m sedd.sample`` prints them); the table,
         the fifth element, ranks them by mean pLDDT when folded, else by the model score (ELBO, nats per
         residue, lower = better).
@@ -441,7 +441,7 @@ class StudioCallbacks:
     def score(self, sequence: str) -> dict:
         """Score a protein sequence with the SEDD model: how family-like it is and what every single substitution would do.
 
-        Returns a JSON object with name, sequence, length, elbo_nats_per_residue and elbo_stderr (the ELBO bound on -log p(sequence | length), nats per residue, lower = more family-like), pll_nats_per_residue (the negative pseudo-log-likelihood, nats per residue, lower = more likely), per_residue_log_prob (log p of each residue with only it masked, L values) and scan ({"residues": "ACDEFGHIKLMNPQRSTVWY", "scores": L rows of 20 values log p(b) - log p(wild type) with only that position masked; 0 on the wild type, negative = predicted harmful}).
+        Returns an object (over MCP its text, a Python literal: read it with ast.literal_eval, not json.loads) with name, sequence, length, elbo_nats_per_residue and elbo_stderr (the ELBO bound on -log p(sequence | length), nats per residue, lower = more family-like), pll_nats_per_residue (the negative pseudo-log-likelihood, nats per residue, lower = more likely), per_residue_log_prob (log p of each residue with only it masked, L values) and scan ({"residues": "ACDEFGHIKLMNPQRSTVWY", "scores": L rows of 20 values log p(b) - log p(wild type) with only that position masked; 0 on the wild type, negative = predicted harmful}).
 
         Args:
             sequence: a full protein sequence in one-letter codes (the 20 canonical residues), 1 to the model's maximum length (128 for the bundled model); a FASTA header line, digits, spaces and a trailing * are ignored, and of several FASTA records the first is scored (the entry's name says which); masked positions (_ ? # X) are refused.
@@ -610,8 +610,8 @@ def accept_older_calls(demo: gr.Blocks, inputs: list, required: list[str]) -> No
         if (isinstance(values, list) and len(block_fn.inputs) == len(inputs)
                 and all(a is b for a, b in zip(block_fn.inputs, inputs))):
             if len(values) < len(required):
-                raise ValueError(f"this call sends {len(values)} input values; send at least "
-                                 f"{', '.join(required)}, in that order")
+                what = required[0] if len(required) == 1 else f"at least {', '.join(required)}, in that order"
+                raise ValueError(f"this call sends {len(values)} input values; send {what}")
             values.extend(component.value for component in inputs[len(values):])
             for i in range(len(required), len(inputs)):      # a JSON null means what leaving the input out means
                 if values[i] is None:
@@ -917,6 +917,8 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
     cb.runs_pending = admit.runs_pending
     # a raw call may send only the contract's template, num_samples, steps and seed (or any longer prefix)
     accept_older_calls(demo, inputs, admit.fields[:admit.fields.index("seed") + 1])
+    # and a call of score without its one value is refused in the same words, not Gradio's
+    accept_older_calls(demo, [score_input], ["sequence"])
     # Gradio's own bound is a backstop above --max-queue: Gradio checks it before any validator, and its
     # refusal marks every output of the page "Error" with the reason only in a toast. Admission refuses
     # first, at --max-queue, in the tab's notice; the room above is for the steps that follow a run.

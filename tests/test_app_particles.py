@@ -67,6 +67,9 @@ def test_a_raw_call_with_only_the_contracts_four_parameters_runs(served, client)
     r = requests.post(f"{served}gradio_api/call/generate", json={"data": [CONSTRAINED, 2, 16]}, timeout=30)
     assert r.status_code == 400 and "event_id" not in r.json()
     assert r.json()["detail"] == "this call sends 3 input values; send at least template, num_samples, steps, seed, in that order"
+    # score's one value left out: Gradio's words about its event handler and a list of object reprs
+    r = requests.post(f"{served}gradio_api/call/score", json={"data": []}, timeout=30)
+    assert r.status_code == 400 and r.json()["detail"] == "this call sends 0 input values; send sequence"
 
 
 def test_particles_condition_the_allowed_sets_at_k_times_the_network_rows(client, cb, capsys):

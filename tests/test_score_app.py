@@ -188,7 +188,10 @@ def test_mcp_tools_are_documented_and_both_can_be_called(served, model, capsys):
     assert "masked positions (_ ? # X) are refused" in tools["score"].inputSchema["properties"]["sequence"]["description"]
     assert not result.isError
     assert len(result.content) == 1
-    entry = ast.literal_eval(result.content[0].text)      # Gradio's MCP server sends str() of the JSON value
+    # Gradio's MCP server sends str() of the value: the description said "a JSON object", and an agent's
+    # json.loads failed on its quotes
+    assert "a Python literal: read it with ast.literal_eval" in tools["score"].description
+    entry = ast.literal_eval(result.content[0].text)
     assert entry == cli_entry(model, capsys, SEQUENCE)
     assert not designed.isError, designed.content
     outputs = ast.literal_eval(designed.content[0].text)   # str() of the outputs, as README reads them
