@@ -981,12 +981,52 @@ def exit_on_sigterm(*_) -> None:
     sys.exit(0)
 
 
+def cancel_runs_of_abandoned_mcp_calls() -> None:
+    """Make Gradio's MCP server cancel the run behind a tool call its agent gave up on.
+
+    Gradio 6.31 runs a tool call as a job of its own ``gradio_client`` and awaits it, its result in a
+    worker thread that a cancellation does not interrupt, and never cancels the job: a call that the
+    agent cancelled, timed out or left ran to its end, holding one of the ``--concurrency`` places
+    (a 3-second timeout kept the server busy for 23 s more). Here a cancelled wait cancels the job,
+    which ends a streaming run at its next frame, as an API client's cancel does. Gradio's private
+    methods: where they are not what this expects, they are left as they are, with a warning."""
+    import anyio
+    from gradio.mcp import GradioMCPServer
+
+    without_progress = getattr(GradioMCPServer, "_execute_tool_without_progress", None)
+    with_progress = getattr(GradioMCPServer, "_execute_tool_with_progress", None)
+    if without_progress is None or with_progress is None:
+        log.warning("Gradio's MCP server has changed: a tool call its agent gives up on runs to its end")
+        return
+    if getattr(without_progress, "cancels_its_job", False):
+        return
+
+    async def wait(self, job):
+        try:
+            return [await anyio.to_thread.run_sync(job.result, abandon_on_cancel=True)]
+        except anyio.get_cancelled_exc_class():
+            job.cancel()
+            raise
+
+    async def follow(self, job, progress_token):
+        try:
+            return await with_progress(self, job, progress_token)
+        except anyio.get_cancelled_exc_class():
+            job.cancel()
+            raise
+
+    wait.cancels_its_job = True
+    GradioMCPServer._execute_tool_without_progress = wait
+    GradioMCPServer._execute_tool_with_progress = follow
+
+
 def launch(demo: gr.Blocks, **kwargs):
     """Serve the page and its MCP server (host and port from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT unless given).
 
     With no port given, Gradio binds the first free port from $GRADIO_SERVER_PORT (else 7860) on
     and moves to the next when binding fails, so servers started side by side never race for one.
     """
+    cancel_runs_of_abandoned_mcp_calls()
     return demo.launch(css_paths=[ASSETS / "studio.css"], max_file_size=MAX_UPLOAD, mcp_server=True,
                        state_session_capacity=STATE_SESSIONS, **kwargs)
 

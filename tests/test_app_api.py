@@ -5,6 +5,7 @@ import asyncio
 import logging
 import re
 import tempfile
+import time
 
 import pytest
 import requests
@@ -189,6 +190,48 @@ def test_mcp_agents_are_not_counted_as_one_session(model):
     finally:
         demo.close()
     assert [r.isError for r in results] == [False] * 3, [r.content[0].text[:200] for r in results if r.isError]
+
+
+async def _mcp_agent_gives_up(url: str, after_s: float, progress: bool) -> float:
+    """An agent that calls ``generate`` for a long run (asking for progress notifications, or not) and
+    stops waiting after ``after_s``, leaving the session; returns when it gave up (time.monotonic)."""
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamablehttp_client
+
+    async with streamablehttp_client(f"{url}gradio_api/mcp/") as (read, write, _), \
+            ClientSession(read, write) as session:
+        await session.initialize()
+        with pytest.raises(asyncio.TimeoutError):
+            async def noted(*_):
+                pass
+            call = session.call_tool("generate", {"template": "_" * 120, "num_samples": 8, "steps": 1024, "seed": 1},
+                                     progress_callback=noted if progress else None)
+            await asyncio.wait_for(call, after_s)
+        return time.monotonic()
+
+
+@pytest.mark.parametrize("progress", [False, True], ids=["plain", "with progress"])
+def test_a_run_whose_mcp_agent_gave_up_stops(model, monkeypatch, progress):
+    """Gradio's MCP server never cancelled the run behind a tool call: an agent's 3-second timeout left
+    the server drawing and scoring for 8 s more, holding a concurrency place
+    (``app.cancel_runs_of_abandoned_mcp_calls``). Each network call is slowed so that the whole run
+    takes far longer than the wait below on any machine."""
+    calls, forward = [], model.model.forward
+
+    def slowed(*args, **kwargs):
+        calls.append(time.monotonic())
+        time.sleep(0.02)
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(model.model, "forward", slowed)
+    demo, url = launch_app(model, {"off": None})
+    try:
+        gave_up = asyncio.run(_mcp_agent_gives_up(url, 3.0, progress))
+        time.sleep(5.0)
+    finally:
+        demo.close()
+    assert calls and calls[0] < gave_up, "the run never started"
+    assert calls[-1] < gave_up + 3.0, f"the run went on {calls[-1] - gave_up:.1f} s after its agent gave up"
 
 
 def test_downloads_are_written_once(model, tmp_path, monkeypatch):
