@@ -62,8 +62,8 @@ OUTPUT_MAX_BYTES = 256 * 2**20     # downloads kept at most; the oldest runs go 
 # used go first. Gradio's default of 10,000 let a public Space grow by ~1.3 GB that it never gave back.
 STATE_SESSIONS = 1000
 STOPPED_HTML = render.message_html("Stopped: the run was cancelled.", "warn")
-NO_STRUCTURE_YET = render.message_html("Structures and their pLDDT appear here when designs are folded: choose a "
-                                       "folding backend (off by default without a GPU).")
+NO_STRUCTURE_YET = render.message_html("Structures and their pLDDT appear here when designs are folded (choose a "
+                                       "folding backend; off by default without a GPU).")
 STRUCTURE_TO_COME = render.message_html("Structures and their pLDDT appear here once the designs are folded.")
 STOP_COUNTING_JS = """() => {
     window.seddStops = 0;
@@ -403,8 +403,8 @@ class StudioCallbacks:
         the designs are complete: every output shows them (FASTA, table, structure, downloads), and
         the status and table say which were not folded or scored.
         """
-        if not run.designs:
-            return generate_outputs(status=STOPPED_HTML)
+        if not run.designs:         # nothing will be folded: the panel no longer says structures are coming
+            return generate_outputs(status=STOPPED_HTML, structure=NO_STRUCTURE_YET)
         n = len(run.designs)
         unfolded = sum(d.awaiting_fold for d in run.designs)
         unscored = sum(d.score is None for d in run.designs)

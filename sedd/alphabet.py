@@ -561,23 +561,22 @@ class Alphabet:
             raise ValueError(f"{where} excludes every residue; leave at least one of {self.residues} allowed")
         return [Slot(None, None if len(allowed) == self.size else allowed, at)]
 
-    def _code_as_set(self, inner: str, where: Position) -> list[str]:
-        """A notice for a protein bracket of letters that spell a three-letter code in one case, as a PDB
-        SEQRES line writes it: [CYS] is a position that may be C, Y or S, read so (a set of those three
-        is a fair thing to ask for), and the note says what to write for the one residue instead
-        ([Cys], the code in its own case, is refused by ``_bracket``)."""
-        listed = inner.removeprefix("^")
-        one = self.is_protein and len(listed) == 3 and listed.capitalize() in THREE_LETTER_CODES and \
-            THREE_LETTER_CODES[listed.capitalize()]
-        if not one:
+    def _code_as_set(self, raw: str, where: Position) -> list[str]:
+        """A notice for a protein bracket whose letters spell a three-letter code in capitals or small
+        letters, as a PDB SEQRES line writes it: [CYS] lists the residues C, Y and S (a fair thing to
+        ask for), and the note says what to write for the one residue ([Cys], the code in its own
+        case, is refused by ``_bracket``; [C Y S], spaced, is plainly letters)."""
+        listed = raw.strip().removeprefix("^")
+        code = listed.capitalize()
+        if not (self.is_protein and code in THREE_LETTER_CODES and (listed.isupper() or listed.islower())):
             return []
-        letters = listed.upper()
-        if inner.startswith("^"):
-            which, meant = f"anything but {letters[0]}, {letters[1]} or {letters[2]}", f"[^{one}]"
-        else:
-            which, meant = f"{letters[0]}, {letters[1]} or {letters[2]}", one
-        return [f"[{inner}] at position {where} is one position that may be {which}; if you meant "
-                f"{listed.capitalize()}, write {meant}"]
+        letters = list(dict.fromkeys(listed.upper()))              # [ALA]: A and L
+        named = f"{', '.join(letters[:-1])} and {letters[-1]}"
+        one = THREE_LETTER_CODES[code]
+        if raw.strip().startswith("^"):
+            return [f"[{raw.strip()}] at position {where} bars the residues {named}, not {code} alone; to bar "
+                    f"{code}, write [^{one}]"]
+        return [f"[{raw.strip()}] at position {where} lists the residues {named}, not {code}; for {code}, write {one}"]
 
     def parse_spec(self, text: str, max_len: int, exclude: str = "", full: bool = False) -> TemplateSpec:
         """Parse a template string, brackets and spans included (see the module docstring).
@@ -624,9 +623,8 @@ class Alphabet:
                         (f" or [{pair[1]}-{pair[2]}]" if int(pair[1]) <= int(pair[2]) else "")
                     raise ValueError(f"bracket {_shown_bracket(raw)} at position {at(i)} has a space inside a number; "
                                      f"write [n] for n designed positions or [a-b] for a span of a to b{meant}")
-                inner = "".join(ch for ch in raw if not is_blank(ch))
-                parts.extend(self._bracket(inner, at(i), max_len))
-                notices.extend(self._code_as_set(inner, at(i)))
+                parts.extend(self._bracket("".join(ch for ch in raw if not is_blank(ch)), at(i), max_len))
+                notices.extend(self._code_as_set(raw, at(i)))
                 i = close + 1
                 continue
             if brackets and ch == "]":

@@ -410,13 +410,16 @@ def test_a_bracket_listing_a_residue_name_or_code_is_refused(bracket, one):
     assert PROTEIN.parse_spec("MK[CYS]V", 128).parts[2].allowed == PROTEIN.residue_ids("C Y S")   # capitals: letters
 
 
-@pytest.mark.parametrize("bracket, which, meant", [("[CYS]", "C, Y or S", "Cys, write C"),
-                                                   ("[^his]", "anything but H, I or S", "His, write [^H]")])
-def test_a_bracket_spelling_a_code_in_one_case_is_its_letters_with_a_note_saying_so(bracket, which, meant):
+@pytest.mark.parametrize("bracket, note", [
+    ("[CYS]", "lists the residues C, Y and S, not Cys; for Cys, write C"),
+    ("[ala]", "lists the residues A and L, not Ala; for Ala, write A"),
+    ("[^his]", "bars the residues H, I and S, not His alone; to bar His, write [^H]")])
+def test_a_bracket_spelling_a_code_in_one_case_is_its_letters_with_a_note_saying_so(bracket, note):
     """'M[CYS]__' (a SEQRES line's cysteine) drew S or Y there without a word."""
     spec = PROTEIN.parse_spec(f"MK{bracket}V__", 128)
-    assert spec.notices == (f"{bracket} at position 3 is one position that may be {which}; if you meant {meant}",)
-    assert PROTEIN.parse_spec("MK[KRH]V__", 128).notices == ()            # not a code: no note
+    assert spec.notices == (f"{bracket} at position 3 {note}",)
+    for plainly_letters in ("[KRH]", "[C Y S]", "[cYs]"):                 # not a code, spaced, mixed case
+        assert PROTEIN.parse_spec(f"MK{plainly_letters}V__", 128).notices == ()
     iupac = Alphabet("ACGTSY", mask_chars="_")                            # DNA with two ambiguity codes
     assert iupac.parse_spec("A[CYS]G_", 128).notices == ()                # a code only in a protein alphabet
 

@@ -101,8 +101,10 @@ def test_the_status_names_the_design_being_scored(cb, monkeypatch):
 
 
 def test_stop_while_denoising_still_shows_only_stopped(cb):
-    """No designs yet: the page keeps the partial frame and its "(step n)" FASTA, as before."""
-    assert stopped_at(cb, "Denoising…", 5) == (app.gr.skip(), app.gr.skip(), app.STOPPED_HTML) + (app.gr.skip(),) * 6
+    """No designs yet: the page keeps the partial frame and its "(step n)" FASTA, as before; the
+    structure panel no longer says that structures are coming (it kept "once the designs are folded")."""
+    skip = app.gr.skip()
+    assert stopped_at(cb, "Denoising…", 5) == (skip, skip, app.STOPPED_HTML, skip, skip, app.NO_STRUCTURE_YET) + (skip,) * 3
 
 
 # ---- the heading over the table ------------------------------------------------------------------------

@@ -113,7 +113,8 @@ def test_a_failed_training_run_ends_cpu_ranks_with_one_error_line(monkeypatch, c
 
     cpu_ranks = load("cpu_ranks")
     monkeypatch.setattr(cpu_ranks.subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(cmd, 2))
-    code = cpu_ranks.script(lambda: cpu_ranks.main(["--data", str(tmp_path / "x.fasta"), "--minutes", "0.01"]))
+    code = cpu_ranks.script(lambda: cpu_ranks.main(["--data", str(tmp_path / "x.fasta"), "--minutes", "0.01",
+                                                    "--cores", "2"]))
     assert code == 2 and capsys.readouterr().err == "error: the 1-process training run failed; ranks1 has no result\n"
 
 
