@@ -117,6 +117,27 @@ class Diverged(FloatingPointError, ValueError):
     the command line reports it in one line)."""
 
 
+class OutOfMemory(ValueError):
+    """A step that did not fit in memory. The weights were not touched, so the run up to the step
+    before can be saved (``saved``: one process; under torchrun a save is collective and the other
+    ranks cannot join it). A ValueError: the command line reports it in one line, as any setting it
+    cannot carry out."""
+
+    def __init__(self, step: int, residues: int, out: Path, saved: bool = False):
+        self.step, self.residues, self.out, self.saved = step, residues, out, saved
+        kept = (f"the run up to step {step} is saved in {out}: --resume continues it where more memory is free, "
+                f"and --init-from {out} starts a run with a smaller batch" if saved else "nothing more was saved")
+        super().__init__(f"out of memory at step {step + 1}, a batch of {residues:,} residues; lower "
+                         f"--tokens-per-batch (or --max-len); {kept}")
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is an allocation that failed: a GPU's OutOfMemoryError, or the CPU allocator's
+    RuntimeError ("can't allocate memory")."""
+    return isinstance(error, torch.OutOfMemoryError) or (
+        isinstance(error, RuntimeError) and "can't allocate memory" in str(error))
+
+
 class Interrupted(KeyboardInterrupt):
     """A run stopped by a signal of STOP_SIGNALS: it finished its step and saved, so ``--resume`` continues it
     exactly. A KeyboardInterrupt, so a caller that catches ``Exception`` does not carry on as if the run had ended."""
@@ -717,6 +738,11 @@ class Trainer:
             bar = self._progress_bar()
             try:
                 self._train_until_done(bar)
+            except OutOfMemory as e:
+                if self.distributed or not self.step:
+                    raise
+                self.save()                          # the last whole step
+                raise OutOfMemory(e.step, e.residues, e.out, saved=True) from None
             finally:
                 bar.close()
             self.save()
@@ -772,7 +798,15 @@ class Trainer:
                 self.stopped_by = self._agreed_signal
                 return
             tokens = self._next_batch()
-            loss = self.train_step(tokens)
+            try:
+                loss = self.train_step(tokens)
+            except RuntimeError as e:             # torch.OutOfMemoryError is one
+                if not is_out_of_memory(e):
+                    raise
+                loss = MemoryError        # raised below, once the failed step's tensors are released
+            if loss is MemoryError:
+                self.opt.zero_grad(set_to_none=True)
+                raise OutOfMemory(self.step, sum(map(len, tokens)), self.out)
             if loss is None:
                 self._skip_bad_step()
                 continue

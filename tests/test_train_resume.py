@@ -96,6 +96,43 @@ def test_a_resumed_command_line_run_reads_its_resume_file_once(tmp_path, uneven_
     assert read_resume(tmp_path / "run" / RESUME_NAME)["step"] == 5
 
 
+def test_a_step_out_of_memory_ends_in_one_line_with_the_steps_before_it_saved(tmp_path, uneven_family, monkeypatch,
+                                                                             capsys):
+    """A batch too large for memory (often a late one, of long sequences) ended the run with the
+    allocator's traceback, and the steps since the last save were lost."""
+    import sedd.train as T
+    real = T.Trainer.train_step
+
+    def step(self, tokens):
+        if self.step == 3:
+            raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] . DefaultCPUAllocator: can't allocate memory: "
+                               "you tried to allocate 536870912 bytes. Error code 12 (Cannot allocate memory)")
+        return real(self, tokens)
+
+    monkeypatch.setattr(T.Trainer, "train_step", step)
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as stop:
+        T.main(["--data", str(uneven_family), "--out", str(out), "--preset", "tiny", "--max-steps", "6",
+                "--tokens-per-batch", "256", "--eval-every", "1000", "--checkpoint-minutes", "60"])
+    err = capsys.readouterr().err
+    *_, line = err.strip().splitlines()                   # after the run's warnings (a random split, ...)
+    assert stop.value.code == 2 and "Traceback" not in err and "alloc_cpu" not in err
+    assert line.startswith("error: out of memory at step 4, a batch of ") and "lower --tokens-per-batch" in line
+    assert f"the run up to step 3 is saved in {out}: --resume continues it" in line
+    assert read_resume(out / RESUME_NAME)["step"] == 3
+    monkeypatch.setattr(T.Trainer, "train_step", real)
+    T.main(["--out", str(out), "--resume"])
+    assert read_resume(out / RESUME_NAME)["step"] == 6
+
+
+def test_an_error_that_is_not_memory_is_not_taken_for_it(tmp_path, uneven_family, monkeypatch):
+    import sedd.train as T
+    monkeypatch.setattr(T.Trainer, "train_step", lambda self, tokens: (_ for _ in ()).throw(RuntimeError("shape")))
+    with pytest.raises(RuntimeError, match="shape"):
+        T.main(["--data", str(uneven_family), "--out", str(tmp_path / "run"), "--preset", "tiny", "--max-steps", "2",
+                "--tokens-per-batch", "256", "--eval-every", "1000"])
+
+
 # ---- a run stopped by a signal -------------------------------------------------------------------------
 def interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
