@@ -56,6 +56,8 @@ STEPS = checked(whole_number, lambda v: 0 < v <= MAX_STEPS, f"a whole number fro
 SEED = checked(whole_number, lambda v: 0 <= v <= MAX_SEED, "a whole number from 0 to 2**63 - 1")
 # an --out folder: a blank one (an unset $OUT) wrote sedd.train's run, or sedd.data's split, into the working folder
 FOLDER = checked(str, lambda v: bool(v.strip()), "a folder (it is blank)")
+# an input file: a blank --clusters (an unset $CLUSTERS) meant none, and the run split at random without a word
+FILE = checked(str, lambda v: bool(v.strip()), "a file (it is blank)")
 
 def ALPHABET(text: str) -> Alphabet:
     """--alphabet: a model's residue characters ('_' stays the designed-position mark)."""

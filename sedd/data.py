@@ -22,7 +22,7 @@ import torch
 
 from . import checkpoint as ckpt
 from .alphabet import HEADER_LINE, PROTEIN, Alphabet, is_blank, without_comments
-from .cli import ALPHABET, FOLDER, MODEL_LENGTH, SEED, one_line_warnings, refuse_overwriting_inputs, run
+from .cli import ALPHABET, FILE, FOLDER, MODEL_LENGTH, SEED, one_line_warnings, refuse_overwriting_inputs, run
 
 
 @dataclass
@@ -112,6 +112,9 @@ def fasta_file_text(path: str | Path) -> str:
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{path} is a folder, not a FASTA file")
+    if path.exists() and not path.is_file():     # <(zcat x.fa.gz): a run reads its data again when it resumes
+        raise ValueError(f"FASTA file {path} is not a regular file (a pipe?): give the file itself; a gzip-"
+                         "compressed FASTA is read as it is")
     if not path.is_file():
         raise FileNotFoundError(f"FASTA file {path} does not exist")
     text = fasta_text(path)
@@ -213,6 +216,8 @@ def read_clusters(path: str | Path) -> dict[str, str]:
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"cluster file {path} is a folder, not a cluster<TAB>member file")
+    if path.exists() and not path.is_file():
+        raise ValueError(f"cluster file {path} is not a regular file (a pipe?): give the file itself")
     if not path.is_file():
         raise FileNotFoundError(f"cluster file {path} does not exist")
     clusters: dict[str, str] = {}
@@ -363,8 +368,9 @@ def collate(tokens: list[list[int]], pad_id: int) -> tuple[torch.LongTensor, tor
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m sedd.data", description="Write the training/validation split "
                                 "that sedd.train makes, as train.fasta and val.fasta.")
-    p.add_argument("--data", required=True, help="the full training FASTA")
-    p.add_argument("--clusters", help="cluster<TAB>member TSV: hold out whole clusters (as sedd.train --clusters)")
+    p.add_argument("--data", type=FILE, required=True, help="the full training FASTA")
+    p.add_argument("--clusters", type=FILE,
+                   help="cluster<TAB>member TSV: hold out whole clusters (as sedd.train --clusters)")
     p.add_argument("--val-fraction", type=float, default=0.05, help="share of the sequences held out (default 0.05)")
     p.add_argument("--seed", type=SEED, default=0, help="the split's seed (sedd.train --seed; default 0)")
     p.add_argument("--max-len", type=MODEL_LENGTH, default=MAX_LEN,

@@ -76,7 +76,7 @@ import time
 from pathlib import Path
 
 from . import checkpoint as ckpt
-from .cli import COUNT, REGEX, SEED, TWO_OR_MORE, one_line_warnings, refuse_overwriting_inputs, run
+from .cli import COUNT, FILE, REGEX, SEED, TWO_OR_MORE, one_line_warnings, refuse_overwriting_inputs, run
 from .data import Dataset, describe_dropped, read_clusters, read_fasta, split
 from .fold import check_foldable
 from .hmm import HMM_NAME, check_file as check_hmm_file, family_metrics, load as load_hmm, natural_scores
@@ -95,8 +95,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m sedd.evaluate", description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", default=None, help="checkpoint directory or Hub repo id "
                                                        "(default: $SEDD_CHECKPOINT, else the bundled ACYP model)")
-    p.add_argument("--data", required=True, help="held-out FASTA (with --clusters: the full training FASTA)")
-    p.add_argument("--clusters", help="cluster<TAB>member TSV: evaluate on the cluster-held-out part of --data "
+    p.add_argument("--data", type=FILE, required=True, help="held-out FASTA (with --clusters: the full training FASTA)")
+    p.add_argument("--clusters", type=FILE, help="cluster<TAB>member TSV: evaluate on the cluster-held-out part of --data "
                                       "that training split off (the rest is the reference)")
     p.add_argument("--val-fraction", type=float,
                    help=f"with --clusters: training's validation fraction (default {SPLIT_DEFAULTS['val_fraction']})")

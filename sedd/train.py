@@ -33,7 +33,7 @@ import torch.distributed as dist
 
 from . import checkpoint as ckpt
 from .alphabet import PROTEIN, Alphabet
-from .cli import (ALPHABET, BATCH_TOKENS, COUNT, COUNT_OR_ZERO, FOLDER, FRACTION, MODEL_LENGTH, POSITIVE, POSITIVE_OR_ZERO,
+from .cli import (ALPHABET, BATCH_TOKENS, COUNT, COUNT_OR_ZERO, FILE, FOLDER, FRACTION, MODEL_LENGTH, POSITIVE, POSITIVE_OR_ZERO,
                   SEED, RankZeroParser, checked, die_by, one_line_warnings, run)
 from .data import MAX_LEN, bucketed_batches, collate, describe_dropped, longer_than, read_clusters, read_fasta, split
 from .hmm import HMM_NAME
@@ -937,7 +937,7 @@ def _parser() -> argparse.ArgumentParser:
     """The options that set TrainConfig fields default to None, "not given": a --resume takes the
     saved run's value for each of them, and a fresh run TrainConfig's default."""
     p = RankZeroParser(prog="python -m sedd.train", description=__doc__.splitlines()[0])
-    p.add_argument("--data", help="FASTA file of training sequences (required, except with --resume)")
+    p.add_argument("--data", type=FILE, help="FASTA file of training sequences (required, except with --resume)")
     p.add_argument("--out", required=True, type=FOLDER, help="checkpoint directory to write")
     p.add_argument("--preset", choices=list(PRESETS), help=_default("preset"))
     p.add_argument("--minutes", type=POSITIVE, help="time budget (wall clock, or CPU time with --clock cpu)")
@@ -948,7 +948,7 @@ def _parser() -> argparse.ArgumentParser:
                             f"only {_resume_may_change()} may be given anew (a budget given replaces the saved one)")
     again.add_argument("--overwrite", action="store_true", help="start a new run in an OUT that already holds one, "
                                                                 "replacing its files")
-    p.add_argument("--clusters", help="cluster<TAB>member TSV: validate on whole held-out clusters")
+    p.add_argument("--clusters", type=FILE, help="cluster<TAB>member TSV: validate on whole held-out clusters")
     p.add_argument("--lr", type=LEARNING_RATE, help=_default("lr"))
     p.add_argument("--max-len", type=MODEL_LENGTH,
                    help=f"longest sequence kept, and the model's maximum length ({_default('max_len')}; longer "
@@ -1011,6 +1011,16 @@ def _model_options(a: argparse.Namespace) -> dict:
     return {k: v for k, v in (("mlp", a.mlp), ("tie_embeddings", a.tie_embeddings)) if v is not None}
 
 
+def _refuse(p: argparse.ArgumentParser, message: str) -> None:
+    """A refusal of what the run in --out is (held, spent, saved with other options), not of the
+    command line's form: one ``error:`` line, as a data error is, not 19 lines of usage first."""
+    p.exit(2, f"error: {message}\n")
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.1f} seconds" if seconds < 60 else f"{seconds / 60:.1f} minutes"
+
+
 def held_run_files(out: Path) -> list[str]:
     """The files that say ``out`` holds a run (a training state, a checkpoint), by name."""
     return [name for name in (RESUME_NAME, ckpt.CONFIG_NAME) if (Path(out) / name).exists()]
@@ -1021,7 +1031,7 @@ def _refuse_to_replace_a_run(p: argparse.ArgumentParser, a: argparse.Namespace) 
     out = Path(a.out)
     held = held_run_files(out)
     if held and not (a.resume or a.overwrite):
-        p.error(f"--out {out} already holds a run ({', '.join(held)}); pass --resume to continue it, "
+        _refuse(p, f"--out {out} already holds a run ({', '.join(held)}); pass --resume to continue it, "
                 "--overwrite to replace it, or choose another --out")
 
 
@@ -1037,23 +1047,23 @@ def _resumed_config(p: argparse.ArgumentParser, a: argparse.Namespace) -> tuple[
     path = out / RESUME_NAME
     if not path.exists():
         if (out / ckpt.CONFIG_NAME).exists():
-            p.error(f"--resume: {path} does not exist ({out} holds a checkpoint but no training state); "
+            _refuse(p, f"--resume: {path} does not exist ({out} holds a checkpoint but no training state); "
                     "pass --overwrite instead of --resume to replace it, or choose another --out")
-        p.error(f"--resume: {path} does not exist; start without --resume")
+        _refuse(p, f"--resume: {path} does not exist; start without --resume")
     try:
         state = read_resume(path)
         saved = saved_config(state)
     except ValueError as e:
-        p.error(str(e))
+        _refuse(p, str(e))
     given = _given(a)
     differ = _changed_options(saved, given, _model_options(a))
     if differ:
-        p.error(f"--resume: {out} was trained with other values of options that define the run "
+        _refuse(p, f"--resume: {out} was trained with other values of options that define the run "
                 f"({'; '.join(differ)}); leave them off to keep the saved values, or start a new --out "
                 f"(a resumed run may change only {_resume_may_change()})")
     for k in PATH_FIELDS:
         if k not in given and getattr(saved, k) and not os.path.exists(getattr(saved, k)):
-            p.error(f"--resume: the run's {_flag(k)} {getattr(saved, k)} is not found from {Path.cwd()}; "
+            _refuse(p, f"--resume: the run's {_flag(k)} {getattr(saved, k)} is not found from {Path.cwd()}; "
                     f"give {_flag(k)} with its path from here")
     changes = {k: v for k, v in given.items() if k in RESUME_MAY_CHANGE or k in PATH_FIELDS}
     if "minutes" in given or "max_steps" in given:          # a new budget, not half of the old one
@@ -1095,11 +1105,11 @@ def _refuse_a_spent_budget(p: argparse.ArgumentParser, cfg: TrainConfig, state: 
     if cfg.minutes and state["seconds"] >= cfg.minutes * 60:
         spent.append(f"--minutes {cfg.minutes:g}")
     if spent:
-        p.error(f"--resume: the run in {cfg.out} is at step {state['step']} after {state['seconds'] / 60:.1f} minutes, "
+        _refuse(p, f"--resume: the run in {cfg.out} is at step {state['step']} after {_duration(state['seconds'])}, "
                 f"so its budget ({' and '.join(spent)}) is spent; give a larger --max-steps or --minutes")
     if _ended_by_early_stopping(cfg, state):
         # it would train to its next validation and stop there again, and again at every resume
-        p.error(f"--resume: the run in {cfg.out} is at step {state['step']} with no better validation ELBO since step "
+        _refuse(p, f"--resume: the run in {cfg.out} is at step {state['step']} with no better validation ELBO since step "
                 f"{state['best_step']}, so early stopping (--patience {cfg.patience}, --eval-every {cfg.eval_every}) "
                 "ends it; give a larger --patience, or --patience 0 to train on without early stopping")
 

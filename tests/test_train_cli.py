@@ -1,6 +1,7 @@
 """The training command line: --resume keeps the saved run's options, a run is never replaced by
 accident, and options it cannot honour stop with one `error:` line (exit code 2), never a traceback."""
 import json
+import re
 import warnings
 
 import pytest
@@ -128,9 +129,33 @@ def test_resume_may_change_the_budget_and_how_the_run_is_watched(tmp_path, data)
 
 
 def test_resume_refuses_a_budget_already_spent(run, capsys):
-    line = refused(capsys, "--out", run, "--resume")
-    assert line.endswith(f"error: --resume: the run in {run} is at step 6 after 0.0 minutes, so its budget "
-                         "(--max-steps 6) is spent; give a larger --max-steps or --minutes")
+    """In one line: a refusal of what the run in --out is came after 19 lines of usage, and a run of
+    seconds was "after 0.0 minutes" with a budget of --minutes 0.01 spent."""
+    with pytest.raises(SystemExit):
+        cli("--out", run, "--resume")
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert re.fullmatch(rf"error: --resume: the run in {re.escape(str(run))} is at step 6 after \d+\.\d seconds, so its "
+                        r"budget \(--max-steps 6\) is spent; give a larger --max-steps or --minutes", line), line
+
+
+@pytest.mark.parametrize("option", ["--data", "--clusters"])
+def test_a_blank_data_or_clusters_file_is_refused_not_taken_for_none(tmp_path, data, capsys, option):
+    """--clusters "$UNSET" trained on a random split, the cluster split asked for dropped without a word;
+    --data "" was "'.' is a folder"."""
+    fasta, clusters = data
+    given = {"--data": fasta, "--clusters": clusters, option: " "}
+    line = refused(capsys, "--data", given["--data"], "--clusters", given["--clusters"], "--out", tmp_path / "o", *RUN)
+    assert line.endswith(f"argument {option}: ' ' is not a file (it is blank)")
+
+
+def test_a_pipe_for_data_is_refused_as_what_it_is(tmp_path, data, capsys):
+    """<(zcat family.fa.gz) was "does not exist": the run reads its data again when it resumes."""
+    import os
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    line = refused(capsys, "--data", fifo, "--out", tmp_path / "o", "--max-steps", "2", *RUN)
+    assert line == f"error: FASTA file {fifo} is not a regular file (a pipe?): give the file itself; a gzip-compressed " \
+                   "FASTA is read as it is"
 
 
 def test_resume_refuses_a_run_that_stopped_early_unless_patience_allows_more(tmp_path, data, capsys):
