@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import copy
 import errno
+import fcntl
 import gc
 import hashlib
 import json
@@ -873,6 +874,30 @@ class Trainer:
         bar.update(max(0, target - bar.n))
 
 
+@contextlib.contextmanager
+def training_into(out: Path, is_main: bool = True):
+    """Hold ``out`` for this run: a second run into it (a job started twice, a requeue while the old
+    one still saves, the workers of a torchrun whose agent was killed) wrote its saves over the
+    first's, and each reported a save that the other had replaced. An advisory lock on the folder
+    itself (no file left in the checkpoint), which the system lets go when the process ends, killed
+    or not; under torchrun rank 0 holds it for all ranks."""
+    if not is_main:
+        yield
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    folder = os.open(out, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueError(f"another process is training into {out} (the same run started twice, or the workers "
+                             "of a stopped torchrun still running?); wait for it to end or stop it, or choose "
+                             "another --out") from None
+        yield
+    finally:
+        os.close(folder)
+
+
 def train(cfg: TrainConfig, resume_state: dict | None = None, replacing: bool = False,
           second_signal_ends_process: bool = False) -> Path:
     """Train one run (``Trainer``; ``resume_state``: resume.pt's contents when the caller read them;
@@ -888,25 +913,16 @@ def train(cfg: TrainConfig, resume_state: dict | None = None, replacing: bool = 
     out = Path(cfg.out)
     held = held_run_files(out)
     trainer = Trainer(cfg, resume_state)
-    if trainer.is_main and held:
-        ckpt.remove_stale_temporaries(out)        # of saves a kill interrupted; the files themselves are whole
-        if replacing:
-            for name in (RESUME_NAME, ckpt.CARD_NAME, HMM_NAME):
-                (out / name).unlink(missing_ok=True)
-            shutil.rmtree(out / ckpt.EVAL_DIR, ignore_errors=True)
     distributed = trainer.distributed
     try:
-        try:
-            out, interrupted = trainer.run(second_signal_ends_process), None
-        except Interrupted as e:          # every rank stopped after the same step
-            out, interrupted = None, e
-        if distributed:
-            # Rank 0 is still saving while the others are done: a gloo rank that tears its group
-            # down while another is mid-exchange can abort at exit, so all ranks leave together.
-            dist.barrier()
-        if interrupted:
-            raise interrupted
-        return out
+        with training_into(out, trainer.is_main):
+            if trainer.is_main and held:
+                ckpt.remove_stale_temporaries(out)    # of saves a kill interrupted; the files themselves are whole
+                if replacing:
+                    for name in (RESUME_NAME, ckpt.CARD_NAME, HMM_NAME):
+                        (out / name).unlink(missing_ok=True)
+                    shutil.rmtree(out / ckpt.EVAL_DIR, ignore_errors=True)
+            return _run_to_the_end(trainer, second_signal_ends_process)
     finally:
         # The DDP wrapper's reducer holds the process group: free it first, so the group is shut down
         # and destroyed here with no user left. Shut down under a live DDP module, a gloo rank once
@@ -915,6 +931,21 @@ def train(cfg: TrainConfig, resume_state: dict | None = None, replacing: bool = 
         gc.collect()
         if distributed and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _run_to_the_end(trainer: Trainer, second_signal_ends_process: bool) -> Path:
+    """``trainer.run``; a stop by a signal is raised once every rank has left the run."""
+    try:
+        out, interrupted = trainer.run(second_signal_ends_process), None
+    except Interrupted as e:          # every rank stopped after the same step
+        out, interrupted = None, e
+    if trainer.distributed:
+        # Rank 0 is still saving while the others are done: a gloo rank that tears its group
+        # down while another is mid-exchange can abort at exit, so all ranks leave together.
+        dist.barrier()
+    if interrupted:
+        raise interrupted
+    return out
 
 
 def _device_arg(text: str) -> str:

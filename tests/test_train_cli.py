@@ -148,6 +148,27 @@ def test_a_blank_data_or_clusters_file_is_refused_not_taken_for_none(tmp_path, d
     assert line.endswith(f"argument {option}: ' ' is not a file (it is blank)")
 
 
+def test_a_second_run_into_an_out_being_trained_into_is_refused(tmp_path, data, capsys):
+    """Nothing stopped two runs writing one --out (a job started twice, a torchrun's orphaned workers):
+    each reported saves the other had replaced. The folder is held while a run trains into it."""
+    import fcntl
+    import os
+    fasta, _ = data
+    out = tmp_path / "run"
+    out.mkdir()
+    other = os.open(out, os.O_RDONLY)                # a run training into it
+    try:
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        line = refused(capsys, "--data", fasta, "--out", out, "--max-steps", "2", *RUN)
+        assert line == (f"error: another process is training into {out} (the same run started twice, or the workers "
+                        "of a stopped torchrun still running?); wait for it to end or stop it, or choose another --out")
+        assert not list(out.iterdir())               # nothing of the refused run written
+    finally:
+        os.close(other)
+    cli("--data", fasta, "--out", out, "--max-steps", "2", *RUN)      # once it has ended, the folder is free
+    cli("--out", out, "--resume", "--max-steps", "3")                 # and so it is after each run
+
+
 def test_a_pipe_for_data_is_refused_as_what_it_is(tmp_path, data, capsys):
     """<(zcat family.fa.gz) was "does not exist": the run reads its data again when it resumes."""
     import os
