@@ -747,6 +747,9 @@ class Trainer:
             finally:
                 bar.close()
             self.save()
+        if not self.step and not self.stopped_by and self.is_main:
+            warnings.warn(f"the budget ended before the first step: {self.out} holds the network's initial, untrained "
+                          "weights; give a larger --minutes or --max-steps")
         if self.stopped_by:
             raise Interrupted(self.stopped_by, self.step, self.out)
         return self.out

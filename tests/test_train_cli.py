@@ -169,6 +169,14 @@ def test_a_second_run_into_an_out_being_trained_into_is_refused(tmp_path, data, 
     cli("--out", out, "--resume", "--max-steps", "3")                 # and so it is after each run
 
 
+def test_a_budget_that_ends_before_the_first_step_says_so(tmp_path, data, capsys):
+    """--minutes 1e-9 trained 0 steps and printed "wrote ..." of random weights without a word."""
+    fasta, _ = data
+    main(["--data", str(fasta), "--out", str(tmp_path / "run"), "--minutes", "1e-9", *RUN])
+    assert ("warning: the budget ended before the first step: " in capsys.readouterr().err
+            and saved_options(tmp_path / "run")["minutes"] == 1e-9)
+
+
 def test_a_pipe_for_data_is_refused_as_what_it_is(tmp_path, data, capsys):
     """<(zcat family.fa.gz) was "does not exist": the run reads its data again when it resumes."""
     import os
