@@ -265,7 +265,8 @@ class StudioCallbacks:
                  stop_epoch: int = 0, particles: int = 1, request: gr.Request | None = None):
         """Design proteins: fill the masked positions of a template with the SEDD model, then fold and rank them.
 
-        Streams every denoising state (over MCP only the final outputs come, as one text: a Python literal of the list); the final output's first element is the FASTA text of the designs in
+        Streams every denoising state (over MCP only the final outputs come, as one text: a Python literal
+        of the list); the final output's first element is the FASTA text of the designs in
         the order they were drawn (design_1, design_2, …, as ``python -m sedd.sample`` prints them); the table,
         the fifth element, ranks them by mean pLDDT when folded, else by the model score (ELBO, nats per
         residue, lower = better).
@@ -987,9 +988,10 @@ def cancel_runs_of_abandoned_mcp_calls() -> None:
     Gradio 6.31 runs a tool call as a job of its own ``gradio_client`` and awaits it, its result in a
     worker thread that a cancellation does not interrupt, and never cancels the job: a call that the
     agent cancelled, timed out or left ran to its end, holding one of the ``--concurrency`` places
-    (a 3-second timeout kept the server busy for 23 s more). Here a cancelled wait cancels the job,
-    which ends a streaming run at its next frame, as an API client's cancel does. Gradio's private
-    methods: where they are not what this expects, they are left as they are, with a warning."""
+    (an agent's 3-second timeout kept the server drawing for 23 s more, with the bundled model). Here a
+    cancelled wait cancels the job, which ends a streaming run at its next frame, as an API client's
+    cancel does. Gradio's private methods: where they are not what this expects, they are left as
+    they are, with a warning."""
     import anyio
     from gradio.mcp import GradioMCPServer
 

@@ -96,8 +96,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default=None, help="checkpoint directory or Hub repo id "
                                                        "(default: $SEDD_CHECKPOINT, else the bundled ACYP model)")
     p.add_argument("--data", type=FILE, required=True, help="held-out FASTA (with --clusters: the full training FASTA)")
-    p.add_argument("--clusters", type=FILE, help="cluster<TAB>member TSV: evaluate on the cluster-held-out part of --data "
-                                      "that training split off (the rest is the reference)")
+    p.add_argument("--clusters", type=FILE,
+                   help="cluster<TAB>member TSV: evaluate on the cluster-held-out part of --data that training "
+                        "split off (the rest is the reference)")
     p.add_argument("--val-fraction", type=float,
                    help=f"with --clusters: training's validation fraction (default {SPLIT_DEFAULTS['val_fraction']})")
     p.add_argument("--split-seed", type=SEED,

@@ -453,6 +453,14 @@ RUN_SHOWN_OR_HEADING_RESET = """() => {
 }"""
 
 
+def fold_stop_template(page, seed: int) -> None:
+    """The page set for a short run of STOP_TEMPLATE that is folded."""
+    page.get_by_label(FOLD, exact=True).check()
+    page.fill("#template textarea", STOP_TEMPLATE)
+    set_steps(page, 16)
+    page.fill(SEED, str(seed))
+
+
 def test_the_page_after_stop_while_folding_shows_one_run(browser, model):
     """A user's steps: a finished run, then Generate again and Stop while it folds. The FASTA box
     then held the new designs while the table was empty and the structure panel blank."""
@@ -460,10 +468,7 @@ def test_the_page_after_stop_while_folding_shows_one_run(browser, model):
     demo, url = launch_app(model, {FOLD: backend, "off": None})
     page = open_page(browser, url)
     try:
-        page.get_by_label(FOLD, exact=True).check()
-        page.fill("#template textarea", STOP_TEMPLATE)
-        set_steps(page, 16)
-        page.fill(SEED, "1")
+        fold_stop_template(page, seed=1)
         page.click("#generate")
         wait_until_done(page)
         backend.hold(1)                                # design 2 of the next run folds only after the Stop
@@ -498,10 +503,7 @@ def test_a_generate_clicked_during_a_run_runs_the_page_as_it_was_at_the_click(br
     demo, url = launch_app(model, {FOLD: backend, "off": None})
     page = open_page(browser, url)
     try:
-        page.get_by_label(FOLD, exact=True).check()
-        page.fill("#template textarea", STOP_TEMPLATE)
-        set_steps(page, 16)
-        page.fill(SEED, "1")
+        fold_stop_template(page, seed=1)
         backend.hold(0)                                # the run waits at its first fold
         page.click("#generate")
         page.wait_for_function("document.querySelector('#status').innerText.includes('Folding design 1 of 4')")
