@@ -67,12 +67,13 @@ NO_STRUCTURE_YET = render.message_html("Structures and their pLDDT appear here w
 STRUCTURE_TO_COME = render.message_html("Structures and their pLDDT appear here once the designs are folded.")
 STOP_COUNTING_JS = """() => {
     window.seddStops = 0;
+    window.seddClicks = {};
+    window.seddSnapshots = {};
     document.addEventListener("click", e => {       // capture: before Gradio handles the click
-        if (e.target.closest("#generate")) {
-            window.seddStopsAtGenerate = window.seddStops;
-            window.seddGenerateClicks = (window.seddGenerateClicks ?? 0) + 1;
-        }
+        if (e.target.closest("#generate")) window.seddStopsAtGenerate = window.seddStops;
         if (e.target.closest("#stop")) window.seddStops += 1;
+        const pressed = e.target.closest("#generate, #score");          // for snapshot_at_click_js
+        if (pressed) window.seddClicks[pressed.id] = (window.seddClicks[pressed.id] ?? 0) + 1;
     }, true);
 }"""
 SHOW_REFUSAL_JS = """() => {
@@ -95,16 +96,30 @@ SHOW_REFUSAL_JS = """() => {
         }
     }).observe(document.body, {subtree: true, childList: true, characterData: true});
 }"""
-# A Generate clicked while a run is on the page runs when that one ends (trigger_mode "always_last"),
-# and Gradio reads its inputs only then: edits made while it waited went into it. This js-only step of
-# the click, which runs at the click itself, keeps the page's values as they were at that click (once
-# per click: Gradio's later dispatch of the waiting run runs it again), and the run sends them.
-SNAPSHOT_AT_CLICK_JS = """(...values) => {
-    if (window.seddSnapshotOf !== window.seddGenerateClicks) {
-        window.seddSnapshot = values;
-        window.seddSnapshotOf = window.seddGenerateClicks;
-    }
-}"""
+
+
+def snapshot_at_click_js(button: str) -> str:
+    """A click of Generate (or Score) while its last request is on the page runs when that one ends
+    (trigger_mode "always_last"), and Gradio reads its inputs only then: a template typed while it
+    waited went into it. This js-only step of the click, which runs at the click itself, keeps the
+    inputs as they were then, once per physical click (Gradio's later dispatch of the waiting request
+    runs it again), and the request sends them (``sent_as_at_click_js``)."""
+    return f"""(...values) => {{
+    const clicks = window.seddClicks?.["{button}"];
+    if (window.seddSnapshots && window.seddSnapshots["{button}"]?.of !== clicks)
+        window.seddSnapshots["{button}"] = {{of: clicks, values}};
+}}"""
+
+
+def sent_as_at_click_js(button: str, then: str = "values") -> str:
+    """The request's js: the inputs kept at the click (``snapshot_at_click_js``), else the page's; ``then``
+    maps ``values`` further."""
+    return f"""(...inputs) => {{
+    const values = window.seddSnapshots?.["{button}"]?.values ?? inputs;
+    return {then};
+}}"""
+
+
 MAX_UPLOAD = "1kb"                 # the page has no file input; refuse anonymous uploads
 NO_SEED_YET = -1                   # the hidden seed output before any run (seeds are 0 … 2**31 − 1)
 log = logging.getLogger("sedd.studio")
@@ -848,12 +863,12 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
         # before Gradio sends the run (a click while a run is ending waits for it). See cb.stop.
         demo.load(None, js=STOP_COUNTING_JS, api_name=False)
         demo.load(None, js=SHOW_REFUSAL_JS, api_name=False)
-        run_btn.click(None, inputs + [generate_refusal], None, js=SNAPSHOT_AT_CLICK_JS, queue=False, api_name=False,
-                      show_progress="hidden")
+        run_btn.click(None, inputs + [generate_refusal], None, js=snapshot_at_click_js("generate"), queue=False,
+                      api_name=False, show_progress="hidden")
         event = run_btn.click(with_notice(with_heading(fn, cb.heading)), inputs + [generate_refusal],
                               outputs + [designs, heading],
-                              js=f"(...inputs) => (window.seddSnapshot ?? inputs).map((v, i) => i === {stop_index} ? "
-                                 "(window.seddStopsAtGenerate ?? 0) : v)",
+                              js=sent_as_at_click_js("generate", f"values.map((v, i) => i === {stop_index} ? "
+                                                                 "(window.seddStopsAtGenerate ?? 0) : v)"),
                               api_name=False, concurrency_limit=concurrency, concurrency_id="generate",
                               show_progress="minimal",
                               # A click while the page still holds the previous run (a Stop being
@@ -880,8 +895,10 @@ def build_demo(cb: StudioCallbacks, default_fold: str = "off", concurrency: int 
         # drawn at all). Its output is the JSON in a closed accordion: the progress shows on the summary.
         score_events = dict(concurrency_limit=concurrency, concurrency_id="score")
         shown = dict(api_name=False, trigger_mode="always_last")
+        score_btn.click(None, [score_input, score_refusal], None, js=snapshot_at_click_js("score"), queue=False,
+                        api_name=False, show_progress="hidden")
         score_btn.click(with_notice(score_fn), [score_input, score_refusal], score_json, api_name=False,
-                        show_progress_on=[score_summary],
+                        show_progress_on=[score_summary], js=sent_as_at_click_js("score"),
                         validator=admit.check_score_page, trigger_mode="always_last", **score_events) \
             .success(cb.show_score, [score_json, design_sent, score_input], score_views, **shown)
         gr.Button(visible=False).click(score_fn, score_input, score_json, api_name="score", validator=admit.check_score,

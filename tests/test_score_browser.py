@@ -123,3 +123,38 @@ def test_a_score_that_ends_while_the_last_ones_views_are_drawn_is_drawn_after_th
         if page is not None:
             page.close()
         demo.close()
+
+
+def test_a_score_clicked_during_a_score_scores_the_sequence_as_it_was_at_the_click(browser, model):
+    """It waits for the Score on the page, and Gradio read the box only when it started: a sequence
+    pasted while it waited was scored instead of the one clicked."""
+    scoring, release = threading.Event(), threading.Event()
+    cb = app.StudioCallbacks(model, {"off": None}, min_interval=0.0, js_url=app.js_url_for_3dmol())
+    score = cb.score
+
+    def held_score(sequence):
+        if not scoring.is_set():                    # the first score waits
+            scoring.set()
+            release.wait(timeout=60)
+        return score(sequence)
+
+    cb.score = held_score
+    demo = app.build_demo(cb, "off")
+    page = None
+    try:
+        page = open_page(browser, app.serve(demo))
+        page.get_by_role("tab", name="Score").click()
+        page.fill("#score-sequence textarea", f">first\n{SEQUENCE}")
+        page.click("#score")
+        assert scoring.wait(timeout=60)
+        page.fill("#score-sequence textarea", ">clicked\nMKVLAGGWKDE")
+        page.click("#score")                        # waits for the Score on the page
+        page.fill("#score-sequence textarea", ">typed_after\nMKVLAGG")
+        release.set()
+        wait_for_scores(page, "clicked")
+        assert "clicked · 11 residues" in page.inner_text("#score-summary")
+    finally:
+        release.set()
+        if page is not None:
+            page.close()
+        demo.close()
