@@ -1,6 +1,8 @@
 """The Score tab in a real browser (Playwright + Debian's Chromium against ``python app.py``)."""
 from __future__ import annotations
 
+import contextlib
+import functools
 import threading
 import time
 
@@ -80,34 +82,54 @@ def test_an_example_then_score_at_once_scores_the_example(page):
     assert page.input_value("#score-sequence textarea") == example["sequence"]
 
 
+def held_first_call(fn):
+    """``fn`` whose first call waits for ``.released`` (``.started`` says it has begun)."""
+    started, released = threading.Event(), threading.Event()
+
+    @functools.wraps(fn)              # its signature: Gradio reads it
+    def call(*args):
+        if not started.is_set():
+            started.set()
+            released.wait(timeout=60)
+        return fn(*args)
+
+    call.started, call.released = started, released
+    return call
+
+
+@contextlib.contextmanager
+def first_score_held(browser, cb: app.StudioCallbacks, held):
+    """The Score tab of the studio over ``cb``, a first sequence's Score pressed and ``held`` at its first call."""
+    demo, page = app.build_demo(cb, "off"), None
+    try:
+        page = open_page(browser, app.serve(demo))
+        page.get_by_role("tab", name="Score").click()
+        page.fill("#score-sequence textarea", f">first\n{SEQUENCE}")
+        page.click("#score")
+        assert held.started.wait(timeout=60)
+        yield page
+    finally:
+        held.released.set()
+        if page is not None:
+            page.close()
+        demo.close()
+
+
 def test_a_score_that_ends_while_the_last_ones_views_are_drawn_is_drawn_after_them(browser, model):
     """The views of a Score that ended while the previous Score's views were still being drawn (a long
     sequence's heatmap, then a short sequence scored at once) were dropped: the first sequence's
     results stayed under the second's box with nothing said. Held here so the order is certain."""
-    drawing, release = threading.Event(), threading.Event()
     cb = app.StudioCallbacks(model, {"off": None}, min_interval=0.0, js_url=app.js_url_for_3dmol())
-    show_score, score, scored = cb.show_score, cb.score, []
-
-    def held_show_score(*args):
-        if not drawing.is_set():                    # the first drawing waits until the second score is done
-            drawing.set()
-            release.wait(timeout=60)
-        return show_score(*args)
+    score, scored = cb.score, []
 
     def counted_score(sequence):
         entry = score(sequence)
         scored.append(entry["name"])
         return entry
 
-    cb.show_score, cb.score = held_show_score, counted_score
-    demo = app.build_demo(cb, "off")
-    page = None
-    try:
-        page = open_page(browser, app.serve(demo))
-        page.get_by_role("tab", name="Score").click()
-        page.fill("#score-sequence textarea", f">first\n{SEQUENCE}")
-        page.click("#score")
-        assert drawing.wait(timeout=60)
+    cb.score = counted_score
+    cb.show_score = held = held_first_call(cb.show_score)     # the first drawing waits for the second score
+    with first_score_held(browser, cb, held) as page:
         page.fill("#score-sequence textarea", ">second\nMKVLAGGWKDE")
         page.click("#score")
         deadline = time.monotonic() + 60
@@ -115,46 +137,20 @@ def test_a_score_that_ends_while_the_last_ones_views_are_drawn_is_drawn_after_th
             assert time.monotonic() < deadline, f"the second Score never ran: {scored}"
             time.sleep(0.05)
         time.sleep(1.0)                             # the page has the second score's JSON
-        release.set()
+        held.released.set()
         wait_for_scores(page, "second")
         assert "second · 11 residues" in page.inner_text("#score-summary")
-    finally:
-        release.set()
-        if page is not None:
-            page.close()
-        demo.close()
 
 
 def test_a_score_clicked_during_a_score_scores_the_sequence_as_it_was_at_the_click(browser, model):
     """It waits for the Score on the page, and Gradio read the box only when it started: a sequence
     pasted while it waited was scored instead of the one clicked."""
-    scoring, release = threading.Event(), threading.Event()
     cb = app.StudioCallbacks(model, {"off": None}, min_interval=0.0, js_url=app.js_url_for_3dmol())
-    score = cb.score
-
-    def held_score(sequence):
-        if not scoring.is_set():                    # the first score waits
-            scoring.set()
-            release.wait(timeout=60)
-        return score(sequence)
-
-    cb.score = held_score
-    demo = app.build_demo(cb, "off")
-    page = None
-    try:
-        page = open_page(browser, app.serve(demo))
-        page.get_by_role("tab", name="Score").click()
-        page.fill("#score-sequence textarea", f">first\n{SEQUENCE}")
-        page.click("#score")
-        assert scoring.wait(timeout=60)
+    cb.score = held = held_first_call(cb.score)
+    with first_score_held(browser, cb, held) as page:
         page.fill("#score-sequence textarea", ">clicked\nMKVLAGGWKDE")
         page.click("#score")                        # waits for the Score on the page
         page.fill("#score-sequence textarea", ">typed_after\nMKVLAGG")
-        release.set()
+        held.released.set()
         wait_for_scores(page, "clicked")
         assert "clicked · 11 residues" in page.inner_text("#score-summary")
-    finally:
-        release.set()
-        if page is not None:
-            page.close()
-        demo.close()
