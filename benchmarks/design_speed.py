@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=OUTPUT_FILE, help="also write the rows to this JSON file")
     a = p.parse_args(argv)
     device = pick_device(a.device)
-    rows = [measure(name.strip(), device, designs=a.designs, length=a.length, steps=steps, repeats=a.repeats)
+    rows = [measure(name, device, designs=a.designs, length=a.length, steps=steps, repeats=a.repeats)
             for name in a.presets for steps in a.steps]
     print(table(rows))
     if a.json:

@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"torch {torch.__version__}, {where}, {a.warmup} warm-up steps excluded", file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:
         compiles = {"off": [False], "on": [True], "both": [False, True]}[a.compile]
-        rows = [measure(name.strip(), seconds=a.seconds, warmup=a.warmup, max_steps=a.max_steps,
+        rows = [measure(name, seconds=a.seconds, warmup=a.warmup, max_steps=a.max_steps,
                         tokens_per_batch=batch, workdir=Path(tmp), device=a.device,
                         recipe=a.recipe, compile=compiled)
                 for name in a.presets for batch in batches for compiled in compiles]

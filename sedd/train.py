@@ -801,16 +801,7 @@ class Trainer:
             if self._agreed_signal:
                 self.stopped_by = self._agreed_signal
                 return
-            tokens = self._next_batch()
-            try:
-                loss = self.train_step(tokens)
-            except RuntimeError as e:             # torch.OutOfMemoryError is one
-                if not is_out_of_memory(e):
-                    raise
-                loss = MemoryError        # raised below, once the failed step's tensors are released
-            if loss is MemoryError:
-                self.opt.zero_grad(set_to_none=True)
-                raise OutOfMemory(self.step, sum(map(len, tokens)), self.out)
+            loss = self._step_within_memory(self._next_batch())
             if loss is None:
                 self._skip_bad_step()
                 continue
@@ -823,6 +814,17 @@ class Trainer:
         self._move_bar(bar)
         if not any(h["step"] == self.step and "val_elbo_ema" in h for h in self.history[-2:]):
             self.evaluate()            # the last step, unless it was a validation step
+
+    def _step_within_memory(self, tokens: list[list[int]]) -> float | None:
+        """``train_step``; one that runs out of memory raises ``OutOfMemory`` once the failed step's
+        tensors are let go (outside the handler, which holds them), its gradients cleared."""
+        try:
+            return self.train_step(tokens)
+        except RuntimeError as e:             # torch.OutOfMemoryError is one
+            if not is_out_of_memory(e):
+                raise
+        self.opt.zero_grad(set_to_none=True)
+        raise OutOfMemory(self.step, sum(map(len, tokens)), self.out)
 
     def _skip_bad_step(self) -> None:
         self._bad_in_row += 1
@@ -1046,8 +1048,8 @@ def _model_options(a: argparse.Namespace) -> dict:
 
 
 def _refuse(p: argparse.ArgumentParser, message: str) -> None:
-    """A refusal of what the run in --out is (held, spent, saved with other options), not of the
-    command line's form: one ``error:`` line, as a data error is, not 19 lines of usage first."""
+    """A well-formed command line that cannot be carried out (bad data, a run in --out held, spent or
+    saved with other options): one ``error:`` line, not 19 lines of usage first as ``p.error`` gives."""
     p.exit(2, f"error: {message}\n")
 
 
@@ -1066,7 +1068,7 @@ def _refuse_to_replace_a_run(p: argparse.ArgumentParser, a: argparse.Namespace) 
     held = held_run_files(out)
     if held and not (a.resume or a.overwrite):
         _refuse(p, f"--out {out} already holds a run ({', '.join(held)}); pass --resume to continue it, "
-                "--overwrite to replace it, or choose another --out")
+                   "--overwrite to replace it, or choose another --out")
 
 
 def _resumed_config(p: argparse.ArgumentParser, a: argparse.Namespace) -> tuple[TrainConfig, dict]:
@@ -1082,7 +1084,7 @@ def _resumed_config(p: argparse.ArgumentParser, a: argparse.Namespace) -> tuple[
     if not path.exists():
         if (out / ckpt.CONFIG_NAME).exists():
             _refuse(p, f"--resume: {path} does not exist ({out} holds a checkpoint but no training state); "
-                    "pass --overwrite instead of --resume to replace it, or choose another --out")
+                       "pass --overwrite instead of --resume to replace it, or choose another --out")
         _refuse(p, f"--resume: {path} does not exist; start without --resume")
     try:
         state = read_resume(path)
@@ -1093,12 +1095,12 @@ def _resumed_config(p: argparse.ArgumentParser, a: argparse.Namespace) -> tuple[
     differ = _changed_options(saved, given, _model_options(a))
     if differ:
         _refuse(p, f"--resume: {out} was trained with other values of options that define the run "
-                f"({'; '.join(differ)}); leave them off to keep the saved values, or start a new --out "
-                f"(a resumed run may change only {_resume_may_change()})")
+                   f"({'; '.join(differ)}); leave them off to keep the saved values, or start a new --out "
+                   f"(a resumed run may change only {_resume_may_change()})")
     for k in PATH_FIELDS:
         if k not in given and getattr(saved, k) and not os.path.exists(getattr(saved, k)):
             _refuse(p, f"--resume: the run's {_flag(k)} {getattr(saved, k)} is not found from {Path.cwd()}; "
-                    f"give {_flag(k)} with its path from here")
+                       f"give {_flag(k)} with its path from here")
     changes = {k: v for k, v in given.items() if k in RESUME_MAY_CHANGE or k in PATH_FIELDS}
     if "minutes" in given or "max_steps" in given:          # a new budget, not half of the old one
         changes.update(minutes=given.get("minutes"), max_steps=given.get("max_steps"))
@@ -1140,12 +1142,12 @@ def _refuse_a_spent_budget(p: argparse.ArgumentParser, cfg: TrainConfig, state: 
         spent.append(f"--minutes {cfg.minutes:g}")
     if spent:
         _refuse(p, f"--resume: the run in {cfg.out} is at step {state['step']} after {_duration(state['seconds'])}, "
-                f"so its budget ({' and '.join(spent)}) is spent; give a larger --max-steps or --minutes")
+                   f"so its budget ({' and '.join(spent)}) is spent; give a larger --max-steps or --minutes")
     if _ended_by_early_stopping(cfg, state):
         # it would train to its next validation and stop there again, and again at every resume
         _refuse(p, f"--resume: the run in {cfg.out} is at step {state['step']} with no better validation ELBO since step "
-                f"{state['best_step']}, so early stopping (--patience {cfg.patience}, --eval-every {cfg.eval_every}) "
-                "ends it; give a larger --patience, or --patience 0 to train on without early stopping")
+                   f"{state['best_step']}, so early stopping (--patience {cfg.patience}, --eval-every {cfg.eval_every}) "
+                   "ends it; give a larger --patience, or --patience 0 to train on without early stopping")
 
 
 def _ended_by_early_stopping(cfg: TrainConfig, state: dict) -> bool:
@@ -1187,7 +1189,7 @@ def main(argv: list[str] | None = None) -> None:
         with one_line_warnings():
             out = train(cfg, resume_state, replacing=a.overwrite, second_signal_ends_process=True)
     except (ValueError, OSError) as e:    # what the options asked for cannot be done: say what
-        p.exit(2, f"error: {e}\n")         # (under torchrun, from rank 0 only)
+        _refuse(p, str(e))                 # (under torchrun, from rank 0 only)
     except Interrupted as e:              # saved: one line, no traceback, then death by the signal itself
         if p.speaks():                     # (an exit with its status would let a shell loop go on)
             print(e, file=sys.stderr, flush=True)

@@ -201,9 +201,10 @@ async def _mcp_agent_gives_up(url: str, after_s: float, progress: bool) -> float
     async with streamablehttp_client(f"{url}gradio_api/mcp/") as (read, write, _), \
             ClientSession(read, write) as session:
         await session.initialize()
+
+        async def noted(*_):
+            pass
         with pytest.raises(asyncio.TimeoutError):
-            async def noted(*_):
-                pass
             call = session.call_tool("generate", {"template": "_" * 120, "num_samples": 8, "steps": 1024, "seed": 1},
                                      progress_callback=noted if progress else None)
             await asyncio.wait_for(call, after_s)
