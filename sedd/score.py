@@ -183,7 +183,8 @@ def parse_mutant(text: str, sequence: str, residues: str) -> list[tuple[int, int
     for part in text.strip().split(":"):
         part = part.strip()
         digits = part[1:-1]
-        if len(part) < 3 or not (digits.isascii() and digits.isdigit()):     # isdigit() passes '²', int() does not
+        # isdigit() passes '²', int() does not; 'Y12' and '12G' lack a residue, not a position 1 or 2
+        if len(part) < 3 or not (digits.isascii() and digits.isdigit()) or part[0].isdigit() or part[-1].isdigit():
             raise ValueError(f"mutation {part!r} is not of the form A23V (wild type, 1-based position, mutant)")
         wt, pos, mt = part[0], int(digits), part[-1]
         if residues.isupper():      # 'a23v' is A23V in a protein; an alphabet with lower-case letters keeps case
@@ -201,10 +202,18 @@ def parse_mutant(text: str, sequence: str, residues: str) -> list[tuple[int, int
 
 
 def mutant_scores(model: ckpt.Checkpoint, tokens: list[int], mutants: list[list[tuple[int, int, int]]]) -> list[float]:
-    """Σ_{i∈S} log p_θ(mt_i | x_S̄) − log p_θ(wt_i | x_S̄) per mutant, all of its sites S masked at once."""
-    log_ps = masked_log_probs(model, tokens, [[pos for pos, _, _ in m] for m in mutants])
-    return [sum(lp[k, mt].item() - lp[k, wt].item() for k, (_, wt, mt) in enumerate(m))
-            for m, lp in zip(mutants, log_ps)]
+    """Σ_{i∈S} log p_θ(mt_i | x_S̄) − log p_θ(wt_i | x_S̄) per mutant, all of its sites S masked at once.
+
+    One network row per distinct site set: a table of every substitution at a site (a scan's
+    layout) costs one row per site, not one per variant."""
+    site_sets = list(dict.fromkeys(tuple(sorted(pos for pos, _, _ in m)) for m in mutants))
+    log_ps = dict(zip(site_sets, masked_log_probs(model, tokens, [list(sites) for sites in site_sets])))
+    scores = []
+    for m in mutants:
+        sites = tuple(sorted(pos for pos, _, _ in m))
+        lp = log_ps[sites]
+        scores.append(sum(lp[sites.index(pos), mt].item() - lp[sites.index(pos), wt].item() for pos, wt, mt in m))
+    return scores
 
 
 @dataclass
@@ -244,29 +253,39 @@ def read_variants(csv_in: str | Path, sequence: str, residues: str) -> Variants:
     """The variants of ``csv_in`` (a ``mutant`` column of ``A23V`` or ``A23V:G45K``), every one checked
     against ``sequence``; a ``ValueError`` names the file and the line at fault. Needs no model, so a
     bad table is refused before anything is scored."""
-    numbered, read_to, delimiter = [], 0, ","
+    numbered, read_to, delimiter, above = [], 0, ",", 0
     try:
         with open(csv_in, newline="", encoding="utf-8-sig") as f:     # -sig: a spreadsheet's byte-order mark
-            delimiter = _delimiter(f.readline())
-            f.seek(0)
+            at, header = f.tell(), f.readline()
+            while header and not header.strip():        # blank lines above the header: the header is below
+                above += 1
+                at, header = f.tell(), f.readline()
+            delimiter = _delimiter(header)
+            f.seek(at)
             # strict: a quote left open is an error, not a cell that swallows every line after it
             reader = csv.DictReader(f, delimiter=delimiter, strict=True)
             fields = [name.strip() for name in reader.fieldnames or []]   # 'mutant, DMS_score' names DMS_score
             reader.fieldnames = fields
-            read_to = reader.line_num                                 # the header's last line
+            read_to = above + reader.line_num                         # the header's last line
             for row in reader:       # each row with its first line in the file (blank lines are skipped)
                 breaks = sum(value.count("\n") for value in row.values() if isinstance(value, str))
-                numbered.append((reader.line_num - breaks, row))
-                read_to = reader.line_num
+                numbered.append((above + reader.line_num - breaks, row))
+                read_to = above + reader.line_num
     except UnicodeDecodeError as e:
         raise ValueError(not_utf8(csv_in, "--mutations file", e)) from None
     except csv.Error as e:
         raise ValueError(f"{csv_in}, from line {read_to + 1}: {e}; is a quote (\") left open? A value that holds a "
                          f"{SEPARATOR_NAMES[delimiter]} or a line break is quoted whole, and a quote inside it is "
                          "doubled (\"\")") from None
+    if "sedd_score" in fields:                     # writing the table back would replace those scores
+        raise ValueError(f"{csv_in} already has a sedd_score column (a table scored before?); rename that column, "
+                         "or give the table without it, so its scores are not overwritten")
     if "mutant" not in fields:
         raise ValueError(f"{csv_in} has no 'mutant' column (columns: {', '.join(map(repr, fields)) or 'none'}); "
                          "expected ProteinGym's layout with mutants like A23V or A23V:G45K")
+    if fields.count("") > 1:                      # a spreadsheet's export of empty columns: 'mutant,DMS_score,,'
+        raise ValueError(f"{csv_in}: the header has {fields.count('')} columns without a name; remove the empty "
+                         "columns or name each of them")
     twice = sorted({name for name in fields if fields.count(name) > 1})
     if twice:                                    # DictReader keeps the last column of a name, silently
         raise ValueError(f"{csv_in}: the header names {', '.join(map(repr, twice))} more than once (spaces around "
@@ -316,8 +335,7 @@ def score_variants(model: ckpt.Checkpoint, tokens: list[int], variants: Variants
     scores = mutant_scores(model, tokens, variants.mutants)
     out = io.StringIO()
     fields = variants.fields
-    writer = csv.DictWriter(out, fieldnames=fields + ([] if "sedd_score" in fields else ["sedd_score"]),
-                            lineterminator="\n")
+    writer = csv.DictWriter(out, fieldnames=fields + ["sedd_score"], lineterminator="\n")
     writer.writeheader()
     for row, s in zip(variants.rows, scores):
         writer.writerow({**row, "sedd_score": f"{s:.6f}"})
@@ -477,13 +495,16 @@ def main(argv: list[str] | None = None) -> int:
             ckpt.check_writable(a.out, "--out")
             refuse_overwriting_inputs({"--out": a.out}, {"--mutations": a.mutations, "--fasta": a.fasta})
         model = ckpt.load(a.checkpoint)
+        if a.mutations and Path(model.source).is_dir():     # --out config.json beside the weights it reads
+            refuse_overwriting_inputs({"--out": a.out}, {f"the checkpoint's {f.name}": f
+                                                         for f in Path(model.source).iterdir() if f.is_file()})
         inputs = _read_inputs(model, a)
         variants = _read_variants(model, inputs, a.mutations) if a.mutations else None
         from tqdm.auto import tqdm
         entries = [score_sequence(model, tokens, name, a.seed, a.scan)
                    for name, tokens in tqdm(inputs, desc="scoring", file=sys.stderr, disable=len(inputs) < 2)]
-        mutations = score_variants(model, inputs[0][1], variants, a.out) if variants is not None else None
         table = None if a.json else _table(model, entries)      # the family percentiles: a config may refuse them
+        mutations = score_variants(model, inputs[0][1], variants, a.out) if variants is not None else None
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

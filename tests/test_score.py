@@ -317,6 +317,8 @@ def test_too_few_dms_scores_for_a_spearman_say_so(tiny, capsys, tmp_path):
     ("M99V", "position 99 is outside the sequence"),
     ("M1B", "'B' is not a residue"),
     ("M1", "not of the form A23V"),
+    ("S12", r"mutation 'S12' is not of the form A23V"),        # was read as S1 → '2', 'position 1 is M'
+    ("12G", r"mutation '12G' is not of the form A23V"),
     ("M1A:M1C", "position 1 is mutated twice"),
 ])
 def test_bad_mutations_name_the_row(tiny, capsys, tmp_path, mutant, message):
@@ -326,6 +328,69 @@ def test_bad_mutations_name_the_row(tiny, capsys, tmp_path, mutant, message):
                             tmp_path / "in.csv", "--out", tmp_path / "out.csv")
     assert code == 2
     assert __import__("re").search(message, err), err
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_a_table_scores_each_distinct_set_of_sites_once_and_gives_each_variant_its_own_score(tiny):
+    """A table of every substitution at a few sites (a scan's layout) cost one network row per variant."""
+    _, model = tiny
+    tokens = PROTEIN.encode(SEQ)
+    names = ["M1A", "M1C", "S2C", "S2D", "M1A:S2C", "S2D:M1C", "S2W:M1Y"]
+    mutants = [score.parse_mutant(m, SEQ, PROTEIN.residues) for m in names]
+    spy = Spy(model.model)
+    scores = score.mutant_scores(dataclasses.replace(model, model=spy), tokens, mutants)
+    assert sum(len(rows) for rows in spy.inputs) == 3                  # {1}, {2}, {1, 2}
+    alone = [score.mutant_scores(model, tokens, [m])[0] for m in mutants]
+    assert scores == pytest.approx(alone, abs=1e-9)
+    assert len(set(scores)) == len(names)                              # no variant got another's score
+
+
+def test_a_table_that_already_has_scores_is_refused_and_left_as_it_was(tiny, capsys, tmp_path):
+    directory, _ = tiny
+    table = tmp_path / "scored.csv"
+    table.write_text("mutant,DMS_score,sedd_score\nS2C,1,-0.5\n")
+    code, _, err = run_main(capsys, score.main, "--checkpoint", directory, "--sequence", SEQ, "--mutations", table,
+                            "--out", tmp_path / "again.csv")
+    assert code == 2 and "already has a sedd_score column" in err, err
+    assert not (tmp_path / "again.csv").exists()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("\n\nmutant\nS2C\nQ3W\n", r"line 5 \(mutant 'Q3W'\)"),     # the header below blank lines is found
+    ("mutant,DMS_score,,\nS2C,1,,\n", "the header has 2 columns without a name; remove the empty columns"),
+])
+def test_a_spreadsheets_blank_lines_and_empty_columns_are_named_as_such(tiny, capsys, tmp_path, text, message):
+    directory, _ = tiny
+    (tmp_path / "in.csv").write_text(text)
+    code, _, err = run_main(capsys, score.main, "--checkpoint", directory, "--sequence", SEQ, "--mutations",
+                            tmp_path / "in.csv", "--out", tmp_path / "out.csv")
+    assert code == 2 and __import__("re").search(message, err), err
+
+
+def test_out_is_refused_over_a_file_of_the_checkpoint_it_reads(tiny_dir, capsys, tmp_path):
+    import shutil
+    copy = tmp_path / "ckpt"
+    shutil.copytree(tiny_dir, copy)
+    before = (copy / "config.json").read_bytes()
+    (tmp_path / "in.csv").write_text("mutant\nS2C\n")
+    code, _, err = run_main(capsys, score.main, "--checkpoint", copy, "--sequence", SEQ, "--mutations",
+                            tmp_path / "in.csv", "--out", copy / "config.json")
+    assert code == 2 and "is the file the checkpoint's config.json reads" in err, err
+    assert (copy / "config.json").read_bytes() == before
+
+
+def test_a_config_refused_after_scoring_leaves_no_output_table(tiny_dir, capsys, tmp_path):
+    """The family percentiles of a hand-edited config were refused after the scored table was written."""
+    import shutil
+    copy = tmp_path / "ckpt"
+    shutil.copytree(tiny_dir, copy)
+    config = json.loads((copy / "config.json").read_text())
+    config.setdefault("evaluation", {})[score.DISTRIBUTION_KEY] = {"elbo_nats_per_residue_quantiles": [2.0, 1.0]}
+    (copy / "config.json").write_text(json.dumps(config))
+    (tmp_path / "in.csv").write_text("mutant\nS2C\n")
+    code, _, err = run_main(capsys, score.main, "--checkpoint", copy, "--sequence", SEQ, "--mutations",
+                            tmp_path / "in.csv", "--out", tmp_path / "out.csv")
+    assert code == 2 and "score_distribution" in err, err
     assert not (tmp_path / "out.csv").exists()
 
 
