@@ -179,7 +179,7 @@ def test_the_stored_studio_throughput_is_the_one_quoted():
     text = " ".join((ROOT / "docs/benchmarks.md").read_text().split())
     now, previous = (json.loads((ROOT / f"checkpoints/acyp/eval/{name}.json").read_text())["requests_per_minute"]
                      for name in ("app_load", "app_load_previous"))
-    assert f"then **{now} requests/minute** ([`app_load.json`]" in text
+    assert f"idle machine: **{now} requests/minute** ([`app_load.json`]" in text
     assert f"the previous model 14.4, then {previous} ([`app_load_previous.json`]" in text
 
 
@@ -188,7 +188,21 @@ def test_the_readme_quotes_the_stored_scan_time_and_throughput():
     scan = json.loads((ROOT / "checkpoints/acyp/eval/score_speed_2threads.json").read_text())["rows"][0]
     throughput = json.loads((ROOT / "checkpoints/acyp/eval/app_load.json").read_text())["requests_per_minute"]
     assert f"one network call: {scan['wall_seconds']:.2f} s on two threads" in readme
-    assert f"{throughput} in a later, noisier session, [stored](checkpoints/acyp/eval/app_load.json)" in readme
+    assert f"**Throughput:** {throughput} requests per minute" in readme
+    assert "[stored](checkpoints/acyp/eval/app_load.json)" in readme
+
+
+def test_the_training_speeds_quoted_are_the_stored_run():
+    speed = {row["preset"]: row["tokens_per_second"] for row in
+             json.loads((ROOT / "assets/train_speed.json").read_text())}
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    card = " ".join((ROOT / "checkpoints/acyp/README.md").read_text().split())
+    table = (ROOT / "docs/benchmarks.md").read_text()
+    assert f"at about {round(speed['mini'], -2):,.0f} residues per second" in readme
+    assert f"{speed['mini']:,.0f} against {speed['small']:,.0f} on two threads" in card
+    for preset, rate in speed.items():
+        assert any(line.startswith(f"| {preset} | default | no |") and line.endswith(f"| {rate:,.0f} |")
+                   for line in table.splitlines()), preset
 
 
 def test_readme_span_length_summary_is_the_stored_run():
