@@ -146,6 +146,14 @@ def refuse_overwriting_inputs(outputs: dict[str, str | os.PathLike | None],
                                  "that input; choose another path")
 
 
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is an allocation that failed: a GPU's OutOfMemoryError, or the CPU allocator's
+    RuntimeError ("can't allocate memory")."""
+    import torch
+    return isinstance(error, torch.OutOfMemoryError) or (
+        isinstance(error, RuntimeError) and "can't allocate memory" in str(error))
+
+
 @contextlib.contextmanager
 def one_line_warnings():
     """Within it, a warning prints as ``warning: message`` on stderr, not as Python's two lines

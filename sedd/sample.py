@@ -8,8 +8,8 @@
 
 FASTA on stdout, each batch as soon as it is drawn (an interrupted run keeps the designs already
 printed), a progress bar on stderr. ``--json`` prints one object with the sequences, the
-network evaluations per sample, the wall time, the steps, the seed, the sampler, top-p and the
-checkpoint; with ``[a-b]`` spans also ``span_lengths`` (per design), ``span_posterior`` (the top
+network evaluations per sample, the wall time, the steps, the seed, the sampler, top-p, the
+checkpoint and the command that draws the same designs; with ``[a-b]`` spans also ``span_lengths`` (per design), ``span_posterior`` (the top
 10 combinations) and ``span_posterior_nfe`` (the network rows that choosing the lengths took, shared
 by all designs and not in ``nfe_per_sample``); with ``--particles`` above 1 and allowed sets
 (``[KR]``, ``[^C]``, ``--omit``) also ``particles`` and ``constraint_log_prob`` (per design: the
@@ -20,16 +20,20 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
 import sys
 import time
+from collections import Counter
 
 import torch
 
 from . import checkpoint as ckpt
-from .cli import COUNT, MAX_STEPS, POSITIVE, PROBABILITY_MASS, SEED, STEPS, checked, run, whole_number
+from .cli import COUNT, MAX_STEPS, POSITIVE, PROBABILITY_MASS, SEED, STEPS, checked, is_out_of_memory, run, whole_number
 from .design import Plan, Request, batch_seed, decode_rows, plan_designs, stream, to_fasta
 from .sampler import STRATEGIES, check_options
 from .spans import SPAN_LENGTH_MODES, TOP
+
+LISTED_DESIGNS = 8      # the span-length note lists each design's lengths up to this many designs
 
 
 # the designs' templates are planned before the first is drawn (about 2 kB each); more designs than this
@@ -47,7 +51,31 @@ def _describe_posterior(plan: Plan) -> str:
     best = plan.posterior.top(1, with_stderr=True)[0]
     error = f" ± {best['stderr']:.2f}" if best["stderr"] else ""
     return (f"span lengths ({plan.posterior.method}): most probable {best['lengths']} (p = {best['prob']:.2f}"
-            f"{error}); designs use {plan.span_lengths}")
+            f"{error}); designs use {_designs_use(plan.span_lengths)}")
+
+
+def _designs_use(span_lengths: list[list[int]]) -> str:
+    """The span lengths the designs drew: each design's for a few designs, else the commonest combinations
+    with their counts (one line, whatever ``--num-samples``)."""
+    if len(span_lengths) <= LISTED_DESIGNS:
+        return str(span_lengths)
+    counts = Counter(map(tuple, span_lengths)).most_common()
+    shown = ", ".join(f"{list(lengths)} × {n:,}" for lengths, n in counts[:LISTED_DESIGNS])
+    more = len(counts) - LISTED_DESIGNS
+    return shown + (f" and {more:,} more combinations" if more > 0 else "") + " (--json lists each design's)"
+
+
+def _command(p: argparse.ArgumentParser, a: argparse.Namespace, seed: int, checkpoint: str) -> str:
+    """The ``python -m sedd.sample`` command that draws the same designs: the seed filled in, the options
+    that differ from their defaults, and those that always matter."""
+    what = ["--template", a.template] if a.template is not None else ["--length", str(a.length)]
+    words = ["python", "-m", "sedd.sample", "--checkpoint", checkpoint, *what, "--num-samples", str(a.num_samples),
+             "--steps", str(a.steps), "--temperature", repr(a.temperature), "--seed", str(seed)]
+    for dest in ("omit", "span_lengths", "sampler", "top_p", "particles", "batch_size", "device"):
+        value = getattr(a, dest)
+        if value != p.get_default(dest):
+            words += ["--" + dest.replace("_", "-"), repr(value) if isinstance(value, float) else str(value)]
+    return shlex.join(words)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -66,7 +94,7 @@ def _parser() -> argparse.ArgumentParser:
                         "most once per masked position whatever the count)")
     p.add_argument("--temperature", type=POSITIVE, default=1.0,
                    help="divides the model's log-probabilities; below 1 sharper, above 1 more varied (default 1.0)")
-    p.add_argument("--seed", type=SEED, default=None, help="default: a random seed, printed with --json")
+    p.add_argument("--seed", type=SEED, default=None, help="default: a random seed, printed (a note on stderr; the seed of --json)")
     p.add_argument("--omit", default="", metavar="RESIDUES",
                    help="residues never placed at a designed position, e.g. C or CM")
     p.add_argument("--span-lengths", choices=SPAN_LENGTH_MODES, default="sample",
@@ -118,7 +146,8 @@ def _draw(model: ckpt.Checkpoint, templates: list, a: argparse.Namespace, seed: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    a = _parser().parse_args(argv)
+    p = _parser()
+    a = p.parse_args(argv)
     seed = a.seed if a.seed is not None else int(torch.randint(0, 2**31 - 1, ()).item())
     try:
         # the sampler's own checks (--particles with --sampler/--top-p, its range) before the span lengths' minutes
@@ -132,28 +161,39 @@ def main(argv: list[str] | None = None) -> int:
             print(f"note: {notice}", file=sys.stderr)
         if plan.posterior is not None:
             print(f"note: {_describe_posterior(plan)}", file=sys.stderr)
+        if a.seed is None and not a.json:    # --json says it; a FASTA run would otherwise lose it
+            print(f"note: seed {seed} (drawn at random; --seed {seed} draws these designs again)", file=sys.stderr)
         sequences, nfe, log_probs, constrained = _draw(model, templates, a, seed)
         seconds = time.perf_counter() - start
         if constrained:
             mean_p = sum(math.exp(v) for v in log_probs) / len(log_probs)
             print(f"note: {a.particles} particles per design; the model alone meets the allowed sets with probability "
                   f"≈ {mean_p:.3g} (mean over designs)", file=sys.stderr)
+        if a.json:
+            checkpoint = str(a.checkpoint or model.source)
+            out = {"sequences": sequences, "nfe_per_sample": nfe / len(sequences), "seconds": round(seconds, 4),
+                   "steps": a.steps, "seed": seed, "sampler": a.sampler, "top_p": a.top_p, "checkpoint": checkpoint,
+                   "command": _command(p, a, seed, checkpoint)}
+            if plan.posterior is not None:
+                out |= {"span_lengths": plan.span_lengths, "span_posterior": plan.posterior.top(TOP),
+                        "span_posterior_nfe": plan.posterior.nfe}
+            if constrained:
+                out |= {"particles": a.particles,         # JSON has no -inf
+                        "constraint_log_prob": [v if math.isfinite(v) else None for v in log_probs]}
+            print(json.dumps(out))
     except BrokenPipeError:                # a reader that stopped early (| head): cli.run ends quietly
         raise
-    except (ValueError, OSError) as e:     # bad templates, options and checkpoints; unreadable files
+    except (ValueError, OSError) as e:     # bad templates, options and checkpoints; unreadable files; a full disk
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if a.json:
-        out = {"sequences": sequences, "nfe_per_sample": nfe / len(sequences), "seconds": round(seconds, 4),
-               "steps": a.steps, "seed": seed, "sampler": a.sampler, "top_p": a.top_p,
-               "checkpoint": str(a.checkpoint or model.source)}
-        if plan.posterior is not None:
-            out |= {"span_lengths": plan.span_lengths, "span_posterior": plan.posterior.top(TOP),
-                    "span_posterior_nfe": plan.posterior.nfe}
-        if constrained:
-            out |= {"particles": a.particles,
-                    "constraint_log_prob": [v if math.isfinite(v) else None for v in log_probs]}   # JSON has no -inf
-        print(json.dumps(out))
+    except RuntimeError as e:
+        if not is_out_of_memory(e):
+            raise
+        designs = min(a.batch_size, a.num_samples)
+        rows = f"{designs:,} designs" + (f" × {a.particles} particles" if a.particles > 1 else "")
+        print(f"error: out of memory drawing a sampler call of {rows} at once; lower --batch-size "
+              f"(now {a.batch_size})" + (" or --particles" if a.particles > 1 else ""), file=sys.stderr)
+        return 2
     return 0
 
 

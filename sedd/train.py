@@ -35,7 +35,7 @@ import torch.distributed as dist
 from . import checkpoint as ckpt
 from .alphabet import PROTEIN, Alphabet
 from .cli import (ALPHABET, BATCH_TOKENS, COUNT, COUNT_OR_ZERO, FILE, FOLDER, FRACTION, MODEL_LENGTH, POSITIVE, POSITIVE_OR_ZERO,
-                  SEED, RankZeroParser, checked, die_by, one_line_warnings, run)
+                  SEED, RankZeroParser, checked, die_by, is_out_of_memory, one_line_warnings, run)
 from .data import MAX_LEN, bucketed_batches, collate, describe_dropped, longer_than, read_clusters, read_fasta, split
 from .hmm import HMM_NAME
 from .likelihood import estimate_elbo, unigram_nll
@@ -130,13 +130,6 @@ class OutOfMemory(ValueError):
                 f"and --init-from {out} starts a run with a smaller batch" if saved else "nothing more was saved")
         super().__init__(f"out of memory at step {step + 1}, a batch of {residues:,} residues; lower "
                          f"--tokens-per-batch (or --max-len); {kept}")
-
-
-def is_out_of_memory(error: BaseException) -> bool:
-    """Whether ``error`` is an allocation that failed: a GPU's OutOfMemoryError, or the CPU allocator's
-    RuntimeError ("can't allocate memory")."""
-    return isinstance(error, torch.OutOfMemoryError) or (
-        isinstance(error, RuntimeError) and "can't allocate memory" in str(error))
 
 
 class Interrupted(KeyboardInterrupt):

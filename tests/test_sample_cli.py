@@ -1,5 +1,6 @@
 """``python -m sedd.sample``: the CLI contract of DESIGN.md."""
 import json
+from pathlib import Path
 
 import pytest
 from conftest import run_main
@@ -25,7 +26,8 @@ def test_json_fields_and_reproducibility(capsys, tiny_checkpoint):
     code, out, _ = run_main(capsys, main, *args)
     first = json.loads(out)
     assert code == 0
-    assert set(first) == {"sequences", "nfe_per_sample", "seconds", "steps", "seed", "checkpoint", "sampler", "top_p"}
+    assert set(first) == {"sequences", "nfe_per_sample", "seconds", "steps", "seed", "checkpoint", "sampler", "top_p",
+                          "command"}
     assert first["steps"] == 64 and first["seed"] == 5 and len(first["sequences"]) == 3
     assert 1 <= first["nfe_per_sample"] <= 31
     _, out, _ = run_main(capsys, main, *args)
@@ -254,3 +256,74 @@ def test_the_progress_bar_counts_the_steps_asked_for(capsys, tiny_checkpoint, mo
     code, *_ = run_main(capsys, main, "--checkpoint", tiny_checkpoint, "--template", "MKV__GF_R____",
                         "--num-samples", 3, "--batch-size", 2, "--steps", 64, "--seed", 1)
     assert code == 0 and bars[-1] == (128, 128)                 # two calls of 64 steps
+
+
+@pytest.mark.parametrize("options", [
+    ["--template", "MKV[KR]GF[2-4]GQ__", "--temperature", 0.7, "--omit", "C", "--sampler", "remask", "--top-p", 0.9,
+     "--span-lengths", "map", "--num-samples", 3, "--batch-size", 2],
+    ["--length", "auto", "--num-samples", 3, "--steps", 8],
+])
+def test_the_json_command_draws_the_same_designs_again(capsys, tiny_checkpoint, options):
+    """--json recorded the steps, seed, sampler and top-p only: two runs that differed in temperature,
+    --omit or the template printed JSON that differed in the sequences alone."""
+    import shlex
+    code, out, err = run_main(capsys, main, "--checkpoint", tiny_checkpoint, *options, "--json")
+    assert code == 0, err
+    first = json.loads(out)
+    words = shlex.split(first["command"])
+    assert words[:3] == ["python", "-m", "sedd.sample"] and "--seed" in words
+    code, out, err = run_main(capsys, main, *words[3:], "--json")
+    assert code == 0, err
+    assert json.loads(out)["sequences"] == first["sequences"]
+    plain = json.loads(run_main(capsys, main, "--checkpoint", tiny_checkpoint, *options[:2], "--json")[1])
+    assert plain["command"] != first["command"]
+
+
+def test_a_fasta_run_without_a_seed_says_which_seed_it_drew(capsys, tiny_checkpoint):
+    code, out, err = run_main(capsys, main, "--checkpoint", tiny_checkpoint, "--length", 12, "--num-samples", 2)
+    assert code == 0
+    seed = int(err.split("note: seed ")[1].split()[0])
+    again = run_main(capsys, main, "--checkpoint", tiny_checkpoint, "--length", 12, "--num-samples", 2, "--seed", seed)
+    assert again[1] == out and "note: seed" not in again[2]
+
+
+@pytest.mark.parametrize("error", ["[enforce fail at alloc_cpu.cpp:117] . DefaultCPUAllocator: can't allocate memory: "
+                                   "you tried to allocate 8053063680 bytes.", None])
+def test_running_out_of_memory_is_one_line_naming_the_batch(capsys, tiny_checkpoint, monkeypatch, error):
+    import torch
+
+    import sedd.sample
+
+    def no_memory(*_, **__):
+        raise RuntimeError(error) if error else torch.OutOfMemoryError("CUDA out of memory")
+        yield
+    monkeypatch.setattr(sedd.sample, "stream", no_memory)
+    code, out, err = run_main(capsys, main, "--checkpoint", tiny_checkpoint, "--length", 12, "--num-samples", 300,
+                              "--particles", 4, "--seed", 1)
+    assert code == 2 and out == ""
+    assert err.strip().splitlines()[-1] == ("error: out of memory drawing a sampler call of 256 designs × 4 particles "
+                                            "at once; lower --batch-size (now 256) or --particles")
+    monkeypatch.setattr(sedd.sample, "stream", lambda *_, **__: (_ for _ in ()).throw(RuntimeError("a bug")))
+    with pytest.raises(RuntimeError, match="a bug"):             # any other error is not called memory
+        main(["--checkpoint", str(tiny_checkpoint), "--length", "12", "--seed", "1"])
+
+
+def test_json_that_cannot_be_written_is_an_error_line(tiny_checkpoint):
+    import subprocess
+    import sys
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "sedd.sample", "--checkpoint", str(tiny_checkpoint), "--length",
+                               "5", "--seed", "1", "--json"], stdout=full, stderr=subprocess.PIPE, text=True,
+                              cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 2 and done.stderr.strip().splitlines()[-1] == "error: [Errno 28] No space left on device"
+    assert "Traceback" not in done.stderr
+
+
+def test_the_span_length_note_stays_one_short_line_for_many_designs(capsys, tiny_checkpoint):
+    code, _, err = run_main(capsys, main, "--checkpoint", tiny_checkpoint, "--template", "MKV[1-4]GF",
+                            "--num-samples", 400, "--steps", 1, "--seed", 1)
+    note = next(line for line in err.splitlines() if line.startswith("note: span lengths"))
+    assert code == 0 and len(note) < 400 and "(--json lists each design's)" in note, note
+    counts = [int(part.split(" × ")[1].split()[0].replace(",", "")) for part in note.split("designs use ")[1].split("], ")
+              if " × " in part]
+    assert sum(counts) <= 400 and max(counts) > 1
