@@ -9,11 +9,12 @@
 FASTA on stdout, each batch as soon as it is drawn (an interrupted run keeps the designs already
 printed), a progress bar on stderr. ``--json`` prints one object with the sequences, the
 network evaluations per sample, the wall time, the steps, the seed, the sampler, top-p, the
-checkpoint and the command that draws the same designs; with ``[a-b]`` spans also ``span_lengths`` (per design), ``span_posterior`` (the top
-10 combinations) and ``span_posterior_nfe`` (the network rows that choosing the lengths took, shared
-by all designs and not in ``nfe_per_sample``); with ``--particles`` above 1 and allowed sets
-(``[KR]``, ``[^C]``, ``--omit``) also ``particles`` and ``constraint_log_prob`` (per design: the
-estimated log-probability that the sampler without the sets would meet them).
+checkpoint and the command that draws the same designs; with ``[a-b]`` spans also ``span_lengths``
+(per design), ``span_posterior`` (the top 10 combinations) and ``span_posterior_nfe`` (the network
+rows that choosing the lengths took, shared by all designs and not in ``nfe_per_sample``); with
+``--particles`` above 1 and allowed sets (``[KR]``, ``[^C]``, ``--omit``) also ``particles`` and
+``constraint_log_prob`` (per design: the estimated log-probability that the sampler without the sets
+would meet them).
 """
 from __future__ import annotations
 
@@ -94,7 +95,8 @@ def _parser() -> argparse.ArgumentParser:
                         "most once per masked position whatever the count)")
     p.add_argument("--temperature", type=POSITIVE, default=1.0,
                    help="divides the model's log-probabilities; below 1 sharper, above 1 more varied (default 1.0)")
-    p.add_argument("--seed", type=SEED, default=None, help="default: a random seed, printed (a note on stderr; the seed of --json)")
+    p.add_argument("--seed", type=SEED, default=None,
+                   help="default: a random seed, printed (a note on stderr, or the seed of --json)")
     p.add_argument("--omit", default="", metavar="RESIDUES",
                    help="residues never placed at a designed position, e.g. C or CM")
     p.add_argument("--span-lengths", choices=SPAN_LENGTH_MODES, default="sample",

@@ -206,14 +206,11 @@ def mutant_scores(model: ckpt.Checkpoint, tokens: list[int], mutants: list[list[
 
     One network row per distinct site set: a table of every substitution at a site (a scan's
     layout) costs one row per site, not one per variant."""
-    site_sets = list(dict.fromkeys(tuple(sorted(pos for pos, _, _ in m)) for m in mutants))
-    log_ps = dict(zip(site_sets, masked_log_probs(model, tokens, [list(sites) for sites in site_sets])))
-    scores = []
-    for m in mutants:
-        sites = tuple(sorted(pos for pos, _, _ in m))
-        lp = log_ps[sites]
-        scores.append(sum(lp[sites.index(pos), mt].item() - lp[sites.index(pos), wt].item() for pos, wt, mt in m))
-    return scores
+    keys = [tuple(sorted(pos for pos, _, _ in m)) for m in mutants]
+    distinct = list(dict.fromkeys(keys))
+    log_ps = dict(zip(distinct, masked_log_probs(model, tokens, [list(sites) for sites in distinct])))
+    return [sum(log_ps[sites][sites.index(pos), mt].item() - log_ps[sites][sites.index(pos), wt].item()
+                for pos, wt, mt in m) for m, sites in zip(mutants, keys)]
 
 
 @dataclass
