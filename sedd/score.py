@@ -493,8 +493,8 @@ def main(argv: list[str] | None = None) -> int:
             refuse_overwriting_inputs({"--out": a.out}, {"--mutations": a.mutations, "--fasta": a.fasta})
         model = ckpt.load(a.checkpoint)
         if a.mutations and Path(model.source).is_dir():     # --out config.json beside the weights it reads
-            refuse_overwriting_inputs({"--out": a.out}, {f"the checkpoint's {f.name}": f
-                                                         for f in Path(model.source).iterdir() if f.is_file()})
+            for file in Path(model.source).iterdir():
+                refuse_overwriting_inputs({"--out": a.out}, {"--checkpoint": file})
         inputs = _read_inputs(model, a)
         variants = _read_variants(model, inputs, a.mutations) if a.mutations else None
         from tqdm.auto import tqdm

@@ -375,7 +375,7 @@ def test_out_is_refused_over_a_file_of_the_checkpoint_it_reads(tiny_dir, capsys,
     (tmp_path / "in.csv").write_text("mutant\nS2C\n")
     code, _, err = run_main(capsys, score.main, "--checkpoint", copy, "--sequence", SEQ, "--mutations",
                             tmp_path / "in.csv", "--out", copy / "config.json")
-    assert code == 2 and "is the file the checkpoint's config.json reads" in err, err
+    assert code == 2 and f"error: --out {copy / 'config.json'} is the file --checkpoint reads" in err, err
     assert (copy / "config.json").read_bytes() == before
 
 
