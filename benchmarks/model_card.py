@@ -4,8 +4,11 @@
         --hardware "one NVIDIA H200" --reproduce "bash benchmarks/gpu_base_model.sh 8"
 
 Every figure comes from the ``training`` and ``evaluation`` blocks that ``sedd.train`` and
-``sedd.evaluate --update-config`` wrote; nothing is typed in by hand, so rerunning this after a new
-evaluation rewrites the card. ``benchmarks/gpu_base_model.sh`` calls it for the GPU model.
+``sedd.evaluate --update-config`` wrote, and, where the checkpoint's ``eval/`` folder holds them, from
+``motif_rate.json`` (``benchmarks/motif_rate.py``: the motif rate on many samples, beside the reference
+model) and ``gpu_check.json`` (``benchmarks/gpu_check.sh``: speed on the GPU it was trained on); nothing
+is typed in by hand, so rerunning this after a new evaluation rewrites the card.
+``benchmarks/gpu_base_model.sh`` calls it for the GPU model.
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from sedd.checkpoint import CONFIG_NAME, DEFAULT_CHECKPOINT, WEIGHTS_NAME, atomic_write_text  # noqa: E402
+from sedd.checkpoint import CONFIG_NAME, DEFAULT_CHECKPOINT, GPU_CHECKPOINT, WEIGHTS_NAME, atomic_write_text, shown  # noqa: E402
 from sedd.cli import script  # noqa: E402
 from sedd.metrics import MOTIF  # noqa: E402
 
@@ -92,8 +95,61 @@ def card(directory: Path, compare: Path, hardware: str, reproduce: str) -> str:
     motif = f"catalytic motif `{pattern}`" if pattern == MOTIF else f"motif `{pattern}`"
     lines += [f"| {label.format(motif=motif)} | {_cell(ref['evaluation'], path, fmt)} | "
               f"{_cell(evaluation, path, fmt)} |" for label, path, fmt in ROWS]
+    lines += _motif_rate(directory / "eval" / "motif_rate.json") + _use(directory)
+    lines += _gpu_speed(directory / "eval" / "gpu_check.json")
+    if (directory / "loss.png").is_file():
+        lines += ["", "![validation ELBO during training](loss.png)"]
     lines += ["", "## Reproduce", "", "```bash", reproduce, "```", ""]
     return "\n".join(lines)
+
+
+def _use(directory: Path) -> list[str]:
+    name = shown(directory.resolve())       # checkpoints/acyp-base, run from the repository's root
+    default = (" On a GPU the studio serves it when no model is named (`--checkpoint` and `$SEDD_CHECKPOINT` "
+               "still choose); on a CPU it serves `checkpoints/acyp`." if directory.name == GPU_CHECKPOINT.name else "")
+    return ["", "## Use", "",
+            f"`python app.py --checkpoint {name}`, `python -m sedd.sample --checkpoint {name} ...`, "
+            f"`python -m sedd.score --checkpoint {name} ...`: the weights are stored as {_weights_dtype(directory)} "
+            f"and loaded as float32 on any device.{default}"]
+
+
+def _motif_rate(path: Path) -> list[str]:
+    """The rows of benchmarks/motif_rate.py's JSON: the rate with its error, and the paired difference."""
+    if not path.is_file():
+        return []
+    run = json.loads(path.read_text())
+    first = run["rows"][0]["name"]
+    lines = ["", f"**The motif on {run['samples']:,} samples per model** (`{path.parent.name}/{path.name}`: "
+             f"`benchmarks/motif_rate.py`, seed {run['seed']}, the same lengths and random numbers for each model, "
+             f"on {run.get('device', 'cpu')}):", "",
+             f"| model | sampler | motif rate ± SE | vs `{first}`, paired |", "|---|---|---:|---:|"]
+    for row in run["rows"]:
+        diff = row.get("vs_first")
+        vs = f"{diff['difference']:+.1%} ± {diff['stderr']:.1%}" if diff else "—"
+        lines.append(f"| `{row['name']}` | {row['sampler']} | {row['rate']:.1%} ± {row['stderr']:.1%} "
+                     f"({row['hits']:,}/{row['samples']:,}) | {vs} |")
+    return lines
+
+
+def _gpu_speed(path: Path) -> list[str]:
+    """Training and sampling speed from benchmarks/gpu_check.sh's JSON (random weights of each preset)."""
+    if not path.is_file():
+        return []
+    check = json.loads(path.read_text())
+    tests = check["gpu_tests"]
+    lines = ["", f"## Speed on {check['gpu']}", "",
+             f"From `{path.parent.name}/{path.name}` (`benchmarks/gpu_check.sh`, torch {check['torch']}; its "
+             f"{tests['tests']} GPU tests: {tests['tests'] - tests['failures'] - tests['errors'] - tests['skipped']} "
+             f"passed, {tests['skipped']} skipped). Training, bf16 autocast:", "",
+             "| preset | parameters | residues/batch | residues/s |", "|---|---:|---:|---:|"]
+    lines += [f"| {r['preset']} | {r['parameters'] / 1e6:.1f} M | {r['tokens_per_batch']:,} | {r['tokens_per_second']:,.0f} |"
+              for r in check["training"]]
+    lines += ["", "Sampling, τ-leaping with the cache:", "",
+              "| preset | designs × length | steps | network evaluations / design | s / design |",
+              "|---|---:|---:|---:|---:|"]
+    lines += [f"| {r['preset']} | {r['designs']} × {r['length']} | {r['steps']:,} | {r['nfe_per_design']:.1f} | "
+              f"{r['seconds_per_design']:.3f} |" for r in check["sampling"]]
+    return lines
 
 
 def _weights_dtype(directory: Path) -> str:

@@ -2,6 +2,7 @@
 
     python benchmarks/motif_rate.py checkpoints/acyp old=/path/to/previous --samples 2048
     python benchmarks/motif_rate.py checkpoints/acyp --samples 1024 --json motif.json
+    python benchmarks/motif_rate.py checkpoints/acyp checkpoints/acyp-base --samples 2048 --device cuda
 
 ``sedd.evaluate`` reports the motif rate of its 256 samples: a binomial standard error of about
 2.5 points, as large as the differences between the models it is used to choose. This script
@@ -72,16 +73,17 @@ def draw_left_to_right(model: ckpt.Checkpoint, num_samples: int, *, seed: int = 
     from tqdm.auto import tqdm
 
     net, mask, pad = model.model, model.alphabet.mask_id, model.alphabet.pad_id
+    device = next(net.parameters()).device
     lengths = [len(t) for t in evaluation_templates(model, num_samples, seed)]
     sequences: list[str] = []
     for b in tqdm(range(0, num_samples, batch_size), disable=not progress, leave=False, desc="sampling batches"):
         rows = lengths[b:b + batch_size]
-        x = torch.full((len(rows), max(rows)), pad, dtype=torch.long)
+        x = torch.full((len(rows), max(rows)), pad, dtype=torch.long, device=device)
         for r, n in enumerate(rows):
             x[r, :n] = mask
-        generator = torch.Generator().manual_seed(seed + b // batch_size)
+        generator = torch.Generator().manual_seed(seed + b // batch_size)      # on the CPU: the same draws anywhere
         for i in range(max(rows)):
-            token = torch.multinomial(net(x)[:, i].softmax(-1), 1, generator=generator).squeeze(1)
+            token = torch.multinomial(net(x)[:, i].float().softmax(-1).cpu(), 1, generator=generator).squeeze(1).to(device)
             x[:, i] = torch.where(x[:, i] == mask, token, x[:, i])          # rows shorter than i keep PAD
         sequences += [model.alphabet.decode(row[:n].tolist()) for row, n in zip(x, rows)]
     return sequences
@@ -100,11 +102,11 @@ def parse_checkpoints(specs: list[str]) -> list[tuple[str, str]]:
 
 
 def measure(checkpoints: list[tuple[str, str]], samples: int, seed: int, progress: bool = True,
-            sampler: str = "tau-leaping") -> list[dict]:
+            sampler: str = "tau-leaping", device: str = "cpu") -> list[dict]:
     """``sampler``: how diffusion checkpoints are sampled (an autoregressive one always left to right)."""
     rows, reference = [], None
     for name, path in checkpoints:
-        model = ckpt.load(path, causal=None)
+        model = ckpt.load(path, causal=None, device=device)
         if model.model.config.causal:
             draw, label = autoregressive.draw_samples, AUTOREGRESSIVE
         else:
@@ -146,11 +148,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sampler", choices=list(DIFFUSION_SAMPLERS), default="tau-leaping",
                    help="how diffusion checkpoints are sampled (autoregressive ones: always left to right)")
     p.add_argument("--threads", type=COUNT, help="torch intra-op threads (default: torch's choice)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps: where the networks run (default cpu)")
     p.add_argument("--json", type=OUTPUT_FILE, help="also write the rows to this JSON file")
     a = p.parse_args(argv)
     if a.samples < 2:
         p.error(f"--samples must be at least 2, got {a.samples}")
     try:
+        ckpt.check_device(a.device)
         checkpoints = parse_checkpoints(a.checkpoints)
         for _, path in checkpoints:      # every one now, not after the first has been sampled for minutes
             ckpt.resolve(path)
@@ -158,12 +162,12 @@ def main(argv: list[str] | None = None) -> int:
         p.error(str(e))
     if a.threads:
         torch.set_num_threads(a.threads)
-    rows = measure(checkpoints, a.samples, a.seed, sampler=a.sampler)
+    rows = measure(checkpoints, a.samples, a.seed, sampler=a.sampler, device=a.device)
     print(f"motif {MOTIF}, {a.samples} unconditional samples per checkpoint (diffusion models: lengths from the "
           f"checkpoint's histogram), seed {a.seed}, {torch.get_num_threads()} threads")
     print(table(rows))
     if a.json:
-        result = {"motif": MOTIF, "samples": a.samples, "seed": a.seed, "sampler": a.sampler,
+        result = {"motif": MOTIF, "samples": a.samples, "seed": a.seed, "sampler": a.sampler, "device": a.device,
                   "command": " ".join(sys.argv), "rows": rows}
         ckpt.atomic_write_text(Path(a.json), json.dumps(result, indent=1) + "\n")
     return 0

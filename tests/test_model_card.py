@@ -111,3 +111,35 @@ def test_model_card_names_a_missing_checkpoint_as_missing(tiny_checkpoint, tmp_p
     with pytest.raises(SystemExit):
         model_card.main([str(run), "--compare", str(tmp_path / "nope"), "--hardware", "x", "--reproduce", "y"])
     assert f"{tmp_path / 'nope'} is not a checkpoint directory: it holds no config.json" in capsys.readouterr().err
+
+
+# ---- what the checkpoint's eval/ folder adds: the motif on many samples, the GPU's speed ------------------
+def test_card_quotes_the_motif_run_and_the_gpu_check_stored_beside_the_model(tiny_checkpoint, tmp_path):
+    base = _evaluated(checkpoint.convert(tiny_checkpoint, tmp_path / "acyp-base", "bfloat16"), 1.5321, 0.875)
+    ref = _evaluated(checkpoint.convert(tiny_checkpoint, tmp_path / "acyp", "float32"), 1.6639, 0.824)
+    (base / "eval").mkdir()
+    row = {"sampler": "τ-leaping, 128 steps", "samples": 2048}
+    (base / "eval" / "motif_rate.json").write_text(json.dumps({"samples": 2048, "seed": 0, "device": "cuda", "rows": [
+        {**row, "name": "acyp", "rate": 0.7744, "stderr": 0.0092, "hits": 1586},
+        {**row, "name": "acyp-base", "rate": 0.8345, "stderr": 0.0082, "hits": 1709,
+         "vs_first": {"difference": 0.06, "stderr": 0.0101}}]}))
+    (base / "eval" / "gpu_check.json").write_text(json.dumps({
+        "gpu": "NVIDIA H200", "torch": "2.11.0+cu130", "gpu_tests": {"tests": 4, "failures": 0, "errors": 0, "skipped": 0},
+        "training": [{"preset": "base", "parameters": 25_241_620, "tokens_per_batch": 8192, "tokens_per_second": 193881.6}],
+        "sampling": [{"preset": "base", "designs": 8, "length": 128, "steps": 1024, "nfe_per_design": 118.875,
+                      "seconds_per_design": 0.36877}]}))
+    model_card.main([str(base), "--compare", str(ref), "--hardware", "x", "--reproduce", "y"])
+    text = (base / "README.md").read_text()
+    assert "**The motif on 2,048 samples per model** (`eval/motif_rate.json`" in text and "on cuda" in text
+    assert "| `acyp-base` | τ-leaping, 128 steps | 83.5% ± 0.8% (1,709/2,048) | +6.0% ± 1.0% |" in text
+    assert "## Speed on NVIDIA H200" in text and "4 GPU tests: 4 passed, 0 skipped" in text
+    assert "| base | 25.2 M | 8,192 | 193,882 |" in text and "| base | 8 × 128 | 1,024 | 118.9 | 0.369 |" in text
+    assert "stored as bf16 and loaded as float32" in text and "On a GPU the studio serves it when no model is named" in text
+
+
+def test_card_without_the_eval_files_has_neither_section_and_no_default_claim(tiny_checkpoint, tmp_path):
+    own = _evaluated(checkpoint.convert(tiny_checkpoint, tmp_path / "mine", "float32"), 1.5, 0.5)
+    model_card.main([str(own), "--compare", str(own), "--hardware", "x", "--reproduce", "y"])
+    text = (own / "README.md").read_text()
+    assert "samples per model" not in text and "## Speed on" not in text and "studio serves it" not in text
+    assert f"`python -m sedd.sample --checkpoint {own} ...`" in text and "stored as f32" in text
