@@ -1,5 +1,6 @@
 """Which model the app serves when none is named: acyp-base on a GPU when it exists, acyp otherwise."""
 import pytest
+import torch
 
 import app
 from sedd import checkpoint
@@ -7,7 +8,7 @@ from sedd import checkpoint
 
 @pytest.fixture
 def fake_base(tmp_path, monkeypatch, tiny_checkpoint):
-    """Point the GPU model's location at a temporary checkpoint (the real one is not trained yet)."""
+    """Point the GPU model's location at a tiny checkpoint (the real one is 25 M parameters)."""
     monkeypatch.setattr(checkpoint, "GPU_CHECKPOINT", tiny_checkpoint)
     monkeypatch.delenv("SEDD_CHECKPOINT", raising=False)
     return tiny_checkpoint
@@ -58,3 +59,17 @@ def test_the_app_loads_the_choice_for_its_device(fake_base, monkeypatch, gpu, ar
         app.main(argv)
     want = {"base": fake_base, "cpu": checkpoint.DEFAULT_CHECKPOINT, "elsewhere": "elsewhere"}[expected]
     assert loaded == [(want, "cuda" if gpu else "cpu")]
+
+
+def test_the_shipped_gpu_model_is_what_a_gpu_gets_and_it_loads_anywhere(monkeypatch):
+    """checkpoints/acyp-base, trained on an H200, is the GPU default; its bf16 weights load as float32 on a
+    CPU, and its evaluation beats the CPU model's, the condition it was shipped on."""
+    monkeypatch.delenv("SEDD_CHECKPOINT", raising=False)
+    assert checkpoint.default_for_device("cuda") == checkpoint.GPU_CHECKPOINT
+    assert checkpoint.default_for_device("cpu") == checkpoint.DEFAULT_CHECKPOINT
+    base, cpu = checkpoint.load(checkpoint.GPU_CHECKPOINT), checkpoint.load(checkpoint.DEFAULT_CHECKPOINT)
+    assert {p.dtype for p in base.model.parameters()} == {torch.float32}
+    assert sum(p.numel() for p in base.model.parameters()) == 25_242_980
+    assert (checkpoint.GPU_CHECKPOINT / "model.safetensors").stat().st_size <= 60e6
+    assert base.meta["evaluation"]["elbo_nats_per_residue"] < cpu.meta["evaluation"]["elbo_nats_per_residue"]
+    assert base.alphabet.to_dict() == cpu.alphabet.to_dict()       # the same residues: templates carry over

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "checkpoints" / "acyp" / "README.md"]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "checkpoints").glob("*/README.md"))]
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 
@@ -229,3 +229,42 @@ def test_the_readme_front_matter_is_a_space_config_the_hub_accepts():
     assert (ROOT / card.app_file).is_file()
     assert isinstance(card.python_version, str)          # unquoted, YAML reads 3.10 as the number 3.1
     assert 0 < len(meta["short_description"]) <= 60, meta["short_description"]
+
+
+def test_readme_gpu_figures_are_the_stored_gpu_runs():
+    """The GPU model's table and the GPU check's figures in the README are those of the files the runs
+    on the H200 wrote: acyp-base's config.json, eval/motif_rate.json and eval/gpu_check.json."""
+    readme = (ROOT / "README.md").read_text()
+    base = ROOT / "checkpoints" / "acyp-base"
+    new, old = (json.loads((ROOT / "checkpoints" / name / "config.json").read_text())["evaluation"]
+                for name in ("acyp-base", "acyp"))
+    motif = {r["name"]: r for r in json.loads((base / "eval" / "motif_rate.json").read_text())["rows"]}
+    section = readme.split("### The GPU model")[1].split("\n#")[0]
+    rows = {r[0]: [c.replace("*", "") for c in r[1:]] for r in (_table_rows(section, label)[0] for label in (
+        "ELBO, nats/residue", "infill recovery, 30 % masked", "catalytic motif, 2,048 samples, 128 τ-leaping steps",
+        "family-HMM hit rate, 256 samples"))}
+    assert rows["ELBO, nats/residue"] == [f"{old['elbo_nats_per_residue']:.3f} ± {old['elbo_stderr']:.3f}",
+                                          f"{new['elbo_nats_per_residue']:.3f} ± {new['elbo_stderr']:.3f}"]
+    assert rows["infill recovery, 30 % masked"] == [f"{old['infill_recovery']:.3f}", f"{new['infill_recovery']:.3f}"]
+    diff = motif["acyp-base"]["vs_first"]
+    assert rows["catalytic motif, 2,048 samples, 128 τ-leaping steps"] == [
+        f"{100 * motif['acyp']['rate']:.1f} ± {100 * motif['acyp']['stderr']:.1f} %",
+        f"{100 * motif['acyp-base']['rate']:.1f} ± {100 * motif['acyp-base']['stderr']:.1f} % "
+        f"(paired: {100 * diff['difference']:+.1f} ± {100 * diff['stderr']:.1f})"]
+    assert rows["family-HMM hit rate, 256 samples"] == [f"{100 * e['samples']['family_hmm']['hit_rate']:.1f} %"
+                                                        for e in (old, new)]
+    check = json.loads((base / "eval" / "gpu_check.json").read_text())
+    train = {r["preset"]: r for r in check["training"]}
+    design = {(r["preset"], r["steps"]): r for r in check["sampling"]}
+    quoted = " ".join(readme.split())
+    assert (f"all {check['gpu_tests']['tests']} passed; `base` trained at {train['base']['tokens_per_second']:,.0f} "
+            f"residues/s (`small` {train['small']['tokens_per_second']:,.0f})") in quoted
+    assert (f"took {design['base', 128]['seconds_per_design']:.3f} s at 128 steps and "
+            f"{design['base', 1024]['seconds_per_design']:.3f} s at 1024 (`small`: "
+            f"{design['small', 128]['seconds_per_design']:.3f} and {design['small', 1024]['seconds_per_design']:.3f})") in quoted
+    assert f"`bash benchmarks/gpu_check.sh [figures.json]` ({check['seconds']} s on one H200)" in quoted
+    assert check["gpu_tests"]["failures"] == check["gpu_tests"]["errors"] == check["gpu_tests"]["skipped"] == 0
+    cpu = {r["preset"]: r["seconds_per_design"] for r in json.loads((ROOT / "assets/design_speed_cpu.json").read_text())}
+    assert f"design in {cpu['mini']:.2f} s there against {cpu['base']:.2f} s for `base`" in quoted
+    design_md = " ".join((ROOT / "docs/design.md").read_text().split())
+    assert f"takes {cpu['base']:.2f} s with its preset against {cpu['mini']:.2f} s with `mini`" in design_md
