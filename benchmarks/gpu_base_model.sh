@@ -77,5 +77,8 @@ else
     rm -rf "$run/not-shipped"
     mv "$dest" "$run/not-shipped"
     [[ ! -e "$previous" ]] || mv "$previous" "$dest"
+    # its card again, from where it now lies: it is not the model the studio serves on a GPU
+    "$PYTHON" benchmarks/model_card.py "$run/not-shipped" --compare checkpoints/acyp --hardware "$hardware" \
+        --reproduce "bash benchmarks/gpu_base_model.sh $minutes   # TOKENS_PER_BATCH=${TOKENS_PER_BATCH:-32768}" > /dev/null
     echo "not shipped: its ELBO does not beat checkpoints/acyp; it is in $run/not-shipped"
 fi

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check, on one CUDA GPU, meant to take under 6 minutes (not yet timed on one):
+# The GPU check, on one CUDA GPU (104 s on one H200: checkpoints/acyp-base/eval/gpu_check.json):
 #   1. the tests marked `gpu` (tests/test_gpu.py): sampler on the GPU = CPU for the same seed; bf16
 #      autocast training then --resume on the GPU; ESMFold's fp16 path with a tiny random model;
 #      the app's `generate` through gradio_client with the score model on the GPU;

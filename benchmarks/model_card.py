@@ -18,7 +18,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from sedd.checkpoint import CONFIG_NAME, DEFAULT_CHECKPOINT, GPU_CHECKPOINT, WEIGHTS_NAME, atomic_write_text, shown  # noqa: E402
+from sedd.checkpoint import (CONFIG_NAME, DEFAULT_CHECKPOINT, GPU_CHECKPOINT, WEIGHTS_NAME,  # noqa: E402
+                             atomic_write_text, shown)
 from sedd.cli import script  # noqa: E402
 from sedd.metrics import MOTIF  # noqa: E402
 
@@ -105,8 +106,9 @@ def card(directory: Path, compare: Path, hardware: str, reproduce: str) -> str:
 
 def _use(directory: Path) -> list[str]:
     name = shown(directory.resolve())       # checkpoints/acyp-base, run from the repository's root
+    served = directory.resolve() == GPU_CHECKPOINT.resolve()      # this folder, not another of the same name
     default = (" On a GPU the studio serves it when no model is named (`--checkpoint` and `$SEDD_CHECKPOINT` "
-               "still choose); on a CPU it serves `checkpoints/acyp`." if directory.name == GPU_CHECKPOINT.name else "")
+               "still choose); on a CPU it serves `checkpoints/acyp`." if served else "")
     return ["", "## Use", "",
             f"`python app.py --checkpoint {name}`, `python -m sedd.sample --checkpoint {name} ...`, "
             f"`python -m sedd.score --checkpoint {name} ...`: the weights are stored as {_weights_dtype(directory)} "
@@ -120,13 +122,14 @@ def _motif_rate(path: Path) -> list[str]:
     run = json.loads(path.read_text())
     first = run["rows"][0]["name"]
     lines = ["", f"**The motif on {run['samples']:,} samples per model** (`{path.parent.name}/{path.name}`: "
-             f"`benchmarks/motif_rate.py`, seed {run['seed']}, the same lengths and random numbers for each model, "
-             f"on {run.get('device', 'cpu')}):", "",
+             f"`benchmarks/motif_rate.py`, seed {run['seed']}, on {run.get('device', 'cpu')}; diffusion models "
+             "draw the same lengths and random numbers, so their difference is paired by sample):", "",
              f"| model | sampler | motif rate ± SE | vs `{first}`, paired |", "|---|---|---:|---:|"]
     for row in run["rows"]:
         diff = row.get("vs_first")
         vs = f"{diff['difference']:+.1%} ± {diff['stderr']:.1%}" if diff else "—"
-        lines.append(f"| `{row['name']}` | {row['sampler']} | {row['rate']:.1%} ± {row['stderr']:.1%} "
+        sampler = row.get("sampler", "τ-leaping, 128 steps")       # runs from before --sampler: τ-leaping
+        lines.append(f"| `{row['name']}` | {sampler} | {row['rate']:.1%} ± {row['stderr']:.1%} "
                      f"({row['hits']:,}/{row['samples']:,}) | {vs} |")
     return lines
 

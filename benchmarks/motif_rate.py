@@ -40,6 +40,7 @@ from sedd import checkpoint as ckpt  # noqa: E402
 from sedd.cli import COUNT, OUTPUT_FILE, SEED, script  # noqa: E402
 from sedd.metrics import (MOTIF, binomial_stderr, draw_samples, evaluation_templates, motif_hits,  # noqa: E402
                           wilson_interval)
+from sedd.model import device_of  # noqa: E402
 
 DIFFUSION_SAMPLERS = {"tau-leaping": "τ-leaping, 128 steps", "left-to-right": "one position at a time, left to right"}
 AUTOREGRESSIVE = "left to right (autoregressive)"
@@ -73,7 +74,7 @@ def draw_left_to_right(model: ckpt.Checkpoint, num_samples: int, *, seed: int = 
     from tqdm.auto import tqdm
 
     net, mask, pad = model.model, model.alphabet.mask_id, model.alphabet.pad_id
-    device = next(net.parameters()).device
+    device = device_of(net)
     lengths = [len(t) for t in evaluation_templates(model, num_samples, seed)]
     sequences: list[str] = []
     for b in tqdm(range(0, num_samples, batch_size), disable=not progress, leave=False, desc="sampling batches"):
@@ -81,7 +82,7 @@ def draw_left_to_right(model: ckpt.Checkpoint, num_samples: int, *, seed: int = 
         x = torch.full((len(rows), max(rows)), pad, dtype=torch.long, device=device)
         for r, n in enumerate(rows):
             x[r, :n] = mask
-        generator = torch.Generator().manual_seed(seed + b // batch_size)      # on the CPU: the same draws anywhere
+        generator = torch.Generator().manual_seed(seed + b // batch_size)      # a CPU stream on any device
         for i in range(max(rows)):
             token = torch.multinomial(net(x)[:, i].float().softmax(-1).cpu(), 1, generator=generator).squeeze(1).to(device)
             x[:, i] = torch.where(x[:, i] == mask, token, x[:, i])          # rows shorter than i keep PAD

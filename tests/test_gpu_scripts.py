@@ -95,3 +95,5 @@ def test_a_gpu_session_runs_end_to_end_as_a_dry_run_on_the_cpu(tmp_path):
     config = json.loads((back / "config.json").read_text())
     assert config["evaluation"]["samples"]["num_samples"] == 8 and config["training"]["steps"] > 0
     assert checkpoint.load(back).model.config.d_model == config["model"]["d_model"]
+    card = (back / "README.md").read_text()          # rewritten where it lies: not the one DEST would have served
+    assert f"--checkpoint {tmp_path / 'run' / 'not-shipped'}`" in card and "studio serves it" not in card

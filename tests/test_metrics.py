@@ -156,21 +156,6 @@ def test_rate_statistics_reproduce_the_published_2048_sample_figures():
 
 
 
-@pytest.mark.parametrize("sampler", ["tau-leaping", "left-to-right"])
-def test_motif_rate_runs_where_device_says_and_records_it(tiny_checkpoint, tmp_path, capsys, sampler):
-    """--device puts the networks there (the H200 rerun of the 2,048-sample figures); the draws are the
-    CPU's for the same seed, and the JSON says where they ran."""
-    out = tmp_path / "motif.json"
-    assert motif_rate.main([str(tiny_checkpoint), "--samples", "3", "--sampler", sampler, "--device", "cpu",
-                            "--json", str(out)]) == 0
-    run = json.loads(out.read_text())
-    assert run["device"] == "cpu" and run["rows"][0]["samples"] == 3
-    again = motif_rate.measure([("tiny", str(tiny_checkpoint))], 3, 0, progress=False, sampler=sampler)
-    assert run["rows"][0]["hits"] == again[0]["hits"]
-    with pytest.raises(SystemExit) as stop:                      # before any checkpoint is sampled
-        motif_rate.main([str(tiny_checkpoint), "--samples", "3", "--device", "cuda:9"])
-    assert stop.value.code == 2 and "error: cuda:9 is not available on this machine" in capsys.readouterr().err
-
 # ---- family HMM ------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def family_and_hmm():

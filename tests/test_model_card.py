@@ -114,13 +114,13 @@ def test_model_card_names_a_missing_checkpoint_as_missing(tiny_checkpoint, tmp_p
 
 
 # ---- what the checkpoint's eval/ folder adds: the motif on many samples, the GPU's speed ------------------
-def test_card_quotes_the_motif_run_and_the_gpu_check_stored_beside_the_model(tiny_checkpoint, tmp_path):
+def test_card_quotes_the_motif_run_and_the_gpu_check_stored_beside_the_model(tiny_checkpoint, tmp_path, monkeypatch):
     base = _evaluated(checkpoint.convert(tiny_checkpoint, tmp_path / "acyp-base", "bfloat16"), 1.5321, 0.875)
     ref = _evaluated(checkpoint.convert(tiny_checkpoint, tmp_path / "acyp", "float32"), 1.6639, 0.824)
     (base / "eval").mkdir()
     row = {"sampler": "τ-leaping, 128 steps", "samples": 2048}
     (base / "eval" / "motif_rate.json").write_text(json.dumps({"samples": 2048, "seed": 0, "device": "cuda", "rows": [
-        {**row, "name": "acyp", "rate": 0.7744, "stderr": 0.0092, "hits": 1586},
+        {"samples": 2048, "name": "acyp", "rate": 0.7744, "stderr": 0.0092, "hits": 1586},   # from before --sampler
         {**row, "name": "acyp-base", "rate": 0.8345, "stderr": 0.0082, "hits": 1709,
          "vs_first": {"difference": 0.06, "stderr": 0.0101}}]}))
     (base / "eval" / "gpu_check.json").write_text(json.dumps({
@@ -128,9 +128,11 @@ def test_card_quotes_the_motif_run_and_the_gpu_check_stored_beside_the_model(tin
         "training": [{"preset": "base", "parameters": 25_241_620, "tokens_per_batch": 8192, "tokens_per_second": 193881.6}],
         "sampling": [{"preset": "base", "designs": 8, "length": 128, "steps": 1024, "nfe_per_design": 118.875,
                       "seconds_per_design": 0.36877}]}))
+    monkeypatch.setattr(model_card, "GPU_CHECKPOINT", base)        # the folder the studio serves on a GPU
     model_card.main([str(base), "--compare", str(ref), "--hardware", "x", "--reproduce", "y"])
     text = (base / "README.md").read_text()
-    assert "**The motif on 2,048 samples per model** (`eval/motif_rate.json`" in text and "on cuda" in text
+    assert "**The motif on 2,048 samples per model** (`eval/motif_rate.json`" in text and "on cuda;" in text
+    assert "| `acyp` | τ-leaping, 128 steps | 77.4% ± 0.9% (1,586/2,048) | — |" in text
     assert "| `acyp-base` | τ-leaping, 128 steps | 83.5% ± 0.8% (1,709/2,048) | +6.0% ± 1.0% |" in text
     assert "## Speed on NVIDIA H200" in text and "4 GPU tests: 4 passed, 0 skipped" in text
     assert "| base | 25.2 M | 8,192 | 193,882 |" in text and "| base | 8 × 128 | 1,024 | 118.9 | 0.369 |" in text
@@ -138,7 +140,8 @@ def test_card_quotes_the_motif_run_and_the_gpu_check_stored_beside_the_model(tin
 
 
 def test_card_without_the_eval_files_has_neither_section_and_no_default_claim(tiny_checkpoint, tmp_path):
-    own = _evaluated(checkpoint.convert(tiny_checkpoint, tmp_path / "mine", "float32"), 1.5, 0.5)
+    """Named acyp-base but not the folder the studio serves (a copy, or a model that did not ship): no claim."""
+    own = _evaluated(checkpoint.convert(tiny_checkpoint, tmp_path / "acyp-base", "float32"), 1.5, 0.5)
     model_card.main([str(own), "--compare", str(own), "--hardware", "x", "--reproduce", "y"])
     text = (own / "README.md").read_text()
     assert "samples per model" not in text and "## Speed on" not in text and "studio serves it" not in text

@@ -48,13 +48,21 @@ def test_checkpoint_names_come_from_the_folder_or_the_user_and_must_differ():
 def test_rates_and_paired_differences_are_counted_from_each_checkpoints_samples(monkeypatch, tmp_path, capsys):
     drawn = {"good": [WITH, WITH, WITH, WITHOUT], "bad": [WITH, WITHOUT, WITHOUT, WITHOUT]}
     kinds = {"good": False, "bad": True}                  # "bad" stands for an autoregressive baseline
-    monkeypatch.setattr(motif_rate.ckpt, "load", lambda path, causal: SimpleNamespace(
-        name=path, model=SimpleNamespace(config=SimpleNamespace(causal=kinds[path]))))
+    devices = []
+
+    def load(path, causal, device):
+        devices.append(device)
+        return SimpleNamespace(name=path, model=SimpleNamespace(config=SimpleNamespace(causal=kinds[path])))
+    monkeypatch.setattr(motif_rate.ckpt, "load", load)
+    monkeypatch.setattr(motif_rate.ckpt, "check_device", lambda device: device)    # "cuda" on a machine without one
     monkeypatch.setattr(motif_rate.ckpt, "resolve", lambda path: Path(path))        # checked before sampling
     monkeypatch.setattr(motif_rate, "draw_samples", lambda model, n, seed, progress: drawn[model.name][:n])
     monkeypatch.setattr(motif_rate.autoregressive, "draw_samples", lambda model, n, seed, progress: drawn[model.name][:n])
-    assert motif_rate.main(["good", "bad", "--samples", "4", "--json", str(tmp_path / "m.json")]) == 0
-    rows = json.loads((tmp_path / "m.json").read_text())["rows"]
+    assert motif_rate.main(["good", "bad", "--samples", "4", "--device", "cuda", "--json", str(tmp_path / "m.json")]) == 0
+    assert devices == ["cuda", "cuda"]                    # every model on --device, and the JSON says where
+    run = json.loads((tmp_path / "m.json").read_text())
+    rows = run["rows"]
+    assert run["device"] == "cuda"
     assert [(r["name"], r["hits"], r["rate"]) for r in rows] == [("good", 3, 0.75), ("bad", 1, 0.25)]
     assert [r["sampler"] for r in rows] == ["τ-leaping, 128 steps", "left to right (autoregressive)"]
     assert rows[1]["vs_first"]["difference"] == -0.5 and rows[1]["vs_first"]["only_reference"] == 2
@@ -75,6 +83,13 @@ def test_every_checkpoint_is_sampled_with_the_same_random_numbers(tiny_checkpoin
                               progress=False)
     assert len(drawn[0]) == 6 and drawn[0] == drawn[1] and len(set(drawn[0])) > 1
     assert rows[1]["vs_first"]["only_this"] == rows[1]["vs_first"]["only_reference"] == 0
+
+
+def test_a_device_this_machine_lacks_is_refused_before_any_checkpoint_is_sampled(tiny_checkpoint, capsys, monkeypatch):
+    monkeypatch.setattr(motif_rate, "measure", lambda *a, **k: pytest.fail("sampling started"))
+    with pytest.raises(SystemExit) as stop:
+        motif_rate.main([str(tiny_checkpoint), "--samples", "3", "--device", "cuda:9"])
+    assert stop.value.code == 2 and "error: cuda:9 is not available on this machine" in capsys.readouterr().err
 
 
 class NextResidue(torch.nn.Module):
