@@ -2,7 +2,7 @@
 
     python -m sedd.score --sequence MSTARPLKSVDYEVFGRVQGVFFRK... --scan --json
     python -m sedd.score --fasta designs.fasta
-    python -m sedd.score --sequence WT --mutations variants.csv --out scored.csv
+    python -m sedd.score --sequence WT --mutations variants.csv --out scored.csv     # --out -: standard output
 
 Whole-sequence score (DESIGN decision 12). The ELBO bound on −log p(x | length) in nats per residue,
 from the one estimator ``sedd.likelihood.elbo_to_precision`` run on this sequence alone (so a
@@ -320,9 +320,12 @@ def _delimiter(header: str) -> str:
     return ","
 
 
+STDOUT = "-"        # --out - : the scored table goes to standard output
+
+
 def score_variants(model: ckpt.Checkpoint, tokens: list[int], variants: Variants, csv_out: str | Path) -> dict:
-    """Score ``variants`` of the wild type ``tokens`` and write them to ``csv_out`` (atomically) with a
-    ``sedd_score`` column, every input column kept.
+    """Score ``variants`` of the wild type ``tokens`` and write them to ``csv_out`` (atomically; ``"-"``:
+    standard output) with a ``sedd_score`` column, every input column kept.
 
     Returns ``{"num_variants", "spearman", "num_with_dms"}``: the Spearman ρ (scipy) against
     ``DMS_score`` over the ``num_with_dms`` rows where it is a finite number, or ``None`` with fewer
@@ -336,7 +339,11 @@ def score_variants(model: ckpt.Checkpoint, tokens: list[int], variants: Variants
     writer.writeheader()
     for row, s in zip(variants.rows, scores):
         writer.writerow({**row, "sedd_score": f"{s:.6f}"})
-    ckpt.atomic_write_text(Path(csv_out), out.getvalue())
+    if str(csv_out) == STDOUT:
+        sys.stdout.write(out.getvalue())
+        sys.stdout.flush()
+    else:
+        ckpt.atomic_write_text(Path(csv_out), out.getvalue())
     agreement = (_spearman(variants.rows, scores) if "DMS_score" in fields
                  else {"spearman": None, "num_with_dms": None})
     return {"num_variants": len(variants.rows), **agreement}
@@ -406,7 +413,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--scan", action="store_true", help="add the single-substitution scan (L × 20)")
     p.add_argument("--mutations", help="ProteinGym-style CSV (or tab- or semicolon-separated) with a 'mutant' "
                    "column (A23V or A23V:G45K, 1-based)")
-    p.add_argument("--out", help="where --mutations writes the CSV with a sedd_score column")
+    p.add_argument("--out", help="where --mutations writes the CSV with a sedd_score column ('-': standard "
+                   "output; the score table and summary then go to standard error)")
     p.add_argument("--seed", type=SEED, default=0, help="seed of the ELBO's random times (default 0)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     return p
@@ -470,7 +478,7 @@ def _mutations_line(mutations: dict, out) -> str:
     """The one-line summary of a ``--mutations`` run: where the scores went, and ρ against DMS_score."""
     def variants(n: int) -> str:
         return f"{n} variant" + ("" if n == 1 else "s")
-    line = f"{variants(mutations['num_variants'])} scored → {out}"
+    line = f"{variants(mutations['num_variants'])} scored → {'standard output' if out == STDOUT else out}"
     rho, with_dms = mutations["spearman"], mutations["num_with_dms"]
     if rho is not None:
         return line + f"; Spearman ρ vs DMS_score = {rho:.3f} over {variants(with_dms)}"
@@ -485,14 +493,19 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if (a.mutations is None) != (a.out is None):
         p.error("--mutations and --out go together")
+    to_stdout = a.out == STDOUT
+    if to_stdout and a.json:
+        p.error("--out - writes the scored table to standard output, where --json prints its object; "
+                "give --out a file, or leave out --json")
     try:
         if a.mutations:                 # before the scoring, not after it
             if not Path(a.mutations).is_file():
                 raise ValueError(f"--mutations {a.mutations} is not a file; give a CSV with a 'mutant' column")
-            ckpt.check_writable(a.out, "--out")
-            refuse_overwriting_inputs({"--out": a.out}, {"--mutations": a.mutations, "--fasta": a.fasta})
+            if not to_stdout:
+                ckpt.check_writable(a.out, "--out")
+                refuse_overwriting_inputs({"--out": a.out}, {"--mutations": a.mutations, "--fasta": a.fasta})
         model = ckpt.load(a.checkpoint)
-        if a.mutations and Path(model.source).is_dir():     # --out config.json beside the weights it reads
+        if a.mutations and not to_stdout and Path(model.source).is_dir():     # --out config.json beside the weights
             for file in Path(model.source).iterdir():
                 refuse_overwriting_inputs({"--out": a.out}, {"--checkpoint": file})
         inputs = _read_inputs(model, a)
@@ -508,9 +521,9 @@ def main(argv: list[str] | None = None) -> int:
     if a.json:
         print(json.dumps({"checkpoint": str(a.checkpoint or model.source), "sequences": entries}))
     else:
-        print(table)
+        print(table, file=sys.stderr if to_stdout else sys.stdout)       # stdout holds the scored CSV alone
     if mutations:
-        print(_mutations_line(mutations, a.out), file=sys.stderr if a.json else sys.stdout)
+        print(_mutations_line(mutations, a.out), file=sys.stderr if a.json or to_stdout else sys.stdout)
     return 0
 
 

@@ -287,6 +287,22 @@ def test_mutations_csv_round_trip_and_scan_agreement(tiny, capsys, tmp_path):
     assert "Spearman ρ vs DMS_score" in out and "over 5 variants" in out
 
 
+
+def test_out_dash_writes_the_scored_table_to_stdout_and_the_rest_to_stderr(tiny, capsys, tmp_path, monkeypatch):
+    """--out - made a file named '-'; now stdout holds the scored CSV alone, to pipe into another tool."""
+    directory, _ = tiny
+    write_variants(tmp_path / "in.csv", [{"mutant": m, "DMS_score": str(k)} for k, m in enumerate(["M1A", "S2C", "V10W"])],
+                   ["mutant", "DMS_score"])
+    common = ["--checkpoint", directory, "--sequence", SEQ, "--mutations", tmp_path / "in.csv"]
+    code, _, _ = run_main(capsys, score.main, *common, "--out", tmp_path / "file.csv")
+    assert code == 0
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_main(capsys, score.main, *common, "--out", "-")
+    assert code == 0 and out == (tmp_path / "file.csv").read_text() and not (tmp_path / "-").exists()
+    assert "ELBO (nats/res)" in err and "3 variants scored → standard output; Spearman ρ vs DMS_score" in err
+    code, out, err = run_main(capsys, score.main, *common, "--out", "-", "--json")
+    assert code == 2 and out == "" and "--out - writes the scored table to standard output, where --json prints" in err
+
 def test_spearman_is_printed_against_dms_score(tiny, capsys, tmp_path):
     directory, model = tiny
     variants = ["M1A", "S2C", "V10W", "G20K", "A4L", "R5E"]
