@@ -515,6 +515,8 @@ def main(argv: list[str] | None = None) -> int:
                    for name, tokens in tqdm(inputs, desc="scoring", file=sys.stderr, disable=len(inputs) < 2)]
         table = None if a.json else _table(model, entries)      # the family percentiles: a config may refuse them
         mutations = score_variants(model, inputs[0][1], variants, a.out) if variants is not None else None
+    except BrokenPipeError:
+        raise                           # --out - | head: a reader that stopped early, ended quietly by cli.run
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

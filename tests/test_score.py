@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
+import os
+import sys
 
 import pytest
 import torch
@@ -11,6 +14,7 @@ from conftest import profile_family, run_main, write_fasta
 
 from sedd import checkpoint, score
 from sedd.alphabet import PROTEIN
+from sedd.cli import run
 from sedd.data import Dataset, fasta_records
 from sedd.likelihood import elbo_to_precision, estimate_elbo
 from sedd.sample import main as sample_main
@@ -303,16 +307,25 @@ def test_out_dash_writes_the_scored_table_to_stdout_and_the_rest_to_stderr(tiny,
     code, out, err = run_main(capsys, score.main, *common, "--out", "-", "--json")
     assert code == 2 and out == "" and "--out - writes the scored table to standard output, where --json prints" in err
 
-def test_spearman_is_printed_against_dms_score(tiny, capsys, tmp_path):
-    directory, model = tiny
-    variants = ["M1A", "S2C", "V10W", "G20K", "A4L", "R5E"]
-    exact = score.mutant_scores(model, PROTEIN.encode(SEQ), [score.parse_mutant(m, SEQ, PROTEIN.residues) for m in variants])
-    rows = [{"mutant": m, "DMS_score": str(2 * s + 1)} for m, s in zip(variants, exact)] + [{"mutant": "T3S", "DMS_score": ""}]
-    write_variants(tmp_path / "in.csv", rows, ["mutant", "DMS_score"])
-    code, out, err = run_main(capsys, score.main, "--checkpoint", directory, "--sequence", SEQ, "--mutations",
-                              tmp_path / "in.csv", "--out", tmp_path / "out.csv", "--json")
-    assert code == 0 and "Spearman ρ vs DMS_score = 1.000 over 6 variants" in err
-    assert json.loads(out)["sequences"][0]["name"] == "sequence"
+
+def test_out_dash_into_a_reader_that_stops_early_ends_quietly(tiny_dir, tmp_path, monkeypatch, capsys):
+    """`--out - | head -1` printed 'error: [Errno 32] Broken pipe' and exited 2 (BrokenPipeError is an OSError):
+    the pipe error now reaches cli.run, which ends the tool quietly with status 1, as for `sedd.sample | head`."""
+    write_variants(tmp_path / "in.csv", [{"mutant": "M1A"}, {"mutant": "S2C"}], ["mutant"])
+
+    class ClosedPipe(io.StringIO):
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def fileno(self):
+            return 1
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    argv = ["--checkpoint", str(tiny_dir), "--sequence", SEQ, "--mutations", str(tmp_path / "in.csv"), "--out", "-"]
+    with pytest.raises(BrokenPipeError):
+        score.main(argv)
+    assert "error:" not in capsys.readouterr().err
+    monkeypatch.setattr(os, "dup2", lambda *a: None)                 # cli.run points the real stdout at /dev/null
+    assert run(lambda: score.main(argv)) == 1
 
 
 def test_too_few_dms_scores_for_a_spearman_say_so(tiny, capsys, tmp_path):
