@@ -54,8 +54,11 @@ trap '[[ ! -e "$previous" ]] || { rm -rf "$dest"; mv "$previous" "$dest"; echo "
 
 # 4. the card, from config.json; then ship only a better model
 hardware="$("$PYTHON" -c 'import torch, sys; d = sys.argv[1]; print(torch.cuda.get_device_name(0) if d.startswith("cuda") else "CPU (a dry run)")' "$device")"
-"$PYTHON" benchmarks/model_card.py "$dest" --compare checkpoints/acyp --hardware "$hardware" \
-    --reproduce "bash benchmarks/gpu_base_model.sh $minutes   # TOKENS_PER_BATCH=${TOKENS_PER_BATCH:-32768}"
+card() {    # the card of the model in $1, written where it lies
+    "$PYTHON" benchmarks/model_card.py "$1" --compare checkpoints/acyp --hardware "$hardware" \
+        --reproduce "bash benchmarks/gpu_base_model.sh $minutes   # TOKENS_PER_BATCH=${TOKENS_PER_BATCH:-32768}"
+}
+card "$dest"
 trap - ERR
 if "$PYTHON" - "$dest" "$((SECONDS - start))" <<'PY'
 import json, sys
@@ -77,8 +80,6 @@ else
     rm -rf "$run/not-shipped"
     mv "$dest" "$run/not-shipped"
     [[ ! -e "$previous" ]] || mv "$previous" "$dest"
-    # its card again, from where it now lies: it is not the model the studio serves on a GPU
-    "$PYTHON" benchmarks/model_card.py "$run/not-shipped" --compare checkpoints/acyp --hardware "$hardware" \
-        --reproduce "bash benchmarks/gpu_base_model.sh $minutes   # TOKENS_PER_BATCH=${TOKENS_PER_BATCH:-32768}" > /dev/null
+    card "$run/not-shipped" > /dev/null      # again: it is not the model the studio serves on a GPU
     echo "not shipped: its ELBO does not beat checkpoints/acyp; it is in $run/not-shipped"
 fi

@@ -155,7 +155,6 @@ def test_rate_statistics_reproduce_the_published_2048_sample_figures():
     assert d["stderr"] == pytest.approx(0.011125, abs=1e-6)
 
 
-
 # ---- family HMM ------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def family_and_hmm():
