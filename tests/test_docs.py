@@ -268,3 +268,25 @@ def test_readme_gpu_figures_are_the_stored_gpu_runs():
     assert f"design in {cpu['mini']:.2f} s there against {cpu['base']:.2f} s for `base`" in quoted
     design_md = " ".join((ROOT / "docs/design.md").read_text().split())
     assert f"takes {cpu['base']:.2f} s with its preset against {cpu['mini']:.2f} s with `mini`" in design_md
+
+
+def test_the_cards_compute_or_size_table_is_the_stored_gpu_probe():
+    """The bundled card's table of GPU runs, and the README's summary of it, quote
+    checkpoints/acyp/eval/budget_probe.json (benchmarks/gpu_budget_probe.sh on the H200)."""
+    probe = json.loads((ROOT / "checkpoints/acyp/eval/budget_probe.json").read_text())
+    card = (ROOT / "checkpoints/acyp/README.md").read_text()
+    assert len(probe["arms"]) == 4
+    for arm in probe["arms"]:
+        motif, paired = arm["motif"], arm["motif"]["vs_first"]
+        [row] = _table_rows(card, arm["arm"])
+        assert row[1:] == [f"{arm['parameters'] / 1e6:.2f} M", f"{probe['minutes']:.0f} min, H200",
+                           f"{arm['tokens_per_batch']:,}", f"{arm['steps']:,}", f"{arm['residues'] / 1e6:.1f} M",
+                           f"{arm['elbo']:.3f} ± {arm['elbo_stderr']:.3f}", f"{arm['infill_recovery']:.3f}",
+                           f"{100 * motif['rate']:.1f} ± {100 * motif['stderr']:.1f} %",
+                           f"{100 * paired['difference']:+.1f} ± {100 * paired['stderr']:.1f}".replace("-", "−")], arm["arm"]
+    rates = {a["arm"]: 100 * a["motif"]["rate"] for a in probe["arms"]}
+    minis = [rates[a["arm"]] for a in probe["arms"] if a["preset"] == "mini"]
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert f"draws the motif in {min(minis):.0f}–{max(minis):.0f} % of samples" in readme
+    assert f"(`small` {rates['small-32768']:.1f} %," in readme
+    assert f"{probe['minutes']:.0f} minutes per run" in readme

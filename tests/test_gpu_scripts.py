@@ -97,3 +97,32 @@ def test_a_gpu_session_runs_end_to_end_as_a_dry_run_on_the_cpu(tmp_path):
     assert checkpoint.load(back).model.config.d_model == config["model"]["d_model"]
     card = (back / "README.md").read_text()          # rewritten where it lies: not the one DEST would have served
     assert f"--checkpoint {tmp_path / 'run' / 'not-shipped'}`" in card and "studio serves it" not in card
+
+
+@pytest.mark.slow
+def test_the_budget_probe_runs_as_a_dry_run_and_a_second_call_only_finishes_it(tmp_path):
+    """gpu_budget_probe.sh trains its arms side by side, evaluates them and pairs their motif rates with
+    the shipped model; run again on the same OUT it trains nothing and keeps the stored motif rates."""
+    sequences, _ = profile_family(300, 40, seed=0)
+    write_fasta(tmp_path / "family.fasta", sequences)
+    (tmp_path / "clusters.tsv").write_text("".join(f"seq{i - i % 3}\tseq{i}\n" for i in range(len(sequences))))
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    env = {**os.environ, "DEVICE": "cpu", "PYTHON": sys.executable, "ARMS": "tiny:1024 tiny:2048",
+           "COMPARE": "acyp=checkpoints/acyp", "SAMPLES": "8", "MAX_SEQS": "16", "RUNS": str(runs),
+           "DATA": str(tmp_path / "family.fasta"), "CLUSTERS": str(tmp_path / "clusters.tsv")}
+    probe = ["bash", "benchmarks/gpu_budget_probe.sh", str(out), "0.05"]
+    done = subprocess.run(probe, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    record = json.loads((out / "budget_probe.json").read_text())
+    assert [a["arm"] for a in record["arms"]] == ["tiny-1024", "tiny-2048"]
+    for arm in record["arms"]:
+        assert arm["tokens_per_batch"] == int(arm["arm"].split("-")[1]) and arm["steps"] > 0
+        assert 0 < arm["elbo"] < 5 and arm["motif"]["samples"] == 8 and "vs_first" in arm["motif"]
+    assert record["motif"]["rows"][0]["name"] == "acyp"
+
+    stamps = {p: p.stat().st_mtime_ns for p in [*runs.glob("*/model.safetensors"), out / "motif_rate.json"]}
+    again = subprocess.run(probe, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert len(stamps) == 3 and {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert json.loads((out / "budget_probe.json").read_text()) == record
