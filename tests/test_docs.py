@@ -290,3 +290,6 @@ def test_the_cards_compute_or_size_table_is_the_stored_gpu_probe():
     assert f"draws the motif in {min(minis):.0f}–{max(minis):.0f} % of samples" in readme
     assert f"(`small` {rates['small-32768']:.1f} %," in readme
     assert f"{probe['minutes']:.0f} minutes per run" in readme
+    design = " ".join((ROOT / "docs/design.md").read_text().split())
+    assert f"drew the motif in {min(minis):.0f}–{max(minis):.0f} % of 2,048 samples" in design
+    assert f"`small` reached {rates['small-32768']:.1f} %" in design
