@@ -6,6 +6,7 @@ tests drive it without a browser. One ``Run`` is one user request: it owns its s
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -595,9 +596,12 @@ class Scored:
     designed: list[bool] | None       # positions a design filled in, when it came from the Generate tab
 
     def write_files(self, directory: Path) -> list[Path]:
-        """The scan as CSV and the scores (entry + percentile) as JSON."""
+        """The scan as CSV and the scores (entry + percentile) as JSON, named after the record and the
+        first 8 hex digits of its sequence's SHA-1: a mutant scored under the same header (or none, which
+        names it "sequence") downloads under a name of its own, not as "sequence_scan (1).csv"."""
         directory.mkdir(parents=True, exist_ok=True)
-        stem = file_stem(self.entry["name"])
+        digest = hashlib.sha1(self.entry["sequence"].encode()).hexdigest()[:8]
+        stem = f"{file_stem(self.entry['name'])}_{digest}"
         paths = [directory / f"{stem}_scan.csv", directory / f"{stem}_scores.json"]
         atomic_write_text(paths[0], score.scan_csv(self.entry))
         atomic_write_text(paths[1], json.dumps({**self.entry, "family_percentile": self.percentile}) + "\n")

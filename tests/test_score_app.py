@@ -4,6 +4,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import contextlib
+import hashlib
 import io
 import json
 import re
@@ -84,8 +85,18 @@ def test_score_tab_names_a_record_as_the_cli_does_and_its_files_safely(cb, model
         entry = cb.score(text)
         assert entry == cli_entry(model, capsys, text)
         files = [Path(f) for f in cb.show_score(entry)[-1]]
-        assert sorted(f.name for f in files) == [f"{stem}_scan.csv", f"{stem}_scores.json"]
+        digest = hashlib.sha1(SEQUENCE.encode()).hexdigest()[:8]
+        assert sorted(f.name for f in files) == [f"{stem}_{digest}_scan.csv", f"{stem}_{digest}_scores.json"]
         assert all(f.resolve().is_relative_to(tmp_path.resolve()) for f in files)
+
+
+def test_a_mutant_scored_under_the_same_header_downloads_under_its_own_names(cb):
+    """Two sequences with one header (or none) would both download as NAME_scan.csv, the browser's
+    "(1)" the only difference: each file name carries its sequence's fingerprint."""
+    mutant = SEQUENCE[:10] + ("A" if SEQUENCE[10] != "A" else "G") + SEQUENCE[11:]
+    for header in (">ACYP1\n", ""):
+        names = [{Path(f).name for f in cb.show_score(cb.score(header + s))[-1]} for s in (SEQUENCE, mutant)]
+        assert len(names[0]) == len(names[1]) == 2 and not names[0] & names[1], names
 
 
 def test_a_pasted_multi_fasta_scores_its_first_record_with_a_note_as_the_cli_does(cb, model, capsys):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import threading
 import time
 
@@ -31,7 +32,8 @@ def test_paste_a_sequence_and_score_it(page):
     top = page.inner_text("#score-top")
     assert "substitution" in top and top.count("\n") >= 10
     downloads = page.inner_text("#score-downloads")
-    assert "my_protein_scan\n.csv" in downloads and "my_protein_scores\n.json" in downloads
+    stem = f"my_protein_{hashlib.sha1(SEQUENCE.encode()).hexdigest()[:8]}"
+    assert f"{stem}_scan\n.csv" in downloads and f"{stem}_scores\n.json" in downloads
     assert "Note:" not in summary
     # a pasted multi-FASTA: the first record is scored, and the page says so
     page.fill("#score-sequence textarea", f">first_of_two\n{SEQUENCE}\n>second\nMKVLAG")
