@@ -284,11 +284,30 @@ def test_the_cards_compute_or_size_table_is_the_stored_gpu_probe():
                            f"{arm['elbo']:.3f} ± {arm['elbo_stderr']:.3f}", f"{arm['infill_recovery']:.3f}",
                            f"{100 * motif['rate']:.1f} ± {100 * motif['stderr']:.1f} %",
                            f"{100 * paired['difference']:+.1f} ± {100 * paired['stderr']:.1f}".replace("-", "−")], arm["arm"]
+    ours, base = (json.loads((ROOT / "checkpoints" / name / "config.json").read_text()) for name in ("acyp", "acyp-base"))
+    base_motif = {r["name"]: r for r in json.loads((ROOT / "checkpoints/acyp-base/eval/motif_rate.json").read_text())["rows"]}
+    ours_motif = next(r for r in probe["motif"]["rows"] if r["name"] == "acyp")
+    same_draws = ("samples", "hits", "rate", "stderr", "mean_length")     # acyp's 2,048 samples, both times
+    assert [ours_motif[k] for k in same_draws] == [base_motif["acyp"][k] for k in same_draws]
+    for label, config, motif in (("this model (`mini`)", ours, ours_motif), ("`acyp-base`", base, base_motif["acyp-base"])):
+        [row] = _table_rows(card, label)
+        train, evaluation = config["training"], config["evaluation"]
+        assert row[1] == f"{train['parameters'] / 1e6:.2f} M" and row[3:8] == [
+            f"{train['config']['tokens_per_batch']:,}", f"{train['steps']:,}", f"{train['tokens_seen'] / 1e6:.1f} M",
+            f"{evaluation['elbo_nats_per_residue']:.3f} ± {evaluation['elbo_stderr']:.3f}",
+            f"{evaluation['infill_recovery']:.3f}"], label
+        assert row[8] == f"{100 * motif['rate']:.1f} ± {100 * motif['stderr']:.1f} %", label
+    paired = base_motif["acyp-base"]["vs_first"]
+    assert row[9] == f"{100 * paired['difference']:+.1f} ± {100 * paired['stderr']:.1f}"
+    card_text = " ".join(card.split())
+    steps_per_second = [round(a["steps"] / a["wall_seconds"]) for a in probe["arms"] if a["preset"] == "mini"]
+    assert f"steps: {steps_per_second[0]}, {steps_per_second[1]} and {steps_per_second[2]} steps/s" in card_text
+    assert f"({probe['arms'][0]['residues'] / 1e6:.0f} M residues in 5 minutes against" in card_text
     rates = {a["arm"]: 100 * a["motif"]["rate"] for a in probe["arms"]}
     minis = [rates[a["arm"]] for a in probe["arms"] if a["preset"] == "mini"]
     readme = " ".join((ROOT / "README.md").read_text().split())
     assert f"draws the motif in {min(minis):.0f}–{max(minis):.0f} % of samples" in readme
-    assert f"(`small` {rates['small-32768']:.1f} %," in readme
+    assert f"(`small` {rates['small-32768']:.1f} %, `base` {100 * base_motif['acyp-base']['rate']:.1f} %)" in readme
     assert f"{probe['minutes']:.0f} minutes per run" in readme
     design = " ".join((ROOT / "docs/design.md").read_text().split())
     assert f"drew the motif in {min(minis):.0f}–{max(minis):.0f} % of 2,048 samples" in design

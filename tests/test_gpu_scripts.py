@@ -99,21 +99,30 @@ def test_a_gpu_session_runs_end_to_end_as_a_dry_run_on_the_cpu(tmp_path):
     assert f"--checkpoint {tmp_path / 'run' / 'not-shipped'}`" in card and "studio serves it" not in card
 
 
-@pytest.mark.slow
-def test_the_budget_probe_runs_as_a_dry_run_and_a_second_call_only_finishes_it(tmp_path):
-    """gpu_budget_probe.sh trains its arms side by side, evaluates them and pairs their motif rates with
-    the shipped model; run again on the same OUT it trains nothing and keeps the stored motif rates."""
+def _probe_family(tmp_path: Path, **env) -> tuple[list[str], dict]:
+    """The probe's command on a tiny synthetic family, and its environment for a CPU dry run."""
     sequences, _ = profile_family(300, 40, seed=0)
     write_fasta(tmp_path / "family.fasta", sequences)
     (tmp_path / "clusters.tsv").write_text("".join(f"seq{i - i % 3}\tseq{i}\n" for i in range(len(sequences))))
-    out, runs = tmp_path / "out", tmp_path / "runs"
-    env = {**os.environ, "DEVICE": "cpu", "PYTHON": sys.executable, "ARMS": "tiny:1024 tiny:2048",
-           "COMPARE": "acyp=checkpoints/acyp", "SAMPLES": "8", "MAX_SEQS": "16", "RUNS": str(runs),
-           "DATA": str(tmp_path / "family.fasta"), "CLUSTERS": str(tmp_path / "clusters.tsv")}
-    probe = ["bash", "benchmarks/gpu_budget_probe.sh", str(out), "0.05"]
-    done = subprocess.run(probe, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    env = {**os.environ, "DEVICE": "cpu", "PYTHON": sys.executable, "COMPARE": "acyp=checkpoints/acyp",
+           "SAMPLES": "8", "MAX_SEQS": "16", "RUNS": str(tmp_path / "runs"), "DATA": str(tmp_path / "family.fasta"),
+           "CLUSTERS": str(tmp_path / "clusters.tsv"), **env}
+    return ["bash", "benchmarks/gpu_budget_probe.sh", str(tmp_path / "out"), "0.05"], env
 
+
+def _run(command, env) -> subprocess.CompletedProcess:
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_the_budget_probe_runs_as_a_dry_run_and_a_second_call_only_finishes_it(tmp_path):
+    """gpu_budget_probe.sh trains its arms side by side, evaluates them and pairs their motif rates with
+    the shipped model. Run again, it does only what is missing: an evaluation lost is redone on the same
+    weights and the motif rates kept; an arm trained again has its motif rates measured again too."""
+    probe, env = _probe_family(tmp_path, ARMS="tiny:1024 tiny:2048")
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    done = _run(probe, env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     record = json.loads((out / "budget_probe.json").read_text())
     assert [a["arm"] for a in record["arms"]] == ["tiny-1024", "tiny-2048"]
     for arm in record["arms"]:
@@ -121,8 +130,40 @@ def test_the_budget_probe_runs_as_a_dry_run_and_a_second_call_only_finishes_it(t
         assert 0 < arm["elbo"] < 5 and arm["motif"]["samples"] == 8 and "vs_first" in arm["motif"]
     assert record["motif"]["rows"][0]["name"] == "acyp"
 
-    stamps = {p: p.stat().st_mtime_ns for p in [*runs.glob("*/model.safetensors"), out / "motif_rate.json"]}
-    again = subprocess.run(probe, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    def stamps() -> dict:
+        return {p.name if p.parent == out else p.parent.name: p.stat().st_mtime_ns
+                for p in [*runs.glob("*/model.safetensors"), out / "motif_rate.json"]}
+
+    before = stamps()
+    (out / "evaluate-tiny-2048.json").unlink()          # cut short while evaluating: the rest is kept
+    again = _run(probe, env)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    assert len(stamps) == 3 and {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert len(before) == 3 and stamps() == before
     assert json.loads((out / "budget_probe.json").read_text()) == record
+
+    (out / "trained-tiny-2048").unlink()                # cut short while training: new weights, new rates
+    again = _run(probe, env)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    after = stamps()
+    assert after["tiny-1024"] == before["tiny-1024"]
+    assert after["tiny-2048"] != before["tiny-2048"] and after["motif_rate.json"] != before["motif_rate.json"]
+    rows = {r["name"] for r in json.loads((out / "motif_rate.json").read_text())["rows"]}
+    assert rows == {"acyp", "tiny-1024", "tiny-2048"}
+
+
+@pytest.mark.slow
+def test_the_budget_probe_records_an_arm_that_failed_and_exits_1(tmp_path):
+    probe, env = _probe_family(tmp_path, ARMS="nosuch:1024 tiny:1024")
+    done = _run(probe, env)
+    assert done.returncode == 1 and "training nosuch-1024 failed" in done.stderr
+    record = json.loads((tmp_path / "out" / "budget_probe.json").read_text())
+    failed, fine = record["arms"]
+    assert failed["arm"] == "nosuch-1024" and failed["error"].startswith("training failed")
+    assert fine["arm"] == "tiny-1024" and fine["steps"] > 0 and fine["motif"]["samples"] == 8
+
+
+def test_the_budget_probe_refuses_an_arm_without_its_batch_before_training(tmp_path):
+    probe, env = _probe_family(tmp_path, ARMS="mini")
+    done = _run(probe, env)
+    assert done.returncode == 2 and "arm 'mini' is not PRESET:TOKENS_PER_BATCH" in done.stderr
+    assert not (tmp_path / "runs").exists()
