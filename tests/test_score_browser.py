@@ -42,6 +42,22 @@ def test_paste_a_sequence_and_score_it(page):
     assert "Note: the input holds 2 FASTA records; using the first one only." in page.inner_text("#score-summary")
 
 
+def test_a_long_record_name_wraps_inside_the_summary_card(page):
+    """A 300-character FASTA header ran out of the summary card and off the page."""
+    name = "ACYP1_" + "x" * 294
+    page.get_by_role("tab", name="Score").click()
+    page.fill("#score-sequence textarea", f">{name}\n{SEQUENCE}")
+    page.click("#score")
+    wait_for_scores(page, name[:40])
+    fits = page.evaluate("""() => {
+        const card = document.querySelector('#score-summary .score-summary'), line = card.querySelector('.score-name');
+        const c = card.getBoundingClientRect(), l = line.getBoundingClientRect();
+        return [line.scrollWidth <= line.clientWidth, l.right <= c.right + 0.5, c.right <= window.innerWidth,
+                document.documentElement.scrollWidth <= window.innerWidth];
+    }""")
+    assert fits == [True, True, True, True], fits
+
+
 def test_a_masked_sequence_is_refused_with_the_reason_at_the_input(page):
     """Refused before it is queued: the last scores stay, the reason stays under the sequence until it is edited."""
     page.get_by_role("tab", name="Score").click()
