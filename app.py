@@ -43,6 +43,7 @@ from sedd import render, score, studio
 from sedd.cli import COUNT
 from sedd.fold import ESMFOLD_MODEL, ESMAtlasBackend, ESMFoldBackend, check_foldable, in_background
 from sedd.spans import TOP as SPAN_TOP
+from sedd.spans import candidate_layouts
 
 try:                       # ZeroGPU on Hugging Face Spaces: a GPU is attached per call
     import spaces
@@ -341,6 +342,7 @@ class StudioCallbacks:
         client that has gone at a yield, and closing it ends the choice before its next candidate
         layout, as the page's Stop does (``check``)."""
         settings, scored, abandoned = run.settings, [0], threading.Event()
+        total = candidate_layouts(run.template)
 
         def checked() -> None:                       # before each candidate layout
             if abandoned.is_set():
@@ -349,7 +351,7 @@ class StudioCallbacks:
             scored[0] += 1
 
         def status():
-            done = f" ({render.plural(scored[0] - 1, 'candidate layout')} scored)" if scored[0] > 1 else ""
+            done = f" ({scored[0] - 1} of {render.plural(total, 'candidate layout')} scored)" if scored[0] > 1 else ""
             return self._cleared(self._status(f"Choosing span lengths…{done}", settings), settings)
         yield status()
         try:

@@ -217,6 +217,15 @@ def _combinations(spec: TemplateSpec) -> int:
     return math.prod(s.high - s.low + 1 for s in spec.spans)
 
 
+def candidate_layouts(spec: TemplateSpec) -> int:
+    """How many layouts ``span_posterior`` scores for ``spec`` (its ``check`` is called before each):
+    every combination of lengths up to ``MAX_ENUMERATED`` (none when there is only one), else each
+    span's lengths in turn."""
+    if _combinations(spec) <= MAX_ENUMERATED:
+        return _combinations(spec) if _combinations(spec) > 1 else 0
+    return sum(s.high - s.low + 1 for s in spec.spans)
+
+
 def stratified_covariance(terms: torch.Tensor) -> torch.Tensor | None:
     """The covariance of the column means of ``terms`` ([K, C], row k drawn in stratum k of K), or None
     from a single row.

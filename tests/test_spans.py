@@ -208,6 +208,17 @@ def test_every_candidate_gets_the_same_times_and_masks(model):
     assert scores(model, PROTEIN.parse_spec("[2-3]", model.max_len), [(2,), (3,)]) == [0.0, 0.0]   # nothing given
 
 
+@pytest.mark.parametrize("template, layouts", [("MK[1-10]G", 10), ("MK[1-10]G[1-20]V", 200),
+                                               ("M[1-10]K[1-10]G[1-10]V", 30)])
+def test_the_count_of_candidate_layouts_is_the_number_the_estimate_scores(model, template, layouts):
+    """The studio's "n of N candidate layouts scored": N is how often ``check`` is called, jointly
+    enumerated (up to 200) or span by span."""
+    spec = PROTEIN.parse_spec(template, model.max_len)
+    calls = []
+    span_posterior(model, spec, seed=0, check=lambda: calls.append(1))
+    assert spans.candidate_layouts(spec) == len(calls) == layouts
+
+
 def test_a_stop_during_the_estimate_leaves_the_network_in_its_mode():
     """``check`` raising (the studio's Stop) abandons the estimate; the network keeps its training mode."""
     net = ContextFree().train()
