@@ -42,8 +42,7 @@ from sedd import checkpoint as ckpt
 from sedd import render, score, studio
 from sedd.cli import COUNT
 from sedd.fold import ESMFOLD_MODEL, ESMAtlasBackend, ESMFoldBackend, check_foldable, in_background
-from sedd.spans import TOP as SPAN_TOP
-from sedd.spans import candidate_layouts
+from sedd.spans import TOP as SPAN_TOP, candidate_layouts
 
 try:                       # ZeroGPU on Hugging Face Spaces: a GPU is attached per call
     import spaces

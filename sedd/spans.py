@@ -221,8 +221,9 @@ def candidate_layouts(spec: TemplateSpec) -> int:
     """How many layouts ``span_posterior`` scores for ``spec`` (its ``check`` is called before each):
     every combination of lengths up to ``MAX_ENUMERATED`` (none when there is only one), else each
     span's lengths in turn."""
-    if _combinations(spec) <= MAX_ENUMERATED:
-        return _combinations(spec) if _combinations(spec) > 1 else 0
+    combinations = _combinations(spec)
+    if combinations <= MAX_ENUMERATED:
+        return combinations if combinations > 1 else 0
     return sum(s.high - s.low + 1 for s in spec.spans)
 
 

@@ -67,16 +67,21 @@ def test_an_archive_for_another_python_is_refused_with_the_rebuild_command(tmp_p
     assert f"PYTHON_VERSION={THIS_PYTHON} bash benchmarks/gpu_packages.sh" in done.stderr
 
 
-@pytest.mark.slow
-def test_a_gpu_session_runs_end_to_end_as_a_dry_run_on_the_cpu(tmp_path):
-    """gpu_session.sh: the GPU check, then a model trained in the time left, evaluated, and sent back in parts."""
+def family_files(tmp_path: Path) -> dict[str, str]:
+    """A small synthetic family and its clusters (three sequences each) as files: DATA and CLUSTERS."""
     sequences, _ = profile_family(300, 40, seed=0)
     write_fasta(tmp_path / "family.fasta", sequences)
     (tmp_path / "clusters.tsv").write_text("".join(f"seq{i - i % 3}\tseq{i}\n" for i in range(len(sequences))))
+    return {"DATA": str(tmp_path / "family.fasta"), "CLUSTERS": str(tmp_path / "clusters.tsv")}
+
+
+@pytest.mark.slow
+def test_a_gpu_session_runs_end_to_end_as_a_dry_run_on_the_cpu(tmp_path):
+    """gpu_session.sh: the GPU check, then a model trained in the time left, evaluated, and sent back in parts."""
     out = tmp_path / "out"
-    env = {**os.environ, "DEVICE": "cpu", "PYTHON": sys.executable, "TMPDIR": str(tmp_path), "PRESET": "tiny",
-           "SAMPLES": "8", "MAX_SEQS": "16", "MINUTES": "0.1", "HMM": "", "DATA": str(tmp_path / "family.fasta"),
-           "CLUSTERS": str(tmp_path / "clusters.tsv"), "DEST": str(tmp_path / "acyp-base"), "RUN": str(tmp_path / "run")}
+    env = {**os.environ, **family_files(tmp_path), "DEVICE": "cpu", "PYTHON": sys.executable, "TMPDIR": str(tmp_path),
+           "PRESET": "tiny", "SAMPLES": "8", "MAX_SEQS": "16", "MINUTES": "0.1", "HMM": "",
+           "DEST": str(tmp_path / "acyp-base"), "RUN": str(tmp_path / "run")}
     done = subprocess.run(["bash", "benchmarks/gpu_session.sh", str(out)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -101,12 +106,8 @@ def test_a_gpu_session_runs_end_to_end_as_a_dry_run_on_the_cpu(tmp_path):
 
 def _probe_family(tmp_path: Path, **env) -> tuple[list[str], dict]:
     """The probe's command on a tiny synthetic family, and its environment for a CPU dry run."""
-    sequences, _ = profile_family(300, 40, seed=0)
-    write_fasta(tmp_path / "family.fasta", sequences)
-    (tmp_path / "clusters.tsv").write_text("".join(f"seq{i - i % 3}\tseq{i}\n" for i in range(len(sequences))))
-    env = {**os.environ, "DEVICE": "cpu", "PYTHON": sys.executable, "COMPARE": "acyp=checkpoints/acyp",
-           "SAMPLES": "8", "MAX_SEQS": "16", "RUNS": str(tmp_path / "runs"), "DATA": str(tmp_path / "family.fasta"),
-           "CLUSTERS": str(tmp_path / "clusters.tsv"), **env}
+    env = {**os.environ, **family_files(tmp_path), "DEVICE": "cpu", "PYTHON": sys.executable,
+           "COMPARE": "acyp=checkpoints/acyp", "SAMPLES": "8", "MAX_SEQS": "16", "RUNS": str(tmp_path / "runs"), **env}
     return ["bash", "benchmarks/gpu_budget_probe.sh", str(tmp_path / "out"), "0.05"], env
 
 
