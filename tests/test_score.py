@@ -291,6 +291,17 @@ def test_mutations_csv_round_trip_and_scan_agreement(tiny, capsys, tmp_path):
     assert "Spearman ρ vs DMS_score" in out and "over 5 variants" in out
 
 
+def test_spearman_is_printed_against_dms_score(tiny, capsys, tmp_path):
+    directory, model = tiny
+    variants = ["M1A", "S2C", "V10W", "G20K", "A4L", "R5E"]
+    exact = score.mutant_scores(model, PROTEIN.encode(SEQ), [score.parse_mutant(m, SEQ, PROTEIN.residues) for m in variants])
+    rows = [{"mutant": m, "DMS_score": str(2 * s + 1)} for m, s in zip(variants, exact)] + [{"mutant": "T3S", "DMS_score": ""}]
+    write_variants(tmp_path / "in.csv", rows, ["mutant", "DMS_score"])
+    code, out, err = run_main(capsys, score.main, "--checkpoint", directory, "--sequence", SEQ, "--mutations",
+                              tmp_path / "in.csv", "--out", tmp_path / "out.csv", "--json")
+    assert code == 0 and "Spearman ρ vs DMS_score = 1.000 over 6 variants" in err
+    assert json.loads(out)["sequences"][0]["name"] == "sequence"
+
 
 def test_out_dash_writes_the_scored_table_to_stdout_and_the_rest_to_stderr(tiny, capsys, tmp_path, monkeypatch):
     """--out - made a file named '-'; now stdout holds the scored CSV alone, to pipe into another tool."""
